@@ -1,0 +1,54 @@
+//! # HelixFlow guest SDK
+//!
+//! Write HelixFlow functions in Rust with one handler function and one macro.
+//! Functions compile to `wasm32-wasip2` components:
+//!
+//! ```text
+//! cargo build --release --target wasm32-wasip2
+//! ```
+//!
+//! ## HTTP functions (`wasi:http/incoming-handler`)
+//!
+//! ```ignore
+//! use helixflow_guest_sdk::http::{Request, Response};
+//!
+//! fn hello(req: Request) -> Response {
+//!     Response::text(200, format!("hello from {}", req.path()))
+//! }
+//! helixflow_guest_sdk::http_handler!(hello);
+//! ```
+//!
+//! The component this produces is a standard `wasi:http/proxy` component:
+//! any wasi:http host (e.g. `wasmtime serve`) can run it too.
+//!
+//! ## Event functions (`helixflow:function/event-handler`)
+//!
+//! ```ignore
+//! use helixflow_guest_sdk::event::{Context, FunctionError};
+//!
+//! fn handle(event: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
+//!     Ok(event)
+//! }
+//! helixflow_guest_sdk::event_handler!(handle);
+//! ```
+//!
+//! A crate may export both (call both macros).
+
+#![deny(missing_docs)]
+
+pub mod event;
+pub mod http;
+
+/// Re-exported so the macros (and advanced users) can reach the raw WASI bindings.
+pub use wasi;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "event-function",
+        pub_export_macro: true,
+        default_bindings_module: "helixflow_guest_sdk::bindings",
+        export_macro_name: "__export_event_function",
+    });
+}
