@@ -1,0 +1,54 @@
+//! # helixflow-store: where HelixFlow keeps its state
+//!
+//! Two kinds of state, two abstractions:
+//!
+//! * [`MetadataStore`]: small JSON items under a partition key and a sort key, with
+//!   optimistic concurrency (every item carries a `version`; writes can be conditional
+//!   on it), prefix queries within a partition, and all-or-nothing multi-item
+//!   transactions. The shape is DynamoDB's on purpose, so a DynamoDB backend is a
+//!   drop-in. The embedded default is [`RedbMetadataStore`] (one file, ACID, fsync on commit).
+//! * [`ArtifactStore`]: immutable, content-addressed blobs (component bytes, later model
+//!   files) in any `object_store` URL; `file://` under the data dir by default.
+//!
+//! [`registry::Registry`] is the typed layer on top (tenants, functions, versions,
+//! aliases): the only place that knows the key layout.
+//!
+//! Architecture invariant: nothing here knows HTTP, JSON wire formats of the API, or
+//! wasmtime. Callers get [`StoreError`]s, never backend-specific errors.
+
+mod artifacts;
+mod metadata;
+mod redb_backend;
+pub mod registry;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use artifacts::{ArtifactStore, sha256_hex};
+pub use metadata::{Condition, Item, MetadataStore, Page, QueryPage, WriteOp};
+pub use redb_backend::RedbMetadataStore;
+
+/// Errors at the store boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write found the item in another state than required.
+    #[error("condition failed on {pk}/{sk}")]
+    ConditionFailed { pk: String, sk: String },
+    /// One operation of a transaction failed its condition; nothing was written.
+    #[error("transaction cancelled: operation {index} ({pk}/{sk}) failed its condition")]
+    TransactionCancelled { index: usize, pk: String, sk: String },
+    /// The item or object does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Stored data failed a check (bad JSON, SHA-256 mismatch).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// Bad input from the caller (key too long, item too large, bad URL).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The backend could not be reached or failed; the operation may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,646 @@
+//! Typed records (tenants, functions, versions, aliases) over a [`MetadataStore`].
+//!
+//! This module is the only place that knows the key layout:
+//!
+//! | item      | pk                     | sk               |
+//! |-----------|------------------------|------------------|
+//! | tenant    | `TENANTS`              | `{tenant}`       |
+//! | function  | `T#{tenant}`           | `FN#{function}`  |
+//! | version   | `F#{tenant}#{function}`| `V#{version:010}`|
+//! | alias     | `F#{tenant}#{function}`| `A#{alias}`      |
+//!
+//! A deploy writes the function item (its `next_version` counter, compare-and-swap on
+//! the item version) and the new version item in one transaction, so a version is
+//! either fully recorded or absent. Alias moves keep a bounded history for rollback.
+
+use crate::{Condition, Item, MetadataStore, StoreError, WriteOp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Names a tenant cannot take: they are top-level routes of the API.
+pub const RESERVED_TENANT_NAMES: &[&str] = &[
+    "api", "invoke", "metrics", "healthz", "readyz", "v1", "admin", "static", "internal",
+];
+/// How many earlier targets an alias remembers for rollback.
+pub const ALIAS_HISTORY: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Ceilings a tenant's functions cannot exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    pub max_memory_mb: u32,
+    pub max_timeout_ms: u64,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits {
+            max_memory_mb: 256,
+            max_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: String,
+    pub limits: TenantLimits,
+    pub created_at: String,
+}
+
+/// Per-function settings; unset values fall back to the node defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    pub tenant: String,
+    pub name: String,
+    pub config: FunctionConfig,
+    /// The highest version deployed so far (0 = none).
+    pub latest_version: u32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Which triggers a component can serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exports {
+    pub http: bool,
+    pub event: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub tenant: String,
+    pub function: String,
+    pub version: u32,
+    pub sha256: String,
+    pub size: u64,
+    pub exports: Exports,
+    pub created_at: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    pub version: u32,
+    /// Earlier targets, most recent last.
+    pub history: Vec<u32>,
+    pub updated_at: String,
+}
+
+/// Validate a tenant, function or alias name: `[a-z][a-z0-9-]{0,62}`.
+pub fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "{kind} name {name:?} is invalid: use 1-63 characters a-z, 0-9 and '-', starting with a letter"
+        )))
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn to_attrs<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(RegistryError::Invalid("record is not an object".into())),
+        Err(e) => Err(RegistryError::Invalid(e.to_string())),
+    }
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T> {
+    serde_json::from_value(Value::Object(item.attrs.clone()))
+        .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)).into())
+}
+
+fn fn_pk(tenant: &str, function: &str) -> String {
+    format!("F#{tenant}#{function}")
+}
+fn ver_sk(v: u32) -> String {
+    format!("V#{v:010}")
+}
+
+/// What a deploy records.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub sha256: String,
+    pub size: u64,
+    pub exports: Exports,
+    pub description: String,
+    /// Replaces the function's config when given (first deploy: the initial config).
+    pub config: Option<FunctionConfig>,
+}
+
+/// The typed registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn MetadataStore>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn MetadataStore>) -> Self {
+        Registry { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    // ---- tenants ----
+
+    pub async fn create_tenant(&self, name: &str, limits: TenantLimits) -> Result<Tenant> {
+        validate_name("tenant", name)?;
+        if RESERVED_TENANT_NAMES.contains(&name) {
+            return Err(RegistryError::Invalid(format!(
+                "tenant name {name:?} is reserved"
+            )));
+        }
+        if limits.max_memory_mb == 0 || limits.max_timeout_ms == 0 {
+            return Err(RegistryError::Invalid("tenant limits must be positive".into()));
+        }
+        let t = Tenant {
+            name: name.to_string(),
+            limits,
+            created_at: now(),
+        };
+        match self
+            .store
+            .put("TENANTS", name, to_attrs(&t)?, Condition::NotExists)
+            .await
+        {
+            Ok(_) => Ok(t),
+            Err(StoreError::ConditionFailed { .. }) => Err(RegistryError::Conflict(format!(
+                "tenant {name:?} already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn tenant(&self, name: &str) -> Result<Tenant> {
+        match self.store.get("TENANTS", name).await? {
+            Some(item) => from_item(&item),
+            None => Err(RegistryError::NotFound(format!("tenant {name:?} does not exist"))),
+        }
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.store
+            .query_all("TENANTS", "")
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
+    }
+
+    // ---- functions ----
+
+    async fn function_item(&self, tenant: &str, name: &str) -> Result<Option<(Item, Function)>> {
+        match self.store.get(&format!("T#{tenant}"), &format!("FN#{name}")).await? {
+            Some(item) => {
+                let f = from_item(&item)?;
+                Ok(Some((item, f)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn function(&self, tenant: &str, name: &str) -> Result<Function> {
+        match self.function_item(tenant, name).await? {
+            Some((_, f)) => Ok(f),
+            None => {
+                // Say which part is missing: the tenant or the function.
+                self.tenant(tenant).await?;
+                Err(RegistryError::NotFound(format!(
+                    "function {name:?} does not exist in tenant {tenant:?}"
+                )))
+            }
+        }
+    }
+
+    pub async fn functions(&self, tenant: &str) -> Result<Vec<Function>> {
+        self.tenant(tenant).await?;
+        self.store
+            .query_all(&format!("T#{tenant}"), "FN#")
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// Record a new immutable version (creating the function on first deploy).
+    /// The artifact must already be stored.
+    pub async fn add_version(&self, tenant: &str, function: &str, new: NewVersion) -> Result<Version> {
+        validate_name("function", function)?;
+        self.tenant(tenant).await?;
+        // Optimistic concurrency: retry when a concurrent deploy took our number.
+        for _ in 0..16 {
+            let existing = self.function_item(tenant, function).await?;
+            let ts = now();
+            let (mut f, cond) = match existing {
+                Some((item, f)) => (f, Condition::VersionIs(item.version)),
+                None => (
+                    Function {
+                        tenant: tenant.into(),
+                        name: function.into(),
+                        config: FunctionConfig::default(),
+                        latest_version: 0,
+                        created_at: ts.clone(),
+                        updated_at: ts.clone(),
+                    },
+                    Condition::NotExists,
+                ),
+            };
+            let number = f.latest_version + 1;
+            f.latest_version = number;
+            f.updated_at = ts.clone();
+            if let Some(cfg) = &new.config {
+                f.config = cfg.clone();
+            }
+            let v = Version {
+                tenant: tenant.into(),
+                function: function.into(),
+                version: number,
+                sha256: new.sha256.clone(),
+                size: new.size,
+                exports: new.exports,
+                created_at: ts,
+                description: new.description.clone(),
+            };
+            let ops = vec![
+                WriteOp::Put {
+                    pk: format!("T#{tenant}"),
+                    sk: format!("FN#{function}"),
+                    attrs: to_attrs(&f)?,
+                    condition: cond,
+                },
+                WriteOp::Put {
+                    pk: fn_pk(tenant, function),
+                    sk: ver_sk(number),
+                    attrs: to_attrs(&v)?,
+                    condition: Condition::NotExists,
+                },
+            ];
+            match self.store.transact(ops).await {
+                Ok(()) => return Ok(v),
+                Err(StoreError::TransactionCancelled { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegistryError::Conflict(format!(
+            "too many concurrent deploys of {tenant}/{function}; retry"
+        )))
+    }
+
+    pub async fn set_config(&self, tenant: &str, function: &str, config: FunctionConfig) -> Result<Function> {
+        for _ in 0..16 {
+            let Some((item, mut f)) = self.function_item(tenant, function).await? else {
+                return self.function(tenant, function).await; // the NotFound error
+            };
+            f.config = config.clone();
+            f.updated_at = now();
+            match self
+                .store
+                .put(&item.pk, &item.sk, to_attrs(&f)?, Condition::VersionIs(item.version))
+                .await
+            {
+                Ok(_) => return Ok(f),
+                Err(StoreError::ConditionFailed { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegistryError::Conflict("concurrent config updates; retry".into()))
+    }
+
+    pub async fn version(&self, tenant: &str, function: &str, version: u32) -> Result<Version> {
+        match self.store.get(&fn_pk(tenant, function), &ver_sk(version)).await? {
+            Some(item) => from_item(&item),
+            None => {
+                self.function(tenant, function).await?;
+                Err(RegistryError::NotFound(format!(
+                    "version {version} of {tenant}/{function} does not exist"
+                )))
+            }
+        }
+    }
+
+    pub async fn versions(&self, tenant: &str, function: &str) -> Result<Vec<Version>> {
+        self.function(tenant, function).await?;
+        self.store
+            .query_all(&fn_pk(tenant, function), "V#")
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// Delete one version; refused while an alias points at it.
+    pub async fn delete_version(&self, tenant: &str, function: &str, version: u32) -> Result<()> {
+        self.version(tenant, function, version).await?;
+        let aliases = self.aliases(tenant, function).await?;
+        if let Some(a) = aliases.iter().find(|a| a.version == version) {
+            return Err(RegistryError::Conflict(format!(
+                "alias {:?} points at version {version}; move it first",
+                a.name
+            )));
+        }
+        // Guard against a concurrent alias flip onto this version: each alias must be
+        // unchanged while we delete.
+        let mut ops = vec![WriteOp::Delete {
+            pk: fn_pk(tenant, function),
+            sk: ver_sk(version),
+            condition: Condition::Exists,
+        }];
+        for a in &aliases {
+            let item = self.store.get(&fn_pk(tenant, function), &format!("A#{}", a.name)).await?;
+            if let Some(item) = item {
+                ops.push(WriteOp::Check {
+                    pk: item.pk,
+                    sk: item.sk,
+                    condition: Condition::VersionIs(item.version),
+                });
+            }
+        }
+        self.store.transact(ops).await.map_err(|e| match e {
+            StoreError::TransactionCancelled { .. } => {
+                RegistryError::Conflict("the function changed while deleting; retry".into())
+            }
+            e => e.into(),
+        })
+    }
+
+    /// Delete a function with all its versions and aliases.
+    /// Returns the SHA-256s its versions referenced (for artifact GC).
+    pub async fn delete_function(&self, tenant: &str, function: &str) -> Result<Vec<String>> {
+        self.function(tenant, function).await?;
+        let pk = fn_pk(tenant, function);
+        let children = self.store.query_all(&pk, "").await?;
+        let mut shas = Vec::new();
+        // Remove the function item first: from then on it is invisible to resolution.
+        self.store
+            .delete(&format!("T#{tenant}"), &format!("FN#{function}"), Condition::Exists)
+            .await
+            .map_err(|e| match e {
+                StoreError::ConditionFailed { .. } => RegistryError::NotFound(format!(
+                    "function {function:?} does not exist in tenant {tenant:?}"
+                )),
+                e => e.into(),
+            })?;
+        for chunk in children.chunks(50) {
+            let ops = chunk
+                .iter()
+                .map(|i| {
+                    if let Some(sha) = i.str("sha256") {
+                        shas.push(sha.to_string());
+                    }
+                    WriteOp::Delete {
+                        pk: i.pk.clone(),
+                        sk: i.sk.clone(),
+                        condition: Condition::Always,
+                    }
+                })
+                .collect();
+            self.store.transact(ops).await?;
+        }
+        Ok(shas)
+    }
+
+    // ---- aliases ----
+
+    pub async fn alias(&self, tenant: &str, function: &str, alias: &str) -> Result<Alias> {
+        match self.store.get(&fn_pk(tenant, function), &format!("A#{alias}")).await? {
+            Some(item) => from_item(&item),
+            None => {
+                self.function(tenant, function).await?;
+                Err(RegistryError::NotFound(format!(
+                    "alias {alias:?} of {tenant}/{function} does not exist"
+                )))
+            }
+        }
+    }
+
+    pub async fn aliases(&self, tenant: &str, function: &str) -> Result<Vec<Alias>> {
+        self.store
+            .query_all(&fn_pk(tenant, function), "A#")
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// Point `alias` at `version` (which must exist), remembering the previous target.
+    pub async fn set_alias(&self, tenant: &str, function: &str, alias: &str, version: u32) -> Result<Alias> {
+        validate_name("alias", alias)?;
+        let pk = fn_pk(tenant, function);
+        for _ in 0..16 {
+            // The version must exist at commit time: a Check op guards it.
+            self.version(tenant, function, version).await?;
+            let current = self.store.get(&pk, &format!("A#{alias}")).await?;
+            let (cond, history) = match &current {
+                Some(item) => {
+                    let a: Alias = from_item(item)?;
+                    let mut h = a.history;
+                    if a.version != version {
+                        h.push(a.version);
+                    }
+                    if h.len() > ALIAS_HISTORY {
+                        h.drain(..h.len() - ALIAS_HISTORY);
+                    }
+                    (Condition::VersionIs(item.version), h)
+                }
+                None => (Condition::NotExists, Vec::new()),
+            };
+            let a = Alias {
+                name: alias.into(),
+                version,
+                history,
+                updated_at: now(),
+            };
+            let ops = vec![
+                WriteOp::Put {
+                    pk: pk.clone(),
+                    sk: format!("A#{alias}"),
+                    attrs: to_attrs(&a)?,
+                    condition: cond,
+                },
+                WriteOp::Check {
+                    pk: pk.clone(),
+                    sk: ver_sk(version),
+                    condition: Condition::Exists,
+                },
+            ];
+            match self.store.transact(ops).await {
+                Ok(()) => return Ok(a),
+                Err(StoreError::TransactionCancelled { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegistryError::Conflict("concurrent alias updates; retry".into()))
+    }
+
+    /// Move `alias` back to its previous target.
+    pub async fn rollback_alias(&self, tenant: &str, function: &str, alias: &str) -> Result<Alias> {
+        let pk = fn_pk(tenant, function);
+        for _ in 0..16 {
+            let Some(item) = self.store.get(&pk, &format!("A#{alias}")).await? else {
+                return self.alias(tenant, function, alias).await; // NotFound
+            };
+            let mut a: Alias = from_item(&item)?;
+            let Some(prev) = a.history.pop() else {
+                return Err(RegistryError::Conflict(format!(
+                    "alias {alias:?} has no earlier version to roll back to"
+                )));
+            };
+            a.version = prev;
+            a.updated_at = now();
+            let ops = vec![
+                WriteOp::Put {
+                    pk: pk.clone(),
+                    sk: item.sk.clone(),
+                    attrs: to_attrs(&a)?,
+                    condition: Condition::VersionIs(item.version),
+                },
+                WriteOp::Check {
+                    pk: pk.clone(),
+                    sk: ver_sk(prev),
+                    condition: Condition::Exists,
+                },
+            ];
+            match self.store.transact(ops).await {
+                Ok(()) => return Ok(a),
+                Err(StoreError::TransactionCancelled { index: 1, .. }) => {
+                    return Err(RegistryError::Conflict(format!(
+                        "version {prev} (the previous target of {alias:?}) was deleted"
+                    )));
+                }
+                Err(StoreError::TransactionCancelled { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegistryError::Conflict("concurrent alias updates; retry".into()))
+    }
+
+    pub async fn delete_alias(&self, tenant: &str, function: &str, alias: &str) -> Result<()> {
+        self.alias(tenant, function, alias).await?;
+        self.store
+            .delete(&fn_pk(tenant, function), &format!("A#{alias}"), Condition::Always)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedbMetadataStore;
+
+    async fn registry() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbMetadataStore::open(dir.path().join("m.redb")).unwrap();
+        (dir, Registry::new(Arc::new(store)))
+    }
+
+    fn nv(sha: &str) -> NewVersion {
+        NewVersion {
+            sha256: sha.into(),
+            size: 1,
+            exports: Exports { http: true, event: false },
+            description: String::new(),
+            config: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_aliases_and_rollback() {
+        let (_d, r) = registry().await;
+        r.create_tenant("acme", TenantLimits::default()).await.unwrap();
+        assert!(matches!(r.create_tenant("acme", TenantLimits::default()).await, Err(RegistryError::Conflict(_))));
+        assert!(matches!(r.create_tenant("api", TenantLimits::default()).await, Err(RegistryError::Invalid(_))));
+        assert!(matches!(r.add_version("ghost", "f", nv("a")).await, Err(RegistryError::NotFound(_))));
+
+        let v1 = r.add_version("acme", "f", nv("a")).await.unwrap();
+        let v2 = r.add_version("acme", "f", nv("b")).await.unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert_eq!(r.function("acme", "f").await.unwrap().latest_version, 2);
+
+        r.set_alias("acme", "f", "live", 1).await.unwrap();
+        let a = r.set_alias("acme", "f", "live", 2).await.unwrap();
+        assert_eq!((a.version, a.history.clone()), (2, vec![1]));
+        assert!(matches!(r.set_alias("acme", "f", "live", 9).await, Err(RegistryError::NotFound(_))));
+        assert!(matches!(r.delete_version("acme", "f", 2).await, Err(RegistryError::Conflict(_))));
+        let back = r.rollback_alias("acme", "f", "live").await.unwrap();
+        assert_eq!(back.version, 1);
+        assert!(matches!(r.rollback_alias("acme", "f", "live").await, Err(RegistryError::Conflict(_))));
+        r.delete_version("acme", "f", 2).await.unwrap();
+        assert_eq!(r.versions("acme", "f").await.unwrap().len(), 1);
+
+        let shas = r.delete_function("acme", "f").await.unwrap();
+        assert_eq!(shas, vec!["a".to_string()]);
+        assert!(matches!(r.function("acme", "f").await, Err(RegistryError::NotFound(_))));
+        assert!(r.versions("acme", "f").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn concurrent_deploys_get_distinct_versions() {
+        let (_d, r) = registry().await;
+        r.create_tenant("acme", TenantLimits::default()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move { r.add_version("acme", "f", nv(&format!("{i}"))).await.unwrap().version }));
+        }
+        let mut got: Vec<u32> = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        got.sort();
+        assert_eq!(got, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("f", "hello-world2").is_ok());
+        for bad in ["", "Hello", "1abc", "a_b", "a-", &"a".repeat(64), "a/b", "a b"] {
+            assert!(validate_name("f", bad).is_err(), "{bad:?}");
+        }
+    }
+}
