@@ -1,0 +1,173 @@
+//! # helixflow-api: the HTTP face of a HelixFlow node
+//!
+//! * Control plane (JSON) under `/api/v1`: tenants, deploys (component bytes in ->
+//!   immutable version by SHA-256), functions, versions, aliases + rollback, config, logs.
+//! * Data plane: `ANY /{tenant}/{function}[@qualifier]/{path...}` (HTTP trigger, through
+//!   wasi:http, streaming) and `POST /invoke/{tenant}/{function}[@qualifier]` (events).
+//! * `GET /metrics` (Prometheus/OpenMetrics) and `GET /healthz`.
+//!
+//! Architecture invariant: this is the only crate that knows HTTP routes and JSON wire
+//! formats. It turns requests into calls on `helixflow-store` (state) and
+//! `helixflow-runtime` (execution), and every failure into an `ApiError`
+//! (status + `{"error":{"code","message"}}`).
+
+mod body;
+mod control;
+mod data;
+mod error;
+mod logs;
+mod metrics;
+mod resolve;
+
+pub use body::Body;
+pub use error::ApiError;
+
+use helixflow_runtime::Runtime;
+use helixflow_store::ArtifactStore;
+use helixflow_store::registry::Registry;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+/// Node-level API settings (from the edge config).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Location id, e.g. `fra`: in metrics and responses.
+    pub node_id: String,
+    pub default_memory_mb: u32,
+    pub default_timeout_ms: u64,
+    /// Largest component upload.
+    pub max_component_bytes: usize,
+    /// Largest request body passed to a function (HTTP or event).
+    pub max_request_body_bytes: usize,
+    /// Cap on captured stdout and stderr per invocation.
+    pub max_log_bytes: usize,
+    /// Invocation log records kept per function.
+    pub log_records_per_function: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            node_id: "local".into(),
+            default_memory_mb: 128,
+            default_timeout_ms: 10_000,
+            max_component_bytes: 50 << 20,
+            max_request_body_bytes: 6 << 20,
+            max_log_bytes: 64 << 10,
+            log_records_per_function: 200,
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub runtime: Arc<Runtime>,
+    pub registry: Registry,
+    pub artifacts: ArtifactStore,
+    pub settings: ApiSettings,
+    metrics: metrics::Metrics,
+    logs: logs::LogBook,
+    resolver: resolve::Resolver,
+}
+
+impl AppState {
+    pub fn new(runtime: Arc<Runtime>, registry: Registry, artifacts: ArtifactStore, settings: ApiSettings) -> Arc<Self> {
+        Arc::new(AppState {
+            metrics: metrics::Metrics::new(&settings.node_id),
+            logs: logs::LogBook::new(settings.log_records_per_function),
+            resolver: resolve::Resolver::default(),
+            runtime,
+            registry,
+            artifacts,
+            settings,
+        })
+    }
+}
+
+/// Route one request.
+pub async fn handle(state: Arc<AppState>, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Body> {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let span = tracing::info_span!("request", %request_id, method = %req.method(), path = %req.uri().path(), %peer);
+    async move {
+        let path = req.uri().path().to_string();
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let (plane, resp) = match segs.first().copied() {
+            Some("healthz") if segs.len() == 1 => ("other", control::healthz(&state)),
+            Some("metrics") if segs.len() == 1 => ("other", control::metrics(&state)),
+            Some("api") => ("control", control::route(&state, req, &request_id).await),
+            Some("invoke") => ("data", data::invoke_event_route(&state, req, &request_id).await),
+            Some(s) if !s.is_empty() => ("data", data::http_trigger_route(&state, req, &request_id).await),
+            _ => (
+                "other",
+                ApiError::not_found("no route here: see /api/v1, /{tenant}/{function}/..., /invoke/..., /metrics, /healthz")
+                    .into_response(),
+            ),
+        };
+        state
+            .metrics
+            .requests
+            .get_or_create(&metrics::RequestLabels {
+                plane,
+                status: resp.status().as_u16(),
+            })
+            .inc();
+        let mut resp = resp;
+        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-helixflow-request-id", v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&state.settings.node_id) {
+            resp.headers_mut().insert("x-helixflow-location", v);
+        }
+        tracing::debug!(status = resp.status().as_u16(), "response");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serve HTTP/1.1 and HTTP/2 (h2c) on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(state, req, peer).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+            tracing::warn!("connections still open after 10 s; closing");
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! # helixflow-runtime: runs tenants' components, one fresh instance per invocation
+//!
+//! * One [`wasmtime::Engine`] per process: component model, WASI 0.2, async, the pooling
+//!   instance allocator, epoch interruption driven by a ticker thread.
+//! * [`Runtime::load`] turns component bytes into a [`LoadedFunction`]: compiled once
+//!   (and cached on disk keyed by the engine's compatibility hash + the component's
+//!   SHA-256), linked once into an `InstancePre`, kept in memory by SHA-256.
+//! * [`Runtime::invoke_http`] / [`Runtime::invoke_event`] create a fresh `Store` and
+//!   instance per call with the invocation's [`Limits`] (memory via a `ResourceLimiter`,
+//!   CPU via an epoch deadline, wall time via a timer), capture stdout/stderr (capped),
+//!   and classify failures ([`InvokeError`]).
+//!
+//! Architecture invariants:
+//! * The runtime knows nothing about where bytes come from (object stores, registries)
+//!   or about the API's wire formats: callers hand it bytes and get typed results.
+//! * Guests get no filesystem, no sockets, no outbound HTTP, no inherited environment:
+//!   only the env vars and stdio the invocation is given.
+//! * A guest can never take the host down: every failure is an `InvokeError`.
+
+mod cache;
+mod engine;
+mod event;
+mod http;
+mod state;
+
+pub use engine::RuntimeConfig;
+pub use event::{EventContext, EventOutput};
+pub use http::HttpInvocation;
+pub use state::Logs;
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+/// The error type of request bodies handed to [`Runtime::invoke_http`].
+pub use wasmtime_wasi_http::Error as HttpBodyError;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a component exports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportKinds {
+    /// `wasi:http/incoming-handler@0.2.x`
+    pub http: bool,
+    /// `helixflow:function/event-handler@0.1.0`
+    pub event: bool,
+}
+
+/// Limits of one invocation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear-memory ceiling of the whole instance, bytes.
+    pub memory_bytes: usize,
+    /// Deadline for the whole invocation (CPU via epochs, and wall clock).
+    pub timeout: Duration,
+    /// Cap on captured stdout + stderr, bytes each.
+    pub max_log_bytes: usize,
+}
+
+/// Per-invocation inputs besides the payload.
+#[derive(Debug, Clone, Default)]
+pub struct InvocationEnv {
+    /// Environment variables the function's config gives it (nothing else is visible).
+    pub env: Vec<(String, String)>,
+}
+
+/// Why a deploy-time check rejected a component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    #[error("the component imports something this host does not provide: {0}")]
+    UnsupportedImport(String),
+    #[error(
+        "the component exports no supported interface (expected wasi:http/incoming-handler@0.2.x and/or helixflow:function/event-handler@0.1.0)"
+    )]
+    NoSupportedExport,
+    #[error("runtime internal error: {0}")]
+    Internal(String),
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    /// The guest trapped (panic, unreachable, stack overflow, ...).
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    /// The guest ran past its deadline and was interrupted.
+    #[error("the function exceeded its {0:?} deadline")]
+    Timeout(Duration),
+    /// The guest tried to grow memory past its limit.
+    #[error("the function exceeded its memory limit of {0} MiB")]
+    MemoryLimit(usize),
+    /// The guest returned without producing a response.
+    #[error("the function returned no response")]
+    NoResponse,
+    /// The component does not export what this trigger needs.
+    #[error("the function does not export the {0} interface")]
+    WrongTrigger(&'static str),
+    /// No instance slot free (pooling allocator exhausted).
+    #[error("no capacity to run the function right now: {0}")]
+    Capacity(String),
+    /// Host-side failure preparing the call.
+    #[error("runtime internal error: {0}")]
+    Internal(String),
+}
+
+impl InvokeError {
+    /// Stable machine-readable code (`function_trap`, `function_timeout`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvokeError::Trap(_) => "function_trap",
+            InvokeError::Timeout(_) => "function_timeout",
+            InvokeError::MemoryLimit(_) => "function_memory_limit",
+            InvokeError::NoResponse => "function_no_response",
+            InvokeError::WrongTrigger(_) => "wrong_trigger",
+            InvokeError::Capacity(_) => "capacity_exhausted",
+            InvokeError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// A compiled, linked component, ready to instantiate. Shared by all invocations
+/// of every function version with the same SHA-256.
+pub struct LoadedFunction {
+    sha256: String,
+    exports: ExportKinds,
+    proxy_pre: Option<wasmtime_wasi_http::p2::bindings::ProxyPre<state::HostState>>,
+    event_pre: Option<event::EventFunctionPre<state::HostState>>,
+}
+
+impl LoadedFunction {
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    pub fn exports(&self) -> ExportKinds {
+        self.exports
+    }
+}
+
+/// The runtime. Cheap to share (`Arc`).
+pub struct Runtime {
+    inner: Arc<engine::Inner>,
+}
+
+impl Runtime {
+    /// Build the engine (pooling allocator, epochs) and start the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
+        Ok(Runtime {
+            inner: engine::Inner::new(config)?,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Validate + compile `bytes` (SHA-256 `sha256`), link it, and keep it in memory.
+    /// Uses the on-disk compile cache when it has this component for this engine.
+    pub async fn load(&self, sha256: &str, bytes: &[u8]) -> Result<Arc<LoadedFunction>, LoadError> {
+        self.inner.load(sha256, bytes).await
+    }
+
+    /// The already-loaded function for `sha256`, if any.
+    pub fn loaded(&self, sha256: &str) -> Option<Arc<LoadedFunction>> {
+        self.inner.loaded(sha256)
+    }
+
+    /// Forget a loaded function (its version was deleted). The disk cache stays.
+    pub fn evict(&self, sha256: &str) {
+        self.inner.evict(sha256)
+    }
+
+    /// Run the function's wasi:http handler on `req`.
+    pub async fn invoke_http<B>(
+        &self,
+        func: &Arc<LoadedFunction>,
+        limits: Limits,
+        env: InvocationEnv,
+        req: hyper::Request<B>,
+    ) -> HttpInvocation
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        http::invoke(&self.inner, func, limits, env, req).await
+    }
+
+    /// Run the function's event handler on `payload`.
+    pub async fn invoke_event(
+        &self,
+        func: &Arc<LoadedFunction>,
+        limits: Limits,
+        env: InvocationEnv,
+        ctx: EventContext,
+        payload: Vec<u8>,
+    ) -> EventOutput {
+        event::invoke(&self.inner, func, limits, env, ctx, payload).await
+    }
+}

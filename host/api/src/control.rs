@@ -1,0 +1,333 @@
+//! Control plane: `/api/v1/...` (JSON).
+
+use crate::body::{Body, json_response};
+use crate::error::ApiError;
+use crate::{AppState, metrics};
+use bytes::Bytes;
+use helixflow_store::registry::{FunctionConfig, NewVersion, TenantLimits, validate_name};
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+
+const MAX_JSON_BODY: usize = 1 << 20;
+
+pub fn healthz(state: &AppState) -> Response<Body> {
+    json_response(StatusCode::OK, &json!({"status": "ok", "location": state.settings.node_id}))
+}
+
+pub fn metrics(state: &AppState) -> Response<Body> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(crate::body::full(state.metrics.encode()))
+        .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
+}
+
+/// Read a whole body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds the limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_big());
+        }
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_big()),
+        Err(e) => Err(ApiError::bad_request("bad_body", format!("reading the request body: {e}"))),
+    }
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(req: http::Request<Incoming>) -> Result<T, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts.headers, MAX_JSON_BODY).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+fn query(req: &http::Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            url_pairs(q)
+                .into_iter()
+                .collect::<HashMap<_, _>>()
+        })
+        .unwrap_or_default()
+}
+
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn ok(value: serde_json::Value) -> Result<Response<Body>, ApiError> {
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn parse_version(s: &str) -> Result<u32, ApiError> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::bad_request("invalid_request", format!("{s:?} is not a version number")))
+}
+
+pub async fn route(state: &AppState, req: http::Request<Incoming>, request_id: &str) -> Response<Body> {
+    match route_inner(state, req, request_id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route_inner(state: &AppState, req: http::Request<Incoming>, request_id: &str) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let method = req.method().clone();
+    // segs[0] == "api"
+    match (&method, &segs[1..]) {
+        (&Method::GET, ["v1", "tenants"]) => {
+            let ts = state.registry.tenants().await?;
+            ok(json!({"tenants": to_json(&ts)}))
+        }
+        (&Method::POST, ["v1", "tenants"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct CreateTenant {
+                name: String,
+                #[serde(default)]
+                limits: Option<TenantLimits>,
+            }
+            let body: CreateTenant = read_json(req).await?;
+            let t = state
+                .registry
+                .create_tenant(&body.name, body.limits.unwrap_or_default())
+                .await?;
+            tracing::info!(tenant = %t.name, "tenant created");
+            Ok(json_response(StatusCode::CREATED, &to_json(&t)))
+        }
+        (&Method::GET, ["v1", "tenants", t]) => ok(to_json(&state.registry.tenant(t).await?)),
+        (&Method::GET, ["v1", "tenants", t, "functions"]) => {
+            let fs = state.registry.functions(t).await?;
+            ok(json!({"functions": to_json(&fs)}))
+        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f]) => {
+            let func = state.registry.function(t, f).await?;
+            let versions = state.registry.versions(t, f).await?;
+            let aliases = state.registry.aliases(t, f).await?;
+            ok(json!({"function": to_json(&func), "versions": to_json(&versions), "aliases": to_json(&aliases)}))
+        }
+        (&Method::DELETE, ["v1", "tenants", t, "functions", f]) => {
+            let shas = state.registry.delete_function(t, f).await?;
+            state.resolver.invalidate();
+            for sha in &shas {
+                state.runtime.evict(sha);
+            }
+            state.logs.forget(t, f);
+            tracing::info!(tenant = %t, function = %f, versions = shas.len(), "function deleted");
+            ok(json!({"deleted": true, "versions": shas.len()}))
+        }
+        (&Method::POST, ["v1", "tenants", t, "functions", f, "versions"]) => {
+            let (t, f) = (t.to_string(), f.to_string());
+            let result = deploy(state, req, &t, &f, request_id).await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.code,
+            };
+            state.metrics.deploys.get_or_create(&metrics::DeployLabels { outcome }).inc();
+            result
+        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f, "versions"]) => {
+            ok(json!({"versions": to_json(&state.registry.versions(t, f).await?)}))
+        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f, "versions", v]) => {
+            ok(to_json(&state.registry.version(t, f, parse_version(v)?).await?))
+        }
+        (&Method::DELETE, ["v1", "tenants", t, "functions", f, "versions", v]) => {
+            let n = parse_version(v)?;
+            state.registry.delete_version(t, f, n).await?;
+            state.resolver.invalidate();
+            ok(json!({"deleted": true, "version": n}))
+        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f, "config"]) => {
+            ok(to_json(&state.registry.function(t, f).await?.config))
+        }
+        (&Method::PUT, ["v1", "tenants", t, "functions", f, "config"]) => {
+            let (t, f) = (t.to_string(), f.to_string());
+            let cfg: FunctionConfig = read_json(req).await?;
+            check_config(state, &t, &cfg).await?;
+            let func = state.registry.set_config(&t, &f, cfg).await?;
+            state.resolver.invalidate();
+            ok(to_json(&func))
+        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f, "aliases"]) => {
+            state.registry.function(t, f).await?;
+            ok(json!({"aliases": to_json(&state.registry.aliases(t, f).await?)}))
+        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f, "aliases", a]) => {
+            ok(to_json(&state.registry.alias(t, f, a).await?))
+        }
+        (&Method::PUT, ["v1", "tenants", t, "functions", f, "aliases", a]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct SetAlias {
+                version: u32,
+            }
+            let (t, f, a) = (t.to_string(), f.to_string(), a.to_string());
+            if a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::bad_request("invalid_request", "an alias name cannot be a number"));
+            }
+            let body: SetAlias = read_json(req).await?;
+            let alias = state.registry.set_alias(&t, &f, &a, body.version).await?;
+            state.resolver.invalidate();
+            tracing::info!(tenant = %t, function = %f, alias = %a, version = body.version, "alias set");
+            ok(to_json(&alias))
+        }
+        (&Method::DELETE, ["v1", "tenants", t, "functions", f, "aliases", a]) => {
+            state.registry.delete_alias(t, f, a).await?;
+            state.resolver.invalidate();
+            ok(json!({"deleted": true}))
+        }
+        (&Method::POST, ["v1", "tenants", t, "functions", f, "aliases", a, "rollback"]) => {
+            let alias = state.registry.rollback_alias(t, f, a).await?;
+            state.resolver.invalidate();
+            tracing::info!(tenant = %t, function = %f, alias = %a, version = alias.version, "alias rolled back");
+            ok(to_json(&alias))
+        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f, "logs"]) => {
+            state.registry.function(t, f).await?;
+            let limit = query(&req)
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(50)
+                .min(1000);
+            ok(json!({"logs": to_json(&state.logs.recent(t, f, limit))}))
+        }
+        _ => {
+            if segs.len() >= 2 && segs[1] == "v1" {
+                Err(ApiError::not_found(format!("no control-plane route for {method} {path}")))
+            } else {
+                Err(ApiError::not_found("the control plane lives under /api/v1"))
+            }
+        }
+    }
+}
+
+async fn check_config(state: &AppState, tenant: &str, cfg: &FunctionConfig) -> Result<(), ApiError> {
+    let t = state.registry.tenant(tenant).await?;
+    if let Some(m) = cfg.memory_mb {
+        if m == 0 || m > t.limits.max_memory_mb {
+            return Err(ApiError::bad_request(
+                "invalid_config",
+                format!("memory_mb must be 1..={} for tenant {tenant:?}", t.limits.max_memory_mb),
+            ));
+        }
+    }
+    if let Some(ms) = cfg.timeout_ms {
+        if ms == 0 || ms > t.limits.max_timeout_ms {
+            return Err(ApiError::bad_request(
+                "invalid_config",
+                format!("timeout_ms must be 1..={} for tenant {tenant:?}", t.limits.max_timeout_ms),
+            ));
+        }
+    }
+    for (k, v) in &cfg.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(ApiError::bad_request("invalid_config", format!("invalid environment variable {k:?}")));
+        }
+    }
+    let env_size: usize = cfg.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if env_size > 64 * 1024 {
+        return Err(ApiError::bad_request("invalid_config", "environment larger than 64 KiB"));
+    }
+    Ok(())
+}
+
+/// Deploy: validate (component, supported exports, imports we provide, compiles),
+/// store the bytes content-addressed, then record the version atomically.
+/// Nothing is recorded unless every step before it succeeded.
+async fn deploy(
+    state: &AppState,
+    req: http::Request<Incoming>,
+    tenant: &str,
+    function: &str,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    validate_name("function", function)?;
+    state.registry.tenant(tenant).await?;
+    let q = query(&req);
+    let config: Option<FunctionConfig> = match req.headers().get("x-helixflow-config") {
+        Some(v) => Some(
+            serde_json::from_slice(v.as_bytes())
+                .map_err(|e| ApiError::bad_request("invalid_config", format!("x-helixflow-config: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(cfg) = &config {
+        check_config(state, tenant, cfg).await?;
+    }
+    let alias = q.get("alias").cloned();
+    if let Some(a) = &alias {
+        validate_name("alias", a)?;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts.headers, state.settings.max_component_bytes).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("empty_body", "upload the component bytes as the request body"));
+    }
+    let sha = helixflow_store::sha256_hex(&bytes);
+    let loaded = state.runtime.load(&sha, &bytes).await?;
+    state.artifacts.put(bytes.clone()).await?;
+    let exports = loaded.exports();
+    let version = state
+        .registry
+        .add_version(
+            tenant,
+            function,
+            NewVersion {
+                sha256: sha.clone(),
+                size: bytes.len() as u64,
+                exports: helixflow_store::registry::Exports {
+                    http: exports.http,
+                    event: exports.event,
+                },
+                description: q.get("description").cloned().unwrap_or_default(),
+                config,
+            },
+        )
+        .await?;
+    let alias_rec = match &alias {
+        Some(a) => Some(state.registry.set_alias(tenant, function, a, version.version).await?),
+        None => None,
+    };
+    state.resolver.invalidate();
+    tracing::info!(%request_id, tenant, function, version = version.version, %sha, size = bytes.len(), "deployed");
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"version": to_json(&version), "alias": to_json(&alias_rec)}),
+    ))
+}

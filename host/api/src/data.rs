@@ -1,0 +1,265 @@
+//! Data plane: the HTTP trigger and the event-invoke route.
+
+use crate::body::{Body, BoxError, json_response};
+use crate::control::read_body;
+use crate::error::ApiError;
+use crate::logs::LogRecord;
+use crate::metrics::{InvocationLabels, LatencyLabels};
+use crate::resolve::{Target, resolve, split_qualifier};
+use crate::AppState;
+use helixflow_runtime::{EventContext, InvocationEnv, InvokeError};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Record metrics and logs of a finished invocation.
+fn record(
+    state: &AppState,
+    target: &Target,
+    trigger: &'static str,
+    request_id: &str,
+    result: &Result<(), InvokeError>,
+    report: &helixflow_runtime::Logs,
+    duration: std::time::Duration,
+    handled_error: bool,
+) {
+    let outcome = match result {
+        Ok(()) if handled_error => "function_error",
+        Ok(()) => "ok",
+        Err(e) => e.code(),
+    };
+    let tenant = target.tenant.name.clone();
+    let function = target.function.name.clone();
+    state
+        .metrics
+        .invocations
+        .get_or_create(&InvocationLabels {
+            tenant: tenant.clone(),
+            function: function.clone(),
+            trigger,
+            outcome,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            tenant: tenant.clone(),
+            function: function.clone(),
+            trigger,
+        })
+        .observe(duration.as_secs_f64());
+    if let Err(e) = result {
+        tracing::warn!(%request_id, %tenant, %function, version = target.version.version, code = e.code(), error = %e, "invocation failed");
+    }
+    state.logs.push(
+        &tenant,
+        &function,
+        LogRecord {
+            request_id: request_id.to_string(),
+            version: target.version.version,
+            trigger,
+            outcome,
+            duration_us: duration.as_micros() as u64,
+            at: now_rfc3339(),
+            stdout: String::from_utf8_lossy(&report.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&report.stderr).into_owned(),
+            truncated: report.truncated,
+        },
+    );
+}
+
+fn version_header(resp: &mut Response<Body>, target: &Target) {
+    if let Ok(v) = http::HeaderValue::from_str(&target.version.version.to_string()) {
+        resp.headers_mut().insert("x-helixflow-version", v);
+    }
+}
+
+/// `ANY /{tenant}/{function}[@qualifier]/{path...}`
+pub async fn http_trigger_route(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Response<Body> {
+    match http_trigger(state, req, request_id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn http_trigger(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path();
+    let rest = path.trim_start_matches('/');
+    let mut parts = rest.splitn(3, '/');
+    let tenant = parts.next().unwrap_or_default().to_string();
+    let func_q = parts.next().unwrap_or_default().to_string();
+    let inner_path = format!("/{}", parts.next().unwrap_or_default());
+    if func_q.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no function named in {path:?}: use /{{tenant}}/{{function}}/..."
+        )));
+    }
+    let (function, qualifier) = split_qualifier(&func_q);
+    let target = resolve(state, &tenant, function, qualifier).await?;
+    if !target.loaded.exports().http {
+        return Err(ApiError::bad_request(
+            "wrong_trigger",
+            format!("{tenant}/{function} version {} has no HTTP handler; invoke it with POST /invoke/{tenant}/{func_q}", target.version.version),
+        ));
+    }
+
+    let limit = state.settings.max_request_body_bytes;
+    if let Some(len) = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body exceeds the limit of {limit} bytes"),
+            ));
+        }
+    }
+    // The guest sees the path below its function, the original query, method and headers.
+    let (mut head, body) = req.into_parts();
+    let pq = match head.uri.query() {
+        Some(q) => format!("{inner_path}?{q}"),
+        None => inner_path,
+    };
+    head.uri = pq
+        .parse()
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("bad path: {e}")))?;
+    if !head.headers.contains_key(http::header::HOST) {
+        head.headers.insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+    }
+    let body = Limited::new(body, limit).map_err(move |e: BoxError| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            wasmtime_wasi_http_error_body_size(limit)
+        } else {
+            wasmtime_wasi_http_error_protocol()
+        }
+    });
+    let req = http::Request::from_parts(head, body);
+
+    let inv = state
+        .runtime
+        .invoke_http(
+            &target.loaded,
+            target.limits.clone(),
+            InvocationEnv { env: target.env.clone() },
+            req,
+        )
+        .await;
+
+    // Metrics and logs once the guest is done (possibly after the body has streamed).
+    {
+        let state = state.clone();
+        let target = target.clone();
+        let request_id = request_id.to_string();
+        let report = inv.report;
+        tokio::spawn(async move {
+            let r = report.await;
+            record(&state, &target, "http", &request_id, &r.result, &r.logs, r.duration, false);
+        });
+    }
+
+    match inv.response {
+        Ok(resp) => {
+            let mut resp = resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+            version_header(&mut resp, &target);
+            Ok(resp)
+        }
+        Err(e) => {
+            let mut resp = ApiError::from(&e).into_response();
+            version_header(&mut resp, &target);
+            Ok(resp)
+        }
+    }
+}
+
+fn wasmtime_wasi_http_error_body_size(limit: usize) -> helixflow_runtime::HttpBodyError {
+    helixflow_runtime::HttpBodyError::HttpRequestBodySize(Some(limit as u64))
+}
+
+fn wasmtime_wasi_http_error_protocol() -> helixflow_runtime::HttpBodyError {
+    helixflow_runtime::HttpBodyError::HttpProtocolError
+}
+
+/// `POST /invoke/{tenant}/{function}[@qualifier]` with the event as the body.
+pub async fn invoke_event_route(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Response<Body> {
+    match invoke_event(state, req, request_id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn invoke_event(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let [_, tenant, func_q] = segs.as_slice() else {
+        return Err(ApiError::not_found("use POST /invoke/{tenant}/{function}[@version|@alias]"));
+    };
+    if req.method() != http::Method::POST {
+        return Err(ApiError::method_not_allowed());
+    }
+    let (function, qualifier) = split_qualifier(func_q);
+    let target = resolve(state, tenant, function, qualifier).await?;
+    if !target.loaded.exports().event {
+        return Err(ApiError::bad_request(
+            "wrong_trigger",
+            format!("{tenant}/{function} version {} has no event handler; call it over HTTP at /{tenant}/{func_q}/", target.version.version),
+        ));
+    }
+    let client_context = req
+        .headers()
+        .get("x-helixflow-client-context")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (parts, body) = req.into_parts();
+    let payload = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
+    let out = state
+        .runtime
+        .invoke_event(
+            &target.loaded,
+            target.limits.clone(),
+            InvocationEnv { env: target.env.clone() },
+            EventContext {
+                request_id: request_id.to_string(),
+                tenant: target.tenant.name.clone(),
+                function_name: target.function.name.clone(),
+                function_version: target.version.version,
+                client_context,
+            },
+            payload.to_vec(),
+        )
+        .await;
+    let handled = matches!(out.result, Ok(Err(_)));
+    record(state, &target, "event", request_id, &out.report.result, &out.report.logs, out.report.duration, handled);
+    let mut resp = match out.result {
+        Ok(Ok(bytes)) => {
+            let ct = if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, ct)
+                .body(crate::body::full(bytes))
+                .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
+        }
+        Ok(Err((error_type, message))) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({"error": {"code": "function_error", "message": message, "error_type": error_type}}),
+        ),
+        Err(e) => ApiError::from(&e).into_response(),
+    };
+    version_header(&mut resp, &target);
+    Ok(resp)
+}

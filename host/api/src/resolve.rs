@@ -1,0 +1,119 @@
+//! Resolving `{tenant}/{function}[@qualifier]` to a version, its limits and a loaded
+//! component, with an in-memory cache invalidated by every control-plane write.
+
+use crate::AppState;
+use crate::error::ApiError;
+use helixflow_runtime::{Limits, LoadedFunction};
+use helixflow_store::registry::{Function, Tenant, Version};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Everything an invocation needs, resolved.
+#[derive(Clone)]
+pub struct Target {
+    pub tenant: Arc<Tenant>,
+    pub function: Arc<Function>,
+    pub version: Arc<Version>,
+    pub limits: Limits,
+    pub env: Vec<(String, String)>,
+    pub loaded: Arc<LoadedFunction>,
+}
+
+#[derive(Default)]
+pub struct Resolver {
+    generation: AtomicU64,
+    cache: RwLock<HashMap<(String, String, String), (u64, Target)>>,
+}
+
+impl Resolver {
+    /// Forget everything: called after any write that can change a resolution.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// `name@qualifier` -> (name, qualifier).
+pub fn split_qualifier(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('@') {
+        Some((n, q)) => (n, Some(q)),
+        None => (s, None),
+    }
+}
+
+pub async fn resolve(state: &AppState, tenant: &str, function: &str, qualifier: Option<&str>) -> Result<Target, ApiError> {
+    let key = (tenant.to_string(), function.to_string(), qualifier.unwrap_or("").to_string());
+    let generation = state.resolver.generation.load(Ordering::SeqCst);
+    if let Some((g, t)) = state.resolver.cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if *g == generation {
+            return Ok(t.clone());
+        }
+    }
+    let target = resolve_uncached(state, tenant, function, qualifier).await?;
+    // Only cache if nothing changed while we were reading.
+    if state.resolver.generation.load(Ordering::SeqCst) == generation {
+        state
+            .resolver
+            .cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (generation, target.clone()));
+    }
+    Ok(target)
+}
+
+async fn resolve_uncached(state: &AppState, tenant: &str, function: &str, qualifier: Option<&str>) -> Result<Target, ApiError> {
+    let t = state.registry.tenant(tenant).await?;
+    let f = state.registry.function(tenant, function).await?;
+    let number = match qualifier {
+        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => q
+            .parse::<u32>()
+            .map_err(|_| ApiError::bad_request("invalid_request", format!("version {q:?} is out of range")))?,
+        Some(alias) if !alias.is_empty() => state.registry.alias(tenant, function, alias).await?.version,
+        Some(_) => return Err(ApiError::bad_request("invalid_request", "empty qualifier after '@'")),
+        None => match state.registry.alias(tenant, function, "live").await {
+            Ok(a) => a.version,
+            Err(helixflow_store::registry::RegistryError::NotFound(_)) => {
+                if f.latest_version == 0 {
+                    return Err(ApiError::not_found(format!("{tenant}/{function} has no versions")));
+                }
+                f.latest_version
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let v = state.registry.version(tenant, function, number).await?;
+    let loaded = match state.runtime.loaded(&v.sha256) {
+        Some(l) => l,
+        None => {
+            let bytes = state.artifacts.get(&v.sha256).await?;
+            state.runtime.load(&v.sha256, &bytes).await?
+        }
+    };
+    let memory_mb = f
+        .config
+        .memory_mb
+        .unwrap_or(state.settings.default_memory_mb)
+        .min(t.limits.max_memory_mb);
+    let timeout_ms = f
+        .config
+        .timeout_ms
+        .unwrap_or(state.settings.default_timeout_ms)
+        .min(t.limits.max_timeout_ms);
+    let limits = Limits {
+        memory_bytes: (memory_mb as usize) << 20,
+        timeout: Duration::from_millis(timeout_ms),
+        max_log_bytes: state.settings.max_log_bytes,
+    };
+    let env = f.config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    Ok(Target {
+        tenant: Arc::new(t),
+        function: Arc::new(f),
+        version: Arc::new(v),
+        limits,
+        env,
+        loaded,
+    })
+}

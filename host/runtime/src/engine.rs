@@ -1,0 +1,292 @@
+//! The engine, its configuration, the epoch ticker and the loaded-function cache.
+
+use crate::state::{Capture, HostState, MemoryLimiter, SandboxHooks};
+use crate::{ExportKinds, InvocationEnv, InvokeError, Limits, LoadError, LoadedFunction};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// Node-wide runtime settings (from the edge config).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached (`None`: no disk cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that can be live at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Largest linear memory any instance may have (per-invocation limits sit below it).
+    pub max_memory_bytes: usize,
+    /// Epoch tick: the granularity of CPU deadlines.
+    pub epoch_tick: Duration,
+    /// Guest stack limit.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            max_instances: 1000,
+            max_memory_bytes: 1 << 30,
+            epoch_tick: Duration::from_millis(5),
+            max_wasm_stack: 1 << 20,
+        }
+    }
+}
+
+type Slot = Arc<OnceCell<Arc<LoadedFunction>>>;
+
+pub(crate) struct Inner {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+    pub config: RuntimeConfig,
+    engine_hash: String,
+    loaded: Mutex<HashMap<String, Slot>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> LoadError {
+    LoadError::Internal(e.to_string())
+}
+
+impl Inner {
+    pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances.max(1);
+        pool.total_component_instances(n)
+            // Rust wasip2 components hold a few core instances (main module + shims).
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16)
+            .max_memory_size(config.max_memory_bytes)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .table_elements(100_000)
+            // Keep some memory resident between instances: cheaper reuse of slots.
+            .linear_memory_keep_resident(64 * 1024)
+            .table_keep_resident(64 * 1024);
+
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Small guards/reservations: thousands of slots must fit the address space.
+        cfg.memory_reservation(config.max_memory_bytes as u64)
+            .memory_guard_size(64 << 20);
+        let engine = Engine::new(&cfg).map_err(|e| LoadError::Internal(format!("creating the engine: {e:#}")))?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(internal)?;
+
+        let engine_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let weak = engine.weak();
+            let stop = stop.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("helixflow-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        match weak.upgrade() {
+                            Some(e) => e.increment_epoch(),
+                            None => return,
+                        }
+                    }
+                })
+                .map_err(internal)?;
+        }
+
+        Ok(Arc::new(Inner {
+            engine,
+            linker,
+            config,
+            engine_hash,
+            loaded: Mutex::new(HashMap::new()),
+            stop,
+        }))
+    }
+
+    pub fn loaded(&self, sha256: &str) -> Option<Arc<LoadedFunction>> {
+        let map = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(sha256).and_then(|slot| slot.get().cloned())
+    }
+
+    pub fn evict(&self, sha256: &str) {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).remove(sha256);
+    }
+
+    pub async fn load(self: &Arc<Self>, sha256: &str, bytes: &[u8]) -> Result<Arc<LoadedFunction>, LoadError> {
+        let slot = {
+            let mut map = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(sha256.to_string()).or_default().clone()
+        };
+        // Single flight: concurrent loads of one component compile it once.
+        let result = slot
+            .get_or_try_init(|| {
+                let this = self.clone();
+                let sha = sha256.to_string();
+                let bytes = bytes.to_vec();
+                async move {
+                    tokio::task::spawn_blocking(move || this.load_blocking(&sha, &bytes))
+                        .await
+                        .map_err(internal)?
+                }
+            })
+            .await
+            .cloned();
+        if result.is_err() {
+            // Do not remember failures: a later load may succeed (e.g. disk was full).
+            let mut map = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(sha256).is_some_and(|s| s.get().is_none()) {
+                map.remove(sha256);
+            }
+        }
+        result
+    }
+
+    fn load_blocking(&self, sha256: &str, bytes: &[u8]) -> Result<Arc<LoadedFunction>, LoadError> {
+        check_header(bytes)?;
+        let component = self.compile(sha256, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let proxy_pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()).ok();
+        let event_pre = crate::event::EventFunctionPre::new(pre).ok();
+        let exports = ExportKinds {
+            http: proxy_pre.is_some(),
+            event: event_pre.is_some(),
+        };
+        if !exports.http && !exports.event {
+            return Err(LoadError::NoSupportedExport);
+        }
+        Ok(Arc::new(LoadedFunction {
+            sha256: sha256.to_string(),
+            exports,
+            proxy_pre,
+            event_pre,
+        }))
+    }
+
+    /// Compile, or deserialize from the disk cache. The cache directory is host-private:
+    /// deserializing trusts its contents (it only ever holds what this code wrote).
+    fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        let cached = self
+            .config
+            .cache_dir
+            .as_ref()
+            .map(|d| crate::cache::path(d, &self.engine_hash, sha256));
+        if let Some(path) = &cached {
+            if path.exists() {
+                // SAFETY: the file was produced by `Component::serialize` of an engine
+                // with the same compatibility hash (it is in the path), in a directory
+                // only this host writes; wasmtime re-checks the header on load.
+                match unsafe { Component::deserialize_file(&self.engine, path) } {
+                    Ok(c) => return Ok(c),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile-cache entry");
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        tracing::info!(sha256, ms = started.elapsed().as_millis() as u64, "compiled component");
+        if let Some(path) = &cached {
+            match component.serialize() {
+                Ok(blob) => {
+                    if let Err(e) = crate::cache::write_atomic(path, &blob) {
+                        tracing::warn!(path = %path.display(), error = %e, "could not write compile cache");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not serialize component"),
+            }
+        }
+        Ok(component)
+    }
+
+    /// A fresh store for one invocation, with its limits applied.
+    pub fn new_store(&self, limits: &Limits, env: &InvocationEnv, capture: &Capture) -> Store<HostState> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(capture.stdout.clone()).stderr(capture.stderr.clone());
+        wasi.envs(&env.env);
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: SandboxHooks,
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes,
+                exceeded: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let tick = self.config.epoch_tick.as_nanos().max(1);
+        let ticks = (limits.timeout.as_nanos() / tick) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err(LoadError::NotAComponent(
+            "the file does not start with the WebAssembly magic bytes".into(),
+        ));
+    }
+    match &bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(LoadError::NotAComponent(
+            "this is a core WebAssembly module; build a component (e.g. `--target wasm32-wasip2`, or `wasm-tools component new`)".into(),
+        )),
+        other => Err(LoadError::NotAComponent(format!(
+            "unknown WebAssembly version/layer bytes {other:02x?}"
+        ))),
+    }
+}
+
+/// Map a failed call to an `InvokeError`, using what the store saw.
+pub(crate) fn classify(err: wasmtime::Error, memory_exceeded: bool, limits: &Limits) -> InvokeError {
+    if memory_exceeded {
+        return InvokeError::MemoryLimit(limits.memory_bytes >> 20);
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            return InvokeError::Timeout(limits.timeout);
+        }
+    }
+    let text = format!("{err:#}");
+    if text.contains("maximum concurrent") || text.contains("pooling allocator") {
+        return InvokeError::Capacity(text);
+    }
+    InvokeError::Trap(text)
+}

@@ -1,0 +1,171 @@
+//! Per-invocation store state: WASI context, resource table, wasi:http context,
+//! the memory limiter and captured stdout/stderr.
+
+use bytes::{Bytes, BytesMut};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub http: WasiHttpCtx,
+    pub hooks: SandboxHooks,
+    pub limiter: MemoryLimiter,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// wasi:http policy for guests: outbound requests are denied (no egress by default).
+pub struct SandboxHooks;
+
+impl WasiHttpHooks for SandboxHooks {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Enforces the invocation's memory ceiling and remembers whether the guest hit it,
+/// so a resulting trap is reported as `function_memory_limit`, not a generic trap.
+pub struct MemoryLimiter {
+    pub limit: usize,
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Captured output of one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Logs {
+    pub stdout: Bytes,
+    pub stderr: Bytes,
+    /// True when the guest wrote more than the cap (the rest was dropped).
+    pub truncated: bool,
+}
+
+/// A stdout/stderr sink that keeps the first `cap` bytes and silently drops the rest
+/// (unlike wasmtime's `MemoryOutputPipe`, which traps the guest when full).
+#[derive(Clone)]
+pub struct CappedOutput {
+    inner: Arc<Mutex<(BytesMut, bool)>>,
+    cap: usize,
+}
+
+impl CappedOutput {
+    pub fn new(cap: usize) -> Self {
+        CappedOutput {
+            inner: Arc::new(Mutex::new((BytesMut::new(), false))),
+            cap,
+        }
+    }
+    pub fn take(&self) -> (Bytes, bool) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = std::mem::take(&mut g.0).freeze();
+        (bytes, g.1)
+    }
+}
+
+impl IsTerminal for CappedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let room = self.cap.saturating_sub(g.0.len());
+        let n = room.min(buf.len());
+        g.0.extend_from_slice(&buf[..n]);
+        if n < buf.len() {
+            g.1 = true;
+        }
+        // Accept everything: the guest must not block or fail because logs are full.
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The stdio pair of one invocation.
+pub struct Capture {
+    pub stdout: CappedOutput,
+    pub stderr: CappedOutput,
+}
+
+impl Capture {
+    pub fn new(cap: usize) -> Self {
+        Capture {
+            stdout: CappedOutput::new(cap),
+            stderr: CappedOutput::new(cap),
+        }
+    }
+    pub fn logs(&self) -> Logs {
+        let (stdout, t1) = self.stdout.take();
+        let (stderr, t2) = self.stderr.take();
+        Logs {
+            stdout,
+            stderr,
+            truncated: t1 || t2,
+        }
+    }
+}
