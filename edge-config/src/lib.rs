@@ -1,0 +1,383 @@
+//! # helixflow-edge-config: the typed configuration of one edge node
+//!
+//! One TOML file per node. Every table rejects unknown keys; errors name the file, the
+//! line and column, and what to do. Every field has a default, so an empty file (or no
+//! file) is a working single-machine node with embedded state under `data_dir`.
+//!
+//! ```toml
+//! [node]
+//! id = "fra"
+//! region = "eu-central-1"
+//!
+//! [listen]
+//! http = "127.0.0.1:8080"
+//!
+//! [state]
+//! data_dir = "/var/lib/helixflow"
+//! # metadata = "redb:///var/lib/helixflow/metadata.redb"   (default: under data_dir)
+//! # artifacts = "file:///var/lib/helixflow/artifacts"     (any object_store URL)
+//!
+//! [runtime]
+//! max_instances = 1000
+//! max_memory_mb = 1024
+//! epoch_tick_ms = 5
+//!
+//! [limits]
+//! default_memory_mb = 128
+//! default_timeout_ms = 10000
+//! max_component_mb = 50
+//! max_request_body_mb = 6
+//! max_log_kb = 64
+//! ```
+//!
+//! Environment overrides (what operators expect): `HELIXFLOW_NODE_ID`,
+//! `HELIXFLOW_LISTEN`, `HELIXFLOW_DATA_DIR`, `HELIXFLOW_METADATA_URL`,
+//! `HELIXFLOW_ARTIFACTS_URL`.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}\n  hint: {hint}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: String,
+    },
+    #[error("{file}: {field}: {message}\n  hint: {hint}")]
+    Invalid {
+        file: String,
+        field: &'static str,
+        message: String,
+        hint: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub node: Node,
+    pub listen: Listen,
+    pub state: State,
+    pub runtime: Runtime,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Node {
+    /// Location id (e.g. `fra`), shown in metrics and responses.
+    pub id: String,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Plain-HTTP listener (HTTP/1.1 and h2c).
+    pub http: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    pub data_dir: PathBuf,
+    /// `redb://PATH` (default: `{data_dir}/metadata.redb`).
+    pub metadata: Option<String>,
+    /// Any object_store URL (default: `file://{data_dir}/artifacts`).
+    pub artifacts: Option<String>,
+    /// Compiled-component cache (default: `{data_dir}/compiled`).
+    pub compile_cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    pub max_instances: u32,
+    pub max_memory_mb: u32,
+    pub epoch_tick_ms: u64,
+    pub max_wasm_stack_kb: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub default_memory_mb: u32,
+    pub default_timeout_ms: u64,
+    pub max_component_mb: u32,
+    pub max_request_body_mb: u32,
+    pub max_log_kb: u32,
+    pub log_records_per_function: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node: Node::default(),
+            listen: Listen::default(),
+            state: State::default(),
+            runtime: Runtime::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            id: "local".into(),
+            region: "local".into(),
+        }
+    }
+}
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            http: "127.0.0.1:8080".into(),
+        }
+    }
+}
+impl Default for State {
+    fn default() -> Self {
+        State {
+            data_dir: PathBuf::from(".helixflow-data"),
+            metadata: None,
+            artifacts: None,
+            compile_cache_dir: None,
+        }
+    }
+}
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            max_instances: 1000,
+            max_memory_mb: 1024,
+            epoch_tick_ms: 5,
+            max_wasm_stack_kb: 1024,
+        }
+    }
+}
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            default_memory_mb: 128,
+            default_timeout_ms: 10_000,
+            max_component_mb: 50,
+            max_request_body_mb: 6,
+            max_log_kb: 64,
+            log_records_per_function: 200,
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, column)
+}
+
+fn hint_for(message: &str) -> String {
+    if message.contains("unknown field") {
+        "remove the key or fix its spelling; the keys each table accepts are listed in the message and in edge-config/src/lib.rs".into()
+    } else if message.contains("invalid type") {
+        "check the value's type: numbers unquoted, strings in quotes".into()
+    } else {
+        "see the example at the top of edge-config/src/lib.rs".into()
+    }
+}
+
+impl NodeConfig {
+    /// Parse TOML text (`file` names it in errors) and validate it.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let message = e.message().to_string();
+            ConfigError::Parse {
+                file: file.to_string(),
+                line,
+                column,
+                hint: hint_for(&message),
+                message,
+            }
+        })?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Apply `HELIXFLOW_*` environment overrides (then re-validate).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("HELIXFLOW_NODE_ID") {
+            self.node.id = v;
+        }
+        if let Some(v) = get("HELIXFLOW_LISTEN") {
+            self.listen.http = v;
+        }
+        if let Some(v) = get("HELIXFLOW_DATA_DIR") {
+            self.state.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("HELIXFLOW_METADATA_URL") {
+            self.state.metadata = Some(v);
+        }
+        if let Some(v) = get("HELIXFLOW_ARTIFACTS_URL") {
+            self.state.artifacts = Some(v);
+        }
+        self.validate("environment")
+    }
+
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: String, hint: &str| ConfigError::Invalid {
+            file: file.to_string(),
+            field,
+            message,
+            hint: hint.to_string(),
+        };
+        let id_ok = !self.node.id.is_empty()
+            && self.node.id.len() <= 32
+            && self.node.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !id_ok {
+            return Err(bad("node.id", format!("{:?} is not a valid location id", self.node.id), "use 1-32 letters, digits or '-', e.g. \"fra\""));
+        }
+        if self.listen.http.parse::<SocketAddr>().is_err() {
+            return Err(bad("listen.http", format!("{:?} is not an address:port", self.listen.http), "e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""));
+        }
+        if let Some(m) = &self.state.metadata {
+            if !m.starts_with("redb://") {
+                return Err(bad("state.metadata", format!("{m:?} is not a supported metadata URL"), "use redb:///path/to/metadata.redb (embedded)"));
+            }
+        }
+        if let Some(a) = &self.state.artifacts {
+            if !a.contains("://") {
+                return Err(bad("state.artifacts", format!("{a:?} is not a URL"), "use an object_store URL such as file:///var/lib/helixflow/artifacts"));
+            }
+        }
+        let r = &self.runtime;
+        if r.max_instances == 0 || r.max_instances > 100_000 {
+            return Err(bad("runtime.max_instances", format!("{} is out of range", r.max_instances), "use 1..=100000"));
+        }
+        if r.max_memory_mb == 0 || r.max_memory_mb > 4096 {
+            return Err(bad("runtime.max_memory_mb", format!("{} is out of range", r.max_memory_mb), "use 1..=4096 (a 32-bit linear memory tops out at 4 GiB)"));
+        }
+        if r.epoch_tick_ms == 0 || r.epoch_tick_ms > 1000 {
+            return Err(bad("runtime.epoch_tick_ms", format!("{} is out of range", r.epoch_tick_ms), "use 1..=1000; smaller is more precise"));
+        }
+        if r.max_wasm_stack_kb < 64 {
+            return Err(bad("runtime.max_wasm_stack_kb", format!("{} is too small", r.max_wasm_stack_kb), "use at least 64"));
+        }
+        let l = &self.limits;
+        if l.default_memory_mb == 0 || l.default_memory_mb > r.max_memory_mb {
+            return Err(bad("limits.default_memory_mb", format!("{} must be 1..=runtime.max_memory_mb ({})", l.default_memory_mb, r.max_memory_mb), "lower it or raise runtime.max_memory_mb"));
+        }
+        if l.default_timeout_ms == 0 {
+            return Err(bad("limits.default_timeout_ms", "must be positive".into(), "e.g. 10000"));
+        }
+        if l.max_component_mb == 0 || l.max_request_body_mb == 0 {
+            return Err(bad("limits", "size limits must be positive".into(), "e.g. max_component_mb = 50"));
+        }
+        Ok(())
+    }
+
+    /// Where the embedded metadata file lives.
+    pub fn metadata_path(&self) -> PathBuf {
+        match &self.state.metadata {
+            Some(m) => PathBuf::from(m.trim_start_matches("redb://")),
+            None => self.state.data_dir.join("metadata.redb"),
+        }
+    }
+
+    /// The artifact store URL (absolute `file://` by default).
+    pub fn artifacts_url(&self) -> String {
+        match &self.state.artifacts {
+            Some(a) => a.clone(),
+            None => {
+                let dir = self.state.data_dir.join("artifacts");
+                let abs = std::path::absolute(&dir).unwrap_or(dir);
+                format!("file://{}", abs.display())
+            }
+        }
+    }
+
+    pub fn compile_cache_dir(&self) -> PathBuf {
+        self.state
+            .compile_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.state.data_dir.join("compiled"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_a_working_default() {
+        let c = NodeConfig::parse("", "node.toml").unwrap();
+        assert_eq!(c, NodeConfig::default());
+        assert!(c.artifacts_url().starts_with("file:///"));
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = NodeConfig::parse(
+            "[node]\nid = \"fra\"\nregion = \"eu\"\n[listen]\nhttp = \"127.0.0.1:9000\"\n[limits]\ndefault_timeout_ms = 500\n",
+            "n.toml",
+        )
+        .unwrap();
+        assert_eq!(c.node.id, "fra");
+        assert_eq!(c.limits.default_timeout_ms, 500);
+        assert_eq!(c.limits.default_memory_mb, 128, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_hint() {
+        let err = NodeConfig::parse("[node]\nid = \"fra\"\n\n[limits]\ndefault_timeot_ms = 5\n", "edge.toml").unwrap_err();
+        let s = err.to_string();
+        assert!(s.starts_with("edge.toml:5:"), "{s}");
+        assert!(s.contains("default_timeot_ms"), "{s}");
+        assert!(s.contains("hint:"), "{s}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_field() {
+        for (text, field) in [
+            ("[listen]\nhttp = \"nope\"", "listen.http"),
+            ("[node]\nid = \"a b\"", "node.id"),
+            ("[runtime]\nmax_memory_mb = 0", "runtime.max_memory_mb"),
+            ("[limits]\ndefault_memory_mb = 9000", "limits.default_memory_mb"),
+            ("[state]\nmetadata = \"postgres://x\"", "state.metadata"),
+        ] {
+            let s = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
+            assert!(s.contains(field), "{text:?} -> {s}");
+        }
+        let s = NodeConfig::parse("[runtime]\nmax_instances = \"ten\"", "x.toml").unwrap_err().to_string();
+        assert!(s.starts_with("x.toml:2:"), "{s}");
+    }
+
+    #[test]
+    fn environment_overrides_apply_and_are_validated() {
+        let mut c = NodeConfig::default();
+        c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "127.0.0.1:1234".to_string())).unwrap();
+        assert_eq!(c.listen.http, "127.0.0.1:1234");
+        let mut c = NodeConfig::default();
+        assert!(c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "bogus".to_string())).is_err());
+    }
+}

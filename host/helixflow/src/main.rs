@@ -1,1 +1,318 @@
-fn main(){}
+//! `helixflow`: the HelixFlow binary. `serve` runs a node; the other commands are a
+//! client of a node's control and data planes. This crate wires the library crates
+//! together and holds no product logic of its own.
+
+mod client;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "helixflow", version, about = "HelixFlow: tenants' WebAssembly functions at the edge")]
+struct Cli {
+    /// The node to talk to (client commands).
+    #[arg(long, global = true, env = "HELIXFLOW_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (embedded state by default).
+    Serve(serve::ServeArgs),
+    /// Node configuration files.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Tenants.
+    Tenants {
+        #[command(subcommand)]
+        cmd: TenantsCmd,
+    },
+    /// Upload a component as a new immutable version of a function.
+    Deploy {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        function: String,
+        /// The component (.wasm, built for wasm32-wasip2).
+        file: PathBuf,
+        /// Point this alias (e.g. `live`) at the new version.
+        #[arg(long)]
+        alias: Option<String>,
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Environment variable for the function, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Invoke a function's event handler with a payload.
+    Invoke {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        function: String,
+        /// A version number or alias.
+        #[arg(long, short)]
+        qualifier: Option<String>,
+        /// The event payload (default: read from stdin).
+        #[arg(long, short)]
+        data: Option<String>,
+    },
+    /// Functions.
+    Functions {
+        #[command(subcommand)]
+        cmd: FunctionsCmd,
+    },
+    /// Aliases.
+    Alias {
+        #[command(subcommand)]
+        cmd: AliasCmd,
+    },
+    /// Recent invocation logs (captured stdout/stderr) of a function.
+    Logs {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        function: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a node configuration file.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum TenantsCmd {
+    Create {
+        name: String,
+        #[arg(long)]
+        max_memory_mb: Option<u32>,
+        #[arg(long)]
+        max_timeout_ms: Option<u64>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum FunctionsCmd {
+    List {
+        #[arg(long, short)]
+        tenant: String,
+    },
+    Get {
+        #[arg(long, short)]
+        tenant: String,
+        function: String,
+    },
+    Delete {
+        #[arg(long, short)]
+        tenant: String,
+        function: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AliasCmd {
+    /// Point ALIAS at VERSION.
+    Set {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        function: String,
+        alias: String,
+        version: u32,
+    },
+    /// Move ALIAS back to its previous version.
+    Rollback {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        function: String,
+        alias: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match e.downcast_ref::<client::ClientError>() {
+                Some(client::ClientError::Connect { .. }) => 3,
+                Some(client::ClientError::Api { .. }) => 1,
+                _ => 1,
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let c = client::Client::new(&cli.url);
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Config { cmd: ConfigCmd::Check { file } } => {
+            let cfg = helixflow_edge_config::NodeConfig::load(&file)?;
+            println!("{}: ok (node {}, listening on {})", file.display(), cfg.node.id, cfg.listen.http);
+            Ok(())
+        }
+        Command::Tenants { cmd } => match cmd {
+            TenantsCmd::Create { name, max_memory_mb, max_timeout_ms } => {
+                let mut body = serde_json::json!({"name": name});
+                if max_memory_mb.is_some() || max_timeout_ms.is_some() {
+                    body["limits"] = serde_json::json!({
+                        "max_memory_mb": max_memory_mb.unwrap_or(256),
+                        "max_timeout_ms": max_timeout_ms.unwrap_or(30_000),
+                    });
+                }
+                let v = c.json(http::Method::POST, "/api/v1/tenants", Some(body)).await?;
+                println!("created tenant {}", v["name"].as_str().unwrap_or_default());
+                Ok(())
+            }
+            TenantsCmd::List => {
+                let v = c.json(http::Method::GET, "/api/v1/tenants", None).await?;
+                for t in v["tenants"].as_array().into_iter().flatten() {
+                    println!("{}\tmax_memory_mb={}\tmax_timeout_ms={}", t["name"].as_str().unwrap_or_default(), t["limits"]["max_memory_mb"], t["limits"]["max_timeout_ms"]);
+                }
+                Ok(())
+            }
+        },
+        Command::Deploy { tenant, function, file, alias, memory_mb, timeout_ms, env, description } => {
+            let mut env_map = serde_json::Map::new();
+            for kv in env {
+                let Some((k, v)) = kv.split_once('=') else {
+                    anyhow::bail!("--env {kv:?}: expected KEY=VALUE");
+                };
+                env_map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+            }
+            let config = (memory_mb.is_some() || timeout_ms.is_some() || !env_map.is_empty()).then(|| {
+                let mut cfg = serde_json::json!({"env": env_map});
+                if let Some(m) = memory_mb {
+                    cfg["memory_mb"] = m.into();
+                }
+                if let Some(t) = timeout_ms {
+                    cfg["timeout_ms"] = t.into();
+                }
+                cfg
+            });
+            let v = c.deploy(&tenant, &function, &file, alias.as_deref(), &description, config).await?;
+            let ver = &v["version"];
+            println!(
+                "deployed {tenant}/{function} version {} (sha256 {}, {} bytes, http={}, event={})",
+                ver["version"], ver["sha256"].as_str().unwrap_or_default(), ver["size"], ver["exports"]["http"], ver["exports"]["event"]
+            );
+            if let Some(a) = v["alias"]["name"].as_str() {
+                println!("alias {a} -> version {}", v["alias"]["version"]);
+            }
+            Ok(())
+        }
+        Command::Invoke { tenant, function, qualifier, data } => {
+            let payload = match data {
+                Some(d) => d.into_bytes(),
+                None => {
+                    use std::io::Read;
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf)?;
+                    buf
+                }
+            };
+            let fq = match qualifier {
+                Some(q) => format!("{function}@{q}"),
+                None => function,
+            };
+            let out = c.raw(http::Method::POST, &format!("/invoke/{tenant}/{fq}"), payload.into()).await?;
+            use std::io::Write;
+            std::io::stdout().write_all(&out)?;
+            println!();
+            Ok(())
+        }
+        Command::Functions { cmd } => match cmd {
+            FunctionsCmd::List { tenant } => {
+                let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/functions"), None).await?;
+                let fs = v["functions"].as_array().cloned().unwrap_or_default();
+                if fs.is_empty() {
+                    println!("(no functions in {tenant})");
+                }
+                for f in fs {
+                    println!("{}\tlatest={}\tupdated={}", f["name"].as_str().unwrap_or_default(), f["latest_version"], f["updated_at"].as_str().unwrap_or_default());
+                }
+                Ok(())
+            }
+            FunctionsCmd::Get { tenant, function } => {
+                let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/functions/{function}"), None).await?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            FunctionsCmd::Delete { tenant, function } => {
+                c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/functions/{function}"), None).await?;
+                println!("deleted {tenant}/{function}");
+                Ok(())
+            }
+        },
+        Command::Alias { cmd } => match cmd {
+            AliasCmd::Set { tenant, function, alias, version } => {
+                let v = c
+                    .json(
+                        http::Method::PUT,
+                        &format!("/api/v1/tenants/{tenant}/functions/{function}/aliases/{alias}"),
+                        Some(serde_json::json!({"version": version})),
+                    )
+                    .await?;
+                println!("alias {alias} -> version {}", v["version"]);
+                Ok(())
+            }
+            AliasCmd::Rollback { tenant, function, alias } => {
+                let v = c
+                    .json(
+                        http::Method::POST,
+                        &format!("/api/v1/tenants/{tenant}/functions/{function}/aliases/{alias}/rollback"),
+                        None,
+                    )
+                    .await?;
+                println!("alias {alias} rolled back to version {}", v["version"]);
+                Ok(())
+            }
+        },
+        Command::Logs { tenant, function, limit } => {
+            let v = c
+                .json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/functions/{function}/logs?limit={limit}"), None)
+                .await?;
+            for r in v["logs"].as_array().into_iter().flatten().rev() {
+                println!(
+                    "--- {} v{} {} {} {}us{}",
+                    r["at"].as_str().unwrap_or_default(),
+                    r["version"],
+                    r["request_id"].as_str().unwrap_or_default(),
+                    r["outcome"].as_str().unwrap_or_default(),
+                    r["duration_us"],
+                    if r["truncated"].as_bool() == Some(true) { " (truncated)" } else { "" }
+                );
+                print!("{}", r["stdout"].as_str().unwrap_or_default());
+                eprint!("{}", r["stderr"].as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+}

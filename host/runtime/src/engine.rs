@@ -288,5 +288,28 @@ pub(crate) fn classify(err: wasmtime::Error, memory_exceeded: bool, limits: &Lim
     if text.contains("maximum concurrent") || text.contains("pooling allocator") {
         return InvokeError::Capacity(text);
     }
-    InvokeError::Trap(text)
+    tracing::debug!(error = %text, "guest trap with backtrace");
+    // The root cause (e.g. "wasm trap: wasm `unreachable` instruction executed") without
+    // the wasm backtrace, which means nothing to the caller.
+    InvokeError::Trap(err.root_cause().to_string())
+}
+
+/// Add the guest's own panic message (Rust guests print it to stderr) to a trap.
+pub(crate) fn enrich(err: InvokeError, logs: &crate::state::Logs) -> InvokeError {
+    match err {
+        InvokeError::Trap(msg) => {
+            let stderr = String::from_utf8_lossy(&logs.stderr);
+            let mut lines = stderr.lines();
+            let panic = lines
+                .by_ref()
+                .find(|l| l.contains("panicked at"))
+                .and_then(|_| lines.next())
+                .map(|l| l.trim().chars().take(512).collect::<String>());
+            InvokeError::Trap(match panic {
+                Some(p) if !p.is_empty() => format!("{msg} (guest panic: {p})"),
+                _ => msg,
+            })
+        }
+        other => other,
+    }
 }

@@ -84,10 +84,12 @@ pub(crate) async fn invoke(
         Err(_) => Err(InvokeError::Timeout(limits.timeout)),
     };
     drop(store);
+    let logs = capture.logs();
+    let result = result.map_err(|e| crate::engine::enrich(e, &logs));
     EventOutput {
         report: InvocationReport {
             result: result.as_ref().map(|_| ()).map_err(Clone::clone),
-            logs: capture.logs(),
+            logs,
             duration: started.elapsed(),
         },
         result,

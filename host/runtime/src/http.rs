@@ -86,9 +86,10 @@ where
             Err(_elapsed) => Err(InvokeError::Timeout(limits.timeout)),
         };
         drop(store);
+        let logs = capture.logs();
         InvocationReport {
-            result,
-            logs: capture.logs(),
+            result: result.map_err(|e| crate::engine::enrich(e, &logs)),
+            logs,
             duration: started.elapsed(),
         }
     });

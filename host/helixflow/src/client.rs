@@ -1,0 +1,137 @@
+//! A small HTTP client for the control and data planes, with an upload progress bar.
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {reason} (is `helixflow serve` running there? set --url or HELIXFLOW_URL)")]
+    Connect { url: String, reason: String },
+    #[error("{status} {code}: {message}")]
+    Api { status: u16, code: String, message: String },
+}
+
+type ReqBody = BoxBody<Bytes, std::io::Error>;
+
+pub struct Client {
+    base: String,
+    http: HyperClient<HttpConnector, ReqBody>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn send(&self, req: http::Request<ReqBody>) -> Result<(http::StatusCode, Bytes)> {
+        let resp = self.http.request(req).await.map_err(|e| ClientError::Connect {
+            url: self.base.clone(),
+            reason: {
+                use std::error::Error;
+                e.source().map(|s| s.to_string()).unwrap_or_else(|| e.to_string())
+            },
+        })?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.context("reading the response")?.to_bytes();
+        if !status.is_success() {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: v["error"]["code"].as_str().unwrap_or("http_error").to_string(),
+                message: v["error"]["message"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+            }
+            .into());
+        }
+        Ok((status, body))
+    }
+
+    fn full(b: Bytes) -> ReqBody {
+        Full::new(b).map_err(|never| match never {}).boxed()
+    }
+
+    pub async fn json(&self, method: http::Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+        let bytes = body.map(|b| serde_json::to_vec(&b)).transpose()?.unwrap_or_default();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(Self::full(bytes.into()))?;
+        let (_, body) = self.send(req).await?;
+        Ok(serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    pub async fn raw(&self, method: http::Method, path: &str, body: Bytes) -> Result<Bytes> {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .body(Self::full(body))?;
+        Ok(self.send(req).await?.1)
+    }
+
+    /// Upload a component with a progress bar.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        function: &str,
+        file: &Path,
+        alias: Option<&str>,
+        description: &str,
+        config: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let bytes = Bytes::from(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+        let total = bytes.len() as u64;
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_message(format!("uploading {}", file.display()));
+        let chunks: Vec<Bytes> = (0..bytes.len())
+            .step_by(64 * 1024)
+            .map(|i| bytes.slice(i..(i + 64 * 1024).min(bytes.len())))
+            .collect();
+        let pb2 = pb.clone();
+        let stream = futures::stream::iter(chunks).map(move |c| {
+            pb2.inc(c.len() as u64);
+            Ok::<_, std::io::Error>(Frame::data(c))
+        });
+        let mut query = vec![];
+        if let Some(a) = alias {
+            query.push(format!("alias={a}"));
+        }
+        if !description.is_empty() {
+            query.push(format!(
+                "description={}",
+                percent_encoding::utf8_percent_encode(description, percent_encoding::NON_ALPHANUMERIC)
+            ));
+        }
+        let qs = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        let mut req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("{}/api/v1/tenants/{tenant}/functions/{function}/versions{qs}", self.base))
+            .header("content-type", "application/wasm")
+            .header("content-length", total.to_string());
+        if let Some(cfg) = config {
+            req = req.header("x-helixflow-config", serde_json::to_string(&cfg)?);
+        }
+        let req = req.body(BodyExt::boxed(StreamBody::new(stream)))?;
+        let result = self.send(req).await;
+        pb.finish_and_clear();
+        let (_, body) = result?;
+        Ok(serde_json::from_slice(&body).unwrap_or_default())
+    }
+}

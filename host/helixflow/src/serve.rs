@@ -1,0 +1,115 @@
+//! `helixflow serve`: wire config -> state -> runtime -> API and run until a signal.
+
+use anyhow::{Context, Result};
+use helixflow_api::{ApiSettings, AppState};
+use helixflow_edge_config::NodeConfig;
+use helixflow_runtime::{Runtime, RuntimeConfig};
+use helixflow_store::registry::Registry;
+use helixflow_store::{ArtifactStore, RedbMetadataStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Node configuration file (TOML). Without it: embedded defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Override listen.http.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Override state.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override node.id.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let mut cfg = match &args.config {
+        Some(p) => NodeConfig::load(p)?,
+        None => NodeConfig::default(),
+    };
+    cfg.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(l) = args.listen {
+        cfg.listen.http = l;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.state.data_dir = d;
+    }
+    if let Some(n) = args.node_id {
+        cfg.node.id = n;
+    }
+    cfg.validate("command line")?;
+
+    std::fs::create_dir_all(&cfg.state.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.state.data_dir.display()))?;
+    let meta = RedbMetadataStore::open(cfg.metadata_path())?;
+    let artifacts = ArtifactStore::from_url(&cfg.artifacts_url())?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cfg.compile_cache_dir()),
+        max_instances: cfg.runtime.max_instances,
+        max_memory_bytes: (cfg.runtime.max_memory_mb as usize) << 20,
+        epoch_tick: Duration::from_millis(cfg.runtime.epoch_tick_ms),
+        max_wasm_stack: (cfg.runtime.max_wasm_stack_kb as usize) << 10,
+    })?;
+    let settings = ApiSettings {
+        node_id: cfg.node.id.clone(),
+        default_memory_mb: cfg.limits.default_memory_mb,
+        default_timeout_ms: cfg.limits.default_timeout_ms,
+        max_component_bytes: (cfg.limits.max_component_mb as usize) << 20,
+        max_request_body_bytes: (cfg.limits.max_request_body_mb as usize) << 20,
+        max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
+        log_records_per_function: cfg.limits.log_records_per_function as usize,
+    };
+    let state = AppState::new(Arc::new(runtime), Registry::new(Arc::new(meta)), artifacts, settings);
+
+    let listener = tokio::net::TcpListener::bind(&cfg.listen.http)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen.http))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        location = %cfg.node.id,
+        %addr,
+        metadata = %cfg.metadata_path().display(),
+        artifacts = %cfg.artifacts_url(),
+        "helixflow serving"
+    );
+    // A line scripts can wait for.
+    println!("helixflow listening on http://{addr}");
+
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+    };
+    helixflow_api::serve(listener, state, shutdown).await;
+    Ok(())
+}
