@@ -1,0 +1,254 @@
+//! Test harness for end-to-end tests: real `helixflow` processes on loopback, real
+//! HTTP over real sockets, real guest components built for wasm32-wasip2.
+//!
+//! Inputs (set by `scripts/test.sh`; defaults fit a plain `cargo` checkout):
+//! * `HELIXFLOW_BIN`: the `helixflow` binary (default `target/release/helixflow`).
+//! * `HELIXFLOW_GUEST_DIR`: the built guests (default `target/wasm32-wasip2/guest`).
+//!
+//! Missing inputs fail the test with a message saying how to build them: nothing is
+//! skipped silently.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn helixflow_bin() -> PathBuf {
+    let p = std::env::var_os("HELIXFLOW_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release/helixflow"));
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build --release -p helixflow` (or run scripts/test.sh)",
+        p.display()
+    );
+    p
+}
+
+/// Bytes of a built guest component, e.g. `guest("hello")`.
+pub fn guest(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("HELIXFLOW_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip2/guest"));
+    let p = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: build the guests with scripts/build-functions.sh (or run scripts/test.sh)",
+            p.display()
+        )
+    })
+}
+
+/// A running `helixflow serve` child process. Killed (SIGKILL) on drop.
+pub struct Node {
+    pub url: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Node {
+    /// Start a node on a fresh port with `data_dir` and optional config TOML.
+    pub fn start(data_dir: &Path, config_toml: Option<&str>) -> Node {
+        std::fs::create_dir_all(data_dir).unwrap();
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log_path = data_dir.join(format!("serve-{n}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(helixflow_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        if let Some(toml) = config_toml {
+            let cfg = data_dir.join("node.toml");
+            std::fs::write(&cfg, toml).unwrap();
+            cmd.arg("--config").arg(cfg);
+        }
+        let mut child = cmd.spawn().expect("spawn helixflow serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("helixflow listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "helixflow serve did not start; its log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+        };
+        Node {
+            url,
+            data_dir: data_dir.to_path_buf(),
+            child,
+            log_path,
+        }
+    }
+
+    /// kill -9 the process (no graceful shutdown).
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    /// The `error.code` of an error response.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An HTTP client over real sockets.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Self {
+        let mut c = HttpConnector::new();
+        c.set_nodelay(true);
+        Http {
+            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(c),
+        }
+    }
+
+    pub async fn request(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+        let mut b = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(body.into())).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(60), self.client.request(req))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {url} timed out"))
+            .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp { status, headers, body }
+    }
+
+    pub async fn get(&self, url: &str) -> Resp {
+        self.request("GET", url, &[], Bytes::new()).await
+    }
+    pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> Resp {
+        self.request("POST", url, &[], body).await
+    }
+    pub async fn put_json(&self, url: &str, v: serde_json::Value) -> Resp {
+        self.request("PUT", url, &[("content-type", "application/json")], serde_json::to_vec(&v).unwrap())
+            .await
+    }
+    pub async fn post_json(&self, url: &str, v: serde_json::Value) -> Resp {
+        self.request("POST", url, &[("content-type", "application/json")], serde_json::to_vec(&v).unwrap())
+            .await
+    }
+}
+
+/// Convenience control-plane calls against a node.
+pub struct Api<'a> {
+    pub node: &'a Node,
+    pub http: Http,
+}
+
+impl<'a> Api<'a> {
+    pub fn new(node: &'a Node) -> Self {
+        Api { node, http: Http::new() }
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.node.url)
+    }
+    pub async fn create_tenant(&self, name: &str) {
+        let r = self.http.post_json(&self.url("/api/v1/tenants"), serde_json::json!({"name": name})).await;
+        assert_eq!(r.status, 201, "create tenant: {}", r.text());
+    }
+    /// Deploy and return the response (status asserted by the caller).
+    pub async fn deploy_raw(&self, tenant: &str, function: &str, bytes: Vec<u8>, query: &str) -> Resp {
+        self.http
+            .post(&self.url(&format!("/api/v1/tenants/{tenant}/functions/{function}/versions{query}")), bytes)
+            .await
+    }
+    /// Deploy, assert 201, return the version number.
+    pub async fn deploy(&self, tenant: &str, function: &str, guest_name: &str, query: &str) -> u64 {
+        let r = self.deploy_raw(tenant, function, guest(guest_name), query).await;
+        assert_eq!(r.status, 201, "deploy {tenant}/{function}: {}", r.text());
+        r.json()["version"]["version"].as_u64().unwrap()
+    }
+}
+
+/// Send a request head with a large declared body but only `send_body` bytes of it, then
+/// read whatever the server answers (used to test early 413s the way curl sees them).
+pub async fn early_response(url: &str, method: &str, path: &str, declared_len: usize, send_body: usize) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {declared_len}\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let _ = s.write_all(&vec![0u8; send_body]).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_ascii_lowercase(), body.to_string())
+}

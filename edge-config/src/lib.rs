@@ -20,7 +20,7 @@
 //! [runtime]
 //! max_instances = 1000
 //! max_memory_mb = 1024
-//! epoch_tick_ms = 5
+//! epoch_tick_ms = 1
 //!
 //! [limits]
 //! default_memory_mb = 128
@@ -161,7 +161,7 @@ impl Default for Runtime {
         Runtime {
             max_instances: 1000,
             max_memory_mb: 1024,
-            epoch_tick_ms: 5,
+            epoch_tick_ms: 1,
             max_wasm_stack_kb: 1024,
         }
     }

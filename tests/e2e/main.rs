@@ -1,1 +1,8 @@
+//! End-to-end tests: each starts its own `helixflow serve` on loopback with its own
+//! data dir and talks to it over real sockets.
 
+mod bad_input;
+mod cli;
+mod invoke;
+mod lifecycle;
+mod limits;

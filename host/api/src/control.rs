@@ -7,7 +7,7 @@ use bytes::Bytes;
 use helixflow_store::registry::{FunctionConfig, NewVersion, TenantLimits, validate_name};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use crate::tracked::TrackedBody;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ pub fn metrics(state: &AppState) -> Response<Body> {
 }
 
 /// Read a whole body, refusing more than `limit` bytes with 413.
-pub async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(body: TrackedBody, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
     let too_big = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -50,13 +50,13 @@ pub async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) 
     }
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(req: http::Request<Incoming>) -> Result<T, ApiError> {
+async fn read_json<T: for<'de> Deserialize<'de>>(req: http::Request<TrackedBody>) -> Result<T, ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, MAX_JSON_BODY).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
 }
 
-fn query(req: &http::Request<Incoming>) -> HashMap<String, String> {
+fn query(req: &http::Request<TrackedBody>) -> HashMap<String, String> {
     req.uri()
         .query()
         .map(|q| {
@@ -97,14 +97,14 @@ fn parse_version(s: &str) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid_request", format!("{s:?} is not a version number")))
 }
 
-pub async fn route(state: &AppState, req: http::Request<Incoming>, request_id: &str) -> Response<Body> {
+pub async fn route(state: &AppState, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
     match route_inner(state, req, request_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn route_inner(state: &AppState, req: http::Request<Incoming>, request_id: &str) -> Result<Response<Body>, ApiError> {
+async fn route_inner(state: &AppState, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -272,7 +272,7 @@ async fn check_config(state: &AppState, tenant: &str, cfg: &FunctionConfig) -> R
 /// Nothing is recorded unless every step before it succeeded.
 async fn deploy(
     state: &AppState,
-    req: http::Request<Incoming>,
+    req: http::Request<TrackedBody>,
     tenant: &str,
     function: &str,
     request_id: &str,

@@ -10,7 +10,7 @@ use crate::AppState;
 use helixflow_runtime::{EventContext, InvocationEnv, InvokeError};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use crate::tracked::TrackedBody;
 use std::sync::Arc;
 
 fn now_rfc3339() -> String {
@@ -83,14 +83,14 @@ fn version_header(resp: &mut Response<Body>, target: &Target) {
 }
 
 /// `ANY /{tenant}/{function}[@qualifier]/{path...}`
-pub async fn http_trigger_route(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Response<Body> {
+pub async fn http_trigger_route(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
     match http_trigger(state, req, request_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn http_trigger(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Result<Response<Body>, ApiError> {
+async fn http_trigger(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
     let rest = path.trim_start_matches('/');
     let mut parts = rest.splitn(3, '/');
@@ -192,14 +192,14 @@ fn wasmtime_wasi_http_error_protocol() -> helixflow_runtime::HttpBodyError {
 }
 
 /// `POST /invoke/{tenant}/{function}[@qualifier]` with the event as the body.
-pub async fn invoke_event_route(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Response<Body> {
+pub async fn invoke_event_route(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
     match invoke_event(state, req, request_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn invoke_event(state: &Arc<AppState>, req: http::Request<Incoming>, request_id: &str) -> Result<Response<Body>, ApiError> {
+async fn invoke_event(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
     let [_, tenant, func_q] = segs.as_slice() else {

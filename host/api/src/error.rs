@@ -40,6 +40,10 @@ impl ApiError {
         let mut b = Response::builder()
             .status(self.status)
             .header(http::header::CONTENT_TYPE, "application/json");
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body was not read: the connection cannot be reused.
+            b = b.header(http::header::CONNECTION, "close");
+        }
         if let Some(s) = self.retry_after {
             b = b.header(http::header::RETRY_AFTER, s.to_string());
         }

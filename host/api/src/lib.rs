@@ -18,6 +18,7 @@ mod error;
 mod logs;
 mod metrics;
 mod resolve;
+mod tracked;
 
 pub use body::Body;
 pub use error::ApiError;
@@ -26,6 +27,7 @@ use helixflow_runtime::Runtime;
 use helixflow_store::ArtifactStore;
 use helixflow_store::registry::Registry;
 use hyper::body::Incoming;
+use tracked::TrackedBody;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +92,10 @@ impl AppState {
 
 /// Route one request.
 pub async fn handle(state: Arc<AppState>, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Body> {
+    let (parts, body) = req.into_parts();
+    let http1 = parts.version < http::Version::HTTP_2;
+    let (body, body_done) = TrackedBody::new(body);
+    let req = http::Request::from_parts(parts, body);
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let span = tracing::info_span!("request", %request_id, method = %req.method(), path = %req.uri().path(), %peer);
     async move {
@@ -121,6 +127,9 @@ pub async fn handle(state: Arc<AppState>, req: http::Request<Incoming>, peer: So
         }
         if let Ok(v) = http::HeaderValue::from_str(&state.settings.node_id) {
             resp.headers_mut().insert("x-helixflow-location", v);
+        }
+        if http1 && !body_done.load(std::sync::atomic::Ordering::Acquire) && !resp.headers().contains_key(http::header::CONNECTION) {
+            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
         }
         tracing::debug!(status = resp.status().as_u16(), "response");
         resp

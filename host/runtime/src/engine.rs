@@ -1,6 +1,6 @@
 //! The engine, its configuration, the epoch ticker and the loaded-function cache.
 
-use crate::state::{Capture, HostState, MemoryLimiter, SandboxHooks};
+use crate::state::{Capture, CpuBudget, HostState, MemoryLimiter, SandboxHooks};
 use crate::{ExportKinds, InvocationEnv, InvokeError, Limits, LoadError, LoadedFunction};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -34,7 +34,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_instances: 1000,
             max_memory_bytes: 1 << 30,
-            epoch_tick: Duration::from_millis(5),
+            epoch_tick: Duration::from_millis(1),
             max_wasm_stack: 1 << 20,
         }
     }
@@ -237,6 +237,11 @@ impl Inner {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(capture.stdout.clone()).stderr(capture.stderr.clone());
         wasi.envs(&env.env);
+        let tick = self.config.epoch_tick.max(Duration::from_millis(1));
+        // A slice is ~2 ms of guest execution between yields.
+        let slice_ticks = (Duration::from_millis(2).as_nanos() / tick.as_nanos()).max(1) as u64;
+        let slice = tick * slice_ticks as u32;
+        let slices = (limits.timeout.as_nanos().div_ceil(slice.as_nanos())).max(1) as u64;
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -246,13 +251,24 @@ impl Inner {
                 limit: limits.memory_bytes,
                 exceeded: false,
             },
+            budget: CpuBudget {
+                slices_left: slices,
+                wall_deadline: std::time::Instant::now() + limits.timeout,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let tick = self.config.epoch_tick.as_nanos().max(1);
-        let ticks = (limits.timeout.as_nanos() / tick) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(slice_ticks);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let b = &mut ctx.data_mut().budget;
+            if b.slices_left <= 1 || std::time::Instant::now() >= b.wall_deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            b.slices_left -= 1;
+            // tokio's yield_now puts the task at the back of the queue, behind every
+            // other ready task (a plain self-wake could be re-polled at once).
+            Ok(UpdateDeadline::YieldCustom(slice_ticks, Box::pin(tokio::task::yield_now())))
+        });
         store
     }
 }

@@ -17,6 +17,16 @@ pub struct HostState {
     pub http: WasiHttpCtx,
     pub hooks: SandboxHooks,
     pub limiter: MemoryLimiter,
+    pub budget: CpuBudget,
+}
+
+/// The invocation's CPU budget, spent in epoch slices. Each time the guest has run
+/// for a slice it yields to the executor (so a spinning guest never holds a worker
+/// thread hostage) and one slice is charged; at zero, or past the wall deadline, it is
+/// interrupted.
+pub struct CpuBudget {
+    pub slices_left: u64,
+    pub wall_deadline: std::time::Instant,
 }
 
 impl WasiView for HostState {

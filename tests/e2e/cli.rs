@@ -1,0 +1,85 @@
+use helixflow_e2e::{Node, helixflow_bin, workspace_root};
+use std::process::Command;
+
+fn hf(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(helixflow_bin())
+        .args(args)
+        .env("HELIXFLOW_URL", url)
+        .output()
+        .expect("run helixflow");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn guest_path(name: &str) -> String {
+    let dir = std::env::var("HELIXFLOW_GUEST_DIR")
+        .unwrap_or_else(|_| workspace_root().join("target/wasm32-wasip2/guest").display().to_string());
+    format!("{dir}/{name}.wasm")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_deploy_invoke_list_alias_logs_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let url = node.url.clone();
+    let run = move |args: &[&str]| hf(&url, args);
+
+    let (rc, out, err) = run(&["tenants", "create", "acme"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = run(&["deploy", "-t", "acme", "-f", "echo", &guest_path("echo_event"), "--alias", "live", "--env", "A=1"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("deployed acme/echo version 1") && out.contains("event=true"), "{out}");
+    assert!(out.contains("alias live -> version 1"), "{out}");
+    let (rc, out, _) = run(&["deploy", "-t", "acme", "-f", "echo", &guest_path("echo_event")]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("version 2"), "{out}");
+
+    let (rc, out, _) = run(&["invoke", "-t", "acme", "-f", "echo", "-d", "hi"]);
+    assert_eq!(rc, 0);
+    assert!(out.contains(r#""echo":"hi""#) && out.contains(r#""version":1"#), "live -> v1: {out}");
+    let (rc, out, _) = run(&["invoke", "-t", "acme", "-f", "echo", "-q", "2", "-d", "hi"]);
+    assert_eq!(rc, 0);
+    assert!(out.contains(r#""version":2"#), "{out}");
+
+    let (rc, out, _) = run(&["alias", "set", "-t", "acme", "-f", "echo", "live", "2"]);
+    assert_eq!((rc, out.trim()), (0, "alias live -> version 2"));
+    let (rc, out, _) = run(&["alias", "rollback", "-t", "acme", "-f", "echo", "live"]);
+    assert_eq!((rc, out.trim()), (0, "alias live rolled back to version 1"));
+
+    let (rc, out, _) = run(&["functions", "list", "-t", "acme"]);
+    assert_eq!(rc, 0);
+    assert!(out.starts_with("echo\tlatest=2"), "{out}");
+
+    let (rc, _, err) = run(&["logs", "-t", "acme", "-f", "echo"]);
+    assert_eq!(rc, 0);
+    assert!(err.contains("echo-event: 2 bytes"), "stderr of the guest is shown: {err}");
+
+    // Errors a person can act on, with distinct exit codes.
+    let (rc, _, err) = run(&["invoke", "-t", "acme", "-f", "nope", "-d", "x"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("404 not_found") && err.contains("\"nope\""), "{err}");
+    let (rc, _, err) = run(&["deploy", "-t", "acme", "-f", "bad", "/nonexistent.wasm"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("/nonexistent.wasm"), "{err}");
+    let (rc, _, err) = hf("http://127.0.0.1:9", &["functions", "list", "-t", "acme"]);
+    assert_eq!(rc, 3, "{err}");
+    assert!(err.contains("is `helixflow serve` running"), "{err}");
+}
+
+#[test]
+fn config_check_reports_file_line_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[node]\nid = \"fra\"\n").unwrap();
+    let (rc, out, _) = hf("http://127.0.0.1:9", &["config", "check", good.to_str().unwrap()]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("ok (node fra"), "{out}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[node]\nid = \"fra\"\ncolour = \"blue\"\n").unwrap();
+    let (rc, _, err) = hf("http://127.0.0.1:9", &["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("bad.toml:3:") && err.contains("colour") && err.contains("hint:"), "{err}");
+}

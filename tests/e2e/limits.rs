@@ -1,0 +1,90 @@
+use helixflow_e2e::{Api, Node};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_timeout_and_memory_limit_are_contained_with_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    let cfg = r#"{"timeout_ms":500,"memory_mb":32}"#;
+    let r = api
+        .http
+        .request("POST", &api.url("/api/v1/tenants/acme/functions/chaos/versions"), &[("x-helixflow-config", cfg)], helixflow_e2e::guest("chaos"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    api.deploy("acme", "hello", "hello", "").await;
+
+    let r = api.http.get(&api.url("/acme/chaos/trap")).await;
+    assert_eq!((r.status, r.code().as_str()), (500, "function_trap"));
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("unreachable") && msg.contains("chaos: deliberate trap"), "{msg}");
+    assert!(!msg.contains("wasm backtrace"), "no backtrace noise for callers: {msg}");
+
+    let t = Instant::now();
+    let r = api.http.get(&api.url("/acme/chaos/loop")).await;
+    let took = t.elapsed();
+    assert_eq!((r.status, r.code().as_str()), (504, "function_timeout"));
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(5), "stopped near its 500 ms deadline: {took:?}");
+
+    let r = api.http.get(&api.url("/acme/chaos/grow")).await;
+    assert_eq!((r.status, r.code().as_str()), (500, "function_memory_limit"), "{}", r.text());
+    assert!(r.text().contains("32 MiB"));
+
+    // Event trigger: same codes.
+    let r = api.http.post(&api.url("/invoke/acme/chaos"), "loop").await;
+    assert_eq!((r.status, r.code().as_str()), (504, "function_timeout"));
+    let r = api.http.post(&api.url("/invoke/acme/chaos"), "grow").await;
+    assert_eq!(r.code(), "function_memory_limit");
+    let r = api.http.post(&api.url("/invoke/acme/chaos"), "trap").await;
+    assert_eq!(r.code(), "function_trap");
+
+    // The host keeps serving.
+    let r = api.http.get(&api.url("/acme/hello/")).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runaway_guests_do_not_starve_other_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("evil").await;
+    api.create_tenant("good").await;
+    let r = api
+        .http
+        .request(
+            "POST",
+            &api.url("/api/v1/tenants/evil/functions/chaos/versions"),
+            &[("x-helixflow-config", r#"{"timeout_ms":3000,"memory_mb":64}"#)],
+            helixflow_e2e::guest("chaos"),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    api.deploy("good", "hello", "hello", "").await;
+    assert_eq!(api.http.get(&api.url("/good/hello/")).await.status, 200);
+
+    // More spinning guests than this machine has cores, plus memory hogs.
+    let mut hostile = Vec::new();
+    for i in 0..6 {
+        let http = api.http.clone();
+        let url = api.url(if i % 3 == 2 { "/evil/chaos/grow" } else { "/evil/chaos/loop" });
+        hostile.push(tokio::spawn(async move { http.get(&url).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let mut worst = Duration::ZERO;
+    for _ in 0..40 {
+        let s = Instant::now();
+        let r = api.http.get(&api.url("/good/hello/")).await;
+        assert_eq!(r.status, 200, "victim request failed: {}", r.text());
+        worst = worst.max(s.elapsed());
+    }
+    let victim_total = t.elapsed();
+    println!("victim: 40 requests in {victim_total:?}, worst {worst:?}, while 6 hostile guests ran");
+    assert!(victim_total < Duration::from_millis(2500), "victims finished before the hostile guests' 3 s deadline: {victim_total:?}");
+    for h in hostile {
+        let r = h.await.unwrap();
+        assert!(matches!(r.code().as_str(), "function_timeout" | "function_memory_limit"), "{}", r.text());
+    }
+}
