@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# README command 1: set up, start a node on its embedded defaults, deploy the demo
+# functions, print curl lines, and keep serving until Ctrl-C.
+#   HELIXFLOW_LISTEN (default 127.0.0.1:8080), HELIXFLOW_DATA_DIR (default ./.helixflow-data)
+source "$(dirname "$0")/lib.sh"
+ensure_toolchain
+build_host
+build_functions
+
+LISTEN="${HELIXFLOW_LISTEN:-127.0.0.1:8080}"
+DATA_DIR="${HELIXFLOW_DATA_DIR:-$ROOT/.helixflow-data}"
+export HELIXFLOW_URL="http://$LISTEN"
+HF="$HELIXFLOW_BIN"
+
+log "starting helixflow on $LISTEN (data in $DATA_DIR)"
+"$HF" serve --listen "$LISTEN" --data-dir "$DATA_DIR" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
+for _ in $(seq 1 100); do
+    curl -fsS "$HELIXFLOW_URL/healthz" >/dev/null 2>&1 && break
+    kill -0 $SERVER 2>/dev/null || { echo "helixflow serve exited; see the log above" >&2; exit 1; }
+    sleep 0.1
+done
+
+if ! "$HF" tenants list | grep -q '^demo'; then
+    "$HF" tenants create demo
+fi
+if ! "$HF" functions list -t demo | grep -q '^hello'; then
+    "$HF" deploy -t demo -f hello "$HELIXFLOW_GUEST_DIR/hello.wasm" --alias live --env GREETING=Hello
+fi
+if ! "$HF" functions list -t demo | grep -q '^echo-event'; then
+    "$HF" deploy -t demo -f echo-event "$HELIXFLOW_GUEST_DIR/echo_event.wasm" --alias live
+fi
+
+cat <<MSG
+
+HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
+
+  curl '$HELIXFLOW_URL/demo/hello/world?name=Ada'
+  curl -X POST --data '{"hello":"event"}' $HELIXFLOW_URL/invoke/demo/echo-event
+  curl $HELIXFLOW_URL/api/v1/tenants/demo/functions
+  curl $HELIXFLOW_URL/metrics
+  $HF logs -t demo -f echo-event
+
+Ctrl-C stops it; state stays in $DATA_DIR.
+MSG
+wait $SERVER
