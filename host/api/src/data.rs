@@ -12,6 +12,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use crate::tracked::TrackedBody;
 use std::sync::Arc;
+use tracing::Instrument;
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -74,6 +75,16 @@ fn record(
             truncated: report.truncated,
         },
     );
+}
+
+fn invocation_span(target: &Target, trigger: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "invocation",
+        tenant = %target.tenant.name,
+        function = %target.function.name,
+        version = target.version.version,
+        trigger
+    )
 }
 
 fn version_header(resp: &mut Response<Body>, target: &Target) {
@@ -155,6 +166,7 @@ async fn http_trigger(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
             InvocationEnv { env: target.env.clone() },
             req,
         )
+        .instrument(invocation_span(&target, "http"))
         .await;
 
     // Metrics and logs once the guest is done (possibly after the body has streamed).
@@ -238,6 +250,7 @@ async fn invoke_event(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
             },
             payload.to_vec(),
         )
+        .instrument(invocation_span(&target, "event"))
         .await;
     let handled = matches!(out.result, Ok(Err(_)));
     record(state, &target, "event", request_id, &out.report.result, &out.report.logs, out.report.duration, handled);

@@ -331,3 +331,30 @@ pub(crate) fn enrich(err: InvokeError, logs: &crate::state::Logs) -> InvokeError
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_distinguish_components_modules_and_garbage() {
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+        let e = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        assert!(e.contains("core WebAssembly module"), "{e}");
+        assert!(check_header(b"GIF89a..").unwrap_err().to_string().contains("magic"));
+        assert!(check_header(b"\0asm").is_err());
+    }
+
+    #[tokio::test]
+    async fn loading_rejects_bad_components_with_typed_errors() {
+        let rt = crate::Runtime::new(RuntimeConfig { max_instances: 4, ..Default::default() }).unwrap();
+        assert!(matches!(rt.load("a", b"\0asm\x01\0\0\0").await, Err(LoadError::NotAComponent(_))));
+        assert!(matches!(rt.load("b", b"\0asm\x0d\0\x01\0").await, Err(LoadError::NoSupportedExport)));
+        assert!(matches!(rt.load("c", b"\0asm\x0d\0\x01\0\x01\xff").await, Err(LoadError::Compile(_))));
+        // A component importing an interface the host does not provide.
+        let wat = r#"(component (import "acme:evil/backdoor" (instance (export "open" (func)))))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        assert!(matches!(rt.load("d", &bytes).await, Err(LoadError::UnsupportedImport(_))), "{:?}", rt.load("d", &bytes).await.err());
+        assert!(rt.loaded("a").is_none(), "failures are not cached");
+    }
+}

@@ -179,3 +179,29 @@ impl Capture {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn capped_output_keeps_the_head_and_flags_truncation_without_failing_writes() {
+        let out = CappedOutput::new(10);
+        let mut w = out.clone();
+        w.write_all(b"hello ").await.unwrap();
+        w.write_all(b"world, this is long").await.unwrap();
+        let (bytes, truncated) = out.take();
+        assert_eq!(&bytes[..], b"hello worl");
+        assert!(truncated);
+    }
+
+    #[test]
+    fn memory_limiter_refuses_growth_past_the_limit_and_remembers_it() {
+        let mut l = MemoryLimiter { limit: 1 << 20, exceeded: false };
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!l.exceeded);
+        assert!(!l.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
+        assert!(l.exceeded);
+    }
+}
