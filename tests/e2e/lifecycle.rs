@@ -114,3 +114,19 @@ async fn unknown_tenant_function_alias_and_version_are_404_with_clear_messages()
     let r = api.http.get(&api.url("/api/v1/nothing-here")).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn qualifier_spellings_resolve_consistently() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "f", "hello", "").await;
+    api.deploy("acme", "f", "raw-http", "").await;
+    // Warm the cache with the default resolution (latest = v2).
+    assert!(api.http.get(&api.url("/acme/f/x")).await.text().starts_with("raw hello"));
+    assert!(api.http.get(&api.url("/acme/f@001/x")).await.text().starts_with("Hello"), "@001 is version 1");
+    assert_eq!(api.http.get(&api.url("/acme/f@0/x")).await.status, 404, "@0 is not the default");
+    assert_eq!(api.http.get(&api.url("/acme/f@/x")).await.status, 400, "empty qualifier");
+    assert_eq!(api.http.get(&api.url("/acme/f@99999999999/x")).await.status, 400, "out of range");
+}

@@ -4,7 +4,7 @@ use crate::body::{Body, BoxError, json_response};
 use crate::control::read_body;
 use crate::error::ApiError;
 use crate::logs::LogRecord;
-use crate::metrics::{InvocationLabels, LatencyLabels};
+use crate::metrics::InvocationLabels;
 use crate::resolve::{Target, resolve, split_qualifier};
 use crate::AppState;
 use helixflow_runtime::{EventContext, InvocationEnv, InvokeError};
@@ -13,12 +13,6 @@ use http_body_util::{BodyExt, Limited};
 use crate::tracked::TrackedBody;
 use std::sync::Arc;
 use tracing::Instrument;
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 /// Record metrics and logs of a finished invocation.
 fn record(
@@ -36,42 +30,39 @@ fn record(
         Ok(()) => "ok",
         Err(e) => e.code(),
     };
-    let tenant = target.tenant.name.clone();
-    let function = target.function.name.clone();
-    state
-        .metrics
-        .invocations
-        .get_or_create(&InvocationLabels {
-            tenant: tenant.clone(),
-            function: function.clone(),
-            trigger,
-            outcome,
-        })
-        .inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&LatencyLabels {
-            tenant: tenant.clone(),
-            function: function.clone(),
-            trigger,
-        })
-        .observe(duration.as_secs_f64());
+    let tenant = &target.tenant.name;
+    let function = &target.function.name;
+    let m = &target.metrics;
+    match (outcome, trigger) {
+        ("ok", "http") => m.http_ok.inc(),
+        ("ok", _) => m.event_ok.inc(),
+        _ => state
+            .metrics
+            .invocations
+            .get_or_create(&InvocationLabels {
+                tenant: tenant.clone(),
+                function: function.clone(),
+                trigger,
+                outcome,
+            })
+            .inc(),
+    };
+    if trigger == "http" { &m.http_latency } else { &m.event_latency }.observe(duration.as_secs_f64());
     if let Err(e) = result {
         tracing::warn!(%request_id, %tenant, %function, version = target.version.version, code = e.code(), error = %e, "invocation failed");
     }
     state.logs.push(
-        &tenant,
-        &function,
+        tenant,
+        function,
         LogRecord {
             request_id: request_id.to_string(),
             version: target.version.version,
             trigger,
             outcome,
-            duration_us: duration.as_micros() as u64,
-            at: now_rfc3339(),
-            stdout: String::from_utf8_lossy(&report.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&report.stderr).into_owned(),
+            duration,
+            at: std::time::SystemTime::now(),
+            stdout: report.stdout.clone(),
+            stderr: report.stderr.clone(),
             truncated: report.truncated,
         },
     );

@@ -74,6 +74,27 @@ pub struct AppState {
     metrics: metrics::Metrics,
     logs: logs::LogBook,
     resolver: resolve::Resolver,
+    request_ids: RequestIds,
+}
+
+/// Request ids: a random per-process prefix + a counter (unique, and no syscall per
+/// request, unlike a v4 UUID per request).
+struct RequestIds {
+    prefix: u64,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds {
+            prefix: uuid::Uuid::new_v4().as_u64_pair().0,
+            counter: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:016x}{:016x}", self.prefix, n)
+    }
 }
 
 impl AppState {
@@ -82,6 +103,7 @@ impl AppState {
             metrics: metrics::Metrics::new(&settings.node_id),
             logs: logs::LogBook::new(settings.log_records_per_function),
             resolver: resolve::Resolver::default(),
+            request_ids: RequestIds::new(),
             runtime,
             registry,
             artifacts,
@@ -96,7 +118,7 @@ pub async fn handle(state: Arc<AppState>, req: http::Request<Incoming>, peer: So
     let http1 = parts.version < http::Version::HTTP_2;
     let (body, body_done) = TrackedBody::new(body);
     let req = http::Request::from_parts(parts, body);
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let request_id = state.request_ids.next();
     let span = tracing::info_span!("request", %request_id, method = %req.method(), path = %req.uri().path(), %peer);
     async move {
         let path = req.uri().path().to_string();

@@ -2,6 +2,9 @@
 //! component, with an in-memory cache invalidated by every control-plane write.
 
 use crate::AppState;
+use crate::metrics::{InvocationLabels, LatencyLabels, Metrics};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use crate::error::ApiError;
 use helixflow_runtime::{Limits, LoadedFunction};
 use helixflow_store::registry::{Function, Tenant, Version};
@@ -19,6 +22,36 @@ pub struct Target {
     pub limits: Limits,
     pub env: Vec<(String, String)>,
     pub loaded: Arc<LoadedFunction>,
+    /// Metric handles for the common case, looked up once per resolution.
+    pub metrics: Arc<TargetMetrics>,
+}
+
+pub struct TargetMetrics {
+    pub http_ok: Counter,
+    pub event_ok: Counter,
+    pub http_latency: Histogram,
+    pub event_latency: Histogram,
+}
+
+impl TargetMetrics {
+    fn new(m: &Metrics, tenant: &str, function: &str) -> Self {
+        let inv = |trigger| {
+            m.invocations
+                .get_or_create(&InvocationLabels { tenant: tenant.into(), function: function.into(), trigger, outcome: "ok" })
+                .clone()
+        };
+        let lat = |trigger| {
+            m.latency
+                .get_or_create(&LatencyLabels { tenant: tenant.into(), function: function.into(), trigger })
+                .clone()
+        };
+        TargetMetrics {
+            http_ok: inv("http"),
+            event_ok: inv("event"),
+            http_latency: lat("http"),
+            event_latency: lat("event"),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -43,8 +76,20 @@ pub fn split_qualifier(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Most cached resolutions; past it the cache starts over (it refills from the store).
+const MAX_CACHED: usize = 10_000;
+
 pub async fn resolve(state: &AppState, tenant: &str, function: &str, qualifier: Option<&str>) -> Result<Target, ApiError> {
-    let key = (tenant.to_string(), function.to_string(), qualifier.unwrap_or("").to_string());
+    // Canonical key: `@01` and `@1` are the same version.
+    let q = match qualifier {
+        None => String::new(),
+        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => match q.parse::<u32>() {
+            Ok(n) => format!("v{n}"),
+            Err(_) => format!("x{q}"),
+        },
+        Some(alias) => format!("a{alias}"),
+    };
+    let key = (tenant.to_string(), function.to_string(), q);
     let generation = state.resolver.generation.load(Ordering::SeqCst);
     if let Some((g, t)) = state.resolver.cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
         if *g == generation {
@@ -54,12 +99,11 @@ pub async fn resolve(state: &AppState, tenant: &str, function: &str, qualifier: 
     let target = resolve_uncached(state, tenant, function, qualifier).await?;
     // Only cache if nothing changed while we were reading.
     if state.resolver.generation.load(Ordering::SeqCst) == generation {
-        state
-            .resolver
-            .cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (generation, target.clone()));
+        let mut cache = state.resolver.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, (generation, target.clone()));
     }
     Ok(target)
 }
@@ -109,6 +153,7 @@ async fn resolve_uncached(state: &AppState, tenant: &str, function: &str, qualif
     };
     let env = f.config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     Ok(Target {
+        metrics: Arc::new(TargetMetrics::new(&state.metrics, tenant, function)),
         tenant: Arc::new(t),
         function: Arc::new(f),
         version: Arc::new(v),
