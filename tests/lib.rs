@@ -19,7 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn helixflow_bin() -> PathBuf {
@@ -141,11 +144,15 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     /// The `error.code` of an error response.
     pub fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -169,11 +176,30 @@ impl Http {
         let mut c = HttpConnector::new();
         c.set_nodelay(true);
         Http {
-            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(c),
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(c),
         }
     }
 
-    pub async fn request(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+    /// An HTTP/2 (prior knowledge, h2c) client.
+    pub fn new_h2() -> Self {
+        let mut c = HttpConnector::new();
+        c.set_nodelay(true);
+        Http {
+            client: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(c),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
         let mut b = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -186,7 +212,11 @@ impl Http {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, url: &str) -> Resp {
@@ -196,12 +226,22 @@ impl Http {
         self.request("POST", url, &[], body).await
     }
     pub async fn put_json(&self, url: &str, v: serde_json::Value) -> Resp {
-        self.request("PUT", url, &[("content-type", "application/json")], serde_json::to_vec(&v).unwrap())
-            .await
+        self.request(
+            "PUT",
+            url,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&v).unwrap(),
+        )
+        .await
     }
     pub async fn post_json(&self, url: &str, v: serde_json::Value) -> Resp {
-        self.request("POST", url, &[("content-type", "application/json")], serde_json::to_vec(&v).unwrap())
-            .await
+        self.request(
+            "POST",
+            url,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&v).unwrap(),
+        )
+        .await
     }
 }
 
@@ -213,24 +253,46 @@ pub struct Api<'a> {
 
 impl<'a> Api<'a> {
     pub fn new(node: &'a Node) -> Self {
-        Api { node, http: Http::new() }
+        Api {
+            node,
+            http: Http::new(),
+        }
     }
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.node.url)
     }
     pub async fn create_tenant(&self, name: &str) {
-        let r = self.http.post_json(&self.url("/api/v1/tenants"), serde_json::json!({"name": name})).await;
+        let r = self
+            .http
+            .post_json(
+                &self.url("/api/v1/tenants"),
+                serde_json::json!({"name": name}),
+            )
+            .await;
         assert_eq!(r.status, 201, "create tenant: {}", r.text());
     }
     /// Deploy and return the response (status asserted by the caller).
-    pub async fn deploy_raw(&self, tenant: &str, function: &str, bytes: Vec<u8>, query: &str) -> Resp {
+    pub async fn deploy_raw(
+        &self,
+        tenant: &str,
+        function: &str,
+        bytes: Vec<u8>,
+        query: &str,
+    ) -> Resp {
         self.http
-            .post(&self.url(&format!("/api/v1/tenants/{tenant}/functions/{function}/versions{query}")), bytes)
+            .post(
+                &self.url(&format!(
+                    "/api/v1/tenants/{tenant}/functions/{function}/versions{query}"
+                )),
+                bytes,
+            )
             .await
     }
     /// Deploy, assert 201, return the version number.
     pub async fn deploy(&self, tenant: &str, function: &str, guest_name: &str, query: &str) -> u64 {
-        let r = self.deploy_raw(tenant, function, guest(guest_name), query).await;
+        let r = self
+            .deploy_raw(tenant, function, guest(guest_name), query)
+            .await;
         assert_eq!(r.status, 201, "deploy {tenant}/{function}: {}", r.text());
         r.json()["version"]["version"].as_u64().unwrap()
     }
@@ -238,11 +300,19 @@ impl<'a> Api<'a> {
 
 /// Send a request head with a large declared body but only `send_body` bytes of it, then
 /// read whatever the server answers (used to test early 413s the way curl sees them).
-pub async fn early_response(url: &str, method: &str, path: &str, declared_len: usize, send_body: usize) -> (u16, String, String) {
+pub async fn early_response(
+    url: &str,
+    method: &str,
+    path: &str,
+    declared_len: usize,
+    send_body: usize,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = url.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {declared_len}\r\n\r\n");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {declared_len}\r\n\r\n"
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     let _ = s.write_all(&vec![0u8; send_body]).await;
     let mut buf = Vec::new();

@@ -29,9 +29,17 @@ fn stats(name: &str, mut v: Vec<Duration>) {
 }
 
 fn main() -> Result<()> {
-    let dir = std::env::args().nth(1).context("usage: invoke-overhead GUEST_DIR [ITERATIONS]")?;
-    let n: usize = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(20_000);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let dir = std::env::args()
+        .nth(1)
+        .context("usage: invoke-overhead GUEST_DIR [ITERATIONS]")?;
+    let n: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let runtime = Runtime::new(RuntimeConfig::default())?;
         let limits = Limits {
@@ -47,10 +55,20 @@ fn main() -> Result<()> {
         for i in 0..(n + n / 10) {
             let t = Instant::now();
             let out = runtime
-                .invoke_event(&f, limits.clone(), InvocationEnv::default(), EventContext::default(), Vec::new())
+                .invoke_event(
+                    &f,
+                    limits.clone(),
+                    InvocationEnv::default(),
+                    EventContext::default(),
+                    Vec::new(),
+                )
                 .await;
             let el = t.elapsed();
-            anyhow::ensure!(matches!(out.result, Ok(Ok(_))), "echo-event failed: {:?}", out.result);
+            anyhow::ensure!(
+                matches!(out.result, Ok(Ok(_))),
+                "echo-event failed: {:?}",
+                out.result
+            );
             if i >= n / 10 {
                 times.push(el);
             }
@@ -67,12 +85,22 @@ fn main() -> Result<()> {
                 .header("host", "localhost")
                 .body(Empty::<Bytes>::new())?;
             let t = Instant::now();
-            let inv = runtime.invoke_http(&f, limits.clone(), InvocationEnv::default(), req).await;
+            let inv = runtime
+                .invoke_http(&f, limits.clone(), InvocationEnv::default(), req)
+                .await;
             let resp = inv.response.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let body = resp.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .to_bytes();
             let report = inv.report.await;
             let el = t.elapsed();
-            anyhow::ensure!(report.result.is_ok() && body.starts_with(b"Hello"), "hello failed");
+            anyhow::ensure!(
+                report.result.is_ok() && body.starts_with(b"Hello"),
+                "hello failed"
+            );
             if i >= n / 10 {
                 times.push(el);
             }

@@ -182,7 +182,10 @@ impl Default for Limits {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, column)
 }
 
@@ -253,45 +256,96 @@ impl NodeConfig {
         };
         let id_ok = !self.node.id.is_empty()
             && self.node.id.len() <= 32
-            && self.node.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && self
+                .node
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !id_ok {
-            return Err(bad("node.id", format!("{:?} is not a valid location id", self.node.id), "use 1-32 letters, digits or '-', e.g. \"fra\""));
+            return Err(bad(
+                "node.id",
+                format!("{:?} is not a valid location id", self.node.id),
+                "use 1-32 letters, digits or '-', e.g. \"fra\"",
+            ));
         }
         if self.listen.http.parse::<SocketAddr>().is_err() {
-            return Err(bad("listen.http", format!("{:?} is not an address:port", self.listen.http), "e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""));
+            return Err(bad(
+                "listen.http",
+                format!("{:?} is not an address:port", self.listen.http),
+                "e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
+            ));
         }
         if let Some(m) = &self.state.metadata {
             if !m.starts_with("redb://") {
-                return Err(bad("state.metadata", format!("{m:?} is not a supported metadata URL"), "use redb:///path/to/metadata.redb (embedded)"));
+                return Err(bad(
+                    "state.metadata",
+                    format!("{m:?} is not a supported metadata URL"),
+                    "use redb:///path/to/metadata.redb (embedded)",
+                ));
             }
         }
         if let Some(a) = &self.state.artifacts {
             if !a.contains("://") {
-                return Err(bad("state.artifacts", format!("{a:?} is not a URL"), "use an object_store URL such as file:///var/lib/helixflow/artifacts"));
+                return Err(bad(
+                    "state.artifacts",
+                    format!("{a:?} is not a URL"),
+                    "use an object_store URL such as file:///var/lib/helixflow/artifacts",
+                ));
             }
         }
         let r = &self.runtime;
         if r.max_instances == 0 || r.max_instances > 100_000 {
-            return Err(bad("runtime.max_instances", format!("{} is out of range", r.max_instances), "use 1..=100000"));
+            return Err(bad(
+                "runtime.max_instances",
+                format!("{} is out of range", r.max_instances),
+                "use 1..=100000",
+            ));
         }
         if r.max_memory_mb == 0 || r.max_memory_mb > 4096 {
-            return Err(bad("runtime.max_memory_mb", format!("{} is out of range", r.max_memory_mb), "use 1..=4096 (a 32-bit linear memory tops out at 4 GiB)"));
+            return Err(bad(
+                "runtime.max_memory_mb",
+                format!("{} is out of range", r.max_memory_mb),
+                "use 1..=4096 (a 32-bit linear memory tops out at 4 GiB)",
+            ));
         }
         if r.epoch_tick_ms == 0 || r.epoch_tick_ms > 1000 {
-            return Err(bad("runtime.epoch_tick_ms", format!("{} is out of range", r.epoch_tick_ms), "use 1..=1000; smaller is more precise"));
+            return Err(bad(
+                "runtime.epoch_tick_ms",
+                format!("{} is out of range", r.epoch_tick_ms),
+                "use 1..=1000; smaller is more precise",
+            ));
         }
         if r.max_wasm_stack_kb < 64 {
-            return Err(bad("runtime.max_wasm_stack_kb", format!("{} is too small", r.max_wasm_stack_kb), "use at least 64"));
+            return Err(bad(
+                "runtime.max_wasm_stack_kb",
+                format!("{} is too small", r.max_wasm_stack_kb),
+                "use at least 64",
+            ));
         }
         let l = &self.limits;
         if l.default_memory_mb == 0 || l.default_memory_mb > r.max_memory_mb {
-            return Err(bad("limits.default_memory_mb", format!("{} must be 1..=runtime.max_memory_mb ({})", l.default_memory_mb, r.max_memory_mb), "lower it or raise runtime.max_memory_mb"));
+            return Err(bad(
+                "limits.default_memory_mb",
+                format!(
+                    "{} must be 1..=runtime.max_memory_mb ({})",
+                    l.default_memory_mb, r.max_memory_mb
+                ),
+                "lower it or raise runtime.max_memory_mb",
+            ));
         }
         if l.default_timeout_ms == 0 {
-            return Err(bad("limits.default_timeout_ms", "must be positive".into(), "e.g. 10000"));
+            return Err(bad(
+                "limits.default_timeout_ms",
+                "must be positive".into(),
+                "e.g. 10000",
+            ));
         }
         if l.max_component_mb == 0 || l.max_request_body_mb == 0 {
-            return Err(bad("limits", "size limits must be positive".into(), "e.g. max_component_mb = 50"));
+            return Err(bad(
+                "limits",
+                "size limits must be positive".into(),
+                "e.g. max_component_mb = 50",
+            ));
         }
         Ok(())
     }
@@ -349,7 +403,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_file_line_and_hint() {
-        let err = NodeConfig::parse("[node]\nid = \"fra\"\n\n[limits]\ndefault_timeot_ms = 5\n", "edge.toml").unwrap_err();
+        let err = NodeConfig::parse(
+            "[node]\nid = \"fra\"\n\n[limits]\ndefault_timeot_ms = 5\n",
+            "edge.toml",
+        )
+        .unwrap_err();
         let s = err.to_string();
         assert!(s.starts_with("edge.toml:5:"), "{s}");
         assert!(s.contains("default_timeot_ms"), "{s}");
@@ -362,22 +420,31 @@ mod tests {
             ("[listen]\nhttp = \"nope\"", "listen.http"),
             ("[node]\nid = \"a b\"", "node.id"),
             ("[runtime]\nmax_memory_mb = 0", "runtime.max_memory_mb"),
-            ("[limits]\ndefault_memory_mb = 9000", "limits.default_memory_mb"),
+            (
+                "[limits]\ndefault_memory_mb = 9000",
+                "limits.default_memory_mb",
+            ),
             ("[state]\nmetadata = \"postgres://x\"", "state.metadata"),
         ] {
             let s = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
             assert!(s.contains(field), "{text:?} -> {s}");
         }
-        let s = NodeConfig::parse("[runtime]\nmax_instances = \"ten\"", "x.toml").unwrap_err().to_string();
+        let s = NodeConfig::parse("[runtime]\nmax_instances = \"ten\"", "x.toml")
+            .unwrap_err()
+            .to_string();
         assert!(s.starts_with("x.toml:2:"), "{s}");
     }
 
     #[test]
     fn environment_overrides_apply_and_are_validated() {
         let mut c = NodeConfig::default();
-        c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "127.0.0.1:1234".to_string())).unwrap();
+        c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "127.0.0.1:1234".to_string()))
+            .unwrap();
         assert_eq!(c.listen.http, "127.0.0.1:1234");
         let mut c = NodeConfig::default();
-        assert!(c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "bogus".to_string())).is_err());
+        assert!(
+            c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "bogus".to_string()))
+                .is_err()
+        );
     }
 }

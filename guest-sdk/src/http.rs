@@ -77,7 +77,8 @@ impl Response {
     }
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self::new(status, body.into().into_bytes()).with_header("content-type", "text/plain; charset=utf-8")
+        Self::new(status, body.into().into_bytes())
+            .with_header("content-type", "text/plain; charset=utf-8")
     }
     /// An `application/json` response from already-serialised JSON.
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {

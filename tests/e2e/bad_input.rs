@@ -2,9 +2,17 @@ use helixflow_e2e::{Api, Node};
 use serde_json::json;
 
 fn files_under(dir: &std::path::Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     rd.flatten()
-        .map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 })
+        .map(|e| {
+            if e.path().is_dir() {
+                files_under(&e.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }
 
@@ -19,36 +27,81 @@ async fn bad_uploads_are_rejected_with_codes_and_store_nothing() {
     let empty_component = b"\0asm\x0d\0\x01\0".to_vec();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("core module", core_module, 400, "not_a_component"),
-        ("garbage", b"this is not wasm at all".to_vec(), 400, "not_a_component"),
-        ("truncated component", b"\0asm\x0d\0\x01\0\x01\xff".to_vec(), 400, "compile_error"),
-        ("component exporting nothing", empty_component, 400, "no_supported_export"),
+        (
+            "garbage",
+            b"this is not wasm at all".to_vec(),
+            400,
+            "not_a_component",
+        ),
+        (
+            "truncated component",
+            b"\0asm\x0d\0\x01\0\x01\xff".to_vec(),
+            400,
+            "compile_error",
+        ),
+        (
+            "component exporting nothing",
+            empty_component,
+            400,
+            "no_supported_export",
+        ),
         ("empty body", Vec::new(), 400, "empty_body"),
     ];
     for (what, bytes, status, code) in cases {
         let r = api.deploy_raw("acme", "f", bytes, "").await;
-        assert_eq!((r.status, r.code().as_str()), (status, code), "{what}: {}", r.text());
-        assert!(!r.json()["error"]["message"].as_str().unwrap().is_empty(), "{what}: a human message");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (status, code),
+            "{what}: {}",
+            r.text()
+        );
+        assert!(
+            !r.json()["error"]["message"].as_str().unwrap().is_empty(),
+            "{what}: a human message"
+        );
     }
     // Oversize: refused from the declared length, before the upload is read.
-    let (status, head, body) =
-        helixflow_e2e::early_response(&node.url, "POST", "/api/v1/tenants/acme/functions/f/versions", 2 << 20, 4096).await;
+    let (status, head, body) = helixflow_e2e::early_response(
+        &node.url,
+        "POST",
+        "/api/v1/tenants/acme/functions/f/versions",
+        2 << 20,
+        4096,
+    )
+    .await;
     assert_eq!(status, 413, "{head}");
     assert!(body.contains("payload_too_large"), "{body}");
     assert!(head.contains("connection: close"), "{head}");
-    let r = api.deploy_raw("acme", "Bad_Name", helixflow_e2e::guest("hello"), "").await;
+    let r = api
+        .deploy_raw("acme", "Bad_Name", helixflow_e2e::guest("hello"), "")
+        .await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
-    let r = api.deploy_raw("nobody", "f", helixflow_e2e::guest("hello"), "").await;
+    let r = api
+        .deploy_raw("nobody", "f", helixflow_e2e::guest("hello"), "")
+        .await;
     assert_eq!(r.status, 404);
     let r = api
         .http
-        .request("POST", &api.url("/api/v1/tenants/acme/functions/f/versions"), &[("x-helixflow-config", "{not json")], helixflow_e2e::guest("hello"))
+        .request(
+            "POST",
+            &api.url("/api/v1/tenants/acme/functions/f/versions"),
+            &[("x-helixflow-config", "{not json")],
+            helixflow_e2e::guest("hello"),
+        )
         .await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_config"));
 
     // Nothing was stored: no function, no artifact.
-    let r = api.http.get(&api.url("/api/v1/tenants/acme/functions")).await;
+    let r = api
+        .http
+        .get(&api.url("/api/v1/tenants/acme/functions"))
+        .await;
     assert_eq!(r.json()["functions"], json!([]));
-    assert_eq!(files_under(&dir.path().join("artifacts")), 0, "no artifact written for rejected uploads");
+    assert_eq!(
+        files_under(&dir.path().join("artifacts")),
+        0,
+        "no artifact written for rejected uploads"
+    );
 
     // A good upload still works afterwards.
     assert_eq!(api.deploy("acme", "f", "hello", "").await, 1);
@@ -62,20 +115,37 @@ async fn bad_control_plane_requests_get_json_errors() {
     let api = Api::new(&node);
     let r = api.http.post(&api.url("/api/v1/tenants"), "{oops").await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_json"));
-    let r = api.http.post_json(&api.url("/api/v1/tenants"), json!({"name": "api"})).await;
-    assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"), "reserved names");
+    let r = api
+        .http
+        .post_json(&api.url("/api/v1/tenants"), json!({"name": "api"}))
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "invalid_request"),
+        "reserved names"
+    );
     api.create_tenant("acme").await;
-    let r = api.http.post_json(&api.url("/api/v1/tenants"), json!({"name": "acme"})).await;
+    let r = api
+        .http
+        .post_json(&api.url("/api/v1/tenants"), json!({"name": "acme"}))
+        .await;
     assert_eq!((r.status, r.code().as_str()), (409, "conflict"));
-    let r = api.http.request("PATCH", &api.url("/api/v1/tenants"), &[], "").await;
+    let r = api
+        .http
+        .request("PATCH", &api.url("/api/v1/tenants"), &[], "")
+        .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.header("content-type"), Some("application/json"));
-    let r = api.http.get(&api.url("/api/v1/tenants/acme/functions/f/versions/zero")).await;
+    let r = api
+        .http
+        .get(&api.url("/api/v1/tenants/acme/functions/f/versions/zero"))
+        .await;
     assert_eq!(r.status, 400);
     // Request body over the data-plane limit.
     api.deploy("acme", "chaos", "chaos", "").await;
     for path in ["/acme/chaos/echo", "/invoke/acme/chaos"] {
-        let (status, head, body) = helixflow_e2e::early_response(&node.url, "POST", path, 7 << 20, 4096).await;
+        let (status, head, body) =
+            helixflow_e2e::early_response(&node.url, "POST", path, 7 << 20, 4096).await;
         assert_eq!(status, 413, "{path}: {head}");
         assert!(body.contains("payload_too_large"), "{path}: {body}");
     }
@@ -84,11 +154,15 @@ async fn bad_control_plane_requests_get_json_errors() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = node.url.trim_start_matches("http://").to_string();
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let head = format!("POST /invoke/acme/chaos HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n");
+        let head = format!(
+            "POST /invoke/acme/chaos HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
         s.write_all(head.as_bytes()).await.unwrap();
         let chunk = vec![b'x'; 1 << 20];
         for _ in 0..8 {
-            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err()
+            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await
+                .is_err()
                 || s.write_all(&chunk).await.is_err()
                 || s.write_all(b"\r\n").await.is_err()
             {
@@ -97,7 +171,8 @@ async fn bad_control_plane_requests_get_json_errors() {
         }
         let _ = s.write_all(b"0\r\n\r\n").await;
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
         let text = String::from_utf8_lossy(&buf);
         assert!(text.starts_with("HTTP/1.1 413"), "{text}");
         assert!(text.contains("payload_too_large"), "{text}");

@@ -15,8 +15,12 @@ fn hf(url: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 fn guest_path(name: &str) -> String {
-    let dir = std::env::var("HELIXFLOW_GUEST_DIR")
-        .unwrap_or_else(|_| workspace_root().join("target/wasm32-wasip2/guest").display().to_string());
+    let dir = std::env::var("HELIXFLOW_GUEST_DIR").unwrap_or_else(|_| {
+        workspace_root()
+            .join("target/wasm32-wasip2/guest")
+            .display()
+            .to_string()
+    });
     format!("{dir}/{name}.wasm")
 }
 
@@ -29,17 +33,41 @@ async fn cli_deploy_invoke_list_alias_logs_and_errors() {
 
     let (rc, out, err) = run(&["tenants", "create", "acme"]);
     assert_eq!(rc, 0, "{out}{err}");
-    let (rc, out, err) = run(&["deploy", "-t", "acme", "-f", "echo", &guest_path("echo_event"), "--alias", "live", "--env", "A=1"]);
+    let (rc, out, err) = run(&[
+        "deploy",
+        "-t",
+        "acme",
+        "-f",
+        "echo",
+        &guest_path("echo_event"),
+        "--alias",
+        "live",
+        "--env",
+        "A=1",
+    ]);
     assert_eq!(rc, 0, "{out}{err}");
-    assert!(out.contains("deployed acme/echo version 1") && out.contains("event=true"), "{out}");
+    assert!(
+        out.contains("deployed acme/echo version 1") && out.contains("event=true"),
+        "{out}"
+    );
     assert!(out.contains("alias live -> version 1"), "{out}");
-    let (rc, out, _) = run(&["deploy", "-t", "acme", "-f", "echo", &guest_path("echo_event")]);
+    let (rc, out, _) = run(&[
+        "deploy",
+        "-t",
+        "acme",
+        "-f",
+        "echo",
+        &guest_path("echo_event"),
+    ]);
     assert_eq!(rc, 0);
     assert!(out.contains("version 2"), "{out}");
 
     let (rc, out, _) = run(&["invoke", "-t", "acme", "-f", "echo", "-d", "hi"]);
     assert_eq!(rc, 0);
-    assert!(out.contains(r#""echo":"hi""#) && out.contains(r#""version":1"#), "live -> v1: {out}");
+    assert!(
+        out.contains(r#""echo":"hi""#) && out.contains(r#""version":1"#),
+        "live -> v1: {out}"
+    );
     let (rc, out, _) = run(&["invoke", "-t", "acme", "-f", "echo", "-q", "2", "-d", "hi"]);
     assert_eq!(rc, 0);
     assert!(out.contains(r#""version":2"#), "{out}");
@@ -55,12 +83,18 @@ async fn cli_deploy_invoke_list_alias_logs_and_errors() {
 
     let (rc, _, err) = run(&["logs", "-t", "acme", "-f", "echo"]);
     assert_eq!(rc, 0);
-    assert!(err.contains("echo-event: 2 bytes"), "stderr of the guest is shown: {err}");
+    assert!(
+        err.contains("echo-event: 2 bytes"),
+        "stderr of the guest is shown: {err}"
+    );
 
     // Errors a person can act on, with distinct exit codes.
     let (rc, _, err) = run(&["invoke", "-t", "acme", "-f", "nope", "-d", "x"]);
     assert_eq!(rc, 1);
-    assert!(err.contains("404 not_found") && err.contains("\"nope\""), "{err}");
+    assert!(
+        err.contains("404 not_found") && err.contains("\"nope\""),
+        "{err}"
+    );
     let (rc, _, err) = run(&["deploy", "-t", "acme", "-f", "bad", "/nonexistent.wasm"]);
     assert_eq!(rc, 1);
     assert!(err.contains("/nonexistent.wasm"), "{err}");
@@ -74,12 +108,21 @@ fn config_check_reports_file_line_and_hint() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[node]\nid = \"fra\"\n").unwrap();
-    let (rc, out, _) = hf("http://127.0.0.1:9", &["config", "check", good.to_str().unwrap()]);
+    let (rc, out, _) = hf(
+        "http://127.0.0.1:9",
+        &["config", "check", good.to_str().unwrap()],
+    );
     assert_eq!(rc, 0);
     assert!(out.contains("ok (node fra"), "{out}");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[node]\nid = \"fra\"\ncolour = \"blue\"\n").unwrap();
-    let (rc, _, err) = hf("http://127.0.0.1:9", &["config", "check", bad.to_str().unwrap()]);
+    let (rc, _, err) = hf(
+        "http://127.0.0.1:9",
+        &["config", "check", bad.to_str().unwrap()],
+    );
     assert_eq!(rc, 1);
-    assert!(err.contains("bad.toml:3:") && err.contains("colour") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("colour") && err.contains("hint:"),
+        "{err}"
+    );
 }

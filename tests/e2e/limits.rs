@@ -10,7 +10,12 @@ async fn trap_timeout_and_memory_limit_are_contained_with_their_codes() {
     let cfg = r#"{"timeout_ms":500,"memory_mb":32}"#;
     let r = api
         .http
-        .request("POST", &api.url("/api/v1/tenants/acme/functions/chaos/versions"), &[("x-helixflow-config", cfg)], helixflow_e2e::guest("chaos"))
+        .request(
+            "POST",
+            &api.url("/api/v1/tenants/acme/functions/chaos/versions"),
+            &[("x-helixflow-config", cfg)],
+            helixflow_e2e::guest("chaos"),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     api.deploy("acme", "hello", "hello", "").await;
@@ -18,17 +23,31 @@ async fn trap_timeout_and_memory_limit_are_contained_with_their_codes() {
     let r = api.http.get(&api.url("/acme/chaos/trap")).await;
     assert_eq!((r.status, r.code().as_str()), (500, "function_trap"));
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("unreachable") && msg.contains("chaos: deliberate trap"), "{msg}");
-    assert!(!msg.contains("wasm backtrace"), "no backtrace noise for callers: {msg}");
+    assert!(
+        msg.contains("unreachable") && msg.contains("chaos: deliberate trap"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("wasm backtrace"),
+        "no backtrace noise for callers: {msg}"
+    );
 
     let t = Instant::now();
     let r = api.http.get(&api.url("/acme/chaos/loop")).await;
     let took = t.elapsed();
     assert_eq!((r.status, r.code().as_str()), (504, "function_timeout"));
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(5), "stopped near its 500 ms deadline: {took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "stopped near its 500 ms deadline: {took:?}"
+    );
 
     let r = api.http.get(&api.url("/acme/chaos/grow")).await;
-    assert_eq!((r.status, r.code().as_str()), (500, "function_memory_limit"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "function_memory_limit"),
+        "{}",
+        r.text()
+    );
     assert!(r.text().contains("32 MiB"));
 
     // Event trigger: same codes.
@@ -56,7 +75,10 @@ async fn runaway_guests_do_not_starve_other_functions() {
         .request(
             "POST",
             &api.url("/api/v1/tenants/evil/functions/chaos/versions"),
-            &[("x-helixflow-config", r#"{"timeout_ms":3000,"memory_mb":64}"#)],
+            &[(
+                "x-helixflow-config",
+                r#"{"timeout_ms":3000,"memory_mb":64}"#,
+            )],
             helixflow_e2e::guest("chaos"),
         )
         .await;
@@ -68,7 +90,11 @@ async fn runaway_guests_do_not_starve_other_functions() {
     let mut hostile = Vec::new();
     for i in 0..6 {
         let http = api.http.clone();
-        let url = api.url(if i % 3 == 2 { "/evil/chaos/grow" } else { "/evil/chaos/loop" });
+        let url = api.url(if i % 3 == 2 {
+            "/evil/chaos/grow"
+        } else {
+            "/evil/chaos/loop"
+        });
         hostile.push(tokio::spawn(async move { http.get(&url).await }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -81,10 +107,22 @@ async fn runaway_guests_do_not_starve_other_functions() {
         worst = worst.max(s.elapsed());
     }
     let victim_total = t.elapsed();
-    println!("victim: 40 requests in {victim_total:?}, worst {worst:?}, while 6 hostile guests ran");
-    assert!(victim_total < Duration::from_millis(2500), "victims finished before the hostile guests' 3 s deadline: {victim_total:?}");
+    println!(
+        "victim: 40 requests in {victim_total:?}, worst {worst:?}, while 6 hostile guests ran"
+    );
+    assert!(
+        victim_total < Duration::from_millis(2500),
+        "victims finished before the hostile guests' 3 s deadline: {victim_total:?}"
+    );
     for h in hostile {
         let r = h.await.unwrap();
-        assert!(matches!(r.code().as_str(), "function_timeout" | "function_memory_limit"), "{}", r.text());
+        assert!(
+            matches!(
+                r.code().as_str(),
+                "function_timeout" | "function_memory_limit"
+            ),
+            "{}",
+            r.text()
+        );
     }
 }

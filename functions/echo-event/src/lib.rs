@@ -26,9 +26,16 @@ fn handle(event: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
     let text = String::from_utf8(event)
         .map_err(|_| FunctionError::new("InvalidEvent", "event is not UTF-8"))?;
     if text.trim() == "fail" {
-        return Err(FunctionError::new("RequestedFailure", "the event asked to fail"));
+        return Err(FunctionError::new(
+            "RequestedFailure",
+            "the event asked to fail",
+        ));
     }
-    eprintln!("echo-event: {} bytes, request {}", text.len(), ctx.request_id);
+    eprintln!(
+        "echo-event: {} bytes, request {}",
+        text.len(),
+        ctx.request_id
+    );
     let body = format!(
         "{{\"echo\":\"{}\",\"request_id\":\"{}\",\"function\":\"{}\",\"version\":{},\"memory_limit_mb\":{}}}",
         json_escape(&text),

@@ -2,12 +2,12 @@
 
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
+use crate::tracked::TrackedBody;
 use crate::{AppState, metrics};
 use bytes::Bytes;
 use helixflow_store::registry::{FunctionConfig, NewVersion, TenantLimits, validate_name};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use crate::tracked::TrackedBody;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -15,18 +15,28 @@ use std::collections::HashMap;
 const MAX_JSON_BODY: usize = 1 << 20;
 
 pub fn healthz(state: &AppState) -> Response<Body> {
-    json_response(StatusCode::OK, &json!({"status": "ok", "location": state.settings.node_id}))
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "location": state.settings.node_id}),
+    )
 }
 
 pub fn metrics(state: &AppState) -> Response<Body> {
     Response::builder()
-        .header(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
         .body(crate::body::full(state.metrics.encode()))
         .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
 }
 
 /// Read a whole body, refusing more than `limit` bytes with 413.
-pub async fn read_body(body: TrackedBody, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    body: TrackedBody,
+    headers: &http::HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let too_big = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -45,25 +55,32 @@ pub async fn read_body(body: TrackedBody, headers: &http::HeaderMap, limit: usiz
     }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_big()),
-        Err(e) => Err(ApiError::bad_request("bad_body", format!("reading the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_big())
+        }
+        Err(e) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("reading the request body: {e}"),
+        )),
     }
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(req: http::Request<TrackedBody>) -> Result<T, ApiError> {
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    req: http::Request<TrackedBody>,
+) -> Result<T, ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, MAX_JSON_BODY).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
 }
 
 fn query(req: &http::Request<TrackedBody>) -> HashMap<String, String> {
     req.uri()
         .query()
-        .map(|q| {
-            url_pairs(q)
-                .into_iter()
-                .collect::<HashMap<_, _>>()
-        })
+        .map(|q| url_pairs(q).into_iter().collect::<HashMap<_, _>>())
         .unwrap_or_default()
 }
 
@@ -91,22 +108,33 @@ fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 }
 
 fn parse_version(s: &str) -> Result<u32, ApiError> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::bad_request("invalid_request", format!("{s:?} is not a version number")))
+    s.parse::<u32>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::bad_request("invalid_request", format!("{s:?} is not a version number"))
+    })
 }
 
-pub async fn route(state: &AppState, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
+pub async fn route(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+) -> Response<Body> {
     match route_inner(state, req, request_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn route_inner(state: &AppState, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, ApiError> {
+async fn route_inner(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let segs: Vec<&str> = path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
     let method = req.method().clone();
     // segs[0] == "api"
     match (&method, &segs[1..]) {
@@ -139,7 +167,9 @@ async fn route_inner(state: &AppState, req: http::Request<TrackedBody>, request_
             let func = state.registry.function(t, f).await?;
             let versions = state.registry.versions(t, f).await?;
             let aliases = state.registry.aliases(t, f).await?;
-            ok(json!({"function": to_json(&func), "versions": to_json(&versions), "aliases": to_json(&aliases)}))
+            ok(
+                json!({"function": to_json(&func), "versions": to_json(&versions), "aliases": to_json(&aliases)}),
+            )
         }
         (&Method::DELETE, ["v1", "tenants", t, "functions", f]) => {
             let shas = state.registry.delete_function(t, f).await?;
@@ -158,15 +188,19 @@ async fn route_inner(state: &AppState, req: http::Request<TrackedBody>, request_
                 Ok(_) => "ok",
                 Err(e) => e.code,
             };
-            state.metrics.deploys.get_or_create(&metrics::DeployLabels { outcome }).inc();
+            state
+                .metrics
+                .deploys
+                .get_or_create(&metrics::DeployLabels { outcome })
+                .inc();
             result
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "versions"]) => {
             ok(json!({"versions": to_json(&state.registry.versions(t, f).await?)}))
         }
-        (&Method::GET, ["v1", "tenants", t, "functions", f, "versions", v]) => {
-            ok(to_json(&state.registry.version(t, f, parse_version(v)?).await?))
-        }
+        (&Method::GET, ["v1", "tenants", t, "functions", f, "versions", v]) => ok(to_json(
+            &state.registry.version(t, f, parse_version(v)?).await?,
+        )),
         (&Method::DELETE, ["v1", "tenants", t, "functions", f, "versions", v]) => {
             let n = parse_version(v)?;
             state.registry.delete_version(t, f, n).await?;
@@ -199,7 +233,10 @@ async fn route_inner(state: &AppState, req: http::Request<TrackedBody>, request_
             }
             let (t, f, a) = (t.to_string(), f.to_string(), a.to_string());
             if a.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ApiError::bad_request("invalid_request", "an alias name cannot be a number"));
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "an alias name cannot be a number",
+                ));
             }
             let body: SetAlias = read_json(req).await?;
             let alias = state.registry.set_alias(&t, &f, &a, body.version).await?;
@@ -229,7 +266,9 @@ async fn route_inner(state: &AppState, req: http::Request<TrackedBody>, request_
         }
         _ => {
             if segs.len() >= 2 && segs[1] == "v1" {
-                Err(ApiError::not_found(format!("no control-plane route for {method} {path}")))
+                Err(ApiError::not_found(format!(
+                    "no control-plane route for {method} {path}"
+                )))
             } else {
                 Err(ApiError::not_found("the control plane lives under /api/v1"))
             }
@@ -237,13 +276,20 @@ async fn route_inner(state: &AppState, req: http::Request<TrackedBody>, request_
     }
 }
 
-async fn check_config(state: &AppState, tenant: &str, cfg: &FunctionConfig) -> Result<(), ApiError> {
+async fn check_config(
+    state: &AppState,
+    tenant: &str,
+    cfg: &FunctionConfig,
+) -> Result<(), ApiError> {
     let t = state.registry.tenant(tenant).await?;
     if let Some(m) = cfg.memory_mb {
         if m == 0 || m > t.limits.max_memory_mb {
             return Err(ApiError::bad_request(
                 "invalid_config",
-                format!("memory_mb must be 1..={} for tenant {tenant:?}", t.limits.max_memory_mb),
+                format!(
+                    "memory_mb must be 1..={} for tenant {tenant:?}",
+                    t.limits.max_memory_mb
+                ),
             ));
         }
     }
@@ -251,18 +297,27 @@ async fn check_config(state: &AppState, tenant: &str, cfg: &FunctionConfig) -> R
         if ms == 0 || ms > t.limits.max_timeout_ms {
             return Err(ApiError::bad_request(
                 "invalid_config",
-                format!("timeout_ms must be 1..={} for tenant {tenant:?}", t.limits.max_timeout_ms),
+                format!(
+                    "timeout_ms must be 1..={} for tenant {tenant:?}",
+                    t.limits.max_timeout_ms
+                ),
             ));
         }
     }
     for (k, v) in &cfg.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(ApiError::bad_request("invalid_config", format!("invalid environment variable {k:?}")));
+            return Err(ApiError::bad_request(
+                "invalid_config",
+                format!("invalid environment variable {k:?}"),
+            ));
         }
     }
     let env_size: usize = cfg.env.iter().map(|(k, v)| k.len() + v.len()).sum();
     if env_size > 64 * 1024 {
-        return Err(ApiError::bad_request("invalid_config", "environment larger than 64 KiB"));
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            "environment larger than 64 KiB",
+        ));
     }
     Ok(())
 }
@@ -281,10 +336,9 @@ async fn deploy(
     state.registry.tenant(tenant).await?;
     let q = query(&req);
     let config: Option<FunctionConfig> = match req.headers().get("x-helixflow-config") {
-        Some(v) => Some(
-            serde_json::from_slice(v.as_bytes())
-                .map_err(|e| ApiError::bad_request("invalid_config", format!("x-helixflow-config: {e}")))?,
-        ),
+        Some(v) => Some(serde_json::from_slice(v.as_bytes()).map_err(|e| {
+            ApiError::bad_request("invalid_config", format!("x-helixflow-config: {e}"))
+        })?),
         None => None,
     };
     if let Some(cfg) = &config {
@@ -297,7 +351,10 @@ async fn deploy(
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, state.settings.max_component_bytes).await?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("empty_body", "upload the component bytes as the request body"));
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "upload the component bytes as the request body",
+        ));
     }
     let sha = helixflow_store::sha256_hex(&bytes);
     let loaded = state.runtime.load(&sha, &bytes).await?;
@@ -321,7 +378,12 @@ async fn deploy(
         )
         .await?;
     let alias_rec = match &alias {
-        Some(a) => Some(state.registry.set_alias(tenant, function, a, version.version).await?),
+        Some(a) => Some(
+            state
+                .registry
+                .set_alias(tenant, function, a, version.version)
+                .await?,
+        ),
         None => None,
     };
     state.resolver.invalidate();

@@ -1,16 +1,16 @@
 //! Data plane: the HTTP trigger and the event-invoke route.
 
+use crate::AppState;
 use crate::body::{Body, BoxError, json_response};
 use crate::control::read_body;
 use crate::error::ApiError;
 use crate::logs::LogRecord;
 use crate::metrics::InvocationLabels;
 use crate::resolve::{Target, resolve, split_qualifier};
-use crate::AppState;
+use crate::tracked::TrackedBody;
 use helixflow_runtime::{EventContext, InvocationEnv, InvokeError};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use crate::tracked::TrackedBody;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -47,7 +47,12 @@ fn record(
             })
             .inc(),
     };
-    if trigger == "http" { &m.http_latency } else { &m.event_latency }.observe(duration.as_secs_f64());
+    if trigger == "http" {
+        &m.http_latency
+    } else {
+        &m.event_latency
+    }
+    .observe(duration.as_secs_f64());
     if let Err(e) = result {
         tracing::warn!(%request_id, %tenant, %function, version = target.version.version, code = e.code(), error = %e, "invocation failed");
     }
@@ -85,14 +90,22 @@ fn version_header(resp: &mut Response<Body>, target: &Target) {
 }
 
 /// `ANY /{tenant}/{function}[@qualifier]/{path...}`
-pub async fn http_trigger_route(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
+pub async fn http_trigger_route(
+    state: &Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+) -> Response<Body> {
     match http_trigger(state, req, request_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn http_trigger(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, ApiError> {
+async fn http_trigger(
+    state: &Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
     let rest = path.trim_start_matches('/');
     let mut parts = rest.splitn(3, '/');
@@ -109,7 +122,10 @@ async fn http_trigger(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
     if !target.loaded.exports().http {
         return Err(ApiError::bad_request(
             "wrong_trigger",
-            format!("{tenant}/{function} version {} has no HTTP handler; invoke it with POST /invoke/{tenant}/{func_q}", target.version.version),
+            format!(
+                "{tenant}/{function} version {} has no HTTP handler; invoke it with POST /invoke/{tenant}/{func_q}",
+                target.version.version
+            ),
         ));
     }
 
@@ -138,7 +154,10 @@ async fn http_trigger(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
         .parse()
         .map_err(|e| ApiError::bad_request("invalid_request", format!("bad path: {e}")))?;
     if !head.headers.contains_key(http::header::HOST) {
-        head.headers.insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+        head.headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
     }
     let body = Limited::new(body, limit).map_err(move |e: BoxError| {
         if e.is::<http_body_util::LengthLimitError>() {
@@ -154,7 +173,9 @@ async fn http_trigger(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
         .invoke_http(
             &target.loaded,
             target.limits.clone(),
-            InvocationEnv { env: target.env.clone() },
+            InvocationEnv {
+                env: target.env.clone(),
+            },
             req,
         )
         .instrument(invocation_span(&target, "http"))
@@ -168,7 +189,16 @@ async fn http_trigger(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
         let report = inv.report;
         tokio::spawn(async move {
             let r = report.await;
-            record(&state, &target, "http", &request_id, &r.result, &r.logs, r.duration, false);
+            record(
+                &state,
+                &target,
+                "http",
+                &request_id,
+                &r.result,
+                &r.logs,
+                r.duration,
+                false,
+            );
         });
     }
 
@@ -195,18 +225,32 @@ fn wasmtime_wasi_http_error_protocol() -> helixflow_runtime::HttpBodyError {
 }
 
 /// `POST /invoke/{tenant}/{function}[@qualifier]` with the event as the body.
-pub async fn invoke_event_route(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
+pub async fn invoke_event_route(
+    state: &Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+) -> Response<Body> {
     match invoke_event(state, req, request_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn invoke_event(state: &Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, ApiError> {
+async fn invoke_event(
+    state: &Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let segs: Vec<&str> = path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
     let [_, tenant, func_q] = segs.as_slice() else {
-        return Err(ApiError::not_found("use POST /invoke/{tenant}/{function}[@version|@alias]"));
+        return Err(ApiError::not_found(
+            "use POST /invoke/{tenant}/{function}[@version|@alias]",
+        ));
     };
     if req.method() != http::Method::POST {
         return Err(ApiError::method_not_allowed());
@@ -216,7 +260,10 @@ async fn invoke_event(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
     if !target.loaded.exports().event {
         return Err(ApiError::bad_request(
             "wrong_trigger",
-            format!("{tenant}/{function} version {} has no event handler; call it over HTTP at /{tenant}/{func_q}/", target.version.version),
+            format!(
+                "{tenant}/{function} version {} has no event handler; call it over HTTP at /{tenant}/{func_q}/",
+                target.version.version
+            ),
         ));
     }
     let client_context = req
@@ -231,7 +278,9 @@ async fn invoke_event(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
         .invoke_event(
             &target.loaded,
             target.limits.clone(),
-            InvocationEnv { env: target.env.clone() },
+            InvocationEnv {
+                env: target.env.clone(),
+            },
             EventContext {
                 request_id: request_id.to_string(),
                 tenant: target.tenant.name.clone(),
@@ -244,7 +293,16 @@ async fn invoke_event(state: &Arc<AppState>, req: http::Request<TrackedBody>, re
         .instrument(invocation_span(&target, "event"))
         .await;
     let handled = matches!(out.result, Ok(Err(_)));
-    record(state, &target, "event", request_id, &out.report.result, &out.report.logs, out.report.duration, handled);
+    record(
+        state,
+        &target,
+        "event",
+        request_id,
+        &out.report.result,
+        &out.report.logs,
+        out.report.duration,
+        handled,
+    );
     let mut resp = match out.result {
         Ok(Ok(bytes)) => {
             let ct = if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {

@@ -32,7 +32,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this path")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this method is not allowed on this path",
+        )
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -73,7 +77,9 @@ impl From<StoreError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
-            StoreError::Corrupt(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt", m),
+            StoreError::Corrupt(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt", m)
+            }
             e @ (StoreError::ConditionFailed { .. } | StoreError::TransactionCancelled { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
@@ -89,7 +95,11 @@ impl From<LoadError> for ApiError {
             LoadError::UnsupportedImport(_) => "unsupported_import",
             LoadError::NoSupportedExport => "no_supported_export",
             LoadError::Internal(_) => {
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string());
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    e.to_string(),
+                );
             }
         };
         ApiError::bad_request(code, e.to_string())

@@ -27,12 +27,12 @@ use helixflow_runtime::Runtime;
 use helixflow_store::ArtifactStore;
 use helixflow_store::registry::Registry;
 use hyper::body::Incoming;
-use tracked::TrackedBody;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::Instrument;
+use tracked::TrackedBody;
 
 /// Node-level API settings (from the edge config).
 #[derive(Debug, Clone)]
@@ -92,13 +92,20 @@ impl RequestIds {
         }
     }
     fn next(&self) -> String {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("{:016x}{:016x}", self.prefix, n)
     }
 }
 
 impl AppState {
-    pub fn new(runtime: Arc<Runtime>, registry: Registry, artifacts: ArtifactStore, settings: ApiSettings) -> Arc<Self> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        registry: Registry,
+        artifacts: ArtifactStore,
+        settings: ApiSettings,
+    ) -> Arc<Self> {
         Arc::new(AppState {
             metrics: metrics::Metrics::new(&settings.node_id),
             logs: logs::LogBook::new(settings.log_records_per_function),
@@ -113,7 +120,11 @@ impl AppState {
 }
 
 /// Route one request.
-pub async fn handle(state: Arc<AppState>, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Body> {
+pub async fn handle(
+    state: Arc<AppState>,
+    req: http::Request<Incoming>,
+    peer: SocketAddr,
+) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
     let http1 = parts.version < http::Version::HTTP_2;
     let (body, body_done) = TrackedBody::new(body);
@@ -161,7 +172,11 @@ pub async fn handle(state: Arc<AppState>, req: http::Request<Incoming>, peer: So
 }
 
 /// Serve HTTP/1.1 and HTTP/2 (h2c) on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -66,7 +66,9 @@ impl LogBook {
 
     pub fn push(&self, tenant: &str, function: &str, rec: LogRecord) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let q = g.entry((tenant.to_string(), function.to_string())).or_default();
+        let q = g
+            .entry((tenant.to_string(), function.to_string()))
+            .or_default();
         if q.len() == self.per_function {
             q.pop_front();
         }

@@ -49,7 +49,11 @@ impl Metrics {
     pub fn new(node_id: &str) -> Self {
         let mut registry = Registry::with_prefix_and_labels(
             "helixflow",
-            [(std::borrow::Cow::Borrowed("location"), std::borrow::Cow::Owned(node_id.to_string()))].into_iter(),
+            [(
+                std::borrow::Cow::Borrowed("location"),
+                std::borrow::Cow::Owned(node_id.to_string()),
+            )]
+            .into_iter(),
         );
         let invocations = Family::<InvocationLabels, Counter>::default();
         let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -67,7 +71,11 @@ impl Metrics {
             "Invocation latency (instantiate + run), by tenant, function and trigger",
             latency.clone(),
         );
-        registry.register("api_requests", "HTTP requests by plane and status", requests.clone());
+        registry.register(
+            "api_requests",
+            "HTTP requests by plane and status",
+            requests.clone(),
+        );
         registry.register("deploys", "Deploy attempts by outcome", deploys.clone());
         Metrics {
             registry,

@@ -2,12 +2,12 @@
 //! component, with an in-memory cache invalidated by every control-plane write.
 
 use crate::AppState;
-use crate::metrics::{InvocationLabels, LatencyLabels, Metrics};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 use crate::error::ApiError;
+use crate::metrics::{InvocationLabels, LatencyLabels, Metrics};
 use helixflow_runtime::{Limits, LoadedFunction};
 use helixflow_store::registry::{Function, Tenant, Version};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -37,12 +37,21 @@ impl TargetMetrics {
     fn new(m: &Metrics, tenant: &str, function: &str) -> Self {
         let inv = |trigger| {
             m.invocations
-                .get_or_create(&InvocationLabels { tenant: tenant.into(), function: function.into(), trigger, outcome: "ok" })
+                .get_or_create(&InvocationLabels {
+                    tenant: tenant.into(),
+                    function: function.into(),
+                    trigger,
+                    outcome: "ok",
+                })
                 .clone()
         };
         let lat = |trigger| {
             m.latency
-                .get_or_create(&LatencyLabels { tenant: tenant.into(), function: function.into(), trigger })
+                .get_or_create(&LatencyLabels {
+                    tenant: tenant.into(),
+                    function: function.into(),
+                    trigger,
+                })
                 .clone()
         };
         TargetMetrics {
@@ -64,7 +73,10 @@ impl Resolver {
     /// Forget everything: called after any write that can change a resolution.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -79,11 +91,17 @@ pub fn split_qualifier(s: &str) -> (&str, Option<&str>) {
 /// Most cached resolutions; past it the cache starts over (it refills from the store).
 const MAX_CACHED: usize = 10_000;
 
-pub async fn resolve(state: &AppState, tenant: &str, function: &str, qualifier: Option<&str>) -> Result<Target, ApiError> {
+pub async fn resolve(
+    state: &AppState,
+    tenant: &str,
+    function: &str,
+    qualifier: Option<&str>,
+) -> Result<Target, ApiError> {
     // Canonical key: `@01` and `@1` are the same version.
     let q = match qualifier {
         None => String::new(),
-        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => match q.parse::<u32>() {
+        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => match q.parse::<u32>()
+        {
             Ok(n) => format!("v{n}"),
             Err(_) => format!("x{q}"),
         },
@@ -91,7 +109,13 @@ pub async fn resolve(state: &AppState, tenant: &str, function: &str, qualifier: 
     };
     let key = (tenant.to_string(), function.to_string(), q);
     let generation = state.resolver.generation.load(Ordering::SeqCst);
-    if let Some((g, t)) = state.resolver.cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    if let Some((g, t)) = state
+        .resolver
+        .cache
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
         if *g == generation {
             return Ok(t.clone());
         }
@@ -99,7 +123,11 @@ pub async fn resolve(state: &AppState, tenant: &str, function: &str, qualifier: 
     let target = resolve_uncached(state, tenant, function, qualifier).await?;
     // Only cache if nothing changed while we were reading.
     if state.resolver.generation.load(Ordering::SeqCst) == generation {
-        let mut cache = state.resolver.cache.write().unwrap_or_else(|p| p.into_inner());
+        let mut cache = state
+            .resolver
+            .cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
@@ -108,20 +136,36 @@ pub async fn resolve(state: &AppState, tenant: &str, function: &str, qualifier: 
     Ok(target)
 }
 
-async fn resolve_uncached(state: &AppState, tenant: &str, function: &str, qualifier: Option<&str>) -> Result<Target, ApiError> {
+async fn resolve_uncached(
+    state: &AppState,
+    tenant: &str,
+    function: &str,
+    qualifier: Option<&str>,
+) -> Result<Target, ApiError> {
     let t = state.registry.tenant(tenant).await?;
     let f = state.registry.function(tenant, function).await?;
     let number = match qualifier {
-        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => q
-            .parse::<u32>()
-            .map_err(|_| ApiError::bad_request("invalid_request", format!("version {q:?} is out of range")))?,
-        Some(alias) if !alias.is_empty() => state.registry.alias(tenant, function, alias).await?.version,
-        Some(_) => return Err(ApiError::bad_request("invalid_request", "empty qualifier after '@'")),
+        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => {
+            q.parse::<u32>().map_err(|_| {
+                ApiError::bad_request("invalid_request", format!("version {q:?} is out of range"))
+            })?
+        }
+        Some(alias) if !alias.is_empty() => {
+            state.registry.alias(tenant, function, alias).await?.version
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "empty qualifier after '@'",
+            ));
+        }
         None => match state.registry.alias(tenant, function, "live").await {
             Ok(a) => a.version,
             Err(helixflow_store::registry::RegistryError::NotFound(_)) => {
                 if f.latest_version == 0 {
-                    return Err(ApiError::not_found(format!("{tenant}/{function} has no versions")));
+                    return Err(ApiError::not_found(format!(
+                        "{tenant}/{function} has no versions"
+                    )));
                 }
                 f.latest_version
             }
@@ -151,7 +195,12 @@ async fn resolve_uncached(state: &AppState, tenant: &str, function: &str, qualif
         timeout: Duration::from_millis(timeout_ms),
         max_log_bytes: state.settings.max_log_bytes,
     };
-    let env = f.config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let env = f
+        .config
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(Target {
         metrics: Arc::new(TargetMetrics::new(&state.metrics, tenant, function)),
         tenant: Arc::new(t),

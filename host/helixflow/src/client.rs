@@ -12,10 +12,16 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach {url}: {reason} (is `helixflow serve` running there? set --url or HELIXFLOW_URL)")]
+    #[error(
+        "cannot reach {url}: {reason} (is `helixflow serve` running there? set --url or HELIXFLOW_URL)"
+    )]
     Connect { url: String, reason: String },
     #[error("{status} {code}: {message}")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 type ReqBody = BoxBody<Bytes, std::io::Error>;
@@ -34,20 +40,34 @@ impl Client {
     }
 
     async fn send(&self, req: http::Request<ReqBody>) -> Result<(http::StatusCode, Bytes)> {
-        let resp = self.http.request(req).await.map_err(|e| ClientError::Connect {
-            url: self.base.clone(),
-            reason: {
-                use std::error::Error;
-                e.source().map(|s| s.to_string()).unwrap_or_else(|| e.to_string())
-            },
-        })?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                reason: {
+                    use std::error::Error;
+                    e.source()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| e.to_string())
+                },
+            })?;
         let status = resp.status();
-        let body = resp.into_body().collect().await.context("reading the response")?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading the response")?
+            .to_bytes();
         if !status.is_success() {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             return Err(ClientError::Api {
                 status: status.as_u16(),
-                code: v["error"]["code"].as_str().unwrap_or("http_error").to_string(),
+                code: v["error"]["code"]
+                    .as_str()
+                    .unwrap_or("http_error")
+                    .to_string(),
                 message: v["error"]["message"]
                     .as_str()
                     .map(str::to_string)
@@ -62,8 +82,16 @@ impl Client {
         Full::new(b).map_err(|never| match never {}).boxed()
     }
 
-    pub async fn json(&self, method: http::Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
-        let bytes = body.map(|b| serde_json::to_vec(&b)).transpose()?.unwrap_or_default();
+    pub async fn json(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b))
+            .transpose()?
+            .unwrap_or_default();
         let req = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -91,13 +119,17 @@ impl Client {
         description: &str,
         config: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        let bytes = Bytes::from(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+        let bytes = Bytes::from(
+            std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+        );
         let total = bytes.len() as u64;
         let pb = indicatif::ProgressBar::new(total);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         pb.set_message(format!("uploading {}", file.display()));
         let chunks: Vec<Bytes> = (0..bytes.len())
@@ -116,13 +148,23 @@ impl Client {
         if !description.is_empty() {
             query.push(format!(
                 "description={}",
-                percent_encoding::utf8_percent_encode(description, percent_encoding::NON_ALPHANUMERIC)
+                percent_encoding::utf8_percent_encode(
+                    description,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
             ));
         }
-        let qs = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        let qs = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
         let mut req = http::Request::builder()
             .method(http::Method::POST)
-            .uri(format!("{}/api/v1/tenants/{tenant}/functions/{function}/versions{qs}", self.base))
+            .uri(format!(
+                "{}/api/v1/tenants/{tenant}/functions/{function}/versions{qs}",
+                self.base
+            ))
             .header("content-type", "application/wasm")
             .header("content-length", total.to_string());
         if let Some(cfg) = config {

@@ -11,10 +11,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "helixflow", version, about = "HelixFlow: tenants' WebAssembly functions at the edge")]
+#[command(
+    name = "helixflow",
+    version,
+    about = "HelixFlow: tenants' WebAssembly functions at the edge"
+)]
 struct Cli {
     /// The node to talk to (client commands).
-    #[arg(long, global = true, env = "HELIXFLOW_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "HELIXFLOW_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
     #[command(subcommand)]
     command: Command,
@@ -148,7 +157,10 @@ enum AliasCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -173,13 +185,24 @@ async fn run(cli: Cli) -> Result<()> {
     let c = client::Client::new(&cli.url);
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Config { cmd: ConfigCmd::Check { file } } => {
+        Command::Config {
+            cmd: ConfigCmd::Check { file },
+        } => {
             let cfg = helixflow_edge_config::NodeConfig::load(&file)?;
-            println!("{}: ok (node {}, listening on {})", file.display(), cfg.node.id, cfg.listen.http);
+            println!(
+                "{}: ok (node {}, listening on {})",
+                file.display(),
+                cfg.node.id,
+                cfg.listen.http
+            );
             Ok(())
         }
         Command::Tenants { cmd } => match cmd {
-            TenantsCmd::Create { name, max_memory_mb, max_timeout_ms } => {
+            TenantsCmd::Create {
+                name,
+                max_memory_mb,
+                max_timeout_ms,
+            } => {
                 let mut body = serde_json::json!({"name": name});
                 if max_memory_mb.is_some() || max_timeout_ms.is_some() {
                     body["limits"] = serde_json::json!({
@@ -187,19 +210,35 @@ async fn run(cli: Cli) -> Result<()> {
                         "max_timeout_ms": max_timeout_ms.unwrap_or(30_000),
                     });
                 }
-                let v = c.json(http::Method::POST, "/api/v1/tenants", Some(body)).await?;
+                let v = c
+                    .json(http::Method::POST, "/api/v1/tenants", Some(body))
+                    .await?;
                 println!("created tenant {}", v["name"].as_str().unwrap_or_default());
                 Ok(())
             }
             TenantsCmd::List => {
                 let v = c.json(http::Method::GET, "/api/v1/tenants", None).await?;
                 for t in v["tenants"].as_array().into_iter().flatten() {
-                    println!("{}\tmax_memory_mb={}\tmax_timeout_ms={}", t["name"].as_str().unwrap_or_default(), t["limits"]["max_memory_mb"], t["limits"]["max_timeout_ms"]);
+                    println!(
+                        "{}\tmax_memory_mb={}\tmax_timeout_ms={}",
+                        t["name"].as_str().unwrap_or_default(),
+                        t["limits"]["max_memory_mb"],
+                        t["limits"]["max_timeout_ms"]
+                    );
                 }
                 Ok(())
             }
         },
-        Command::Deploy { tenant, function, file, alias, memory_mb, timeout_ms, env, description } => {
+        Command::Deploy {
+            tenant,
+            function,
+            file,
+            alias,
+            memory_mb,
+            timeout_ms,
+            env,
+            description,
+        } => {
             let mut env_map = serde_json::Map::new();
             for kv in env {
                 let Some((k, v)) = kv.split_once('=') else {
@@ -207,28 +246,47 @@ async fn run(cli: Cli) -> Result<()> {
                 };
                 env_map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
             }
-            let config = (memory_mb.is_some() || timeout_ms.is_some() || !env_map.is_empty()).then(|| {
-                let mut cfg = serde_json::json!({"env": env_map});
-                if let Some(m) = memory_mb {
-                    cfg["memory_mb"] = m.into();
-                }
-                if let Some(t) = timeout_ms {
-                    cfg["timeout_ms"] = t.into();
-                }
-                cfg
-            });
-            let v = c.deploy(&tenant, &function, &file, alias.as_deref(), &description, config).await?;
+            let config =
+                (memory_mb.is_some() || timeout_ms.is_some() || !env_map.is_empty()).then(|| {
+                    let mut cfg = serde_json::json!({"env": env_map});
+                    if let Some(m) = memory_mb {
+                        cfg["memory_mb"] = m.into();
+                    }
+                    if let Some(t) = timeout_ms {
+                        cfg["timeout_ms"] = t.into();
+                    }
+                    cfg
+                });
+            let v = c
+                .deploy(
+                    &tenant,
+                    &function,
+                    &file,
+                    alias.as_deref(),
+                    &description,
+                    config,
+                )
+                .await?;
             let ver = &v["version"];
             println!(
                 "deployed {tenant}/{function} version {} (sha256 {}, {} bytes, http={}, event={})",
-                ver["version"], ver["sha256"].as_str().unwrap_or_default(), ver["size"], ver["exports"]["http"], ver["exports"]["event"]
+                ver["version"],
+                ver["sha256"].as_str().unwrap_or_default(),
+                ver["size"],
+                ver["exports"]["http"],
+                ver["exports"]["event"]
             );
             if let Some(a) = v["alias"]["name"].as_str() {
                 println!("alias {a} -> version {}", v["alias"]["version"]);
             }
             Ok(())
         }
-        Command::Invoke { tenant, function, qualifier, data } => {
+        Command::Invoke {
+            tenant,
+            function,
+            qualifier,
+            data,
+        } => {
             let payload = match data {
                 Some(d) => d.into_bytes(),
                 None => {
@@ -242,7 +300,13 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(q) => format!("{function}@{q}"),
                 None => function,
             };
-            let out = c.raw(http::Method::POST, &format!("/invoke/{tenant}/{fq}"), payload.into()).await?;
+            let out = c
+                .raw(
+                    http::Method::POST,
+                    &format!("/invoke/{tenant}/{fq}"),
+                    payload.into(),
+                )
+                .await?;
             use std::io::Write;
             std::io::stdout().write_all(&out)?;
             println!();
@@ -250,29 +314,56 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Functions { cmd } => match cmd {
             FunctionsCmd::List { tenant } => {
-                let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/functions"), None).await?;
+                let v = c
+                    .json(
+                        http::Method::GET,
+                        &format!("/api/v1/tenants/{tenant}/functions"),
+                        None,
+                    )
+                    .await?;
                 let fs = v["functions"].as_array().cloned().unwrap_or_default();
                 if fs.is_empty() {
                     println!("(no functions in {tenant})");
                 }
                 for f in fs {
-                    println!("{}\tlatest={}\tupdated={}", f["name"].as_str().unwrap_or_default(), f["latest_version"], f["updated_at"].as_str().unwrap_or_default());
+                    println!(
+                        "{}\tlatest={}\tupdated={}",
+                        f["name"].as_str().unwrap_or_default(),
+                        f["latest_version"],
+                        f["updated_at"].as_str().unwrap_or_default()
+                    );
                 }
                 Ok(())
             }
             FunctionsCmd::Get { tenant, function } => {
-                let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/functions/{function}"), None).await?;
+                let v = c
+                    .json(
+                        http::Method::GET,
+                        &format!("/api/v1/tenants/{tenant}/functions/{function}"),
+                        None,
+                    )
+                    .await?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
             FunctionsCmd::Delete { tenant, function } => {
-                c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/functions/{function}"), None).await?;
+                c.json(
+                    http::Method::DELETE,
+                    &format!("/api/v1/tenants/{tenant}/functions/{function}"),
+                    None,
+                )
+                .await?;
                 println!("deleted {tenant}/{function}");
                 Ok(())
             }
         },
         Command::Alias { cmd } => match cmd {
-            AliasCmd::Set { tenant, function, alias, version } => {
+            AliasCmd::Set {
+                tenant,
+                function,
+                alias,
+                version,
+            } => {
                 let v = c
                     .json(
                         http::Method::PUT,
@@ -283,11 +374,17 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("alias {alias} -> version {}", v["version"]);
                 Ok(())
             }
-            AliasCmd::Rollback { tenant, function, alias } => {
+            AliasCmd::Rollback {
+                tenant,
+                function,
+                alias,
+            } => {
                 let v = c
                     .json(
                         http::Method::POST,
-                        &format!("/api/v1/tenants/{tenant}/functions/{function}/aliases/{alias}/rollback"),
+                        &format!(
+                            "/api/v1/tenants/{tenant}/functions/{function}/aliases/{alias}/rollback"
+                        ),
                         None,
                     )
                     .await?;
@@ -295,9 +392,17 @@ async fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
-        Command::Logs { tenant, function, limit } => {
+        Command::Logs {
+            tenant,
+            function,
+            limit,
+        } => {
             let v = c
-                .json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/functions/{function}/logs?limit={limit}"), None)
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/functions/{function}/logs?limit={limit}"),
+                    None,
+                )
                 .await?;
             for r in v["logs"].as_array().into_iter().flatten().rev() {
                 println!(
@@ -307,7 +412,11 @@ async fn run(cli: Cli) -> Result<()> {
                     r["request_id"].as_str().unwrap_or_default(),
                     r["outcome"].as_str().unwrap_or_default(),
                     r["duration_us"],
-                    if r["truncated"].as_bool() == Some(true) { " (truncated)" } else { "" }
+                    if r["truncated"].as_bool() == Some(true) {
+                        " (truncated)"
+                    } else {
+                        ""
+                    }
                 );
                 print!("{}", r["stdout"].as_str().unwrap_or_default());
                 eprint!("{}", r["stderr"].as_str().unwrap_or_default());

@@ -33,9 +33,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if args.log_json {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).json().init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .json()
+            .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
 
     let mut cfg = match &args.config {
@@ -74,7 +81,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
         log_records_per_function: cfg.limits.log_records_per_function as usize,
     };
-    let state = AppState::new(Arc::new(runtime), Registry::new(Arc::new(meta)), artifacts, settings);
+    let state = AppState::new(
+        Arc::new(runtime),
+        Registry::new(Arc::new(meta)),
+        artifacts,
+        settings,
+    );
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen.http)
         .await
@@ -94,13 +106,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

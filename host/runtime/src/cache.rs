@@ -11,7 +11,9 @@ pub fn path(dir: &Path, engine_hash: &str, sha256: &str) -> PathBuf {
 
 /// Write via a temp file + rename, so a crash never leaves a half-written entry.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("cache path has no parent"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("cache path has no parent"))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -92,7 +94,8 @@ impl Inner {
         // Small guards/reservations: thousands of slots must fit the address space.
         cfg.memory_reservation(config.max_memory_bytes as u64)
             .memory_guard_size(64 << 20);
-        let engine = Engine::new(&cfg).map_err(|e| LoadError::Internal(format!("creating the engine: {e:#}")))?;
+        let engine = Engine::new(&cfg)
+            .map_err(|e| LoadError::Internal(format!("creating the engine: {e:#}")))?;
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
@@ -140,10 +143,17 @@ impl Inner {
     }
 
     pub fn evict(&self, sha256: &str) {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).remove(sha256);
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sha256);
     }
 
-    pub async fn load(self: &Arc<Self>, sha256: &str, bytes: &[u8]) -> Result<Arc<LoadedFunction>, LoadError> {
+    pub async fn load(
+        self: &Arc<Self>,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedFunction>, LoadError> {
         let slot = {
             let mut map = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(sha256.to_string()).or_default().clone()
@@ -219,8 +229,13 @@ impl Inner {
             }
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        tracing::info!(sha256, ms = started.elapsed().as_millis() as u64, "compiled component");
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        tracing::info!(
+            sha256,
+            ms = started.elapsed().as_millis() as u64,
+            "compiled component"
+        );
         if let Some(path) = &cached {
             match component.serialize() {
                 Ok(blob) => {
@@ -235,9 +250,15 @@ impl Inner {
     }
 
     /// A fresh store for one invocation, with its limits applied.
-    pub fn new_store(&self, limits: &Limits, env: &InvocationEnv, capture: &Capture) -> Store<HostState> {
+    pub fn new_store(
+        &self,
+        limits: &Limits,
+        env: &InvocationEnv,
+        capture: &Capture,
+    ) -> Store<HostState> {
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(capture.stdout.clone()).stderr(capture.stderr.clone());
+        wasi.stdout(capture.stdout.clone())
+            .stderr(capture.stderr.clone());
         wasi.envs(&env.env);
         let tick = self.config.epoch_tick.max(Duration::from_millis(1));
         // A slice is ~2 ms of guest execution between yields.
@@ -269,7 +290,10 @@ impl Inner {
             b.slices_left -= 1;
             // tokio's yield_now puts the task at the back of the queue, behind every
             // other ready task (a plain self-wake could be re-polled at once).
-            Ok(UpdateDeadline::YieldCustom(slice_ticks, Box::pin(tokio::task::yield_now())))
+            Ok(UpdateDeadline::YieldCustom(
+                slice_ticks,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
         store
     }
@@ -293,7 +317,11 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// Map a failed call to an `InvokeError`, using what the store saw.
-pub(crate) fn classify(err: wasmtime::Error, memory_exceeded: bool, limits: &Limits) -> InvokeError {
+pub(crate) fn classify(
+    err: wasmtime::Error,
+    memory_exceeded: bool,
+    limits: &Limits,
+) -> InvokeError {
     if memory_exceeded {
         return InvokeError::MemoryLimit(limits.memory_bytes >> 20);
     }
@@ -341,20 +369,45 @@ mod tests {
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
         let e = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
         assert!(e.contains("core WebAssembly module"), "{e}");
-        assert!(check_header(b"GIF89a..").unwrap_err().to_string().contains("magic"));
+        assert!(
+            check_header(b"GIF89a..")
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
         assert!(check_header(b"\0asm").is_err());
     }
 
     #[tokio::test]
     async fn loading_rejects_bad_components_with_typed_errors() {
-        let rt = crate::Runtime::new(RuntimeConfig { max_instances: 4, ..Default::default() }).unwrap();
-        assert!(matches!(rt.load("a", b"\0asm\x01\0\0\0").await, Err(LoadError::NotAComponent(_))));
-        assert!(matches!(rt.load("b", b"\0asm\x0d\0\x01\0").await, Err(LoadError::NoSupportedExport)));
-        assert!(matches!(rt.load("c", b"\0asm\x0d\0\x01\0\x01\xff").await, Err(LoadError::Compile(_))));
+        let rt = crate::Runtime::new(RuntimeConfig {
+            max_instances: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(matches!(
+            rt.load("a", b"\0asm\x01\0\0\0").await,
+            Err(LoadError::NotAComponent(_))
+        ));
+        assert!(matches!(
+            rt.load("b", b"\0asm\x0d\0\x01\0").await,
+            Err(LoadError::NoSupportedExport)
+        ));
+        assert!(matches!(
+            rt.load("c", b"\0asm\x0d\0\x01\0\x01\xff").await,
+            Err(LoadError::Compile(_))
+        ));
         // A component importing an interface the host does not provide.
         let wat = r#"(component (import "acme:evil/backdoor" (instance (export "open" (func)))))"#;
         let bytes = wat::parse_str(wat).unwrap();
-        assert!(matches!(rt.load("d", &bytes).await, Err(LoadError::UnsupportedImport(_))), "{:?}", rt.load("d", &bytes).await.err());
+        assert!(
+            matches!(
+                rt.load("d", &bytes).await,
+                Err(LoadError::UnsupportedImport(_))
+            ),
+            "{:?}",
+            rt.load("d", &bytes).await.err()
+        );
         assert!(rt.loaded("a").is_none(), "failures are not cached");
     }
 }

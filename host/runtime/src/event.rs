@@ -79,7 +79,10 @@ pub(crate) async fn invoke(
     let outcome = tokio::time::timeout(limits.timeout, run).await;
     let result = match outcome {
         Ok(Ok(Ok(bytes))) => Ok(Ok(bytes)),
-        Ok(Ok(Err(FunctionError { error_type, message }))) => Ok(Err((error_type, message))),
+        Ok(Ok(Err(FunctionError {
+            error_type,
+            message,
+        }))) => Ok(Err((error_type, message))),
         Ok(Err(e)) => Err(classify(e, store.data().limiter.exceeded, &limits)),
         Err(_) => Err(InvokeError::Timeout(limits.timeout)),
     };

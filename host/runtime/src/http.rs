@@ -51,7 +51,10 @@ where
 {
     let started = Instant::now();
     let Some(pre) = func.proxy_pre.clone() else {
-        return failed(InvokeError::WrongTrigger("wasi:http/incoming-handler"), started);
+        return failed(
+            InvokeError::WrongTrigger("wasi:http/incoming-handler"),
+            started,
+        );
     };
     let capture = Capture::new(limits.max_log_bytes);
     let mut store = inner.new_store(&limits, &env, &capture);
@@ -99,7 +102,9 @@ where
             response: Ok(resp),
             report: Box::pin(async move {
                 task.await.unwrap_or_else(|e| InvocationReport {
-                    result: Err(InvokeError::Internal(format!("invocation task failed: {e}"))),
+                    result: Err(InvokeError::Internal(format!(
+                        "invocation task failed: {e}"
+                    ))),
                     logs: Logs::default(),
                     duration: started.elapsed(),
                 })
@@ -107,12 +112,16 @@ where
         },
         Ok(Err(code)) => {
             // The guest chose to answer with a wasi:http error instead of a response.
-            let err = InvokeError::Trap(format!("the function answered with wasi:http error {code:?}"));
+            let err = InvokeError::Trap(format!(
+                "the function answered with wasi:http error {code:?}"
+            ));
             HttpInvocation {
                 response: Err(err),
                 report: Box::pin(async move {
                     task.await.unwrap_or_else(|e| InvocationReport {
-                        result: Err(InvokeError::Internal(format!("invocation task failed: {e}"))),
+                        result: Err(InvokeError::Internal(format!(
+                            "invocation task failed: {e}"
+                        ))),
                         logs: Logs::default(),
                         duration: started.elapsed(),
                     })
@@ -122,7 +131,9 @@ where
         Err(_) => {
             // The outparam was dropped unset: the guest returned or failed first.
             let report = task.await.unwrap_or_else(|e| InvocationReport {
-                result: Err(InvokeError::Internal(format!("invocation task failed: {e}"))),
+                result: Err(InvokeError::Internal(format!(
+                    "invocation task failed: {e}"
+                ))),
                 logs: Logs::default(),
                 duration: started.elapsed(),
             });

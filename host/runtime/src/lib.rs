@@ -27,9 +27,9 @@ pub use engine::RuntimeConfig;
 pub use event::{EventContext, EventOutput};
 pub use http::HttpInvocation;
 pub use state::Logs;
-pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// The error type of request bodies handed to [`Runtime::invoke_http`].
 pub use wasmtime_wasi_http::Error as HttpBodyError;
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -80,7 +80,12 @@ pub struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             return Ok(false);
@@ -88,7 +93,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -137,7 +147,11 @@ impl StdoutStream for CappedOutput {
 }
 
 impl tokio::io::AsyncWrite for CappedOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let room = self.cap.saturating_sub(g.0.len());
         let n = room.min(buf.len());
@@ -198,7 +212,10 @@ mod tests {
 
     #[test]
     fn memory_limiter_refuses_growth_past_the_limit_and_remembers_it() {
-        let mut l = MemoryLimiter { limit: 1 << 20, exceeded: false };
+        let mut l = MemoryLimiter {
+            limit: 1 << 20,
+            exceeded: false,
+        };
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!l.exceeded);
         assert!(!l.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());

@@ -13,7 +13,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn valid_sha(sha: &str) -> bool {
-    sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    sha.len() == 64
+        && sha
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Immutable blobs addressed by their SHA-256, under `{prefix}/sha256/{hex}`.
@@ -39,9 +42,9 @@ impl ArtifactStore {
         let parsed = url::Url::parse(url)
             .map_err(|e| StoreError::Invalid(format!("artifact store URL {url:?}: {e}")))?;
         if parsed.scheme() == "file" {
-            let dir = parsed
-                .to_file_path()
-                .map_err(|()| StoreError::Invalid(format!("{url:?} is not an absolute file:// URL")))?;
+            let dir = parsed.to_file_path().map_err(|()| {
+                StoreError::Invalid(format!("{url:?} is not an absolute file:// URL"))
+            })?;
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::Invalid(format!("creating {}: {e}", dir.display())))?;
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
@@ -105,7 +108,9 @@ impl ArtifactStore {
     /// Fetch the bytes of `sha`, verifying their hash.
     pub async fn get(&self, sha: &str) -> Result<Bytes> {
         if !valid_sha(sha) {
-            return Err(StoreError::Invalid(format!("{sha:?} is not a SHA-256 hex digest")));
+            return Err(StoreError::Invalid(format!(
+                "{sha:?} is not a SHA-256 hex digest"
+            )));
         }
         let bytes = self
             .store
@@ -144,7 +149,11 @@ mod tests {
         let store = ArtifactStore::from_url(&url).unwrap();
         let sha = store.put(Bytes::from_static(b"hello")).await.unwrap();
         assert_eq!(sha, sha256_hex(b"hello"));
-        assert_eq!(store.put(Bytes::from_static(b"hello")).await.unwrap(), sha, "idempotent");
+        assert_eq!(
+            store.put(Bytes::from_static(b"hello")).await.unwrap(),
+            sha,
+            "idempotent"
+        );
         assert_eq!(store.get(&sha).await.unwrap(), Bytes::from_static(b"hello"));
 
         // Corrupt the file on disk: reads must notice.
@@ -152,13 +161,22 @@ mod tests {
         std::fs::write(&file, b"evil").unwrap();
         assert!(matches!(store.get(&sha).await, Err(StoreError::Corrupt(_))));
 
-        assert!(matches!(store.get(&"0".repeat(64)).await, Err(StoreError::NotFound(_))));
-        assert!(matches!(store.get("../../etc/passwd").await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.get(&"0".repeat(64)).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.get("../../etc/passwd").await,
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     #[test]
     fn unsupported_urls_are_clear_errors() {
         assert!(ArtifactStore::from_url("not a url").is_err());
-        assert!(ArtifactStore::from_url("file://relative/path").is_err(), "a file URL must be absolute");
+        assert!(
+            ArtifactStore::from_url("file://relative/path").is_err(),
+            "a file URL must be absolute"
+        );
     }
 }

@@ -21,10 +21,25 @@ pub async fn run_all(store: &dyn MetadataStore) {
 
 async fn create_and_get(store: &dyn MetadataStore, ns: &str) {
     let pk = format!("{ns}#a");
-    assert!(store.get(&pk, "missing").await.unwrap().is_none(), "missing item must read as None");
-    let v = store.put(&pk, "one", attrs(json!({"n": 1, "s": "x"})), Condition::NotExists).await.unwrap();
+    assert!(
+        store.get(&pk, "missing").await.unwrap().is_none(),
+        "missing item must read as None"
+    );
+    let v = store
+        .put(
+            &pk,
+            "one",
+            attrs(json!({"n": 1, "s": "x"})),
+            Condition::NotExists,
+        )
+        .await
+        .unwrap();
     assert_eq!(v, 1, "a created item has version 1");
-    let item = store.get(&pk, "one").await.unwrap().expect("created item must be readable");
+    let item = store
+        .get(&pk, "one")
+        .await
+        .unwrap()
+        .expect("created item must be readable");
     assert_eq!(item.version, 1);
     assert_eq!(item.u64("n"), Some(1));
     assert_eq!(item.str("s"), Some("x"));
@@ -32,46 +47,112 @@ async fn create_and_get(store: &dyn MetadataStore, ns: &str) {
 
 async fn conditional_put(store: &dyn MetadataStore, ns: &str) {
     let pk = format!("{ns}#b");
-    store.put(&pk, "k", attrs(json!({"n": 1})), Condition::NotExists).await.unwrap();
-    let err = store.put(&pk, "k", attrs(json!({"n": 2})), Condition::NotExists).await.unwrap_err();
-    assert!(matches!(err, StoreError::ConditionFailed { .. }), "create over existing must fail: {err}");
-    let v = store.put(&pk, "k", attrs(json!({"n": 2})), Condition::VersionIs(1)).await.unwrap();
+    store
+        .put(&pk, "k", attrs(json!({"n": 1})), Condition::NotExists)
+        .await
+        .unwrap();
+    let err = store
+        .put(&pk, "k", attrs(json!({"n": 2})), Condition::NotExists)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::ConditionFailed { .. }),
+        "create over existing must fail: {err}"
+    );
+    let v = store
+        .put(&pk, "k", attrs(json!({"n": 2})), Condition::VersionIs(1))
+        .await
+        .unwrap();
     assert_eq!(v, 2);
-    let err = store.put(&pk, "k", attrs(json!({"n": 3})), Condition::VersionIs(1)).await.unwrap_err();
-    assert!(matches!(err, StoreError::ConditionFailed { .. }), "stale version must fail: {err}");
+    let err = store
+        .put(&pk, "k", attrs(json!({"n": 3})), Condition::VersionIs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::ConditionFailed { .. }),
+        "stale version must fail: {err}"
+    );
     let item = store.get(&pk, "k").await.unwrap().unwrap();
-    assert_eq!((item.version, item.u64("n")), (2, Some(2)), "failed writes must not change the item");
-    let err = store.put(&pk, "absent", attrs(json!({})), Condition::Exists).await.unwrap_err();
+    assert_eq!(
+        (item.version, item.u64("n")),
+        (2, Some(2)),
+        "failed writes must not change the item"
+    );
+    let err = store
+        .put(&pk, "absent", attrs(json!({})), Condition::Exists)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::ConditionFailed { .. }));
     assert!(store.get(&pk, "absent").await.unwrap().is_none());
 }
 
 async fn conditional_delete(store: &dyn MetadataStore, ns: &str) {
     let pk = format!("{ns}#c");
-    store.put(&pk, "k", attrs(json!({})), Condition::NotExists).await.unwrap();
-    let err = store.delete(&pk, "k", Condition::VersionIs(9)).await.unwrap_err();
+    store
+        .put(&pk, "k", attrs(json!({})), Condition::NotExists)
+        .await
+        .unwrap();
+    let err = store
+        .delete(&pk, "k", Condition::VersionIs(9))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::ConditionFailed { .. }));
-    assert!(store.get(&pk, "k").await.unwrap().is_some(), "failed delete must keep the item");
-    store.delete(&pk, "k", Condition::VersionIs(1)).await.unwrap();
+    assert!(
+        store.get(&pk, "k").await.unwrap().is_some(),
+        "failed delete must keep the item"
+    );
+    store
+        .delete(&pk, "k", Condition::VersionIs(1))
+        .await
+        .unwrap();
     assert!(store.get(&pk, "k").await.unwrap().is_none());
-    store.delete(&pk, "k", Condition::Always).await.expect("deleting a missing item unconditionally is fine");
+    store
+        .delete(&pk, "k", Condition::Always)
+        .await
+        .expect("deleting a missing item unconditionally is fine");
 }
 
 async fn query_prefix_and_paging(store: &dyn MetadataStore, ns: &str) {
     let pk = format!("{ns}#d");
     for i in 0..25 {
-        store.put(&pk, &format!("V#{i:04}"), attrs(json!({"i": i})), Condition::NotExists).await.unwrap();
+        store
+            .put(
+                &pk,
+                &format!("V#{i:04}"),
+                attrs(json!({"i": i})),
+                Condition::NotExists,
+            )
+            .await
+            .unwrap();
     }
-    store.put(&pk, "W#0", attrs(json!({})), Condition::NotExists).await.unwrap();
-    store.put(&format!("{pk}x"), "V#0000", attrs(json!({})), Condition::NotExists).await.unwrap();
+    store
+        .put(&pk, "W#0", attrs(json!({})), Condition::NotExists)
+        .await
+        .unwrap();
+    store
+        .put(
+            &format!("{pk}x"),
+            "V#0000",
+            attrs(json!({})),
+            Condition::NotExists,
+        )
+        .await
+        .unwrap();
 
     let all = store.query_all(&pk, "V#").await.unwrap();
-    assert_eq!(all.len(), 25, "prefix query must return exactly the prefix's items");
+    assert_eq!(
+        all.len(),
+        25,
+        "prefix query must return exactly the prefix's items"
+    );
     let is: Vec<u64> = all.iter().map(|i| i.u64("i").unwrap()).collect();
     assert_eq!(is, (0..25).collect::<Vec<_>>(), "ascending sort-key order");
 
     let mut seen = Vec::new();
-    let mut page = Page { limit: Some(10), start_after: None };
+    let mut page = Page {
+        limit: Some(10),
+        start_after: None,
+    };
     let mut pages = 0;
     loop {
         let p = store.query(&pk, "V#", page.clone()).await.unwrap();
@@ -85,52 +166,113 @@ async fn query_prefix_and_paging(store: &dyn MetadataStore, ns: &str) {
     }
     assert_eq!(pages, 3, "25 items in pages of 10");
     assert_eq!(seen.len(), 25);
-    assert_eq!(store.query_all(&pk, "").await.unwrap().len(), 26, "empty prefix = whole partition");
+    assert_eq!(
+        store.query_all(&pk, "").await.unwrap().len(),
+        26,
+        "empty prefix = whole partition"
+    );
 }
 
 async fn transactions_are_all_or_nothing(store: &dyn MetadataStore, ns: &str) {
     let pk = format!("{ns}#e");
-    store.put(&pk, "counter", attrs(json!({"next": 1})), Condition::NotExists).await.unwrap();
+    store
+        .put(
+            &pk,
+            "counter",
+            attrs(json!({"next": 1})),
+            Condition::NotExists,
+        )
+        .await
+        .unwrap();
     // Succeeds: bump the counter and create the version item together.
     store
         .transact(vec![
-            WriteOp::Put { pk: pk.clone(), sk: "counter".into(), attrs: attrs(json!({"next": 2})), condition: Condition::VersionIs(1) },
-            WriteOp::Put { pk: pk.clone(), sk: "v1".into(), attrs: attrs(json!({})), condition: Condition::NotExists },
+            WriteOp::Put {
+                pk: pk.clone(),
+                sk: "counter".into(),
+                attrs: attrs(json!({"next": 2})),
+                condition: Condition::VersionIs(1),
+            },
+            WriteOp::Put {
+                pk: pk.clone(),
+                sk: "v1".into(),
+                attrs: attrs(json!({})),
+                condition: Condition::NotExists,
+            },
         ])
         .await
         .unwrap();
     // Fails on the second op: nothing of the first may be visible.
     let err = store
         .transact(vec![
-            WriteOp::Put { pk: pk.clone(), sk: "counter".into(), attrs: attrs(json!({"next": 3})), condition: Condition::VersionIs(2) },
-            WriteOp::Put { pk: pk.clone(), sk: "v1".into(), attrs: attrs(json!({})), condition: Condition::NotExists },
+            WriteOp::Put {
+                pk: pk.clone(),
+                sk: "counter".into(),
+                attrs: attrs(json!({"next": 3})),
+                condition: Condition::VersionIs(2),
+            },
+            WriteOp::Put {
+                pk: pk.clone(),
+                sk: "v1".into(),
+                attrs: attrs(json!({})),
+                condition: Condition::NotExists,
+            },
         ])
         .await
         .unwrap_err();
     match err {
-        StoreError::TransactionCancelled { index, .. } => assert_eq!(index, 1, "the failing op is named"),
+        StoreError::TransactionCancelled { index, .. } => {
+            assert_eq!(index, 1, "the failing op is named")
+        }
         other => panic!("expected TransactionCancelled, got {other}"),
     }
     let c = store.get(&pk, "counter").await.unwrap().unwrap();
-    assert_eq!((c.version, c.u64("next")), (2, Some(2)), "a cancelled transaction writes nothing");
+    assert_eq!(
+        (c.version, c.u64("next")),
+        (2, Some(2)),
+        "a cancelled transaction writes nothing"
+    );
     // A Check op guards without writing.
     let err = store
         .transact(vec![
-            WriteOp::Check { pk: pk.clone(), sk: "nope".into(), condition: Condition::Exists },
-            WriteOp::Delete { pk: pk.clone(), sk: "v1".into(), condition: Condition::Always },
+            WriteOp::Check {
+                pk: pk.clone(),
+                sk: "nope".into(),
+                condition: Condition::Exists,
+            },
+            WriteOp::Delete {
+                pk: pk.clone(),
+                sk: "v1".into(),
+                condition: Condition::Always,
+            },
         ])
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::TransactionCancelled { index: 0, .. }));
+    assert!(matches!(
+        err,
+        StoreError::TransactionCancelled { index: 0, .. }
+    ));
     assert!(store.get(&pk, "v1").await.unwrap().is_some());
 }
 
 async fn limits_are_enforced(store: &dyn MetadataStore, ns: &str) {
     let pk = format!("{ns}#f");
     let big = "x".repeat(500 * 1024);
-    let err = store.put(&pk, "big", attrs(json!({"b": big})), Condition::Always).await.unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(_)), "items over 400 KB are rejected: {err}");
+    let err = store
+        .put(&pk, "big", attrs(json!({"b": big})), Condition::Always)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(_)),
+        "items over 400 KB are rejected: {err}"
+    );
     assert!(store.get(&pk, "big").await.unwrap().is_none());
-    let err = store.put(&pk, "", attrs(json!({})), Condition::Always).await.unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(_)), "empty keys are rejected");
+    let err = store
+        .put(&pk, "", attrs(json!({})), Condition::Always)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(_)),
+        "empty keys are rejected"
+    );
 }

@@ -36,7 +36,11 @@ pub enum StoreError {
     ConditionFailed { pk: String, sk: String },
     /// One operation of a transaction failed its condition; nothing was written.
     #[error("transaction cancelled: operation {index} ({pk}/{sk}) failed its condition")]
-    TransactionCancelled { index: usize, pk: String, sk: String },
+    TransactionCancelled {
+        index: usize,
+        pk: String,
+        sk: String,
+    },
     /// The item or object does not exist.
     #[error("not found: {0}")]
     NotFound(String),

@@ -63,16 +63,16 @@ pub enum WriteOp {
 impl WriteOp {
     pub fn key(&self) -> (&str, &str) {
         match self {
-            WriteOp::Put { pk, sk, .. } | WriteOp::Delete { pk, sk, .. } | WriteOp::Check { pk, sk, .. } => {
-                (pk, sk)
-            }
+            WriteOp::Put { pk, sk, .. }
+            | WriteOp::Delete { pk, sk, .. }
+            | WriteOp::Check { pk, sk, .. } => (pk, sk),
         }
     }
     pub fn condition(&self) -> Condition {
         match self {
-            WriteOp::Put { condition, .. } | WriteOp::Delete { condition, .. } | WriteOp::Check { condition, .. } => {
-                *condition
-            }
+            WriteOp::Put { condition, .. }
+            | WriteOp::Delete { condition, .. }
+            | WriteOp::Check { condition, .. } => *condition,
         }
     }
 }
@@ -135,7 +135,10 @@ pub trait MetadataStore: Send + Sync + 'static {
                 Condition::NotExists => 1,
                 _ => {
                     // Unconditional writes may race; report what is stored now.
-                    self.get(pk, sk).await?.map(|i| i.version).unwrap_or(before + 1)
+                    self.get(pk, sk)
+                        .await?
+                        .map(|i| i.version)
+                        .unwrap_or(before + 1)
                 }
             }),
             Err(crate::StoreError::TransactionCancelled { pk, sk, .. }) => {
@@ -192,10 +195,16 @@ pub(crate) fn validate_op(op: &WriteOp) -> Result<()> {
         )));
     }
     if pk.contains('\0') || sk.contains('\0') {
-        return Err(crate::StoreError::Invalid("keys must not contain NUL".into()));
+        return Err(crate::StoreError::Invalid(
+            "keys must not contain NUL".into(),
+        ));
     }
     if let WriteOp::Put { attrs, .. } = op {
-        let size = serde_json::to_vec(attrs).map(|v| v.len()).unwrap_or(usize::MAX) + pk.len() + sk.len();
+        let size = serde_json::to_vec(attrs)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
+            + pk.len()
+            + sk.len();
         if size > MAX_ITEM_BYTES {
             return Err(crate::StoreError::Invalid(format!(
                 "item of {size} bytes exceeds the {MAX_ITEM_BYTES}-byte limit"

@@ -1,6 +1,8 @@
 //! The embedded `MetadataStore`: one redb file, ACID, durable on commit.
 
-use crate::metadata::{Condition, Item, MetadataStore, Page, QueryPage, WriteOp, validate_op, MAX_TRANSACTION_OPS};
+use crate::metadata::{
+    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp, validate_op,
+};
 use crate::{Result, StoreError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::{Map, Value};
@@ -244,7 +246,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.redb");
         let _first = RedbMetadataStore::open(&path).unwrap();
-        let err = RedbMetadataStore::open(&path).err().expect("second open must fail");
+        let err = RedbMetadataStore::open(&path)
+            .err()
+            .expect("second open must fail");
         assert!(err.to_string().contains("already open"), "{err}");
     }
 }

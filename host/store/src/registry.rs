@@ -196,7 +196,9 @@ impl Registry {
             )));
         }
         if limits.max_memory_mb == 0 || limits.max_timeout_ms == 0 {
-            return Err(RegistryError::Invalid("tenant limits must be positive".into()));
+            return Err(RegistryError::Invalid(
+                "tenant limits must be positive".into(),
+            ));
         }
         let t = Tenant {
             name: name.to_string(),
@@ -219,7 +221,9 @@ impl Registry {
     pub async fn tenant(&self, name: &str) -> Result<Tenant> {
         match self.store.get("TENANTS", name).await? {
             Some(item) => from_item(&item),
-            None => Err(RegistryError::NotFound(format!("tenant {name:?} does not exist"))),
+            None => Err(RegistryError::NotFound(format!(
+                "tenant {name:?} does not exist"
+            ))),
         }
     }
 
@@ -235,7 +239,11 @@ impl Registry {
     // ---- functions ----
 
     async fn function_item(&self, tenant: &str, name: &str) -> Result<Option<(Item, Function)>> {
-        match self.store.get(&format!("T#{tenant}"), &format!("FN#{name}")).await? {
+        match self
+            .store
+            .get(&format!("T#{tenant}"), &format!("FN#{name}"))
+            .await?
+        {
             Some(item) => {
                 let f = from_item(&item)?;
                 Ok(Some((item, f)))
@@ -269,7 +277,12 @@ impl Registry {
 
     /// Record a new immutable version (creating the function on first deploy).
     /// The artifact must already be stored.
-    pub async fn add_version(&self, tenant: &str, function: &str, new: NewVersion) -> Result<Version> {
+    pub async fn add_version(
+        &self,
+        tenant: &str,
+        function: &str,
+        new: NewVersion,
+    ) -> Result<Version> {
         validate_name("function", function)?;
         self.tenant(tenant).await?;
         // Optimistic concurrency: retry when a concurrent deploy took our number.
@@ -331,7 +344,12 @@ impl Registry {
         )))
     }
 
-    pub async fn set_config(&self, tenant: &str, function: &str, config: FunctionConfig) -> Result<Function> {
+    pub async fn set_config(
+        &self,
+        tenant: &str,
+        function: &str,
+        config: FunctionConfig,
+    ) -> Result<Function> {
         for _ in 0..16 {
             let Some((item, mut f)) = self.function_item(tenant, function).await? else {
                 return self.function(tenant, function).await; // the NotFound error
@@ -340,7 +358,12 @@ impl Registry {
             f.updated_at = now();
             match self
                 .store
-                .put(&item.pk, &item.sk, to_attrs(&f)?, Condition::VersionIs(item.version))
+                .put(
+                    &item.pk,
+                    &item.sk,
+                    to_attrs(&f)?,
+                    Condition::VersionIs(item.version),
+                )
                 .await
             {
                 Ok(_) => return Ok(f),
@@ -348,11 +371,17 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RegistryError::Conflict("concurrent config updates; retry".into()))
+        Err(RegistryError::Conflict(
+            "concurrent config updates; retry".into(),
+        ))
     }
 
     pub async fn version(&self, tenant: &str, function: &str, version: u32) -> Result<Version> {
-        match self.store.get(&fn_pk(tenant, function), &ver_sk(version)).await? {
+        match self
+            .store
+            .get(&fn_pk(tenant, function), &ver_sk(version))
+            .await?
+        {
             Some(item) => from_item(&item),
             None => {
                 self.function(tenant, function).await?;
@@ -391,7 +420,10 @@ impl Registry {
             condition: Condition::Exists,
         }];
         for a in &aliases {
-            let item = self.store.get(&fn_pk(tenant, function), &format!("A#{}", a.name)).await?;
+            let item = self
+                .store
+                .get(&fn_pk(tenant, function), &format!("A#{}", a.name))
+                .await?;
             if let Some(item) = item {
                 ops.push(WriteOp::Check {
                     pk: item.pk,
@@ -417,7 +449,11 @@ impl Registry {
         let mut shas = Vec::new();
         // Remove the function item first: from then on it is invisible to resolution.
         self.store
-            .delete(&format!("T#{tenant}"), &format!("FN#{function}"), Condition::Exists)
+            .delete(
+                &format!("T#{tenant}"),
+                &format!("FN#{function}"),
+                Condition::Exists,
+            )
             .await
             .map_err(|e| match e {
                 StoreError::ConditionFailed { .. } => RegistryError::NotFound(format!(
@@ -447,7 +483,11 @@ impl Registry {
     // ---- aliases ----
 
     pub async fn alias(&self, tenant: &str, function: &str, alias: &str) -> Result<Alias> {
-        match self.store.get(&fn_pk(tenant, function), &format!("A#{alias}")).await? {
+        match self
+            .store
+            .get(&fn_pk(tenant, function), &format!("A#{alias}"))
+            .await?
+        {
             Some(item) => from_item(&item),
             None => {
                 self.function(tenant, function).await?;
@@ -468,7 +508,13 @@ impl Registry {
     }
 
     /// Point `alias` at `version` (which must exist), remembering the previous target.
-    pub async fn set_alias(&self, tenant: &str, function: &str, alias: &str, version: u32) -> Result<Alias> {
+    pub async fn set_alias(
+        &self,
+        tenant: &str,
+        function: &str,
+        alias: &str,
+        version: u32,
+    ) -> Result<Alias> {
         validate_name("alias", alias)?;
         let pk = fn_pk(tenant, function);
         for _ in 0..16 {
@@ -514,7 +560,9 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RegistryError::Conflict("concurrent alias updates; retry".into()))
+        Err(RegistryError::Conflict(
+            "concurrent alias updates; retry".into(),
+        ))
     }
 
     /// Move `alias` back to its previous target.
@@ -556,13 +604,19 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RegistryError::Conflict("concurrent alias updates; retry".into()))
+        Err(RegistryError::Conflict(
+            "concurrent alias updates; retry".into(),
+        ))
     }
 
     pub async fn delete_alias(&self, tenant: &str, function: &str, alias: &str) -> Result<()> {
         self.alias(tenant, function, alias).await?;
         self.store
-            .delete(&fn_pk(tenant, function), &format!("A#{alias}"), Condition::Always)
+            .delete(
+                &fn_pk(tenant, function),
+                &format!("A#{alias}"),
+                Condition::Always,
+            )
             .await?;
         Ok(())
     }
@@ -583,7 +637,10 @@ mod tests {
         NewVersion {
             sha256: sha.into(),
             size: 1,
-            exports: Exports { http: true, event: false },
+            exports: Exports {
+                http: true,
+                event: false,
+            },
             description: String::new(),
             config: None,
         }
@@ -592,10 +649,21 @@ mod tests {
     #[tokio::test]
     async fn versions_aliases_and_rollback() {
         let (_d, r) = registry().await;
-        r.create_tenant("acme", TenantLimits::default()).await.unwrap();
-        assert!(matches!(r.create_tenant("acme", TenantLimits::default()).await, Err(RegistryError::Conflict(_))));
-        assert!(matches!(r.create_tenant("api", TenantLimits::default()).await, Err(RegistryError::Invalid(_))));
-        assert!(matches!(r.add_version("ghost", "f", nv("a")).await, Err(RegistryError::NotFound(_))));
+        r.create_tenant("acme", TenantLimits::default())
+            .await
+            .unwrap();
+        assert!(matches!(
+            r.create_tenant("acme", TenantLimits::default()).await,
+            Err(RegistryError::Conflict(_))
+        ));
+        assert!(matches!(
+            r.create_tenant("api", TenantLimits::default()).await,
+            Err(RegistryError::Invalid(_))
+        ));
+        assert!(matches!(
+            r.add_version("ghost", "f", nv("a")).await,
+            Err(RegistryError::NotFound(_))
+        ));
 
         let v1 = r.add_version("acme", "f", nv("a")).await.unwrap();
         let v2 = r.add_version("acme", "f", nv("b")).await.unwrap();
@@ -605,28 +673,47 @@ mod tests {
         r.set_alias("acme", "f", "live", 1).await.unwrap();
         let a = r.set_alias("acme", "f", "live", 2).await.unwrap();
         assert_eq!((a.version, a.history.clone()), (2, vec![1]));
-        assert!(matches!(r.set_alias("acme", "f", "live", 9).await, Err(RegistryError::NotFound(_))));
-        assert!(matches!(r.delete_version("acme", "f", 2).await, Err(RegistryError::Conflict(_))));
+        assert!(matches!(
+            r.set_alias("acme", "f", "live", 9).await,
+            Err(RegistryError::NotFound(_))
+        ));
+        assert!(matches!(
+            r.delete_version("acme", "f", 2).await,
+            Err(RegistryError::Conflict(_))
+        ));
         let back = r.rollback_alias("acme", "f", "live").await.unwrap();
         assert_eq!(back.version, 1);
-        assert!(matches!(r.rollback_alias("acme", "f", "live").await, Err(RegistryError::Conflict(_))));
+        assert!(matches!(
+            r.rollback_alias("acme", "f", "live").await,
+            Err(RegistryError::Conflict(_))
+        ));
         r.delete_version("acme", "f", 2).await.unwrap();
         assert_eq!(r.versions("acme", "f").await.unwrap().len(), 1);
 
         let shas = r.delete_function("acme", "f").await.unwrap();
         assert_eq!(shas, vec!["a".to_string()]);
-        assert!(matches!(r.function("acme", "f").await, Err(RegistryError::NotFound(_))));
+        assert!(matches!(
+            r.function("acme", "f").await,
+            Err(RegistryError::NotFound(_))
+        ));
         assert!(r.versions("acme", "f").await.is_err());
     }
 
     #[tokio::test]
     async fn concurrent_deploys_get_distinct_versions() {
         let (_d, r) = registry().await;
-        r.create_tenant("acme", TenantLimits::default()).await.unwrap();
+        r.create_tenant("acme", TenantLimits::default())
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for i in 0..8 {
             let r = r.clone();
-            tasks.push(tokio::spawn(async move { r.add_version("acme", "f", nv(&format!("{i}"))).await.unwrap().version }));
+            tasks.push(tokio::spawn(async move {
+                r.add_version("acme", "f", nv(&format!("{i}")))
+                    .await
+                    .unwrap()
+                    .version
+            }));
         }
         let mut got: Vec<u32> = Vec::new();
         for t in tasks {
@@ -639,7 +726,16 @@ mod tests {
     #[test]
     fn names_are_validated() {
         assert!(validate_name("f", "hello-world2").is_ok());
-        for bad in ["", "Hello", "1abc", "a_b", "a-", &"a".repeat(64), "a/b", "a b"] {
+        for bad in [
+            "",
+            "Hello",
+            "1abc",
+            "a_b",
+            "a-",
+            &"a".repeat(64),
+            "a/b",
+            "a b",
+        ] {
             assert!(validate_name("f", bad).is_err(), "{bad:?}");
         }
     }

@@ -2,7 +2,9 @@
 //! SDK: proof that any standard `wasi:http/proxy` component runs unmodified, and the
 //! guest the benchmark serves with both HelixFlow and `wasmtime serve`.
 
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Raw;
 
