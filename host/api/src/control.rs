@@ -31,35 +31,40 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
 }
 
+fn too_big(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// Refuse a request whose declared `Content-Length` is over `limit` (before reading it).
+pub fn check_declared_length(headers: &http::HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit as u64 => Err(too_big(limit)),
+        _ => Ok(()),
+    }
+}
+
 /// Read a whole body, refusing more than `limit` bytes with 413.
 pub async fn read_body(
     body: TrackedBody,
     headers: &http::HeaderMap,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    let too_big = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body exceeds the limit of {limit} bytes"),
-        )
-    };
-    if let Some(len) = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(too_big());
-        }
-    }
+    check_declared_length(headers, limit)?;
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(too_big())
+            Err(too_big(limit))
         }
         Err(e) => Err(ApiError::bad_request(
             "bad_body",

@@ -130,20 +130,7 @@ async fn http_trigger(
     }
 
     let limit = state.settings.max_request_body_bytes;
-    if let Some(len) = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body exceeds the limit of {limit} bytes"),
-            ));
-        }
-    }
+    crate::control::check_declared_length(req.headers(), limit)?;
     // The guest sees the path below its function, the original query, method and headers.
     let (mut head, body) = req.into_parts();
     let pq = match head.uri.query() {

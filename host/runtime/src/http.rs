@@ -97,46 +97,31 @@ where
         }
     });
 
+    // The report of a task that may still be streaming the body.
+    let joined = move |task: tokio::task::JoinHandle<InvocationReport>| -> Pin<Box<dyn Future<Output = InvocationReport> + Send>> {
+        Box::pin(async move {
+            task.await.unwrap_or_else(|e| InvocationReport {
+                result: Err(InvokeError::Internal(format!("invocation task failed: {e}"))),
+                logs: Logs::default(),
+                duration: started.elapsed(),
+            })
+        })
+    };
     match rx.await {
         Ok(Ok(resp)) => HttpInvocation {
             response: Ok(resp),
-            report: Box::pin(async move {
-                task.await.unwrap_or_else(|e| InvocationReport {
-                    result: Err(InvokeError::Internal(format!(
-                        "invocation task failed: {e}"
-                    ))),
-                    logs: Logs::default(),
-                    duration: started.elapsed(),
-                })
-            }),
+            report: joined(task),
         },
-        Ok(Err(code)) => {
-            // The guest chose to answer with a wasi:http error instead of a response.
-            let err = InvokeError::Trap(format!(
+        // The guest chose to answer with a wasi:http error instead of a response.
+        Ok(Err(code)) => HttpInvocation {
+            response: Err(InvokeError::Trap(format!(
                 "the function answered with wasi:http error {code:?}"
-            ));
-            HttpInvocation {
-                response: Err(err),
-                report: Box::pin(async move {
-                    task.await.unwrap_or_else(|e| InvocationReport {
-                        result: Err(InvokeError::Internal(format!(
-                            "invocation task failed: {e}"
-                        ))),
-                        logs: Logs::default(),
-                        duration: started.elapsed(),
-                    })
-                }),
-            }
-        }
+            ))),
+            report: joined(task),
+        },
         Err(_) => {
             // The outparam was dropped unset: the guest returned or failed first.
-            let report = task.await.unwrap_or_else(|e| InvocationReport {
-                result: Err(InvokeError::Internal(format!(
-                    "invocation task failed: {e}"
-                ))),
-                logs: Logs::default(),
-                duration: started.elapsed(),
-            });
+            let report = joined(task).await;
             let err = match &report.result {
                 Err(e) => e.clone(),
                 Ok(()) => InvokeError::NoResponse,
