@@ -85,17 +85,21 @@ fn main() -> Result<()> {
                 .header("host", "localhost")
                 .body(Empty::<Bytes>::new())?;
             let t = Instant::now();
-            let inv = runtime
-                .invoke_http(&f, limits.clone(), InvocationEnv::default(), req)
-                .await;
-            let resp = inv.response.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let on_report: helixflow_runtime::ReportSink = Box::new(move |r| {
+                let _ = tx.send(r);
+            });
+            let resp = runtime
+                .invoke_http(&f, limits.clone(), InvocationEnv::default(), req, on_report)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let body = resp
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .to_bytes();
-            let report = inv.report.await;
+            let report = rx.await?;
             let el = t.elapsed();
             anyhow::ensure!(
                 report.result.is_ok() && body.starts_with(b"Hello"),

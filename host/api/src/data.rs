@@ -155,27 +155,12 @@ async fn http_trigger(
     });
     let req = http::Request::from_parts(head, body);
 
-    let inv = state
-        .runtime
-        .invoke_http(
-            &target.loaded,
-            target.limits.clone(),
-            InvocationEnv {
-                env: target.env.clone(),
-            },
-            req,
-        )
-        .instrument(invocation_span(&target, "http"))
-        .await;
-
     // Metrics and logs once the guest is done (possibly after the body has streamed).
-    {
+    let on_report: helixflow_runtime::ReportSink = {
         let state = state.clone();
         let target = target.clone();
         let request_id = request_id.to_string();
-        let report = inv.report;
-        tokio::spawn(async move {
-            let r = report.await;
+        Box::new(move |r| {
             record(
                 &state,
                 &target,
@@ -185,11 +170,24 @@ async fn http_trigger(
                 &r.logs,
                 r.duration,
                 false,
-            );
-        });
-    }
+            )
+        })
+    };
+    let response = state
+        .runtime
+        .invoke_http(
+            &target.loaded,
+            target.limits.clone(),
+            InvocationEnv {
+                env: target.env.clone(),
+            },
+            req,
+            on_report,
+        )
+        .instrument(invocation_span(&target, "http"))
+        .await;
 
-    match inv.response {
+    match response {
         Ok(resp) => {
             let mut resp = resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
             version_header(&mut resp, &target);

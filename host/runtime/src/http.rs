@@ -3,8 +3,6 @@
 use crate::engine::{Inner, classify};
 use crate::state::{Capture, Logs};
 use crate::{InvocationEnv, InvokeError, Limits, LoadedFunction};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::WasiHttpView;
@@ -20,22 +18,15 @@ pub struct InvocationReport {
     pub duration: Duration,
 }
 
-/// The response (as soon as the guest sets it) and the report (when the guest is done).
-pub struct HttpInvocation {
-    pub response: Result<hyper::Response<HyperOutgoingBody>, InvokeError>,
-    pub report: Pin<Box<dyn Future<Output = InvocationReport> + Send>>,
-}
+/// Receives the report of an HTTP invocation when the guest is done (possibly after
+/// the response head went out and the body streamed). Runs on the invocation's task.
+pub type ReportSink = Box<dyn FnOnce(InvocationReport) + Send + 'static>;
 
-fn failed(err: InvokeError, started: Instant) -> HttpInvocation {
-    let report = InvocationReport {
-        result: Err(err.clone()),
-        logs: Logs::default(),
-        duration: started.elapsed(),
-    };
-    HttpInvocation {
-        response: Err(err),
-        report: Box::pin(std::future::ready(report)),
-    }
+/// How the guest used its response outparam.
+#[derive(Default)]
+struct Answer {
+    set: bool,
+    error: Option<String>,
 }
 
 pub(crate) async fn invoke<B>(
@@ -44,36 +35,58 @@ pub(crate) async fn invoke<B>(
     limits: Limits,
     env: InvocationEnv,
     req: hyper::Request<B>,
-) -> HttpInvocation
+    on_report: ReportSink,
+) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let started = Instant::now();
+    let fail = |err: InvokeError, on_report: ReportSink| {
+        on_report(InvocationReport {
+            result: Err(err.clone()),
+            logs: Logs::default(),
+            duration: started.elapsed(),
+        });
+        Err(err)
+    };
     let Some(pre) = func.proxy_pre.clone() else {
-        return failed(
+        return fail(
             InvokeError::WrongTrigger("wasi:http/incoming-handler"),
-            started,
+            on_report,
         );
     };
     let capture = Capture::new(limits.max_log_bytes);
     let mut store = inner.new_store(&limits, &env, &capture);
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let answer = Arc::new(std::sync::Mutex::new(Answer::default()));
     let (req, out) = {
         let mut http = store.data_mut().http();
         let req = match http.new_incoming_request(Scheme::Http, req) {
             Ok(r) => r,
-            Err(e) => return failed(InvokeError::Internal(format!("{e:#}")), started),
+            Err(e) => return fail(InvokeError::Internal(format!("{e:#}")), on_report),
         };
-        let out = match http.new_response_outparam(tx) {
+        let answer = answer.clone();
+        let out = match http.new_response_outparam_from_callback(move |r| {
+            if let Ok(mut a) = answer.lock() {
+                a.set = true;
+                if let Err(code) = &r {
+                    a.error = Some(format!(
+                        "the function answered with wasi:http error {code:?}"
+                    ));
+                }
+            }
+            // The receiver is gone when the caller stopped waiting (e.g. timeout).
+            let _ = tx.send(r);
+        }) {
             Ok(o) => o,
-            Err(e) => return failed(InvokeError::Internal(format!("{e:#}")), started),
+            Err(e) => return fail(InvokeError::Internal(format!("{e:#}")), on_report),
         };
         (req, out)
     };
 
     // The guest runs in its own task so it can keep streaming the body after the
-    // response head is returned.
+    // response head is returned; the task reports when the guest is done.
     let task = tokio::spawn(async move {
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
@@ -83,57 +96,45 @@ where
                 .await
         };
         let outcome = tokio::time::timeout(limits.timeout, run).await;
-        let result = match outcome {
+        let mut result = match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(classify(e, store.data().limiter.exceeded, &limits)),
             Err(_elapsed) => Err(InvokeError::Timeout(limits.timeout)),
         };
         drop(store);
         let logs = capture.logs();
-        InvocationReport {
-            result: result.map_err(|e| crate::engine::enrich(e, &logs)),
+        if result.is_ok() {
+            let a = answer
+                .lock()
+                .map(|a| (a.set, a.error.clone()))
+                .unwrap_or((true, None));
+            result = match a {
+                (false, _) => Err(InvokeError::NoResponse),
+                (true, Some(msg)) => Err(InvokeError::Trap(msg)),
+                (true, None) => Ok(()),
+            };
+        }
+        let result = result.map_err(|e| crate::engine::enrich(e, &logs));
+        on_report(InvocationReport {
+            result: result.clone(),
             logs,
             duration: started.elapsed(),
-        }
+        });
+        result
     });
 
-    // The report of a task that may still be streaming the body.
-    let joined = move |task: tokio::task::JoinHandle<InvocationReport>| -> Pin<Box<dyn Future<Output = InvocationReport> + Send>> {
-        Box::pin(async move {
-            task.await.unwrap_or_else(|e| InvocationReport {
-                result: Err(InvokeError::Internal(format!("invocation task failed: {e}"))),
-                logs: Logs::default(),
-                duration: started.elapsed(),
-            })
-        })
-    };
     match rx.await {
-        Ok(Ok(resp)) => HttpInvocation {
-            response: Ok(resp),
-            report: joined(task),
-        },
-        // The guest chose to answer with a wasi:http error instead of a response.
-        Ok(Err(code)) => HttpInvocation {
-            response: Err(InvokeError::Trap(format!(
-                "the function answered with wasi:http error {code:?}"
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(code)) => Err(InvokeError::Trap(format!(
+            "the function answered with wasi:http error {code:?}"
+        ))),
+        // The outparam was dropped unset: the guest returned or failed first.
+        Err(_) => match task.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(InvokeError::NoResponse),
+            Err(e) => Err(InvokeError::Internal(format!(
+                "invocation task failed: {e}"
             ))),
-            report: joined(task),
         },
-        Err(_) => {
-            // The outparam was dropped unset: the guest returned or failed first.
-            let report = joined(task).await;
-            let err = match &report.result {
-                Err(e) => e.clone(),
-                Ok(()) => InvokeError::NoResponse,
-            };
-            let report = InvocationReport {
-                result: Err(err.clone()),
-                ..report
-            };
-            HttpInvocation {
-                response: Err(err),
-                report: Box::pin(std::future::ready(report)),
-            }
-        }
     }
 }

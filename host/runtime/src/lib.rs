@@ -25,7 +25,7 @@ mod state;
 
 pub use engine::RuntimeConfig;
 pub use event::{EventContext, EventOutput};
-pub use http::HttpInvocation;
+pub use http::{InvocationReport, ReportSink};
 pub use state::Logs;
 /// The error type of request bodies handed to [`Runtime::invoke_http`].
 pub use wasmtime_wasi_http::Error as HttpBodyError;
@@ -170,19 +170,22 @@ impl Runtime {
         self.inner.evict(sha256)
     }
 
-    /// Run the function's wasi:http handler on `req`.
+    /// Run the function's wasi:http handler on `req`. Returns the response as soon as
+    /// the guest sets it (its body may still be streaming); `on_report` receives how the
+    /// invocation ended once the guest is done, exactly once, on every path.
     pub async fn invoke_http<B>(
         &self,
         func: &Arc<LoadedFunction>,
         limits: Limits,
         env: InvocationEnv,
         req: hyper::Request<B>,
-    ) -> HttpInvocation
+        on_report: ReportSink,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        http::invoke(&self.inner, func, limits, env, req).await
+        http::invoke(&self.inner, func, limits, env, req, on_report).await
     }
 
     /// Run the function's event handler on `payload`.
