@@ -29,3 +29,34 @@ build_functions() {
         -p hello -p echo-event -p chaos -p raw-http)
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
 }
+
+# Real AWS-protocol servers for tests (no cloud): ministack for S3.
+MINISTACK_VERSION=1.5.33
+AWS_VENV="$HOME/.cache/helixflow/venv-aws-$MINISTACK_VERSION"
+
+ensure_ministack() {
+    if [ ! -x "$AWS_VENV/bin/ministack" ] || [ ! -x "$AWS_VENV/bin/python" ]; then
+        log "installing ministack $MINISTACK_VERSION and boto3 into $AWS_VENV"
+        rm -rf "$AWS_VENV"
+        python3 -m venv "$AWS_VENV"
+        "$AWS_VENV/bin/pip" install -q --disable-pip-version-check "ministack==$MINISTACK_VERSION" boto3
+    fi
+}
+
+# start_ministack PORT LOGFILE: start on loopback, wait for health, print the pid.
+start_ministack() {
+    local port="$1" logfile="$2"
+    GATEWAY_PORT="$port" BIND_HOST=127.0.0.1 LOG_LEVEL=WARNING "$AWS_VENV/bin/ministack" >"$logfile" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 100); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$port/_ministack/health" 2>/dev/null; then
+            echo "$pid"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ministack did not start; its log:" >&2
+    cat "$logfile" >&2
+    return 1
+}

@@ -5,6 +5,23 @@ ensure_toolchain
 build_host
 build_functions
 
+ensure_ministack
+S3_PORT="${HELIXFLOW_TEST_S3_PORT:-14566}"
+TMP_LOGS="$(mktemp -d)"
+MINISTACK_PID="$(start_ministack "$S3_PORT" "$TMP_LOGS/ministack.log")"
+trap 'kill "$MINISTACK_PID" 2>/dev/null || true' EXIT
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
+export HELIXFLOW_TEST_S3_BUCKET=helixflow-test
+"$AWS_VENV/bin/python" - <<'PY'
+import os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
+bucket = os.environ["HELIXFLOW_TEST_S3_BUCKET"]
+if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+    s3.create_bucket(Bucket=bucket)
+print(f"S3 (ministack) ready at {os.environ['AWS_ENDPOINT_URL_S3']}, bucket {bucket}")
+PY
+
 cd "$ROOT"
 log "running tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -62,6 +62,15 @@ pub struct Node {
 impl Node {
     /// Start a node on a fresh port with `data_dir` and optional config TOML.
     pub fn start(data_dir: &Path, config_toml: Option<&str>) -> Node {
+        Self::start_with_env(data_dir, config_toml, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the node process.
+    pub fn start_with_env(
+        data_dir: &Path,
+        config_toml: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Node {
         std::fs::create_dir_all(data_dir).unwrap();
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -74,6 +83,7 @@ impl Node {
             .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         if let Some(toml) = config_toml {

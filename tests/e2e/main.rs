@@ -6,3 +6,4 @@ mod cli;
 mod invoke;
 mod lifecycle;
 mod limits;
+mod state;

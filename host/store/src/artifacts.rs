@@ -35,8 +35,8 @@ fn map_err(e: object_store::Error) -> StoreError {
 }
 
 impl ArtifactStore {
-    /// Open the store at an object_store URL: `file:///abs/dir`, and (with the matching
-    /// object_store features) `s3://bucket/prefix`, `gs://…`, `az://…`.
+    /// Open the store at an object_store URL: `file:///abs/dir` or `s3://bucket/prefix`
+    /// (credentials, region and endpoint from the standard `AWS_*` environment).
     /// A `file://` directory is created if missing.
     pub fn from_url(url: &str) -> Result<Self> {
         let parsed = url::Url::parse(url)
@@ -55,18 +55,37 @@ impl ArtifactStore {
                 url: url.to_string(),
             });
         }
-        let (store, prefix) = object_store::parse_url(&parsed).map_err(|e| {
-            StoreError::Invalid(format!(
-                "artifact store URL {url:?}: {e} (this build supports file://)"
-            ))
-        })?;
-        Ok(ArtifactStore {
-            store: Arc::from(store),
-            prefix,
-            url: url.to_string(),
-        })
+        match parsed.scheme() {
+            "s3" | "s3a" => {
+                // Credentials, region and endpoint from the usual AWS environment
+                // (AWS_REGION, AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL_S3, AWS_ALLOW_HTTP, ...).
+                // Retries are bounded so an unreachable store fails a deploy in seconds.
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .with_retry(object_store::RetryConfig {
+                        backoff: object_store::BackoffConfig {
+                            init_backoff: std::time::Duration::from_millis(100),
+                            max_backoff: std::time::Duration::from_secs(2),
+                            base: 2.0,
+                        },
+                        max_retries: 3,
+                        retry_timeout: std::time::Duration::from_secs(10),
+                    })
+                    .build()
+                    .map_err(|e| StoreError::Invalid(format!("artifact store URL {url:?}: {e}")))?;
+                let prefix = ObjPath::parse(parsed.path().trim_start_matches('/'))
+                    .map_err(|e| StoreError::Invalid(format!("artifact store URL {url:?}: {e}")))?;
+                Ok(ArtifactStore {
+                    store: Arc::new(store),
+                    prefix,
+                    url: url.to_string(),
+                })
+            }
+            other => Err(StoreError::Invalid(format!(
+                "artifact store URL {url:?}: scheme {other:?} is not supported by this build (use file:// or s3://)"
+            ))),
+        }
     }
-
     /// Wrap an existing object store (tests, custom back-ends).
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Self {
         ArtifactStore {

@@ -1,0 +1,121 @@
+//! State backends that are configuration, not code: artifacts in S3 (a real S3
+//! protocol server, ministack, started by scripts/test.sh).
+
+use helixflow_e2e::{Api, Node};
+
+fn s3_settings() -> (String, String) {
+    let bucket = std::env::var("HELIXFLOW_TEST_S3_BUCKET").unwrap_or_else(|_| {
+        panic!("HELIXFLOW_TEST_S3_BUCKET is not set: run the tests with scripts/test.sh, which starts ministack (S3) and creates the bucket")
+    });
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL_S3").expect("AWS_ENDPOINT_URL_S3 (set by scripts/test.sh)");
+    (bucket, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifacts_in_s3_survive_restart_and_a_lost_compile_cache() {
+    let (bucket, endpoint) = s3_settings();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let config = format!("[state]\nartifacts = \"s3://{bucket}/{prefix}\"\n");
+
+    let sha = {
+        let node = Node::start(dir.path(), Some(&config));
+        let api = Api::new(&node);
+        api.create_tenant("acme").await;
+        let r = api
+            .deploy_raw(
+                "acme",
+                "hello",
+                helixflow_e2e::guest("hello"),
+                "?alias=live",
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let sha = r.json()["version"]["sha256"].as_str().unwrap().to_string();
+        assert_eq!(
+            api.http.get(&api.url("/acme/hello/x?name=S3")).await.text(),
+            "Hello, S3! (GET /x)\n"
+        );
+        node.kill9();
+        sha
+    };
+    assert!(
+        !dir.path().join("artifacts").exists(),
+        "nothing was written to the local artifact dir"
+    );
+
+    // The object is in the bucket under its SHA-256.
+    let http = helixflow_e2e::Http::new();
+    let r = http
+        .get(&format!("{endpoint}/{bucket}/{prefix}/sha256/{sha}"))
+        .await;
+    assert_eq!(r.status, 200, "artifact in S3: {}", r.text());
+    assert_eq!(r.body.as_ref(), helixflow_e2e::guest("hello").as_slice());
+
+    // Lose the compile cache: the restarted node must fetch from S3 and recompile.
+    std::fs::remove_dir_all(dir.path().join("compiled")).unwrap();
+    let node = Node::start(dir.path(), Some(&config));
+    let api = Api::new(&node);
+    assert_eq!(
+        api.http
+            .get(&api.url("/acme/hello/y?name=again"))
+            .await
+            .text(),
+        "Hello, again! (GET /y)\n"
+    );
+    assert!(
+        node.log().contains("compiled component"),
+        "recompiled from the S3 artifact"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_artifact_store_fails_deploys_fast_with_503_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9: every S3 call is refused.
+    let config = "[state]\nartifacts = \"s3://nowhere/x\"\n";
+    // Point only this node's S3 endpoint at a dead port.
+    let node = Node::start_with_env(
+        dir.path(),
+        Some(config),
+        &[
+            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "x"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+        ],
+    );
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    let started = std::time::Instant::now();
+    let r = api
+        .deploy_raw("acme", "hello", helixflow_e2e::guest("hello"), "")
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "bounded retries: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "store_unavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(r.header("retry-after").is_some());
+    let r = api
+        .http
+        .get(&api.url("/api/v1/tenants/acme/functions"))
+        .await;
+    assert_eq!(
+        r.json()["functions"],
+        serde_json::json!([]),
+        "a failed deploy records nothing"
+    );
+}
