@@ -126,3 +126,39 @@ async fn runaway_guests_do_not_starve_other_functions() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_pool_exhaustion_is_a_503_with_retry_after_not_a_failure_of_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), Some("[runtime]\nmax_instances = 2\n"));
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "chaos", "chaos", "").await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let http = api.http.clone();
+        let url = api.url("/acme/chaos/sleep?ms=400");
+        tasks.push(tokio::spawn(async move { http.get(&url).await }));
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        let code = if r.status == 200 {
+            String::new()
+        } else {
+            r.code()
+        };
+        match (r.status, code.as_str()) {
+            (200, _) => ok += 1,
+            (503, "capacity_exhausted") => {
+                assert_eq!(r.header("retry-after"), Some("1"));
+                busy += 1;
+            }
+            other => panic!("unexpected {other:?}: {}", r.text()),
+        }
+    }
+    println!("6 concurrent sleeps on a 2-instance pool: {ok} served, {busy} refused with 503");
+    assert!(ok >= 2 && busy >= 1, "ok={ok} busy={busy}");
+    // Capacity comes back once the sleepers are done.
+    assert_eq!(api.http.get(&api.url("/acme/chaos/ok")).await.status, 200);
+}
