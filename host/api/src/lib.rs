@@ -49,6 +49,8 @@ pub struct ApiSettings {
     pub max_log_bytes: usize,
     /// Invocation log records kept per function.
     pub log_records_per_function: usize,
+    /// How long a resolution is served from memory (bounds staleness across nodes).
+    pub resolve_cache_ttl: std::time::Duration,
 }
 
 impl Default for ApiSettings {
@@ -61,6 +63,7 @@ impl Default for ApiSettings {
             max_request_body_bytes: 6 << 20,
             max_log_bytes: 64 << 10,
             log_records_per_function: 200,
+            resolve_cache_ttl: std::time::Duration::from_secs(1),
         }
     }
 }

@@ -66,7 +66,7 @@ impl TargetMetrics {
 #[derive(Default)]
 pub struct Resolver {
     generation: AtomicU64,
-    cache: RwLock<HashMap<(String, String, String), (u64, Target)>>,
+    cache: RwLock<HashMap<(String, String, String), (u64, std::time::Instant, Target)>>,
 }
 
 impl Resolver {
@@ -109,14 +109,14 @@ pub async fn resolve(
     };
     let key = (tenant.to_string(), function.to_string(), q);
     let generation = state.resolver.generation.load(Ordering::SeqCst);
-    if let Some((g, t)) = state
+    if let Some((g, at, t)) = state
         .resolver
         .cache
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .get(&key)
     {
-        if *g == generation {
+        if *g == generation && at.elapsed() < state.settings.resolve_cache_ttl {
             return Ok(t.clone());
         }
     }
@@ -131,7 +131,7 @@ pub async fn resolve(
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(key, (generation, target.clone()));
+        cache.insert(key, (generation, std::time::Instant::now(), target.clone()));
     }
     Ok(target)
 }

@@ -33,6 +33,11 @@ struct Cli {
 enum Command {
     /// Run a node (embedded state by default).
     Serve(serve::ServeArgs),
+    /// Shared state: `state init` creates the DynamoDB table a config names.
+    State {
+        #[command(subcommand)]
+        cmd: StateCmd,
+    },
     /// Node configuration files.
     Config {
         #[command(subcommand)]
@@ -95,6 +100,15 @@ enum Command {
         function: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Create the metadata table (DynamoDB; development and tests; production uses infra/).
+    Init {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -185,6 +199,21 @@ async fn run(cli: Cli) -> Result<()> {
     let c = client::Client::new(&cli.url);
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::State {
+            cmd: StateCmd::Init { config },
+        } => {
+            let cfg = serve::load_config(config.as_deref())?;
+            match cfg.metadata() {
+                helixflow_edge_config::MetadataLocation::DynamoDb { table } => {
+                    helixflow_store_dynamodb::DynamoDbMetadataStore::from_env(&table)?
+                        .create_table()
+                        .await?;
+                    println!("table {table} is ready");
+                }
+                other => println!("{other}: embedded, nothing to create"),
+            }
+            Ok(())
+        }
         Command::Config {
             cmd: ConfigCmd::Check { file },
         } => {

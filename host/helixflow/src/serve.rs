@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result};
 use helixflow_api::{ApiSettings, AppState};
-use helixflow_edge_config::NodeConfig;
+use helixflow_edge_config::{MetadataLocation, NodeConfig};
 use helixflow_runtime::{Runtime, RuntimeConfig};
+use helixflow_store::MetadataStore;
 use helixflow_store::registry::Registry;
 use helixflow_store::{ArtifactStore, RedbMetadataStore};
 use std::path::PathBuf;
@@ -29,6 +30,26 @@ pub struct ServeArgs {
     log_json: bool,
 }
 
+/// Load the node configuration: file (or defaults), then `HELIXFLOW_*`, then flags.
+pub fn load_config(config: Option<&std::path::Path>) -> Result<NodeConfig> {
+    let mut cfg = match config {
+        Some(p) => NodeConfig::load(p)?,
+        None => NodeConfig::default(),
+    };
+    cfg.apply_env(|k| std::env::var(k).ok())?;
+    Ok(cfg)
+}
+
+/// Open the metadata store the configuration names.
+pub async fn open_metadata(cfg: &NodeConfig) -> Result<Arc<dyn MetadataStore>> {
+    Ok(match cfg.metadata() {
+        MetadataLocation::Redb(path) => Arc::new(RedbMetadataStore::open(path)?),
+        MetadataLocation::DynamoDb { table } => Arc::new(
+            helixflow_store_dynamodb::DynamoDbMetadataStore::from_env(&table)?,
+        ),
+    })
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -45,11 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .init();
     }
 
-    let mut cfg = match &args.config {
-        Some(p) => NodeConfig::load(p)?,
-        None => NodeConfig::default(),
-    };
-    cfg.apply_env(|k| std::env::var(k).ok())?;
+    let mut cfg = load_config(args.config.as_deref())?;
     if let Some(l) = args.listen {
         cfg.listen.http = l;
     }
@@ -63,7 +80,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     std::fs::create_dir_all(&cfg.state.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.state.data_dir.display()))?;
-    let meta = RedbMetadataStore::open(cfg.metadata_path())?;
+    let meta = open_metadata(&cfg).await?;
+    // Fail at start-up, not on the first request, when the store is unusable.
+    meta.get("TENANTS", "-").await.with_context(|| {
+        format!(
+            "metadata store {} is not usable (for DynamoDB: does the table exist? `helixflow state init`)",
+            cfg.metadata()
+        )
+    })?;
     let artifacts = ArtifactStore::from_url(&cfg.artifacts_url())?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(cfg.compile_cache_dir()),
@@ -80,13 +104,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_request_body_bytes: (cfg.limits.max_request_body_mb as usize) << 20,
         max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
         log_records_per_function: cfg.limits.log_records_per_function as usize,
+        resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
     };
-    let state = AppState::new(
-        Arc::new(runtime),
-        Registry::new(Arc::new(meta)),
-        artifacts,
-        settings,
-    );
+    let state = AppState::new(Arc::new(runtime), Registry::new(meta), artifacts, settings);
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen.http)
         .await
@@ -95,7 +115,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     tracing::info!(
         location = %cfg.node.id,
         %addr,
-        metadata = %cfg.metadata_path().display(),
+        metadata = %cfg.metadata(),
         artifacts = %cfg.artifacts_url(),
         "helixflow serving"
     );

@@ -25,7 +25,9 @@ pub mod registry;
 pub mod conformance;
 
 pub use artifacts::{ArtifactStore, sha256_hex};
-pub use metadata::{Condition, Item, MetadataStore, Page, QueryPage, WriteOp};
+pub use metadata::{
+    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp, validate_op,
+};
 pub use redb_backend::RedbMetadataStore;
 
 /// Errors at the store boundary.

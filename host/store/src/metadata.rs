@@ -184,7 +184,7 @@ pub trait MetadataStore: Send + Sync + 'static {
 }
 
 /// Validate keys and sizes the way every backend must (DynamoDB's limits).
-pub(crate) fn validate_op(op: &WriteOp) -> Result<()> {
+pub fn validate_op(op: &WriteOp) -> Result<()> {
     let (pk, sk) = op.key();
     if pk.is_empty() || sk.is_empty() {
         return Err(crate::StoreError::Invalid("keys must not be empty".into()));

@@ -1,0 +1,390 @@
+//! # helixflow-store-dynamodb: the `MetadataStore` on Amazon DynamoDB
+//!
+//! ## Table design (single table)
+//!
+//! | attribute | type | role |
+//! |-----------|------|------|
+//! | `pk`      | S    | partition key (the item's `pk`) |
+//! | `sk`      | S    | sort key (the item's `sk`) |
+//! | `v`       | N    | the item version, 1 on create, `ADD v 1` on every write |
+//! | `a`       | S    | the item's attributes as a JSON object |
+//!
+//! Billing `PAY_PER_REQUEST`. Reads are strongly consistent. Conditional writes map to
+//! `attribute_not_exists(pk)` / `attribute_exists(pk)` / `v = :expected`; every
+//! multi-item write is one `TransactWriteItems`, whose `CancellationReasons` name the
+//! operation that failed its condition.
+//!
+//! Connection settings come from the usual AWS environment: `AWS_REGION`,
+//! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`), and
+//! `AWS_ENDPOINT_URL_DYNAMODB` or `AWS_ENDPOINT_URL` for a local server.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, KeySchemaElement,
+    KeyType, ScalarAttributeType, TransactWriteItem, Update,
+};
+use helixflow_store::{
+    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, StoreError, WriteOp,
+    validate_op,
+};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `MetadataStore` on one DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoDbMetadataStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable<E: std::fmt::Debug>(what: &str, e: SdkError<E>) -> StoreError {
+    // Service errors carry the useful text in their Debug form (code + message).
+    match &e {
+        SdkError::ServiceError(se) => {
+            let text = format!("{:?}", se.err());
+            if text.contains("ValidationException") {
+                StoreError::Invalid(format!("DynamoDB {what}: {text}"))
+            } else {
+                StoreError::Unavailable(format!("DynamoDB {what}: {text}"))
+            }
+        }
+        other => StoreError::Unavailable(format!("DynamoDB {what}: {other}")),
+    }
+}
+
+fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_string(), AttributeValue::S(pk.to_string())),
+        ("sk".to_string(), AttributeValue::S(sk.to_string())),
+    ])
+}
+
+fn decode(map: &HashMap<String, AttributeValue>) -> Result<Item> {
+    let s = |k: &str| match map.get(k) {
+        Some(AttributeValue::S(s)) => Ok(s.clone()),
+        _ => Err(StoreError::Corrupt(format!(
+            "DynamoDB item without string attribute {k:?}"
+        ))),
+    };
+    let pk = s("pk")?;
+    let sk = s("sk")?;
+    let version = match map.get("v") {
+        Some(AttributeValue::N(n)) => n
+            .parse::<u64>()
+            .map_err(|e| StoreError::Corrupt(format!("{pk}/{sk}: version {n:?}: {e}")))?,
+        _ => return Err(StoreError::Corrupt(format!("{pk}/{sk}: no version"))),
+    };
+    let attrs: Map<String, Value> = match map.get("a") {
+        Some(AttributeValue::S(a)) => {
+            serde_json::from_str(a).map_err(|e| StoreError::Corrupt(format!("{pk}/{sk}: {e}")))?
+        }
+        None => Map::new(),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "{pk}/{sk}: attributes are not a string"
+            )));
+        }
+    };
+    Ok(Item {
+        pk,
+        sk,
+        version,
+        attrs,
+    })
+}
+
+/// The condition expression (and its values) for a `Condition`.
+fn condition(cond: Condition) -> (Option<String>, HashMap<String, AttributeValue>) {
+    match cond {
+        Condition::Always => (None, HashMap::new()),
+        Condition::NotExists => (Some("attribute_not_exists(pk)".into()), HashMap::new()),
+        Condition::Exists => (Some("attribute_exists(pk)".into()), HashMap::new()),
+        Condition::VersionIs(v) => (
+            Some("v = :expected".into()),
+            HashMap::from([(":expected".to_string(), AttributeValue::N(v.to_string()))]),
+        ),
+    }
+}
+
+fn build_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Invalid(format!("building a DynamoDB request: {e}"))
+}
+
+impl DynamoDbMetadataStore {
+    /// A store on `table`, configured from the AWS environment.
+    pub fn from_env(table: &str) -> Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let region = env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .ok_or_else(|| {
+                StoreError::Invalid("set AWS_REGION for the DynamoDB metadata store".into())
+            })?;
+        let mut cfg = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new(region));
+        if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            cfg = cfg.credentials_provider(aws_credential_types::Credentials::new(
+                id,
+                secret,
+                env("AWS_SESSION_TOKEN"),
+                None,
+                "environment",
+            ));
+        } else {
+            return Err(StoreError::Invalid(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the DynamoDB metadata store"
+                    .into(),
+            ));
+        }
+        if let Some(endpoint) = env("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| env("AWS_ENDPOINT_URL"))
+        {
+            cfg = cfg.endpoint_url(endpoint);
+        }
+        Ok(Self::new(Client::from_conf(cfg.build()), table))
+    }
+
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoDbMetadataStore {
+            client,
+            table: table.to_string(),
+        }
+    }
+
+    /// Create the table (development and tests; production uses infra/). Existing is fine.
+    pub async fn create_table(&self) -> Result<()> {
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build_err)
+        };
+        let key_el = |n: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .map_err(build_err)
+        };
+        let r = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .key_schema(key_el("pk", KeyType::Hash)?)
+            .key_schema(key_el("sk", KeyType::Range)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if format!("{:?}", e.as_service_error()).contains("ResourceInUseException") => {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("CreateTable", e)),
+        }
+    }
+
+    fn to_transact_item(&self, op: WriteOp) -> Result<TransactWriteItem> {
+        let (expr, mut values) = condition(op.condition());
+        let (pk, sk) = {
+            let (pk, sk) = op.key();
+            (pk.to_string(), sk.to_string())
+        };
+        Ok(match op {
+            WriteOp::Put { attrs, .. } => {
+                let json = serde_json::to_string(&attrs)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                values.insert(":a".into(), AttributeValue::S(json));
+                values.insert(":one".into(), AttributeValue::N("1".into()));
+                let mut u = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&pk, &sk)))
+                    .update_expression("SET a = :a ADD v :one")
+                    .set_expression_attribute_values(Some(values));
+                if let Some(e) = expr {
+                    u = u.condition_expression(e);
+                }
+                TransactWriteItem::builder()
+                    .update(u.build().map_err(build_err)?)
+                    .build()
+            }
+            WriteOp::Delete { .. } => {
+                let mut d = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&pk, &sk)));
+                if let Some(e) = expr {
+                    d = d.condition_expression(e);
+                }
+                if !values.is_empty() {
+                    d = d.set_expression_attribute_values(Some(values));
+                }
+                TransactWriteItem::builder()
+                    .delete(d.build().map_err(build_err)?)
+                    .build()
+            }
+            WriteOp::Check { .. } => {
+                // A check needs a condition; `Always` checks nothing and is skipped by the caller.
+                let mut c = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&pk, &sk)))
+                    .condition_expression(expr.unwrap_or_else(|| {
+                        "attribute_exists(pk) OR attribute_not_exists(pk)".into()
+                    }));
+                if !values.is_empty() {
+                    c = c.set_expression_attribute_values(Some(values));
+                }
+                TransactWriteItem::builder()
+                    .condition_check(c.build().map_err(build_err)?)
+                    .build()
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for DynamoDbMetadataStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        out.item().map(decode).transpose()
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str, page: Page) -> Result<QueryPage> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()));
+        q = if sk_prefix.is_empty() {
+            q.key_condition_expression("pk = :pk")
+        } else {
+            q.key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":p", AttributeValue::S(sk_prefix.to_string()))
+        };
+        if let Some(limit) = page.limit {
+            q = q.limit(limit.clamp(1, i32::MAX as usize) as i32);
+        }
+        if let Some(after) = &page.start_after {
+            q = q.set_exclusive_start_key(Some(key(pk, after)));
+        }
+        let out = q.send().await.map_err(|e| unavailable("Query", e))?;
+        let items = out.items().iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let next = out.last_evaluated_key().and_then(|k| match k.get("sk") {
+            Some(AttributeValue::S(s)) => Some(s.clone()),
+            _ => None,
+        });
+        Ok(QueryPage { items, next })
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if ops.len() > MAX_TRANSACTION_OPS {
+            return Err(StoreError::Invalid(format!(
+                "a transaction holds at most {MAX_TRANSACTION_OPS} operations"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for op in &ops {
+            validate_op(op)?;
+            if !seen.insert(op.key()) {
+                return Err(StoreError::Invalid(
+                    "a transaction may touch each item once".into(),
+                ));
+            }
+        }
+        // Keep the caller's indexes for error reporting; skip no-op checks.
+        let keys: Vec<(usize, String, String)> = ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| {
+                !matches!(
+                    op,
+                    WriteOp::Check {
+                        condition: Condition::Always,
+                        ..
+                    }
+                )
+            })
+            .map(|(i, op)| (i, op.key().0.to_string(), op.key().1.to_string()))
+            .collect();
+        let items = ops
+            .into_iter()
+            .filter(|op| {
+                !matches!(
+                    op,
+                    WriteOp::Check {
+                        condition: Condition::Always,
+                        ..
+                    }
+                )
+            })
+            .map(|op| self.to_transact_item(op))
+            .collect::<Result<Vec<_>>>()?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc)) =
+                    e.as_service_error()
+                {
+                    let failed = tc
+                        .cancellation_reasons()
+                        .iter()
+                        .position(|r| r.code() == Some("ConditionalCheckFailed"));
+                    if let Some(pos) = failed {
+                        if let Some((index, pk, sk)) = keys.get(pos).cloned() {
+                            return Err(StoreError::TransactionCancelled { index, pk, sk });
+                        }
+                    }
+                }
+                Err(unavailable("TransactWriteItems", e))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("dynamodb:{}", self.table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shared conformance suite against a real DynamoDB server (DynamoDB Local,
+    /// started by scripts/test.sh, which sets AWS_ENDPOINT_URL_DYNAMODB).
+    #[tokio::test]
+    async fn dynamodb_passes_the_conformance_suite() {
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+            "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local"
+        );
+        let table = format!("helixflow-conformance-{}", std::process::id());
+        let store = DynamoDbMetadataStore::from_env(&table).unwrap();
+        store.create_table().await.unwrap();
+        helixflow_store::conformance::run_all(&store).await;
+    }
+}
