@@ -44,8 +44,14 @@ ensure_ministack() {
 }
 
 # start_ministack PORT LOGFILE: start on loopback, wait for health, print the pid.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start_ministack() {
     local port="$1" logfile="$2"
+    if port_busy "$port"; then
+        echo "127.0.0.1:$port is already in use (a leftover server?); set HELIXFLOW_TEST_S3_PORT" >&2
+        return 1
+    fi
     GATEWAY_PORT="$port" BIND_HOST=127.0.0.1 LOG_LEVEL=WARNING "$AWS_VENV/bin/ministack" >"$logfile" 2>&1 &
     local pid=$!
     for _ in $(seq 1 100); do
@@ -92,6 +98,10 @@ ensure_dynamodb_local() {
 # start_dynamodb_local PORT LOGFILE: in-memory DynamoDB Local on 127.0.0.1:PORT; prints the pid.
 start_dynamodb_local() {
     local port="$1" logfile="$2"
+    if port_busy "$port"; then
+        echo "127.0.0.1:$port is already in use (a leftover server?); set HELIXFLOW_TEST_DYNAMODB_PORT" >&2
+        return 1
+    fi
     java -Xmx256m -Djava.library.path="$DDB_DIR/home/DynamoDBLocal_lib" \
         -cp "$DDB_DIR/home/DynamoDBLocal.jar:$DDB_DIR/home/DynamoDBLocal_lib/*:$DDB_DIR/launcher" \
         LoopbackDynamoDBLocal 127.0.0.1 "$port" >"$logfile" 2>&1 &

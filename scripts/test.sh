@@ -10,9 +10,11 @@ ensure_dynamodb_local
 S3_PORT="${HELIXFLOW_TEST_S3_PORT:-14566}"
 DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-18000}"
 TMP_LOGS="$(mktemp -d)"
+MINISTACK_PID=""
+DDB_PID=""
+trap 'kill $MINISTACK_PID $DDB_PID 2>/dev/null || true' EXIT
 MINISTACK_PID="$(start_ministack "$S3_PORT" "$TMP_LOGS/ministack.log")"
 DDB_PID="$(start_dynamodb_local "$DDB_PORT" "$TMP_LOGS/dynamodb.log")"
-trap 'kill "$MINISTACK_PID" "$DDB_PID" 2>/dev/null || true' EXIT
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"

@@ -33,6 +33,27 @@ use std::collections::HashMap;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The table's definition, in DynamoDB's own words. `create_table` builds from it, and a
+/// test checks that the CloudFormation template in `infra/` says the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDefinition {
+    /// (attribute name, attribute type)
+    pub attributes: Vec<(&'static str, &'static str)>,
+    /// (attribute name, key type)
+    pub keys: Vec<(&'static str, &'static str)>,
+    pub billing_mode: &'static str,
+}
+
+impl TableDefinition {
+    pub fn current() -> Self {
+        TableDefinition {
+            attributes: vec![("pk", "S"), ("sk", "S")],
+            keys: vec![("pk", "HASH"), ("sk", "RANGE")],
+            billing_mode: "PAY_PER_REQUEST",
+        }
+    }
+}
+
 /// `MetadataStore` on one DynamoDB table.
 #[derive(Clone)]
 pub struct DynamoDbMetadataStore {
@@ -153,33 +174,34 @@ impl DynamoDbMetadataStore {
         }
     }
 
-    /// Create the table (development and tests; production uses infra/). Existing is fine.
+    /// Create the table (development and tests; production uses
+    /// `infra/cloudformation/helixflow-state.json`). Existing is fine.
     pub async fn create_table(&self) -> Result<()> {
-        let attr = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(build_err)
-        };
-        let key_el = |n: &str, t: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(t)
-                .build()
-                .map_err(build_err)
-        };
-        let r = self
+        let def = TableDefinition::current();
+        let mut req = self
             .client
             .create_table()
             .table_name(&self.table)
-            .attribute_definitions(attr("pk")?)
-            .attribute_definitions(attr("sk")?)
-            .key_schema(key_el("pk", KeyType::Hash)?)
-            .key_schema(key_el("sk", KeyType::Range)?)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
+            .billing_mode(BillingMode::from(def.billing_mode));
+        for (name, ty) in def.attributes {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::from(ty))
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        for (name, kt) in def.keys {
+            req = req.key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(KeyType::from(kt))
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        let r = req.send().await;
         match r {
             Ok(_) => Ok(()),
             Err(e) if format!("{:?}", e.as_service_error()).contains("ResourceInUseException") => {
@@ -373,6 +395,47 @@ impl MetadataStore for DynamoDbMetadataStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infra_template_matches_the_table_the_code_creates() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../infra/cloudformation/helixflow-state.json"
+        );
+        let t: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let p = &t["Resources"]["MetadataTable"]["Properties"];
+        let pairs = |v: &Value, a: &str, b: &str| -> Vec<(String, String)> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e[a].as_str().unwrap().to_string(),
+                        e[b].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let def = TableDefinition::current();
+        let own = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            pairs(&p["AttributeDefinitions"], "AttributeName", "AttributeType"),
+            own(&def.attributes)
+        );
+        assert_eq!(
+            pairs(&p["KeySchema"], "AttributeName", "KeyType"),
+            own(&def.keys)
+        );
+        assert_eq!(p["BillingMode"], def.billing_mode);
+        assert!(
+            p.get("GlobalSecondaryIndexes").is_none(),
+            "the code defines no GSIs"
+        );
+    }
 
     /// The shared conformance suite against a real DynamoDB server (DynamoDB Local,
     /// started by scripts/test.sh, which sets AWS_ENDPOINT_URL_DYNAMODB).
