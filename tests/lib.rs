@@ -332,3 +332,61 @@ pub async fn early_response(
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     (status, head.to_ascii_lowercase(), body.to_string())
 }
+
+/// A TCP forwarder on loopback that a test can cut and restore, to take a real server
+/// (DynamoDB Local, ministack) away from a node and give it back, without stopping the
+/// server other tests share. Cutting closes the listener (new connections are refused)
+/// and drops every open connection.
+pub struct CutProxy {
+    pub addr: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl CutProxy {
+    /// Forward a fresh loopback port to `upstream` (e.g. "127.0.0.1:18000").
+    pub async fn start(upstream: &str) -> CutProxy {
+        let upstream: std::net::SocketAddr = upstream.parse().expect("upstream host:port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let p = CutProxy {
+            addr,
+            upstream,
+            tasks: Default::default(),
+        };
+        p.serve(listener);
+        p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream;
+        let tasks = self.tasks.clone();
+        let accept_tasks = self.tasks.clone();
+        tasks.lock().unwrap().spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                accept_tasks.lock().unwrap().spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+    }
+
+    /// Refuse new connections and drop open ones.
+    pub fn cut(&self) {
+        self.tasks.lock().unwrap().abort_all();
+    }
+
+    /// Accept again on the same port.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the proxy port");
+        self.serve(listener);
+    }
+}

@@ -122,3 +122,112 @@ async fn three_locations_share_state_see_alias_flips_and_survive_a_lost_node() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_outage_keeps_cached_functions_serving_fails_deploys_fast_and_recovers() {
+    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+        .expect("AWS_ENDPOINT_URL_DYNAMODB (set by scripts/test.sh)");
+    let s3 =
+        std::env::var("AWS_ENDPOINT_URL_S3").expect("AWS_ENDPOINT_URL_S3 (set by scripts/test.sh)");
+    let bucket = std::env::var("HELIXFLOW_TEST_S3_BUCKET")
+        .expect("HELIXFLOW_TEST_S3_BUCKET (set by scripts/test.sh)");
+    let ddb_proxy = helixflow_e2e::CutProxy::start(ddb.trim_start_matches("http://")).await;
+    let s3_proxy = helixflow_e2e::CutProxy::start(s3.trim_start_matches("http://")).await;
+    let root = tempfile::tempdir().unwrap();
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        root.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+    );
+    let table = format!("hf-outage-{tag}");
+    let config = shared_config("fra", &table, &bucket, &format!("outage-{tag}"))
+        .replace("resolve_cache_ttl_ms = 500", "resolve_cache_ttl_ms = 100");
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", ddb_proxy.url()),
+        ("AWS_ENDPOINT_URL_S3", s3_proxy.url()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let cfg_path = root.path().join("init.toml");
+    std::fs::write(&cfg_path, &config).unwrap();
+    let out = std::process::Command::new(helixflow_bin())
+        .args(["state", "init", "--config"])
+        .arg(&cfg_path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let node = Node::start_with_env(&root.path().join("fra"), Some(&config), &env);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "hello", "hello", "?alias=live").await;
+    assert_eq!(api.http.get(&api.url("/acme/hello/")).await.status, 200);
+
+    // Outage: both stores gone.
+    ddb_proxy.cut();
+    s3_proxy.cut();
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let r = api.http.get(&api.url("/acme/hello/during-outage")).await;
+        assert_eq!(
+            r.status,
+            200,
+            "a cached function keeps serving during the outage: {}",
+            r.text()
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = Instant::now();
+    let r = api
+        .deploy_raw("acme", "hello", helixflow_e2e::guest("raw-http"), "")
+        .await;
+    let took = t.elapsed();
+    println!(
+        "outage: {served}/{served} requests served from cache; deploy refused in {took:?} with {}",
+        r.status
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "store_unavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "deploys fail fast: {took:?}"
+    );
+
+    // The stores return: everything resumes without restarting the node.
+    ddb_proxy.restore().await;
+    s3_proxy.restore().await;
+    let mut deployed = false;
+    for _ in 0..50 {
+        let r = api
+            .deploy_raw(
+                "acme",
+                "hello",
+                helixflow_e2e::guest("raw-http"),
+                "?alias=live",
+            )
+            .await;
+        if r.status == 201 {
+            deployed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(deployed, "deploys work again after the outage");
+    let r = api.http.get(&api.url("/acme/hello/after")).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "raw hello /after\n"));
+}

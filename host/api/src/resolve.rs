@@ -63,10 +63,19 @@ impl TargetMetrics {
     }
 }
 
+type Key = (String, String, String);
+
+struct Entry {
+    generation: u64,
+    at: std::time::Instant,
+    target: Target,
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
+}
+
 #[derive(Default)]
 pub struct Resolver {
     generation: AtomicU64,
-    cache: RwLock<HashMap<(String, String, String), (u64, std::time::Instant, Target)>>,
+    cache: RwLock<HashMap<Key, Entry>>,
 }
 
 impl Resolver {
@@ -77,6 +86,26 @@ impl Resolver {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+
+    fn insert(&self, key: Key, generation: u64, target: Target) {
+        // Only cache if nothing changed while we were reading.
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            Entry {
+                generation,
+                at: std::time::Instant::now(),
+                target,
+                refreshing: Arc::default(),
+            },
+        );
     }
 }
 
@@ -92,7 +121,7 @@ pub fn split_qualifier(s: &str) -> (&str, Option<&str>) {
 const MAX_CACHED: usize = 10_000;
 
 pub async fn resolve(
-    state: &AppState,
+    state: &Arc<AppState>,
     tenant: &str,
     function: &str,
     qualifier: Option<&str>,
@@ -109,31 +138,70 @@ pub async fn resolve(
     };
     let key = (tenant.to_string(), function.to_string(), q);
     let generation = state.resolver.generation.load(Ordering::SeqCst);
-    if let Some((g, at, t)) = state
-        .resolver
-        .cache
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        if *g == generation && at.elapsed() < state.settings.resolve_cache_ttl {
-            return Ok(t.clone());
-        }
-    }
-    let target = resolve_uncached(state, tenant, function, qualifier).await?;
-    // Only cache if nothing changed while we were reading.
-    if state.resolver.generation.load(Ordering::SeqCst) == generation {
-        let mut cache = state
+    let cached = {
+        let cache = state
             .resolver
             .cache
-            .write()
+            .read()
             .unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
+        cache
+            .get(&key)
+            .filter(|e| e.generation == generation)
+            .map(|e| {
+                (
+                    e.at.elapsed() < state.settings.resolve_cache_ttl,
+                    e.target.clone(),
+                    e.refreshing.clone(),
+                )
+            })
+    };
+    match cached {
+        Some((true, target, _)) => Ok(target),
+        Some((false, target, refreshing)) => {
+            // Stale: serve what we have (requests never wait on the metadata store once
+            // a target is known, and keep serving through a store outage) and refresh it
+            // in the background, once.
+            if !refreshing.swap(true, Ordering::SeqCst) {
+                let state = state.clone();
+                let qualifier = qualifier.map(str::to_string);
+                tokio::spawn(async move {
+                    let (t, f) = (key.0.clone(), key.1.clone());
+                    match resolve_uncached(&state, &t, &f, qualifier.as_deref()).await {
+                        Ok(fresh) => state.resolver.insert(key, generation, fresh),
+                        Err(e) if e.status == http::StatusCode::NOT_FOUND => {
+                            // Deleted elsewhere: forget it; the next request gets the 404.
+                            state
+                                .resolver
+                                .cache
+                                .write()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&key);
+                        }
+                        Err(e) => {
+                            tracing::warn!(tenant = %t, function = %f, code = e.code, error = %e.message,
+                                "metadata refresh failed; serving the last known version");
+                            let mut cache = state
+                                .resolver
+                                .cache
+                                .write()
+                                .unwrap_or_else(|p| p.into_inner());
+                            if let Some(entry) = cache.get_mut(&key) {
+                                // Try again after another TTL.
+                                entry.at = std::time::Instant::now();
+                                entry.refreshing.store(false, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                });
+            }
+            Ok(target)
         }
-        cache.insert(key, (generation, std::time::Instant::now(), target.clone()));
+        None => {
+            let target = resolve_uncached(state, tenant, function, qualifier).await?;
+            state.resolver.insert(key, generation, target.clone());
+            Ok(target)
+        }
     }
-    Ok(target)
 }
 
 async fn resolve_uncached(
