@@ -229,6 +229,34 @@ impl Http {
         }
     }
 
+    /// Like `request`, but a transport error is returned instead of failing the test.
+    pub async fn try_request(
+        &self,
+        method: &str,
+        url: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Resp, String> {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    }
+
     pub async fn get(&self, url: &str) -> Resp {
         self.request("GET", url, &[], Bytes::new()).await
     }
@@ -389,4 +417,30 @@ impl CutProxy {
             .expect("rebind the proxy port");
         self.serve(listener);
     }
+}
+
+/// The same component with a custom section appended, so its SHA-256 differs (a
+/// distinct artifact that behaves identically).
+pub fn with_nonce(mut component: Vec<u8>, nonce: u64) -> Vec<u8> {
+    fn leb(mut n: u32, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let name = b"helixflow-test-nonce";
+    let payload = nonce.to_le_bytes();
+    let mut body = Vec::new();
+    leb(name.len() as u32, &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(&payload);
+    component.push(0); // custom section
+    leb(body.len() as u32, &mut component);
+    component.extend_from_slice(&body);
+    component
 }

@@ -163,6 +163,22 @@ async fn route_inner(
             tracing::info!(tenant = %t.name, "tenant created");
             Ok(json_response(StatusCode::CREATED, &to_json(&t)))
         }
+        (&Method::POST, ["v1", "admin", "gc"]) => {
+            let q = query(&req);
+            let grace = q
+                .get("grace_secs")
+                .map(|g| g.parse::<u64>())
+                .transpose()
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_request",
+                        "grace_secs must be a number of seconds",
+                    )
+                })?
+                .unwrap_or(3600);
+            let dry_run = q.get("dry_run").is_some_and(|v| v == "true" || v == "1");
+            gc(state, std::time::Duration::from_secs(grace), dry_run).await
+        }
         (&Method::GET, ["v1", "tenants", t]) => ok(to_json(&state.registry.tenant(t).await?)),
         (&Method::GET, ["v1", "tenants", t, "functions"]) => {
             let fs = state.registry.functions(t).await?;
@@ -279,6 +295,51 @@ async fn route_inner(
             }
         }
     }
+}
+
+/// Garbage collection: delete artifacts no version references (leftovers of deploys
+/// that died between storing the bytes and recording the version, and of deleted
+/// functions) once they are older than `grace`, and prune this node's compile cache.
+async fn gc(
+    state: &AppState,
+    grace: std::time::Duration,
+    dry_run: bool,
+) -> Result<Response<Body>, ApiError> {
+    let referenced = state.registry.referenced_artifacts().await?;
+    let stored = state.artifacts.list().await?;
+    let mut deleted = Vec::new();
+    let mut young = 0;
+    for a in stored.iter().filter(|a| !referenced.contains(&a.sha256)) {
+        if a.age < grace {
+            young += 1;
+            continue;
+        }
+        if !dry_run {
+            state.artifacts.delete(&a.sha256).await?;
+            state.runtime.evict(&a.sha256);
+        }
+        deleted.push(a.sha256.clone());
+    }
+    let compiled_removed = if dry_run {
+        0
+    } else {
+        state.runtime.prune_compile_cache(&referenced)
+    };
+    tracing::info!(
+        deleted = deleted.len(),
+        young,
+        compiled_removed,
+        dry_run,
+        "gc"
+    );
+    ok(json!({
+        "dry_run": dry_run,
+        "referenced": referenced.len(),
+        "stored": stored.len(),
+        "deleted": deleted,
+        "kept_younger_than_grace": young,
+        "compiled_removed": compiled_removed,
+    }))
 }
 
 async fn check_config(

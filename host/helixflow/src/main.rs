@@ -92,6 +92,16 @@ enum Command {
         #[command(subcommand)]
         cmd: AliasCmd,
     },
+    /// Delete artifacts no version references (older than the grace period) and prune
+    /// the node's compile cache.
+    Gc {
+        /// Only delete unreferenced artifacts older than this (protects in-flight deploys).
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+        /// Report what would be deleted without deleting.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Recent invocation logs (captured stdout/stderr) of a function.
     Logs {
         #[arg(long, short)]
@@ -421,6 +431,27 @@ async fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Command::Gc {
+            grace_secs,
+            dry_run,
+        } => {
+            let v = c
+                .json(
+                    http::Method::POST,
+                    &format!("/api/v1/admin/gc?grace_secs={grace_secs}&dry_run={dry_run}"),
+                    None,
+                )
+                .await?;
+            let deleted = v["deleted"].as_array().map(Vec::len).unwrap_or(0);
+            println!(
+                "{} {deleted} unreferenced artifact(s); kept {} younger than {grace_secs}s; {} referenced; {} compiled file(s) pruned",
+                if dry_run { "would delete" } else { "deleted" },
+                v["kept_younger_than_grace"],
+                v["referenced"],
+                v["compiled_removed"]
+            );
+            Ok(())
+        }
         Command::Logs {
             tenant,
             function,

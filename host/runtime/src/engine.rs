@@ -249,6 +249,36 @@ impl Inner {
         Ok(component)
     }
 
+    /// Remove compile-cache entries not in `keep` (SHA-256s), and the entries of other
+    /// engines (older wasmtime builds or settings). Returns how many files were removed.
+    pub fn prune_compile_cache(&self, keep: &std::collections::HashSet<String>) -> usize {
+        let Some(dir) = &self.config.cache_dir else {
+            return 0;
+        };
+        let mut removed = 0;
+        let Ok(engines) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        for engine_dir in engines.flatten() {
+            let path = engine_dir.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let ours = engine_dir.file_name().to_str() == Some(self.engine_hash.as_str());
+            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let sha = name.strip_suffix(".cwasm").unwrap_or(&name);
+                if (!ours || !keep.contains(sha)) && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            if !ours {
+                let _ = std::fs::remove_dir(&path);
+            }
+        }
+        removed
+    }
+
     /// A fresh store for one invocation, with its limits applied.
     pub fn new_store(
         &self,

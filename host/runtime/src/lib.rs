@@ -165,6 +165,12 @@ impl Runtime {
         self.inner.loaded(sha256)
     }
 
+    /// Remove on-disk compiled components whose SHA-256 is not in `keep` (and those of
+    /// other engines). Returns how many were removed.
+    pub fn prune_compile_cache(&self, keep: &std::collections::HashSet<String>) -> usize {
+        self.inner.prune_compile_cache(keep)
+    }
+
     /// Forget a loaded function (its version was deleted). The disk cache stays.
     pub fn evict(&self, sha256: &str) {
         self.inner.evict(sha256)

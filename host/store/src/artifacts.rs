@@ -19,6 +19,18 @@ fn valid_sha(sha: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// An existing artifact older than this is rewritten when deployed again (see `put`).
+const REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// One listed artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    pub sha256: String,
+    pub size: u64,
+    /// Time since it was written.
+    pub age: std::time::Duration,
+}
+
 /// Immutable blobs addressed by their SHA-256, under `{prefix}/sha256/{hex}`.
 #[derive(Clone)]
 pub struct ArtifactStore {
@@ -106,20 +118,37 @@ impl ArtifactStore {
         ObjPath::from_iter(parts)
     }
 
-    /// Store `bytes` under their SHA-256 (returned). Storing the same bytes twice is a
-    /// no-op: the key is the content, so an existing object is already right.
+    /// Store `bytes` under their SHA-256 (returned), with `PutMode::Create`. Storing
+    /// bytes that are already there is a no-op (the key is the content), except that an
+    /// old copy is rewritten so its age restarts: `gc` only deletes unreferenced
+    /// artifacts older than its grace period, and a deploy that is about to reference an
+    /// old orphan must not lose it to a concurrent `gc`.
     pub async fn put(&self, bytes: Bytes) -> Result<String> {
         let sha = sha256_hex(&bytes);
+        let path = self.path(&sha);
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
         match self
             .store
-            .put_opts(&self.path(&sha), PutPayload::from_bytes(bytes), opts)
+            .put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts)
             .await
         {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(sha),
+            Ok(_) => Ok(sha),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let meta = self.store.head(&path).await.map_err(map_err)?;
+                let age = std::time::SystemTime::now()
+                    .duration_since(std::time::SystemTime::from(meta.last_modified))
+                    .unwrap_or_default();
+                if age > REFRESH_AFTER {
+                    self.store
+                        .put(&path, PutPayload::from_bytes(bytes))
+                        .await
+                        .map_err(map_err)?;
+                }
+                Ok(sha)
+            }
             Err(e) => Err(map_err(e)),
         }
     }
@@ -146,6 +175,35 @@ impl ArtifactStore {
             )));
         }
         Ok(bytes)
+    }
+
+    /// Every stored artifact: (SHA-256, age, size). Objects that are not named by a
+    /// SHA-256 are skipped.
+    pub async fn list(&self) -> Result<Vec<StoredArtifact>> {
+        use futures::TryStreamExt;
+        let mut parts: Vec<_> = self.prefix.parts().collect();
+        parts.push("sha256".into());
+        let dir = ObjPath::from_iter(parts);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let now = std::time::SystemTime::now();
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let sha = m.location.filename()?.to_string();
+                valid_sha(&sha).then(|| StoredArtifact {
+                    sha256: sha,
+                    size: m.size,
+                    age: now
+                        .duration_since(std::time::SystemTime::from(m.last_modified))
+                        .unwrap_or_default(),
+                })
+            })
+            .collect())
     }
 
     /// Delete the blob of `sha` (missing is fine).

@@ -24,7 +24,7 @@ pub mod registry;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use artifacts::{ArtifactStore, sha256_hex};
+pub use artifacts::{ArtifactStore, StoredArtifact, sha256_hex};
 pub use metadata::{
     Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp, validate_op,
 };

@@ -480,6 +480,21 @@ impl Registry {
         Ok(shas)
     }
 
+    /// Every SHA-256 any version of any function of any tenant references.
+    pub async fn referenced_artifacts(&self) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        for t in self.tenants().await? {
+            for f in self.functions(&t.name).await? {
+                for v in self.store.query_all(&fn_pk(&t.name, &f.name), "V#").await? {
+                    if let Some(sha) = v.str("sha256") {
+                        out.insert(sha.to_string());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     // ---- aliases ----
 
     pub async fn alias(&self, tenant: &str, function: &str, alias: &str) -> Result<Alias> {
