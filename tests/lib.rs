@@ -444,3 +444,134 @@ pub fn with_nonce(mut component: Vec<u8>, nonce: u64) -> Vec<u8> {
     component.extend_from_slice(&body);
     component
 }
+
+/// What a `ThrottleProxy` answers while it is failing requests.
+#[derive(Clone, Copy, Debug)]
+pub enum Throttle {
+    /// DynamoDB: 400 `ProvisionedThroughputExceededException`.
+    DynamoDb,
+    /// S3: 503 `SlowDown`.
+    S3,
+}
+
+/// An HTTP forwarder to a real server that can answer the next N requests with the
+/// service's throttling error instead of forwarding them.
+pub struct ThrottleProxy {
+    pub addr: std::net::SocketAddr,
+    fail_next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ThrottleProxy {
+    pub async fn start(upstream_url: &str, kind: Throttle) -> ThrottleProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let p = ThrottleProxy {
+            addr,
+            fail_next: Default::default(),
+            throttled: Default::default(),
+            forwarded: Default::default(),
+        };
+        let upstream = upstream_url.trim_end_matches('/').to_string();
+        let client: Client<HttpConnector, hyper::body::Incoming> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let (fail_next, throttled, forwarded) = (
+            p.fail_next.clone(),
+            p.throttled.clone(),
+            p.forwarded.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                let (fail_next, throttled, forwarded) =
+                    (fail_next.clone(), throttled.clone(), forwarded.clone());
+                let svc = hyper::service::service_fn(
+                    move |mut req: http::Request<hyper::body::Incoming>| {
+                        let (client, upstream) = (client.clone(), upstream.clone());
+                        let (fail_next, throttled, forwarded) =
+                            (fail_next.clone(), throttled.clone(), forwarded.clone());
+                        async move {
+                            let fail = fail_next
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok();
+                            type B = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+                            let resp: http::Response<B> = if fail {
+                                throttled.fetch_add(1, Ordering::SeqCst);
+                                let (status, ctype, body, error_type) = match kind {
+                                Throttle::DynamoDb => (
+                                    400,
+                                    "application/x-amz-json-1.0",
+                                    r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"throttled by the test"}"#.to_string(),
+                                    Some("ProvisionedThroughputExceededException"),
+                                ),
+                                Throttle::S3 => (
+                                    503,
+                                    "application/xml",
+                                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".to_string(),
+                                    None,
+                                ),
+                            };
+                                let mut b = http::Response::builder()
+                                    .status(status)
+                                    .header("content-type", ctype);
+                                if let Some(t) = error_type {
+                                    b = b.header("x-amzn-errortype", t);
+                                }
+                                b.body(
+                                    Full::new(Bytes::from(body))
+                                        .map_err(|never| match never {})
+                                        .boxed(),
+                                )
+                                .unwrap()
+                            } else {
+                                forwarded.fetch_add(1, Ordering::SeqCst);
+                                let pq = req
+                                    .uri()
+                                    .path_and_query()
+                                    .map(|p| p.as_str().to_string())
+                                    .unwrap_or_default();
+                                *req.uri_mut() = format!("{upstream}{pq}").parse().unwrap();
+                                match client.request(req).await {
+                                    Ok(r) => r.map(|b| b.boxed()),
+                                    Err(e) => http::Response::builder()
+                                        .status(502)
+                                        .body(
+                                            Full::new(Bytes::from(e.to_string()))
+                                                .map_err(|never| match never {})
+                                                .boxed(),
+                                        )
+                                        .unwrap(),
+                                }
+                            };
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// Answer the next `n` requests with the throttling error.
+    pub fn fail_next(&self, n: usize) {
+        self.fail_next.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn throttled(&self) -> usize {
+        self.throttled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

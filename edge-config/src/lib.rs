@@ -17,6 +17,9 @@
 //! # metadata = "redb:///var/lib/helixflow/metadata.redb"   (default: under data_dir)
 //! # metadata = "dynamodb://helixflow"                       (shared by a fleet)
 //! # resolve_cache_ttl_ms = 1000
+//! # retry_max_attempts = 4          (cloud stores: throttling/transient errors, backoff + jitter)
+//! # retry_initial_backoff_ms = 50
+//! # retry_max_backoff_ms = 2000
 //! # artifacts = "file:///var/lib/helixflow/artifacts"     (any object_store URL)
 //!
 //! [runtime]
@@ -100,6 +103,11 @@ pub struct State {
     /// before it is read again: the bound on how stale this node can be after a change
     /// made through another node sharing the metadata store.
     pub resolve_cache_ttl_ms: u64,
+    /// Attempts per cloud-store operation, the first included (throttling and transient
+    /// errors are retried with exponential backoff and jitter).
+    pub retry_max_attempts: u32,
+    pub retry_initial_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
     /// Any object_store URL (default: `file://{data_dir}/artifacts`).
     pub artifacts: Option<String>,
     /// Compiled-component cache (default: `{data_dir}/compiled`).
@@ -176,6 +184,9 @@ impl Default for State {
             data_dir: PathBuf::from(".helixflow-data"),
             metadata: None,
             resolve_cache_ttl_ms: 1000,
+            retry_max_attempts: 4,
+            retry_initial_backoff_ms: 50,
+            retry_max_backoff_ms: 2000,
             artifacts: None,
             compile_cache_dir: None,
         }
@@ -318,6 +329,22 @@ impl NodeConfig {
                     "use redb:///path/to/metadata.redb (embedded) or dynamodb://TABLE (AWS_* environment)",
                 ));
             }
+        }
+        if !(1..=20).contains(&self.state.retry_max_attempts) {
+            return Err(bad(
+                "state.retry_max_attempts",
+                format!("{} is out of range", self.state.retry_max_attempts),
+                "use 1..=20 (1 = no retries)",
+            ));
+        }
+        if self.state.retry_initial_backoff_ms == 0
+            || self.state.retry_initial_backoff_ms > self.state.retry_max_backoff_ms
+        {
+            return Err(bad(
+                "state.retry_initial_backoff_ms",
+                "must be positive and at most retry_max_backoff_ms".into(),
+                "e.g. retry_initial_backoff_ms = 50, retry_max_backoff_ms = 2000",
+            ));
         }
         if self.state.resolve_cache_ttl_ms > 60_000 {
             return Err(bad(

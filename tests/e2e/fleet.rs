@@ -231,3 +231,93 @@ async fn store_outage_keeps_cached_functions_serving_fails_deploys_fast_and_reco
     let r = api.http.get(&api.url("/acme/hello/after")).await;
     assert_eq!((r.status, r.text().as_str()), (200, "raw hello /after\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_with_backoff_up_to_the_configured_attempts() {
+    use helixflow_e2e::{Throttle, ThrottleProxy};
+    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+        .expect("AWS_ENDPOINT_URL_DYNAMODB (set by scripts/test.sh)");
+    let s3 =
+        std::env::var("AWS_ENDPOINT_URL_S3").expect("AWS_ENDPOINT_URL_S3 (set by scripts/test.sh)");
+    let bucket = std::env::var("HELIXFLOW_TEST_S3_BUCKET")
+        .expect("HELIXFLOW_TEST_S3_BUCKET (set by scripts/test.sh)");
+    let ddb_proxy = ThrottleProxy::start(&ddb, Throttle::DynamoDb).await;
+    let s3_proxy = ThrottleProxy::start(&s3, Throttle::S3).await;
+    let root = tempfile::tempdir().unwrap();
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        root.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+    );
+    let table = format!("hf-throttle-{tag}");
+    let base = shared_config("fra", &table, &bucket, &format!("throttle-{tag}"));
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", ddb_proxy.url()),
+        ("AWS_ENDPOINT_URL_S3", s3_proxy.url()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cfg_path = root.path().join("init.toml");
+    std::fs::write(&cfg_path, &base).unwrap();
+    let out = std::process::Command::new(helixflow_bin())
+        .args(["state", "init", "--config"])
+        .arg(&cfg_path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 4 attempts: 3 throttled answers in a row are absorbed.
+    let retrying = base.clone()
+        + "retry_max_attempts = 4\nretry_initial_backoff_ms = 10\nretry_max_backoff_ms = 200\n";
+    let node = Node::start_with_env(&root.path().join("a"), Some(&retrying), &env);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    ddb_proxy.fail_next(3);
+    s3_proxy.fail_next(3);
+    let r = api
+        .deploy_raw("acme", "hello", helixflow_e2e::guest("hello"), "")
+        .await;
+    assert_eq!(r.status, 201, "throttling is retried: {}", r.text());
+    println!(
+        "DynamoDB: {} throttled, {} forwarded; S3: {} throttled, {} forwarded",
+        ddb_proxy.throttled(),
+        ddb_proxy.forwarded(),
+        s3_proxy.throttled(),
+        s3_proxy.forwarded()
+    );
+    assert_eq!((ddb_proxy.throttled(), s3_proxy.throttled()), (3, 3));
+    assert_eq!(api.http.get(&api.url("/acme/hello/")).await.status, 200);
+    node.kill9();
+
+    // 1 attempt: no retries, so one throttled answer fails the call with a clear 503.
+    let strict = base
+        + "retry_max_attempts = 1\nretry_initial_backoff_ms = 10\nretry_max_backoff_ms = 200\n";
+    let node = Node::start_with_env(&root.path().join("b"), Some(&strict), &env);
+    let api = Api::new(&node);
+    ddb_proxy.fail_next(1);
+    let r = api
+        .http
+        .post_json(&api.url("/api/v1/tenants"), json!({"name": "beta"}))
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "store_unavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("ProvisionedThroughputExceeded"),
+        "{}",
+        r.text()
+    );
+    // Nothing half-done: the next attempt creates it.
+    api.create_tenant("beta").await;
+}

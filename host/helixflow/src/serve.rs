@@ -40,12 +40,24 @@ pub fn load_config(config: Option<&std::path::Path>) -> Result<NodeConfig> {
     Ok(cfg)
 }
 
+/// The retry policy for cloud stores from the configuration.
+pub fn retry_policy(cfg: &NodeConfig) -> helixflow_store::RetryPolicy {
+    helixflow_store::RetryPolicy {
+        max_attempts: cfg.state.retry_max_attempts,
+        initial_backoff: Duration::from_millis(cfg.state.retry_initial_backoff_ms),
+        max_backoff: Duration::from_millis(cfg.state.retry_max_backoff_ms),
+    }
+}
+
 /// Open the metadata store the configuration names.
 pub async fn open_metadata(cfg: &NodeConfig) -> Result<Arc<dyn MetadataStore>> {
     Ok(match cfg.metadata() {
         MetadataLocation::Redb(path) => Arc::new(RedbMetadataStore::open(path)?),
         MetadataLocation::DynamoDb { table } => Arc::new(
-            helixflow_store_dynamodb::DynamoDbMetadataStore::from_env(&table)?,
+            helixflow_store_dynamodb::DynamoDbMetadataStore::from_env_with(
+                &table,
+                retry_policy(cfg),
+            )?,
         ),
     })
 }
@@ -88,7 +100,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             cfg.metadata()
         )
     })?;
-    let artifacts = ArtifactStore::from_url(&cfg.artifacts_url())?;
+    let artifacts = ArtifactStore::from_url_with(&cfg.artifacts_url(), retry_policy(&cfg))?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(cfg.compile_cache_dir()),
         max_instances: cfg.runtime.max_instances,

@@ -137,6 +137,13 @@ fn build_err(e: impl std::fmt::Display) -> StoreError {
 impl DynamoDbMetadataStore {
     /// A store on `table`, configured from the AWS environment.
     pub fn from_env(table: &str) -> Result<Self> {
+        Self::from_env_with(table, helixflow_store::RetryPolicy::default())
+    }
+
+    /// Like `from_env`, with an explicit retry policy: the SDK's standard mode retries
+    /// throttling (`ProvisionedThroughputExceededException`, `ThrottlingException`) and
+    /// transient errors with exponential backoff and jitter, up to `max_attempts`.
+    pub fn from_env_with(table: &str, retry: helixflow_store::RetryPolicy) -> Result<Self> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let region = env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
@@ -145,7 +152,13 @@ impl DynamoDbMetadataStore {
             })?;
         let mut cfg = aws_sdk_dynamodb::Config::builder()
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new(region));
+            .region(aws_sdk_dynamodb::config::Region::new(region))
+            .retry_config(
+                aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                    .with_max_attempts(retry.max_attempts.max(1))
+                    .with_initial_backoff(retry.initial_backoff)
+                    .with_max_backoff(retry.max_backoff),
+            );
         if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
             cfg = cfg.credentials_provider(aws_credential_types::Credentials::new(
                 id,

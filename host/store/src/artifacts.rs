@@ -51,6 +51,11 @@ impl ArtifactStore {
     /// (credentials, region and endpoint from the standard `AWS_*` environment).
     /// A `file://` directory is created if missing.
     pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_url_with(url, crate::RetryPolicy::default())
+    }
+
+    /// Like `from_url`, with an explicit retry policy for cloud stores.
+    pub fn from_url_with(url: &str, retry: crate::RetryPolicy) -> Result<Self> {
         let parsed = url::Url::parse(url)
             .map_err(|e| StoreError::Invalid(format!("artifact store URL {url:?}: {e}")))?;
         if parsed.scheme() == "file" {
@@ -71,16 +76,17 @@ impl ArtifactStore {
             "s3" | "s3a" => {
                 // Credentials, region and endpoint from the usual AWS environment
                 // (AWS_REGION, AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL_S3, AWS_ALLOW_HTTP, ...).
-                // Retries are bounded so an unreachable store fails a deploy in seconds.
+                // Retries (backoff with jitter, for 503 SlowDown and transient errors) are
+                // bounded so an unreachable store fails a deploy in seconds.
                 let store = object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url)
                     .with_retry(object_store::RetryConfig {
                         backoff: object_store::BackoffConfig {
-                            init_backoff: std::time::Duration::from_millis(100),
-                            max_backoff: std::time::Duration::from_secs(2),
+                            init_backoff: retry.initial_backoff,
+                            max_backoff: retry.max_backoff,
                             base: 2.0,
                         },
-                        max_retries: 3,
+                        max_retries: retry.max_attempts.saturating_sub(1) as usize,
                         retry_timeout: std::time::Duration::from_secs(10),
                     })
                     .build()

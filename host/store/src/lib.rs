@@ -30,6 +30,26 @@ pub use metadata::{
 };
 pub use redb_backend::RedbMetadataStore;
 
+/// How cloud backends retry throttling and transient failures (with exponential
+/// backoff and jitter). Node configuration: `[state] retry_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts per operation, the first included (1 = no retries).
+    pub max_attempts: u32,
+    pub initial_backoff: std::time::Duration,
+    pub max_backoff: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: std::time::Duration::from_millis(50),
+            max_backoff: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
 /// Errors at the store boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
