@@ -8,6 +8,12 @@
 //! [node]
 //! id = "fra"
 //! region = "eu-central-1"
+//! # tenants = ["acme", "beta"]   (serve only these on the data plane; default: all)
+//!
+//! [cache]
+//! # dir = "/var/cache/helixflow"  (default: data_dir)
+//! artifacts_max_mb = 2048        # local copies of remote artifacts, LRU
+//! compiled_max_mb = 2048         # compiled components, LRU
 //!
 //! [listen]
 //! http = "127.0.0.1:8080"
@@ -74,6 +80,7 @@ pub struct NodeConfig {
     pub node: Node,
     pub listen: Listen,
     pub state: State,
+    pub cache: Cache,
     pub runtime: Runtime,
     pub limits: Limits,
 }
@@ -84,6 +91,29 @@ pub struct Node {
     /// Location id (e.g. `fra`), shown in metrics and responses.
     pub id: String,
     pub region: String,
+    /// Tenants whose functions this node serves on its data plane (empty: all).
+    pub tenants: Vec<String>,
+}
+
+/// Node-local caches (compiled components, and artifacts of remote stores), each
+/// evicted least-recently-used past its size.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Default: the data dir.
+    pub dir: Option<PathBuf>,
+    pub artifacts_max_mb: u64,
+    pub compiled_max_mb: u64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            dir: None,
+            artifacts_max_mb: 2048,
+            compiled_max_mb: 2048,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -158,6 +188,7 @@ impl Default for NodeConfig {
             node: Node::default(),
             listen: Listen::default(),
             state: State::default(),
+            cache: Cache::default(),
             runtime: Runtime::default(),
             limits: Limits::default(),
         }
@@ -168,6 +199,7 @@ impl Default for Node {
         Node {
             id: "local".into(),
             region: "local".into(),
+            tenants: Vec::new(),
         }
     }
 }
@@ -362,6 +394,25 @@ impl NodeConfig {
                 ));
             }
         }
+        if self.cache.artifacts_max_mb == 0 || self.cache.compiled_max_mb == 0 {
+            return Err(bad(
+                "cache",
+                "cache sizes must be positive".into(),
+                "e.g. artifacts_max_mb = 2048, compiled_max_mb = 2048",
+            ));
+        }
+        if let Some(t) = self
+            .node
+            .tenants
+            .iter()
+            .find(|t| t.is_empty() || t.len() > 63)
+        {
+            return Err(bad(
+                "node.tenants",
+                format!("{t:?} is not a tenant name"),
+                "list tenant names, e.g. tenants = [\"acme\"]; leave empty to serve all",
+            ));
+        }
         let r = &self.runtime;
         if r.max_instances == 0 || r.max_instances > 100_000 {
             return Err(bad(
@@ -448,16 +499,47 @@ impl NodeConfig {
     }
 
     pub fn compile_cache_dir(&self) -> PathBuf {
-        self.state
-            .compile_cache_dir
+        self.state.compile_cache_dir.clone().unwrap_or_else(|| {
+            self.cache
+                .dir
+                .clone()
+                .unwrap_or_else(|| self.state.data_dir.clone())
+                .join("compiled")
+        })
+    }
+
+    /// Where artifacts of a remote store are cached locally.
+    pub fn artifact_cache_dir(&self) -> PathBuf {
+        self.cache
+            .dir
             .clone()
-            .unwrap_or_else(|| self.state.data_dir.join("compiled"))
+            .unwrap_or_else(|| self.state.data_dir.clone())
+            .join("artifact-cache")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let src = include_str!("lib.rs");
+        let start = src.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+        let end = start + src[start..].find("//! ```\n").unwrap();
+        let example: String = src[start..end]
+            .lines()
+            .map(|l| {
+                l.strip_prefix("//! ")
+                    .or_else(|| l.strip_prefix("//!"))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = NodeConfig::parse(&example, "example").unwrap();
+        assert_eq!(c.node.id, "fra");
+        assert_eq!(c.cache.artifacts_max_mb, 2048);
+    }
 
     #[test]
     fn empty_file_is_a_working_default() {

@@ -119,3 +119,82 @@ async fn unreachable_artifact_store_fails_deploys_fast_with_503_and_records_noth
         "a failed deploy records nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_edge_cache_serves_artifacts_when_the_object_store_is_gone() {
+    let (bucket, endpoint) = s3_settings();
+    let s3_proxy = helixflow_e2e::CutProxy::start(endpoint.trim_start_matches("http://")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!(
+        "edge-{}-{}",
+        std::process::id(),
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let config = format!("[state]\nartifacts = \"s3://{bucket}/{prefix}\"\n");
+    let proxy_url = s3_proxy.url();
+    let env = [("AWS_ENDPOINT_URL_S3", proxy_url.as_str())];
+
+    let sha = {
+        let node = Node::start_with_env(dir.path(), Some(&config), &env);
+        let api = Api::new(&node);
+        api.create_tenant("acme").await;
+        let r = api
+            .deploy_raw("acme", "hello", helixflow_e2e::guest("hello"), "")
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        node.kill9();
+        r.json()["version"]["sha256"].as_str().unwrap().to_string()
+    };
+    let cached = dir.path().join("artifact-cache").join(&sha);
+    assert!(cached.exists(), "the deploying node keeps a local copy");
+
+    // No compiled component, no object store: the local copy is all there is.
+    std::fs::remove_dir_all(dir.path().join("compiled")).unwrap();
+    s3_proxy.cut();
+    let node = Node::start_with_env(dir.path(), Some(&config), &env);
+    let api = Api::new(&node);
+    let r = api.http.get(&api.url("/acme/hello/x?name=edge")).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "Hello, edge! (GET /x)\n")
+    );
+
+    // A corrupted local copy is never served: with the store back, it is refetched.
+    node.kill9();
+    std::fs::write(&cached, b"tampered").unwrap();
+    std::fs::remove_dir_all(dir.path().join("compiled")).unwrap();
+    s3_proxy.restore().await;
+    let node = Node::start_with_env(dir.path(), Some(&config), &env);
+    let api = Api::new(&node);
+    assert_eq!(api.http.get(&api.url("/acme/hello/")).await.status, 200);
+    assert_eq!(
+        helixflow_store_sha(&std::fs::read(&cached).unwrap()),
+        sha,
+        "refilled with the real bytes"
+    );
+}
+
+fn helixflow_store_sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_serves_only_the_tenants_it_is_configured_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        Some("[node]\nid = \"fra\"\ntenants = [\"acme\"]\n"),
+    );
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.create_tenant("beta").await;
+    api.deploy("acme", "hello", "hello", "").await;
+    api.deploy("beta", "hello", "hello", "").await;
+    assert_eq!(api.http.get(&api.url("/acme/hello/")).await.status, 200);
+    let r = api.http.get(&api.url("/beta/hello/")).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "tenant_not_served"));
+    assert!(r.text().contains("\\\"fra\\\""), "{}", r.text());
+    let r = api.http.post(&api.url("/invoke/beta/hello"), "x").await;
+    assert_eq!(r.code(), "tenant_not_served");
+}

@@ -51,6 +51,8 @@ pub struct ApiSettings {
     pub log_records_per_function: usize,
     /// How long a resolution is served from memory (bounds staleness across nodes).
     pub resolve_cache_ttl: std::time::Duration,
+    /// Tenants this node serves on its data plane (empty: all).
+    pub served_tenants: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -64,6 +66,7 @@ impl Default for ApiSettings {
             max_log_bytes: 64 << 10,
             log_records_per_function: 200,
             resolve_cache_ttl: std::time::Duration::from_secs(1),
+            served_tenants: Vec::new(),
         }
     }
 }

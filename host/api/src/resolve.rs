@@ -126,6 +126,17 @@ pub async fn resolve(
     function: &str,
     qualifier: Option<&str>,
 ) -> Result<Target, ApiError> {
+    let served = &state.settings.served_tenants;
+    if !served.is_empty() && !served.iter().any(|t| t == tenant) {
+        return Err(ApiError::new(
+            http::StatusCode::NOT_FOUND,
+            "tenant_not_served",
+            format!(
+                "tenant {tenant:?} is not served at location {:?}",
+                state.settings.node_id
+            ),
+        ));
+    }
     // Canonical key: `@01` and `@1` are the same version.
     let q = match qualifier {
         None => String::new(),

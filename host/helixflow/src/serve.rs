@@ -100,9 +100,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             cfg.metadata()
         )
     })?;
-    let artifacts = ArtifactStore::from_url_with(&cfg.artifacts_url(), retry_policy(&cfg))?;
+    let artifacts = ArtifactStore::from_url_with(&cfg.artifacts_url(), retry_policy(&cfg))?
+        .with_local_cache(cfg.artifact_cache_dir(), cfg.cache.artifacts_max_mb << 20);
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(cfg.compile_cache_dir()),
+        cache_max_bytes: cfg.cache.compiled_max_mb << 20,
         max_instances: cfg.runtime.max_instances,
         max_memory_bytes: (cfg.runtime.max_memory_mb as usize) << 20,
         epoch_tick: Duration::from_millis(cfg.runtime.epoch_tick_ms),
@@ -117,6 +119,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
         log_records_per_function: cfg.limits.log_records_per_function as usize,
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
+        served_tenants: cfg.node.tenants.clone(),
     };
     let state = AppState::new(Arc::new(runtime), Registry::new(meta), artifacts, settings);
 

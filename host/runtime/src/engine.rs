@@ -20,6 +20,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 pub struct RuntimeConfig {
     /// Where compiled components are cached (`None`: no disk cache).
     pub cache_dir: Option<PathBuf>,
+    /// Size budget of that cache; least recently used entries are evicted past it.
+    pub cache_max_bytes: u64,
     /// Instances that can be live at once (pooling allocator slots).
     pub max_instances: u32,
     /// Largest linear memory any instance may have (per-invocation limits sit below it).
@@ -34,6 +36,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             cache_dir: None,
+            cache_max_bytes: 2 << 30,
             max_instances: 1000,
             max_memory_bytes: 1 << 30,
             epoch_tick: Duration::from_millis(1),
@@ -220,7 +223,10 @@ impl Inner {
                 // with the same compatibility hash (it is in the path), in a directory
                 // only this host writes; wasmtime re-checks the header on load.
                 match unsafe { Component::deserialize_file(&self.engine, path) } {
-                    Ok(c) => return Ok(c),
+                    Ok(c) => {
+                        helixflow_disk_cache::touch(path);
+                        return Ok(c);
+                    }
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile-cache entry");
                         let _ = std::fs::remove_file(path);
@@ -239,8 +245,18 @@ impl Inner {
         if let Some(path) = &cached {
             match component.serialize() {
                 Ok(blob) => {
-                    if let Err(e) = crate::cache::write_atomic(path, &blob) {
+                    if let Err(e) = helixflow_disk_cache::write_atomic(path, &blob) {
                         tracing::warn!(path = %path.display(), error = %e, "could not write compile cache");
+                    }
+                    if let Some(dir) = &self.config.cache_dir {
+                        let swept = helixflow_disk_cache::sweep(dir, self.config.cache_max_bytes);
+                        if swept.removed_files > 0 {
+                            tracing::info!(
+                                removed = swept.removed_files,
+                                bytes = swept.removed_bytes,
+                                "compile cache: evicted least recently used"
+                            );
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not serialize component"),

@@ -37,6 +37,15 @@ pub struct ArtifactStore {
     store: Arc<dyn ObjectStore>,
     prefix: ObjPath,
     url: String,
+    local: Option<LocalCache>,
+}
+
+/// The node-local copy of a remote store's artifacts: filled on first use (verified),
+/// read on later uses (verified again), least recently used evicted past `max_bytes`.
+#[derive(Clone, Debug)]
+struct LocalCache {
+    dir: std::path::PathBuf,
+    max_bytes: u64,
 }
 
 fn map_err(e: object_store::Error) -> StoreError {
@@ -70,6 +79,7 @@ impl ArtifactStore {
                 store: Arc::new(fs),
                 prefix: ObjPath::default(),
                 url: url.to_string(),
+                local: None,
             });
         }
         match parsed.scheme() {
@@ -97,6 +107,7 @@ impl ArtifactStore {
                     store: Arc::new(store),
                     prefix,
                     url: url.to_string(),
+                    local: None,
                 })
             }
             other => Err(StoreError::Invalid(format!(
@@ -110,7 +121,52 @@ impl ArtifactStore {
             store,
             prefix: ObjPath::from(prefix),
             url: url.to_string(),
+            local: None,
         }
+    }
+
+    /// Keep a node-local copy of artifacts in `dir` (at most `max_bytes`, LRU). Only
+    /// remote stores use it: a `file://` store is already local.
+    pub fn with_local_cache(mut self, dir: impl Into<std::path::PathBuf>, max_bytes: u64) -> Self {
+        if !self.url.starts_with("file:") {
+            self.local = Some(LocalCache {
+                dir: dir.into(),
+                max_bytes,
+            });
+        }
+        self
+    }
+
+    fn cache_fill(&self, sha: &str, bytes: &[u8]) {
+        if let Some(c) = &self.local {
+            let path = c.dir.join(sha);
+            if let Err(e) = helixflow_disk_cache::write_atomic(&path, bytes) {
+                tracing::warn!(path = %path.display(), error = %e, "artifact cache: write failed");
+                return;
+            }
+            let swept = helixflow_disk_cache::sweep(&c.dir, c.max_bytes);
+            if swept.removed_files > 0 {
+                tracing::info!(
+                    removed = swept.removed_files,
+                    bytes = swept.removed_bytes,
+                    "artifact cache: evicted least recently used"
+                );
+            }
+        }
+    }
+
+    /// The locally cached bytes of `sha`, if present and intact.
+    fn cache_get(&self, sha: &str) -> Option<Bytes> {
+        let c = self.local.as_ref()?;
+        let path = c.dir.join(sha);
+        let bytes = std::fs::read(&path).ok()?;
+        if sha256_hex(&bytes) != sha {
+            tracing::warn!(path = %path.display(), "artifact cache: corrupt entry removed");
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        helixflow_disk_cache::touch(&path);
+        Some(Bytes::from(bytes))
     }
 
     pub fn url(&self) -> &str {
@@ -141,8 +197,12 @@ impl ArtifactStore {
             .put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts)
             .await
         {
-            Ok(_) => Ok(sha),
+            Ok(_) => {
+                self.cache_fill(&sha, &bytes);
+                Ok(sha)
+            }
             Err(object_store::Error::AlreadyExists { .. }) => {
+                self.cache_fill(&sha, &bytes);
                 let meta = self.store.head(&path).await.map_err(map_err)?;
                 let age = std::time::SystemTime::now()
                     .duration_since(std::time::SystemTime::from(meta.last_modified))
@@ -166,6 +226,9 @@ impl ArtifactStore {
                 "{sha:?} is not a SHA-256 hex digest"
             )));
         }
+        if let Some(bytes) = self.cache_get(sha) {
+            return Ok(bytes);
+        }
         let bytes = self
             .store
             .get(&self.path(sha))
@@ -180,6 +243,7 @@ impl ArtifactStore {
                 "artifact {sha} has SHA-256 {actual}"
             )));
         }
+        self.cache_fill(sha, &bytes);
         Ok(bytes)
     }
 
@@ -214,6 +278,9 @@ impl ArtifactStore {
 
     /// Delete the blob of `sha` (missing is fine).
     pub async fn delete(&self, sha: &str) -> Result<()> {
+        if let Some(c) = &self.local {
+            let _ = std::fs::remove_file(c.dir.join(sha));
+        }
         match self.store.delete(&self.path(sha)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(map_err(e)),
@@ -252,6 +319,52 @@ mod tests {
             store.get("../../etc/passwd").await,
             Err(StoreError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn local_cache_fills_verifies_and_evicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(object_store::memory::InMemory::new());
+        let cache_dir = dir.path().join("cache");
+        let store = ArtifactStore::new(remote.clone(), "p", "memory://test")
+            .with_local_cache(&cache_dir, 250);
+        let a = Bytes::from(vec![1u8; 100]);
+        let sha_a = sha256_hex(&a);
+        // Written remotely by another node: the first read fills the cache.
+        remote
+            .put(
+                &ObjPath::from(format!("p/sha256/{sha_a}")),
+                PutPayload::from_bytes(a.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.get(&sha_a).await.unwrap(), a);
+        assert!(cache_dir.join(&sha_a).exists());
+        // Served locally even when the remote copy is gone.
+        remote
+            .delete(&ObjPath::from(format!("p/sha256/{sha_a}")))
+            .await
+            .unwrap();
+        assert_eq!(store.get(&sha_a).await.unwrap(), a);
+        // A corrupt local copy is dropped, not served.
+        std::fs::write(cache_dir.join(&sha_a), b"evil").unwrap();
+        assert!(matches!(
+            store.get(&sha_a).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(!cache_dir.join(&sha_a).exists());
+        // Puts fill too; past 250 bytes the least recently used goes.
+        let shas: Vec<String> =
+            futures::future::join_all((2u8..5).map(|i| store.put(Bytes::from(vec![i; 100]))))
+                .await
+                .into_iter()
+                .map(|r| r.unwrap())
+                .collect();
+        let cached = shas
+            .iter()
+            .filter(|s| cache_dir.join(s.as_str()).exists())
+            .count();
+        assert_eq!(cached, 2, "250-byte budget holds two 100-byte artifacts");
     }
 
     #[test]
