@@ -26,7 +26,7 @@ build_host() {
 build_functions() {
     log "building guest components (wasm32-wasip2)"
     (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip2 \
-        -p hello -p echo-event -p chaos -p raw-http)
+        -p hello -p echo-event -p chaos -p raw-http -p big)
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
 }
 
