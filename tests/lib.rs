@@ -54,6 +54,8 @@ pub fn guest(name: &str) -> Vec<u8> {
 /// A running `helixflow serve` child process. Killed (SIGKILL) on drop.
 pub struct Node {
     pub url: String,
+    /// The HTTPS listener, when the config has one.
+    pub https_url: Option<String>,
     pub data_dir: PathBuf,
     child: Child,
     pub log_path: PathBuf,
@@ -101,18 +103,29 @@ impl Node {
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "helixflow serve did not start; its log:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
+        let wants_https = config_toml.is_some_and(|t| t.contains("https ="));
+        let mut urls = Vec::new();
+        while urls.len() < 1 + wants_https as usize {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(u) => urls.push(u),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "helixflow serve did not start; its log:\n{}",
+                        std::fs::read_to_string(&log_path).unwrap_or_default()
+                    );
+                }
             }
-        };
+        }
+        let url = urls
+            .iter()
+            .find(|u| u.starts_with("http://"))
+            .cloned()
+            .unwrap_or_default();
+        let https_url = urls.iter().find(|u| u.starts_with("https://")).cloned();
         Node {
             url,
+            https_url,
             data_dir: data_dir.to_path_buf(),
             child,
             log_path,

@@ -17,6 +17,9 @@
 //!
 //! [listen]
 //! http = "127.0.0.1:8080"
+//! # https = "0.0.0.0:8443"
+//! # tls_cert = "/etc/helixflow/tls/cert.pem"   (reloaded when it changes)
+//! # tls_key = "/etc/helixflow/tls/key.pem"
 //!
 //! [state]
 //! data_dir = "/var/lib/helixflow"
@@ -119,8 +122,14 @@ impl Default for Cache {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
-    /// Plain-HTTP listener (HTTP/1.1 and h2c).
+    /// Plain-HTTP listener (HTTP/1.1 and h2c); `""` turns it off.
     pub http: String,
+    /// HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1), with `tls_cert`/`tls_key`.
+    pub https: Option<String>,
+    /// PEM certificate chain; reloaded when the file changes.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key; reloaded when the file changes.
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -207,6 +216,9 @@ impl Default for Listen {
     fn default() -> Self {
         Listen {
             http: "127.0.0.1:8080".into(),
+            https: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -336,11 +348,50 @@ impl NodeConfig {
                 "use 1-32 letters, digits or '-', e.g. \"fra\"",
             ));
         }
-        if self.listen.http.parse::<SocketAddr>().is_err() {
+        if !self.listen.http.is_empty() && self.listen.http.parse::<SocketAddr>().is_err() {
             return Err(bad(
                 "listen.http",
                 format!("{:?} is not an address:port", self.listen.http),
-                "e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
+                "e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"; \"\" turns plain HTTP off",
+            ));
+        }
+        match (
+            &self.listen.https,
+            &self.listen.tls_cert,
+            &self.listen.tls_key,
+        ) {
+            (None, None, None) => {}
+            (Some(addr), Some(cert), Some(key)) => {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return Err(bad(
+                        "listen.https",
+                        format!("{addr:?} is not an address:port"),
+                        "e.g. \"0.0.0.0:8443\"",
+                    ));
+                }
+                for (field, path) in [("listen.tls_cert", cert), ("listen.tls_key", key)] {
+                    if !path.is_file() {
+                        return Err(bad(
+                            field,
+                            format!("{} does not exist", path.display()),
+                            "give the path of a PEM file",
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "listen.https",
+                    "https, tls_cert and tls_key go together".into(),
+                    "set all three, or none",
+                ));
+            }
+        }
+        if self.listen.http.is_empty() && self.listen.https.is_none() {
+            return Err(bad(
+                "listen",
+                "no listener".into(),
+                "set listen.http and/or listen.https",
             ));
         }
         if let Some(m) = &self.state.metadata {
@@ -577,6 +628,11 @@ mod tests {
     fn bad_values_are_rejected_with_the_field() {
         for (text, field) in [
             ("[listen]\nhttp = \"nope\"", "listen.http"),
+            ("[listen]\nhttps = \"127.0.0.1:8443\"", "listen.https"),
+            (
+                "[listen]\nhttps = \"127.0.0.1:8443\"\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.pem\"",
+                "listen.tls_cert",
+            ),
             ("[node]\nid = \"a b\"", "node.id"),
             ("[runtime]\nmax_memory_mb = 0", "runtime.max_memory_mb"),
             (

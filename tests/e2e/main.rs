@@ -9,3 +9,4 @@ mod invoke;
 mod lifecycle;
 mod limits;
 mod state;
+mod tls;

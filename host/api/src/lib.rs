@@ -18,6 +18,7 @@ mod error;
 mod logs;
 mod metrics;
 mod resolve;
+pub mod tls;
 mod tracked;
 
 pub use body::Body;
@@ -177,49 +178,122 @@ pub async fn handle(
     .await
 }
 
-/// Serve HTTP/1.1 and HTTP/2 (h2c) on `listener` until `shutdown` resolves.
+/// A socket to serve: plain HTTP (HTTP/1.1 + h2c) or HTTPS (TLS with ALPN h2/http1.1).
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<Arc<tls::ReloadingTls>>,
+}
+
+/// Serve every listener until `shutdown` resolves, then drain connections (10 s).
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // Accept on every socket in its own task; connections come here, where the one
+    // GracefulShutdown hands each a watcher.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let mut accepting = tokio::task::JoinSet::new();
+    for l in listeners {
+        accepting.spawn(accept_loop(l, tx.clone()));
+    }
+    drop(tx);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(state, req, peer).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+            accepted = rx.recv() => {
+                let Some((stream, peer, tls)) = accepted else { break };
+                serve_connection(stream, peer, tls, state.clone(), graceful.watcher());
             }
             _ = &mut shutdown => break,
         }
     }
-    drop(listener);
+    // Stop accepting (drops the listeners), then let open connections finish.
+    accepting.abort_all();
+    while accepting.join_next().await.is_some() {}
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
             tracing::warn!("connections still open after 10 s; closing");
         }
     }
+}
+
+type Accepted = (
+    tokio::net::TcpStream,
+    SocketAddr,
+    Option<Arc<tls::ReloadingTls>>,
+);
+
+async fn accept_loop(l: Listener, tx: tokio::sync::mpsc::Sender<Accepted>) {
+    loop {
+        match l.tcp.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                if tx.send((stream, peer, l.tls.clone())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<tls::ReloadingTls>>,
+    state: Arc<AppState>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(state, req, peer).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    tokio::spawn(async move {
+        let result = match tls {
+            None => {
+                watcher
+                    .watch(
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned(),
+                    )
+                    .await
+            }
+            Some(tls) => {
+                let handshake = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    tls.acceptor().accept(stream),
+                );
+                let stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                watcher
+                    .watch(
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned(),
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
 }

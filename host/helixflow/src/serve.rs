@@ -123,19 +123,37 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let state = AppState::new(Arc::new(runtime), Registry::new(meta), artifacts, settings);
 
-    let listener = tokio::net::TcpListener::bind(&cfg.listen.http)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen.http))?;
-    let addr = listener.local_addr()?;
+    let mut listeners = Vec::new();
+    if !cfg.listen.http.is_empty() {
+        let tcp = tokio::net::TcpListener::bind(&cfg.listen.http)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen.http))?;
+        let addr = tcp.local_addr()?;
+        // Lines scripts can wait for.
+        println!("helixflow listening on http://{addr}");
+        listeners.push(helixflow_api::Listener { tcp, tls: None });
+    }
+    if let (Some(https), Some(cert), Some(key)) =
+        (&cfg.listen.https, &cfg.listen.tls_cert, &cfg.listen.tls_key)
+    {
+        let tls = helixflow_api::tls::ReloadingTls::new(cert, key)?;
+        tls.watch(Duration::from_secs(2));
+        let tcp = tokio::net::TcpListener::bind(https)
+            .await
+            .with_context(|| format!("binding {https}"))?;
+        let addr = tcp.local_addr()?;
+        println!("helixflow listening on https://{addr}");
+        listeners.push(helixflow_api::Listener {
+            tcp,
+            tls: Some(tls),
+        });
+    }
     tracing::info!(
         location = %cfg.node.id,
-        %addr,
         metadata = %cfg.metadata(),
         artifacts = %cfg.artifacts_url(),
         "helixflow serving"
     );
-    // A line scripts can wait for.
-    println!("helixflow listening on http://{addr}");
 
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -158,6 +176,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let _ = ctrl_c.await;
         tracing::info!("shutting down");
     };
-    helixflow_api::serve(listener, state, shutdown).await;
+    helixflow_api::serve(listeners, state, shutdown).await;
     Ok(())
 }
