@@ -8,11 +8,13 @@
 //! | `sk`      | S    | sort key (the item's `sk`) |
 //! | `v`       | N    | the item version, 1 on create, `ADD v 1` on every write |
 //! | `a`       | S    | the item's attributes as a JSON object |
+//! | `expires_at` | N | optional; copied from the attributes; the table's TTL attribute |
 //!
 //! Billing `PAY_PER_REQUEST`. Reads are strongly consistent. Conditional writes map to
 //! `attribute_not_exists(pk)` / `attribute_exists(pk)` / `v = :expected`; every
 //! multi-item write is one `TransactWriteItems`, whose `CancellationReasons` name the
-//! operation that failed its condition.
+//! operation that failed its condition. An item whose `expires_at` (Unix seconds) has
+//! passed is absent to reads and conditions, before DynamoDB's TTL deletes it (lazily).
 //!
 //! Connection settings come from the usual AWS environment: `AWS_REGION`,
 //! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`), and
@@ -42,6 +44,8 @@ pub struct TableDefinition {
     /// (attribute name, key type)
     pub keys: Vec<(&'static str, &'static str)>,
     pub billing_mode: &'static str,
+    /// The attribute DynamoDB's TTL deletes expired items by.
+    pub ttl_attribute: &'static str,
 }
 
 impl TableDefinition {
@@ -50,6 +54,7 @@ impl TableDefinition {
             attributes: vec![("pk", "S"), ("sk", "S")],
             keys: vec![("pk", "HASH"), ("sk", "RANGE")],
             billing_mode: "PAY_PER_REQUEST",
+            ttl_attribute: helixflow_store::EXPIRES_AT,
         }
     }
 }
@@ -118,14 +123,26 @@ fn decode(map: &HashMap<String, AttributeValue>) -> Result<Item> {
 }
 
 /// The condition expression (and its values) for a `Condition`.
-fn condition(cond: Condition) -> (Option<String>, HashMap<String, AttributeValue>) {
+/// An expired item (`expires_at <= now`) counts as absent, as on every backend.
+fn condition(cond: Condition, now: u64) -> (Option<String>, HashMap<String, AttributeValue>) {
+    let now_v = || (":now".to_string(), AttributeValue::N(now.to_string()));
+    const LIVE: &str = "(attribute_not_exists(expires_at) OR expires_at > :now)";
     match cond {
         Condition::Always => (None, HashMap::new()),
-        Condition::NotExists => (Some("attribute_not_exists(pk)".into()), HashMap::new()),
-        Condition::Exists => (Some("attribute_exists(pk)".into()), HashMap::new()),
+        Condition::NotExists => (
+            Some("attribute_not_exists(pk) OR expires_at <= :now".into()),
+            HashMap::from([now_v()]),
+        ),
+        Condition::Exists => (
+            Some(format!("attribute_exists(pk) AND {LIVE}")),
+            HashMap::from([now_v()]),
+        ),
         Condition::VersionIs(v) => (
-            Some("v = :expected".into()),
-            HashMap::from([(":expected".to_string(), AttributeValue::N(v.to_string()))]),
+            Some(format!("v = :expected AND {LIVE}")),
+            HashMap::from([
+                (":expected".to_string(), AttributeValue::N(v.to_string())),
+                now_v(),
+            ]),
         ),
     }
 }
@@ -216,16 +233,33 @@ impl DynamoDbMetadataStore {
         }
         let r = req.send().await;
         match r {
+            Ok(_) => {}
+            Err(e) if format!("{:?}", e.as_service_error()).contains("ResourceInUseException") => {}
+            Err(e) => return Err(unavailable("CreateTable", e)),
+        }
+        let ttl = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+            .attribute_name(def.ttl_attribute)
+            .enabled(true)
+            .build()
+            .map_err(build_err)?;
+        match self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if format!("{:?}", e.as_service_error()).contains("ResourceInUseException") => {
-                Ok(())
-            }
-            Err(e) => Err(unavailable("CreateTable", e)),
+            // Re-running init on a table whose TTL is already on is fine.
+            Err(e) if format!("{:?}", e.as_service_error()).contains("already enabled") => Ok(()),
+            Err(e) => Err(unavailable("UpdateTimeToLive", e)),
         }
     }
 
     fn to_transact_item(&self, op: WriteOp) -> Result<TransactWriteItem> {
-        let (expr, mut values) = condition(op.condition());
+        let cond = op.condition();
+        let (expr, mut values) = condition(cond, helixflow_store::now_unix());
         let (pk, sk) = {
             let (pk, sk) = op.key();
             (pk.to_string(), sk.to_string())
@@ -236,10 +270,30 @@ impl DynamoDbMetadataStore {
                     .map_err(|e| StoreError::Invalid(e.to_string()))?;
                 values.insert(":a".into(), AttributeValue::S(json));
                 values.insert(":one".into(), AttributeValue::N("1".into()));
+                // A create (possibly over an expired item) starts at version 1.
+                let mut set = vec!["a = :a"];
+                let mut tail = String::new();
+                if cond == Condition::NotExists {
+                    set.push("v = :one");
+                } else {
+                    tail.push_str(" ADD v :one");
+                }
+                // The expiry is also a top-level number: DynamoDB's TTL reads it there.
+                match attrs
+                    .get(helixflow_store::EXPIRES_AT)
+                    .and_then(serde_json::Value::as_u64)
+                {
+                    Some(exp) => {
+                        values.insert(":exp".into(), AttributeValue::N(exp.to_string()));
+                        set.push("expires_at = :exp");
+                    }
+                    None => tail.push_str(" REMOVE expires_at"),
+                }
+                let update_expression = format!("SET {}{tail}", set.join(", "));
                 let mut u = Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(key(&pk, &sk)))
-                    .update_expression("SET a = :a ADD v :one")
+                    .update_expression(update_expression)
                     .set_expression_attribute_values(Some(values));
                 if let Some(e) = expr {
                     u = u.condition_expression(e);
@@ -293,7 +347,12 @@ impl MetadataStore for DynamoDbMetadataStore {
             .send()
             .await
             .map_err(|e| unavailable("GetItem", e))?;
-        out.item().map(decode).transpose()
+        let now = helixflow_store::now_unix();
+        Ok(out
+            .item()
+            .map(decode)
+            .transpose()?
+            .filter(|i| !i.expired(now)))
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str, page: Page) -> Result<QueryPage> {
@@ -316,7 +375,13 @@ impl MetadataStore for DynamoDbMetadataStore {
             q = q.set_exclusive_start_key(Some(key(pk, after)));
         }
         let out = q.send().await.map_err(|e| unavailable("Query", e))?;
-        let items = out.items().iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let now = helixflow_store::now_unix();
+        let items = out
+            .items()
+            .iter()
+            .map(decode)
+            .filter(|i| !i.as_ref().is_ok_and(|i| i.expired(now)))
+            .collect::<Result<Vec<_>>>()?;
         let next = out.last_evaluated_key().and_then(|k| match k.get("sk") {
             Some(AttributeValue::S(s)) => Some(s.clone()),
             _ => None,

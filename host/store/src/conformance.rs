@@ -17,6 +17,72 @@ pub async fn run_all(store: &dyn MetadataStore) {
     query_prefix_and_paging(store, &ns).await;
     transactions_are_all_or_nothing(store, &ns).await;
     limits_are_enforced(store, &ns).await;
+    expired_items_are_absent(store, &ns).await;
+}
+
+async fn expired_items_are_absent(store: &dyn MetadataStore, ns: &str) {
+    let pk = format!("{ns}#g");
+    let now = crate::now_unix();
+    store
+        .put(
+            &pk,
+            "old",
+            attrs(json!({"expires_at": now - 10, "x": 1})),
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            &pk,
+            "new",
+            attrs(json!({"expires_at": now + 3600, "x": 2})),
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    store
+        .put(&pk, "plain", attrs(json!({"x": 3})), Condition::Always)
+        .await
+        .unwrap();
+    assert!(
+        store.get(&pk, "old").await.unwrap().is_none(),
+        "an expired item reads as absent"
+    );
+    assert_eq!(
+        store.get(&pk, "new").await.unwrap().unwrap().u64("x"),
+        Some(2)
+    );
+    let sks: Vec<String> = store
+        .query_all(&pk, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sk)
+        .collect();
+    assert_eq!(
+        sks,
+        vec!["new".to_string(), "plain".to_string()],
+        "queries skip expired items"
+    );
+    let err = store
+        .put(&pk, "old", attrs(json!({})), Condition::Exists)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::ConditionFailed { .. }),
+        "Exists does not hold for an expired item"
+    );
+    let v = store
+        .put(&pk, "old", attrs(json!({"x": 4})), Condition::NotExists)
+        .await
+        .unwrap();
+    assert_eq!(
+        v, 1,
+        "creating over an expired item starts a new life at version 1"
+    );
+    let item = store.get(&pk, "old").await.unwrap().unwrap();
+    assert_eq!((item.version, item.u64("x")), (1, Some(4)));
 }
 
 async fn create_and_get(store: &dyn MetadataStore, ns: &str) {

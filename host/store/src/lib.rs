@@ -26,7 +26,8 @@ pub mod conformance;
 
 pub use artifacts::{ArtifactStore, StoredArtifact, sha256_hex};
 pub use metadata::{
-    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp, validate_op,
+    Condition, EXPIRES_AT, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp,
+    now_unix, validate_op,
 };
 pub use redb_backend::RedbMetadataStore;
 

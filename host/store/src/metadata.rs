@@ -12,7 +12,26 @@ pub struct Item {
     pub attrs: Map<String, Value>,
 }
 
+/// The attribute that makes an item expire: Unix seconds (a number). Backends treat an
+/// expired item as absent, on reads (never returned) and in write conditions
+/// (`NotExists` holds, `Exists`/`VersionIs` do not), before any physical deletion
+/// (DynamoDB deletes expired items lazily, up to days later).
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 impl Item {
+    /// Whether the item has expired at `now` (Unix seconds).
+    pub fn expired(&self, now: u64) -> bool {
+        self.u64(EXPIRES_AT).is_some_and(|t| t <= now)
+    }
+
     /// A string attribute.
     pub fn str(&self, key: &str) -> Option<&str> {
         self.attrs.get(key).and_then(Value::as_str)

@@ -1,7 +1,8 @@
 //! The embedded `MetadataStore`: one redb file, ACID, durable on commit.
 
 use crate::metadata::{
-    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp, validate_op,
+    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp, now_unix,
+    validate_op,
 };
 use crate::{Result, StoreError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -86,7 +87,7 @@ impl RedbMetadataStore {
         let r = self.db.begin_read().map_err(backend)?;
         let t = r.open_table(ITEMS).map_err(backend)?;
         match t.get(composite(pk, sk).as_str()).map_err(backend)? {
-            Some(v) => Ok(Some(decode(pk, sk, v.value())?)),
+            Some(v) => Ok(Some(decode(pk, sk, v.value())?).filter(|i| !i.expired(now_unix()))),
             None => Ok(None),
         }
     }
@@ -105,6 +106,7 @@ impl RedbMetadataStore {
             None => prefix.clone(),
         };
         let limit = page.limit.unwrap_or(usize::MAX).max(1);
+        let now = now_unix();
         let mut items = Vec::new();
         let mut next = None;
         for entry in t.range(start.as_str()..).map_err(backend)? {
@@ -118,7 +120,10 @@ impl RedbMetadataStore {
                 break;
             }
             let sk = &key[pk.len() + 1..];
-            items.push(decode(pk, sk, v.value())?);
+            let item = decode(pk, sk, v.value())?;
+            if !item.expired(now) {
+                items.push(item);
+            }
         }
         Ok(QueryPage { items, next })
     }
@@ -144,12 +149,16 @@ impl RedbMetadataStore {
         let w = self.db.begin_write().map_err(backend)?;
         {
             let mut t = w.open_table(ITEMS).map_err(backend)?;
+            let now = now_unix();
             // Check every condition first; abort (drop w) on the first failure.
             let mut versions = Vec::with_capacity(ops.len());
             for (index, op) in ops.iter().enumerate() {
                 let (pk, sk) = op.key();
+                // An expired item counts as absent (its version restarts at 1).
                 let current = match t.get(composite(pk, sk).as_str()).map_err(backend)? {
-                    Some(v) => Some(decode(pk, sk, v.value())?.version),
+                    Some(v) => Some(decode(pk, sk, v.value())?)
+                        .filter(|i| !i.expired(now))
+                        .map(|i| i.version),
                     None => None,
                 };
                 if !holds(current, op.condition()) {
