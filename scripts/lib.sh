@@ -30,17 +30,60 @@ build_functions() {
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
 }
 
-# Real AWS-protocol servers for tests (no cloud): ministack for S3.
+# Real cloud-protocol servers for tests (no cloud): ministack for S3, Azurite (npm) for
+# Azure Blob, DynamoDB Local.
 MINISTACK_VERSION=1.5.33
+TEST_PY_PACKAGES="ministack==$MINISTACK_VERSION boto3 azure-storage-blob"
 AWS_VENV="$HOME/.cache/helixflow/venv-aws-$MINISTACK_VERSION"
+AZURITE_VERSION=3.37.0
+AZURITE_DIR="$HOME/.cache/helixflow/azurite-$AZURITE_VERSION"
 
 ensure_ministack() {
-    if [ ! -x "$AWS_VENV/bin/ministack" ] || [ ! -x "$AWS_VENV/bin/python" ]; then
-        log "installing ministack $MINISTACK_VERSION and boto3 into $AWS_VENV"
-        rm -rf "$AWS_VENV"
-        python3 -m venv "$AWS_VENV"
-        "$AWS_VENV/bin/pip" install -q --disable-pip-version-check "ministack==$MINISTACK_VERSION" boto3
+    if [ ! -x "$AWS_VENV/bin/python" ] || [ "$(cat "$AWS_VENV/.helixflow-packages" 2>/dev/null)" != "$TEST_PY_PACKAGES" ]; then
+        log "installing $TEST_PY_PACKAGES into $AWS_VENV"
+        [ -x "$AWS_VENV/bin/python" ] || python3 -m venv "$AWS_VENV"
+        # shellcheck disable=SC2086
+        "$AWS_VENV/bin/pip" install -q --disable-pip-version-check $TEST_PY_PACKAGES
+        echo "$TEST_PY_PACKAGES" >"$AWS_VENV/.helixflow-packages"
     fi
+}
+
+ensure_azurite() {
+    if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+        log "installing azurite $AZURITE_VERSION (npm) into $AZURITE_DIR"
+        mkdir -p "$AZURITE_DIR"
+        (cd "$AZURITE_DIR" && npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null)
+    fi
+}
+
+# wait_port_http PORT PID LOGFILE NAME: wait until something answers HTTP on the port.
+wait_port_http() {
+    local port="$1" pid="$2" logfile="$3" name="$4"
+    for _ in $(seq 1 200); do
+        local code
+        code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null || true)"
+        if [ -n "$code" ] && [ "$code" != "000" ]; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "$name did not start; its log:" >&2
+    cat "$logfile" >&2
+    return 1
+}
+
+# start_azurite PORT LOGFILE: in-memory Azurite blob service on loopback; prints the pid.
+start_azurite() {
+    local port="$1" logfile="$2"
+    if port_busy "$port"; then
+        echo "127.0.0.1:$port is already in use; set HELIXFLOW_TEST_AZURE_PORT" >&2
+        return 1
+    fi
+    "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" \
+        --inMemoryPersistence --skipApiVersionCheck --silent >"$logfile" 2>&1 &
+    local pid=$!
+    wait_port_http "$port" "$pid" "$logfile" azurite && echo "$pid"
 }
 
 # start_ministack PORT LOGFILE: start on loopback, wait for health, print the pid.

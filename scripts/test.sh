@@ -7,19 +7,26 @@ build_functions
 
 ensure_ministack
 ensure_dynamodb_local
+ensure_azurite
 S3_PORT="${HELIXFLOW_TEST_S3_PORT:-14566}"
 DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-18000}"
+AZ_PORT="${HELIXFLOW_TEST_AZURE_PORT:-14000}"
 TMP_LOGS="$(mktemp -d)"
 MINISTACK_PID=""
 DDB_PID=""
-trap 'kill $MINISTACK_PID $DDB_PID 2>/dev/null || true' EXIT
+AZ_PID=""
+trap 'kill $MINISTACK_PID $DDB_PID $AZ_PID 2>/dev/null || true' EXIT
 MINISTACK_PID="$(start_ministack "$S3_PORT" "$TMP_LOGS/ministack.log")"
 DDB_PID="$(start_dynamodb_local "$DDB_PORT" "$TMP_LOGS/dynamodb.log")"
+AZ_PID="$(start_azurite "$AZ_PORT" "$TMP_LOGS/azurite.log")"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"
 echo "DynamoDB Local ready at $AWS_ENDPOINT_URL_DYNAMODB" >&2
 export HELIXFLOW_TEST_S3_BUCKET=helixflow-test
+# Azure: Azurite's well-known development account.
+export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL="http://127.0.0.1:$AZ_PORT"
+export HELIXFLOW_TEST_AZURE_CONTAINER=helixflow-test
 "$AWS_VENV/bin/python" - <<'PY'
 import os, boto3
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
@@ -27,6 +34,15 @@ bucket = os.environ["HELIXFLOW_TEST_S3_BUCKET"]
 if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
     s3.create_bucket(Bucket=bucket)
 print(f"S3 (ministack) ready at {os.environ['AWS_ENDPOINT_URL_S3']}, bucket {bucket}")
+from azure.storage.blob import BlobServiceClient
+conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        f"BlobEndpoint={os.environ['AZURITE_BLOB_STORAGE_URL']}/devstoreaccount1;")
+svc = BlobServiceClient.from_connection_string(conn)
+name = os.environ["HELIXFLOW_TEST_AZURE_CONTAINER"]
+if name not in [c.name for c in svc.list_containers()]:
+    svc.create_container(name)
+print(f"Azure Blob (Azurite) ready at {os.environ['AZURITE_BLOB_STORAGE_URL']}, container {name}")
 PY
 
 cd "$ROOT"

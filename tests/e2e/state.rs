@@ -198,3 +198,56 @@ async fn a_node_serves_only_the_tenants_it_is_configured_for() {
     let r = api.http.post(&api.url("/invoke/beta/hello"), "x").await;
     assert_eq!(r.code(), "tenant_not_served");
 }
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test.sh, which starts the object-store servers"))
+}
+
+/// file://, s3:// (ministack) and az:// (Azurite): one suite.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_object_store_backend_passes_the_artifact_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("conf-{}", std::process::id());
+    let urls = [
+        format!("file://{}", dir.path().join("artifacts").display()),
+        format!("s3://{}/{prefix}", env("HELIXFLOW_TEST_S3_BUCKET")),
+        format!("az://{}/{prefix}", env("HELIXFLOW_TEST_AZURE_CONTAINER")),
+    ];
+    for url in urls {
+        println!("artifact conformance: {url}");
+        let store =
+            helixflow_store::ArtifactStore::from_url(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        helixflow_store::conformance::artifacts_run_all(&store).await;
+    }
+}
+
+/// A node deploys to and serves from Azure Blob storage by config alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_serve_functions_from_azure_blob() {
+    for url in [format!(
+        "az://{}/node-{}",
+        env("HELIXFLOW_TEST_AZURE_CONTAINER"),
+        std::process::id()
+    )] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!("[state]\nartifacts = \"{url}\"\n");
+        {
+            let node = Node::start(dir.path(), Some(&config));
+            let api = Api::new(&node);
+            api.create_tenant("acme").await;
+            assert_eq!(api.deploy("acme", "hello", "hello", "").await, 1, "{url}");
+            node.kill9();
+        }
+        // Cold node-local caches: the bytes must come back from the cloud store.
+        std::fs::remove_dir_all(dir.path().join("compiled")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("artifact-cache")).unwrap();
+        let node = Node::start(dir.path(), Some(&config));
+        let api = Api::new(&node);
+        let r = api.http.get(&api.url("/acme/hello/x?name=cloud")).await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "Hello, cloud! (GET /x)\n"),
+            "{url}"
+        );
+    }
+}

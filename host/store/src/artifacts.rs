@@ -56,8 +56,8 @@ fn map_err(e: object_store::Error) -> StoreError {
 }
 
 impl ArtifactStore {
-    /// Open the store at an object_store URL: `file:///abs/dir` or `s3://bucket/prefix`
-    /// (credentials, region and endpoint from the standard `AWS_*` environment).
+    /// Open the store at an object_store URL: `file:///abs/dir`, `s3://bucket/prefix` or
+    /// `az://container/prefix` (settings from each cloud's usual environment variables).
     /// A `file://` directory is created if missing.
     pub fn from_url(url: &str) -> Result<Self> {
         Self::from_url_with(url, crate::RetryPolicy::default())
@@ -82,39 +82,54 @@ impl ArtifactStore {
                 local: None,
             });
         }
-        match parsed.scheme() {
-            "s3" | "s3a" => {
-                // Credentials, region and endpoint from the usual AWS environment
-                // (AWS_REGION, AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL_S3, AWS_ALLOW_HTTP, ...).
-                // Retries (backoff with jitter, for 503 SlowDown and transient errors) are
-                // bounded so an unreachable store fails a deploy in seconds.
-                let store = object_store::aws::AmazonS3Builder::from_env()
+        // Retries (backoff with jitter, for throttling such as S3 503 SlowDown and for
+        // transient errors) are bounded so an unreachable store fails a deploy in seconds.
+        let retry_config = object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: retry.initial_backoff,
+                max_backoff: retry.max_backoff,
+                base: 2.0,
+            },
+            max_retries: retry.max_attempts.saturating_sub(1) as usize,
+            retry_timeout: std::time::Duration::from_secs(10),
+        };
+        let invalid = |e: object_store::Error| {
+            StoreError::Invalid(format!("artifact store URL {url:?}: {e}"))
+        };
+        // Settings come from each cloud's usual environment: AWS_* (region, credentials,
+        // AWS_ENDPOINT_URL_S3, AWS_ALLOW_HTTP), AZURE_* (account, key,
+        // AZURE_STORAGE_USE_EMULATOR, ...).
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "s3" | "s3a" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url)
-                    .with_retry(object_store::RetryConfig {
-                        backoff: object_store::BackoffConfig {
-                            init_backoff: retry.initial_backoff,
-                            max_backoff: retry.max_backoff,
-                            base: 2.0,
-                        },
-                        max_retries: retry.max_attempts.saturating_sub(1) as usize,
-                        retry_timeout: std::time::Duration::from_secs(10),
-                    })
+                    .with_retry(retry_config)
                     .build()
-                    .map_err(|e| StoreError::Invalid(format!("artifact store URL {url:?}: {e}")))?;
-                let prefix = ObjPath::parse(parsed.path().trim_start_matches('/'))
-                    .map_err(|e| StoreError::Invalid(format!("artifact store URL {url:?}: {e}")))?;
-                Ok(ArtifactStore {
-                    store: Arc::new(store),
-                    prefix,
-                    url: url.to_string(),
-                    local: None,
-                })
+                    .map_err(invalid)?,
+            ),
+            "az" | "azure" | "abfs" | "abfss" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url)
+                    .with_retry(retry_config)
+                    .build()
+                    .map_err(invalid)?,
+            ),
+            other => {
+                return Err(StoreError::Invalid(format!(
+                    "artifact store URL {url:?}: scheme {other:?} is not supported (use file://, s3:// or az://)"
+                )));
             }
-            other => Err(StoreError::Invalid(format!(
-                "artifact store URL {url:?}: scheme {other:?} is not supported by this build (use file:// or s3://)"
-            ))),
-        }
+        };
+        let prefix = ObjPath::parse(parsed.path().trim_start_matches('/'))
+            .map_err(|e| StoreError::Invalid(format!("artifact store URL {url:?}: {e}")))?;
+        Ok(ArtifactStore {
+            store,
+            prefix,
+            url: url.to_string(),
+            local: None,
+        })
     }
+
     /// Wrap an existing object store (tests, custom back-ends).
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Self {
         ArtifactStore {
@@ -319,6 +334,13 @@ mod tests {
             store.get("../../etc/passwd").await,
             Err(StoreError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn local_filesystem_passes_the_artifact_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::from_url(&format!("file://{}", dir.path().display())).unwrap();
+        crate::conformance::artifacts_run_all(&store).await;
     }
 
     #[tokio::test]

@@ -342,3 +342,48 @@ async fn limits_are_enforced(store: &dyn MetadataStore, ns: &str) {
         "empty keys are rejected"
     );
 }
+
+/// The artifact-store checks every object store backend must pass.
+pub async fn artifacts_run_all(store: &crate::ArtifactStore) {
+    use bytes::Bytes;
+    let unique = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let a = Bytes::from(format!("artifact a {unique}").into_bytes());
+    let b = Bytes::from(format!("artifact b {unique}").into_bytes());
+    let sha_a = store.put(a.clone()).await.expect("put a");
+    assert_eq!(
+        sha_a,
+        crate::sha256_hex(&a),
+        "the key is the SHA-256 of the bytes"
+    );
+    assert_eq!(
+        store.put(a.clone()).await.expect("put a again"),
+        sha_a,
+        "putting the same bytes again is fine"
+    );
+    let sha_b = store.put(b.clone()).await.expect("put b");
+    assert_eq!(store.get(&sha_a).await.expect("get a"), a);
+    assert_eq!(store.get(&sha_b).await.expect("get b"), b);
+    let listed = store.list().await.expect("list");
+    for sha in [&sha_a, &sha_b] {
+        let entry = listed.iter().find(|x| &x.sha256 == sha).expect("listed");
+        assert!(entry.size > 0);
+        assert!(
+            entry.age < std::time::Duration::from_secs(3600),
+            "a fresh artifact is young"
+        );
+    }
+    store.delete(&sha_b).await.expect("delete b");
+    assert!(
+        matches!(store.get(&sha_b).await, Err(StoreError::NotFound(_))),
+        "deleted artifacts are gone"
+    );
+    store
+        .delete(&sha_b)
+        .await
+        .expect("deleting a missing artifact is fine");
+    assert!(matches!(
+        store.get("not-a-sha").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.get(&sha_a).await.expect("a survives"), a);
+}
