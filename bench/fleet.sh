@@ -10,8 +10,8 @@ ensure_ministack
 ensure_dynamodb_local
 (cd "$ROOT" && cargo build --release -q -j "$JOBS" -p helixflow-bench --bin fleet-bench)
 
-S3_PORT="${HELIXFLOW_BENCH_S3_PORT:-24566}"
-DDB_PORT="${HELIXFLOW_BENCH_DYNAMODB_PORT:-28000}"
+S3_PORT="${HELIXFLOW_BENCH_S3_PORT:-$(free_port)}"
+DDB_PORT="${HELIXFLOW_BENCH_DYNAMODB_PORT:-$(free_port)}"
 LOGS="$(mktemp -d)"
 MINISTACK_PID=""
 DDB_PID=""

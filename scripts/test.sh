@@ -8,9 +8,9 @@ build_functions
 ensure_ministack
 ensure_dynamodb_local
 ensure_azurite
-S3_PORT="${HELIXFLOW_TEST_S3_PORT:-14566}"
-DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-18000}"
-AZ_PORT="${HELIXFLOW_TEST_AZURE_PORT:-14000}"
+S3_PORT="${HELIXFLOW_TEST_S3_PORT:-$(free_port)}"
+DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-$(free_port)}"
+AZ_PORT="${HELIXFLOW_TEST_AZURE_PORT:-$(free_port)}"
 TMP_LOGS="$(mktemp -d)"
 MINISTACK_PID=""
 DDB_PID=""

@@ -11,6 +11,22 @@ fn shared_config(node: &str, table: &str, bucket: &str, prefix: &str) -> String 
     )
 }
 
+/// `helixflow state init --config FILE` (with extra environment), asserting success.
+fn state_init(config_file: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(helixflow_bin())
+        .args(["state", "init", "--config"])
+        .arg(config_file)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "state init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_locations_share_state_see_alias_flips_and_survive_a_lost_node() {
     assert!(
@@ -35,17 +51,7 @@ async fn three_locations_share_state_see_alias_flips_and_survive_a_lost_node() {
     // `helixflow state init` creates the table the config names.
     let init_cfg = root.path().join("init.toml");
     std::fs::write(&init_cfg, shared_config("init", &table, &bucket, &prefix)).unwrap();
-    let out = std::process::Command::new(helixflow_bin())
-        .args(["state", "init", "--config"])
-        .arg(&init_cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "state init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("table {table} is ready")));
+    assert!(state_init(&init_cfg, &[]).contains(&format!("table {table} is ready")));
 
     let names = ["fra", "iad", "sin"];
     let mut nodes: Vec<Option<Node>> = names
@@ -154,17 +160,7 @@ async fn store_outage_keeps_cached_functions_serving_fails_deploys_fast_and_reco
 
     let cfg_path = root.path().join("init.toml");
     std::fs::write(&cfg_path, &config).unwrap();
-    let out = std::process::Command::new(helixflow_bin())
-        .args(["state", "init", "--config"])
-        .arg(&cfg_path)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    state_init(&cfg_path, &env);
 
     let node = Node::start_with_env(&root.path().join("fra"), Some(&config), &env);
     let api = Api::new(&node);
@@ -262,17 +258,7 @@ async fn throttling_is_retried_with_backoff_up_to_the_configured_attempts() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let cfg_path = root.path().join("init.toml");
     std::fs::write(&cfg_path, &base).unwrap();
-    let out = std::process::Command::new(helixflow_bin())
-        .args(["state", "init", "--config"])
-        .arg(&cfg_path)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    state_init(&cfg_path, &env);
 
     // 4 attempts: 3 throttled answers in a row are absorbed.
     let retrying = base.clone()

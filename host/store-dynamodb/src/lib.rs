@@ -27,8 +27,7 @@ use aws_sdk_dynamodb::types::{
     KeyType, ScalarAttributeType, TransactWriteItem, Update,
 };
 use helixflow_store::{
-    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, StoreError, WriteOp,
-    validate_op,
+    Condition, Item, MetadataStore, Page, QueryPage, StoreError, WriteOp, validate_transaction,
 };
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -390,22 +389,9 @@ impl MetadataStore for DynamoDbMetadataStore {
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<()> {
+        validate_transaction(&ops)?;
         if ops.is_empty() {
             return Ok(());
-        }
-        if ops.len() > MAX_TRANSACTION_OPS {
-            return Err(StoreError::Invalid(format!(
-                "a transaction holds at most {MAX_TRANSACTION_OPS} operations"
-            )));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for op in &ops {
-            validate_op(op)?;
-            if !seen.insert(op.key()) {
-                return Err(StoreError::Invalid(
-                    "a transaction may touch each item once".into(),
-                ));
-            }
         }
         // Keep the caller's indexes for error reporting; skip no-op checks.
         let keys: Vec<(usize, String, String)> = ops

@@ -27,7 +27,7 @@ pub mod conformance;
 pub use artifacts::{ArtifactStore, StoredArtifact, sha256_hex};
 pub use metadata::{
     Condition, EXPIRES_AT, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp,
-    now_unix, validate_op,
+    now_unix, validate_op, validate_transaction,
 };
 pub use redb_backend::RedbMetadataStore;
 

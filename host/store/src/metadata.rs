@@ -202,6 +202,26 @@ pub trait MetadataStore: Send + Sync + 'static {
     }
 }
 
+/// Validate a whole transaction the way every backend must: at most
+/// `MAX_TRANSACTION_OPS` operations, each item at most once, each operation valid.
+pub fn validate_transaction(ops: &[WriteOp]) -> Result<()> {
+    if ops.len() > MAX_TRANSACTION_OPS {
+        return Err(crate::StoreError::Invalid(format!(
+            "a transaction holds at most {MAX_TRANSACTION_OPS} operations"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for op in ops {
+        validate_op(op)?;
+        if !seen.insert(op.key()) {
+            return Err(crate::StoreError::Invalid(
+                "a transaction may touch each item once".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Validate keys and sizes the way every backend must (DynamoDB's limits).
 pub fn validate_op(op: &WriteOp) -> Result<()> {
     let (pk, sk) = op.key();

@@ -1,8 +1,7 @@
 //! The embedded `MetadataStore`: one redb file, ACID, durable on commit.
 
 use crate::metadata::{
-    Condition, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp, now_unix,
-    validate_op,
+    Condition, Item, MetadataStore, Page, QueryPage, WriteOp, now_unix, validate_transaction,
 };
 use crate::{Result, StoreError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -129,22 +128,9 @@ impl RedbMetadataStore {
     }
 
     fn transact_sync(&self, ops: Vec<WriteOp>) -> Result<()> {
+        validate_transaction(&ops)?;
         if ops.is_empty() {
             return Ok(());
-        }
-        if ops.len() > MAX_TRANSACTION_OPS {
-            return Err(StoreError::Invalid(format!(
-                "a transaction holds at most {MAX_TRANSACTION_OPS} operations"
-            )));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for op in &ops {
-            validate_op(op)?;
-            if !seen.insert(op.key()) {
-                return Err(StoreError::Invalid(
-                    "a transaction may touch each item once".into(),
-                ));
-            }
         }
         let w = self.db.begin_write().map_err(backend)?;
         {
