@@ -12,6 +12,7 @@ ensure_dynamodb_local
 
 S3_PORT="${HELIXFLOW_BENCH_S3_PORT:-$(free_port)}"
 DDB_PORT="${HELIXFLOW_BENCH_DYNAMODB_PORT:-$(free_port)}"
+while [ "$DDB_PORT" = "$S3_PORT" ]; do DDB_PORT="$(free_port)"; done
 LOGS="$(mktemp -d)"
 MINISTACK_PID=""
 DDB_PID=""

@@ -11,6 +11,8 @@ ensure_azurite
 S3_PORT="${HELIXFLOW_TEST_S3_PORT:-$(free_port)}"
 DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-$(free_port)}"
 AZ_PORT="${HELIXFLOW_TEST_AZURE_PORT:-$(free_port)}"
+while [ "$DDB_PORT" = "$S3_PORT" ]; do DDB_PORT="$(free_port)"; done
+while [ "$AZ_PORT" = "$S3_PORT" ] || [ "$AZ_PORT" = "$DDB_PORT" ]; do AZ_PORT="$(free_port)"; done
 TMP_LOGS="$(mktemp -d)"
 MINISTACK_PID=""
 DDB_PID=""
