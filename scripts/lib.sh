@@ -12,6 +12,10 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # Everything the build needs that a fresh machine of this kind may lack.
 ensure_toolchain() {
     command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
+    if ! command -v curl >/dev/null; then
+        log "installing curl"
+        apt-get update -qq && apt-get install -y -qq curl >/dev/null
+    fi
     if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
         log "adding the wasm32-wasip2 Rust target"
         rustup target add wasm32-wasip2
