@@ -588,3 +588,22 @@ impl ThrottleProxy {
         self.forwarded.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// An environment variable the test command (scripts/test.sh) sets; a clear failure,
+/// never a skip, when it is missing.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test.sh, which starts DynamoDB Local, ministack and Azurite")
+    })
+}
+
+/// A name unique to this test process and temp dir (for tables, buckets' prefixes).
+pub fn unique_tag(dir: &Path) -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        dir.file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+    )
+}

@@ -143,9 +143,25 @@ async fn kill_9_during_deploys_leaves_no_half_versions_and_gc_collects_leftovers
         0,
         "gc is idempotent"
     );
-    // A fresh grace period protects young leftovers.
-    let young = api.http.post(&api.url("/api/v1/admin/gc"), "").await;
-    assert_eq!(young.status, 200);
+    // The default grace period (1 h) protects young leftovers: a just-deleted
+    // function's artifact is kept, not collected.
+    let r = api
+        .deploy_raw("acme", "young", with_nonce(hello.clone(), 77_777), "")
+        .await;
+    assert_eq!(r.status, 201);
+    let r = api
+        .http
+        .request(
+            "DELETE",
+            &api.url("/api/v1/tenants/acme/functions/young"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let young = api.http.post(&api.url("/api/v1/admin/gc"), "").await.json();
+    assert_eq!(young["deleted"].as_array().unwrap().len(), 0, "{young}");
+    assert_eq!(young["kept_younger_than_grace"], 1, "{young}");
 
     node.kill9();
     std::fs::remove_dir_all(dir.path().join("compiled")).ok();

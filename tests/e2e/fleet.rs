@@ -1,7 +1,7 @@
 //! Several locations sharing one state: DynamoDB (AWS's DynamoDB Local) for metadata and
 //! S3 (ministack) for artifacts, both started by scripts/test.sh.
 
-use helixflow_e2e::{Api, Http, Node, helixflow_bin};
+use helixflow_e2e::{Api, Http, Node, helixflow_bin, required_env, unique_tag};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -29,22 +29,10 @@ fn state_init(config_file: &std::path::Path, env: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_locations_share_state_see_alias_flips_and_survive_a_lost_node() {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-        "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local and ministack"
-    );
-    let bucket = std::env::var("HELIXFLOW_TEST_S3_BUCKET")
-        .expect("HELIXFLOW_TEST_S3_BUCKET (set by scripts/test.sh)");
+    required_env("AWS_ENDPOINT_URL_DYNAMODB");
+    let bucket = required_env("HELIXFLOW_TEST_S3_BUCKET");
     let root = tempfile::tempdir().unwrap();
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        root.path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_lowercase()
-    );
+    let tag = unique_tag(root.path());
     let table = format!("hf-e2e-{tag}");
     let prefix = format!("fleet-{tag}");
 
@@ -131,24 +119,13 @@ async fn three_locations_share_state_see_alias_flips_and_survive_a_lost_node() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn store_outage_keeps_cached_functions_serving_fails_deploys_fast_and_recovers() {
-    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
-        .expect("AWS_ENDPOINT_URL_DYNAMODB (set by scripts/test.sh)");
-    let s3 =
-        std::env::var("AWS_ENDPOINT_URL_S3").expect("AWS_ENDPOINT_URL_S3 (set by scripts/test.sh)");
-    let bucket = std::env::var("HELIXFLOW_TEST_S3_BUCKET")
-        .expect("HELIXFLOW_TEST_S3_BUCKET (set by scripts/test.sh)");
+    let ddb = required_env("AWS_ENDPOINT_URL_DYNAMODB");
+    let s3 = required_env("AWS_ENDPOINT_URL_S3");
+    let bucket = required_env("HELIXFLOW_TEST_S3_BUCKET");
     let ddb_proxy = helixflow_e2e::CutProxy::start(ddb.trim_start_matches("http://")).await;
     let s3_proxy = helixflow_e2e::CutProxy::start(s3.trim_start_matches("http://")).await;
     let root = tempfile::tempdir().unwrap();
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        root.path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_lowercase()
-    );
+    let tag = unique_tag(root.path());
     let table = format!("hf-outage-{tag}");
     let config = shared_config("fra", &table, &bucket, &format!("outage-{tag}"))
         .replace("resolve_cache_ttl_ms = 500", "resolve_cache_ttl_ms = 100");
@@ -231,24 +208,13 @@ async fn store_outage_keeps_cached_functions_serving_fails_deploys_fast_and_reco
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_is_retried_with_backoff_up_to_the_configured_attempts() {
     use helixflow_e2e::{Throttle, ThrottleProxy};
-    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
-        .expect("AWS_ENDPOINT_URL_DYNAMODB (set by scripts/test.sh)");
-    let s3 =
-        std::env::var("AWS_ENDPOINT_URL_S3").expect("AWS_ENDPOINT_URL_S3 (set by scripts/test.sh)");
-    let bucket = std::env::var("HELIXFLOW_TEST_S3_BUCKET")
-        .expect("HELIXFLOW_TEST_S3_BUCKET (set by scripts/test.sh)");
+    let ddb = required_env("AWS_ENDPOINT_URL_DYNAMODB");
+    let s3 = required_env("AWS_ENDPOINT_URL_S3");
+    let bucket = required_env("HELIXFLOW_TEST_S3_BUCKET");
     let ddb_proxy = ThrottleProxy::start(&ddb, Throttle::DynamoDb).await;
     let s3_proxy = ThrottleProxy::start(&s3, Throttle::S3).await;
     let root = tempfile::tempdir().unwrap();
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        root.path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_lowercase()
-    );
+    let tag = unique_tag(root.path());
     let table = format!("hf-throttle-{tag}");
     let base = shared_config("fra", &table, &bucket, &format!("throttle-{tag}"));
     let env = [

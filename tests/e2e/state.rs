@@ -1,15 +1,10 @@
 //! State backends that are configuration, not code: artifacts in S3 (a real S3
 //! protocol server, ministack, started by scripts/test.sh).
 
-use helixflow_e2e::{Api, Node};
+use helixflow_e2e::{Api, Node, required_env as env};
 
 fn s3_settings() -> (String, String) {
-    let bucket = std::env::var("HELIXFLOW_TEST_S3_BUCKET").unwrap_or_else(|_| {
-        panic!("HELIXFLOW_TEST_S3_BUCKET is not set: run the tests with scripts/test.sh, which starts ministack (S3) and creates the bucket")
-    });
-    let endpoint =
-        std::env::var("AWS_ENDPOINT_URL_S3").expect("AWS_ENDPOINT_URL_S3 (set by scripts/test.sh)");
-    (bucket, endpoint)
+    (env("HELIXFLOW_TEST_S3_BUCKET"), env("AWS_ENDPOINT_URL_S3"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,10 +192,6 @@ async fn a_node_serves_only_the_tenants_it_is_configured_for() {
     assert!(r.text().contains("\\\"fra\\\""), "{}", r.text());
     let r = api.http.post(&api.url("/invoke/beta/hello"), "x").await;
     assert_eq!(r.code(), "tenant_not_served");
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test.sh, which starts the object-store servers"))
 }
 
 /// file://, s3:// (ministack) and az:// (Azurite): one suite.
