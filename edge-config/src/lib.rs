@@ -36,10 +36,23 @@
 //! max_memory_mb = 1024
 //! epoch_tick_ms = 1
 //!
+//! [inference]
+//! # ort_dylib = "/opt/onnxruntime/libonnxruntime.so.1.31.1"   (default: $ORT_DYLIB_PATH)
+//! # intra_threads = 0             (0 = all CPUs; one pool shared by every session)
+//! session_budget_mb = 2048         # loaded ORT sessions, LRU
+//! providers = ["cpu"]              # default preference, e.g. ["tensorrt", "cuda", "cpu"]
+//! fallback = "next"                # or "refuse": never silently run elsewhere
+//! # trt_cache_dir = "/var/cache/helixflow/trt"   (TensorRT engines survive restarts)
+//! allow_guest_load = false         # guests may not ship model bytes
+//! max_guest_model_mb = 64
+//! max_tensor_mb = 64
+//! # preload = ["acme/minilm", "public/efficientnet-lite0@2"]
+//!
 //! [limits]
 //! default_memory_mb = 128
 //! default_timeout_ms = 10000
 //! max_component_mb = 50
+//! max_model_mb = 1024
 //! max_request_body_mb = 6
 //! max_log_kb = 64
 //! ```
@@ -85,6 +98,7 @@ pub struct NodeConfig {
     pub state: State,
     pub cache: Cache,
     pub runtime: Runtime,
+    pub inference: Inference,
     pub limits: Limits,
 }
 
@@ -180,12 +194,47 @@ pub struct Runtime {
     pub max_wasm_stack_kb: u32,
 }
 
+/// `[inference]`: the wasi:nn host (ONNX Runtime).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inference {
+    pub ort_dylib: Option<PathBuf>,
+    pub intra_threads: usize,
+    pub session_budget_mb: u64,
+    pub providers: Vec<String>,
+    pub fallback: String,
+    pub trt_cache_dir: Option<PathBuf>,
+    pub allow_guest_load: bool,
+    pub max_guest_model_mb: u32,
+    pub max_tensor_mb: u32,
+    /// `tenant/model[@version]` (or `public/model`) loaded at start-up.
+    pub preload: Vec<String>,
+}
+
+impl Default for Inference {
+    fn default() -> Self {
+        Inference {
+            ort_dylib: None,
+            intra_threads: 0,
+            session_budget_mb: 2048,
+            providers: vec!["cpu".into()],
+            fallback: "next".into(),
+            trt_cache_dir: None,
+            allow_guest_load: false,
+            max_guest_model_mb: 64,
+            max_tensor_mb: 64,
+            preload: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub default_memory_mb: u32,
     pub default_timeout_ms: u64,
     pub max_component_mb: u32,
+    pub max_model_mb: u32,
     pub max_request_body_mb: u32,
     pub max_log_kb: u32,
     pub log_records_per_function: u32,
@@ -199,6 +248,7 @@ impl Default for NodeConfig {
             state: State::default(),
             cache: Cache::default(),
             runtime: Runtime::default(),
+            inference: Inference::default(),
             limits: Limits::default(),
         }
     }
@@ -252,6 +302,7 @@ impl Default for Limits {
             default_memory_mb: 128,
             default_timeout_ms: 10_000,
             max_component_mb: 50,
+            max_model_mb: 1024,
             max_request_body_mb: 6,
             max_log_kb: 64,
             log_records_per_function: 200,
@@ -410,6 +461,48 @@ impl NodeConfig {
                     "state.metadata",
                     format!("{m:?} is not a supported metadata URL"),
                     "use redb:///path/to/metadata.redb (embedded) or dynamodb://TABLE (AWS_* environment)",
+                ));
+            }
+        }
+        for p in &self.inference.providers {
+            if !["tensorrt", "cuda", "cpu"].contains(&p.as_str()) {
+                return Err(bad(
+                    "inference.providers",
+                    format!("unknown execution provider {p:?}"),
+                    "use an ordered list of \"tensorrt\", \"cuda\", \"cpu\"",
+                ));
+            }
+        }
+        if self.inference.providers.is_empty() {
+            return Err(bad(
+                "inference.providers",
+                "empty provider list".into(),
+                "e.g. [\"cpu\"] or [\"tensorrt\", \"cuda\", \"cpu\"]",
+            ));
+        }
+        if !["next", "refuse"].contains(&self.inference.fallback.as_str()) {
+            return Err(bad(
+                "inference.fallback",
+                format!("{:?} is not a fallback policy", self.inference.fallback),
+                "use \"next\" (try the next provider, logged) or \"refuse\"",
+            ));
+        }
+        if let Some(p) = &self.inference.ort_dylib {
+            if !p.is_file() {
+                return Err(bad(
+                    "inference.ort_dylib",
+                    format!("{} does not exist", p.display()),
+                    "pip install onnxruntime==1.31.1 and point at onnxruntime/capi/libonnxruntime.so.1.31.1",
+                ));
+            }
+        }
+        for m in &self.inference.preload {
+            let ok = m.split_once('/').is_some_and(|(t, n)| !t.is_empty() && !n.is_empty());
+            if !ok {
+                return Err(bad(
+                    "inference.preload",
+                    format!("{m:?} is not tenant/model[@version]"),
+                    "e.g. \"acme/minilm\" or \"public/minilm@2\"",
                 ));
             }
         }

@@ -27,7 +27,7 @@ pub fn metrics(state: &AppState) -> Response<Body> {
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-        .body(crate::body::full(state.metrics.encode()))
+        .body(crate::body::full(state.metrics.encode_with_inference(state.runtime.inference())))
         .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
 }
 
@@ -80,6 +80,10 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     let bytes = read_body(body, &parts.headers, MAX_JSON_BODY).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+pub(crate) fn query_of(req: &http::Request<TrackedBody>) -> HashMap<String, String> {
+    query(req)
 }
 
 fn query(req: &http::Request<TrackedBody>) -> HashMap<String, String> {
@@ -178,6 +182,13 @@ async fn route_inner(
                 .unwrap_or(3600);
             let dry_run = q.get("dry_run").is_some_and(|v| v == "true" || v == "1");
             gc(state, std::time::Duration::from_secs(grace), dry_run).await
+        }
+        (&Method::GET, ["v1", "admin", "inference"]) => crate::models::sessions(state),
+        (_, ["v1", "tenants", t, "models", rest @ ..]) => {
+            let t = t.to_string();
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            crate::models::route(state, req, &t, &rest, request_id).await
         }
         (&Method::GET, ["v1", "tenants", t]) => ok(to_json(&state.registry.tenant(t).await?)),
         (&Method::GET, ["v1", "tenants", t, "functions"]) => {
@@ -305,7 +316,8 @@ async fn gc(
     grace: std::time::Duration,
     dry_run: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let referenced = state.registry.referenced_artifacts().await?;
+    let mut referenced = state.registry.referenced_artifacts().await?;
+    referenced.extend(state.registry.referenced_models().await?);
     let stored = state.artifacts.list().await?;
     let mut deleted = Vec::new();
     let mut young = 0;

@@ -180,6 +180,7 @@ async fn http_trigger(
             target.limits.clone(),
             InvocationEnv {
                 env: target.env.clone(),
+                tenant: target.tenant.name.clone(),
             },
             req,
             on_report,
@@ -258,37 +259,8 @@ async fn invoke_event(
         .map(str::to_string);
     let (parts, body) = req.into_parts();
     let payload = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
-    let out = state
-        .runtime
-        .invoke_event(
-            &target.loaded,
-            target.limits.clone(),
-            InvocationEnv {
-                env: target.env.clone(),
-            },
-            EventContext {
-                request_id: request_id.to_string(),
-                tenant: target.tenant.name.clone(),
-                function_name: target.function.name.clone(),
-                function_version: target.version.version,
-                client_context,
-            },
-            payload.to_vec(),
-        )
-        .instrument(invocation_span(&target, "event"))
-        .await;
-    let handled = matches!(out.result, Ok(Err(_)));
-    record(
-        state,
-        &target,
-        "event",
-        request_id,
-        &out.report.result,
-        &out.report.logs,
-        out.report.duration,
-        handled,
-    );
-    let mut resp = match out.result {
+    let result = call_event(state, &target, payload.to_vec(), request_id, client_context).await;
+    let mut resp = match result {
         Ok(Ok(bytes)) => {
             let ct = if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
                 "application/json"
@@ -309,4 +281,47 @@ async fn invoke_event(
     };
     version_header(&mut resp, &target);
     Ok(resp)
+}
+
+/// Runs `target`'s event handler on `payload` and records the invocation (metrics,
+/// logs). `Ok(Err((type, message)))` is an error the function returned.
+pub(crate) async fn call_event(
+    state: &AppState,
+    target: &Target,
+    payload: Vec<u8>,
+    request_id: &str,
+    client_context: Option<String>,
+) -> Result<Result<Vec<u8>, (String, String)>, InvokeError> {
+    let out = state
+        .runtime
+        .invoke_event(
+            &target.loaded,
+            target.limits.clone(),
+            InvocationEnv {
+                env: target.env.clone(),
+                tenant: target.tenant.name.clone(),
+            },
+            EventContext {
+                request_id: request_id.to_string(),
+                tenant: target.tenant.name.clone(),
+                function_name: target.function.name.clone(),
+                function_version: target.version.version,
+                client_context,
+            },
+            payload,
+        )
+        .instrument(invocation_span(target, "event"))
+        .await;
+    let handled = matches!(out.result, Ok(Err(_)));
+    record(
+        state,
+        target,
+        "event",
+        request_id,
+        &out.report.result,
+        &out.report.logs,
+        out.report.duration,
+        handled,
+    );
+    out.result
 }

@@ -17,6 +17,8 @@ mod data;
 mod error;
 mod logs;
 mod metrics;
+pub mod models;
+mod openai;
 mod resolve;
 pub mod tls;
 mod tracked;
@@ -44,6 +46,8 @@ pub struct ApiSettings {
     pub default_timeout_ms: u64,
     /// Largest component upload.
     pub max_component_bytes: usize,
+    /// Largest model upload.
+    pub max_model_bytes: usize,
     /// Largest request body passed to a function (HTTP or event).
     pub max_request_body_bytes: usize,
     /// Cap on captured stdout and stderr per invocation.
@@ -63,6 +67,7 @@ impl Default for ApiSettings {
             default_memory_mb: 128,
             default_timeout_ms: 10_000,
             max_component_bytes: 50 << 20,
+            max_model_bytes: 1 << 30,
             max_request_body_bytes: 6 << 20,
             max_log_bytes: 64 << 10,
             log_records_per_function: 200,
@@ -145,6 +150,7 @@ pub async fn handle(
             Some("healthz") if segs.len() == 1 => ("other", control::healthz(&state)),
             Some("metrics") if segs.len() == 1 => ("other", control::metrics(&state)),
             Some("api") => ("control", control::route(&state, req, &request_id).await),
+            Some("v1") => ("openai", openai::route(&state, req, &request_id).await),
             Some("invoke") => ("data", data::invoke_event_route(&state, req, &request_id).await),
             Some(s) if !s.is_empty() => ("data", data::http_trigger_route(&state, req, &request_id).await),
             _ => (

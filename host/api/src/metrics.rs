@@ -39,6 +39,7 @@ fn latency_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
+    location: String,
     pub invocations: Family<InvocationLabels, Counter>,
     pub latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
     pub requests: Family<RequestLabels, Counter>,
@@ -79,11 +80,49 @@ impl Metrics {
         registry.register("deploys", "Deploy attempts by outcome", deploys.clone());
         Metrics {
             registry,
+            location: node_id.to_string(),
             invocations,
             latency,
             requests,
             deploys,
         }
+    }
+
+    /// The registry plus the inference service's sessions: one `model_session` line per
+    /// loaded model with the execution provider it actually runs on, and its counters.
+    pub fn encode_with_inference(&self, inf: Option<&std::sync::Arc<helixflow_nn::Inference>>) -> String {
+        let mut out = self.encode();
+        let Some(inf) = inf else { return out };
+        let sessions = inf.loaded();
+        let loc = self.location.replace('"', "");
+        let body = out.trim_end().strip_suffix("# EOF").map(str::to_string);
+        if let Some(b) = body {
+            out = b;
+        }
+        use std::fmt::Write;
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(out, "# HELP helixflow_model_session Loaded ONNX Runtime sessions (1 per model version and provider).");
+        let _ = writeln!(out, "# TYPE helixflow_model_session gauge");
+        for s in &sessions {
+            let _ = writeln!(out, "helixflow_model_session{{location=\"{loc}\",model=\"{}\",provider=\"{}\"}} 1", esc(&s.model), s.provider.as_str());
+        }
+        for (name, help, get) in [
+            ("model_computes", "wasi:nn compute calls", (|s: &helixflow_nn::LoadedInfo| s.computes) as fn(&helixflow_nn::LoadedInfo) -> u64),
+            ("model_compute_errors", "wasi:nn compute calls that failed", |s| s.errors),
+            ("model_runs", "ONNX Runtime runs (a batch is one run)", |s| s.runs),
+            ("model_batched_requests", "compute calls that ran in a shared batch", |s| s.batched_requests),
+        ] {
+            let _ = writeln!(out, "# HELP helixflow_{name} {help}.");
+            let _ = writeln!(out, "# TYPE helixflow_{name} counter");
+            for s in &sessions {
+                let _ = writeln!(out, "helixflow_{name}_total{{location=\"{loc}\",model=\"{}\",provider=\"{}\"}} {}", esc(&s.model), s.provider.as_str(), get(s));
+            }
+        }
+        let _ = writeln!(out, "# HELP helixflow_model_provider_fallbacks Execution providers skipped at session creation.");
+        let _ = writeln!(out, "# TYPE helixflow_model_provider_fallbacks counter");
+        let _ = writeln!(out, "helixflow_model_provider_fallbacks_total{{location=\"{loc}\"}} {}", inf.fallbacks.load(std::sync::atomic::Ordering::Relaxed));
+        out.push_str("# EOF\n");
+        out
     }
 
     pub fn encode(&self) -> String {

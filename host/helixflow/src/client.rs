@@ -119,6 +119,59 @@ impl Client {
         description: &str,
         config: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
+        let mut query = vec![];
+        if let Some(a) = alias {
+            query.push(format!("alias={a}"));
+        }
+        if !description.is_empty() {
+            query.push(format!("description={}", enc(description)));
+        }
+        let headers = match config {
+            Some(cfg) => vec![("x-helixflow-config", serde_json::to_string(&cfg)?)],
+            None => vec![],
+        };
+        self.upload(
+            &format!("/api/v1/tenants/{tenant}/functions/{function}/versions{}", qs(&query)),
+            file,
+            "application/wasm",
+            headers,
+        )
+        .await
+    }
+
+    /// Upload an ONNX model with a progress bar.
+    pub async fn push_model(
+        &self,
+        tenant: &str,
+        model: &str,
+        file: &Path,
+        description: &str,
+        config: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut query = vec![];
+        if !description.is_empty() {
+            query.push(format!("description={}", enc(description)));
+        }
+        let headers = match config {
+            Some(cfg) => vec![("x-helixflow-model-config", serde_json::to_string(&cfg)?)],
+            None => vec![],
+        };
+        self.upload(
+            &format!("/api/v1/tenants/{tenant}/models/{model}/versions{}", qs(&query)),
+            file,
+            "application/octet-stream",
+            headers,
+        )
+        .await
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        file: &Path,
+        content_type: &str,
+        headers: Vec<(&str, String)>,
+    ) -> Result<serde_json::Value> {
         let bytes = Bytes::from(
             std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
         );
@@ -141,34 +194,13 @@ impl Client {
             pb2.inc(c.len() as u64);
             Ok::<_, std::io::Error>(Frame::data(c))
         });
-        let mut query = vec![];
-        if let Some(a) = alias {
-            query.push(format!("alias={a}"));
-        }
-        if !description.is_empty() {
-            query.push(format!(
-                "description={}",
-                percent_encoding::utf8_percent_encode(
-                    description,
-                    percent_encoding::NON_ALPHANUMERIC
-                )
-            ));
-        }
-        let qs = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", query.join("&"))
-        };
         let mut req = http::Request::builder()
             .method(http::Method::POST)
-            .uri(format!(
-                "{}/api/v1/tenants/{tenant}/functions/{function}/versions{qs}",
-                self.base
-            ))
-            .header("content-type", "application/wasm")
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", content_type)
             .header("content-length", total.to_string());
-        if let Some(cfg) = config {
-            req = req.header("x-helixflow-config", serde_json::to_string(&cfg)?);
+        for (k, v) in headers {
+            req = req.header(k, v);
         }
         let req = req.body(BodyExt::boxed(StreamBody::new(stream)))?;
         let result = self.send(req).await;
@@ -176,4 +208,12 @@ impl Client {
         let (_, body) = result?;
         Ok(serde_json::from_slice(&body).unwrap_or_default())
     }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn qs(q: &[String]) -> String {
+    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
 }

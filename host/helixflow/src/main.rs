@@ -102,6 +102,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// ONNX models: push (upload, with a progress bar), list, get, delete.
+    #[command(subcommand)]
+    Models(ModelsCmd),
     /// Recent invocation logs (captured stdout/stderr) of a function.
     Logs {
         #[arg(long, short)]
@@ -110,6 +113,55 @@ enum Command {
         function: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Upload an ONNX model as a new immutable version (`--tenant public`: a public model).
+    Push {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        model: String,
+        /// The .onnx file.
+        file: PathBuf,
+        /// Execution-provider preference, e.g. `tensorrt,cuda,cpu` (default: the node's).
+        #[arg(long)]
+        providers: Option<String>,
+        /// When a preferred provider is unavailable: `next` or `refuse`.
+        #[arg(long)]
+        fallback: Option<String>,
+        /// Dynamic batching: most rows per run (0 = off).
+        #[arg(long, default_value_t = 0)]
+        max_batch: u32,
+        /// Dynamic batching: how long a request waits for company, microseconds.
+        #[arg(long, default_value_t = 0)]
+        max_delay_us: u64,
+        /// TensorRT: build fp16 engines.
+        #[arg(long)]
+        trt_fp16: bool,
+        /// Serve it on the OpenAI-compatible API as `KIND:FUNCTION`, e.g. `embeddings:embed-minilm`.
+        #[arg(long)]
+        serve: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List {
+        #[arg(long, short)]
+        tenant: String,
+    },
+    Get {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        model: String,
+    },
+    Delete {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, short)]
+        model: String,
     },
 }
 
@@ -320,6 +372,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Models(cmd) => models_cmd(&c, cmd).await,
         Command::Invoke {
             tenant,
             function,
@@ -481,6 +534,65 @@ async fn run(cli: Cli) -> Result<()> {
                 print!("{}", r["stdout"].as_str().unwrap_or_default());
                 eprint!("{}", r["stderr"].as_str().unwrap_or_default());
             }
+            Ok(())
+        }
+    }
+}
+
+async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ModelsCmd::Push {
+            tenant,
+            model,
+            file,
+            providers,
+            fallback,
+            max_batch,
+            max_delay_us,
+            trt_fp16,
+            serve,
+            description,
+        } => {
+            let mut cfg = serde_json::json!({
+                "providers": providers.map(|p| p.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>()).unwrap_or_default(),
+                "max_batch": max_batch,
+                "max_delay_us": max_delay_us,
+                "trt_fp16": trt_fp16,
+            });
+            if let Some(f) = fallback {
+                cfg["fallback"] = f.into();
+            }
+            if let Some(s) = serve {
+                let Some((kind, function)) = s.split_once(':') else {
+                    anyhow::bail!("--serve {s:?}: expected KIND:FUNCTION, e.g. embeddings:embed-minilm");
+                };
+                cfg["serve"] = serde_json::json!({"kind": kind, "function": function});
+            }
+            let v = c.push_model(&tenant, &model, &file, &description, Some(cfg)).await?;
+            let ver = &v["version"];
+            println!(
+                "pushed {tenant}/{model} version {} (sha256 {}, {} bytes)",
+                ver["version"],
+                ver["sha256"].as_str().unwrap_or_default(),
+                ver["size"]
+            );
+            Ok(())
+        }
+        ModelsCmd::List { tenant } => {
+            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/models"), None).await?;
+            for m in v["models"].as_array().into_iter().flatten() {
+                println!("{}\tlatest={}\tserve={}", m["name"].as_str().unwrap_or_default(), m["latest_version"], m["config"]["serve"]);
+            }
+            Ok(())
+        }
+        ModelsCmd::Get { tenant, model } => {
+            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/models/{model}"), None).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        ModelsCmd::Delete { tenant, model } => {
+            let v = c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/models/{model}"), None).await?;
+            println!("deleted {tenant}/{model} ({} versions)", v["deleted_versions"]);
             Ok(())
         }
     }

@@ -102,26 +102,39 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     })?;
     let artifacts = ArtifactStore::from_url_with(&cfg.artifacts_url(), retry_policy(&cfg))?
         .with_local_cache(cfg.artifact_cache_dir(), cfg.cache.artifacts_max_mb << 20);
-    let runtime = Runtime::new(RuntimeConfig {
+    let registry = Registry::new(meta.clone());
+    let inference = start_inference(&cfg, &registry, &artifacts)?;
+    let runtime = Runtime::with_inference(RuntimeConfig {
         cache_dir: Some(cfg.compile_cache_dir()),
         cache_max_bytes: cfg.cache.compiled_max_mb << 20,
         max_instances: cfg.runtime.max_instances,
         max_memory_bytes: (cfg.runtime.max_memory_mb as usize) << 20,
         epoch_tick: Duration::from_millis(cfg.runtime.epoch_tick_ms),
         max_wasm_stack: (cfg.runtime.max_wasm_stack_kb as usize) << 10,
-    })?;
+    }, inference.clone())?;
     let settings = ApiSettings {
         node_id: cfg.node.id.clone(),
         default_memory_mb: cfg.limits.default_memory_mb,
         default_timeout_ms: cfg.limits.default_timeout_ms,
         max_component_bytes: (cfg.limits.max_component_mb as usize) << 20,
+        max_model_bytes: (cfg.limits.max_model_mb as usize) << 20,
         max_request_body_bytes: (cfg.limits.max_request_body_mb as usize) << 20,
         max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
         log_records_per_function: cfg.limits.log_records_per_function as usize,
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
         served_tenants: cfg.node.tenants.clone(),
     };
-    let state = AppState::new(Arc::new(runtime), Registry::new(meta), artifacts, settings);
+    let state = AppState::new(Arc::new(runtime), registry, artifacts, settings);
+    if let Some(inf) = &inference {
+        for m in &cfg.inference.preload {
+            let (tenant, model) = m.split_once('/').unwrap_or((m, ""));
+            match inf.preload(tenant, model).await {
+                Ok(info) => tracing::info!(model = %info.model, provider = info.provider.as_str(), "preloaded"),
+                // A node still serves everything else; the model loads on first use.
+                Err(e) => tracing::error!(model = %m, error = %e, "preload failed"),
+            }
+        }
+    }
 
     let mut listeners = Vec::new();
     if !cfg.listen.http.is_empty() {
@@ -178,4 +191,39 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     helixflow_api::serve(listeners, state, shutdown).await;
     Ok(())
+}
+
+/// Loads ONNX Runtime when the node is configured for it (`[inference].ort_dylib` or
+/// `ORT_DYLIB_PATH`); a configured but unusable library stops start-up with the reason.
+fn start_inference(
+    cfg: &NodeConfig,
+    registry: &Registry,
+    artifacts: &ArtifactStore,
+) -> anyhow::Result<Option<Arc<helixflow_nn::Inference>>> {
+    let env_set = std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty());
+    if cfg.inference.ort_dylib.is_none() && !env_set {
+        tracing::warn!("wasi:nn disabled: no ONNX Runtime configured (set ORT_DYLIB_PATH or [inference].ort_dylib)");
+        return Ok(None);
+    }
+    let i = &cfg.inference;
+    let providers = helixflow_nn::Provider::parse_list(&i.providers.join(",")).map_err(anyhow::Error::msg)?;
+    let nn = helixflow_nn::NnConfig {
+        ort_dylib: i.ort_dylib.clone(),
+        intra_threads: i.intra_threads,
+        session_budget_bytes: i.session_budget_mb << 20,
+        default_providers: providers,
+        default_fallback: if i.fallback == "refuse" { helixflow_nn::Fallback::Refuse } else { helixflow_nn::Fallback::Next },
+        trt_cache_dir: i.trt_cache_dir.clone(),
+        allow_guest_load: i.allow_guest_load,
+        max_guest_model_bytes: (i.max_guest_model_mb as usize) << 20,
+        max_tensor_bytes: (i.max_tensor_mb as usize) << 20,
+        max_calls_per_invocation: 10_000,
+    };
+    let source = Arc::new(helixflow_api::models::RegistryModels::new(
+        registry.clone(),
+        artifacts.clone(),
+        Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
+    ));
+    let inf = helixflow_nn::Inference::new(nn, source).context("starting the wasi:nn host")?;
+    Ok(Some(inf))
 }

@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     engine_hash: String,
     loaded: Mutex<HashMap<String, Slot>>,
     stop: Arc<AtomicBool>,
+    /// wasi:nn service (`None`: every wasi:nn call answers "not enabled").
+    pub inference: Option<Arc<helixflow_nn::Inference>>,
 }
 
 impl Drop for Inner {
@@ -67,7 +69,10 @@ fn internal(e: impl std::fmt::Display) -> LoadError {
 }
 
 impl Inner {
-    pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, LoadError> {
+    pub fn new(
+        config: RuntimeConfig,
+        inference: Option<Arc<helixflow_nn::Inference>>,
+    ) -> Result<Arc<Self>, LoadError> {
         let mut pool = PoolingAllocationConfig::default();
         let n = config.max_instances.max(1);
         pool.total_component_instances(n)
@@ -103,6 +108,11 @@ impl Inner {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(internal)?;
+        helixflow_nn::host::add_to_linker(&mut linker, |s: &mut HostState| helixflow_nn::host::NnView {
+            ctx: &mut s.nn,
+            table: &mut s.table,
+        })
+        .map_err(internal)?;
 
         let engine_hash = {
             use std::hash::{Hash, Hasher};
@@ -137,6 +147,7 @@ impl Inner {
             engine_hash,
             loaded: Mutex::new(HashMap::new()),
             stop,
+            inference,
         }))
     }
 
@@ -316,6 +327,7 @@ impl Inner {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks: SandboxHooks,
+            nn: helixflow_nn::host::NnCtx::new(self.inference.clone(), env.tenant.clone()),
             limiter: MemoryLimiter {
                 limit: limits.memory_bytes,
                 exceeded: false,

@@ -59,6 +59,8 @@ pub struct Limits {
 pub struct InvocationEnv {
     /// Environment variables the function's config gives it (nothing else is visible).
     pub env: Vec<(String, String)>,
+    /// The calling tenant: wasi:nn resolves model names in its namespace.
+    pub tenant: String,
 }
 
 /// Why a deploy-time check rejected a component.
@@ -145,9 +147,22 @@ pub struct Runtime {
 impl Runtime {
     /// Build the engine (pooling allocator, epochs) and start the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
+        Self::with_inference(config, None)
+    }
+
+    /// Like [`Runtime::new`], with wasi:nn served by `inference`.
+    pub fn with_inference(
+        config: RuntimeConfig,
+        inference: Option<Arc<helixflow_nn::Inference>>,
+    ) -> Result<Self, LoadError> {
         Ok(Runtime {
-            inner: engine::Inner::new(config)?,
+            inner: engine::Inner::new(config, inference)?,
         })
+    }
+
+    /// The wasi:nn service, if this runtime has one.
+    pub fn inference(&self) -> Option<&Arc<helixflow_nn::Inference>> {
+        self.inner.inference.as_ref()
     }
 
     pub fn config(&self) -> &RuntimeConfig {

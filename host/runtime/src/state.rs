@@ -16,6 +16,7 @@ pub struct HostState {
     pub table: ResourceTable,
     pub http: WasiHttpCtx,
     pub hooks: SandboxHooks,
+    pub nn: helixflow_nn::host::NnCtx,
     pub limiter: MemoryLimiter,
     pub budget: CpuBudget,
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 /// Names a tenant cannot take: they are top-level routes of the API.
 pub const RESERVED_TENANT_NAMES: &[&str] = &[
-    "api", "invoke", "metrics", "healthz", "readyz", "v1", "admin", "static", "internal",
+    "api", "invoke", "metrics", "healthz", "readyz", "v1", "admin", "static", "internal", "public",
 ];
 /// How many earlier targets an alias remembers for rollback.
 pub const ALIAS_HISTORY: usize = 20;
@@ -146,6 +146,14 @@ fn to_attrs<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
         Ok(_) => Err(RegistryError::Invalid("record is not an object".into())),
         Err(e) => Err(RegistryError::Invalid(e.to_string())),
     }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    now()
+}
+
+pub(crate) fn attrs_of<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
+    to_attrs(v)
 }
 
 fn from_item<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T> {

@@ -1,0 +1,263 @@
+//! Model registry routes (`/api/v1/tenants/{tenant|public}/models/...`) and the
+//! [`RegistryModels`] source that resolves wasi:nn `load-by-name` through the registry.
+
+use crate::AppState;
+use crate::body::{Body, json_response};
+use crate::control::read_body;
+use crate::error::ApiError;
+use crate::tracked::TrackedBody;
+use helixflow_nn::{Batching, ErrorCode, Fallback, ModelSource, ModelSpec, NnError, Provider};
+use helixflow_store::ArtifactStore;
+use helixflow_store::models::{ModelConfig, PUBLIC_NAMESPACE};
+use helixflow_store::registry::{Registry, RegistryError};
+use http::{Method, Response, StatusCode};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Resolves model names through the registry (tenant first, then public) and fetches
+/// model files from the artifact store (SHA-256 verified, locally cached). Resolutions
+/// are cached for `ttl`, like function resolutions.
+pub struct RegistryModels {
+    registry: Registry,
+    artifacts: ArtifactStore,
+    ttl: Duration,
+    cache: Mutex<HashMap<(String, String), (Instant, ModelSpec)>>,
+}
+
+impl RegistryModels {
+    pub fn new(registry: Registry, artifacts: ArtifactStore, ttl: Duration) -> Self {
+        RegistryModels { registry, artifacts, ttl, cache: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// Checks a model config and turns it into what the inference service needs.
+pub fn spec_of(display: String, sha256: String, c: &ModelConfig) -> Result<ModelSpec, String> {
+    let providers = c
+        .providers
+        .iter()
+        .map(|p| Provider::parse(p).ok_or_else(|| format!("unknown execution provider {p:?} (use tensorrt, cuda, cpu)")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fallback = match c.fallback.as_deref() {
+        None => None,
+        Some("next") => Some(Fallback::Next),
+        Some("refuse") => Some(Fallback::Refuse),
+        Some(f) => return Err(format!("fallback {f:?} is not next or refuse")),
+    };
+    if c.max_batch > 4096 {
+        return Err("max_batch must be <= 4096".into());
+    }
+    if c.max_delay_us > 1_000_000 {
+        return Err("max_delay_us must be <= 1000000 (1 s)".into());
+    }
+    if let Some(s) = &c.serve {
+        if s.kind != "embeddings" {
+            return Err(format!("serve.kind {:?} is not supported (embeddings)", s.kind));
+        }
+    }
+    Ok(ModelSpec {
+        display,
+        sha256,
+        providers,
+        fallback,
+        batching: Batching { max_batch: c.max_batch, max_delay_us: c.max_delay_us },
+        trt_fp16: c.trt_fp16,
+    })
+}
+
+fn nn_err(e: RegistryError) -> NnError {
+    match e {
+        RegistryError::NotFound(m) => NnError::new(ErrorCode::NotFound, m),
+        RegistryError::Invalid(m) => NnError::new(ErrorCode::InvalidArgument, m),
+        RegistryError::Conflict(m) => NnError::new(ErrorCode::RuntimeError, m),
+        RegistryError::Store(e) => NnError::new(ErrorCode::RuntimeError, format!("model registry unavailable: {e}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelSource for RegistryModels {
+    async fn resolve(&self, tenant: &str, name: &str) -> Result<ModelSpec, NnError> {
+        let key = (tenant.to_string(), name.to_string());
+        if let Some((at, spec)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            if at.elapsed() < self.ttl {
+                return Ok(spec.clone());
+            }
+        }
+        let (m, v) = self.registry.resolve_model(tenant, name).await.map_err(nn_err)?;
+        let spec = spec_of(format!("{}/{}@{}", m.tenant, m.name, v.version), v.sha256.clone(), &m.config)
+            .map_err(|e| NnError::new(ErrorCode::InvalidArgument, e))?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), spec.clone()));
+        Ok(spec)
+    }
+
+    async fn fetch(&self, spec: &ModelSpec) -> Result<Vec<u8>, NnError> {
+        self.artifacts
+            .get(&spec.sha256)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| NnError::new(ErrorCode::RuntimeError, format!("model file unavailable: {e}")))
+    }
+}
+
+fn ok(v: serde_json::Value) -> Result<Response<Body>, ApiError> {
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+fn namespace_ok(state: &AppState, t: &str) -> Result<(), ApiError> {
+    let _ = state;
+    if t == PUBLIC_NAMESPACE {
+        return Ok(());
+    }
+    helixflow_store::registry::validate_name("tenant", t)?;
+    Ok(())
+}
+
+fn inference(state: &AppState) -> Result<&std::sync::Arc<helixflow_nn::Inference>, ApiError> {
+    state.runtime.inference().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "inference_disabled",
+            "this node has no ONNX Runtime (set ORT_DYLIB_PATH or [inference].ort_dylib)",
+        )
+    })
+}
+
+/// Sessions of this node serving `sha256` (the provider actually used, counters).
+fn sessions_of(state: &AppState, sha256: &str) -> serde_json::Value {
+    let v: Vec<_> = state
+        .runtime
+        .inference()
+        .map(|i| i.loaded().into_iter().filter(|l| l.sha256 == sha256).collect())
+        .unwrap_or_default();
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// `segs` = path after `/api/v1/tenants/{t}/models`.
+pub async fn route(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    tenant: &str,
+    segs: &[&str],
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    namespace_ok(state, tenant)?;
+    let method = req.method().clone();
+    match (&method, segs) {
+        (&Method::GET, []) => {
+            let models = state.registry.models(tenant).await?;
+            ok(json!({ "models": models }))
+        }
+        (&Method::GET, [name]) => {
+            let m = state.registry.model(tenant, name).await?;
+            let versions = state.registry.model_versions(tenant, name).await?;
+            let latest = versions.iter().find(|v| v.version == m.latest_version).map(|v| v.sha256.clone());
+            let sessions = latest.map(|s| sessions_of(state, &s)).unwrap_or_default();
+            ok(json!({ "model": m, "versions": versions, "sessions": sessions }))
+        }
+        (&Method::DELETE, [name]) => {
+            let shas = state.registry.delete_model(tenant, name).await?;
+            tracing::info!(%request_id, tenant, model = name, versions = shas.len(), "model deleted");
+            ok(json!({ "deleted_versions": shas.len() }))
+        }
+        (&Method::PUT, [name, "config"]) => {
+            let (parts, body) = req.into_parts();
+            let bytes = read_body(body, &parts.headers, 64 << 10).await?;
+            let cfg: ModelConfig = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request("invalid_config", format!("model config: {e}")))?;
+            check_config(state, tenant, &cfg).await?;
+            let m = state.registry.set_model_config(tenant, name, cfg).await?;
+            ok(json!({ "model": m }))
+        }
+        (&Method::POST, [name, "versions"]) => push(state, req, tenant, name, request_id).await,
+        (&Method::POST, [name, "preload"]) => {
+            let inf = inference(state)?;
+            let info = inf
+                .preload(tenant, name)
+                .await
+                .map_err(|e| ApiError::bad_request("model_load_failed", e.to_string()))?;
+            ok(serde_json::to_value(info).unwrap_or_default())
+        }
+        (&Method::GET, [name, "versions", v]) => {
+            let n: u32 = v.parse().map_err(|_| ApiError::bad_request("invalid_version", "version must be a number"))?;
+            let (m, ver) = state.registry.model_version(tenant, name, Some(n)).await?;
+            let sessions = sessions_of(state, &ver.sha256);
+            ok(json!({ "model": m, "version": ver, "sessions": sessions }))
+        }
+        _ => Err(ApiError::not_found("no such model route")),
+    }
+}
+
+async fn check_config(state: &AppState, tenant: &str, cfg: &ModelConfig) -> Result<(), ApiError> {
+    spec_of(String::new(), String::new(), cfg).map_err(|e| ApiError::bad_request("invalid_config", e))?;
+    if let Some(s) = &cfg.serve {
+        if tenant == PUBLIC_NAMESPACE {
+            return Err(ApiError::bad_request(
+                "invalid_config",
+                "public models cannot have a serve route (functions belong to tenants)",
+            ));
+        }
+        helixflow_store::registry::validate_name("function", &s.function)?;
+        let _ = state;
+    }
+    Ok(())
+}
+
+/// Upload: the body is the ONNX file; `x-helixflow-model-config` carries the config.
+/// The model must load in ONNX Runtime before anything is stored.
+async fn push(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    tenant: &str,
+    name: &str,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    helixflow_store::registry::validate_name("model", name)?;
+    if tenant != PUBLIC_NAMESPACE {
+        state.registry.tenant(tenant).await?;
+    }
+    let config: Option<ModelConfig> = match req.headers().get("x-helixflow-model-config") {
+        Some(v) => Some(
+            serde_json::from_slice(v.as_bytes())
+                .map_err(|e| ApiError::bad_request("invalid_config", format!("x-helixflow-model-config: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(c) = &config {
+        check_config(state, tenant, c).await?;
+    }
+    let description = crate::control::query_of(&req).get("description").cloned().unwrap_or_default();
+    let inf = inference(state)?.clone();
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts.headers, state.settings.max_model_bytes).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("empty_body", "upload the ONNX model file as the request body"));
+    }
+    let (inputs, outputs) = inf.validate(bytes.to_vec()).await.map_err(|e| {
+        ApiError::bad_request("invalid_model", format!("the file is not a model ONNX Runtime can load: {}", e.message))
+    })?;
+    let sha = helixflow_store::sha256_hex(&bytes);
+    state.artifacts.put(bytes.clone()).await?;
+    let signature = json!({ "inputs": inputs, "outputs": outputs });
+    let v = state
+        .registry
+        .add_model_version(tenant, name, &sha, bytes.len() as u64, signature, &description, config)
+        .await?;
+    tracing::info!(%request_id, tenant, model = name, version = v.version, %sha, size = bytes.len(), "model pushed");
+    Ok(json_response(StatusCode::CREATED, &json!({ "version": v })))
+}
+
+/// `GET /api/v1/admin/inference`: every session this node holds.
+pub fn sessions(state: &AppState) -> Result<Response<Body>, ApiError> {
+    let inf = inference(state)?;
+    ok(json!({
+        "sessions": inf.loaded(),
+        "loads": inf.loads.load(std::sync::atomic::Ordering::Relaxed),
+        "evictions": inf.evictions.load(std::sync::atomic::Ordering::Relaxed),
+        "fallbacks": inf.fallbacks.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+}

@@ -1,0 +1,282 @@
+//! OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/embeddings`.
+//!
+//! A model is served when its registry config has `serve = {kind, function}`: requests
+//! for it run that function (same tenant) as an event with
+//! `{"model": "<name>", "input": ["..."]}` and the function answers
+//! `{"data": [[f32, ...], ...], "usage": {"prompt_tokens": n}}`. The function does the
+//! tokenization and pooling in its sandbox and the model compute through wasi:nn.
+//!
+//! The caller's tenant is the OpenAI organization (`OpenAI-Organization` header, which
+//! the official clients send when `organization=` is set) until API keys exist.
+//! Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+
+use crate::AppState;
+use crate::body::{Body, json_response};
+use crate::control::read_body;
+use crate::error::ApiError;
+use crate::resolve::resolve;
+use crate::tracked::TrackedBody;
+use base64::Engine as _;
+use http::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+struct OaiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: String,
+    param: Option<&'static str>,
+    message: String,
+}
+
+impl OaiError {
+    fn invalid(code: &str, param: Option<&'static str>, message: impl Into<String>) -> OaiError {
+        OaiError { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", code: code.into(), param, message: message.into() }
+    }
+    fn into_response(self) -> Response<Body> {
+        json_response(
+            self.status,
+            &json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}),
+        )
+    }
+}
+
+impl From<ApiError> for OaiError {
+    fn from(e: ApiError) -> OaiError {
+        let kind = match e.status.as_u16() {
+            401 | 403 => "authentication_error",
+            404 | 400 | 413 | 422 => "invalid_request_error",
+            429 => "rate_limit_error",
+            _ => "server_error",
+        };
+        OaiError { status: e.status, kind, code: e.code.to_string(), param: None, message: e.message }
+    }
+}
+
+pub async fn route(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
+    match route_inner(state, req, request_id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn tenant_of(req: &http::Request<TrackedBody>) -> Result<String, OaiError> {
+    let t = req
+        .headers()
+        .get("openai-organization")
+        .or_else(|| req.headers().get("x-helixflow-tenant"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| OaiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "invalid_request_error",
+            code: "missing_tenant".into(),
+            param: None,
+            message: "name your tenant as the OpenAI organization (OpenAI-Organization header, `organization=` in the client)".into(),
+        })?;
+    helixflow_store::registry::validate_name("tenant", t).map_err(|e| OaiError::invalid("invalid_tenant", None, e.to_string()))?;
+    Ok(t.to_string())
+}
+
+async fn route_inner(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, OaiError> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (&method, &segs[1..]) {
+        (&Method::GET, ["models"]) => {
+            let tenant = tenant_of(&req)?;
+            let models = state.registry.models(&tenant).await.map_err(ApiError::from)?;
+            let data: Vec<Value> = models.iter().filter(|m| m.config.serve.is_some()).map(|m| model_json(m)).collect();
+            Ok(json_response(StatusCode::OK, &json!({"object": "list", "data": data})))
+        }
+        (&Method::GET, ["models", id]) => {
+            let tenant = tenant_of(&req)?;
+            let m = served_model(state, &tenant, id).await?;
+            Ok(json_response(StatusCode::OK, &model_json(&m)))
+        }
+        (&Method::POST, ["embeddings"]) => embeddings(state, req, request_id).await,
+        (_, ["models"] | ["models", _] | ["embeddings"]) => Err(OaiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            kind: "invalid_request_error",
+            code: "method_not_allowed".into(),
+            param: None,
+            message: format!("{method} is not allowed here"),
+        }),
+        _ => Err(OaiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: "unknown_url".into(),
+            param: None,
+            message: format!("unknown endpoint {path}: this node serves /v1/models and /v1/embeddings"),
+        }),
+    }
+}
+
+fn model_json(m: &helixflow_store::models::Model) -> Value {
+    let created = time::OffsetDateTime::parse(&m.created_at, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .unwrap_or(0);
+    json!({"id": m.name, "object": "model", "created": created, "owned_by": m.tenant})
+}
+
+async fn served_model(state: &AppState, tenant: &str, id: &str) -> Result<helixflow_store::models::Model, OaiError> {
+    let not_found = || OaiError {
+        status: StatusCode::NOT_FOUND,
+        kind: "invalid_request_error",
+        code: "model_not_found".into(),
+        param: Some("model"),
+        message: format!("The model `{id}` does not exist or you do not have access to it."),
+    };
+    if helixflow_store::registry::validate_name("model", id).is_err() {
+        return Err(not_found());
+    }
+    match state.registry.model(tenant, id).await {
+        Ok(m) if m.config.serve.is_some() => Ok(m),
+        Ok(_) => Err(not_found()),
+        Err(helixflow_store::registry::RegistryError::NotFound(_)) => Err(not_found()),
+        Err(e) => Err(ApiError::from(e).into()),
+    }
+}
+
+const MAX_INPUTS: usize = 2048;
+
+async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, OaiError> {
+    let tenant = tenant_of(&req)?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| OaiError::invalid("invalid_json", None, format!("We could not parse the JSON body of your request: {e}")))?;
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| OaiError::invalid("missing_model", Some("model"), "you must provide a model parameter (a string)"))?
+        .to_string();
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+        }
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(|v| v.is_number() || v.is_array()) => {
+            return Err(OaiError::invalid(
+                "unsupported_input",
+                Some("input"),
+                "token-id input is not supported by this model's function; send text",
+            ));
+        }
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err(OaiError::invalid("invalid_input", Some("input"), "'input' must not be empty"));
+        }
+        None => return Err(OaiError::invalid("missing_input", Some("input"), "you must provide an input parameter")),
+        _ => {
+            return Err(OaiError::invalid(
+                "invalid_input",
+                Some("input"),
+                "'input' must be a string or an array of strings",
+            ));
+        }
+    };
+    if inputs.len() > MAX_INPUTS {
+        return Err(OaiError::invalid("too_many_inputs", Some("input"), format!("at most {MAX_INPUTS} inputs per request")));
+    }
+    if inputs.iter().any(|s| s.is_empty()) {
+        return Err(OaiError::invalid("invalid_input", Some("input"), "'input' strings must not be empty"));
+    }
+    let base64 = match body.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "float" => false,
+        Some(Value::String(s)) if s == "base64" => true,
+        _ => {
+            return Err(OaiError::invalid(
+                "invalid_encoding_format",
+                Some("encoding_format"),
+                "encoding_format must be \"float\" or \"base64\"",
+            ));
+        }
+    };
+    let dimensions = match body.get("dimensions") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(d) if d >= 1 => Some(d as usize),
+            _ => return Err(OaiError::invalid("invalid_dimensions", Some("dimensions"), "dimensions must be a positive integer")),
+        },
+    };
+    let m = served_model(state, &tenant, &model).await?;
+    let serve = m.config.serve.clone().ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
+    if serve.kind != "embeddings" {
+        return Err(OaiError::invalid("wrong_model_kind", Some("model"), format!("`{model}` is not an embeddings model")));
+    }
+    let target = resolve(state, &tenant, &serve.function, None).await?;
+    let payload = serde_json::to_vec(&json!({"model": model, "input": inputs})).unwrap_or_default();
+    let out = crate::data::call_event(state, &target, payload, request_id, None).await;
+    let raw = match out {
+        Ok(Ok(b)) => b,
+        Ok(Err((ty, message))) => {
+            return Err(OaiError::invalid(&ty, Some("input"), message));
+        }
+        Err(e) => return Err(ApiError::from(&e).into()),
+    };
+    #[derive(serde::Deserialize)]
+    struct FnOut {
+        data: Vec<Vec<f32>>,
+        usage: FnUsage,
+    }
+    #[derive(serde::Deserialize)]
+    struct FnUsage {
+        prompt_tokens: u64,
+    }
+    let mut fo: FnOut = serde_json::from_slice(&raw).map_err(|e| OaiError {
+        status: StatusCode::BAD_GATEWAY,
+        kind: "server_error",
+        code: "bad_function_output".into(),
+        param: None,
+        message: format!("the embeddings function returned malformed output: {e}"),
+    })?;
+    if fo.data.len() != inputs.len() {
+        return Err(OaiError {
+            status: StatusCode::BAD_GATEWAY,
+            kind: "server_error",
+            code: "bad_function_output".into(),
+            param: None,
+            message: format!("the embeddings function returned {} vectors for {} inputs", fo.data.len(), inputs.len()),
+        });
+    }
+    if let Some(d) = dimensions {
+        for v in &mut fo.data {
+            if d > v.len() {
+                return Err(OaiError::invalid(
+                    "invalid_dimensions",
+                    Some("dimensions"),
+                    format!("`{model}` has {} dimensions; cannot return {d}", v.len()),
+                ));
+            }
+            // Matryoshka-style shortening: truncate, then renormalise (as OpenAI does).
+            v.truncate(d);
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if n > 0.0 {
+                v.iter_mut().for_each(|x| *x /= n);
+            }
+        }
+    }
+    let data: Vec<Value> = fo
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let mut b = Vec::with_capacity(v.len() * 4);
+                for x in v {
+                    b.extend_from_slice(&x.to_le_bytes());
+                }
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let n = fo.usage.prompt_tokens;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": n, "total_tokens": n}}),
+    ))
+}

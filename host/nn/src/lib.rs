@@ -1,0 +1,722 @@
+//! # helixflow-nn: HelixFlow's wasi:nn host on ONNX Runtime
+//!
+//! * [`Inference`] is the per-process service: the ONNX Runtime environment (loaded
+//!   from `ORT_DYLIB_PATH`, one global intra-op thread pool sized for the machine),
+//!   a cache of ORT sessions keyed by (model SHA-256, execution-provider preference,
+//!   options), single-flight creation, LRU eviction under a byte budget, and per-model
+//!   dynamic batching ([`batch`]).
+//! * [`host`] implements `wasi:nn@0.2.0-rc-2024-10-28` (bindings generated from
+//!   `wit/wasi-nn.wit`, async host calls) over it; the runtime links it into every
+//!   sandbox with a per-invocation [`host::NnCtx`] that carries the caller's tenant.
+//! * Where model bytes come from is not this crate's business: a [`ModelSource`]
+//!   (implemented over the model registry by the api crate) resolves a tenant-scoped
+//!   name to a [`ModelSpec`] and fetches its bytes.
+//!
+//! Architecture invariants:
+//! * Guests never see model bytes, other tenants' model names, or host paths: a guest
+//!   names a model, the [`ModelSource`] decides in the caller's tenant namespace.
+//! * One ORT session per (model version, provider choice), shared by every instance
+//!   and tenant, run concurrently without a lock ([`ffi::run`]).
+//! * The execution provider actually used is never silent: it is logged when a session
+//!   is created and reported by [`Inference::loaded`].
+//! * Bad input is a [`NnError`] with a code and message, never a panic.
+
+pub mod batch;
+mod ffi;
+pub mod host;
+pub mod tensor;
+
+use sha2::Digest;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+pub use tensor::{Tensor, TensorType};
+
+/// wasi:nn error codes (the WIT's `error-code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    InvalidEncoding,
+    Timeout,
+    RuntimeError,
+    UnsupportedOperation,
+    TooLarge,
+    NotFound,
+    Security,
+    Unknown,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid-argument",
+            ErrorCode::InvalidEncoding => "invalid-encoding",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::RuntimeError => "runtime-error",
+            ErrorCode::UnsupportedOperation => "unsupported-operation",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Security => "security",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+/// An inference error as the guest sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct NnError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl NnError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> NnError {
+        NnError { code, message: message.into() }
+    }
+}
+
+/// Why the inference service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(
+        "ONNX Runtime library not found: {0} (install it with `pip install onnxruntime==1.31.1` and set ORT_DYLIB_PATH to .../onnxruntime/capi/libonnxruntime.so.1.31.1)"
+    )]
+    Missing(String),
+    #[error("could not load ONNX Runtime from {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("could not create the ONNX Runtime environment: {0}")]
+    Environment(String),
+}
+
+/// Execution providers, in the order a model prefers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Tensorrt,
+    Cuda,
+    Cpu,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Tensorrt => "tensorrt",
+            Provider::Cuda => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Provider> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tensorrt" | "trt" => Some(Provider::Tensorrt),
+            "cuda" => Some(Provider::Cuda),
+            "cpu" => Some(Provider::Cpu),
+            _ => None,
+        }
+    }
+    /// Parses `tensorrt,cuda,cpu`.
+    pub fn parse_list(s: &str) -> Result<Vec<Provider>, String> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| Provider::parse(p).ok_or_else(|| format!("unknown execution provider '{}' (expected tensorrt, cuda or cpu)", p.trim())))
+            .collect()
+    }
+}
+
+/// What to do when a preferred provider cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// Try the next provider in the list (logged and reported, never silent).
+    Next,
+    /// Refuse to load the model.
+    Refuse,
+}
+
+/// Node-wide inference settings.
+#[derive(Debug, Clone)]
+pub struct NnConfig {
+    /// The ONNX Runtime shared library; `None` = `ORT_DYLIB_PATH`.
+    pub ort_dylib: Option<PathBuf>,
+    /// Threads of the one global intra-op pool (0 = number of CPUs).
+    pub intra_threads: usize,
+    /// Byte budget for loaded sessions (estimated as 2x the model file); LRU eviction.
+    pub session_budget_bytes: u64,
+    /// Provider preference for models that do not set one.
+    pub default_providers: Vec<Provider>,
+    pub default_fallback: Fallback,
+    /// TensorRT engine cache (survives restarts); `None` = no engine cache.
+    pub trt_cache_dir: Option<PathBuf>,
+    /// Guests may pass model bytes to `load` (off by default: guests do not ship weights).
+    pub allow_guest_load: bool,
+    pub max_guest_model_bytes: usize,
+    /// Largest tensor a guest may create or receive.
+    pub max_tensor_bytes: usize,
+    /// Most wasi:nn calls of one invocation.
+    pub max_calls_per_invocation: u32,
+}
+
+impl Default for NnConfig {
+    fn default() -> Self {
+        NnConfig {
+            ort_dylib: None,
+            intra_threads: 0,
+            session_budget_bytes: 2 << 30,
+            default_providers: vec![Provider::Cpu],
+            default_fallback: Fallback::Next,
+            trt_cache_dir: None,
+            allow_guest_load: false,
+            max_guest_model_bytes: 64 << 20,
+            max_tensor_bytes: 64 << 20,
+            max_calls_per_invocation: 10_000,
+        }
+    }
+}
+
+/// Dynamic batching of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub struct Batching {
+    /// Most rows (dimension 0) in one run; 0 or 1 = batching off.
+    pub max_batch: u32,
+    /// How long the first request of a batch waits for company.
+    pub max_delay_us: u64,
+}
+
+/// A resolved model version, as the registry describes it.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// For logs and metrics, e.g. `acme/minilm@3` or `public/minilm@1`.
+    pub display: String,
+    pub sha256: String,
+    /// Empty = the node default.
+    pub providers: Vec<Provider>,
+    pub fallback: Option<Fallback>,
+    pub batching: Batching,
+    /// TensorRT: build fp16 engines.
+    pub trt_fp16: bool,
+}
+
+/// Resolves tenant-scoped model names and fetches model bytes.
+#[async_trait::async_trait]
+pub trait ModelSource: Send + Sync {
+    /// `name` as the guest gave it (`minilm`, `minilm@3`). Must only ever return the
+    /// caller tenant's own models or public ones.
+    async fn resolve(&self, tenant: &str, name: &str) -> Result<ModelSpec, NnError>;
+    /// The model file, verified against `spec.sha256`.
+    async fn fetch(&self, spec: &ModelSpec) -> Result<Vec<u8>, NnError>;
+}
+
+/// Input/output metadata of a loaded model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IoSpec {
+    pub name: String,
+    /// `None` when the type cannot cross wasi:nn.
+    #[serde(serialize_with = "ser_ty")]
+    pub ty: Option<TensorType>,
+    /// -1 = dynamic.
+    pub shape: Vec<i64>,
+}
+
+fn ser_ty<S: serde::Serializer>(t: &Option<TensorType>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.map(|t| t.name()).unwrap_or("unsupported"))
+}
+
+/// The shared, immutable part of a loaded model: what the batcher and callers run.
+pub struct SessionCore {
+    pub display: String,
+    pub sha256: String,
+    pub provider: Provider,
+    pub inputs: Vec<IoSpec>,
+    pub outputs: Vec<IoSpec>,
+    session: ort::session::Session,
+    pub stats: GraphStats,
+}
+
+#[derive(Debug, Default)]
+pub struct GraphStats {
+    pub computes: AtomicU64,
+    pub errors: AtomicU64,
+    pub runs: AtomicU64,
+    pub batched_requests: AtomicU64,
+}
+
+/// A loaded model (a `wasi:nn` graph): shared by every caller.
+pub struct LoadedGraph {
+    pub core: Arc<SessionCore>,
+    pub batching: Batching,
+    batcher: Option<batch::Batcher>,
+    pub loaded_at: Instant,
+}
+
+impl LoadedGraph {
+    /// Runs one request: validates inputs against the model, then runs it alone or,
+    /// when the model batches, together with concurrent requests.
+    pub async fn compute(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, NnError> {
+        let core = &self.core;
+        core.stats.computes.fetch_add(1, Ordering::Relaxed);
+        let r = async {
+            let ordered = core.order_inputs(inputs)?;
+            let outs = match &self.batcher {
+                Some(b) if b.accepts(&ordered) => b.submit(ordered).await?,
+                _ => core.run_blocking(ordered).await?,
+            };
+            Ok(core
+                .outputs
+                .iter()
+                .zip(outs)
+                .map(|(spec, o)| {
+                    let dims = o.shape.iter().map(|d| *d as u32).collect();
+                    (spec.name.clone(), Tensor { ty: o.ty.wire(), dims, data: o.data })
+                })
+                .collect())
+        }
+        .await;
+        if r.is_err() {
+            core.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl SessionCore {
+    /// Checks names, types, ranks and fixed dimensions; returns tensors in model order.
+    fn order_inputs(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<Tensor>, NnError> {
+        let mut by_name: HashMap<String, Tensor> = HashMap::with_capacity(inputs.len());
+        for (name, t) in inputs {
+            if !self.inputs.iter().any(|i| i.name == name) {
+                let known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(NnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("unknown input '{name}'; model {} takes {known:?}", self.display),
+                ));
+            }
+            if by_name.insert(name.clone(), t).is_some() {
+                return Err(NnError::new(ErrorCode::InvalidArgument, format!("input '{name}' given twice")));
+            }
+        }
+        let mut out = Vec::with_capacity(self.inputs.len());
+        for spec in &self.inputs {
+            let t = by_name.remove(&spec.name).ok_or_else(|| {
+                NnError::new(ErrorCode::InvalidArgument, format!("missing input '{}' of model {}", spec.name, self.display))
+            })?;
+            let Some(want) = spec.ty else {
+                return Err(NnError::new(
+                    ErrorCode::UnsupportedOperation,
+                    format!("input '{}' has an element type wasi:nn cannot represent", spec.name),
+                ));
+            };
+            if t.ty != want.wire() {
+                return Err(NnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("input '{}' is {} but the model expects {}", spec.name, t.ty.name(), want.wire().name()),
+                ));
+            }
+            if t.dims.len() != spec.shape.len() {
+                return Err(NnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "input '{}' has rank {} ({:?}) but the model expects rank {} ({:?}, -1 = any)",
+                        spec.name,
+                        t.dims.len(),
+                        t.dims,
+                        spec.shape.len(),
+                        spec.shape
+                    ),
+                ));
+            }
+            for (i, (have, want)) in t.dims.iter().zip(&spec.shape).enumerate() {
+                if *want >= 0 && i64::from(*have) != *want {
+                    return Err(NnError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("input '{}' dimension {i} is {have} but the model expects {want} ({:?})", spec.name, spec.shape),
+                    ));
+                }
+            }
+            out.push(Tensor { ty: want, ..t });
+        }
+        Ok(out)
+    }
+
+    /// One unbatched run on a blocking thread.
+    async fn run_blocking(self: &Arc<Self>, inputs: Vec<Tensor>) -> Result<Vec<ffi::RawOutput>, NnError> {
+        let core = self.clone();
+        tokio::task::spawn_blocking(move || core.run_now(&inputs))
+            .await
+            .map_err(|e| NnError::new(ErrorCode::RuntimeError, format!("inference task failed: {e}")))?
+    }
+
+    fn run_now(&self, inputs: &[Tensor]) -> Result<Vec<ffi::RawOutput>, NnError> {
+        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        let shapes: Vec<Vec<i64>> = inputs.iter().map(|t| t.shape()).collect();
+        let raw: Vec<ffi::RawInput<'_>> = inputs
+            .iter()
+            .zip(&self.inputs)
+            .zip(&shapes)
+            .map(|((t, spec), shape)| ffi::RawInput { name: &spec.name, ty: t.ty, shape, data: &t.data })
+            .collect();
+        let names: Vec<&str> = self.outputs.iter().map(|o| o.name.as_str()).collect();
+        ffi::run(&self.session, &raw, &names)
+    }
+}
+
+/// What [`Inference::loaded`] reports per session.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadedInfo {
+    pub model: String,
+    pub sha256: String,
+    pub provider: Provider,
+    pub inputs: Vec<IoSpec>,
+    pub outputs: Vec<IoSpec>,
+    pub batching: Batching,
+    pub computes: u64,
+    pub errors: u64,
+    pub runs: u64,
+    pub batched_requests: u64,
+}
+
+type Slot = Arc<tokio::sync::OnceCell<Arc<LoadedGraph>>>;
+
+struct CacheEntry {
+    slot: Slot,
+    bytes: u64,
+    last_used: u64,
+}
+
+/// The per-process inference service.
+pub struct Inference {
+    env: ort::environment::Environment,
+    cfg: NnConfig,
+    source: Arc<dyn ModelSource>,
+    sessions: Mutex<HashMap<String, CacheEntry>>,
+    clock: AtomicU64,
+    pub loads: AtomicU64,
+    pub evictions: AtomicU64,
+    pub fallbacks: AtomicU64,
+}
+
+static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
+
+fn environment(cfg: &NnConfig) -> Result<ort::environment::Environment, InitError> {
+    if let Some(env) = ENV.get() {
+        return Ok(env.clone());
+    }
+    let path = match &cfg.ort_dylib {
+        Some(p) => p.clone(),
+        None => match std::env::var_os("ORT_DYLIB_PATH") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => return Err(InitError::Missing("ORT_DYLIB_PATH is not set".into())),
+        },
+    };
+    if !path.is_file() {
+        return Err(InitError::Missing(format!("{} does not exist", path.display())));
+    }
+    let builder = ort::init_from(&path).map_err(|e| InitError::Load { path: path.display().to_string(), message: e.to_string() })?;
+    let threads = if cfg.intra_threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        cfg.intra_threads
+    };
+    let pool = ort::environment::GlobalThreadPoolOptions::default()
+        .with_intra_threads(threads)
+        .and_then(|p| p.with_inter_threads(1))
+        .and_then(|p| p.with_spin_control(false))
+        .map_err(|e| InitError::Environment(e.to_string()))?;
+    let env = builder
+        .with_name("helixflow")
+        .with_global_thread_pool(pool)
+        .build()
+        .map_err(|e| InitError::Environment(e.to_string()))?;
+    tracing::info!(path = %path.display(), intra_threads = threads, "ONNX Runtime loaded");
+    Ok(ENV.get_or_init(|| env).clone())
+}
+
+impl Inference {
+    /// Loads ONNX Runtime (fails fast with a clear message when it is missing).
+    pub fn new(cfg: NnConfig, source: Arc<dyn ModelSource>) -> Result<Arc<Inference>, InitError> {
+        let env = environment(&cfg)?;
+        Ok(Arc::new(Inference {
+            env,
+            cfg,
+            source,
+            sessions: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn config(&self) -> &NnConfig {
+        &self.cfg
+    }
+
+    /// `load-by-name` for `tenant`.
+    pub async fn graph_by_name(&self, tenant: &str, name: &str) -> Result<Arc<LoadedGraph>, NnError> {
+        let spec = self.source.resolve(tenant, name).await?;
+        let source = self.source.clone();
+        let spec2 = spec.clone();
+        self.graph(&spec, move || async move { source.fetch(&spec2).await }).await
+    }
+
+    /// Guest-supplied bytes (`load`), when the policy allows it.
+    pub async fn graph_from_bytes(&self, bytes: Vec<u8>) -> Result<Arc<LoadedGraph>, NnError> {
+        if !self.cfg.allow_guest_load {
+            return Err(NnError::new(
+                ErrorCode::Security,
+                "loading model bytes from a guest is disabled on this host; upload the model to the registry and use load-by-name",
+            ));
+        }
+        if bytes.len() > self.cfg.max_guest_model_bytes {
+            return Err(NnError::new(
+                ErrorCode::TooLarge,
+                format!("model of {} bytes exceeds the guest-load limit of {} bytes", bytes.len(), self.cfg.max_guest_model_bytes),
+            ));
+        }
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let spec = ModelSpec {
+            display: format!("guest:{}", &sha[..12]),
+            sha256: sha,
+            providers: vec![],
+            fallback: None,
+            batching: Batching::default(),
+            trt_fp16: false,
+        };
+        self.graph(&spec, move || async move { Ok(bytes) }).await
+    }
+
+    /// Loads (or finds) the session for `spec` ahead of traffic.
+    pub async fn preload(&self, tenant: &str, name: &str) -> Result<LoadedInfo, NnError> {
+        let g = self.graph_by_name(tenant, name).await?;
+        Ok(info(&g))
+    }
+
+    /// Loads a model's bytes into a session for validation only (CPU, not cached):
+    /// the registry calls this before accepting an upload.
+    pub async fn validate(&self, bytes: Vec<u8>) -> Result<(Vec<IoSpec>, Vec<IoSpec>), NnError> {
+        let env = self.env.clone();
+        tokio::task::spawn_blocking(move || {
+            let session = build_cpu(&env, &bytes)?;
+            Ok(io_specs(&session))
+        })
+        .await
+        .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?
+    }
+
+    fn key(&self, spec: &ModelSpec) -> String {
+        let providers = self.providers_of(spec);
+        format!(
+            "{}|{}|{:?}|{}|{}/{}",
+            spec.sha256,
+            providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+            spec.fallback.unwrap_or(self.cfg.default_fallback),
+            spec.trt_fp16,
+            spec.batching.max_batch,
+            spec.batching.max_delay_us
+        )
+    }
+
+    fn providers_of(&self, spec: &ModelSpec) -> Vec<Provider> {
+        if spec.providers.is_empty() { self.cfg.default_providers.clone() } else { spec.providers.clone() }
+    }
+
+    async fn graph<F, Fut>(&self, spec: &ModelSpec, fetch: F) -> Result<Arc<LoadedGraph>, NnError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, NnError>>,
+    {
+        let key = self.key(spec);
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let slot = {
+            let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let e = map.entry(key.clone()).or_insert_with(|| CacheEntry { slot: Arc::default(), bytes: 0, last_used: tick });
+            e.last_used = tick;
+            e.slot.clone()
+        };
+        let graph = slot
+            .get_or_try_init(|| async {
+                let bytes = fetch().await?;
+                let size = bytes.len() as u64;
+                let g = self.create(spec, bytes).await?;
+                let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(e) = map.get_mut(&key) {
+                    e.bytes = size * 2;
+                }
+                Ok::<_, NnError>(g)
+            })
+            .await;
+        match graph {
+            Ok(g) => {
+                let g = g.clone();
+                self.evict_over_budget(&key);
+                Ok(g)
+            }
+            Err(e) => {
+                // Do not cache failures: the next call retries (a store may come back).
+                let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                if map.get(&key).is_some_and(|e| e.slot.get().is_none()) {
+                    map.remove(&key);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn evict_over_budget(&self, keep: &str) {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let total: u64 = map.values().map(|e| e.bytes).sum();
+            if total <= self.cfg.session_budget_bytes {
+                return;
+            }
+            let victim = map
+                .iter()
+                .filter(|(k, e)| k.as_str() != keep && e.slot.get().is_some())
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else { return };
+            if let Some(e) = map.remove(&victim) {
+                if let Some(g) = e.slot.get() {
+                    tracing::info!(model = %g.core.display, provider = g.core.provider.as_str(), "session evicted (memory budget)");
+                }
+            }
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn create(&self, spec: &ModelSpec, bytes: Vec<u8>) -> Result<Arc<LoadedGraph>, NnError> {
+        let providers = self.providers_of(spec);
+        let fallback = spec.fallback.unwrap_or(self.cfg.default_fallback);
+        let env = self.env.clone();
+        let trt_dir = self.cfg.trt_cache_dir.clone();
+        let fp16 = spec.trt_fp16;
+        let model_name = spec.display.clone();
+        let started = Instant::now();
+        let (session, provider, skipped) = tokio::task::spawn_blocking(move || {
+            let mut skipped = Vec::new();
+            for (i, p) in providers.iter().enumerate() {
+                match build(&env, &bytes, *p, fp16, trt_dir.as_deref()) {
+                    Ok(s) => return Ok((s, *p, skipped)),
+                    Err(e) => {
+                        let last = i + 1 == providers.len();
+                        if *p == Provider::Cpu || last || fallback == Fallback::Refuse {
+                            let code = if *p == Provider::Cpu { e.code } else { ErrorCode::UnsupportedOperation };
+                            return Err(NnError::new(
+                                code,
+                                format!("model {model_name}: execution provider {} failed: {}", p.as_str(), e.message),
+                            ));
+                        }
+                        tracing::warn!(model = %model_name, provider = p.as_str(), error = %e.message, "execution provider unavailable; falling back");
+                        skipped.push(*p);
+                    }
+                }
+            }
+            Err(NnError::new(ErrorCode::InvalidArgument, "no execution provider configured"))
+        })
+        .await
+        .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))??;
+        self.fallbacks.fetch_add(skipped.len() as u64, Ordering::Relaxed);
+        let (inputs, outputs) = io_specs(&session);
+        tracing::info!(
+            model = %spec.display,
+            provider = provider.as_str(),
+            skipped = ?skipped.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            load_ms = started.elapsed().as_millis() as u64,
+            "model session created"
+        );
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        let core = Arc::new(SessionCore {
+            display: spec.display.clone(),
+            sha256: spec.sha256.clone(),
+            provider,
+            inputs,
+            outputs,
+            session,
+            stats: GraphStats::default(),
+        });
+        let batcher = batch::Batcher::start(&core, spec.batching);
+        Ok(Arc::new(LoadedGraph { core, batching: spec.batching, batcher, loaded_at: Instant::now() }))
+    }
+
+    /// Every session in memory, with its provider and counters.
+    pub fn loaded(&self) -> Vec<LoadedInfo> {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<LoadedInfo> = map.values().filter_map(|e| e.slot.get()).map(|g| info(g)).collect();
+        v.sort_by(|a, b| a.model.cmp(&b.model));
+        v
+    }
+}
+
+fn info(g: &LoadedGraph) -> LoadedInfo {
+    let c = &g.core;
+    LoadedInfo {
+        model: c.display.clone(),
+        sha256: c.sha256.clone(),
+        provider: c.provider,
+        inputs: c.inputs.clone(),
+        outputs: c.outputs.clone(),
+        batching: g.batching,
+        computes: c.stats.computes.load(Ordering::Relaxed),
+        errors: c.stats.errors.load(Ordering::Relaxed),
+        runs: c.stats.runs.load(Ordering::Relaxed),
+        batched_requests: c.stats.batched_requests.load(Ordering::Relaxed),
+    }
+}
+
+fn io_specs(s: &ort::session::Session) -> (Vec<IoSpec>, Vec<IoSpec>) {
+    let f = |o: &ort::value::Outlet| {
+        let (ty, shape) = match o.dtype() {
+            ort::value::ValueType::Tensor { ty, shape, .. } => (TensorType::from_ort(ty), shape.to_vec()),
+            _ => (None, vec![]),
+        };
+        IoSpec { name: o.name().to_string(), ty, shape }
+    };
+    (s.inputs().iter().map(f).collect(), s.outputs().iter().map(f).collect())
+}
+
+fn ort_err(code: ErrorCode) -> impl Fn(String) -> NnError {
+    move |m| NnError::new(code, m)
+}
+
+fn build_cpu(env: &ort::environment::Environment, bytes: &[u8]) -> Result<ort::session::Session, NnError> {
+    build(env, bytes, Provider::Cpu, false, None)
+}
+
+fn build(
+    env: &ort::environment::Environment,
+    bytes: &[u8],
+    p: Provider,
+    fp16: bool,
+    trt_dir: Option<&std::path::Path>,
+) -> Result<ort::session::Session, NnError> {
+    use ort::ep;
+    let b = ort::session::Session::builder(env)
+        .map_err(|e| e.to_string())
+        .map_err(ort_err(ErrorCode::RuntimeError))?;
+    let b = b.with_no_environment_execution_providers().map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?;
+    let mut b = match p {
+        Provider::Cpu => b,
+        Provider::Cuda => b
+            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| NnError::new(ErrorCode::UnsupportedOperation, e.to_string()))?,
+        Provider::Tensorrt => {
+            let mut trt = ep::TensorRT::default().with_fp16(fp16);
+            if let Some(dir) = trt_dir {
+                let _ = std::fs::create_dir_all(dir);
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(dir.display())
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(dir.display());
+            }
+            b.with_execution_providers([trt.build().error_on_failure()])
+                .map_err(|e| NnError::new(ErrorCode::UnsupportedOperation, e.to_string()))?
+        }
+    };
+    if bytes.len() < 2 {
+        return Err(NnError::new(ErrorCode::InvalidEncoding, "model is empty"));
+    }
+    b.commit_from_memory(bytes)
+        .map_err(|e| NnError::new(ErrorCode::InvalidEncoding, format!("not a loadable ONNX model: {e}")))
+}
