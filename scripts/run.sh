@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 ensure_toolchain
 build_host
 build_functions
+ensure_nn
 
 LISTEN="${HELIXFLOW_LISTEN:-127.0.0.1:8080}"
 DATA_DIR="${HELIXFLOW_DATA_DIR:-$ROOT/.helixflow-data}"
@@ -31,6 +32,13 @@ fi
 if ! "$HF" functions list -t demo | grep -q '^echo-event'; then
     "$HF" deploy -t demo -f echo-event "$HELIXFLOW_GUEST_DIR/echo_event.wasm" --alias live
 fi
+if ! "$HF" functions list -t demo | grep -q '^embed-minilm'; then
+    "$HF" deploy -t demo -f embed-minilm "$HELIXFLOW_GUEST_DIR/embed_minilm.wasm" --alias live
+fi
+if ! "$HF" models list -t demo | grep -q '^all-minilm-l6-v2'; then
+    "$HF" models push -t demo -m all-minilm-l6-v2 "$HELIXFLOW_MODELS_DIR/minilm-int8.onnx" \
+        --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000
+fi
 
 cat <<MSG
 
@@ -39,6 +47,8 @@ HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
   curl '$HELIXFLOW_URL/demo/hello/world?name=Ada'
   curl -X POST --data '{"hello":"event"}' $HELIXFLOW_URL/invoke/demo/echo-event
   curl $HELIXFLOW_URL/api/v1/tenants/demo/functions
+  curl $HELIXFLOW_URL/v1/embeddings -H 'OpenAI-Organization: demo' \
+       -d '{"model": "all-minilm-l6-v2", "input": ["edge inference", "in a sandbox"]}'
   curl $HELIXFLOW_URL/metrics
   $HF logs -t demo -f echo-event
 

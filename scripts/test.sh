@@ -4,6 +4,7 @@ source "$(dirname "$0")/lib.sh"
 ensure_toolchain
 build_host
 build_functions
+ensure_nn
 
 ensure_ministack
 ensure_dynamodb_local

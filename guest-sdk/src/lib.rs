@@ -33,11 +33,16 @@
 //! ```
 //!
 //! A crate may export both (call both macros).
+//!
+//! ## Inference (`wasi:nn`)
+//!
+//! [`nn`] wraps wasi:nn: load a registry model by name, build typed tensors, compute.
 
 #![deny(missing_docs)]
 
 pub mod event;
 pub mod http;
+pub mod nn;
 
 /// Re-exported so the macros (and advanced users) can reach the raw WASI bindings.
 pub use wasi;
@@ -50,5 +55,13 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "helixflow_guest_sdk::bindings",
         export_macro_name: "__export_event_function",
+    });
+}
+
+#[doc(hidden)]
+pub mod nn_bindings {
+    wit_bindgen::generate!({
+        path: "../host/nn/wit",
+        world: "ml",
     });
 }

@@ -8,5 +8,7 @@ mod fleet;
 mod invoke;
 mod lifecycle;
 mod limits;
+mod nn;
+mod openai;
 mod state;
 mod tls;

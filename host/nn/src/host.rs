@@ -31,12 +31,14 @@ pub struct NnCtx {
     inference: Option<Arc<Inference>>,
     tenant: String,
     calls: u32,
+    /// Bytes of tensors this invocation holds in the host.
+    live_bytes: usize,
 }
 
 impl NnCtx {
     /// `inference: None` = wasi:nn is not enabled on this node (every call errors).
     pub fn new(inference: Option<Arc<Inference>>, tenant: impl Into<String>) -> NnCtx {
-        NnCtx { inference, tenant: tenant.into(), calls: 0 }
+        NnCtx { inference, tenant: tenant.into(), calls: 0, live_bytes: 0 }
     }
 }
 
@@ -163,13 +165,21 @@ impl wit::inference::HostGraphExecutionContext for NnView<'_> {
         // The named tensors are owned by the call: take them out of the table (no copy).
         let mut owned = Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
-            owned.push((name, self.table.delete(t)?));
+            let t = self.table.delete(t)?;
+            self.ctx.live_bytes = self.ctx.live_bytes.saturating_sub(t.data.len());
+            owned.push((name, t));
         }
         if let Err(e) = self.count() {
             return self.fail(e);
         }
-        let graph = self.table.get(&ctx)?.0.clone();
         let max = self.max_tensor_bytes();
+        for (name, t) in &owned {
+            if let Err(mut e) = t.check(max) {
+                e.message = format!("input '{name}': {}", e.message);
+                return self.fail(e);
+            }
+        }
+        let graph = self.table.get(&ctx)?.0.clone();
         match graph.compute(owned).await {
             Ok(outs) => {
                 if let Some((n, t)) = outs.iter().find(|(_, t)| t.data.len() > max) {
@@ -181,6 +191,7 @@ impl wit::inference::HostGraphExecutionContext for NnView<'_> {
                 }
                 let mut res = Vec::with_capacity(outs.len());
                 for (name, t) in outs {
+                    self.ctx.live_bytes = self.ctx.live_bytes.saturating_add(t.data.len());
                     res.push((name, self.table.push(t)?));
                 }
                 Ok(Ok(res))
@@ -228,11 +239,19 @@ impl wit::tensor::HostTensor for NnView<'_> {
         ty: wit::tensor::TensorType,
         data: Vec<u8>,
     ) -> wasmtime::Result<Resource<Tensor>> {
-        // The WIT constructor cannot return an error: a tensor that does not match its
-        // dimensions, or is over the size limit, traps the guest with the reason.
-        let t = Tensor::new(dimensions, from_wit(ty), data, self.max_tensor_bytes())
-            .map_err(|e| wasmtime::format_err!("wasi:nn tensor rejected: {e}"))?;
-        Ok(self.table.push(t)?)
+        // The WIT constructor cannot return an error, so a tensor whose bytes do not
+        // match its dimensions, or that is over the size limit, is kept as given and
+        // rejected by `compute` with an error the guest can read. What a guest can hold
+        // in host memory at once is bounded, though: past that it is trapped.
+        let live = self.ctx.live_bytes.saturating_add(data.len());
+        let budget = self.max_tensor_bytes().saturating_mul(4);
+        if live > budget {
+            return Err(wasmtime::format_err!(
+                "wasi:nn: this invocation holds more than {budget} bytes of tensors"
+            ));
+        }
+        self.ctx.live_bytes = live;
+        Ok(self.table.push(Tensor { ty: from_wit(ty), dims: dimensions, data })?)
     }
 
     async fn dimensions(&mut self, t: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
@@ -248,7 +267,8 @@ impl wit::tensor::HostTensor for NnView<'_> {
     }
 
     async fn drop(&mut self, t: Resource<Tensor>) -> wasmtime::Result<()> {
-        self.table.delete(t)?;
+        let t = self.table.delete(t)?;
+        self.ctx.live_bytes = self.ctx.live_bytes.saturating_sub(t.data.len());
         Ok(())
     }
 }

@@ -541,7 +541,7 @@ impl Inference {
                 let g = self.create(spec, bytes).await?;
                 let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(e) = map.get_mut(&key) {
-                    e.bytes = size * 2;
+                    e.bytes = (size * 2).max(1 << 20);
                 }
                 Ok::<_, NnError>(g)
             })

@@ -82,25 +82,31 @@ pub struct Tensor {
 impl Tensor {
     /// Builds a tensor, checking `data` holds exactly dims x element size bytes.
     pub fn new(dims: Vec<u32>, ty: TensorType, data: Vec<u8>, max_bytes: usize) -> Result<Tensor, NnError> {
-        let shape: Vec<i64> = dims.iter().map(|d| i64::from(*d)).collect();
-        let need = ty.byte_len(&shape).ok_or_else(|| NnError::new(ErrorCode::InvalidArgument, format!("dimensions {dims:?} overflow")))?;
+        let t = Tensor { ty, dims, data };
+        t.check(max_bytes)?;
+        Ok(t)
+    }
+
+    /// Checks the byte length against dimensions x element size, and the size limit.
+    pub fn check(&self, max_bytes: usize) -> Result<(), NnError> {
+        let dims = &self.dims;
+        let need = self
+            .ty
+            .byte_len(&self.shape())
+            .ok_or_else(|| NnError::new(ErrorCode::InvalidArgument, format!("dimensions {dims:?} overflow")))?;
         if need > max_bytes {
             return Err(NnError::new(
                 ErrorCode::TooLarge,
                 format!("tensor of {need} bytes exceeds this host's limit of {max_bytes} bytes"),
             ));
         }
-        if need != data.len() {
+        if need != self.data.len() {
             return Err(NnError::new(
                 ErrorCode::InvalidArgument,
-                format!(
-                    "tensor data is {} bytes but dimensions {dims:?} of {} need {need}",
-                    data.len(),
-                    ty.name()
-                ),
+                format!("tensor data is {} bytes but dimensions {dims:?} of {} need {need}", self.data.len(), self.ty.name()),
             ));
         }
-        Ok(Tensor { ty, dims, data })
+        Ok(())
     }
 
     pub fn shape(&self) -> Vec<i64> {

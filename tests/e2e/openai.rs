@@ -1,0 +1,35 @@
+//! The official `openai` Python package against `/v1` (embeddings, models, errors),
+//! compared with Python onnxruntime on the same model; and the guest tokenizer against
+//! HF `tokenizers`. Python and the models come from scripts/test.sh.
+
+use helixflow_e2e::{Api, Node, required_env};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_python_client_gets_reference_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("demo").await;
+    api.deploy("demo", "embed-minilm", "embed-minilm", "").await;
+    let r = crate::nn::push(&api, "demo", "all-minilm-l6-v2", "minilm-int8.onnx", json!({"serve": {"kind": "embeddings", "function": "embed-minilm"}})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let python = required_env("HELIXFLOW_NN_PYTHON");
+    let script = helixflow_e2e::workspace_root().join("tests/python/openai_embeddings.py");
+    let node_url = node.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(node_url)
+            .arg("demo")
+            .arg(required_env("HELIXFLOW_MODELS_DIR"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success() && stdout.trim_end().ends_with("OK"), "python failed:\n{stdout}\n{stderr}\nnode log:\n{}", node.log());
+}
