@@ -9,6 +9,7 @@ mod invoke;
 mod lifecycle;
 mod limits;
 mod nn;
+mod onnx_conformance;
 mod openai;
 mod state;
 mod tls;
