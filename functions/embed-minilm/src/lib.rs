@@ -6,7 +6,7 @@
 //! tokenizer against the reference implementation).
 //!
 //! Everything but the transformer runs here in the sandbox: WordPiece tokenization
-//! (vocab compiled in), padding, then wasi:nn compute on the host's ONNX Runtime, then
+//! (vocab compiled in as a sorted table: nothing to build per instance), padding, then wasi:nn compute on the host's ONNX Runtime, then
 //! masked mean pooling and L2 normalisation.
 
 pub mod wordpiece;
@@ -20,7 +20,7 @@ const MAX_TOKENS: usize = 256;
 
 fn tokenizer() -> &'static wordpiece::WordPiece {
     static T: OnceLock<wordpiece::WordPiece> = OnceLock::new();
-    T.get_or_init(|| wordpiece::WordPiece::from_vocab(include_str!("../vocab.txt")))
+    T.get_or_init(wordpiece::WordPiece::new)
 }
 
 #[derive(serde::Deserialize)]

@@ -3,12 +3,24 @@
 //! characters, NFD + strip non-spacing marks, lowercase, split on whitespace and
 //! punctuation, greedy longest-match WordPiece with `##` continuations.
 
-use std::collections::HashMap;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
+mod table {
+    include!(concat!(env!("OUT_DIR"), "/vocab.rs"));
+}
+
+/// The vocabulary: sorted at build time, looked up by binary search.
+struct Vocab;
+
+impl Vocab {
+    fn get(&self, token: &str) -> Option<i64> {
+        table::VOCAB.binary_search_by(|(t, _)| (*t).cmp(token)).ok().map(|i| i64::from(table::VOCAB[i].1))
+    }
+}
+
 pub struct WordPiece {
-    vocab: HashMap<String, i64>,
+    vocab: Vocab,
     pub cls: i64,
     pub sep: i64,
     unk: i64,
@@ -51,9 +63,9 @@ fn is_cjk(c: char) -> bool {
 }
 
 impl WordPiece {
-    pub fn from_vocab(text: &str) -> WordPiece {
-        let vocab: HashMap<String, i64> = text.lines().enumerate().map(|(i, l)| (l.to_string(), i as i64)).collect();
-        let id = |t: &str| vocab.get(t).copied().unwrap_or(0);
+    pub fn new() -> WordPiece {
+        let vocab = Vocab;
+        let id = |t: &str| vocab.get(t).unwrap_or(0);
         WordPiece { cls: id("[CLS]"), sep: id("[SEP]"), unk: id("[UNK]"), vocab }
     }
 
@@ -118,7 +130,7 @@ impl WordPiece {
                 }
                 key.push_str(&word[start..end]);
                 if let Some(id) = self.vocab.get(&key) {
-                    found = Some(*id);
+                    found = Some(id);
                     break;
                 }
                 // Step back one character.
@@ -163,7 +175,7 @@ impl WordPiece {
             }
             match special {
                 Some(t) => {
-                    ids.push(self.vocab.get(t).copied().unwrap_or(self.unk));
+                    ids.push(self.vocab.get(t).unwrap_or(self.unk));
                     rest = &rest[plain.len() + t.len()..];
                 }
                 None => rest = "",

@@ -69,9 +69,18 @@ fn signature(inputs: &[Tensor]) -> Signature {
     inputs.iter().map(|t| (t.ty, t.dims[1..].to_vec())).collect()
 }
 
+/// Batches in flight per session at once. While they run, new requests queue up and
+/// form the next, larger batch (a run already uses the whole intra-op thread pool).
+fn max_in_flight() -> usize {
+    std::thread::available_parallelism().map(|n| (n.get() / 4).max(1)).unwrap_or(1)
+}
+
 async fn run_loop(core: Arc<SessionCore>, cfg: Batching, mut rx: mpsc::Receiver<Item>) {
     let delay = Duration::from_micros(cfg.max_delay_us);
-    while let Some(first) = rx.recv().await {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight()));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
         let mut rows = first.rows;
         let mut pending = vec![first];
         let deadline = tokio::time::Instant::now() + delay;
@@ -97,31 +106,36 @@ async fn run_loop(core: Arc<SessionCore>, cfg: Batching, mut rx: mpsc::Receiver<
                 _ => break,
             }
         }
-        // Group by signature, then cut each group into runs of at most max_batch rows.
+        // Group by signature, then cut each group into runs of at most max_batch rows;
+        // the runs of one collection share the slot (they run one after another).
         let mut groups: HashMap<Signature, Vec<Item>> = HashMap::new();
         for it in pending {
             groups.entry(signature(&it.inputs)).or_default().push(it);
         }
+        let mut runs: Vec<Vec<Item>> = Vec::new();
         for (_, items) in groups {
             let mut run: Vec<Item> = Vec::new();
             let mut run_rows = 0;
             for it in items {
                 if run_rows + it.rows > cfg.max_batch && !run.is_empty() {
-                    spawn_run(core.clone(), std::mem::take(&mut run));
+                    runs.push(std::mem::take(&mut run));
                     run_rows = 0;
                 }
                 run_rows += it.rows;
                 run.push(it);
             }
             if !run.is_empty() {
-                spawn_run(core.clone(), run);
+                runs.push(run);
             }
         }
+        let core = core.clone();
+        tokio::task::spawn_blocking(move || {
+            for items in runs {
+                run_batch(&core, items);
+            }
+            drop(permit);
+        });
     }
-}
-
-fn spawn_run(core: Arc<SessionCore>, items: Vec<Item>) {
-    tokio::task::spawn_blocking(move || run_batch(&core, items));
 }
 
 fn run_batch(core: &SessionCore, items: Vec<Item>) {

@@ -448,6 +448,11 @@ impl Inference {
         }))
     }
 
+    /// The process's ONNX Runtime environment (benchmarks build reference sessions on it).
+    pub fn environment(&self) -> &ort::environment::Environment {
+        &self.env
+    }
+
     pub fn config(&self) -> &NnConfig {
         &self.cfg
     }

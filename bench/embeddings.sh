@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# /v1/embeddings under load: HelixFlow (embed-minilm in the sandbox + wasi:nn on ONNX
+# Runtime) with dynamic batching on and off, against a Python onnxruntime HTTP server
+# (bench/py_embed_server.py) on the same model, same ORT threads, same load generator
+# (wrk, same connections, same request). Also prints the in-process wasi:nn overhead.
+#
+#   bash bench/embeddings.sh                 # 15 s per run, 32 connections
+#   DURATION=30s CONNS=32 bash bench/embeddings.sh
+source "$(dirname "$0")/../scripts/lib.sh"
+DURATION="${DURATION:-15s}"
+CONNS="${CONNS:-32}"
+THREADS="${THREADS:-$(nproc)}"
+
+ensure_toolchain
+build_host
+build_functions
+ensure_nn
+if ! command -v wrk >/dev/null; then
+    log "installing wrk"
+    apt-get update -qq && apt-get install -y -qq wrk
+fi
+cargo build --release -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
+MODEL="$HELIXFLOW_MODELS_DIR/minilm-int8.onnx"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+wait_http() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+cat >"$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["OpenAI-Organization"] = "bench"
+wrk.body = '{"model": "MODEL_NAME", "input": ["HelixFlow runs sandboxed pre- and post-processing next to the model at the edge."]}'
+LUA
+run_wrk() { # URL MODEL_NAME -> "rps p50_ms p99_ms"
+    sed "s/MODEL_NAME/$2/" "$WORK/post.lua" >"$WORK/run.lua"
+    wrk -t1 -c"$CONNS" -d3s -s "$WORK/run.lua" "$1" >/dev/null   # warm-up
+    local out
+    out="$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/run.lua" "$1")"
+    echo "$out" >&2
+    local rps p50 p99 non2xx
+    non2xx="$(echo "$out" | awk '/Non-2xx/ {print $NF}')"
+    [ -z "$non2xx" ] || { echo "errors under load: $non2xx non-2xx responses" >&2; exit 1; }
+    rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
+    p50="$(echo "$out" | awk '$1=="50%" {print $2}')"
+    p99="$(echo "$out" | awk '$1=="99%" {print $2}')"
+    to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v }'; }
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+
+log "wasi:nn overhead, in process (MiniLM, batch 1, seq 16)"
+"$TARGET_DIR/release/nn-overhead" "$HELIXFLOW_GUEST_DIR" "$MODEL" 600 16 | tee "$WORK/overhead.txt"
+
+log "HelixFlow"
+printf '[inference]\nintra_threads = %s\n' "$THREADS" >"$WORK/node.toml"
+"$HELIXFLOW_BIN" serve --config "$WORK/node.toml" --listen 127.0.0.1:18281 --data-dir "$WORK/data" >"$WORK/hf.out" 2>"$WORK/hf.log" &
+PIDS+=($!)
+wait_http http://127.0.0.1:18281/healthz
+HF="$HELIXFLOW_BIN --url http://127.0.0.1:18281"
+$HF tenants create bench >/dev/null
+$HF deploy -t bench -f embed-minilm "$HELIXFLOW_GUEST_DIR/embed_minilm.wasm" >/dev/null
+$HF models push -t bench -m minilm-batched "$MODEL" --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000 >/dev/null
+$HF models push -t bench -m minilm "$MODEL" --serve embeddings:embed-minilm >/dev/null
+read -r HB_RPS HB_P50 HB_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm-batched)
+read -r HN_RPS HN_P50 HN_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm)
+kill "${PIDS[0]}"
+
+log "Python onnxruntime server"
+"$HELIXFLOW_NN_PYTHON" "$ROOT/bench/py_embed_server.py" 18282 "$MODEL" "$HELIXFLOW_MODELS_DIR/minilm-tokenizer.json" "$THREADS" >"$WORK/py.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q "server on" "$WORK/py.log" && break; sleep 0.1; done
+read -r PY_RPS PY_P50 PY_P99 < <(run_wrk http://127.0.0.1:18282/v1/embeddings minilm)
+
+echo
+echo "== /v1/embeddings, MiniLM int8, 1 sentence per request, wrk -c$CONNS -d$DURATION, ORT threads $THREADS, $(nproc) cores shared with the load generator =="
+printf "%-34s %10s %10s %10s\n" server RPS p50_ms p99_ms
+printf "%-34s %10s %10s %10s\n" "helixflow (batching 32 / 2 ms)" "$HB_RPS" "$HB_P50" "$HB_P99"
+printf "%-34s %10s %10s %10s\n" "helixflow (batching off)" "$HN_RPS" "$HN_P50" "$HN_P99"
+printf "%-34s %10s %10s %10s\n" "python onnxruntime server" "$PY_RPS" "$PY_P50" "$PY_P99"
+awk -v a="$HB_RPS" -v b="$PY_RPS" -v pa="$HB_P99" -v pb="$PY_P99" 'BEGIN { printf "throughput helixflow (batching) / python: %.2fx (target >= 2x); p99 %.1f vs %.1f ms: %s\n", a/b, pa, pb, (pa <= pb ? "equal or better" : "WORSE") }'
+awk -v a="$HN_RPS" -v b="$PY_RPS" 'BEGIN { printf "throughput helixflow (batching off) / python: %.2fx\n", a/b }'
+awk -v a="$HB_RPS" -v b="$HN_RPS" 'BEGIN { printf "batching on / off under %s clients: %.2fx\n", ENVIRON["CONNS"], a/b }'
