@@ -323,3 +323,21 @@ async fn a_wrong_onnx_runtime_path_fails_fast_at_start_up() {
     assert!(!out.status.success());
     assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("ORT_DYLIB_PATH"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_named_in_the_node_config_are_preloaded_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = Node::start(dir.path(), None);
+        let api = Api::new(&node);
+        push_ok(&api, "public", "pre", "matmul_f32.onnx", json!({"providers": ["cpu"]})).await;
+    }
+    let node = Node::start(dir.path(), Some("[inference]\npreload = [\"public/pre\", \"public/missing\"]\n"));
+    let api = Api::new(&node);
+    let s = api.http.get(&api.url("/api/v1/admin/inference")).await.json();
+    let sessions = s["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{s}");
+    assert_eq!((sessions[0]["model"].as_str(), sessions[0]["provider"].as_str()), (Some("public/pre@1"), Some("cpu")));
+    assert_eq!(sessions[0]["computes"], 0, "loaded before any traffic");
+    assert!(node.log().contains("preload failed"), "a missing model is reported, the node still serves");
+}
