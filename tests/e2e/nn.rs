@@ -119,6 +119,7 @@ async fn bad_input_is_a_wasi_nn_error_the_guest_sees_and_the_host_keeps_serving(
         ("bad model name", json!({"model": "../../etc/passwd", "inputs": []}), "invalid-argument", "invalid"),
         ("oversized tensor", json!({"model": "mm", "inputs": [input("x", "FP32", &[4100, 64], &f32s(4100 * 64))]}), "too-large", "limit of 1048576"),
         ("guest model bytes (off by default)", json!({"model_b64": b64(&model_bytes("matmul_f32.onnx")), "inputs": []}), "security", "disabled"),
+        ("a flood of 10,001 computes in one call", json!({"model": "mm", "inputs": [input("x", "FP32", &[1, 64], &f32s(64))], "repeat": 10_001}), "too-large", "more than 10000 wasi:nn calls"),
     ];
     for (what, spec, code, needle) in cases {
         let r = probe(&api, "acme", spec).await;
@@ -340,4 +341,44 @@ async fn models_named_in_the_node_config_are_preloaded_at_start_up() {
     assert_eq!((sessions[0]["model"].as_str(), sessions[0]["provider"].as_str()), (Some("public/pre@1"), Some("cpu")));
     assert_eq!(sessions[0]["computes"], 0, "loaded before any traffic");
     assert!(node.log().contains("preload failed"), "a missing model is reported, the node still serves");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_pushes_lists_shows_and_deletes_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(helixflow_e2e::helixflow_bin())
+            .arg("--url")
+            .arg(&node.url)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let file = models_dir().join("matmul_f32.onnx");
+    let (code, out, err) = cli(&["models", "push", "-t", "acme", "-m", "mm", file.to_str().unwrap(), "--providers", "cuda,cpu", "--max-batch", "8", "--max-delay-us", "500"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("pushed acme/mm version 1"), "{out}");
+    let (_, out, _) = cli(&["models", "push", "-t", "acme", "-m", "mm", file.to_str().unwrap()]);
+    assert!(out.contains("version 2"), "{out}");
+    let (code, out, _) = cli(&["models", "list", "-t", "acme"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("mm\tlatest=2"), "{out}");
+    let (_, out, _) = cli(&["models", "get", "-t", "acme", "-m", "mm"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(v["versions"][0]["signature"]["inputs"][0]["name"], "x", "the signature read at upload: {v}");
+    // A file that is not ONNX: API error, exit code 1, nothing recorded.
+    let junk = models_dir().join("not_onnx.bin");
+    let (code, _, err) = cli(&["models", "push", "-t", "acme", "-m", "junk", junk.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("invalid_model"), "{err}");
+    let (code, out, _) = cli(&["models", "delete", "-t", "acme", "-m", "mm"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("2 versions"), "{out}");
+    let (code, _, err) = cli(&["models", "get", "-t", "acme", "-m", "mm"]);
+    assert_eq!(code, Some(1), "{err}");
 }
