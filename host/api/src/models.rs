@@ -245,7 +245,17 @@ async fn push(
     let signature = json!({ "inputs": inputs, "outputs": outputs });
     let v = state
         .registry
-        .add_model_version(tenant, name, &sha, bytes.len() as u64, signature, &description, config)
+        .add_model_version(
+            tenant,
+            name,
+            helixflow_store::models::NewModelVersion {
+                sha256: sha.clone(),
+                size: bytes.len() as u64,
+                signature,
+                description,
+                config,
+            },
+        )
         .await?;
     tracing::info!(%request_id, tenant, model = name, version = v.version, %sha, size = bytes.len(), "model pushed");
     Ok(json_response(StatusCode::CREATED, &json!({ "version": v })))

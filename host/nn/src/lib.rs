@@ -581,10 +581,8 @@ impl Inference {
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(k, _)| k.clone());
             let Some(victim) = victim else { return };
-            if let Some(e) = map.remove(&victim) {
-                if let Some(g) = e.slot.get() {
-                    tracing::info!(model = %g.core.display, provider = g.core.provider.as_str(), "session evicted (memory budget)");
-                }
+            if let Some(g) = map.remove(&victim).as_ref().and_then(|e| e.slot.get()) {
+                tracing::info!(model = %g.core.display, provider = g.core.provider.as_str(), "session evicted (memory budget)");
             }
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }

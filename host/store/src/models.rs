@@ -76,6 +76,18 @@ pub struct ModelVersion {
     pub description: String,
 }
 
+/// What a model push records.
+#[derive(Debug, Clone, Default)]
+pub struct NewModelVersion {
+    pub sha256: String,
+    pub size: u64,
+    /// Inputs/outputs as read at upload.
+    pub signature: serde_json::Value,
+    pub description: String,
+    /// Replaces the model's config when given.
+    pub config: Option<ModelConfig>,
+}
+
 fn model_pk(tenant: &str, model: &str) -> String {
     format!("M#{tenant}#{model}")
 }
@@ -114,16 +126,8 @@ impl Registry {
 
     /// Records a new immutable model version (creating the model on first push). The
     /// model file must already be in the artifact store.
-    pub async fn add_model_version(
-        &self,
-        tenant: &str,
-        name: &str,
-        sha256: &str,
-        size: u64,
-        signature: serde_json::Value,
-        description: &str,
-        config: Option<ModelConfig>,
-    ) -> Result<ModelVersion> {
+    pub async fn add_model_version(&self, tenant: &str, name: &str, new: NewModelVersion) -> Result<ModelVersion> {
+        let NewModelVersion { sha256, size, signature, description, config } = new;
         validate_name("model", name)?;
         self.namespace_exists(tenant).await?;
         for _ in 0..16 {
@@ -151,11 +155,11 @@ impl Registry {
                 tenant: tenant.into(),
                 model: name.into(),
                 version: m.latest_version,
-                sha256: sha256.into(),
+                sha256: sha256.clone(),
                 size,
                 signature: signature.clone(),
                 created_at: ts,
-                description: description.into(),
+                description: description.clone(),
             };
             let ops = vec![
                 WriteOp::Put {
@@ -313,11 +317,11 @@ mod tests {
         let r = Registry::new(Arc::new(RedbMetadataStore::open(dir.path().join("m.redb")).unwrap()));
         r.create_tenant("alice", TenantLimits::default()).await.unwrap();
         r.create_tenant("bob", TenantLimits::default()).await.unwrap();
-        let sig = serde_json::json!({});
-        r.add_model_version("alice", "secret", "aa", 1, sig.clone(), "", None).await.unwrap();
-        r.add_model_version("alice", "secret", "ab", 1, sig.clone(), "", None).await.unwrap();
-        r.add_model_version(PUBLIC_NAMESPACE, "shared", "bb", 1, sig.clone(), "", None).await.unwrap();
-        r.add_model_version("bob", "shared", "cc", 1, sig.clone(), "", None).await.unwrap();
+        let v = |sha: &str| NewModelVersion { sha256: sha.into(), size: 1, ..Default::default() };
+        r.add_model_version("alice", "secret", v("aa")).await.unwrap();
+        r.add_model_version("alice", "secret", v("ab")).await.unwrap();
+        r.add_model_version(PUBLIC_NAMESPACE, "shared", v("bb")).await.unwrap();
+        r.add_model_version("bob", "shared", v("cc")).await.unwrap();
 
         // Own model, latest and pinned.
         assert_eq!(r.resolve_model("alice", "secret").await.unwrap().1.sha256, "ab");
