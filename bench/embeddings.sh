@@ -32,10 +32,11 @@ cat >"$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
 wrk.headers["OpenAI-Organization"] = "bench"
+wrk.headers["Authorization"] = "Bearer TOKEN"
 wrk.body = '{"model": "MODEL_NAME", "input": ["HelixFlow runs sandboxed pre- and post-processing next to the model at the edge."]}'
 LUA
 run_wrk() { # URL MODEL_NAME -> "rps p50_ms p99_ms"
-    sed "s/MODEL_NAME/$2/" "$WORK/post.lua" >"$WORK/run.lua"
+    sed "s/MODEL_NAME/$2/; s/TOKEN/${3:-none}/" "$WORK/post.lua" >"$WORK/run.lua"
     wrk -t1 -c"$CONNS" -d3s -s "$WORK/run.lua" "$1" >/dev/null   # warm-up
     local out
     out="$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/run.lua" "$1")"
@@ -58,13 +59,14 @@ printf '[inference]\nintra_threads = %s\n' "$THREADS" >"$WORK/node.toml"
 "$HELIXFLOW_BIN" serve --config "$WORK/node.toml" --listen 127.0.0.1:18281 --data-dir "$WORK/data" >"$WORK/hf.out" 2>"$WORK/hf.log" &
 PIDS+=($!)
 wait_http http://127.0.0.1:18281/healthz
+export HELIXFLOW_TOKEN="$(cat "$WORK/data/admin.key")"
 HF="$HELIXFLOW_BIN --url http://127.0.0.1:18281"
 $HF tenants create bench >/dev/null
 $HF deploy -t bench -f embed-minilm "$HELIXFLOW_GUEST_DIR/embed_minilm.wasm" >/dev/null
 $HF models push -t bench -m minilm-batched "$MODEL" --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000 >/dev/null
 $HF models push -t bench -m minilm "$MODEL" --serve embeddings:embed-minilm >/dev/null
-read -r HB_RPS HB_P50 HB_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm-batched)
-read -r HN_RPS HN_P50 HN_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm)
+read -r HB_RPS HB_P50 HB_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm-batched "$HELIXFLOW_TOKEN")
+read -r HN_RPS HN_P50 HN_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm "$HELIXFLOW_TOKEN")
 kill "${PIDS[0]}"
 
 log "Python onnxruntime server"

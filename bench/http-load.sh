@@ -52,8 +52,9 @@ log "HelixFlow"
 "$HELIXFLOW_BIN" serve --listen 127.0.0.1:18181 --data-dir "$WORK/data" >"$WORK/hf.out" 2>"$WORK/hf.log" &
 PIDS+=($!)
 wait_http http://127.0.0.1:18181/healthz
+export HELIXFLOW_TOKEN="$(cat "$WORK/data/admin.key")"
 HELIXFLOW_URL=http://127.0.0.1:18181 "$HELIXFLOW_BIN" tenants create bench >/dev/null
-HELIXFLOW_URL=http://127.0.0.1:18181 "$HELIXFLOW_BIN" deploy -t bench -f hello "$GUEST" --alias live >/dev/null
+HELIXFLOW_URL=http://127.0.0.1:18181 "$HELIXFLOW_BIN" deploy -t bench -f hello "$GUEST" --alias live --public >/dev/null
 wait_http http://127.0.0.1:18181/bench/hello/
 wrk -t1 -c"$CONNS" -d2s http://127.0.0.1:18181/bench/hello/ >/dev/null   # warm-up
 read -r HF_RPS HF_P50 HF_P99 < <(run_wrk http://127.0.0.1:18181/bench/hello/)

@@ -22,12 +22,14 @@ for _ in $(seq 1 100); do
     kill -0 $SERVER 2>/dev/null || { echo "helixflow serve exited; see the log above" >&2; exit 1; }
     sleep 0.1
 done
+# The node generated its platform admin key on first start (kept in the data dir).
+export HELIXFLOW_TOKEN="$(cat "$DATA_DIR/admin.key")"
 
 if ! "$HF" tenants list | grep -q '^demo'; then
     "$HF" tenants create demo
 fi
 if ! "$HF" functions list -t demo | grep -q '^hello'; then
-    "$HF" deploy -t demo -f hello "$HELIXFLOW_GUEST_DIR/hello.wasm" --alias live --env GREETING=Hello
+    "$HF" deploy -t demo -f hello "$HELIXFLOW_GUEST_DIR/hello.wasm" --alias live --env GREETING=Hello --public
 fi
 if ! "$HF" functions list -t demo | grep -q '^echo-event'; then
     "$HF" deploy -t demo -f echo-event "$HELIXFLOW_GUEST_DIR/echo_event.wasm" --alias live
@@ -36,11 +38,15 @@ if ! "$HF" functions list -t demo | grep -q '^embed-minilm'; then
     "$HF" deploy -t demo -f embed-minilm "$HELIXFLOW_GUEST_DIR/embed_minilm.wasm" --alias live
 fi
 if ! "$HF" functions list -t demo | grep -q '^classify-image'; then
-    "$HF" deploy -t demo -f classify-image "$HELIXFLOW_GUEST_DIR/classify_image.wasm" --alias live
+    "$HF" deploy -t demo -f classify-image "$HELIXFLOW_GUEST_DIR/classify_image.wasm" --alias live --public
 fi
 if ! "$HF" models list -t public | grep -q '^efficientnet-lite0'; then
     "$HF" models push -t public -m efficientnet-lite0 "$HELIXFLOW_MODELS_DIR/efficientnet-lite0.onnx"
 fi
+if [ ! -s "$DATA_DIR/demo-invoker.key" ]; then
+    (umask 077; "$HF" keys create -t demo -r invoker -n demo-curl >"$DATA_DIR/demo-invoker.key")
+fi
+DEMO_KEY="$(cat "$DATA_DIR/demo-invoker.key")"
 if ! "$HF" models list -t demo | grep -q '^all-minilm-l6-v2'; then
     "$HF" models push -t demo -m all-minilm-l6-v2 "$HELIXFLOW_MODELS_DIR/minilm-int8.onnx" \
         --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000
@@ -51,13 +57,16 @@ cat <<MSG
 HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
 
   curl '$HELIXFLOW_URL/demo/hello/world?name=Ada'
-  curl -X POST --data '{"hello":"event"}' $HELIXFLOW_URL/invoke/demo/echo-event
-  curl $HELIXFLOW_URL/api/v1/tenants/demo/functions
-  curl $HELIXFLOW_URL/v1/embeddings -H 'OpenAI-Organization: demo' \
+  curl -X POST --data '{"hello":"event"}' -H "Authorization: Bearer $DEMO_KEY" $HELIXFLOW_URL/invoke/demo/echo-event
+  curl $HELIXFLOW_URL/v1/embeddings -H "Authorization: Bearer $DEMO_KEY" \
        -d '{"model": "all-minilm-l6-v2", "input": ["edge inference", "in a sandbox"]}'
   curl --data-binary @$HELIXFLOW_MODELS_DIR/coffee.png $HELIXFLOW_URL/demo/classify-image/
-  curl $HELIXFLOW_URL/metrics
-  $HF logs -t demo -f echo-event
+  curl -H "Authorization: Bearer \$(cat $DATA_DIR/admin.key)" $HELIXFLOW_URL/metrics
+  HELIXFLOW_TOKEN=\$(cat $DATA_DIR/admin.key) $HF --url $HELIXFLOW_URL logs -t demo -f echo-event
+
+hello and classify-image are public; the rest needs a key. $DEMO_KEY is an invoker
+key of tenant demo (also in $DATA_DIR/demo-invoker.key; the OpenAI API key for the
+official clients); the platform admin key is in $DATA_DIR/admin.key.
 
 Ctrl-C stops it; state stays in $DATA_DIR.
 MSG

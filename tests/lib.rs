@@ -85,6 +85,7 @@ impl Node {
             .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "info")
+            .env("HELIXFLOW_ADMIN_KEY", admin_key())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -186,6 +187,19 @@ impl Resp {
 #[derive(Clone)]
 pub struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Sent as `Authorization: Bearer ...` unless a request sets its own.
+    token: Option<String>,
+}
+
+/// The platform admin key of every node this test process starts (a fresh random one
+/// per process; nodes get it as `HELIXFLOW_ADMIN_KEY`).
+pub fn admin_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use sha2::Digest;
+        let seed = format!("{:?}{}{:?}", std::time::SystemTime::now(), std::process::id(), std::thread::current().id());
+        format!("hfadmin_test{}", hex::encode(sha2::Sha256::digest(seed.as_bytes())))
+    })
 }
 
 impl Default for Http {
@@ -195,17 +209,29 @@ impl Default for Http {
 }
 
 impl Http {
+    /// A client that authenticates as the platform admin (see [`admin_key`]).
     pub fn new() -> Self {
+        Self::with_token(Some(admin_key()))
+    }
+
+    /// A client with no credentials.
+    pub fn anonymous() -> Self {
+        Self::with_token(None)
+    }
+
+    /// A client sending `token` as its bearer credential.
+    pub fn with_token(token: Option<&str>) -> Self {
         let mut c = HttpConnector::new();
         c.set_nodelay(true);
         Http {
             client: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(256)
                 .build(c),
+            token: token.map(str::to_string),
         }
     }
 
-    /// An HTTP/2 (prior knowledge, h2c) client.
+    /// An HTTP/2 (prior knowledge, h2c) client, as the platform admin.
     pub fn new_h2() -> Self {
         let mut c = HttpConnector::new();
         c.set_nodelay(true);
@@ -213,6 +239,7 @@ impl Http {
             client: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .build(c),
+            token: Some(admin_key().to_string()),
         }
     }
 
@@ -224,6 +251,11 @@ impl Http {
         body: impl Into<Bytes>,
     ) -> Resp {
         let mut b = http::Request::builder().method(method).uri(url);
+        if let Some(t) = &self.token {
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+        }
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -249,11 +281,11 @@ impl Http {
         url: &str,
         body: impl Into<Bytes>,
     ) -> Result<Resp, String> {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(url)
-            .body(Full::new(body.into()))
-            .map_err(|e| e.to_string())?;
+        let mut b = http::Request::builder().method(method).uri(url);
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = b.body(Full::new(body.into())).map_err(|e| e.to_string())?;
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -362,7 +394,8 @@ pub async fn early_response(
     let addr = url.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {declared_len}\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-length: {declared_len}\r\n\r\n",
+        admin_key()
     );
     s.write_all(head.as_bytes()).await.unwrap();
     let _ = s.write_all(&vec![0u8; send_body]).await;

@@ -2,6 +2,7 @@
 usage: driver.py CUDA_URL CPU_URL"""
 import concurrent.futures
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -15,7 +16,7 @@ def embed(base, texts):
     req = urllib.request.Request(
         f"{base}/v1/embeddings",
         data=json.dumps({"model": "minilm", "input": texts, "encoding_format": "float"}).encode(),
-        headers={"OpenAI-Organization": "gpu", "content-type": "application/json"},
+        headers={"OpenAI-Organization": "gpu", "content-type": "application/json", "Authorization": "Bearer " + os.environ["HELIXFLOW_ADMIN_KEY"]},
     )
     r = json.load(urllib.request.urlopen(req, timeout=300))
     return np.array([d["embedding"] for d in r["data"]], dtype=np.float32)

@@ -48,6 +48,14 @@
 //! max_tensor_mb = 64
 //! # preload = ["acme/minilm", "public/efficientnet-lite0@2"]
 //!
+//! [auth]
+//! mode = "enforce"                 # "off": every caller is the platform admin (local tinkering only)
+//! # admin_key_sha256 = "..."       (default: $HELIXFLOW_ADMIN_KEY, else a key generated into data_dir/admin.key)
+//! # jwks_file = "/etc/helixflow/jwks.json"   (RS256/ES256/EdDSA tokens; HS256 uses per-tenant secrets)
+//! # jwt_issuer = "https://idp.example.com/"
+//! jwt_audience = "helixflow"
+//! jwt_leeway_secs = 30
+//!
 //! [limits]
 //! default_memory_mb = 128
 //! default_timeout_ms = 10000
@@ -99,6 +107,7 @@ pub struct NodeConfig {
     pub cache: Cache,
     pub runtime: Runtime,
     pub inference: Inference,
+    pub auth: Auth,
     pub limits: Limits,
 }
 
@@ -194,6 +203,31 @@ pub struct Runtime {
     pub max_wasm_stack_kb: u32,
 }
 
+/// `[auth]`: who may call what.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    pub mode: String,
+    pub admin_key_sha256: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: String,
+    pub jwt_leeway_secs: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            mode: "enforce".into(),
+            admin_key_sha256: None,
+            jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: "helixflow".into(),
+            jwt_leeway_secs: 30,
+        }
+    }
+}
+
 /// `[inference]`: the wasi:nn host (ONNX Runtime).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -249,6 +283,7 @@ impl Default for NodeConfig {
             cache: Cache::default(),
             runtime: Runtime::default(),
             inference: Inference::default(),
+            auth: Auth::default(),
             limits: Limits::default(),
         }
     }
@@ -463,6 +498,30 @@ impl NodeConfig {
                     "use redb:///path/to/metadata.redb (embedded) or dynamodb://TABLE (AWS_* environment)",
                 ));
             }
+        }
+        if !["enforce", "off"].contains(&self.auth.mode.as_str()) {
+            return Err(bad(
+                "auth.mode",
+                format!("{:?} is not an auth mode", self.auth.mode),
+                "use \"enforce\" (default) or \"off\" (no authentication: local development only)",
+            ));
+        }
+        if let Some(h) = &self.auth.admin_key_sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(
+                    "auth.admin_key_sha256",
+                    "not a SHA-256 hex digest".into(),
+                    "printf %s \"$KEY\" | sha256sum",
+                ));
+            }
+        }
+        if let Some(p) = &self.auth.jwks_file {
+            if !p.is_file() {
+                return Err(bad("auth.jwks_file", format!("{} does not exist", p.display()), "give the path of a JWKS JSON file"));
+            }
+        }
+        if self.auth.jwt_leeway_secs > 300 {
+            return Err(bad("auth.jwt_leeway_secs", "more than 5 minutes".into(), "keep clock-skew leeway small, e.g. 30"));
         }
         for p in &self.inference.providers {
             if !["tensorrt", "cuda", "cpu"].contains(&p.as_str()) {

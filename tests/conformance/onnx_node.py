@@ -181,7 +181,7 @@ def run_case(d):
                     raise RuntimeError(res["kind"])
                 expected.append((out_names[k], t))
             body = json.dumps({"model_b64": base64.b64encode(model_bytes).decode(), "inputs": inputs}).encode()
-            req = urllib.request.Request(f"{base}/invoke/{tenant}/nn-probe", data=body)
+            req = urllib.request.Request(f"{base}/invoke/{tenant}/nn-probe", data=body, headers={"Authorization": f"Bearer {os.environ['HELIXFLOW_TOKEN']}"})
             try:
                 r = json.load(urllib.request.urlopen(req, timeout=120))
             except urllib.error.HTTPError as e:

@@ -155,7 +155,8 @@ async fn bad_control_plane_requests_get_json_errors() {
         let addr = node.url.trim_start_matches("http://").to_string();
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let head = format!(
-            "POST /invoke/acme/chaos HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n"
+            "POST /invoke/acme/chaos HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\n\r\n",
+            helixflow_e2e::admin_key()
         );
         s.write_all(head.as_bytes()).await.unwrap();
         let chunk = vec![b'x'; 1 << 20];

@@ -3,6 +3,7 @@ use std::process::Command;
 
 fn hf(url: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(helixflow_bin())
+        .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
         .args(args)
         .env("HELIXFLOW_URL", url)
         .output()

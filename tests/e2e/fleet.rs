@@ -14,6 +14,7 @@ fn shared_config(node: &str, table: &str, bucket: &str, prefix: &str) -> String 
 /// `helixflow state init --config FILE` (with extra environment), asserting success.
 fn state_init(config_file: &std::path::Path, env: &[(&str, &str)]) -> String {
     let out = std::process::Command::new(helixflow_bin())
+        .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
         .args(["state", "init", "--config"])
         .arg(config_file)
         .envs(env.iter().copied())

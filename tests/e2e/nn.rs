@@ -351,6 +351,7 @@ async fn the_cli_pushes_lists_shows_and_deletes_models() {
     api.create_tenant("acme").await;
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(helixflow_e2e::helixflow_bin())
+            .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
             .arg("--url")
             .arg(&node.url)
             .args(args)

@@ -19,6 +19,7 @@ async fn onnx_node_tests_pass_through_wasi_nn_like_python_onnxruntime() {
     let (url, rep) = (node.url.clone(), report.clone());
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(required_env("HELIXFLOW_NN_PYTHON"))
+            .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
             .arg(script)
             .arg(url)
             .arg("conf")

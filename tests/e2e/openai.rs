@@ -19,6 +19,7 @@ async fn openai_python_client_gets_reference_embeddings() {
     let node_url = node.url.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
+            .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
             .arg(script)
             .arg(node_url)
             .arg("demo")
@@ -49,6 +50,7 @@ async fn classify_image_matches_a_python_reference_on_real_photos() {
     let (url, models) = (node.url.clone(), required_env("HELIXFLOW_MODELS_DIR"));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(required_env("HELIXFLOW_NN_PYTHON"))
+            .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
             .arg(root.join("tests/python/classify_images.py"))
             .arg(url)
             .arg("demo")

@@ -20,6 +20,8 @@ fn write_cert(dir: &Path, name: &str) -> std::path::PathBuf {
 fn curl(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "10"])
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", helixflow_e2e::admin_key()))
         .args(args)
         .output()
         .expect("curl is installed");

@@ -4,6 +4,7 @@ the same ONNX file), on real photos from PyPI wheels.
 Usage: classify_images.py BASE_URL TENANT MODELS_DIR LABELS
 """
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -32,7 +33,7 @@ def reference(path):
 
 
 def classify(data):
-    req = urllib.request.Request(f"{base}/{tenant}/classify-image/", data=data, method="POST")
+    req = urllib.request.Request(f"{base}/{tenant}/classify-image/", data=data, method="POST", headers={"Authorization": f"Bearer {os.environ['HELIXFLOW_TOKEN']}"})
     try:
         with urllib.request.urlopen(req) as r:
             return r.status, json.load(r)

@@ -5,6 +5,7 @@ Usage: openai_embeddings.py BASE_URL TENANT MODELS_DIR
 """
 import base64
 import json
+import os
 import sys
 import urllib.request
 
@@ -15,7 +16,11 @@ from tokenizers import Tokenizer
 
 base, tenant, models = sys.argv[1], sys.argv[2], sys.argv[3]
 MODEL = "all-minilm-l6-v2"
-client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-used-yet", organization=tenant, max_retries=0)
+TOKEN = os.environ["HELIXFLOW_TOKEN"]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The platform admin key names the tenant as the OpenAI organization; a tenant key
+# (tests/python/openai_keys.py) needs no organization.
+client = openai.OpenAI(base_url=f"{base}/v1", api_key=TOKEN, organization=tenant, max_retries=0)
 
 tok = Tokenizer.from_file(f"{models}/minilm-tokenizer.json")
 tok.no_truncation()
@@ -77,7 +82,7 @@ assert len(r.data[0].embedding) == 64 and abs(np.linalg.norm(r.data[0].embedding
 req = urllib.request.Request(
     f"{base}/v1/embeddings",
     data=json.dumps({"model": MODEL, "input": ["wire"], "encoding_format": "base64"}).encode(),
-    headers={"OpenAI-Organization": tenant, "content-type": "application/json"},
+    headers={"OpenAI-Organization": tenant, "content-type": "application/json", **AUTH},
 )
 raw = json.load(urllib.request.urlopen(req))
 v = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
@@ -99,12 +104,18 @@ for what, call, exc in [
         assert "message" in body and "type" in body, body
         print(f"{what}: {e.status_code} {body.get('code')}: {body.get('message')}")
 
-other = openai.OpenAI(base_url=f"{base}/v1", api_key="x", organization="someone-else", max_retries=0)
+other = openai.OpenAI(base_url=f"{base}/v1", api_key=TOKEN, organization="someone-else", max_retries=0)
 try:
     other.embeddings.create(model=MODEL, input="x")
     raise AssertionError("another tenant reached the model")
 except (openai.NotFoundError, openai.AuthenticationError, openai.PermissionDeniedError) as e:
     print(f"other tenant: {e.status_code}")
+bad = openai.OpenAI(base_url=f"{base}/v1", api_key="hfk_000000000000_" + "A" * 43, max_retries=0)
+try:
+    bad.embeddings.create(model=MODEL, input="x")
+    raise AssertionError("an unknown key was accepted")
+except openai.AuthenticationError as e:
+    print(f"unknown key: {e.status_code} {e.body.get('code') if isinstance(e.body, dict) else ''}")
 
 # The guest's WordPiece tokenizer equals the reference implementation.
 tricky = texts + [
@@ -115,6 +126,7 @@ tricky = texts + [
 req = urllib.request.Request(
     f"{base}/invoke/{tenant}/embed-minilm",
     data=json.dumps({"tokenize": tricky}).encode(),
+    headers=AUTH,
 )
 got = json.load(urllib.request.urlopen(req))["ids"]
 bad = [(t, g, tok.encode(t).ids) for t, g in zip(tricky, got) if g != tok.encode(t).ids]

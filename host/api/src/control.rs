@@ -126,8 +126,9 @@ pub async fn route(
     state: &AppState,
     req: http::Request<TrackedBody>,
     request_id: &str,
+    principal: Option<&helixflow_auth::Principal>,
 ) -> Response<Body> {
-    match route_inner(state, req, request_id).await {
+    match route_inner(state, req, request_id, principal).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -137,6 +138,7 @@ async fn route_inner(
     state: &AppState,
     req: http::Request<TrackedBody>,
     request_id: &str,
+    principal: Option<&helixflow_auth::Principal>,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path
@@ -184,6 +186,12 @@ async fn route_inner(
             gc(state, std::time::Duration::from_secs(grace), dry_run).await
         }
         (&Method::GET, ["v1", "admin", "inference"]) => crate::models::sessions(state),
+        (_, ["v1", "tenants", t, "keys", rest @ ..]) => crate::keys::route(state, req, t, rest, principal).await,
+        (&Method::POST, ["v1", "tenants", t, "jwt-secret"]) => crate::keys::rotate_jwt_secret(state, t).await,
+        (&Method::GET, ["v1", "tenants", t, "audit"]) => {
+            let limit = query(&req).get("limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).min(10_000);
+            ok(json!({"records": state.registry.audit_log(t, limit).await?}))
+        }
         (_, ["v1", "tenants", t, "models", rest @ ..]) => {
             let t = t.to_string();
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();

@@ -14,6 +14,28 @@ use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use tracing::Instrument;
 
+pub(crate) type Who = Result<Option<helixflow_auth::Principal>, helixflow_auth::AuthError>;
+
+/// Resolves a function for a caller. The caller needs the invoker role (or better) in
+/// the tenant, except for a public function's HTTP endpoint. A caller who may not
+/// invoke in that tenant gets 401/403 whether or not the function exists (no probing).
+pub(crate) async fn authorized_target(
+    state: &Arc<AppState>,
+    tenant: &str,
+    function: &str,
+    qualifier: Option<&str>,
+    who: &Who,
+    http_trigger: bool,
+) -> Result<Target, ApiError> {
+    let need = crate::access::Need::Tenant(tenant.to_string(), helixflow_auth::Action::Invoke);
+    let allowed = crate::access::check(who, &need);
+    match resolve(state, tenant, function, qualifier).await {
+        Ok(t) if http_trigger && t.function.config.public => Ok(t),
+        Ok(t) => allowed.map(|_| t),
+        Err(e) => Err(allowed.err().unwrap_or(e)),
+    }
+}
+
 /// Record metrics and logs of a finished invocation.
 fn record(
     state: &AppState,
@@ -94,8 +116,16 @@ pub async fn http_trigger_route(
     state: &Arc<AppState>,
     req: http::Request<TrackedBody>,
     request_id: &str,
+    who: &Who,
+    peer: std::net::SocketAddr,
 ) -> Response<Body> {
-    match http_trigger(state, req, request_id).await {
+    let path = req.uri().path().to_string();
+    match http_trigger(state, req, request_id, who).await {
+        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {
+            let tenant = path.trim_start_matches('/').split('/').next().map(str::to_string);
+            crate::denied(state, tenant.as_deref(), who, "http", &path, &e, peer, request_id).await;
+            e.into_response()
+        }
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -105,6 +135,7 @@ async fn http_trigger(
     state: &Arc<AppState>,
     req: http::Request<TrackedBody>,
     request_id: &str,
+    who: &Who,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
     let rest = path.trim_start_matches('/');
@@ -118,7 +149,7 @@ async fn http_trigger(
         )));
     }
     let (function, qualifier) = split_qualifier(&func_q);
-    let target = resolve(state, &tenant, function, qualifier).await?;
+    let target = authorized_target(state, &tenant, function, qualifier, who, true).await?;
     if !target.loaded.exports().http {
         return Err(ApiError::bad_request(
             "wrong_trigger",
@@ -215,8 +246,16 @@ pub async fn invoke_event_route(
     state: &Arc<AppState>,
     req: http::Request<TrackedBody>,
     request_id: &str,
+    who: &Who,
+    peer: std::net::SocketAddr,
 ) -> Response<Body> {
-    match invoke_event(state, req, request_id).await {
+    let path = req.uri().path().to_string();
+    match invoke_event(state, req, request_id, who).await {
+        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {
+            let tenant = path.trim_start_matches('/').split('/').nth(1).map(str::to_string);
+            crate::denied(state, tenant.as_deref(), who, "invoke", &path, &e, peer, request_id).await;
+            e.into_response()
+        }
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -226,6 +265,7 @@ async fn invoke_event(
     state: &Arc<AppState>,
     req: http::Request<TrackedBody>,
     request_id: &str,
+    who: &Who,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path
@@ -242,7 +282,7 @@ async fn invoke_event(
         return Err(ApiError::method_not_allowed());
     }
     let (function, qualifier) = split_qualifier(func_q);
-    let target = resolve(state, tenant, function, qualifier).await?;
+    let target = authorized_target(state, tenant, function, qualifier, who, false).await?;
     if !target.loaded.exports().event {
         return Err(ApiError::bad_request(
             "wrong_trigger",

@@ -11,10 +11,12 @@
 //! `helixflow-runtime` (execution), and every failure into an `ApiError`
 //! (status + `{"error":{"code","message"}}`).
 
+pub mod access;
 mod body;
 mod control;
 mod data;
 mod error;
+mod keys;
 mod logs;
 mod metrics;
 pub mod models;
@@ -83,6 +85,8 @@ pub struct AppState {
     pub registry: Registry,
     pub artifacts: ArtifactStore,
     pub settings: ApiSettings,
+    pub auth: access::AuthSettings,
+    keys: access::KeyCache,
     metrics: metrics::Metrics,
     logs: logs::LogBook,
     resolver: resolve::Resolver,
@@ -117,8 +121,11 @@ impl AppState {
         registry: Registry,
         artifacts: ArtifactStore,
         settings: ApiSettings,
+        auth: access::AuthSettings,
     ) -> Arc<Self> {
         Arc::new(AppState {
+            auth,
+            keys: access::KeyCache::default(),
             metrics: metrics::Metrics::new(&settings.node_id),
             logs: logs::LogBook::new(settings.log_records_per_function),
             resolver: resolve::Resolver::default(),
@@ -146,13 +153,45 @@ pub async fn handle(
     async move {
         let path = req.uri().path().to_string();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let who = access::authenticate(&state, req.headers()).await;
         let (plane, resp) = match segs.first().copied() {
             Some("healthz") if segs.len() == 1 => ("other", control::healthz(&state)),
-            Some("metrics") if segs.len() == 1 => ("other", control::metrics(&state)),
-            Some("api") => ("control", control::route(&state, req, &request_id).await),
-            Some("v1") => ("openai", openai::route(&state, req, &request_id).await),
-            Some("invoke") => ("data", data::invoke_event_route(&state, req, &request_id).await),
-            Some(s) if !s.is_empty() => ("data", data::http_trigger_route(&state, req, &request_id).await),
+            Some("metrics") if segs.len() == 1 => match access::check(&who, &access::Need::PlatformAdmin) {
+                Ok(_) => ("other", control::metrics(&state)),
+                Err(e) => {
+                    denied(&state, None, &who, "metrics", &path, &e, peer, &request_id).await;
+                    ("other", e.into_response())
+                }
+            },
+            Some("api") => {
+                let method = req.method().clone();
+                let api_segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').skip(1).collect();
+                let need = access::requirement(&method, &api_segs);
+                let tenant = match &need {
+                    access::Need::Tenant(t, _) => Some(t.clone()),
+                    _ => None,
+                };
+                match access::check(&who, &need) {
+                    Err(e) => {
+                        denied(&state, tenant.as_deref(), &who, "api", &path, &e, peer, &request_id).await;
+                        ("control", e.into_response())
+                    }
+                    Ok(principal) => {
+                        let resp = control::route(&state, req, &request_id, principal.as_ref()).await;
+                        if method != http::Method::GET && method != http::Method::HEAD {
+                            let status = resp.status().as_u16();
+                            let outcome = if status < 400 { "ok" } else { "error" };
+                            let tenant = tenant.or_else(|| api_segs.get(2).map(|s| s.to_string()).filter(|_| api_segs.get(1) == Some(&"tenants")));
+                            let action = format!("{} {}", method, route_template(&api_segs));
+                            access::audit(&state, tenant.as_deref(), &who, &action, &path, outcome, status, peer, &request_id).await;
+                        }
+                        ("control", resp)
+                    }
+                }
+            }
+            Some("v1") => ("openai", openai::route(&state, req, &request_id, &who).await),
+            Some("invoke") => ("data", data::invoke_event_route(&state, req, &request_id, &who, peer).await),
+            Some(s) if !s.is_empty() => ("data", data::http_trigger_route(&state, req, &request_id, &who, peer).await),
             _ => (
                 "other",
                 ApiError::not_found("no route here: see /api/v1, /{tenant}/{function}/..., /invoke/..., /metrics, /healthz")
@@ -182,6 +221,31 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// `POST v1/tenants/{t}/functions/{f}/versions` -> `POST tenants/*/functions/*/versions`.
+fn route_template(segs: &[&str]) -> String {
+    segs.iter()
+        .skip(1)
+        .enumerate()
+        .map(|(i, s)| if i % 2 == 1 { "*" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Records a refused request in the audit log.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn denied(
+    state: &AppState,
+    tenant: Option<&str>,
+    who: &Result<Option<helixflow_auth::Principal>, helixflow_auth::AuthError>,
+    plane: &str,
+    path: &str,
+    e: &ApiError,
+    peer: SocketAddr,
+    request_id: &str,
+) {
+    access::audit(state, tenant, who, &format!("auth.denied {plane}"), path, e.code, e.status.as_u16(), peer, request_id).await;
 }
 
 /// A socket to serve: plain HTTP (HTTP/1.1 + h2c) or HTTPS (TLS with ALPN h2/http1.1).

@@ -14,7 +14,6 @@ use crate::AppState;
 use crate::body::{Body, json_response};
 use crate::control::read_body;
 use crate::error::ApiError;
-use crate::resolve::resolve;
 use crate::tracked::TrackedBody;
 use base64::Engine as _;
 use http::{Method, Response, StatusCode};
@@ -52,14 +51,27 @@ impl From<ApiError> for OaiError {
     }
 }
 
-pub async fn route(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Response<Body> {
-    match route_inner(state, req, request_id).await {
+pub async fn route(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Response<Body> {
+    match route_inner(state, req, request_id, who).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn tenant_of(req: &http::Request<TrackedBody>) -> Result<String, OaiError> {
+/// The caller's tenant: the one its key or token belongs to. The platform admin names
+/// one as the OpenAI organization (`OpenAI-Organization`, `organization=` in clients).
+fn tenant_of(req: &http::Request<TrackedBody>, who: &crate::data::Who) -> Result<String, OaiError> {
+    let p = match who {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(auth_err(&helixflow_auth::AuthError::Missing)),
+        Err(e) => return Err(auth_err(e)),
+    };
+    if !p.role.can(helixflow_auth::Action::Invoke) {
+        return Err(OaiError { status: StatusCode::FORBIDDEN, kind: "permission_error", code: "forbidden".into(), param: None, message: "this key cannot invoke models".into() });
+    }
+    if let Some(t) = &p.tenant {
+        return Ok(t.clone());
+    }
     let t = req
         .headers()
         .get("openai-organization")
@@ -72,29 +84,39 @@ fn tenant_of(req: &http::Request<TrackedBody>) -> Result<String, OaiError> {
             kind: "invalid_request_error",
             code: "missing_tenant".into(),
             param: None,
-            message: "name your tenant as the OpenAI organization (OpenAI-Organization header, `organization=` in the client)".into(),
+            message: "the platform admin key must name a tenant as the OpenAI organization (OpenAI-Organization header, `organization=` in the client)".into(),
         })?;
     helixflow_store::registry::validate_name("tenant", t).map_err(|e| OaiError::invalid("invalid_tenant", None, e.to_string()))?;
     Ok(t.to_string())
 }
 
-async fn route_inner(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, OaiError> {
+fn auth_err(e: &helixflow_auth::AuthError) -> OaiError {
+    OaiError {
+        status: StatusCode::UNAUTHORIZED,
+        kind: "invalid_request_error",
+        code: "invalid_api_key".into(),
+        param: None,
+        message: format!("{e}: pass your HelixFlow API key as the OpenAI API key"),
+    }
+}
+
+async fn route_inner(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
     match (&method, &segs[1..]) {
         (&Method::GET, ["models"]) => {
-            let tenant = tenant_of(&req)?;
+            let tenant = tenant_of(&req, who)?;
             let models = state.registry.models(&tenant).await.map_err(ApiError::from)?;
             let data: Vec<Value> = models.iter().filter(|m| m.config.serve.is_some()).map(|m| model_json(m)).collect();
             Ok(json_response(StatusCode::OK, &json!({"object": "list", "data": data})))
         }
         (&Method::GET, ["models", id]) => {
-            let tenant = tenant_of(&req)?;
+            let tenant = tenant_of(&req, who)?;
             let m = served_model(state, &tenant, id).await?;
             Ok(json_response(StatusCode::OK, &model_json(&m)))
         }
-        (&Method::POST, ["embeddings"]) => embeddings(state, req, request_id).await,
+        (&Method::POST, ["embeddings"]) => embeddings(state, req, request_id, who).await,
         (_, ["models"] | ["models", _] | ["embeddings"]) => Err(OaiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             kind: "invalid_request_error",
@@ -140,8 +162,8 @@ async fn served_model(state: &AppState, tenant: &str, id: &str) -> Result<helixf
 
 const MAX_INPUTS: usize = 2048;
 
-async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str) -> Result<Response<Body>, OaiError> {
-    let tenant = tenant_of(&req)?;
+async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
+    let tenant = tenant_of(&req, who)?;
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
     let body: Value = serde_json::from_slice(&bytes)
@@ -205,7 +227,7 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
     if serve.kind != "embeddings" {
         return Err(OaiError::invalid("wrong_model_kind", Some("model"), format!("`{model}` is not an embeddings model")));
     }
-    let target = resolve(state, &tenant, &serve.function, None).await?;
+    let target = crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
     let payload = serde_json::to_vec(&json!({"model": model, "input": inputs})).unwrap_or_default();
     let out = crate::data::call_event(state, &target, payload, request_id, None).await;
     let raw = match out {

@@ -28,18 +28,24 @@ type ReqBody = BoxBody<Bytes, std::io::Error>;
 
 pub struct Client {
     base: String,
+    token: Option<String>,
     http: HyperClient<HttpConnector, ReqBody>,
 }
 
 impl Client {
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: &str, token: Option<String>) -> Self {
         Client {
             base: base.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
             http: HyperClient::builder(TokioExecutor::new()).build_http(),
         }
     }
 
-    async fn send(&self, req: http::Request<ReqBody>) -> Result<(http::StatusCode, Bytes)> {
+    async fn send(&self, mut req: http::Request<ReqBody>) -> Result<(http::StatusCode, Bytes)> {
+        if let Some(t) = &self.token {
+            let v = http::HeaderValue::from_str(&format!("Bearer {t}")).context("the token is not a valid header value")?;
+            req.headers_mut().insert(http::header::AUTHORIZATION, v);
+        }
         let resp = self
             .http
             .request(req)

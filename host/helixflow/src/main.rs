@@ -25,6 +25,9 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
+    /// API key, JWT or the platform admin key (client commands).
+    #[arg(long, global = true, env = "HELIXFLOW_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +66,9 @@ enum Command {
         memory_mb: Option<u32>,
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Anyone may call its HTTP endpoint, without credentials.
+        #[arg(long)]
+        public: bool,
         /// Environment variable for the function, KEY=VALUE (repeatable).
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
@@ -102,6 +108,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// API keys of a tenant: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// A tenant's audit log (control-plane actions and refused requests), newest first.
+    Audit {
+        #[arg(long, short)]
+        tenant: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// ONNX models: push (upload, with a progress bar), list, get, delete.
     #[command(subcommand)]
     Models(ModelsCmd),
@@ -113,6 +129,33 @@ enum Command {
         function: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key; the key is printed once and never again.
+    Create {
+        #[arg(long, short)]
+        tenant: String,
+        /// admin, developer, invoker or viewer.
+        #[arg(long, short)]
+        role: String,
+        #[arg(long, short, default_value = "cli")]
+        name: String,
+        /// Expire after this many seconds.
+        #[arg(long)]
+        expires_in_secs: Option<u64>,
+    },
+    List {
+        #[arg(long, short)]
+        tenant: String,
+    },
+    Revoke {
+        #[arg(long, short)]
+        tenant: String,
+        /// The key's prefix (the 12 hex characters after `hfk_`).
+        prefix: String,
     },
 }
 
@@ -258,7 +301,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let c = client::Client::new(&cli.url);
+    let c = client::Client::new(&cli.url, cli.token.clone());
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::State {
@@ -327,6 +370,7 @@ async fn run(cli: Cli) -> Result<()> {
             alias,
             memory_mb,
             timeout_ms,
+            public,
             env,
             description,
         } => {
@@ -338,8 +382,11 @@ async fn run(cli: Cli) -> Result<()> {
                 env_map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
             }
             let config =
-                (memory_mb.is_some() || timeout_ms.is_some() || !env_map.is_empty()).then(|| {
+                (memory_mb.is_some() || timeout_ms.is_some() || public || !env_map.is_empty()).then(|| {
                     let mut cfg = serde_json::json!({"env": env_map});
+                    if public {
+                        cfg["public"] = true.into();
+                    }
                     if let Some(m) = memory_mb {
                         cfg["memory_mb"] = m.into();
                     }
@@ -373,6 +420,23 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Models(cmd) => models_cmd(&c, cmd).await,
+        Command::Keys(cmd) => keys_cmd(&c, cmd).await,
+        Command::Audit { tenant, limit } => {
+            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/audit?limit={limit}"), None).await?;
+            for r in v["records"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {}  {}  {}  {} ({})  from {}",
+                    r["at"].as_str().unwrap_or_default(),
+                    r["actor"].as_str().unwrap_or_default(),
+                    r["action"].as_str().unwrap_or_default(),
+                    r["target"].as_str().unwrap_or_default(),
+                    r["outcome"].as_str().unwrap_or_default(),
+                    r["status"],
+                    r["source"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
         Command::Invoke {
             tenant,
             function,
@@ -593,6 +657,40 @@ async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
         ModelsCmd::Delete { tenant, model } => {
             let v = c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/models/{model}"), None).await?;
             println!("deleted {tenant}/{model} ({} versions)", v["deleted_versions"]);
+            Ok(())
+        }
+    }
+}
+
+async fn keys_cmd(c: &client::Client, cmd: KeysCmd) -> anyhow::Result<()> {
+    match cmd {
+        KeysCmd::Create { tenant, role, name, expires_in_secs } => {
+            let mut body = serde_json::json!({"name": name, "role": role});
+            if let Some(s) = expires_in_secs {
+                body["expires_in_secs"] = s.into();
+            }
+            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/keys"), Some(body)).await?;
+            eprintln!("created {} key {} for tenant {tenant} (shown once; store it now)", v["role"].as_str().unwrap_or_default(), v["prefix"].as_str().unwrap_or_default());
+            println!("{}", v["key"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        KeysCmd::List { tenant } => {
+            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/keys"), None).await?;
+            for k in v["keys"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    k["prefix"].as_str().unwrap_or_default(),
+                    k["role"].as_str().unwrap_or_default(),
+                    k["name"].as_str().unwrap_or_default(),
+                    k["created_at"].as_str().unwrap_or_default(),
+                    if k["revoked"] == true { "\trevoked" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        KeysCmd::Revoke { tenant, prefix } => {
+            c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/keys/{prefix}"), None).await?;
+            println!("revoked {prefix}");
             Ok(())
         }
     }

@@ -124,7 +124,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
         served_tenants: cfg.node.tenants.clone(),
     };
-    let state = AppState::new(Arc::new(runtime), registry, artifacts, settings);
+    let auth = auth_settings(&cfg)?;
+    let state = AppState::new(Arc::new(runtime), registry, artifacts, settings, auth);
     if let Some(inf) = &inference {
         for m in &cfg.inference.preload {
             let (tenant, model) = m.split_once('/').unwrap_or((m, ""));
@@ -226,4 +227,54 @@ fn start_inference(
     ));
     let inf = helixflow_nn::Inference::new(nn, source).context("starting the wasi:nn host")?;
     Ok(Some(inf))
+}
+
+/// Authentication settings. The platform admin key comes from `[auth] admin_key_sha256`,
+/// else `HELIXFLOW_ADMIN_KEY`, else `{data_dir}/admin.key` (generated, mode 0600, on
+/// first start; its path is logged, never the key).
+fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::AuthSettings> {
+    let a = &cfg.auth;
+    let jwks = match &a.jwks_file {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let jwt = helixflow_auth::JwtVerifier::new(jwks.as_deref(), a.jwt_issuer.clone(), a.jwt_audience.clone(), a.jwt_leeway_secs)
+        .map_err(anyhow::Error::msg)?;
+    let enforce = a.mode != "off";
+    if !enforce {
+        tracing::warn!("[auth] mode = \"off\": every caller is the platform admin; never expose this node");
+    }
+    let admin = if let Some(h) = &a.admin_key_sha256 {
+        h.to_ascii_lowercase()
+    } else if let Some(k) = std::env::var("HELIXFLOW_ADMIN_KEY").ok().filter(|k| !k.is_empty()) {
+        helixflow_auth::sha256_hex(&k)
+    } else {
+        let path = cfg.state.data_dir.join("admin.key");
+        let key = match std::fs::read_to_string(&path) {
+            Ok(k) => k.trim().to_string(),
+            Err(_) => {
+                let k = format!("hfadmin_{}", helixflow_auth::random_secret().map_err(anyhow::Error::msg)?);
+                std::fs::create_dir_all(&cfg.state.data_dir)?;
+                write_private(&path, &k)?;
+                k
+            }
+        };
+        tracing::info!(path = %path.display(), "platform admin key (HELIXFLOW_TOKEN for the CLI)");
+        helixflow_auth::sha256_hex(&key)
+    };
+    Ok(helixflow_api::access::AuthSettings { enforce, admin_key_sha256: Some(admin), jwt })
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
 }

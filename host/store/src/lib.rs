@@ -19,6 +19,7 @@
 mod artifacts;
 mod metadata;
 mod redb_backend;
+pub mod access;
 pub mod models;
 pub mod registry;
 

@@ -74,6 +74,10 @@ pub struct FunctionConfig {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Anyone may call the function's HTTP endpoint (no credentials). Off by default:
+    /// callers need a key or token with the invoker role (or better) in the tenant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,78 @@
+//! API keys and JWT secrets of a tenant (`/api/v1/tenants/{t}/keys`, `/jwt-secret`).
+//! A key's secret is returned once, at creation; only its SHA-256 is stored.
+
+use crate::AppState;
+use crate::body::{Body, json_response};
+use crate::control::read_body;
+use crate::error::ApiError;
+use crate::tracked::TrackedBody;
+use helixflow_auth::{ApiKey, Role};
+use helixflow_store::access::KeyRecord;
+use http::{Method, Response, StatusCode};
+use serde_json::json;
+
+fn view(k: &KeyRecord) -> serde_json::Value {
+    json!({"prefix": k.prefix, "name": k.name, "role": k.role, "created_at": k.created_at, "expires_at": k.valid_until, "revoked": k.revoked})
+}
+
+pub async fn route(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    tenant: &str,
+    rest: &[&str],
+    _principal: Option<&helixflow_auth::Principal>,
+) -> Result<Response<Body>, ApiError> {
+    match (req.method().clone(), rest) {
+        (Method::POST, []) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct NewKey {
+                name: String,
+                role: String,
+                #[serde(default)]
+                expires_in_secs: Option<u64>,
+            }
+            let (parts, body) = req.into_parts();
+            let bytes = read_body(body, &parts.headers, 16 << 10).await?;
+            let nk: NewKey = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+            let role = Role::parse(&nk.role)
+                .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be admin, developer, invoker or viewer"))?;
+            if nk.name.is_empty() || nk.name.len() > 100 || nk.name.chars().any(char::is_control) {
+                return Err(ApiError::bad_request("invalid_request", "name must be 1-100 printable characters"));
+            }
+            let key = ApiKey::generate().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let rec = KeyRecord {
+                tenant: tenant.to_string(),
+                prefix: key.prefix.clone(),
+                name: nk.name,
+                role: role.as_str().to_string(),
+                sha256: key.sha256.clone(),
+                created_at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
+                revoked: false,
+            };
+            state.registry.add_key(&rec).await?;
+            let mut v = view(&rec);
+            v["key"] = json!(key.key);
+            Ok(json_response(StatusCode::CREATED, &v))
+        }
+        (Method::GET, []) => {
+            let keys: Vec<_> = state.registry.keys(tenant).await?.iter().map(view).collect();
+            Ok(json_response(StatusCode::OK, &json!({"keys": keys})))
+        }
+        (Method::DELETE, [prefix]) => {
+            let rec = state.registry.revoke_key(tenant, prefix).await?;
+            crate::access::invalidate_keys(state);
+            Ok(json_response(StatusCode::OK, &view(&rec)))
+        }
+        _ => Err(ApiError::not_found("no such key route")),
+    }
+}
+
+/// A new HS256 secret for the tenant's JWTs (returned once; the old one stops working).
+pub async fn rotate_jwt_secret(state: &AppState, tenant: &str) -> Result<Response<Body>, ApiError> {
+    let secret = helixflow_auth::random_secret().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    state.registry.set_jwt_secret(tenant, &secret).await?;
+    Ok(json_response(StatusCode::CREATED, &json!({"hs256_secret": secret, "audience": "helixflow"})))
+}

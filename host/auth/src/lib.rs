@@ -1,0 +1,342 @@
+//! # helixflow-auth: who is calling, and what they may do
+//!
+//! * [`Principal`]: a tenant-scoped identity with a [`Role`], or the platform admin.
+//! * API keys ([`ApiKey`]): `hfk_{prefix}_{secret}`, 256 random bits of secret; the
+//!   prefix identifies the key (and is safe to show and log), only the SHA-256 of the
+//!   whole key is stored, comparisons are constant-time.
+//! * JWT bearer tokens ([`JwtVerifier`], `jsonwebtoken`): HS256 with a per-tenant secret,
+//!   RS256/ES256/EdDSA with keys from a configured JWKS file; `exp` required, `nbf`,
+//!   `aud`, `iss` checked with a small leeway; `alg: none` and unknown algorithms are
+//!   rejected before any key is looked up.
+//!
+//! Architecture invariant: this crate knows no HTTP and no storage: the api crate hands
+//! it header values and looked-up records, and gets a `Principal` or an [`AuthError`].
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+/// Roles, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything in the tenant, including keys and the audit log.
+    Admin,
+    /// Deploy functions and models; invoke; read.
+    Developer,
+    /// Invoke only.
+    Invoker,
+    /// Read: functions, models, logs, metrics, audit.
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "developer" => Some(Role::Developer),
+            "invoker" => Some(Role::Invoker),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Invoker => "invoker",
+            Role::Viewer => "viewer",
+        }
+    }
+    pub fn can(self, action: Action) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Developer => matches!(action, Action::Deploy | Action::Invoke | Action::Read),
+            Role::Invoker => action == Action::Invoke,
+            Role::Viewer => action == Action::Read,
+        }
+    }
+}
+
+/// What a request does to a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Keys, tenant settings, JWT secret.
+    Manage,
+    /// Create/change/delete functions, models, aliases, config.
+    Deploy,
+    /// Run functions (HTTP, events, OpenAI API).
+    Invoke,
+    /// Read functions, models, logs, metrics, audit.
+    Read,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `None`: the platform admin (every tenant, and platform routes).
+    pub tenant: Option<String>,
+    pub role: Role,
+    /// Key prefix, JWT `sub`, or `platform-admin`: what the audit log records.
+    pub subject: String,
+    /// `api_key`, `jwt` or `admin_key`.
+    pub via: &'static str,
+}
+
+impl Principal {
+    pub fn platform_admin() -> Principal {
+        Principal { tenant: None, role: Role::Admin, subject: "platform-admin".into(), via: "admin_key" }
+    }
+    pub fn is_platform_admin(&self) -> bool {
+        self.tenant.is_none() && self.role == Role::Admin
+    }
+    /// May this principal do `action` in `tenant`?
+    pub fn allows(&self, tenant: &str, action: Action) -> bool {
+        match &self.tenant {
+            None => self.role == Role::Admin,
+            Some(t) => t == tenant && self.role.can(action),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials")]
+    Missing,
+    #[error("malformed credentials")]
+    Malformed,
+    #[error("invalid credentials")]
+    Invalid,
+    #[error("credentials expired")]
+    Expired,
+    #[error("credentials revoked")]
+    Revoked,
+    #[error("token not valid yet")]
+    NotYetValid,
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_credentials",
+            AuthError::Malformed => "malformed_credentials",
+            AuthError::Invalid => "invalid_credentials",
+            AuthError::Expired => "expired_credentials",
+            AuthError::Revoked => "revoked_credentials",
+            AuthError::NotYetValid => "credentials_not_yet_valid",
+        }
+    }
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// Constant-time equality of two hex digests.
+pub fn digest_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A freshly minted API key (the only time the secret exists in the clear).
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// `hfk_{prefix}_{secret}`: shown once.
+    pub key: String,
+    /// 12 hex characters: identifies the key, safe to display and log.
+    pub prefix: String,
+    /// SHA-256 of `key`, the only thing stored.
+    pub sha256: String,
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|_| AuthError::Invalid)?;
+    Ok(b)
+}
+
+impl ApiKey {
+    pub fn generate() -> Result<ApiKey, AuthError> {
+        use base64::Engine as _;
+        let prefix = hex::encode(random_bytes::<6>()?);
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+        let key = format!("hfk_{prefix}_{secret}");
+        let sha256 = sha256_hex(&key);
+        Ok(ApiKey { key, prefix, sha256 })
+    }
+
+    /// The prefix of a well-formed key, or `Malformed`.
+    pub fn prefix_of(key: &str) -> Result<&str, AuthError> {
+        let rest = key.strip_prefix("hfk_").ok_or(AuthError::Malformed)?;
+        let (prefix, secret) = rest.split_once('_').ok_or(AuthError::Malformed)?;
+        let ok = prefix.len() == 12
+            && prefix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && secret.len() == 43
+            && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok { Ok(prefix) } else { Err(AuthError::Malformed) }
+    }
+}
+
+/// A random secret for HS256 (base64url, 256 bits).
+pub fn random_secret() -> Result<String, AuthError> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
+}
+
+/// The claims HelixFlow reads from a JWT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    /// The tenant the token is for.
+    pub tenant: String,
+    /// `admin`, `developer`, `invoker` or `viewer`.
+    pub role: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// JWT verification settings.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    issuer: Option<String>,
+    audience: String,
+    leeway_secs: u64,
+}
+
+impl JwtVerifier {
+    /// `jwks_json`: the JWKS document for asymmetric tokens (None: HS256 only).
+    pub fn new(jwks_json: Option<&str>, issuer: Option<String>, audience: String, leeway_secs: u64) -> Result<JwtVerifier, String> {
+        let jwks = match jwks_json {
+            Some(j) => Some(serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(j).map_err(|e| format!("JWKS: {e}"))?),
+            None => None,
+        };
+        Ok(JwtVerifier { jwks, issuer, audience, leeway_secs })
+    }
+
+    /// The tenant a token claims, read without verifying anything: only used to pick
+    /// the tenant's HS256 secret, which then verifies the token.
+    pub fn unverified_tenant(token: &str) -> Result<String, AuthError> {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).ok_or(AuthError::Malformed)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| AuthError::Malformed)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
+        v.get("tenant").and_then(|t| t.as_str()).map(str::to_string).ok_or(AuthError::Malformed)
+    }
+
+    /// Is this token HS256 (verify with the tenant's secret) or asymmetric (JWKS)?
+    pub fn is_hs256(token: &str) -> Result<bool, AuthError> {
+        let h = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        Ok(h.alg == jsonwebtoken::Algorithm::HS256)
+    }
+
+    /// Verifies `token`; `hs256_secret` is the claimed tenant's secret, when it has one.
+    pub fn verify(&self, token: &str, hs256_secret: Option<&str>) -> Result<Principal, AuthError> {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let (key, alg) = match header.alg {
+            Algorithm::HS256 => (DecodingKey::from_secret(hs256_secret.ok_or(AuthError::Invalid)?.as_bytes()), Algorithm::HS256),
+            alg @ (Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) => {
+                let set = self.jwks.as_ref().ok_or(AuthError::Invalid)?;
+                let jwk = match &header.kid {
+                    Some(kid) => set.find(kid),
+                    None if set.keys.len() == 1 => set.keys.first(),
+                    None => None,
+                }
+                .ok_or(AuthError::Invalid)?;
+                (DecodingKey::from_jwk(jwk).map_err(|_| AuthError::Invalid)?, alg)
+            }
+            _ => return Err(AuthError::Invalid),
+        };
+        let mut v = Validation::new(alg);
+        v.leeway = self.leeway_secs;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "aud"]);
+        v.set_audience(&[&self.audience]);
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => AuthError::Expired,
+                K::ImmatureSignature => AuthError::NotYetValid,
+                K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => AuthError::Malformed,
+                _ => AuthError::Invalid,
+            }
+        })?;
+        let c = data.claims;
+        let role = Role::parse(&c.role).ok_or(AuthError::Invalid)?;
+        Ok(Principal { tenant: Some(c.tenant), role, subject: format!("jwt:{}", c.sub), via: "jwt" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    #[test]
+    fn roles_grant_what_the_table_says() {
+        use Action::*;
+        assert!(Role::Admin.can(Manage) && Role::Admin.can(Deploy));
+        assert!(Role::Developer.can(Deploy) && Role::Developer.can(Invoke) && !Role::Developer.can(Manage));
+        assert!(Role::Invoker.can(Invoke) && !Role::Invoker.can(Read) && !Role::Invoker.can(Deploy));
+        assert!(Role::Viewer.can(Read) && !Role::Viewer.can(Invoke));
+        let p = Principal { tenant: Some("a".into()), role: Role::Admin, subject: "k".into(), via: "api_key" };
+        assert!(p.allows("a", Manage) && !p.allows("b", Read), "a tenant admin is admin of its tenant only");
+        assert!(Principal::platform_admin().allows("anything", Manage));
+    }
+
+    #[test]
+    fn api_keys_are_random_prefixed_and_only_their_hash_is_kept() {
+        let a = ApiKey::generate().unwrap();
+        let b = ApiKey::generate().unwrap();
+        assert_ne!(a.key, b.key);
+        assert_eq!(ApiKey::prefix_of(&a.key).unwrap(), a.prefix);
+        assert!(digest_eq(&sha256_hex(&a.key), &a.sha256));
+        assert!(!digest_eq(&sha256_hex(&b.key), &a.sha256));
+        for bad in ["", "hfk_", "hfk_abc_def", "Bearer x", "hfk_ABCDEFABCDEF_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+            assert_eq!(ApiKey::prefix_of(bad), Err(AuthError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jwt_checks_signature_time_audience_and_algorithm() {
+        let v = JwtVerifier::new(None, Some("idp".into()), "helixflow".into(), 5).unwrap();
+        let claims = |exp: u64, nbf: Option<u64>, aud: &str| Claims {
+            sub: "u1".into(),
+            tenant: "acme".into(),
+            role: "developer".into(),
+            exp,
+            nbf,
+            iss: Some("idp".into()),
+            aud: Some(aud.into()),
+        };
+        let sign = |c: &Claims, secret: &str| encode(&Header::default(), c, &EncodingKey::from_secret(secret.as_bytes())).unwrap();
+        let good = sign(&claims(now() + 60, None, "helixflow"), "s3cret");
+        let p = v.verify(&good, Some("s3cret")).unwrap();
+        assert_eq!((p.tenant.as_deref(), p.role), (Some("acme"), Role::Developer));
+        assert_eq!(JwtVerifier::unverified_tenant(&good).unwrap(), "acme");
+        assert_eq!(v.verify(&good, Some("other")), Err(AuthError::Invalid));
+        assert_eq!(v.verify(&sign(&claims(now() - 60, None, "helixflow"), "s3cret"), Some("s3cret")), Err(AuthError::Expired));
+        assert_eq!(v.verify(&sign(&claims(now() + 60, Some(now() + 60), "helixflow"), "s3cret"), Some("s3cret")), Err(AuthError::NotYetValid));
+        assert_eq!(v.verify(&sign(&claims(now() + 60, None, "other"), "s3cret"), Some("s3cret")), Err(AuthError::Invalid));
+        // alg: none, hand-made.
+        use base64::Engine as _;
+        let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let none = format!("{}.{}.", b(r#"{"alg":"none","typ":"JWT"}"#), b(&serde_json::to_string(&claims(now() + 60, None, "helixflow")).unwrap()));
+        assert!(v.verify(&none, Some("s3cret")).is_err());
+        assert_eq!(v.verify("not.a.jwt", Some("s3cret")), Err(AuthError::Malformed));
+    }
+}

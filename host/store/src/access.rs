@@ -1,0 +1,152 @@
+//! Access records: API keys (hashed), per-tenant JWT secrets, and the audit log.
+//!
+//! | item          | pk                 | sk                          |
+//! |---------------|--------------------|-----------------------------|
+//! | api key       | `T#{tenant}`       | `KEY#{prefix}`              |
+//! | key index     | `KEYS`             | `{prefix}`                  |
+//! | JWT secret    | `T#{tenant}`       | `JWT`                       |
+//! | audit record  | `AUDIT#{tenant}`   | `{unix_nanos:020}#{rand}`   |
+//!
+//! A key and its index item are written in one transaction; a key record holds the
+//! SHA-256 of the key, never the key. Audit records are only ever created (conditional
+//! on not existing), never updated or deleted by the API: append-only. Platform-level
+//! events (tenant creation, failures with no tenant) go to the `_platform` log.
+
+use crate::registry::{Registry, RegistryError, Result};
+use crate::{Condition, StoreError, WriteOp};
+use serde::{Deserialize, Serialize};
+
+/// The audit log of events that belong to no tenant.
+pub const PLATFORM_AUDIT: &str = "_platform";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub tenant: String,
+    pub prefix: String,
+    pub name: String,
+    pub role: String,
+    /// SHA-256 (hex) of the whole key.
+    pub sha256: String,
+    pub created_at: String,
+    /// Unix seconds; `None` = no expiry. (Not `expires_at`: the store would make the
+    /// record vanish, and the caller would get "invalid" instead of "expired".)
+    #[serde(default)]
+    pub valid_until: Option<u64>,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// RFC 3339.
+    pub at: String,
+    pub tenant: String,
+    /// Key prefix / JWT subject / `platform-admin` / `anonymous`.
+    pub actor: String,
+    /// e.g. `deploy`, `keys.create`, `auth.denied`.
+    pub action: String,
+    /// e.g. `functions/hello`.
+    pub target: String,
+    /// `ok`, or the error code.
+    pub outcome: String,
+    pub status: u16,
+    pub source: String,
+    pub request_id: String,
+}
+
+fn from<T: for<'de> Deserialize<'de>>(i: &crate::Item) -> Result<T> {
+    serde_json::from_value(serde_json::Value::Object(i.attrs.clone()))
+        .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", i.pk, i.sk)).into())
+}
+
+impl Registry {
+    /// Records a new key (its hash) for `tenant`.
+    pub async fn add_key(&self, rec: &KeyRecord) -> Result<()> {
+        self.tenant(&rec.tenant).await?;
+        let ops = vec![
+            WriteOp::Put {
+                pk: format!("T#{}", rec.tenant),
+                sk: format!("KEY#{}", rec.prefix),
+                attrs: crate::registry::attrs_of(rec)?,
+                condition: Condition::NotExists,
+            },
+            WriteOp::Put {
+                pk: "KEYS".into(),
+                sk: rec.prefix.clone(),
+                attrs: crate::registry::attrs_of(&serde_json::json!({"tenant": rec.tenant}))?,
+                condition: Condition::NotExists,
+            },
+        ];
+        match self.store().transact(ops).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict("key prefix collision; retry".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The key with this prefix, wherever it lives (`None`: no such key).
+    pub async fn key_by_prefix(&self, prefix: &str) -> Result<Option<KeyRecord>> {
+        let Some(idx) = self.store().get("KEYS", prefix).await? else { return Ok(None) };
+        let Some(tenant) = idx.str("tenant").map(str::to_string) else { return Ok(None) };
+        match self.store().get(&format!("T#{tenant}"), &format!("KEY#{prefix}")).await? {
+            Some(i) => Ok(Some(from(&i)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn keys(&self, tenant: &str) -> Result<Vec<KeyRecord>> {
+        self.tenant(tenant).await?;
+        self.store().query_all(&format!("T#{tenant}"), "KEY#").await?.iter().map(from).collect()
+    }
+
+    /// Marks a key revoked (the record stays, for the audit trail).
+    pub async fn revoke_key(&self, tenant: &str, prefix: &str) -> Result<KeyRecord> {
+        let pk = format!("T#{tenant}");
+        let sk = format!("KEY#{prefix}");
+        let item = self
+            .store()
+            .get(&pk, &sk)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("no key {prefix:?} in tenant {tenant:?}")))?;
+        let mut rec: KeyRecord = from(&item)?;
+        rec.revoked = true;
+        self.store().put(&pk, &sk, crate::registry::attrs_of(&rec)?, Condition::VersionIs(item.version)).await?;
+        Ok(rec)
+    }
+
+    pub async fn set_jwt_secret(&self, tenant: &str, secret: &str) -> Result<()> {
+        self.tenant(tenant).await?;
+        self.store()
+            .put(&format!("T#{tenant}"), "JWT", crate::registry::attrs_of(&serde_json::json!({"hs256_secret": secret}))?, Condition::Always)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn jwt_secret(&self, tenant: &str) -> Result<Option<String>> {
+        Ok(self.store().get(&format!("T#{tenant}"), "JWT").await?.and_then(|i| i.str("hs256_secret").map(str::to_string)))
+    }
+
+    /// Appends an audit record.
+    pub async fn audit(&self, rec: &AuditRecord) -> Result<()> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let mut r = [0u8; 4];
+        getrandom::fill(&mut r).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        self.store()
+            .put(
+                &format!("AUDIT#{}", rec.tenant),
+                &format!("{nanos:020}#{}", hex::encode(r)),
+                crate::registry::attrs_of(rec)?,
+                Condition::NotExists,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit records of `tenant`, newest first.
+    pub async fn audit_log(&self, tenant: &str, limit: usize) -> Result<Vec<AuditRecord>> {
+        let mut all: Vec<AuditRecord> = self.store().query_all(&format!("AUDIT#{tenant}"), "").await?.iter().map(from).collect::<Result<_>>()?;
+        all.reverse();
+        all.truncate(limit);
+        Ok(all)
+    }
+}

@@ -1,0 +1,247 @@
+//! Identities, RBAC and the audit log, adversarially: every test prints what it tried
+//! and what happened.
+
+use helixflow_e2e::{Api, Http, Node, Resp};
+use serde_json::{Value, json};
+
+async fn key(api: &Api<'_>, tenant: &str, role: &str) -> String {
+    let r = api.http.post_json(&api.url(&format!("/api/v1/tenants/{tenant}/keys")), json!({"name": format!("{role}-key"), "role": role})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["key"].as_str().unwrap().to_string()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Tenant `bob` with a function, a model, logs; tenant `alice` with an admin key.
+async fn two_tenants(api: &Api<'_>) -> String {
+    api.create_tenant("alice").await;
+    api.create_tenant("bob").await;
+    api.deploy("bob", "bob-secret-fn", "echo-event", "?alias=live").await;
+    let r = api.http.post(&api.url("/invoke/bob/bob-secret-fn"), "bob's private payload").await;
+    assert_eq!(r.status, 200);
+    let m = crate::nn::push(api, "bob", "bob-secret-model", "identity_fp32.onnx", json!({})).await;
+    assert_eq!(m.status, 201);
+    key(api, "alice", "admin").await
+}
+
+fn leaks(r: &Resp) -> bool {
+    let t = r.text();
+    t.contains("bob-secret") || t.contains("private payload")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_credentials_reach_nothing_and_learn_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    let alice_key = two_tenants(&api).await;
+    let alice = Http::with_token(Some(&alice_key));
+    let u = |p: &str| api.url(p);
+    let wasm = helixflow_e2e::guest("echo-event");
+    let attempts: Vec<(&str, String, Vec<u8>)> = vec![
+        ("GET", u("/api/v1/tenants"), vec![]),
+        ("POST", u("/api/v1/tenants"), br#"{"name":"mallory"}"#.to_vec()),
+        ("GET", u("/api/v1/tenants/bob"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/functions"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/functions/bob-secret-fn"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/functions/no-such-fn"), vec![]),
+        ("POST", u("/api/v1/tenants/bob/functions/bob-secret-fn/versions"), wasm.clone()),
+        ("DELETE", u("/api/v1/tenants/bob/functions/bob-secret-fn"), vec![]),
+        ("PUT", u("/api/v1/tenants/bob/functions/bob-secret-fn/config"), br#"{"public":true}"#.to_vec()),
+        ("PUT", u("/api/v1/tenants/bob/functions/bob-secret-fn/aliases/live"), br#"{"version":1}"#.to_vec()),
+        ("GET", u("/api/v1/tenants/bob/functions/bob-secret-fn/logs"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/models"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/models/bob-secret-model"), vec![]),
+        ("DELETE", u("/api/v1/tenants/bob/models/bob-secret-model"), vec![]),
+        ("POST", u("/api/v1/tenants/bob/models/x/versions"), vec![1, 2, 3]),
+        ("GET", u("/api/v1/tenants/bob/keys"), vec![]),
+        ("POST", u("/api/v1/tenants/bob/keys"), br#"{"name":"x","role":"admin"}"#.to_vec()),
+        ("POST", u("/api/v1/tenants/bob/jwt-secret"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/audit"), vec![]),
+        ("POST", u("/api/v1/admin/gc"), vec![]),
+        ("GET", u("/api/v1/admin/inference"), vec![]),
+        ("GET", u("/metrics"), vec![]),
+        ("POST", u("/invoke/bob/bob-secret-fn"), b"x".to_vec()),
+        ("POST", u("/invoke/bob/no-such-fn"), b"x".to_vec()),
+        ("GET", u("/bob/bob-secret-fn/"), vec![]),
+        ("POST", u("/public/models"), vec![]),
+        ("POST", u("/api/v1/tenants/public/models/x/versions"), vec![1, 2, 3]),
+    ];
+    for (method, url, body) in attempts {
+        let r = alice.request(method, &url, &[], body).await;
+        println!("alice {method:6} {:60} -> {} {}", url.trim_start_matches(&node.url), r.status, r.code());
+        assert!(matches!(r.status, 401 | 403 | 404 | 405), "{method} {url}: {} {}", r.status, r.text());
+        assert!(!leaks(&r), "{method} {url} leaked: {}", r.text());
+    }
+    // The same answer whether the function exists or not (no probing).
+    let a = alice.post(&u("/invoke/bob/bob-secret-fn"), "x").await;
+    let b = alice.post(&u("/invoke/bob/no-such-fn"), "x").await;
+    assert_eq!((a.status, a.text()), (b.status, b.text()));
+    // OpenAI API: alice's key is alice's tenant; bob's model is not there.
+    let r = alice
+        .request("POST", &u("/v1/embeddings"), &[("openai-organization", "bob")], br#"{"model":"bob-secret-model","input":"x"}"#.to_vec())
+        .await;
+    println!("alice POST /v1/embeddings as org bob -> {} {}", r.status, r.text());
+    assert_eq!(r.status, 404);
+    // Bob's things are all still there.
+    assert_eq!(api.http.get(&u("/api/v1/tenants/bob/functions/bob-secret-fn")).await.status, 200);
+    assert_eq!(api.http.get(&u("/api/v1/tenants/bob/models/bob-secret-model")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_credentials_are_401_never_500() {
+    let dir = tempfile::tempdir().unwrap();
+    // An Ed25519 key pair for JWKS-verified tokens.
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    use base64::Engine as _;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.public_key_raw());
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA", "use": "sig"}]});
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let node = Node::start(dir.path(), Some(&format!("[auth]\njwks_file = \"{}\"\njwt_issuer = \"idp\"\njwt_leeway_secs = 5\n", jwks_path.display())));
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "echo", "echo-event", "").await;
+    let secret = api.http.post(&api.url("/api/v1/tenants/acme/jwt-secret"), "").await.json()["hs256_secret"].as_str().unwrap().to_string();
+    let ed = jsonwebtoken::EncodingKey::from_ed_pem(kp.serialize_pem().as_bytes()).unwrap();
+    let hs = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let claims = |exp: u64, nbf: u64, aud: &str, iss: &str, tenant: &str| {
+        json!({"sub": "u1", "tenant": tenant, "role": "invoker", "exp": exp, "nbf": nbf, "aud": aud, "iss": iss})
+    };
+    let hs256 = |c: &Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), c, &hs).unwrap();
+    let eddsa = |c: &Value| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(&h, c, &ed).unwrap()
+    };
+    let t = now();
+    let good = claims(t + 300, t - 10, "helixflow", "idp", "acme");
+    let invoke = |token: Option<String>| {
+        let url = api.url("/invoke/acme/echo");
+        async move { Http::with_token(token.as_deref()).post(&url, "hi").await }
+    };
+    // The good ones work, both ways.
+    assert_eq!(invoke(Some(hs256(&good))).await.status, 200, "HS256 with the tenant's secret");
+    assert_eq!(invoke(Some(eddsa(&good))).await.status, 200, "EdDSA from the JWKS file");
+    let revoked = key(&api, "acme", "invoker").await;
+    let prefix = revoked[4..16].to_string();
+    assert_eq!(invoke(Some(revoked.clone())).await.status, 200);
+    let r = api.http.request("DELETE", &api.url(&format!("/api/v1/tenants/acme/keys/{prefix}")), &[], Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = api.http.post_json(&api.url("/api/v1/tenants/acme/keys"), json!({"name": "short", "role": "invoker", "expires_in_secs": 1})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let expiring = r.json()["key"].as_str().unwrap().to_string();
+    assert_eq!(invoke(Some(expiring.clone())).await.status, 200, "valid before it expires");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let alg_none = format!("{}.{}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#), B64.encode(good.to_string()));
+    let mut tampered = hs256(&good);
+    tampered.pop();
+    tampered.push('A');
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("no credentials", None),
+        ("expired JWT", Some(hs256(&claims(t - 600, t - 900, "helixflow", "idp", "acme")))),
+        ("not-yet-valid JWT", Some(hs256(&claims(t + 900, t + 600, "helixflow", "idp", "acme")))),
+        ("wrong signature (other secret)", Some(jsonwebtoken::encode(&jsonwebtoken::Header::default(), &good, &jsonwebtoken::EncodingKey::from_secret(b"guess")).unwrap())),
+        ("tampered signature", Some(tampered)),
+        ("alg: none", Some(alg_none)),
+        ("wrong audience", Some(eddsa(&claims(t + 300, t - 10, "someone-else", "idp", "acme")))),
+        ("wrong issuer", Some(eddsa(&claims(t + 300, t - 10, "helixflow", "evil", "acme")))),
+        ("EdDSA token with an unknown kid", Some({
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            h.kid = Some("nope".into());
+            jsonwebtoken::encode(&h, &good, &ed).unwrap()
+        })),
+        ("HS256 for a tenant without a secret", Some(hs256(&claims(t + 300, t - 10, "helixflow", "idp", "ghost")))),
+        ("revoked key", Some(revoked)),
+        ("expired key", Some(expiring.clone())),
+        ("unknown key", Some(format!("hfk_0123456789ab_{}", "A".repeat(43)))),
+        ("malformed key", Some("hfk_xyz".into())),
+        ("garbage", Some("!!!".into())),
+        ("a.b.c", Some("a.b.c".into())),
+        ("huge token", Some("x".repeat(20_000))),
+    ];
+    for (what, token) in cases {
+        let r = invoke(token).await;
+        println!("{what:40} -> {} {}", r.status, r.code());
+        assert!(r.status == 401 || r.status == 403, "{what}: {} {}", r.status, r.text());
+    }
+    let r = invoke(Some(expiring)).await;
+    assert_eq!(r.code(), "expired_credentials", "{}", r.text());
+    for (what, header) in [("Basic scheme", "Basic dXNlcjpwYXNz"), ("Bearer without token", "Bearer"), ("Bearer + spaces", "Bearer    ")] {
+        let r = Http::anonymous().request("POST", &api.url("/invoke/acme/echo"), &[("authorization", header)], b"x".to_vec()).await;
+        println!("{what:40} -> {} {}", r.status, r.code());
+        assert_eq!(r.status, 401, "{what}");
+    }
+    assert_eq!(api.http.get(&api.url("/healthz")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_public_functions_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "echo", "echo-event", "").await;
+    api.deploy("acme", "hello", "hello", "").await;
+    let keys: Vec<(String, Http)> = {
+        let mut v = Vec::new();
+        for role in ["admin", "developer", "invoker", "viewer"] {
+            let k = key(&api, "acme", role).await;
+            v.push((role.to_string(), Http::with_token(Some(&k))));
+        }
+        v
+    };
+    let u = |p: &str| api.url(p);
+    let wasm = helixflow_e2e::guest("echo-event");
+    // (what, method, path, body, roles allowed)
+    let matrix: Vec<(&str, &str, String, Vec<u8>, &[&str])> = vec![
+        ("create a key", "POST", u("/api/v1/tenants/acme/keys"), br#"{"name":"n","role":"viewer"}"#.to_vec(), &["admin"]),
+        ("list keys", "GET", u("/api/v1/tenants/acme/keys"), vec![], &["admin"]),
+        ("deploy", "POST", u("/api/v1/tenants/acme/functions/echo/versions"), wasm, &["admin", "developer"]),
+        ("list functions", "GET", u("/api/v1/tenants/acme/functions"), vec![], &["admin", "developer", "viewer"]),
+        ("read logs", "GET", u("/api/v1/tenants/acme/functions/echo/logs"), vec![], &["admin", "developer", "viewer"]),
+        ("read audit", "GET", u("/api/v1/tenants/acme/audit"), vec![], &["admin", "developer", "viewer"]),
+        ("invoke", "POST", u("/invoke/acme/echo"), b"x".to_vec(), &["admin", "developer", "invoker"]),
+        ("create a tenant", "POST", u("/api/v1/tenants"), br#"{"name":"other"}"#.to_vec(), &[]),
+    ];
+    for (what, method, url, body, allowed) in matrix {
+        for (role, http) in &keys {
+            let r = http.request(method, &url, &[("content-type", "application/json")], body.clone()).await;
+            let ok = r.status < 300;
+            println!("{role:10} {what:16} -> {}", r.status);
+            assert_eq!(ok, allowed.contains(&role.as_str()), "{role} {what}: {} {}", r.status, r.text());
+            if !ok {
+                assert_eq!(r.status, 403, "{role} {what}");
+            }
+        }
+    }
+    // HTTP endpoints need credentials unless the function is public.
+    let anon = Http::anonymous();
+    assert_eq!(anon.get(&u("/acme/hello/")).await.status, 401);
+    let r = api.http.put_json(&u("/api/v1/tenants/acme/functions/hello/config"), json!({"public": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = anon.get(&u("/acme/hello/?name=anyone")).await;
+    assert_eq!(r.status, 200, "a public function answers anyone: {}", r.text());
+    assert_eq!(anon.post(&u("/invoke/acme/hello"), "x").await.status, 401, "public covers HTTP only");
+    assert_eq!(anon.get(&u("/metrics")).await.status, 401);
+    // The audit log: control-plane writes and refusals, with actor, outcome and source.
+    let log = keys[0].1.get(&u("/api/v1/tenants/acme/audit?limit=500")).await.json();
+    let recs = log["records"].as_array().unwrap();
+    println!("{} audit records; newest: {}", recs.len(), recs[0]);
+    let has = |action: &str, outcome: &str| recs.iter().any(|r| r["action"].as_str().unwrap().starts_with(action) && r["outcome"] == outcome);
+    assert!(has("POST tenants/*/functions/*/versions", "ok"), "deploys are audited");
+    assert!(has("POST tenants/*/keys", "ok"), "key creation is audited");
+    assert!(has("auth.denied", "forbidden"), "refusals are audited");
+    assert!(has("auth.denied", "missing_credentials"), "anonymous refusals too");
+    assert!(recs.iter().all(|r| r["source"].as_str().unwrap().starts_with("127.0.0.1:") && !r["at"].as_str().unwrap().is_empty()));
+    assert!(recs.iter().any(|r| r["actor"].as_str().unwrap().starts_with("key:")));
+    assert!(!log.to_string().contains("hfk_"), "no key material in the audit log");
+    // Keys are stored hashed: the list never shows a key.
+    let listed = keys[0].1.get(&u("/api/v1/tenants/acme/keys")).await;
+    assert!(!listed.text().contains("hfk_") && !listed.text().contains("sha256"), "{}", listed.text());
+}
