@@ -127,3 +127,42 @@ fn config_check_reports_file_line_and_hint() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_bootstraps_tenants_keys_and_reads_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    // The README's bootstrap: the platform admin creates a tenant and its admin key.
+    let (code, _, err) = hf(&node.url, &["tenants", "create", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, key, err) = hf(&node.url, &["keys", "create", "-t", "acme", "-r", "admin", "-n", "ops"]);
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim().to_string();
+    assert!(key.starts_with("hfk_") && err.contains("shown once"), "{key} / {err}");
+    // The tenant admin (not the platform admin) takes it from here.
+    let as_tenant = |args: &[&str]| {
+        let out = Command::new(helixflow_bin()).env("HELIXFLOW_URL", &node.url).env("HELIXFLOW_TOKEN", &key).args(args).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, dev_key, err) = as_tenant(&["keys", "create", "-t", "acme", "-r", "developer"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = as_tenant(&["deploy", "-t", "acme", "-f", "echo", &guest_path("echo_event")]);
+    assert_eq!(code, 0, "{err}");
+    let (code, list, _) = as_tenant(&["keys", "list", "-t", "acme"]);
+    assert_eq!(code, 0);
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(!list.contains(dev_key.trim()), "keys are never shown again");
+    let dev_prefix = &dev_key.trim()[4..16];
+    let (code, out, _) = as_tenant(&["keys", "revoke", "-t", "acme", dev_prefix]);
+    assert_eq!((code, out.trim()), (0, format!("revoked {dev_prefix}").as_str()));
+    // A tenant admin cannot create tenants: API error, exit code 1.
+    let (code, _, err) = as_tenant(&["tenants", "create", "other"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("403") && err.contains("forbidden"), "{err}");
+    let (code, audit, err) = as_tenant(&["audit", "-t", "acme", "--limit", "20"]);
+    assert_eq!(code, 0, "{err}");
+    println!("{audit}");
+    assert!(audit.contains("POST tenants/*/keys") && audit.contains("DELETE tenants/*/keys/*"), "{audit}");
+    assert!(audit.contains("POST tenants/*/functions/*/versions"), "{audit}");
+    assert!(audit.contains("key:"), "actors are named by key prefix: {audit}");
+}
