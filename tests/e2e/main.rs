@@ -12,5 +12,6 @@ mod limits;
 mod nn;
 mod onnx_conformance;
 mod openai;
+mod quota;
 mod state;
 mod tls;

@@ -390,6 +390,9 @@ async fn check_config(
             ));
         }
     }
+    if cfg.max_concurrency == Some(0) {
+        return Err(ApiError::bad_request("invalid_config", "max_concurrency must be at least 1"));
+    }
     for (k, v) in &cfg.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(ApiError::bad_request(

@@ -160,6 +160,7 @@ async fn http_trigger(
         ));
     }
 
+    let held = state.quotas.admit(&tenant, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency)?;
     let limit = state.settings.max_request_body_bytes;
     crate::control::check_declared_length(req.headers(), limit)?;
     // The guest sees the path below its function, the original query, method and headers.
@@ -192,6 +193,8 @@ async fn http_trigger(
         let target = target.clone();
         let request_id = request_id.to_string();
         Box::new(move |r| {
+            // The quota slots are released once the guest is done (body streamed too).
+            let _held = held;
             record(
                 &state,
                 &target,
@@ -317,7 +320,7 @@ async fn invoke_event(
             StatusCode::UNPROCESSABLE_ENTITY,
             &serde_json::json!({"error": {"code": "function_error", "message": message, "error_type": error_type}}),
         ),
-        Err(e) => ApiError::from(&e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     };
     version_header(&mut resp, &target);
     Ok(resp)
@@ -331,7 +334,11 @@ pub(crate) async fn call_event(
     payload: Vec<u8>,
     request_id: &str,
     client_context: Option<String>,
-) -> Result<Result<Vec<u8>, (String, String)>, InvokeError> {
+) -> Result<Result<Vec<u8>, (String, String)>, CallError> {
+    let _held = state
+        .quotas
+        .admit(&target.tenant.name, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency)
+        .map_err(CallError::Quota)?;
     let out = state
         .runtime
         .invoke_event(
@@ -363,5 +370,20 @@ pub(crate) async fn call_event(
         out.report.duration,
         handled,
     );
-    out.result
+    out.result.map_err(CallError::Invoke)
+}
+
+/// Why `call_event` did not run the function, or how it failed.
+pub(crate) enum CallError {
+    Quota(ApiError),
+    Invoke(InvokeError),
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> ApiError {
+        match e {
+            CallError::Quota(e) => e,
+            CallError::Invoke(e) => ApiError::from(&e),
+        }
+    }
 }

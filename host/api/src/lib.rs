@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 pub mod models;
 mod openai;
+mod quota;
 mod resolve;
 pub mod tls;
 mod tracked;
@@ -87,6 +88,7 @@ pub struct AppState {
     pub settings: ApiSettings,
     pub auth: access::AuthSettings,
     keys: access::KeyCache,
+    quotas: quota::Quotas,
     metrics: metrics::Metrics,
     logs: logs::LogBook,
     resolver: resolve::Resolver,
@@ -126,6 +128,7 @@ impl AppState {
         Arc::new(AppState {
             auth,
             keys: access::KeyCache::default(),
+            quotas: quota::Quotas::default(),
             metrics: metrics::Metrics::new(&settings.node_id),
             logs: logs::LogBook::new(settings.log_records_per_function),
             resolver: resolve::Resolver::default(),
@@ -212,6 +215,14 @@ pub async fn handle(
         }
         if let Ok(v) = http::HeaderValue::from_str(&state.settings.node_id) {
             resp.headers_mut().insert("x-helixflow-location", v);
+        }
+        // Security headers on HelixFlow's own responses (a function's response headers
+        // are its own business).
+        if plane != "data" {
+            let h = resp.headers_mut();
+            h.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+            h.insert("x-frame-options", http::HeaderValue::from_static("DENY"));
+            h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
         }
         if http1 && !body_done.load(std::sync::atomic::Ordering::Acquire) && !resp.headers().contains_key(http::header::CONNECTION) {
             resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));

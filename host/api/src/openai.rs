@@ -235,7 +235,7 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
         Ok(Err((ty, message))) => {
             return Err(OaiError::invalid(&ty, Some("input"), message));
         }
-        Err(e) => return Err(ApiError::from(&e).into()),
+        Err(e) => return Err(ApiError::from(e).into()),
     };
     #[derive(serde::Deserialize)]
     struct FnOut {

@@ -46,6 +46,12 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 pub struct TenantLimits {
     pub max_memory_mb: u32,
     pub max_timeout_ms: u64,
+    /// Requests per second over all the tenant's functions (token bucket); unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rps: Option<u32>,
+    /// Invocations running at once over all the tenant's functions; unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
 impl Default for TenantLimits {
@@ -53,6 +59,8 @@ impl Default for TenantLimits {
         TenantLimits {
             max_memory_mb: 256,
             max_timeout_ms: 30_000,
+            max_rps: None,
+            max_concurrency: None,
         }
     }
 }
@@ -78,6 +86,9 @@ pub struct FunctionConfig {
     /// callers need a key or token with the invoker role (or better) in the tenant.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub public: bool,
+    /// Invocations of this function running at once; unset: no limit of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,7 +218,7 @@ impl Registry {
                 "tenant name {name:?} is reserved"
             )));
         }
-        if limits.max_memory_mb == 0 || limits.max_timeout_ms == 0 {
+        if limits.max_memory_mb == 0 || limits.max_timeout_ms == 0 || limits.max_rps == Some(0) || limits.max_concurrency == Some(0) {
             return Err(RegistryError::Invalid(
                 "tenant limits must be positive".into(),
             ));
