@@ -816,3 +816,45 @@ mod tests {
         );
     }
 }
+
+/// Bounded random-input runs over the config parser (see helixflow-auth's note on
+/// cargo-fuzz): mutated configs are rejected with a located error, never a panic.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    #[test]
+    fn mutated_configs_are_errors_with_a_location_never_panics() {
+        let base = "[node]\nid = \"fra\"\n[listen]\nhttp = \"127.0.0.1:8080\"\n[state]\nresolve_cache_ttl_ms = 1000\n[inference]\nproviders = [\"cpu\"]\n[auth]\nmode = \"enforce\"\n[limits]\nmax_request_body_mb = 6\n";
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let junk = ["=", "[", "]", "\"", "\n", "x", "0", "-1", "99999999999999999999", "[[a]]", "é", "\u{0}", "true", ".", "{}"];
+        for _ in 0..5_000 {
+            let mut s: Vec<char> = base.chars().collect();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % (s.len() + 1);
+                match next() % 3 {
+                    0 if !s.is_empty() => {
+                        s.remove(at.min(s.len() - 1));
+                    }
+                    _ => {
+                        let j = junk[(next() as usize) % junk.len()];
+                        for (k, c) in j.chars().enumerate() {
+                            s.insert(at + k, c);
+                        }
+                    }
+                }
+            }
+            let text: String = s.into_iter().collect();
+            if let Err(e) = NodeConfig::parse(&text, "fuzz.toml") {
+                let msg = e.to_string();
+                assert!(msg.starts_with("fuzz.toml"), "errors name the file: {msg}");
+            }
+        }
+    }
+}
