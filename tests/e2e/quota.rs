@@ -33,7 +33,7 @@ async fn rate_and_concurrency_limits_answer_429_with_retry_after() {
     let limited: Vec<_> = capped.iter().filter(|r| r.status == 429).collect();
     let ok = capped.iter().filter(|r| r.status == 200).count();
     println!("capped tenant (5 rps), 30 requests at once: {ok} ok, {} limited", limited.len());
-    assert!((5..=7).contains(&ok), "the bucket holds 5 tokens: {ok}");
+    assert!((5..=10).contains(&ok), "the bucket holds 5 tokens (+5/s while the burst lasts): {ok}");
     assert!(limited.iter().all(|r| r.code() == "rate_limited" && r.header("retry-after").is_some_and(|v| v.parse::<u32>().is_ok_and(|s| s >= 1))));
     let free = burst("free").await;
     assert!(free.iter().all(|r| r.status == 200), "the other tenant is not limited");
@@ -45,14 +45,14 @@ async fn rate_and_concurrency_limits_answer_429_with_retry_after() {
     assert_eq!(r.status, 200, "{}", r.text());
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let futs = (0..6).map(|_| {
-        let url = api.url("/free/chaos/sleep?ms=600");
+        let url = api.url("/free/chaos/sleep?ms=1500");
         let http = &api.http;
         async move { http.get(&url).await }
     });
     let res = futures::future::join_all(futs).await;
     let ok = res.iter().filter(|r| r.status == 200).count();
     let limited = res.iter().filter(|r| r.status == 429 && r.code() == "concurrency_limited").count();
-    println!("max_concurrency 2, 6 concurrent 600 ms calls: {ok} ran, {limited} limited");
+    println!("max_concurrency 2, 6 concurrent 1.5 s calls: {ok} ran, {limited} limited");
     assert_eq!((ok, limited), (2, 4));
     // Events count too.
     let r = api.http.put_json(&api.url("/api/v1/tenants/free/functions/chaos/config"), json!({"max_concurrency": 0})).await;
