@@ -256,6 +256,13 @@ pub(crate) async fn denied(
     peer: SocketAddr,
     request_id: &str,
 ) {
+    // Refusals cost the caller nothing, so their records are rate-limited per tenant
+    // (50/s): a flood of bad requests cannot flood the metadata store.
+    let log = tenant.unwrap_or(helixflow_store::access::PLATFORM_AUDIT);
+    if state.quotas.rate(&format!("audit-denials/{log}"), 50).is_err() {
+        tracing::warn!(tenant = log, path, code = e.code, "refusal not audited: over 50 refusal records/s");
+        return;
+    }
     access::audit(state, tenant, who, &format!("auth.denied {plane}"), path, e.code, e.status.as_u16(), peer, request_id).await;
 }
 
