@@ -1,4 +1,5 @@
 use helixflow_e2e::{Api, Node};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,4 +162,48 @@ async fn instance_pool_exhaustion_is_a_503_with_retry_after_not_a_failure_of_the
     assert!(ok >= 2 && busy >= 1, "ok={ok} busy={busy}");
     // Capacity comes back once the sleepers are done.
     assert_eq!(api.http.get(&api.url("/acme/chaos/ok")).await.status, 200);
+}
+
+/// Outbound HTTP: denied unless the function's config allows the host; allowed hosts
+/// are reached for real.
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_follows_the_functions_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "chaos", "chaos", "").await;
+    // The node's own public health endpoint is the outside world here.
+    let authority = node.url.trim_start_matches("http://").to_string();
+    let target = format!("http://{authority}/healthz");
+    let fetch_url = api.url(&format!("/acme/chaos/fetch?url={target}"));
+    let r = api.http.get(&fetch_url).await;
+    println!("no allow-list        -> {} {}", r.status, r.text());
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    let port = authority.rsplit(':').next().unwrap().to_string();
+    for (allow, expect_ok) in [
+        (vec!["example.com".to_string()], false),
+        (vec![format!("127.0.0.1:{}", port.parse::<u32>().unwrap() + 1)], false),
+        (vec!["*.0.0.1".to_string()], false),
+        (vec![authority.clone()], true),
+        (vec!["127.0.0.1".to_string()], true),
+    ] {
+        let r = api.http.put_json(&api.url("/api/v1/tenants/acme/functions/chaos/config"), json!({"allow_outbound": allow})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let r = api.http.get(&fetch_url).await;
+        println!("allow {allow:?} -> {} {}", r.status, r.text().trim());
+        if expect_ok {
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(r.text().starts_with("200 ") && r.text().contains("\"status\":\"ok\""), "{}", r.text());
+        } else {
+            assert_eq!(r.status, 502, "{}", r.text());
+            assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+        }
+    }
+    for bad in ["http://x.com", "x.com/path", "*", "a*.b", ""] {
+        let r = api.http.put_json(&api.url("/api/v1/tenants/acme/functions/chaos/config"), json!({"allow_outbound": [bad]})).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_config".to_string()), "{bad:?}");
+    }
 }

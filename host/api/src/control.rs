@@ -390,6 +390,22 @@ async fn check_config(
             ));
         }
     }
+    if cfg.allow_outbound.len() > 64 {
+        return Err(ApiError::bad_request("invalid_config", "at most 64 allow_outbound entries"));
+    }
+    for h in &cfg.allow_outbound {
+        let ok = !h.is_empty()
+            && h.len() <= 260
+            && !h.contains("://")
+            && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:*[]".contains(&b))
+            && (!h.contains('*') || (h.starts_with("*.") && h.matches('*').count() == 1 && h.len() > 2));
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_config",
+                format!("allow_outbound entry {h:?}: use host, host:port or *.domain (no scheme, no path)"),
+            ));
+        }
+    }
     if cfg.max_concurrency == Some(0) {
         return Err(ApiError::bad_request("invalid_config", "max_concurrency must be at least 1"));
     }

@@ -215,6 +215,7 @@ async fn http_trigger(
             InvocationEnv {
                 env: target.env.clone(),
                 tenant: target.tenant.name.clone(),
+                allow_outbound: target.function.config.allow_outbound.clone(),
             },
             req,
             on_report,
@@ -347,6 +348,7 @@ pub(crate) async fn call_event(
             InvocationEnv {
                 env: target.env.clone(),
                 tenant: target.tenant.name.clone(),
+                allow_outbound: target.function.config.allow_outbound.clone(),
             },
             EventContext {
                 request_id: request_id.to_string(),

@@ -326,7 +326,7 @@ impl Inner {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: SandboxHooks,
+            hooks: SandboxHooks { allow: env.allow_outbound.clone() },
             nn: helixflow_nn::host::NnCtx::new(self.inference.clone(), env.tenant.clone()),
             limiter: MemoryLimiter {
                 limit: limits.memory_bytes,

@@ -13,8 +13,9 @@
 //! Architecture invariants:
 //! * The runtime knows nothing about where bytes come from (object stores, registries)
 //!   or about the API's wire formats: callers hand it bytes and get typed results.
-//! * Guests get no filesystem, no sockets, no outbound HTTP, no inherited environment:
-//!   only the env vars and stdio the invocation is given.
+//! * Guests get no filesystem, no sockets, no inherited environment (only the env vars
+//!   and stdio the invocation is given), and no outbound HTTP except to the hosts the
+//!   invocation's `allow_outbound` names.
 //! * A guest can never take the host down: every failure is an `InvokeError`.
 
 mod cache;
@@ -61,6 +62,9 @@ pub struct InvocationEnv {
     pub env: Vec<(String, String)>,
     /// The calling tenant: wasi:nn resolves model names in its namespace.
     pub tenant: String,
+    /// Hosts the guest may reach over outbound wasi:http (`host`, `host:port`,
+    /// `*.domain`); empty: no outbound requests at all.
+    pub allow_outbound: Vec<String>,
 }
 
 /// Why a deploy-time check rejected a component.

@@ -49,14 +49,45 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// wasi:http policy for guests: outbound requests are denied (no egress by default).
-pub struct SandboxHooks;
+/// wasi:http policy for guests: outbound requests are denied unless the function's
+/// config allows the host (no egress by default).
+pub struct SandboxHooks {
+    /// `host` (any port), `host:port`, or `*.domain` (any subdomain, any port).
+    pub allow: Vec<String>,
+}
+
+/// `host[:port]` -> (host, port), lowercased; a bracketed IPv6 literal keeps its brackets.
+fn split_port(s: &str) -> (String, Option<String>) {
+    let s = s.to_ascii_lowercase();
+    match s.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) => {
+            (h.to_string(), Some(p.to_string()))
+        }
+        _ => (s, None),
+    }
+}
+
+/// Is `authority` (`host[:port]`) on the allow-list? A rule without a port allows any
+/// port of that host; `*.domain` allows its subdomains (not the domain itself).
+pub fn outbound_allowed(allow: &[String], authority: &str) -> bool {
+    let (host, port) = split_port(authority);
+    allow.iter().any(|rule| {
+        let (rule_host, rule_port) = split_port(rule);
+        let host_ok = match rule_host.strip_prefix("*.") {
+            // Wildcards name DNS subdomains, never IP literals (`*.0.0.1` must not
+            // allow 127.0.0.1).
+            Some(suffix) => host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') && host.ends_with(&format!(".{suffix}")),
+            None => rule_host == host,
+        };
+        host_ok && (rule_port.is_none() || rule_port == port)
+    })
+}
 
 impl WasiHttpHooks for SandboxHooks {
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<
         dyn Future<
@@ -69,7 +100,19 @@ impl WasiHttpHooks for SandboxHooks {
                 >,
             > + Send,
     > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let authority = request.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        if authority.is_empty() || !outbound_allowed(&self.allow, &authority) {
+            tracing::info!(%authority, "outbound request denied (not on the function's allow-list)");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            ))
+        })
     }
 }
 
@@ -209,6 +252,22 @@ mod tests {
         let (bytes, truncated) = out.take();
         assert_eq!(&bytes[..], b"hello worl");
         assert!(truncated);
+    }
+
+    #[test]
+    fn outbound_allow_list_matches_hosts_ports_and_subdomains() {
+        let allow = vec!["api.example.com".to_string(), "127.0.0.1:8080".to_string(), "*.internal.test".to_string()];
+        assert!(outbound_allowed(&allow, "api.example.com"));
+        assert!(outbound_allowed(&allow, "API.example.com:443"));
+        assert!(outbound_allowed(&allow, "127.0.0.1:8080"));
+        assert!(!outbound_allowed(&allow, "127.0.0.1:8081"));
+        assert!(!outbound_allowed(&allow, "127.0.0.1"));
+        assert!(outbound_allowed(&allow, "a.b.internal.test:9000"));
+        assert!(!outbound_allowed(&allow, "internal.test"));
+        assert!(!outbound_allowed(&allow, "evil-example.com"));
+        assert!(!outbound_allowed(&allow, "api.example.com.evil.net"));
+        assert!(!outbound_allowed(&[], "api.example.com"));
+        assert!(!outbound_allowed(&["*.0.0.1".to_string()], "127.0.0.1:80"), "wildcards never match IP literals");
     }
 
     #[test]

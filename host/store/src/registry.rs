@@ -89,6 +89,10 @@ pub struct FunctionConfig {
     /// Invocations of this function running at once; unset: no limit of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Hosts the function may call over outbound HTTP (`host`, `host:port`,
+    /// `*.domain`); empty (the default): no outbound requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_outbound: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

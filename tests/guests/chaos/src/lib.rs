@@ -2,7 +2,9 @@
 //!
 //! HTTP paths: `/ok`, `/echo` (body back), `/trap`, `/loop` (infinite loop),
 //! `/grow` (allocates until the memory limit), `/sleep?ms=N`, `/log?n=N` (prints N lines),
-//! `/env?k=NAME`, `/id?v=X` (echoes X after a little work; used for the concurrency test).
+//! `/env?k=NAME`, `/id?v=X` (echoes X after a little work; used for the concurrency test),
+//! `/fetch?url=http://host:port/path` (an outbound wasi:http GET; answers its status and
+//! body, or 502 with the error the host gave).
 //! Event: the event body selects the same behaviours (`trap`, `loop`, `grow`, else echo).
 
 use helixflow_guest_sdk::event::{Context, FunctionError};
@@ -37,9 +39,54 @@ fn grow() -> usize {
     }
 }
 
+/// An outbound GET through `wasi:http/outgoing-handler`.
+fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
+    use helixflow_guest_sdk::wasi::http::outgoing_handler;
+    use helixflow_guest_sdk::wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    use helixflow_guest_sdk::wasi::io::streams::StreamError;
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else {
+        return Err("url must start with http:// or https://".into());
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let req = OutgoingRequest::new(Fields::new());
+    req.set_scheme(Some(&scheme)).map_err(|_| "scheme")?;
+    req.set_authority(Some(authority)).map_err(|_| "authority")?;
+    req.set_path_with_query(Some(path)).map_err(|_| "path")?;
+    let fut = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
+    fut.subscribe().block();
+    let resp = fut
+        .get()
+        .ok_or("no response")?
+        .map_err(|_| "response taken twice")?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = resp.status();
+    let body = resp.consume().map_err(|_| "body")?;
+    let stream = body.stream().map_err(|_| "stream")?;
+    let mut out = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => out.extend(chunk),
+            Err(StreamError::Closed) => break,
+            Err(e) => return Err(format!("{e:?}")),
+        }
+    }
+    Ok((status, out))
+}
+
 fn http(req: Request) -> Response {
     match req.path() {
         "/ok" => Response::text(200, "ok"),
+        "/fetch" => match fetch(param(&req, "url").unwrap_or_default()) {
+            Ok((status, body)) => Response::new(200, [format!("{status} ").into_bytes(), body].concat()),
+            Err(e) => Response::text(502, format!("outbound failed: {e}")),
+        },
         "/echo" => Response::new(200, req.body().to_vec()),
         "/trap" => panic!("chaos: deliberate trap"),
         "/loop" => Response::text(200, format!("{}", spin())),
