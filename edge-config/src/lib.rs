@@ -62,6 +62,7 @@
 //! max_component_mb = 50
 //! max_model_mb = 1024
 //! max_request_body_mb = 6
+//! max_response_mb = 64           # a function's HTTP response is cut off past this
 //! max_log_kb = 64
 //! ```
 //!
@@ -270,6 +271,7 @@ pub struct Limits {
     pub max_component_mb: u32,
     pub max_model_mb: u32,
     pub max_request_body_mb: u32,
+    pub max_response_mb: u32,
     pub max_log_kb: u32,
     pub log_records_per_function: u32,
 }
@@ -339,6 +341,7 @@ impl Default for Limits {
             max_component_mb: 50,
             max_model_mb: 1024,
             max_request_body_mb: 6,
+            max_response_mb: 64,
             max_log_kb: 64,
             log_records_per_function: 200,
         }

@@ -207,3 +207,26 @@ async fn outbound_http_follows_the_functions_allow_list() {
         assert_eq!((r.status, r.code()), (400, "invalid_config".to_string()), "{bad:?}");
     }
 }
+
+/// A guest streaming 1 GiB is cut off at the node's response limit; the node serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_gigabyte_response_is_cut_off_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), Some("[limits]\nmax_response_mb = 8\n"));
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "raw", "raw-http", "").await;
+    let t = Instant::now();
+    let r = api.http.try_request("GET", &api.url("/acme/raw/stream?mb=1024"), Vec::new()).await;
+    let took = t.elapsed();
+    match &r {
+        Ok(resp) => println!("1 GiB attempt -> {} with {} bytes in {took:?}", resp.status, resp.body.len()),
+        Err(e) => println!("1 GiB attempt -> cut off ({e}) in {took:?}"),
+    }
+    assert!(r.as_ref().map_or(true, |resp| resp.body.len() <= 8 << 20), "more than the limit went out");
+    assert!(r.is_err(), "the client must see the response cut off, not a short 'complete' body");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let ok = api.http.get(&api.url("/acme/raw/stream?mb=4")).await;
+    assert_eq!((ok.status, ok.body.len()), (200, 4 << 20), "under the limit streams whole");
+    assert_eq!(api.http.get(&api.url("/healthz")).await.status, 200);
+}

@@ -225,7 +225,27 @@ async fn http_trigger(
 
     match response {
         Ok(resp) => {
-            let mut resp = resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+            let cap = state.settings.max_response_bytes as u64;
+            let declared = resp
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > cap) {
+                // Dropping the response stops the guest's writes.
+                let mut resp = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "response_too_large",
+                    format!("the function declared a response over this node's {cap} byte limit"),
+                )
+                .into_response();
+                version_header(&mut resp, &target);
+                return Ok(resp);
+            }
+            let what = format!("{}/{}", target.tenant.name, target.function.name);
+            let mut resp = resp.map(|b| {
+                crate::body::Capped::new(b.map_err(|e| Box::new(e) as BoxError).boxed_unsync(), cap, what).boxed_unsync()
+            });
             version_header(&mut resp, &target);
             Ok(resp)
         }

@@ -53,6 +53,8 @@ pub struct ApiSettings {
     pub max_model_bytes: usize,
     /// Largest request body passed to a function (HTTP or event).
     pub max_request_body_bytes: usize,
+    /// Largest HTTP response a function may stream (cut off past it).
+    pub max_response_bytes: usize,
     /// Cap on captured stdout and stderr per invocation.
     pub max_log_bytes: usize,
     /// Invocation log records kept per function.
@@ -72,6 +74,7 @@ impl Default for ApiSettings {
             max_component_bytes: 50 << 20,
             max_model_bytes: 1 << 30,
             max_request_body_bytes: 6 << 20,
+            max_response_bytes: 64 << 20,
             max_log_bytes: 64 << 10,
             log_records_per_function: 200,
             resolve_cache_ttl: std::time::Duration::from_secs(1),

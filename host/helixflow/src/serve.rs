@@ -119,6 +119,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_component_bytes: (cfg.limits.max_component_mb as usize) << 20,
         max_model_bytes: (cfg.limits.max_model_mb as usize) << 20,
         max_request_body_bytes: (cfg.limits.max_request_body_mb as usize) << 20,
+        max_response_bytes: (cfg.limits.max_response_mb as usize) << 20,
         max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
         log_records_per_function: cfg.limits.log_records_per_function as usize,
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
