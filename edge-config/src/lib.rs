@@ -20,6 +20,7 @@
 //! # https = "0.0.0.0:8443"
 //! # tls_cert = "/etc/helixflow/tls/cert.pem"   (reloaded when it changes)
 //! # tls_key = "/etc/helixflow/tls/key.pem"
+//! # client_ca = "/etc/helixflow/tls/clients-ca.pem"   (mutual TLS required for /api)
 //!
 //! [state]
 //! data_dir = "/var/lib/helixflow"
@@ -154,6 +155,9 @@ pub struct Listen {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key; reloaded when the file changes.
     pub tls_key: Option<PathBuf>,
+    /// Mutual TLS for the control plane: `/api` only over HTTPS with a client
+    /// certificate signed by this CA (PEM).
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -306,6 +310,7 @@ impl Default for Listen {
             https: None,
             tls_cert: None,
             tls_key: None,
+            client_ca: None,
         }
     }
 }
@@ -474,6 +479,14 @@ impl NodeConfig {
                     "https, tls_cert and tls_key go together".into(),
                     "set all three, or none",
                 ));
+            }
+        }
+        if let Some(ca) = &self.listen.client_ca {
+            if self.listen.https.is_none() {
+                return Err(bad("listen.client_ca", "mutual TLS needs an HTTPS listener".into(), "set listen.https, tls_cert and tls_key too"));
+            }
+            if !ca.is_file() {
+                return Err(bad("listen.client_ca", format!("{} does not exist", ca.display()), "give the path of a PEM CA certificate"));
             }
         }
         if self.listen.http.is_empty() && self.listen.https.is_none() {

@@ -61,6 +61,8 @@ pub struct ApiSettings {
     pub log_records_per_function: usize,
     /// How long a resolution is served from memory (bounds staleness across nodes).
     pub resolve_cache_ttl: std::time::Duration,
+    /// `/api` only over HTTPS with a client certificate verified against `client_ca`.
+    pub control_plane_mtls: bool,
     /// Tenants this node serves on its data plane (empty: all).
     pub served_tenants: Vec<String>,
 }
@@ -79,6 +81,7 @@ impl Default for ApiSettings {
             log_records_per_function: 200,
             resolve_cache_ttl: std::time::Duration::from_secs(1),
             served_tenants: Vec::new(),
+            control_plane_mtls: false,
         }
     }
 }
@@ -149,6 +152,7 @@ pub async fn handle(
     state: Arc<AppState>,
     req: http::Request<Incoming>,
     peer: SocketAddr,
+    client_cert: bool,
 ) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
     let http1 = parts.version < http::Version::HTTP_2;
@@ -177,7 +181,16 @@ pub async fn handle(
                     access::Need::Tenant(t, _) => Some(t.clone()),
                     _ => None,
                 };
-                match access::check(&who, &need) {
+                let mtls = if state.settings.control_plane_mtls && !client_cert {
+                    Err(ApiError::new(
+                        http::StatusCode::FORBIDDEN,
+                        "client_certificate_required",
+                        "the control plane needs a client certificate (mutual TLS) on this node",
+                    ))
+                } else {
+                    Ok(())
+                };
+                match mtls.and_then(|_| access::check(&who, &need)) {
                     Err(e) => {
                         denied(&state, tenant.as_deref(), &who, "api", &path, &e, peer, &request_id).await;
                         ("control", e.into_response())
@@ -342,14 +355,18 @@ fn serve_connection(
     state: Arc<AppState>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let service = hyper::service::service_fn(move |req| {
+    let service = move |client_cert: bool| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(state, req, peer).await) }
-    });
+        hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(state, req, peer, client_cert).await) }
+        })
+    };
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     tokio::spawn(async move {
         let result = match tls {
             None => {
+                let service = service(false);
                 watcher
                     .watch(
                         builder
@@ -374,6 +391,8 @@ fn serve_connection(
                         return;
                     }
                 };
+                // Verified against client_ca by rustls when it is configured.
+                let service = service(stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
                 watcher
                     .watch(
                         builder

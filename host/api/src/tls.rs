@@ -23,13 +23,14 @@ pub struct ReloadingTls {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<(Arc<ServerConfig>, Option<SystemTime>, Option<SystemTime>)>,
+    client_ca: Option<PathBuf>,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let cert_err = |message: String| TlsError::Cert {
         path: cert.display().to_string(),
         message,
@@ -46,10 +47,30 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
         message: e.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    // Mutual TLS: client certificates are asked for and verified against `client_ca`,
+    // but optional at the TLS layer; the api decides which routes need one.
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let ca_err = |message: String| TlsError::Cert { path: ca.display().to_string(), message };
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| ca_err(e.to_string()))? {
+                roots.add(c.map_err(|e| ca_err(e.to_string()))?).map_err(|e| ca_err(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(ca_err("no CA certificate in the file".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| ca_err(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key_der)
         .map_err(|e| TlsError::Config(format!("certificate and key do not fit together: {e}")))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -58,11 +79,12 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
 
 impl ReloadingTls {
     /// Load the files now (errors are start-up errors).
-    pub fn new(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
-        let cfg = load(cert, key)?;
+    pub fn new(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<Self>, TlsError> {
+        let cfg = load(cert, key, client_ca)?;
         Ok(Arc::new(ReloadingTls {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
+            client_ca: client_ca.map(Path::to_path_buf),
             current: RwLock::new((cfg, mtime(cert), mtime(key))),
         }))
     }
@@ -81,7 +103,7 @@ impl ReloadingTls {
                 return;
             }
         }
-        match load(&self.cert, &self.key) {
+        match load(&self.cert, &self.key, self.client_ca.as_deref()) {
             Ok(cfg) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = (cfg, c, k);
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");

@@ -124,6 +124,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         log_records_per_function: cfg.limits.log_records_per_function as usize,
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
         served_tenants: cfg.node.tenants.clone(),
+        control_plane_mtls: cfg.listen.client_ca.is_some(),
     };
     let auth = auth_settings(&cfg)?;
     let state = AppState::new(Arc::new(runtime), registry, artifacts, settings, auth);
@@ -151,7 +152,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let (Some(https), Some(cert), Some(key)) =
         (&cfg.listen.https, &cfg.listen.tls_cert, &cfg.listen.tls_key)
     {
-        let tls = helixflow_api::tls::ReloadingTls::new(cert, key)?;
+        let tls = helixflow_api::tls::ReloadingTls::new(cert, key, cfg.listen.client_ca.as_deref())?;
         tls.watch(Duration::from_secs(2));
         let tcp = tokio::net::TcpListener::bind(https)
             .await
