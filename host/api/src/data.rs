@@ -120,13 +120,31 @@ pub async fn http_trigger_route(
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
-    match http_trigger(state, req, request_id, who).await {
+    let r = http_trigger(state, req, request_id, who).await;
+    // `/{tenant}/{function}/...`
+    answer(state, r, who, peer, request_id, "http", &path, 0).await
+}
+
+/// The response of a data-plane route; refusals (401/403) are audited in the tenant
+/// named by path segment `tenant_seg`.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    state: &AppState,
+    r: Result<Response<Body>, ApiError>,
+    who: &Who,
+    peer: std::net::SocketAddr,
+    request_id: &str,
+    plane: &str,
+    path: &str,
+    tenant_seg: usize,
+) -> Response<Body> {
+    match r {
+        Ok(r) => r,
         Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {
-            let tenant = path.trim_start_matches('/').split('/').next().map(str::to_string);
-            crate::denied(state, tenant.as_deref(), who, "http", &path, &e, peer, request_id).await;
+            let tenant = path.trim_start_matches('/').split('/').nth(tenant_seg);
+            crate::denied(state, tenant, who, plane, path, &e, peer, request_id).await;
             e.into_response()
         }
-        Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
@@ -274,15 +292,9 @@ pub async fn invoke_event_route(
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
-    match invoke_event(state, req, request_id, who).await {
-        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {
-            let tenant = path.trim_start_matches('/').split('/').nth(1).map(str::to_string);
-            crate::denied(state, tenant.as_deref(), who, "invoke", &path, &e, peer, request_id).await;
-            e.into_response()
-        }
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    let r = invoke_event(state, req, request_id, who).await;
+    // `/invoke/{tenant}/{function}`
+    answer(state, r, who, peer, request_id, "invoke", &path, 1).await
 }
 
 async fn invoke_event(
