@@ -145,4 +145,48 @@ mod tests {
         }
         assert_eq!(TensorType::Fp32.byte_len(&[-1]), None);
     }
+
+    /// Bounded random-input run over the validation of guest-built tensors (WIT values:
+    /// dimensions, element type, bytes): never a panic or an overflow; accepted exactly
+    /// when the bytes match dims x element size within the limit.
+    #[test]
+    fn random_guest_tensors_are_checked_without_panics() {
+        let mut x: u64 = 0xda942042e4dd58b5;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let types = [TensorType::Fp16, TensorType::Fp32, TensorType::Fp64, TensorType::Bf16, TensorType::U8, TensorType::I32, TensorType::I64];
+        let max = 1 << 16;
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let rank = (next() % 6) as usize;
+            let dims: Vec<u32> = (0..rank)
+                .map(|_| match next() % 4 {
+                    0 => 0,
+                    1 => u32::MAX - (next() % 3) as u32,
+                    _ => (next() % 40) as u32,
+                })
+                .collect();
+            let ty = types[(next() as usize) % types.len()];
+            // Shapes whose running product overflows are refused even when a later
+            // dimension is 0 (ONNX Runtime multiplies them too): a deliberate policy.
+            let want: Option<u128> = dims
+                .iter()
+                .try_fold(ty.size() as u128, |acc, d| acc.checked_mul(u128::from(*d)).filter(|p| *p <= usize::MAX as u128));
+            let len = match (want, next() % 3) {
+                (Some(w), 0) if w <= 1 << 20 => w as usize,
+                (Some(w), 1) if w > 0 && w <= 1 << 20 => w as usize - 1,
+                _ => (next() % 512) as usize,
+            };
+            let t = Tensor { ty, dims: dims.clone(), data: vec![0; len] };
+            let ok = t.check(max).is_ok();
+            let expected = want.is_some_and(|w| w == len as u128 && w <= max as u128);
+            assert_eq!(ok, expected, "{dims:?} {ty:?} {len}");
+            accepted += ok as usize;
+        }
+        assert!(accepted > 1000, "the run exercised valid tensors too: {accepted}");
+    }
 }
