@@ -39,6 +39,11 @@ WIT = {
 NP = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "U8": np.uint8, "I32": np.int32, "I64": np.int64}
 
 
+def pbs(data_set, kind):
+    """`input_N.pb` / `output_N.pb` files of a test data set, in N order."""
+    return sorted(glob.glob(os.path.join(data_set, f"{kind}_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
+
+
 def load_pb(path, type_proto=None):
     """A TensorProto, or None when the graph declares a sequence/optional/map there."""
     if type_proto is not None and type_proto.WhichOneof("value") != "tensor_type":
@@ -148,10 +153,10 @@ def run_case(d):
         sess_inputs = [i.name for i in s.get_inputs()]
         for ds in sets:
             ins = {}
-            for k, p in enumerate(sorted(glob.glob(os.path.join(ds, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))):
+            for k, p in enumerate(pbs(ds, "input")):
                 ins[graph_inputs[k]] = load_value(p, ty(in_types, k))
             outs = s.run(None, {k: v for k, v in ins.items() if k in sess_inputs})
-            for k, p in enumerate(sorted(glob.glob(os.path.join(ds, "output_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))):
+            for k, p in enumerate(pbs(ds, "output")):
                 why = ort_close(load_value(p, ty(out_types, k)), outs[k])
                 if why:
                     raise RuntimeError(why)
@@ -161,7 +166,7 @@ def run_case(d):
     try:
         for ds in sets:
             inputs, types_ok = [], True
-            for k, p in enumerate(sorted(glob.glob(os.path.join(ds, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))):
+            for k, p in enumerate(pbs(ds, "input")):
                 t = load_pb(p, ty(in_types, k))
                 if t is None:
                     res["kind"] = "non-tensor input (sequence/optional/map): not expressible in wasi:nn"
@@ -171,7 +176,7 @@ def run_case(d):
                     raise RuntimeError(res["kind"])
                 inputs.append({"name": graph_inputs[k], "type": WIT[t.data_type], "dims": list(t.dims), "data_b64": base64.b64encode(raw_bytes(t)).decode()})
             expected = []
-            for k, p in enumerate(sorted(glob.glob(os.path.join(ds, "output_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))):
+            for k, p in enumerate(pbs(ds, "output")):
                 t = load_pb(p, ty(out_types, k))
                 if t is None:
                     res["kind"] = "non-tensor output (sequence/optional/map): not expressible in wasi:nn"
