@@ -65,7 +65,8 @@ build_functions() {
 # Real cloud-protocol servers for tests (no cloud): ministack for S3, Azurite (npm) for
 # Azure Blob, DynamoDB Local.
 MINISTACK_VERSION=1.5.33
-TEST_PY_PACKAGES="ministack==$MINISTACK_VERSION boto3 azure-storage-blob"
+# boto3 and the AWS CLI drive the Lambda-compatible Invoke API tests (pinned together).
+TEST_PY_PACKAGES="ministack==$MINISTACK_VERSION boto3==1.43.106 botocore==1.43.106 awscli==1.46.3 azure-storage-blob"
 AWS_VENV="$HOME/.cache/helixflow/venv-aws-$MINISTACK_VERSION"
 AZURITE_VERSION=3.37.0
 AZURITE_DIR="$HOME/.cache/helixflow/azurite-$AZURITE_VERSION"

@@ -27,6 +27,8 @@ export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"
 echo "DynamoDB Local ready at $AWS_ENDPOINT_URL_DYNAMODB" >&2
 export HELIXFLOW_TEST_S3_BUCKET=helixflow-test
+# boto3 + the AWS CLI for the Lambda Invoke API tests.
+export HELIXFLOW_AWS_PYTHON="$AWS_VENV/bin/python" HELIXFLOW_AWS_CLI="$AWS_VENV/bin/aws"
 # Azure: Azurite's well-known development account.
 export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL="http://127.0.0.1:$AZ_PORT"
 export HELIXFLOW_TEST_AZURE_CONTAINER=helixflow-test

@@ -36,6 +36,7 @@
 //! max_instances = 1000
 //! max_memory_mb = 1024
 //! epoch_tick_ms = 1
+//! async_workers = 16               # Event invocations run at once (durable queue)
 //!
 //! [inference]
 //! # ort_dylib = "/opt/onnxruntime/libonnxruntime.so.1.31.1"   (default: $ORT_DYLIB_PATH)
@@ -206,6 +207,8 @@ pub struct Runtime {
     pub max_memory_mb: u32,
     pub epoch_tick_ms: u64,
     pub max_wasm_stack_kb: u32,
+    /// Event (asynchronous) invocations this node runs at once.
+    pub async_workers: u32,
 }
 
 /// `[auth]`: who may call what.
@@ -335,6 +338,7 @@ impl Default for Runtime {
             max_memory_mb: 1024,
             epoch_tick_ms: 1,
             max_wasm_stack_kb: 1024,
+            async_workers: 16,
         }
     }
 }
@@ -639,6 +643,9 @@ impl NodeConfig {
                 format!("{} is out of range", r.max_instances),
                 "use 1..=100000",
             ));
+        }
+        if r.async_workers == 0 || r.async_workers > 10_000 {
+            return Err(bad("runtime.async_workers", format!("{} is out of range", r.async_workers), "use 1..=10000"));
         }
         if r.max_memory_mb == 0 || r.max_memory_mb > 4096 {
             return Err(bad(

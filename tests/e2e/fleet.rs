@@ -274,3 +274,67 @@ async fn throttling_is_retried_with_backoff_up_to_the_configured_attempts() {
     // Nothing half-done: the next attempt creates it.
     api.create_tenant("beta").await;
 }
+
+/// A schedule fires each tick exactly once across three nodes sharing DynamoDB, and
+/// keeps firing when one of them is killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_ticks_fire_once_across_the_fleet() {
+    required_env("AWS_ENDPOINT_URL_DYNAMODB");
+    let bucket = required_env("HELIXFLOW_TEST_S3_BUCKET");
+    let root = tempfile::tempdir().unwrap();
+    let tag = unique_tag(root.path());
+    let table = format!("hf-cron-{tag}");
+    let prefix = format!("cron-{tag}");
+    let init_cfg = root.path().join("init.toml");
+    std::fs::write(&init_cfg, shared_config("init", &table, &bucket, &prefix)).unwrap();
+    state_init(&init_cfg, &[]);
+    let mut nodes: Vec<Option<Node>> = ["fra", "iad", "sin"]
+        .iter()
+        .map(|n| Some(Node::start(&root.path().join(n), Some(&shared_config(n, &table, &bucket, &prefix)))))
+        .collect();
+    let counter = crate::lambda_api::Counter::start(Duration::ZERO).await;
+    {
+        let fra = Api::new(nodes[0].as_ref().unwrap());
+        fra.create_tenant("acme").await;
+        fra.deploy("acme", "ticker", "chaos", "").await;
+        let cfg = json!({
+            "allow_outbound": [format!("127.0.0.1:{}", counter.port)],
+            "schedules": [{"name": "every-second", "cron": "* * * * * *", "payload": {"fetch": format!("http://127.0.0.1:{}/tick", counter.port)}}]
+        });
+        let r = fra.http.put_json(&fra.url("/api/v1/tenants/acme/functions/ticker/config"), cfg).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Every node reloads its schedule list within 5 resolve-cache TTLs (2.5 s here).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    nodes[1].take().unwrap().kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Stop the schedule, let the last ticks finish.
+    {
+        let fra = Api::new(nodes[0].as_ref().unwrap());
+        let r = fra.http.put_json(&fra.url("/api/v1/tenants/acme/functions/ticker/config"), json!({"allow_outbound": [format!("127.0.0.1:{}", counter.port)]})).await;
+        assert_eq!(r.status, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let hits = counter.hits.lock().unwrap().clone();
+    let mut ticks: Vec<(&String, &usize)> = hits.iter().collect();
+    ticks.sort();
+    println!("ticks seen: {} ({:?} ...)", ticks.len(), ticks.iter().take(3).collect::<Vec<_>>());
+    assert!(ticks.len() >= 8, "expected a tick a second for ~10 s, got {}", ticks.len());
+    let twice: Vec<_> = ticks.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "ticks fired more than once: {twice:?}");
+    // Consecutive seconds: none lost while a node died (gaps of 1 s only, allowing the
+    // start and end boundaries).
+    let secs: Vec<i64> = ticks
+        .iter()
+        .filter_map(|(k, _)| k.split("t=").nth(1))
+        .filter_map(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(|t| t.unix_timestamp())
+        .collect();
+    let gaps: Vec<i64> = secs.windows(2).map(|w| w[1] - w[0]).filter(|g| *g != 1).collect();
+    assert!(gaps.is_empty(), "missing ticks: gaps {gaps:?} in {secs:?}");
+    for n in nodes.iter().flatten() {
+        let m = Http::new().get(&format!("{}/metrics", n.url)).await.text();
+        let fired = m.lines().find(|l| l.starts_with("helixflow_schedule_ticks_total")).unwrap_or("none").to_string();
+        println!("{}: {fired}", n.url);
+    }
+}

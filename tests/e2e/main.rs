@@ -7,6 +7,8 @@ mod cli;
 mod crash;
 mod fleet;
 mod invoke;
+mod lambda_api;
+mod lambda_runtime;
 mod lifecycle;
 mod limits;
 mod nn;

@@ -146,7 +146,7 @@ pub fn requirement(method: &http::Method, segs: &[&str]) -> Need {
         (_, ["v1", "tenants", "public", "models", ..]) if method == M::GET => Need::Authenticated,
         (_, ["v1", "tenants", "public", ..]) => Need::PlatformAdmin,
         (&M::GET, ["v1", "tenants", t]) => Need::Tenant(t.to_string(), Action::Read),
-        (_, ["v1", "tenants", t, "keys", ..] | ["v1", "tenants", t, "jwt-secret"]) => Need::Tenant(t.to_string(), Action::Manage),
+        (_, ["v1", "tenants", t, "keys", ..] | ["v1", "tenants", t, "access-keys", ..] | ["v1", "tenants", t, "jwt-secret"]) => Need::Tenant(t.to_string(), Action::Manage),
         (&M::GET, ["v1", "tenants", t, "audit"]) => Need::Tenant(t.to_string(), Action::Read),
         (&M::GET, ["v1", "tenants", t, ..]) => Need::Tenant(t.to_string(), Action::Read),
         (_, ["v1", "tenants", t, ..]) => Need::Tenant(t.to_string(), Action::Deploy),

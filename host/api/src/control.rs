@@ -187,6 +187,8 @@ async fn route_inner(
         }
         (&Method::GET, ["v1", "admin", "inference"]) => crate::models::sessions(state),
         (_, ["v1", "tenants", t, "keys", rest @ ..]) => crate::keys::route(state, req, t, rest, principal).await,
+        (_, ["v1", "tenants", t, "access-keys", rest @ ..]) => crate::keys::access_route(state, req, t, rest).await,
+        (_, ["v1", "tenants", t, "events", rest @ ..]) => crate::events::route(state, req, t, rest).await,
         (&Method::POST, ["v1", "tenants", t, "jwt-secret"]) => crate::keys::rotate_jwt_secret(state, t).await,
         (&Method::GET, ["v1", "tenants", t, "audit"]) => {
             let limit = query(&req).get("limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).min(10_000);
@@ -409,6 +411,10 @@ async fn check_config(
     if cfg.max_concurrency == Some(0) {
         return Err(ApiError::bad_request("invalid_config", "max_concurrency must be at least 1"));
     }
+    if let Some(a) = &cfg.async_invoke {
+        a.validate().map_err(|m| ApiError::bad_request("invalid_config", m))?;
+    }
+    crate::events::check_schedules(&cfg.schedules)?;
     for (k, v) in &cfg.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(ApiError::bad_request(

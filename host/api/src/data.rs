@@ -368,10 +368,30 @@ pub(crate) async fn call_event(
     request_id: &str,
     client_context: Option<String>,
 ) -> Result<Result<Vec<u8>, (String, String)>, CallError> {
-    let _held = state
+    call_event_logged(state, target, payload, request_id, client_context).await.result
+}
+
+/// An event invocation's result and its captured stdout/stderr.
+pub(crate) struct EventCall {
+    pub result: Result<Result<Vec<u8>, (String, String)>, CallError>,
+    pub logs: helixflow_runtime::Logs,
+}
+
+/// `call_event`, keeping the invocation's logs (for `X-Amz-Log-Type: Tail`).
+pub(crate) async fn call_event_logged(
+    state: &AppState,
+    target: &Target,
+    payload: Vec<u8>,
+    request_id: &str,
+    client_context: Option<String>,
+) -> EventCall {
+    let held = state
         .quotas
-        .admit(&target.tenant.name, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency)
-        .map_err(CallError::Quota)?;
+        .admit(&target.tenant.name, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency);
+    let _held = match held {
+        Ok(h) => h,
+        Err(e) => return EventCall { result: Err(CallError::Quota(e)), logs: Default::default() },
+    };
     let out = state
         .runtime
         .invoke_event(
@@ -404,7 +424,7 @@ pub(crate) async fn call_event(
         out.report.duration,
         handled,
     );
-    out.result.map_err(CallError::Invoke)
+    EventCall { result: out.result.map_err(CallError::Invoke), logs: out.report.logs }
 }
 
 /// Why `call_event` did not run the function, or how it failed.

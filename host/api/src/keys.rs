@@ -7,7 +7,7 @@ use crate::control::read_body;
 use crate::error::ApiError;
 use crate::tracked::TrackedBody;
 use helixflow_auth::{ApiKey, Role};
-use helixflow_store::access::KeyRecord;
+use helixflow_store::access::{AccessKeyRecord, KeyRecord};
 use http::{Method, Response, StatusCode};
 use serde_json::json;
 
@@ -75,4 +75,95 @@ pub async fn rotate_jwt_secret(state: &AppState, tenant: &str) -> Result<Respons
     let secret = helixflow_auth::random_secret().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
     state.registry.set_jwt_secret(tenant, &secret).await?;
     Ok(json_response(StatusCode::CREATED, &json!({"hs256_secret": secret, "audience": "helixflow"})))
+}
+
+fn access_view(k: &AccessKeyRecord) -> serde_json::Value {
+    json!({
+        "access_key_id": k.access_key_id,
+        "name": k.name,
+        "role": k.role,
+        "created_at": k.created_at,
+        "expires_at": k.valid_until,
+        "revoked": k.revoked,
+        "account_id": crate::lambda::account_id(&k.tenant),
+    })
+}
+
+/// SigV4 access key pairs of a tenant (`/api/v1/tenants/{t}/access-keys`), for the
+/// Lambda-compatible Invoke API. The secret is returned once, at creation.
+pub async fn access_route(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    tenant: &str,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    match (req.method().clone(), rest) {
+        (Method::POST, []) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct NewKey {
+                name: String,
+                #[serde(default = "invoker")]
+                role: String,
+                #[serde(default)]
+                expires_in_secs: Option<u64>,
+            }
+            fn invoker() -> String {
+                "invoker".into()
+            }
+            let (parts, body) = req.into_parts();
+            let bytes = read_body(body, &parts.headers, 16 << 10).await?;
+            let nk: NewKey = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+            let role = Role::parse(&nk.role)
+                .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be admin, developer, invoker or viewer"))?;
+            if nk.name.is_empty() || nk.name.len() > 100 || nk.name.chars().any(char::is_control) {
+                return Err(ApiError::bad_request("invalid_request", "name must be 1-100 printable characters"));
+            }
+            let key = helixflow_auth::sigv4::AccessKey::generate()
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let rec = AccessKeyRecord {
+                tenant: tenant.to_string(),
+                access_key_id: key.access_key_id.clone(),
+                name: nk.name,
+                role: role.as_str().to_string(),
+                secret: key.secret_access_key.clone(),
+                created_at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
+                revoked: false,
+            };
+            state.registry.add_access_key(&rec).await?;
+            let mut v = access_view(&rec);
+            v["secret_access_key"] = json!(key.secret_access_key);
+            Ok(json_response(StatusCode::CREATED, &v))
+        }
+        (Method::GET, []) => {
+            let keys: Vec<_> = state.registry.access_keys(tenant).await?.iter().map(access_view).collect();
+            Ok(json_response(StatusCode::OK, &json!({"access_keys": keys})))
+        }
+        (Method::DELETE, [id]) => {
+            let rec = state.registry.revoke_access_key(tenant, id).await?;
+            state.access_keys.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            Ok(json_response(StatusCode::OK, &access_view(&rec)))
+        }
+        _ => Err(ApiError::not_found("no such access-key route")),
+    }
+}
+
+/// An access key by id, cached briefly (revocations elsewhere take effect within the
+/// resolve-cache TTL, at most 5 s).
+pub async fn lookup_access_key(state: &AppState, id: &str) -> Result<Option<AccessKeyRecord>, ApiError> {
+    let ttl = state.settings.resolve_cache_ttl.min(std::time::Duration::from_secs(5));
+    if let Some((at, rec)) = state.access_keys.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+        if at.elapsed() < ttl {
+            return Ok(rec.clone());
+        }
+    }
+    let rec = state.registry.access_key(id).await?;
+    let mut m = state.access_keys.lock().unwrap_or_else(|p| p.into_inner());
+    if m.len() > 100_000 {
+        m.clear();
+    }
+    m.insert(id.to_string(), (std::time::Instant::now(), rec.clone()));
+    Ok(rec)
 }

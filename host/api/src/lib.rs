@@ -16,7 +16,10 @@ mod body;
 mod control;
 mod data;
 mod error;
+pub mod events;
 mod keys;
+pub mod lambda;
+pub mod lambda_host;
 mod logs;
 mod metrics;
 pub mod models;
@@ -65,6 +68,8 @@ pub struct ApiSettings {
     pub control_plane_mtls: bool,
     /// Tenants this node serves on its data plane (empty: all).
     pub served_tenants: Vec<String>,
+    /// Event (asynchronous) invocations this node runs at once.
+    pub async_workers: usize,
 }
 
 impl Default for ApiSettings {
@@ -82,6 +87,7 @@ impl Default for ApiSettings {
             resolve_cache_ttl: std::time::Duration::from_secs(1),
             served_tenants: Vec::new(),
             control_plane_mtls: false,
+            async_workers: 16,
         }
     }
 }
@@ -94,6 +100,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     pub auth: access::AuthSettings,
     keys: access::KeyCache,
+    access_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<helixflow_store::access::AccessKeyRecord>)>>,
+    events: events::EventRunner,
     quotas: quota::Quotas,
     metrics: metrics::Metrics,
     logs: logs::LogBook,
@@ -134,6 +142,8 @@ impl AppState {
         Arc::new(AppState {
             auth,
             keys: access::KeyCache::default(),
+            access_keys: Default::default(),
+            events: events::EventRunner::new(&settings.node_id, settings.async_workers),
             quotas: quota::Quotas::default(),
             metrics: metrics::Metrics::new(&settings.node_id),
             logs: logs::LogBook::new(settings.log_records_per_function),
@@ -163,7 +173,13 @@ pub async fn handle(
     async move {
         let path = req.uri().path().to_string();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let who = access::authenticate(&state, req.headers()).await;
+        // SigV4 requests are verified by the Invoke API itself (it needs the body).
+        let sigv4 = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(helixflow_auth::sigv4::is_sigv4);
+        let who = if sigv4 { Ok(None) } else { access::authenticate(&state, req.headers()).await };
         let (plane, resp) = match segs.first().copied() {
             Some("healthz") if segs.len() == 1 => ("other", control::healthz(&state)),
             Some("metrics") if segs.len() == 1 => match access::check(&who, &access::Need::PlatformAdmin) {
@@ -210,6 +226,7 @@ pub async fn handle(
             }
             Some("v1") => ("openai", openai::route(&state, req, &request_id, &who).await),
             Some("invoke") => ("data", data::invoke_event_route(&state, req, &request_id, &who, peer).await),
+            Some("2015-03-31") => ("lambda", lambda::route(&state, req, &request_id, &who, peer).await),
             Some(s) if !s.is_empty() => ("data", data::http_trigger_route(&state, req, &request_id, &who, peer).await),
             _ => (
                 "other",

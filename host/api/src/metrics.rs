@@ -28,6 +28,12 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AsyncLabels {
+    /// `accepted`, `succeeded`, `retried`, `failed`, `released` (quota), `taken_over`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeployLabels {
     pub outcome: &'static str,
 }
@@ -44,6 +50,8 @@ pub struct Metrics {
     pub latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
     pub requests: Family<RequestLabels, Counter>,
     pub deploys: Family<DeployLabels, Counter>,
+    pub async_events: Family<AsyncLabels, Counter>,
+    pub schedule_ticks: Counter,
 }
 
 impl Metrics {
@@ -78,6 +86,14 @@ impl Metrics {
             requests.clone(),
         );
         registry.register("deploys", "Deploy attempts by outcome", deploys.clone());
+        let async_events = Family::<AsyncLabels, Counter>::default();
+        registry.register(
+            "async_events",
+            "Event (asynchronous) invocations by outcome: accepted, succeeded, retried, failed, released, taken_over",
+            async_events.clone(),
+        );
+        let schedule_ticks = Counter::default();
+        registry.register("schedule_ticks", "Schedule ticks this node fired", schedule_ticks.clone());
         Metrics {
             registry,
             location: node_id.to_string(),
@@ -85,6 +101,8 @@ impl Metrics {
             latency,
             requests,
             deploys,
+            async_events,
+            schedule_ticks,
         }
     }
 

@@ -9,8 +9,13 @@
 //!   `aud`, `iss` checked with a small leeway; `alg: none` and unknown algorithms are
 //!   rejected before any key is looked up.
 //!
+//! * AWS Signature V4 ([`sigv4`]): access key pairs for the Lambda-compatible Invoke API,
+//!   verified with `aws-sigv4`'s key derivation and a constant-time comparison.
+//!
 //! Architecture invariant: this crate knows no HTTP and no storage: the api crate hands
 //! it header values and looked-up records, and gets a `Principal` or an [`AuthError`].
+
+pub mod sigv4;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -148,7 +153,7 @@ pub struct ApiKey {
     pub sha256: String,
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|_| AuthError::Invalid)?;
     Ok(b)

@@ -3,9 +3,10 @@
 //! together and holds no product logic of its own.
 
 mod client;
+mod lambda;
 mod serve;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +112,17 @@ enum Command {
     /// API keys of a tenant: create (shown once), list, revoke.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// AWS SigV4 access key pairs of a tenant, for the Lambda-compatible Invoke API
+    /// (boto3, the AWS CLI): create (secret shown once), list, revoke.
+    #[command(subcommand, name = "access-keys")]
+    AccessKeys(AccessKeysCmd),
+    /// Event (asynchronous) invocations: pending and failed ones, and re-driving failures.
+    #[command(subcommand)]
+    Events(EventsCmd),
+    /// Run as an AWS Lambda custom runtime (`bootstrap`): every Lambda event goes to one
+    /// WebAssembly component (HTTP events to its wasi:http handler, others to its event
+    /// handler). Reads `AWS_LAMBDA_RUNTIME_API` and friends from the environment.
+    Lambda(crate::lambda::LambdaArgs),
     /// A tenant's audit log (control-plane actions and refused requests), newest first.
     Audit {
         #[arg(long, short)]
@@ -156,6 +168,64 @@ enum KeysCmd {
         tenant: String,
         /// The key's prefix (the 12 hex characters after `hfk_`).
         prefix: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessKeysCmd {
+    /// Create a key pair; prints `AWS_ACCESS_KEY_ID=...` and `AWS_SECRET_ACCESS_KEY=...` once.
+    Create {
+        #[arg(long, short)]
+        tenant: String,
+        /// admin, developer, invoker or viewer.
+        #[arg(long, short, default_value = "invoker")]
+        role: String,
+        #[arg(long, short, default_value = "cli")]
+        name: String,
+        #[arg(long)]
+        expires_in_secs: Option<u64>,
+    },
+    List {
+        #[arg(long, short)]
+        tenant: String,
+    },
+    Revoke {
+        #[arg(long, short)]
+        tenant: String,
+        access_key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCmd {
+    /// Pending and failed events, oldest pending first, then newest failures.
+    List {
+        #[arg(long, short)]
+        tenant: String,
+        /// `pending` or `failed` (default: both).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, short)]
+        function: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One event (JSON).
+    Get {
+        #[arg(long, short)]
+        tenant: String,
+        id: String,
+    },
+    /// Run a failed event again (a new event with the same payload and version).
+    Replay {
+        #[arg(long, short)]
+        tenant: String,
+        /// Event ids; `--all-failed` replays every failed, not yet replayed event.
+        ids: Vec<String>,
+        #[arg(long)]
+        all_failed: bool,
+        #[arg(long, short)]
+        function: Option<String>,
     },
 }
 
@@ -251,6 +321,16 @@ enum FunctionsCmd {
         tenant: String,
         function: String,
     },
+    /// Show a function's config, or replace it with a JSON file (`--set config.json`):
+    /// limits, env, public, allow_outbound, async_invoke (retries, destinations),
+    /// schedules (cron).
+    Config {
+        #[arg(long, short)]
+        tenant: String,
+        function: String,
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -304,6 +384,7 @@ async fn run(cli: Cli) -> Result<()> {
     let c = client::Client::new(&cli.url, cli.token.clone());
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Lambda(args) => lambda::run(args).await,
         Command::State {
             cmd: StateCmd::Init { config },
         } => {
@@ -421,6 +502,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Models(cmd) => models_cmd(&c, cmd).await,
         Command::Keys(cmd) => keys_cmd(&c, cmd).await,
+        Command::AccessKeys(cmd) => access_keys_cmd(&c, cmd).await,
+        Command::Events(cmd) => events_cmd(&c, cmd).await,
         Command::Audit { tenant, limit } => {
             let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/audit?limit={limit}"), None).await?;
             for r in v["records"].as_array().into_iter().flatten() {
@@ -499,6 +582,19 @@ async fn run(cli: Cli) -> Result<()> {
                         None,
                     )
                     .await?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            FunctionsCmd::Config { tenant, function, set } => {
+                let path = format!("/api/v1/tenants/{tenant}/functions/{function}/config");
+                let v = match set {
+                    Some(file) => {
+                        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                        let body: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+                        c.json(http::Method::PUT, &path, Some(body)).await?["config"].clone()
+                    }
+                    None => c.json(http::Method::GET, &path, None).await?,
+                };
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
@@ -657,6 +753,101 @@ async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
         ModelsCmd::Delete { tenant, model } => {
             let v = c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/models/{model}"), None).await?;
             println!("deleted {tenant}/{model} ({} versions)", v["deleted_versions"]);
+            Ok(())
+        }
+    }
+}
+
+async fn access_keys_cmd(c: &client::Client, cmd: AccessKeysCmd) -> anyhow::Result<()> {
+    match cmd {
+        AccessKeysCmd::Create { tenant, role, name, expires_in_secs } => {
+            let mut body = serde_json::json!({"name": name, "role": role});
+            if let Some(s) = expires_in_secs {
+                body["expires_in_secs"] = s.into();
+            }
+            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/access-keys"), Some(body)).await?;
+            eprintln!(
+                "created {} access key for tenant {tenant} (account id {}); the secret is shown once",
+                v["role"].as_str().unwrap_or_default(),
+                v["account_id"].as_str().unwrap_or_default()
+            );
+            println!("AWS_ACCESS_KEY_ID={}", v["access_key_id"].as_str().unwrap_or_default());
+            println!("AWS_SECRET_ACCESS_KEY={}", v["secret_access_key"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        AccessKeysCmd::List { tenant } => {
+            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/access-keys"), None).await?;
+            for k in v["access_keys"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    k["access_key_id"].as_str().unwrap_or_default(),
+                    k["role"].as_str().unwrap_or_default(),
+                    k["name"].as_str().unwrap_or_default(),
+                    k["created_at"].as_str().unwrap_or_default(),
+                    if k["revoked"] == true { "\trevoked" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        AccessKeysCmd::Revoke { tenant, access_key_id } => {
+            c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/access-keys/{access_key_id}"), None).await?;
+            println!("revoked {access_key_id}");
+            Ok(())
+        }
+    }
+}
+
+async fn events_cmd(c: &client::Client, cmd: EventsCmd) -> anyhow::Result<()> {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    match cmd {
+        EventsCmd::List { tenant, status, function, limit } => {
+            let mut q = format!("limit={limit}");
+            if let Some(s) = status {
+                q.push_str(&format!("&status={}", enc(&s)));
+            }
+            if let Some(f) = function {
+                q.push_str(&format!("&function={}", enc(&f)));
+            }
+            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/events?{q}"), None).await?;
+            for e in v["events"].as_array().into_iter().flatten() {
+                let err = e["last_error"]["error_type"].as_str().unwrap_or("-");
+                println!(
+                    "{}\t{}\t{}@{}\tattempts={}\t{}\t{}{}",
+                    e["id"].as_str().unwrap_or_default(),
+                    e["status"].as_str().unwrap_or_default(),
+                    e["function"].as_str().unwrap_or_default(),
+                    e["version"],
+                    e["attempts"],
+                    e["condition"].as_str().unwrap_or("-"),
+                    err,
+                    e["replayed_as"].as_str().map(|r| format!("\treplayed as {r}")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        EventsCmd::Get { tenant, id } => {
+            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/events/{}", enc(&id)), None).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        EventsCmd::Replay { tenant, mut ids, all_failed, function } => {
+            if all_failed {
+                let mut q = "status=failed&limit=1000".to_string();
+                if let Some(f) = &function {
+                    q.push_str(&format!("&function={}", enc(f)));
+                }
+                let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/events?{q}"), None).await?;
+                ids.extend(
+                    v["events"].as_array().into_iter().flatten().filter(|e| e["replayed_as"].is_null()).filter_map(|e| e["id"].as_str().map(str::to_string)),
+                );
+            }
+            if ids.is_empty() {
+                anyhow::bail!("nothing to replay: name event ids or use --all-failed");
+            }
+            for id in ids {
+                let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/events/{}/replay", enc(&id)), None).await?;
+                println!("{id} -> {}", v["id"].as_str().unwrap_or_default());
+            }
             Ok(())
         }
     }

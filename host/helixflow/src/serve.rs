@@ -125,6 +125,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
         served_tenants: cfg.node.tenants.clone(),
         control_plane_mtls: cfg.listen.client_ca.is_some(),
+        async_workers: cfg.runtime.async_workers as usize,
     };
     let auth = auth_settings(&cfg)?;
     let state = AppState::new(Arc::new(runtime), registry, artifacts, settings, auth);
@@ -138,6 +139,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         }
     }
+
+    // Durable Event invocations and schedules: run what is queued (also what a crashed
+    // predecessor left behind) from now on.
+    helixflow_api::events::start(&state);
 
     let mut listeners = Vec::new();
     if !cfg.listen.http.is_empty() {

@@ -5,6 +5,8 @@
 //! | api key       | `T#{tenant}`       | `KEY#{prefix}`              |
 //! | key index     | `KEYS`             | `{prefix}`                  |
 //! | JWT secret    | `T#{tenant}`       | `JWT`                       |
+//! | access key    | `T#{tenant}`       | `AK#{access_key_id}`        |
+//! | access index  | `ACCESS_KEYS`      | `{access_key_id}`           |
 //! | audit record  | `AUDIT#{tenant}`   | `{unix_nanos:020}#{rand}`   |
 //!
 //! A key and its index item are written in one transaction; a key record holds the
@@ -30,6 +32,23 @@ pub struct KeyRecord {
     pub created_at: String,
     /// Unix seconds; `None` = no expiry. (Not `expires_at`: the store would make the
     /// record vanish, and the caller would get "invalid" instead of "expired".)
+    #[serde(default)]
+    pub valid_until: Option<u64>,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// A SigV4 access key pair (for the Lambda-compatible Invoke API). Unlike an API key,
+/// the secret itself is stored: verifying an HMAC signature needs it. The API returns
+/// it once, at creation, and never again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    pub tenant: String,
+    pub access_key_id: String,
+    pub name: String,
+    pub role: String,
+    pub secret: String,
+    pub created_at: String,
     #[serde(default)]
     pub valid_until: Option<u64>,
     #[serde(default)]
@@ -109,6 +128,60 @@ impl Registry {
             .await?
             .ok_or_else(|| RegistryError::NotFound(format!("no key {prefix:?} in tenant {tenant:?}")))?;
         let mut rec: KeyRecord = from(&item)?;
+        rec.revoked = true;
+        self.store().put(&pk, &sk, crate::registry::attrs_of(&rec)?, Condition::VersionIs(item.version)).await?;
+        Ok(rec)
+    }
+
+    /// Records a new SigV4 access key pair for `rec.tenant`.
+    pub async fn add_access_key(&self, rec: &AccessKeyRecord) -> Result<()> {
+        self.tenant(&rec.tenant).await?;
+        let ops = vec![
+            WriteOp::Put {
+                pk: format!("T#{}", rec.tenant),
+                sk: format!("AK#{}", rec.access_key_id),
+                attrs: crate::registry::attrs_of(rec)?,
+                condition: Condition::NotExists,
+            },
+            WriteOp::Put {
+                pk: "ACCESS_KEYS".into(),
+                sk: rec.access_key_id.clone(),
+                attrs: crate::registry::attrs_of(&serde_json::json!({"tenant": rec.tenant}))?,
+                condition: Condition::NotExists,
+            },
+        ];
+        match self.store().transact(ops).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict("access key id collision; retry".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The access key with this id, wherever it lives (`None`: no such key).
+    pub async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let Some(idx) = self.store().get("ACCESS_KEYS", id).await? else { return Ok(None) };
+        let Some(tenant) = idx.str("tenant").map(str::to_string) else { return Ok(None) };
+        match self.store().get(&format!("T#{tenant}"), &format!("AK#{id}")).await? {
+            Some(i) => Ok(Some(from(&i)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn access_keys(&self, tenant: &str) -> Result<Vec<AccessKeyRecord>> {
+        self.tenant(tenant).await?;
+        self.store().query_all(&format!("T#{tenant}"), "AK#").await?.iter().map(from).collect()
+    }
+
+    /// Marks an access key revoked (the record stays, for the audit trail).
+    pub async fn revoke_access_key(&self, tenant: &str, id: &str) -> Result<AccessKeyRecord> {
+        let pk = format!("T#{tenant}");
+        let sk = format!("AK#{id}");
+        let item = self
+            .store()
+            .get(&pk, &sk)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("no access key {id:?} in tenant {tenant:?}")))?;
+        let mut rec: AccessKeyRecord = from(&item)?;
         rec.revoked = true;
         self.store().put(&pk, &sk, crate::registry::attrs_of(&rec)?, Condition::VersionIs(item.version)).await?;
         Ok(rec)

@@ -264,6 +264,49 @@ impl ArtifactStore {
 
     /// Every stored artifact: (SHA-256, age, size). Objects that are not named by a
     /// SHA-256 are skipped.
+    /// Writes a record (not content-addressed) under `records/{rel}`: dead-letter and
+    /// destination records of asynchronous invocations. `rel`'s segments must be plain
+    /// names (no `..`); an existing record is replaced (writes are idempotent by key).
+    pub async fn put_record(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        let path = self.record_path(rel)?;
+        self.store.put(&path, PutPayload::from_bytes(bytes)).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Reads a record written by `put_record`.
+    pub async fn get_record(&self, rel: &str) -> Result<Bytes> {
+        let path = self.record_path(rel)?;
+        let r = self.store.get(&path).await.map_err(map_err)?;
+        r.bytes().await.map_err(map_err)
+    }
+
+    /// The records under `records/{rel_prefix}` (relative names).
+    pub async fn list_records(&self, rel_prefix: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let dir = self.record_path(rel_prefix)?;
+        let base = self.record_path("x")?;
+        let base_parts = base.parts().count() - 1;
+        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&dir)).try_collect().await.map_err(map_err)?;
+        let mut out: Vec<String> = metas
+            .into_iter()
+            .map(|m| m.location.parts().skip(base_parts).map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn record_path(&self, rel: &str) -> Result<ObjPath> {
+        let mut parts: Vec<_> = self.prefix.parts().collect();
+        parts.push("records".into());
+        for seg in rel.split('/').filter(|s| !s.is_empty()) {
+            if seg == "." || seg == ".." {
+                return Err(StoreError::Invalid(format!("record path {rel:?}: no '.' or '..' segments")));
+            }
+            parts.push(object_store::path::PathPart::parse(seg).map_err(|e| StoreError::Invalid(format!("record path {rel:?}: {e}")))?.to_owned());
+        }
+        Ok(ObjPath::from_iter(parts))
+    }
+
     pub async fn list(&self) -> Result<Vec<StoredArtifact>> {
         use futures::TryStreamExt;
         let mut parts: Vec<_> = self.prefix.parts().collect();

@@ -20,6 +20,7 @@ mod artifacts;
 mod metadata;
 mod redb_backend;
 pub mod access;
+pub mod events;
 pub mod models;
 pub mod registry;
 

@@ -93,6 +93,12 @@ pub struct FunctionConfig {
     /// `*.domain`); empty (the default): no outbound requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_outbound: Vec<String>,
+    /// Asynchronous (Event) invocations: retries, maximum age, destinations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_invoke: Option<crate::events::AsyncConfig>,
+    /// Scheduled triggers (cron, UTC): each tick fires one Event invocation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::events::Schedule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -383,18 +389,24 @@ impl Registry {
             };
             f.config = config.clone();
             f.updated_at = now();
-            match self
-                .store
-                .put(
-                    &item.pk,
-                    &item.sk,
-                    to_attrs(&f)?,
-                    Condition::VersionIs(item.version),
-                )
-                .await
-            {
+            // The schedule index changes with the config, in the same transaction.
+            let index = if f.config.schedules.is_empty() {
+                WriteOp::Delete { pk: crate::events::SCHEDULES_PK.into(), sk: crate::events::schedule_sk(tenant, function), condition: Condition::Always }
+            } else {
+                WriteOp::Put {
+                    pk: crate::events::SCHEDULES_PK.into(),
+                    sk: crate::events::schedule_sk(tenant, function),
+                    attrs: to_attrs(&serde_json::json!({"tenant": tenant, "function": function}))?,
+                    condition: Condition::Always,
+                }
+            };
+            let ops = vec![
+                WriteOp::Put { pk: item.pk.clone(), sk: item.sk.clone(), attrs: to_attrs(&f)?, condition: Condition::VersionIs(item.version) },
+                index,
+            ];
+            match self.store.transact(ops).await {
                 Ok(_) => return Ok(f),
-                Err(StoreError::ConditionFailed { .. }) => continue,
+                Err(StoreError::TransactionCancelled { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -488,6 +500,9 @@ impl Registry {
                 )),
                 e => e.into(),
             })?;
+        self.store
+            .delete(crate::events::SCHEDULES_PK, &crate::events::schedule_sk(tenant, function), Condition::Always)
+            .await?;
         for chunk in children.chunks(50) {
             let ops = chunk
                 .iter()

@@ -5,7 +5,10 @@
 //! `/env?k=NAME`, `/id?v=X` (echoes X after a little work; used for the concurrency test),
 //! `/fetch?url=http://host:port/path` (an outbound wasi:http GET; answers its status and
 //! body, or 502 with the error the host gave).
-//! Event: the event body selects the same behaviours (`trap`, `loop`, `grow`, else echo).
+//! Event: the event body (raw, or a JSON string) selects the same behaviours (`trap`,
+//! `loop`, `grow`, `error`), or `fetch URL` / `fail-fetch URL` (outbound GET, then
+//! answer / fail), `sleep MS`, `context` (request id + client context); a scheduled
+//! event whose detail is `{"fetch": URL}` GETs `URL?t={tick time}`; anything else echoes.
 
 use helixflow_guest_sdk::event::{Context, FunctionError};
 use helixflow_guest_sdk::http::{Request, Response};
@@ -121,8 +124,44 @@ fn http(req: Request) -> Response {
     }
 }
 
-fn event(ev: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
-    match ev.as_slice() {
+/// The value of `"key":"..."` in a JSON text (no escapes; enough for tests).
+fn json_str<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let len = text[start..].find('"')?;
+    Some(&text[start..start + len])
+}
+
+fn event(ev: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
+    // Through the Lambda Invoke API payloads are JSON: a JSON string carries the command.
+    let cmd: &[u8] = if ev.len() >= 2 && ev[0] == b'"' && ev[ev.len() - 1] == b'"' { &ev[1..ev.len() - 1] } else { &ev };
+    let text = String::from_utf8_lossy(cmd).to_string();
+    if let Some(url) = text.strip_prefix("fetch ") {
+        return match fetch(url) {
+            Ok((status, body)) => Ok([format!("{status} ").into_bytes(), body].concat()),
+            Err(e) => Err(FunctionError::new("FetchFailed", &e)),
+        };
+    }
+    if let Some(url) = text.strip_prefix("fail-fetch ") {
+        let _ = fetch(url);
+        return Err(FunctionError::new("ChaosError", "failed (after telling the counter)"));
+    }
+    if let Some(ms) = text.strip_prefix("sleep ") {
+        let ms: u64 = ms.trim().parse().unwrap_or(10);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        return Ok(format!("\"slept {ms}\"").into_bytes());
+    }
+    if text == "context" {
+        let cc = ctx.client_context.clone().unwrap_or_else(|| "null".into());
+        return Ok(format!("{{\"request_id\":\"{}\",\"client_context\":{cc}}}", ctx.request_id).into_bytes());
+    }
+    // A scheduled event whose detail says {"fetch": url}: tell url which tick this is.
+    if let (Some(url), Some(time)) = (json_str(&text, "fetch"), json_str(&text, "time")) {
+        return match fetch(&format!("{url}?t={time}")) {
+            Ok(_) => Ok(b"\"ticked\"".to_vec()),
+            Err(e) => Err(FunctionError::new("FetchFailed", &e)),
+        };
+    }
+    match cmd {
         b"trap" => panic!("chaos: deliberate trap"),
         b"loop" => Ok(spin().to_le_bytes().to_vec()),
         b"grow" => Ok(grow().to_le_bytes().to_vec()),

@@ -1,0 +1,89 @@
+//! `helixflow lambda`: HelixFlow as an AWS Lambda custom runtime (`bootstrap`).
+//!
+//! The Runtime API loop is `lambda_runtime`'s; each event goes to
+//! `helixflow_api::lambda_host::handle`, which runs the configured component.
+
+use anyhow::Context as _;
+use helixflow_runtime::{InvocationEnv, Limits, Runtime, RuntimeConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+#[derive(clap::Args)]
+pub struct LambdaArgs {
+    /// The component to run (relative paths: under `LAMBDA_TASK_ROOT`).
+    #[arg(long, env = "HELIXFLOW_LAMBDA_COMPONENT", default_value = "function.wasm")]
+    component: PathBuf,
+    /// Environment variable for the component, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Hosts the component may call over outbound HTTP (comma-separated).
+    #[arg(long, env = "HELIXFLOW_LAMBDA_ALLOW_OUTBOUND", value_delimiter = ',')]
+    allow_outbound: Vec<String>,
+    /// The component's memory ceiling (default: the Lambda function's memory size).
+    #[arg(long, env = "HELIXFLOW_LAMBDA_MEMORY_MB")]
+    memory_mb: Option<u32>,
+}
+
+pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
+    // lambda_runtime panics without these; say what is missing instead.
+    for var in ["AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] {
+        if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
+            anyhow::bail!("{var} is not set: `helixflow lambda` runs inside AWS Lambda (or against a Runtime API server), which sets it");
+        }
+    }
+    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse::<i32>().ok()).is_none() {
+        anyhow::bail!("AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a number of MB");
+    }
+    let component = match std::env::var_os("LAMBDA_TASK_ROOT") {
+        Some(root) if args.component.is_relative() => PathBuf::from(root).join(&args.component),
+        _ => args.component.clone(),
+    };
+    let bytes = std::fs::read(&component).with_context(|| format!("reading the component {}", component.display()))?;
+    let lambda_mb: u32 = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
+    let memory_mb = args.memory_mb.unwrap_or(lambda_mb).clamp(1, 4096);
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(std::env::temp_dir().join("helixflow-compile-cache")),
+        max_instances: 8,
+        max_memory_bytes: (memory_mb as usize) << 20,
+        ..Default::default()
+    })?;
+    let sha = {
+        use sha2::Digest;
+        hex_lower(&sha2::Sha256::digest(&bytes))
+    };
+    let func = runtime.load(&sha, &bytes).await.with_context(|| format!("loading {}", component.display()))?;
+    let mut env = Vec::new();
+    for kv in &args.env {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
+        env.push((k.to_string(), v.to_string()));
+    }
+    let inv_env = InvocationEnv { env, tenant: String::new(), allow_outbound: args.allow_outbound.clone() };
+    let limits = Limits { memory_bytes: (memory_mb as usize) << 20, timeout: Duration::from_secs(900), max_log_bytes: 256 << 10 };
+    let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+    let function_version = std::env::var("AWS_LAMBDA_FUNCTION_VERSION").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    tracing::info!(component = %component.display(), memory_mb, %function_name, "helixflow lambda runtime ready");
+    let runtime = Arc::new(runtime);
+    let handler = lambda_runtime::service_fn(move |ev: lambda_runtime::LambdaEvent<serde_json::Value>| {
+        let (runtime, func, limits, inv_env, function_name) = (runtime.clone(), func.clone(), limits.clone(), inv_env.clone(), function_name.clone());
+        async move {
+            let ctx = ev.context;
+            let inv = helixflow_api::lambda_host::LambdaInvocation {
+                request_id: ctx.request_id.clone(),
+                deadline: UNIX_EPOCH + Duration::from_millis(ctx.deadline),
+                function_arn: ctx.invoked_function_arn.clone(),
+                function_name,
+                function_version,
+                client_context: ctx.client_context.as_ref().and_then(|c| serde_json::to_string(c).ok()),
+            };
+            helixflow_api::lambda_host::handle(&runtime, &func, &limits, &inv_env, ev.payload, inv)
+                .await
+                .map_err(|f| lambda_runtime::Diagnostic { error_type: f.error_type, error_message: f.message })
+        }
+    });
+    lambda_runtime::run(handler).await.map_err(|e| anyhow::anyhow!("Lambda runtime loop: {e}"))
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
