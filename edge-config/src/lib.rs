@@ -54,6 +54,8 @@
 //! mode = "enforce"                 # "off": every caller is the platform admin (local tinkering only)
 //! # admin_key_sha256 = "..."       (default: $HELIXFLOW_ADMIN_KEY, else a key generated into data_dir/admin.key)
 //! # jwks_file = "/etc/helixflow/jwks.json"   (RS256/ES256/EdDSA tokens; HS256 uses per-tenant secrets)
+//! # jwks_url = "https://issuer.example/.well-known/jwks.json"   (instead of a file; refetched)
+//! # jwks_refresh_secs = 300
 //! # jwt_issuer = "https://idp.example.com/"
 //! jwt_audience = "helixflow"
 //! jwt_leeway_secs = 30
@@ -218,6 +220,10 @@ pub struct Auth {
     pub mode: String,
     pub admin_key_sha256: Option<String>,
     pub jwks_file: Option<PathBuf>,
+    /// Fetch the JWKS from here (HTTPS, or HTTP on loopback), refreshed every
+    /// `jwks_refresh_secs`.
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_secs: u64,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: String,
     pub jwt_leeway_secs: u64,
@@ -229,6 +235,8 @@ impl Default for Auth {
             mode: "enforce".into(),
             admin_key_sha256: None,
             jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
             jwt_issuer: None,
             jwt_audience: "helixflow".into(),
             jwt_leeway_secs: 30,
@@ -539,6 +547,18 @@ impl NodeConfig {
             if !p.is_file() {
                 return Err(bad("auth.jwks_file", format!("{} does not exist", p.display()), "give the path of a JWKS JSON file"));
             }
+        }
+        if let Some(u) = &self.auth.jwks_url {
+            if self.auth.jwks_file.is_some() {
+                return Err(bad("auth.jwks_url", "both jwks_file and jwks_url are set".into(), "use one of them"));
+            }
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| u.starts_with(p));
+            if !(u.starts_with("https://") || loopback) {
+                return Err(bad("auth.jwks_url", format!("{u:?} is not an https:// URL"), "keys must come over TLS (http:// only on loopback)"));
+            }
+        }
+        if !(1..=86_400).contains(&self.auth.jwks_refresh_secs) {
+            return Err(bad("auth.jwks_refresh_secs", format!("{} is out of range", self.auth.jwks_refresh_secs), "use 1..=86400"));
         }
         if self.auth.jwt_leeway_secs > 300 {
             return Err(bad("auth.jwt_leeway_secs", "more than 5 minutes".into(), "keep clock-skew leeway small, e.g. 30"));

@@ -248,3 +248,73 @@ async fn roles_public_functions_and_the_audit_log() {
     let listed = keys[0].1.get(&u("/api/v1/tenants/acme/keys")).await;
     assert!(!listed.text().contains("hfk_") && !listed.text().contains("sha256"), "{}", listed.text());
 }
+
+/// RS256/EdDSA keys from `[auth] jwks_url`: fetched at start, refetched, rotated keys
+/// picked up, an unreachable issuer keeps the keys already loaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn jwks_from_a_url_is_fetched_and_rotated() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let new_key = || {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.public_key_raw());
+        (kp, x)
+    };
+    let (k1, x1) = new_key();
+    let (k2, x2) = new_key();
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x1, "kid": "k1", "alg": "EdDSA"}]}).to_string()));
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    {
+        let (doc, up) = (doc.clone(), up.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (doc, up) = (doc.clone(), up.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                        let (body, status) = if up.load(std::sync::atomic::Ordering::SeqCst) { (doc.lock().unwrap().clone(), 200) } else { ("down".to_string(), 503) };
+                        async move { Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+    }
+    let node = Node::start(dir.path(), Some(&format!("[auth]\njwks_url = \"http://127.0.0.1:{port}/jwks.json\"\njwks_refresh_secs = 1\n")));
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "echo", "echo-event", "").await;
+    let t = now();
+    let claims = json!({"sub": "u1", "tenant": "acme", "role": "invoker", "exp": t + 300, "aud": "helixflow"});
+    let token = |kp: &rcgen::KeyPair, kid: &str| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ed_pem(kp.serialize_pem().as_bytes()).unwrap()).unwrap()
+    };
+    let invoke = |tok: String| {
+        let url = api.url("/invoke/acme/echo");
+        async move { Http::with_token(Some(&tok)).post(&url, "hi").await.status }
+    };
+    assert_eq!(invoke(token(&k1, "k1")).await, 200, "k1 from the fetched JWKS");
+    assert_eq!(invoke(token(&k2, "k2")).await, 401, "k2 is not published yet");
+    // The issuer rotates: k2 published, k1 withdrawn.
+    *doc.lock().unwrap() = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x2, "kid": "k2", "alg": "EdDSA"}]}).to_string();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = invoke(token(&k2, "k2")).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "k2 accepted after the refresh");
+    assert_eq!(invoke(token(&k1, "k1")).await, 401, "withdrawn k1 refused");
+    println!("rotation picked up within the 1 s refresh");
+    // The issuer goes down: the keys already loaded stay.
+    up.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(invoke(token(&k2, "k2")).await, 200, "keys kept while the issuer is down");
+    assert!(node.log().contains("JWKS fetch failed"), "the failed refresh is logged");
+}

@@ -207,7 +207,8 @@ pub struct Claims {
 /// JWT verification settings.
 #[derive(Clone)]
 pub struct JwtVerifier {
-    jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// Replaced as a whole when a JWKS URL is refetched.
+    jwks: std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<jsonwebtoken::jwk::JwkSet>>>>,
     issuer: Option<String>,
     audience: String,
     leeway_secs: u64,
@@ -217,10 +218,27 @@ impl JwtVerifier {
     /// `jwks_json`: the JWKS document for asymmetric tokens (None: HS256 only).
     pub fn new(jwks_json: Option<&str>, issuer: Option<String>, audience: String, leeway_secs: u64) -> Result<JwtVerifier, String> {
         let jwks = match jwks_json {
-            Some(j) => Some(serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(j).map_err(|e| format!("JWKS: {e}"))?),
+            Some(j) => Some(std::sync::Arc::new(Self::parse_jwks(j)?)),
             None => None,
         };
-        Ok(JwtVerifier { jwks, issuer, audience, leeway_secs })
+        Ok(JwtVerifier { jwks: std::sync::Arc::new(std::sync::RwLock::new(jwks)), issuer, audience, leeway_secs })
+    }
+
+    fn parse_jwks(json: &str) -> Result<jsonwebtoken::jwk::JwkSet, String> {
+        let set = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(json).map_err(|e| format!("JWKS: {e}"))?;
+        if set.keys.is_empty() {
+            return Err("JWKS: no keys".into());
+        }
+        Ok(set)
+    }
+
+    /// Replaces the JWKS (a refetch from `jwks_url`); a document that does not parse
+    /// leaves the current keys in place. Returns the number of keys.
+    pub fn set_jwks(&self, json: &str) -> Result<usize, String> {
+        let set = Self::parse_jwks(json)?;
+        let n = set.keys.len();
+        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(set));
+        Ok(n)
     }
 
     /// The tenant a token claims, read without verifying anything: only used to pick
@@ -248,7 +266,7 @@ impl JwtVerifier {
         let (key, alg) = match header.alg {
             Algorithm::HS256 => (DecodingKey::from_secret(hs256_secret.ok_or(AuthError::Invalid)?.as_bytes()), Algorithm::HS256),
             alg @ (Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) => {
-                let set = self.jwks.as_ref().ok_or(AuthError::Invalid)?;
+                let set = self.jwks.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(AuthError::Invalid)?;
                 let jwk = match &header.kid {
                     Some(kid) => set.find(kid),
                     None if set.keys.len() == 1 => set.keys.first(),

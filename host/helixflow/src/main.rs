@@ -3,6 +3,7 @@
 //! together and holds no product logic of its own.
 
 mod client;
+mod jwks;
 mod lambda;
 mod serve;
 

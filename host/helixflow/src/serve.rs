@@ -128,6 +128,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         async_workers: cfg.runtime.async_workers as usize,
     };
     let auth = auth_settings(&cfg)?;
+    if let Some(url) = &cfg.auth.jwks_url {
+        crate::jwks::start(auth.jwt.clone(), url.clone(), Duration::from_secs(cfg.auth.jwks_refresh_secs)).await;
+    }
     let state = AppState::new(Arc::new(runtime), registry, artifacts, settings, auth);
     if let Some(inf) = &inference {
         for m in &cfg.inference.preload {
