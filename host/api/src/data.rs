@@ -155,19 +155,13 @@ async fn http_trigger(
     request_id: &str,
     who: &Who,
 ) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path();
-    let rest = path.trim_start_matches('/');
-    let mut parts = rest.splitn(3, '/');
-    let tenant = parts.next().unwrap_or_default().to_string();
-    let func_q = parts.next().unwrap_or_default().to_string();
-    let inner_path = format!("/{}", parts.next().unwrap_or_default());
-    if func_q.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no function named in {path:?}: use /{{tenant}}/{{function}}/..."
-        )));
-    }
-    let (function, qualifier) = split_qualifier(&func_q);
-    let target = authorized_target(state, &tenant, function, qualifier, who, true).await?;
+    let TriggerPath { tenant, function, qualifier, inner } = parse_trigger_path(req.uri().path(), req.uri().query())?;
+    let func_q = match &qualifier {
+        Some(q) => format!("{function}@{q}"),
+        None => function.clone(),
+    };
+    let function = function.as_str();
+    let target = authorized_target(state, &tenant, function, qualifier.as_deref(), who, true).await?;
     if !target.loaded.exports().http {
         return Err(ApiError::bad_request(
             "wrong_trigger",
@@ -183,13 +177,7 @@ async fn http_trigger(
     crate::control::check_declared_length(req.headers(), limit)?;
     // The guest sees the path below its function, the original query, method and headers.
     let (mut head, body) = req.into_parts();
-    let pq = match head.uri.query() {
-        Some(q) => format!("{inner_path}?{q}"),
-        None => inner_path,
-    };
-    head.uri = pq
-        .parse()
-        .map_err(|e| ApiError::bad_request("invalid_request", format!("bad path: {e}")))?;
+    head.uri = inner;
     if !head.headers.contains_key(http::header::HOST) {
         head.headers.insert(
             http::header::HOST,
@@ -273,6 +261,35 @@ async fn http_trigger(
             Ok(resp)
         }
     }
+}
+
+/// Where an HTTP-trigger request goes: `/{tenant}/{function}[@qualifier]/{rest}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerPath {
+    pub tenant: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+    /// What the guest sees: the path below the function, with the original query.
+    pub inner: http::Uri,
+}
+
+/// Maps a request path (and query) to its function and the guest's own URI.
+pub fn parse_trigger_path(path: &str, query: Option<&str>) -> Result<TriggerPath, ApiError> {
+    let rest = path.trim_start_matches('/');
+    let mut parts = rest.splitn(3, '/');
+    let tenant = parts.next().unwrap_or_default().to_string();
+    let func_q = parts.next().unwrap_or_default();
+    if func_q.is_empty() || tenant.is_empty() {
+        return Err(ApiError::not_found(format!("no function named in {path:?}: use /{{tenant}}/{{function}}/...")));
+    }
+    let (function, qualifier) = split_qualifier(func_q);
+    let inner_path = format!("/{}", parts.next().unwrap_or_default());
+    let pq = match query {
+        Some(q) => format!("{inner_path}?{q}"),
+        None => inner_path,
+    };
+    let inner = pq.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("bad path: {e}")))?;
+    Ok(TriggerPath { tenant, function: function.to_string(), qualifier: qualifier.map(str::to_string), inner })
 }
 
 fn wasmtime_wasi_http_error_body_size(limit: usize) -> helixflow_runtime::HttpBodyError {

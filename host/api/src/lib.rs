@@ -14,7 +14,7 @@
 pub mod access;
 mod body;
 mod control;
-mod data;
+pub(crate) mod data;
 mod error;
 pub mod events;
 mod keys;
@@ -30,6 +30,16 @@ pub mod tls;
 mod tracked;
 
 pub use body::Body;
+
+/// The pure request-mapping functions, for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::access::requirement;
+    pub use crate::data::{TriggerPath, parse_trigger_path};
+    pub use crate::lambda::parse_function_name;
+    pub use crate::lambda_host::{classify, http_request};
+    pub use crate::resolve::split_qualifier;
+}
 pub use error::ApiError;
 
 use helixflow_runtime::Runtime;
