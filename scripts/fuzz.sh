@@ -27,6 +27,7 @@ export PATH="$FUZZ_TOOLS/bin:$PATH"
 # allow them on it (the same compiler, with unstable flags unlocked).
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="$HOME/.cache/helixflow/fuzz-target"
+mkdir -p "$CARGO_TARGET_DIR"
 cd "$ROOT/fuzz"
 failed=0
 for t in "${TARGETS[@]}"; do

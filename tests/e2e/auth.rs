@@ -69,11 +69,34 @@ async fn another_tenants_credentials_reach_nothing_and_learn_nothing() {
         ("POST", u("/public/models"), vec![]),
         ("POST", u("/api/v1/tenants/public/models/x/versions"), vec![1, 2, 3]),
     ];
-    for (method, url, body) in attempts {
-        let r = alice.request(method, &url, &[], body).await;
-        println!("alice {method:6} {:60} -> {} {}", url.trim_start_matches(&node.url), r.status, r.code());
-        assert!(matches!(r.status, 401 | 403 | 404 | 405), "{method} {url}: {} {}", r.status, r.text());
-        assert!(!leaks(&r), "{method} {url} leaked: {}", r.text());
+    let mut attempts = attempts;
+    attempts.extend([
+        ("GET", u("/api/v1/tenants/bob/events"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/events/01a217d7-67c9-7651-9405-2939135268fa"), vec![]),
+        ("POST", u("/api/v1/tenants/bob/events/01a217d7-67c9-7651-9405-2939135268fa/replay"), vec![]),
+        ("GET", u("/api/v1/tenants/bob/access-keys"), vec![]),
+        ("POST", u("/api/v1/tenants/bob/access-keys"), br#"{"name":"x"}"#.to_vec()),
+        ("POST", u("/2015-03-31/functions/bob:function:bob-secret-fn/invocations"), b"{}".to_vec()),
+        ("POST", u("/2015-03-31/functions/bob:function:no-such-fn/invocations"), b"{}".to_vec()),
+    ]);
+    // The same with an admin JWT of alice's (HS256, alice's secret).
+    let secret = api.http.post(&u("/api/v1/tenants/alice/jwt-secret"), "").await.json()["hs256_secret"].as_str().unwrap().to_string();
+    let t = now();
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "alice-admin", "tenant": "alice", "role": "admin", "exp": t + 300, "aud": "helixflow"}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let alice_jwt = Http::with_token(Some(&jwt));
+    assert_eq!(alice_jwt.get(&u("/api/v1/tenants/alice")).await.status, 200, "the JWT works in its own tenant");
+    for (who, client) in [("alice (API key)", &alice), ("alice (JWT)", &alice_jwt)] {
+        for (method, url, body) in &attempts {
+            let r = client.request(method, url, &[], body.clone()).await;
+            println!("{who:16} {method:6} {:70} -> {} {}", url.trim_start_matches(&node.url), r.status, r.code());
+            assert!(matches!(r.status, 401 | 403 | 404 | 405), "{who} {method} {url}: {} {}", r.status, r.text());
+            assert!(!leaks(&r), "{who} {method} {url} leaked: {}", r.text());
+        }
     }
     // The same answer whether the function exists or not (no probing).
     let a = alice.post(&u("/invoke/bob/bob-secret-fn"), "x").await;

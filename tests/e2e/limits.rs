@@ -51,6 +51,10 @@ async fn trap_timeout_and_memory_limit_are_contained_with_their_codes() {
     );
     assert!(r.text().contains("32 MiB"));
 
+    let r = api.http.get(&api.url("/acme/chaos/recurse")).await;
+    println!("deep recursion -> {} {}", r.status, r.text());
+    assert_eq!((r.status, r.code().as_str()), (500, "function_stack_overflow"), "{}", r.text());
+
     // Event trigger: same codes.
     let r = api.http.post(&api.url("/invoke/acme/chaos"), "loop").await;
     assert_eq!((r.status, r.code().as_str()), (504, "function_timeout"));
@@ -58,6 +62,8 @@ async fn trap_timeout_and_memory_limit_are_contained_with_their_codes() {
     assert_eq!(r.code(), "function_memory_limit");
     let r = api.http.post(&api.url("/invoke/acme/chaos"), "trap").await;
     assert_eq!(r.code(), "function_trap");
+    let r = api.http.post(&api.url("/invoke/acme/chaos"), "recurse").await;
+    assert_eq!(r.code(), "function_stack_overflow");
 
     // The host keeps serving.
     let r = api.http.get(&api.url("/acme/hello/")).await;

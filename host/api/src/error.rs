@@ -109,7 +109,7 @@ impl From<LoadError> for ApiError {
 impl From<&InvokeError> for ApiError {
     fn from(e: &InvokeError) -> Self {
         let status = match e {
-            InvokeError::Trap(_) | InvokeError::MemoryLimit(_) | InvokeError::Internal(_) => {
+            InvokeError::Trap(_) | InvokeError::MemoryLimit(_) | InvokeError::StackOverflow | InvokeError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,

@@ -359,6 +359,7 @@ pub fn runtime_error_type(e: &helixflow_runtime::InvokeError) -> Option<&'static
     match e {
         E::Timeout(_) => Some("Sandbox.Timedout"),
         E::Trap(_) => Some("Runtime.Trap"),
+        E::StackOverflow => Some("Runtime.StackOverflow"),
         E::MemoryLimit(_) => Some("Runtime.OutOfMemory"),
         E::NoResponse | E::WrongTrigger(_) | E::Internal(_) | E::Capacity(_) => None,
     }

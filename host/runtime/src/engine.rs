@@ -387,6 +387,9 @@ pub(crate) fn classify(
         if *trap == wasmtime::Trap::Interrupt {
             return InvokeError::Timeout(limits.timeout);
         }
+        if *trap == wasmtime::Trap::StackOverflow {
+            return InvokeError::StackOverflow;
+        }
     }
     let text = format!("{err:#}");
     if text.contains("maximum concurrent") || text.contains("pooling allocator") {

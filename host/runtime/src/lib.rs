@@ -90,6 +90,9 @@ pub enum InvokeError {
     /// The guest trapped (panic, unreachable, stack overflow, ...).
     #[error("the function trapped: {0}")]
     Trap(String),
+    /// The guest recursed past its stack limit.
+    #[error("the function overflowed its call stack ([runtime] max_wasm_stack_kb)")]
+    StackOverflow,
     /// The guest ran past its deadline and was interrupted.
     #[error("the function exceeded its {0:?} deadline")]
     Timeout(Duration),
@@ -117,6 +120,7 @@ impl InvokeError {
             InvokeError::Trap(_) => "function_trap",
             InvokeError::Timeout(_) => "function_timeout",
             InvokeError::MemoryLimit(_) => "function_memory_limit",
+            InvokeError::StackOverflow => "function_stack_overflow",
             InvokeError::NoResponse => "function_no_response",
             InvokeError::WrongTrigger(_) => "wrong_trigger",
             InvokeError::Capacity(_) => "capacity_exhausted",

@@ -1,7 +1,7 @@
 //! `chaos`: a deliberately misbehaving guest used by the end-to-end tests.
 //!
 //! HTTP paths: `/ok`, `/echo` (body back), `/trap`, `/loop` (infinite loop),
-//! `/grow` (allocates until the memory limit), `/sleep?ms=N`, `/log?n=N` (prints N lines),
+//! `/grow` (allocates until the memory limit), `/recurse` (until the stack runs out), `/sleep?ms=N`, `/log?n=N` (prints N lines),
 //! `/env?k=NAME`, `/id?v=X` (echoes X after a little work; used for the concurrency test),
 //! `/fetch?url=http://host:port/path` (an outbound wasi:http GET; answers its status and
 //! body, or 502 with the error the host gave).
@@ -28,6 +28,17 @@ fn spin() -> u64 {
             return x;
         }
     }
+}
+
+/// Recurses until the (wasm) call stack runs out. Only scalars, so nothing lands on
+/// the shadow stack in linear memory; not a tail call, so it stays recursion.
+#[inline(never)]
+fn recurse(depth: u64, stop: u64) -> u64 {
+    if depth == stop {
+        return 1;
+    }
+    let r = recurse(depth + 1, stop);
+    r.wrapping_mul(31).wrapping_add(depth)
 }
 
 fn grow() -> usize {
@@ -94,6 +105,7 @@ fn http(req: Request) -> Response {
         "/trap" => panic!("chaos: deliberate trap"),
         "/loop" => Response::text(200, format!("{}", spin())),
         "/grow" => Response::text(200, format!("{}", grow())),
+        "/recurse" => Response::text(200, format!("{}", recurse(0, u64::MAX))),
         "/sleep" => {
             let ms: u64 = param(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(10);
             std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -165,6 +177,7 @@ fn event(ev: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
         b"trap" => panic!("chaos: deliberate trap"),
         b"loop" => Ok(spin().to_le_bytes().to_vec()),
         b"grow" => Ok(grow().to_le_bytes().to_vec()),
+        b"recurse" => Ok(recurse(0, u64::MAX).to_le_bytes().to_vec()),
         b"error" => Err(FunctionError::new("ChaosError", "deliberate handled error")),
         _ => Ok(ev),
     }
