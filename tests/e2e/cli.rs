@@ -166,3 +166,63 @@ async fn cli_bootstraps_tenants_keys_and_reads_the_audit_log() {
     assert!(audit.contains("POST tenants/*/functions/*/versions"), "{audit}");
     assert!(audit.contains("key:"), "actors are named by key prefix: {audit}");
 }
+
+/// `access-keys`, `functions config --set`, `events list/get/replay` from the CLI.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_manages_access_keys_async_config_and_failed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let url = node.url.clone();
+    let run = move |args: &[&str]| hf(&url, args);
+    assert_eq!(run(&["tenants", "create", "acme"]).0, 0);
+    let (rc, out, err) = run(&["deploy", "-t", "acme", "-f", "chaos", &guest_path("chaos")]);
+    assert_eq!(rc, 0, "{out}{err}");
+
+    // Access keys: created once (secret shown), listed without the secret, revoked.
+    let (rc, out, err) = run(&["access-keys", "create", "-t", "acme", "-n", "ci"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let id = out.lines().find_map(|l| l.strip_prefix("AWS_ACCESS_KEY_ID=")).unwrap().to_string();
+    let secret = out.lines().find_map(|l| l.strip_prefix("AWS_SECRET_ACCESS_KEY=")).unwrap().to_string();
+    assert!(id.starts_with("HFAK") && secret.len() == 40, "{out}");
+    assert!(err.contains("account id"), "{err}");
+    let (rc, out, _) = run(&["access-keys", "list", "-t", "acme"]);
+    assert!(rc == 0 && out.contains(&id) && out.contains("invoker") && !out.contains(&secret), "{out}");
+    let (rc, out, _) = run(&["access-keys", "revoke", "-t", "acme", &id]);
+    assert_eq!((rc, out.trim().to_string()), (0, format!("revoked {id}")));
+    let (_, out, _) = run(&["access-keys", "list", "-t", "acme"]);
+    assert!(out.contains("revoked"), "{out}");
+
+    // Config from a file: no retries, so an error fails the event at once.
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, r#"{"async_invoke": {"max_retries": 0}}"#).unwrap();
+    let (rc, out, err) = run(&["functions", "config", "-t", "acme", "chaos", "--set", cfg.to_str().unwrap()]);
+    assert!(rc == 0 && out.contains("\"max_retries\": 0"), "{out}{err}");
+    std::fs::write(&cfg, r#"{"async_invoke": {"max_retries": 7}}"#).unwrap();
+    let (rc, _, err) = run(&["functions", "config", "-t", "acme", "chaos", "--set", cfg.to_str().unwrap()]);
+    assert!(rc == 1 && err.contains("invalid_config"), "refused with the reason: {err}");
+
+    // A failing Event invocation, then list, get and replay it from the CLI.
+    let r = helixflow_e2e::Http::new()
+        .request("POST", &format!("{}/2015-03-31/functions/acme:function:chaos/invocations", node.url), &[("x-amz-invocation-type", "Event")], br#""error""#.to_vec())
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let event_id = r.header("x-amzn-requestid").unwrap().to_string();
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = run(&["events", "list", "-t", "acme", "--status", "failed"]).1;
+        if listed.contains(&event_id) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("{listed}");
+    assert!(listed.contains(&event_id) && listed.contains("RetriesExhausted") && listed.contains("ChaosError"), "{listed}");
+    let (rc, out, _) = run(&["events", "get", "-t", "acme", &event_id]);
+    assert!(rc == 0 && out.contains("\"status\": \"failed\""), "{out}");
+    let (rc, out, err) = run(&["events", "replay", "-t", "acme", "--all-failed"]);
+    assert!(rc == 0 && out.starts_with(&format!("{event_id} -> ")), "{out}{err}");
+    let (rc, _, err) = run(&["events", "replay", "-t", "acme", &event_id]);
+    assert!(rc == 1 && err.contains("already_replayed"), "{err}");
+    let (rc, _, err) = run(&["events", "get", "-t", "acme", "no-such-event"]);
+    assert!(rc == 1 && err.contains("not_found"), "{err}");
+}

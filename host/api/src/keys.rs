@@ -15,6 +15,45 @@ fn view(k: &KeyRecord) -> serde_json::Value {
     json!({"prefix": k.prefix, "name": k.name, "role": k.role, "created_at": k.created_at, "expires_at": k.valid_until, "revoked": k.revoked})
 }
 
+/// A validated `{"name", "role", "expires_in_secs"?}` body (`role` may default).
+struct NewKey {
+    name: String,
+    role: Role,
+    expires_in_secs: Option<u64>,
+}
+
+async fn new_key_request(req: http::Request<TrackedBody>, default_role: Option<Role>) -> Result<NewKey, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        name: String,
+        #[serde(default)]
+        role: Option<String>,
+        #[serde(default)]
+        expires_in_secs: Option<u64>,
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts.headers, 16 << 10).await?;
+    let b: Body = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let role = match (b.role.as_deref(), default_role) {
+        (Some(r), _) => Role::parse(r),
+        (None, d) => d,
+    }
+    .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be admin, developer, invoker or viewer"))?;
+    if b.name.is_empty() || b.name.len() > 100 || b.name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("invalid_request", "name must be 1-100 printable characters"));
+    }
+    Ok(NewKey { name: b.name, role, expires_in_secs: b.expires_in_secs })
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 pub async fn route(
     state: &AppState,
     req: http::Request<TrackedBody>,
@@ -24,31 +63,17 @@ pub async fn route(
 ) -> Result<Response<Body>, ApiError> {
     match (req.method().clone(), rest) {
         (Method::POST, []) => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct NewKey {
-                name: String,
-                role: String,
-                #[serde(default)]
-                expires_in_secs: Option<u64>,
-            }
-            let (parts, body) = req.into_parts();
-            let bytes = read_body(body, &parts.headers, 16 << 10).await?;
-            let nk: NewKey = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-            let role = Role::parse(&nk.role)
-                .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be admin, developer, invoker or viewer"))?;
-            if nk.name.is_empty() || nk.name.len() > 100 || nk.name.chars().any(char::is_control) {
-                return Err(ApiError::bad_request("invalid_request", "name must be 1-100 printable characters"));
-            }
+            let nk = new_key_request(req, None).await?;
+            let role = nk.role;
             let key = ApiKey::generate().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now = now_secs();
             let rec = KeyRecord {
                 tenant: tenant.to_string(),
                 prefix: key.prefix.clone(),
                 name: nk.name,
                 role: role.as_str().to_string(),
                 sha256: key.sha256.clone(),
-                created_at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                created_at: now_rfc3339(),
                 valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
                 revoked: false,
             };
@@ -99,36 +124,18 @@ pub async fn access_route(
 ) -> Result<Response<Body>, ApiError> {
     match (req.method().clone(), rest) {
         (Method::POST, []) => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct NewKey {
-                name: String,
-                #[serde(default = "invoker")]
-                role: String,
-                #[serde(default)]
-                expires_in_secs: Option<u64>,
-            }
-            fn invoker() -> String {
-                "invoker".into()
-            }
-            let (parts, body) = req.into_parts();
-            let bytes = read_body(body, &parts.headers, 16 << 10).await?;
-            let nk: NewKey = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-            let role = Role::parse(&nk.role)
-                .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be admin, developer, invoker or viewer"))?;
-            if nk.name.is_empty() || nk.name.len() > 100 || nk.name.chars().any(char::is_control) {
-                return Err(ApiError::bad_request("invalid_request", "name must be 1-100 printable characters"));
-            }
+            let nk = new_key_request(req, Some(Role::Invoker)).await?;
+            let role = nk.role;
             let key = helixflow_auth::sigv4::AccessKey::generate()
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now = now_secs();
             let rec = AccessKeyRecord {
                 tenant: tenant.to_string(),
                 access_key_id: key.access_key_id.clone(),
                 name: nk.name,
                 role: role.as_str().to_string(),
                 secret: key.secret_access_key.clone(),
-                created_at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                created_at: now_rfc3339(),
                 valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
                 revoked: false,
             };

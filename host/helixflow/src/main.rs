@@ -759,14 +759,33 @@ async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
     }
 }
 
+/// The body of a key creation request.
+fn key_body(name: &str, role: &str, expires_in_secs: Option<u64>) -> serde_json::Value {
+    let mut body = serde_json::json!({"name": name, "role": role});
+    if let Some(s) = expires_in_secs {
+        body["expires_in_secs"] = s.into();
+    }
+    body
+}
+
+/// One line per key: id, role, name, created, and whether it is revoked.
+fn print_keys(list: &serde_json::Value, id_field: &str) {
+    for k in list.as_array().into_iter().flatten() {
+        println!(
+            "{}\t{}\t{}\t{}{}",
+            k[id_field].as_str().unwrap_or_default(),
+            k["role"].as_str().unwrap_or_default(),
+            k["name"].as_str().unwrap_or_default(),
+            k["created_at"].as_str().unwrap_or_default(),
+            if k["revoked"] == true { "\trevoked" } else { "" }
+        );
+    }
+}
+
 async fn access_keys_cmd(c: &client::Client, cmd: AccessKeysCmd) -> anyhow::Result<()> {
     match cmd {
         AccessKeysCmd::Create { tenant, role, name, expires_in_secs } => {
-            let mut body = serde_json::json!({"name": name, "role": role});
-            if let Some(s) = expires_in_secs {
-                body["expires_in_secs"] = s.into();
-            }
-            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/access-keys"), Some(body)).await?;
+            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/access-keys"), Some(key_body(&name, &role, expires_in_secs))).await?;
             eprintln!(
                 "created {} access key for tenant {tenant} (account id {}); the secret is shown once",
                 v["role"].as_str().unwrap_or_default(),
@@ -778,16 +797,7 @@ async fn access_keys_cmd(c: &client::Client, cmd: AccessKeysCmd) -> anyhow::Resu
         }
         AccessKeysCmd::List { tenant } => {
             let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/access-keys"), None).await?;
-            for k in v["access_keys"].as_array().into_iter().flatten() {
-                println!(
-                    "{}\t{}\t{}\t{}{}",
-                    k["access_key_id"].as_str().unwrap_or_default(),
-                    k["role"].as_str().unwrap_or_default(),
-                    k["name"].as_str().unwrap_or_default(),
-                    k["created_at"].as_str().unwrap_or_default(),
-                    if k["revoked"] == true { "\trevoked" } else { "" }
-                );
-            }
+            print_keys(&v["access_keys"], "access_key_id");
             Ok(())
         }
         AccessKeysCmd::Revoke { tenant, access_key_id } => {
@@ -799,7 +809,9 @@ async fn access_keys_cmd(c: &client::Client, cmd: AccessKeysCmd) -> anyhow::Resu
 }
 
 async fn events_cmd(c: &client::Client, cmd: EventsCmd) -> anyhow::Result<()> {
-    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    // Path-safe: ids and names keep their '-', '_' and '.' (the API reads path segments raw).
+    const SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, SAFE).to_string();
     match cmd {
         EventsCmd::List { tenant, status, function, limit } => {
             let mut q = format!("limit={limit}");
@@ -857,27 +869,14 @@ async fn events_cmd(c: &client::Client, cmd: EventsCmd) -> anyhow::Result<()> {
 async fn keys_cmd(c: &client::Client, cmd: KeysCmd) -> anyhow::Result<()> {
     match cmd {
         KeysCmd::Create { tenant, role, name, expires_in_secs } => {
-            let mut body = serde_json::json!({"name": name, "role": role});
-            if let Some(s) = expires_in_secs {
-                body["expires_in_secs"] = s.into();
-            }
-            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/keys"), Some(body)).await?;
+            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/keys"), Some(key_body(&name, &role, expires_in_secs))).await?;
             eprintln!("created {} key {} for tenant {tenant} (shown once; store it now)", v["role"].as_str().unwrap_or_default(), v["prefix"].as_str().unwrap_or_default());
             println!("{}", v["key"].as_str().unwrap_or_default());
             Ok(())
         }
         KeysCmd::List { tenant } => {
             let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/keys"), None).await?;
-            for k in v["keys"].as_array().into_iter().flatten() {
-                println!(
-                    "{}\t{}\t{}\t{}{}",
-                    k["prefix"].as_str().unwrap_or_default(),
-                    k["role"].as_str().unwrap_or_default(),
-                    k["name"].as_str().unwrap_or_default(),
-                    k["created_at"].as_str().unwrap_or_default(),
-                    if k["revoked"] == true { "\trevoked" } else { "" }
-                );
-            }
+            print_keys(&v["keys"], "prefix");
             Ok(())
         }
         KeysCmd::Revoke { tenant, prefix } => {

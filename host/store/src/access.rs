@@ -78,113 +78,117 @@ fn from<T: for<'de> Deserialize<'de>>(i: &crate::Item) -> Result<T> {
         .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", i.pk, i.sk)).into())
 }
 
+/// The two kinds of credential records: `(item sort-key prefix, index partition, what
+/// the caller calls them)`.
+const API_KEY: (&str, &str, &str) = ("KEY#", "KEYS", "key");
+const ACCESS_KEY: (&str, &str, &str) = ("AK#", "ACCESS_KEYS", "access key");
+
+/// A credential record with a revocation flag.
+trait Revocable: Serialize + for<'de> Deserialize<'de> {
+    fn revoke(&mut self);
+}
+impl Revocable for KeyRecord {
+    fn revoke(&mut self) {
+        self.revoked = true;
+    }
+}
+impl Revocable for AccessKeyRecord {
+    fn revoke(&mut self) {
+        self.revoked = true;
+    }
+}
+
 impl Registry {
-    /// Records a new key (its hash) for `tenant`.
-    pub async fn add_key(&self, rec: &KeyRecord) -> Result<()> {
-        self.tenant(&rec.tenant).await?;
+    /// Writes a credential record and its global id index in one transaction.
+    async fn add_credential<T: Serialize>(&self, kind: (&str, &str, &str), tenant: &str, id: &str, rec: &T) -> Result<()> {
+        self.tenant(tenant).await?;
         let ops = vec![
             WriteOp::Put {
-                pk: format!("T#{}", rec.tenant),
-                sk: format!("KEY#{}", rec.prefix),
+                pk: format!("T#{tenant}"),
+                sk: format!("{}{id}", kind.0),
                 attrs: crate::registry::attrs_of(rec)?,
                 condition: Condition::NotExists,
             },
             WriteOp::Put {
-                pk: "KEYS".into(),
-                sk: rec.prefix.clone(),
-                attrs: crate::registry::attrs_of(&serde_json::json!({"tenant": rec.tenant}))?,
+                pk: kind.1.into(),
+                sk: id.to_string(),
+                attrs: crate::registry::attrs_of(&serde_json::json!({"tenant": tenant}))?,
                 condition: Condition::NotExists,
             },
         ];
         match self.store().transact(ops).await {
             Ok(()) => Ok(()),
-            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict("key prefix collision; retry".into())),
+            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!("{} id collision; retry", kind.2))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A credential by id, wherever it lives (`None`: no such credential).
+    async fn credential<T: for<'de> Deserialize<'de>>(&self, kind: (&str, &str, &str), id: &str) -> Result<Option<T>> {
+        let Some(idx) = self.store().get(kind.1, id).await? else { return Ok(None) };
+        let Some(tenant) = idx.str("tenant").map(str::to_string) else { return Ok(None) };
+        match self.store().get(&format!("T#{tenant}"), &format!("{}{id}", kind.0)).await? {
+            Some(i) => Ok(Some(from(&i)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn credentials<T: for<'de> Deserialize<'de>>(&self, kind: (&str, &str, &str), tenant: &str) -> Result<Vec<T>> {
+        self.tenant(tenant).await?;
+        self.store().query_all(&format!("T#{tenant}"), kind.0).await?.iter().map(from).collect()
+    }
+
+    /// Marks a credential revoked (the record stays, for the audit trail).
+    async fn revoke_credential<T: Revocable>(&self, kind: (&str, &str, &str), tenant: &str, id: &str) -> Result<T> {
+        let pk = format!("T#{tenant}");
+        let sk = format!("{}{id}", kind.0);
+        let item = self
+            .store()
+            .get(&pk, &sk)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("no {} {id:?} in tenant {tenant:?}", kind.2)))?;
+        let mut rec: T = from(&item)?;
+        rec.revoke();
+        self.store().put(&pk, &sk, crate::registry::attrs_of(&rec)?, Condition::VersionIs(item.version)).await?;
+        Ok(rec)
+    }
+
+    /// Records a new key (its hash) for `rec.tenant`.
+    pub async fn add_key(&self, rec: &KeyRecord) -> Result<()> {
+        self.add_credential(API_KEY, &rec.tenant, &rec.prefix, rec).await
     }
 
     /// The key with this prefix, wherever it lives (`None`: no such key).
     pub async fn key_by_prefix(&self, prefix: &str) -> Result<Option<KeyRecord>> {
-        let Some(idx) = self.store().get("KEYS", prefix).await? else { return Ok(None) };
-        let Some(tenant) = idx.str("tenant").map(str::to_string) else { return Ok(None) };
-        match self.store().get(&format!("T#{tenant}"), &format!("KEY#{prefix}")).await? {
-            Some(i) => Ok(Some(from(&i)?)),
-            None => Ok(None),
-        }
+        self.credential(API_KEY, prefix).await
     }
 
     pub async fn keys(&self, tenant: &str) -> Result<Vec<KeyRecord>> {
-        self.tenant(tenant).await?;
-        self.store().query_all(&format!("T#{tenant}"), "KEY#").await?.iter().map(from).collect()
+        self.credentials(API_KEY, tenant).await
     }
 
     /// Marks a key revoked (the record stays, for the audit trail).
     pub async fn revoke_key(&self, tenant: &str, prefix: &str) -> Result<KeyRecord> {
-        let pk = format!("T#{tenant}");
-        let sk = format!("KEY#{prefix}");
-        let item = self
-            .store()
-            .get(&pk, &sk)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("no key {prefix:?} in tenant {tenant:?}")))?;
-        let mut rec: KeyRecord = from(&item)?;
-        rec.revoked = true;
-        self.store().put(&pk, &sk, crate::registry::attrs_of(&rec)?, Condition::VersionIs(item.version)).await?;
-        Ok(rec)
+        self.revoke_credential(API_KEY, tenant, prefix).await
     }
 
     /// Records a new SigV4 access key pair for `rec.tenant`.
     pub async fn add_access_key(&self, rec: &AccessKeyRecord) -> Result<()> {
-        self.tenant(&rec.tenant).await?;
-        let ops = vec![
-            WriteOp::Put {
-                pk: format!("T#{}", rec.tenant),
-                sk: format!("AK#{}", rec.access_key_id),
-                attrs: crate::registry::attrs_of(rec)?,
-                condition: Condition::NotExists,
-            },
-            WriteOp::Put {
-                pk: "ACCESS_KEYS".into(),
-                sk: rec.access_key_id.clone(),
-                attrs: crate::registry::attrs_of(&serde_json::json!({"tenant": rec.tenant}))?,
-                condition: Condition::NotExists,
-            },
-        ];
-        match self.store().transact(ops).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict("access key id collision; retry".into())),
-            Err(e) => Err(e.into()),
-        }
+        self.add_credential(ACCESS_KEY, &rec.tenant, &rec.access_key_id, rec).await
     }
 
     /// The access key with this id, wherever it lives (`None`: no such key).
     pub async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
-        let Some(idx) = self.store().get("ACCESS_KEYS", id).await? else { return Ok(None) };
-        let Some(tenant) = idx.str("tenant").map(str::to_string) else { return Ok(None) };
-        match self.store().get(&format!("T#{tenant}"), &format!("AK#{id}")).await? {
-            Some(i) => Ok(Some(from(&i)?)),
-            None => Ok(None),
-        }
+        self.credential(ACCESS_KEY, id).await
     }
 
     pub async fn access_keys(&self, tenant: &str) -> Result<Vec<AccessKeyRecord>> {
-        self.tenant(tenant).await?;
-        self.store().query_all(&format!("T#{tenant}"), "AK#").await?.iter().map(from).collect()
+        self.credentials(ACCESS_KEY, tenant).await
     }
 
     /// Marks an access key revoked (the record stays, for the audit trail).
     pub async fn revoke_access_key(&self, tenant: &str, id: &str) -> Result<AccessKeyRecord> {
-        let pk = format!("T#{tenant}");
-        let sk = format!("AK#{id}");
-        let item = self
-            .store()
-            .get(&pk, &sk)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("no access key {id:?} in tenant {tenant:?}")))?;
-        let mut rec: AccessKeyRecord = from(&item)?;
-        rec.revoked = true;
-        self.store().put(&pk, &sk, crate::registry::attrs_of(&rec)?, Condition::VersionIs(item.version)).await?;
-        Ok(rec)
+        self.revoke_credential(ACCESS_KEY, tenant, id).await
     }
 
     pub async fn set_jwt_secret(&self, tenant: &str, secret: &str) -> Result<()> {
