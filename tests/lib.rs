@@ -640,3 +640,22 @@ pub fn unique_tag(dir: &Path) -> String {
             .unwrap_or_default()
     )
 }
+
+/// Runs a Python script of the official-client tests (off the async runtime) and asserts
+/// it succeeded and printed `OK` last; its stdout is printed. `cmd` is a prepared
+/// command (interpreter, script, arguments, environment); the node's log is shown on
+/// failure.
+pub async fn run_python_ok(mut cmd: Command, node: &Node) -> String {
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run python"))
+        .await
+        .expect("python task");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "python failed:\n{stdout}\n{}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    stdout
+}

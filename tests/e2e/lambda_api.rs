@@ -39,38 +39,24 @@ async fn boto3_and_the_aws_cli_invoke_functions_with_sigv4() {
     let aws_venv_python = required_env("HELIXFLOW_AWS_PYTHON");
     let aws_cli = required_env("HELIXFLOW_AWS_CLI");
     let script = helixflow_e2e::workspace_root().join("tests/python/lambda_invoke.py");
-    let url = node.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(aws_venv_python)
-            .arg(script)
-            .env("HELIXFLOW_URL", url)
-            .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
-            .env("AWS_CLI", aws_cli)
-            .env("ACME_AKID", akid)
-            .env("ACME_SECRET", secret)
-            .env("ACME_VIEWER_AKID", vkid)
-            .env("ACME_VIEWER_SECRET", vsecret)
-            .env("ACME_ACCOUNT", account)
-            .env("OTHER_ACCOUNT", other_account)
-            // No ambient AWS settings may leak in (the test command exports some).
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("OK"),
-        "python failed:\n{stdout}\n{}\nnode log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
+    let mut cmd = std::process::Command::new(aws_venv_python);
+    cmd.arg(script)
+        .env("HELIXFLOW_URL", &node.url)
+        .env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
+        .env("AWS_CLI", aws_cli)
+        .env("ACME_AKID", akid)
+        .env("ACME_SECRET", secret)
+        .env("ACME_VIEWER_AKID", vkid)
+        .env("ACME_VIEWER_SECRET", vsecret)
+        .env("ACME_ACCOUNT", account)
+        .env("OTHER_ACCOUNT", other_account)
+        // No ambient AWS settings may leak in (the test command exports some).
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    helixflow_e2e::run_python_ok(cmd, &node).await;
     // Refusals went to the tenant's audit log.
     let audit = api.http.get(&api.url("/api/v1/tenants/acme/audit?limit=200")).await.text();
     assert!(audit.contains("auth.denied lambda"), "{audit}");
