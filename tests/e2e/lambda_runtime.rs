@@ -162,7 +162,9 @@ async fn helixflow_runs_as_a_lambda_custom_runtime() {
     let at = api.at.lock().unwrap()["loops"];
     println!("timeout reported {} ms before the deadline: {v}", deadline as i64 - at as i64);
     assert_eq!((kind.as_str(), &v["errorType"]), ("error", &serde_json::json!("Sandbox.Timedout")), "{v}");
-    assert!(at <= deadline + 50, "reported {} ms after the deadline", at as i64 - deadline as i64);
+    // The guest is stopped 100 ms before the deadline; allow a loaded machine 150 ms
+    // more to post the error.
+    assert!(at <= deadline + 150, "reported {} ms after the deadline", at as i64 - deadline as i64);
     // Malformed events: an HTTP event with a bad method, and a body that is not JSON.
     push("bad-http", far(), serde_json::json!({"httpMethod": "G E T", "path": "/", "requestContext": {}}));
     let (kind, v, _) = result_of(&api, "bad-http", 20).await;

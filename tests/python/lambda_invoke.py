@@ -140,12 +140,12 @@ results = []
 
 
 def slow():
-    results.append(error_of(lambda: acme.invoke(FunctionName="chaos", Payload=b'"sleep 1500"')))
+    results.append(error_of(lambda: acme.invoke(FunctionName="chaos", Payload=b'"sleep 3000"')))
 
 
 t = threading.Thread(target=slow)
 t.start()
-time.sleep(0.5)
+time.sleep(1.0)
 code, status, _ = error_of(lambda: acme.invoke(FunctionName="chaos", Payload=b'"sleep 10"'))
 t.join()
 check(code == "TooManyRequestsException" and status == 429, f"over max_concurrency -> TooManyRequestsException 429 ({code} {status})")
