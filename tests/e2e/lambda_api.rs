@@ -280,3 +280,67 @@ async fn accepted_events_survive_kill_9_and_all_run() {
     }
     assert_eq!(left, 0, "events left pending");
 }
+
+/// An event older than the function's `max_event_age_s` when a worker gets to it (here:
+/// left in the queue while every node was down) is not run: it fails as
+/// `EventAgeExceeded` and goes to the failure destination.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_past_its_maximum_age_is_dead_lettered_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = Counter::start(std::time::Duration::ZERO).await;
+    let node = Node::start(dir.path(), None);
+    {
+        let api = Api::new(&node);
+        api.create_tenant("acme").await;
+        api.deploy("acme", "late", "chaos", "").await;
+        let cfg = json!({"allow_outbound": [format!("127.0.0.1:{}", counter.port)], "async_invoke": {"max_event_age_s": 60, "on_failure": {"object_prefix": "expired"}}});
+        assert_eq!(api.http.put_json(&api.url("/api/v1/tenants/acme/functions/late/config"), cfg).await.status, 200);
+    }
+    node.kill9();
+    // While no node runs, an event accepted two minutes ago sits in the queue (written
+    // straight into the node's embedded store, as a crashed node would have left it).
+    let id = "01a00000-0000-7000-8000-00000000a9e0".to_string();
+    {
+        use base64::Engine as _;
+        let store = std::sync::Arc::new(helixflow_store::RedbMetadataStore::open(dir.path().join("metadata.redb")).unwrap());
+        let reg = helixflow_store::registry::Registry::new(store);
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let payload = format!("\"fetch http://127.0.0.1:{}/late\"", counter.port);
+        reg.enqueue_event(&helixflow_store::events::QueuedEvent {
+            id: id.clone(),
+            tenant: "acme".into(),
+            function: "late".into(),
+            version: 1,
+            payload_b64: base64::engine::general_purpose::STANDARD.encode(payload),
+            client_context: None,
+            accepted_at_ms: now_ms - 120_000,
+            attempts: 1,
+            failures: 0,
+            timeout_ms: 1000,
+            due_at_ms: now_ms - 120_000,
+            lease_owner: "dead-node/0".into(),
+            lease_until_ms: now_ms - 100_000,
+            last_error: None,
+            source: "invoke".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let node = Node::start(dir.path(), None);
+    let http = Http::new();
+    let mut failed = json!(null);
+    for _ in 0..200 {
+        let r = http.get(&format!("{}/api/v1/tenants/acme/events/{id}", node.url)).await;
+        if r.status == 200 && r.json()["status"] == "failed" {
+            failed = r.json();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    println!("{failed}");
+    assert_eq!(failed["condition"], "EventAgeExceeded", "{failed}");
+    assert_eq!(counter.total(), 0, "the expired event never ran");
+    let dlq = dir.path().join(format!("artifacts/records/events/acme/expired/late/{id}.json"));
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&dlq).unwrap()).unwrap();
+    assert_eq!(record["requestContext"]["condition"], "EventAgeExceeded");
+}
