@@ -47,6 +47,10 @@ if [ ! -s "$DATA_DIR/demo-invoker.key" ]; then
     (umask 077; "$HF" keys create -t demo -r invoker -n demo-curl >"$DATA_DIR/demo-invoker.key")
 fi
 DEMO_KEY="$(cat "$DATA_DIR/demo-invoker.key")"
+if [ ! -s "$DATA_DIR/demo-access.env" ]; then
+    # A SigV4 access key pair for the Lambda Invoke API (AWS CLI, boto3).
+    (umask 077; "$HF" access-keys create -t demo -n demo-aws >"$DATA_DIR/demo-access.env")
+fi
 if ! "$HF" models list -t demo | grep -q '^all-minilm-l6-v2'; then
     "$HF" models push -t demo -m all-minilm-l6-v2 "$HELIXFLOW_MODELS_DIR/minilm-int8.onnx" \
         --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000
@@ -63,6 +67,10 @@ HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
   curl --data-binary @$HELIXFLOW_MODELS_DIR/coffee.png $HELIXFLOW_URL/demo/classify-image/
   curl -H "Authorization: Bearer \$(cat $DATA_DIR/admin.key)" $HELIXFLOW_URL/metrics
   HELIXFLOW_TOKEN=\$(cat $DATA_DIR/admin.key) $HF --url $HELIXFLOW_URL logs -t demo -f echo-event
+
+  # The AWS Lambda Invoke API (AWS CLI or boto3; SigV4 with the demo access key pair):
+  env \$(cat $DATA_DIR/demo-access.env) AWS_DEFAULT_REGION=us-east-1 \\
+      aws lambda invoke --endpoint-url $HELIXFLOW_URL --function-name echo-event --payload '{"hi": 1}' /tmp/out.json && cat /tmp/out.json
 
 hello and classify-image are public; the rest needs a key. $DEMO_KEY is an invoker
 key of tenant demo (also in $DATA_DIR/demo-invoker.key; the OpenAI API key for the

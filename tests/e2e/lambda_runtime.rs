@@ -95,6 +95,35 @@ async fn result_of(api: &Api, id: &str, secs: u64) -> (String, serde_json::Value
     }
 }
 
+/// Kills the runtime process when the test ends.
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// `helixflow lambda` with the Lambda environment pointing at the Runtime API on `port`,
+/// `LAMBDA_TASK_ROOT` = `root`, output in `root/lambda.log`.
+fn spawn(root: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Kill {
+    let log = std::fs::File::create(root.join("lambda.log")).unwrap();
+    Kill(
+        std::process::Command::new(helixflow_e2e::helixflow_bin())
+            .arg("lambda")
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "hf")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("LAMBDA_TASK_ROOT", root)
+            .env_remove("ORT_DYLIB_PATH")
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn helixflow_runs_as_a_lambda_custom_runtime() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,25 +139,7 @@ async fn helixflow_runs_as_a_lambda_custom_runtime() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("AWS_LAMBDA_RUNTIME_API") && !stderr.contains("panicked"), "{stderr}");
 
-    let log = std::fs::File::create(dir.path().join("lambda.log")).unwrap();
-    let child = std::process::Command::new(helixflow_e2e::helixflow_bin())
-        .arg("lambda")
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "hf")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("LAMBDA_TASK_ROOT", dir.path())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-        }
-    }
-    let mut child = Kill(child);
+    let mut child = spawn(dir.path(), port, &[]);
     let log = || std::fs::read_to_string(dir.path().join("lambda.log")).unwrap_or_default();
 
     // A Function URL (payload 2.0) HTTP event -> the wasi:http handler.
@@ -176,5 +187,40 @@ async fn helixflow_runs_as_a_lambda_custom_runtime() {
     push("after", far(), serde_json::json!({"still": "alive"}));
     let (kind, v, _) = result_of(&api, "after", 20).await;
     assert_eq!((kind.as_str(), v), ("response", serde_json::json!({"still": "alive"})), "{}", log());
+    assert!(child.0.try_wait().unwrap().is_none(), "the runtime exited:\n{}", log());
+}
+
+/// wasi:nn inside Lambda: `embed-minilm` with its model from the package's `models/`
+/// directory, on ONNX Runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lambda_runtime_serves_wasi_nn_models_from_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("function.wasm"), helixflow_e2e::guest("embed-minilm")).unwrap();
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    let models = helixflow_e2e::required_env("HELIXFLOW_MODELS_DIR");
+    std::fs::copy(format!("{models}/minilm-int8.onnx"), dir.path().join("models/all-minilm-l6-v2.onnx")).unwrap();
+    let ort = helixflow_e2e::required_env("ORT_DYLIB_PATH");
+    let api = Arc::new(Api::default());
+    let port = serve(api.clone()).await;
+    let mut child = spawn(dir.path(), port, &[("ORT_DYLIB_PATH", ort.as_str()), ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")]);
+    let log = || std::fs::read_to_string(dir.path().join("lambda.log")).unwrap_or_default();
+    let push = |id: &str, ev: serde_json::Value| api.queue.lock().unwrap().push_back((id.into(), now_ms() + 30_000, ev.to_string()));
+    push("embed", serde_json::json!({"model": "all-minilm-l6-v2", "input": ["edge inference in a sandbox", "hello"]}));
+    let (kind, v, _) = result_of(&api, "embed", 60).await;
+    assert_eq!(kind, "response", "{v}\n{}", log());
+    let data = v["data"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(data.len(), 2, "{v}");
+    let e: Vec<f64> = data[0].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+    println!("embedding of {} dims, norm {norm:.6}, usage {}", e.len(), v["usage"]);
+    assert_eq!(e.len(), 384);
+    assert!((norm - 1.0).abs() < 1e-3, "L2-normalised: {norm}");
+    // A model the package does not have is the function's error, and the runtime goes on.
+    push("missing", serde_json::json!({"model": "no-such-model", "input": ["x"]}));
+    let (kind, v, _) = result_of(&api, "missing", 20).await;
+    assert_eq!(kind, "error", "{v}");
+    println!("missing model -> {v}");
+    push("again", serde_json::json!({"model": "all-minilm-l6-v2", "input": ["again"]}));
+    assert_eq!(result_of(&api, "again", 20).await.0, "response");
     assert!(child.0.try_wait().unwrap().is_none(), "the runtime exited:\n{}", log());
 }

@@ -23,6 +23,13 @@ pub struct LambdaArgs {
     /// The component's memory ceiling (default: the Lambda function's memory size).
     #[arg(long, env = "HELIXFLOW_LAMBDA_MEMORY_MB")]
     memory_mb: Option<u32>,
+    /// wasi:nn models: `{dir}/{name}.onnx` (relative: under `LAMBDA_TASK_ROOT`). Offered
+    /// when ONNX Runtime is found (`--ort-dylib` or `ORT_DYLIB_PATH`).
+    #[arg(long, env = "HELIXFLOW_LAMBDA_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// The ONNX Runtime library (default: `ORT_DYLIB_PATH`; neither: no wasi:nn).
+    #[arg(long, env = "HELIXFLOW_LAMBDA_ORT_DYLIB")]
+    ort_dylib: Option<PathBuf>,
 }
 
 pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
@@ -35,19 +42,34 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
     if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse::<i32>().ok()).is_none() {
         anyhow::bail!("AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a number of MB");
     }
-    let component = match std::env::var_os("LAMBDA_TASK_ROOT") {
-        Some(root) if args.component.is_relative() => PathBuf::from(root).join(&args.component),
-        _ => args.component.clone(),
+    let task_root = |p: &PathBuf| match std::env::var_os("LAMBDA_TASK_ROOT") {
+        Some(root) if p.is_relative() => PathBuf::from(root).join(p),
+        _ => p.clone(),
     };
+    let component = task_root(&args.component);
     let bytes = std::fs::read(&component).with_context(|| format!("reading the component {}", component.display()))?;
     let lambda_mb: u32 = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
     let memory_mb = args.memory_mb.unwrap_or(lambda_mb).clamp(1, 4096);
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(std::env::temp_dir().join("helixflow-compile-cache")),
-        max_instances: 8,
-        max_memory_bytes: (memory_mb as usize) << 20,
-        ..Default::default()
-    })?;
+    let ort_set = args.ort_dylib.is_some() || std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty());
+    let inference = if ort_set {
+        let models = task_root(&args.models);
+        let nn = helixflow_nn::NnConfig { ort_dylib: args.ort_dylib.clone(), ..Default::default() };
+        let inf = helixflow_nn::Inference::new(nn, Arc::new(helixflow_nn::dir_source::DirModels::new(&models)))
+            .context("starting the wasi:nn host")?;
+        tracing::info!(models = %models.display(), "wasi:nn on ONNX Runtime");
+        Some(inf)
+    } else {
+        None
+    };
+    let runtime = Runtime::with_inference(
+        RuntimeConfig {
+            cache_dir: Some(std::env::temp_dir().join("helixflow-compile-cache")),
+            max_instances: 8,
+            max_memory_bytes: (memory_mb as usize) << 20,
+            ..Default::default()
+        },
+        inference,
+    )?;
     let sha = {
         use sha2::Digest;
         hex_lower(&sha2::Sha256::digest(&bytes))

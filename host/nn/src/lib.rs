@@ -22,6 +22,7 @@
 //! * Bad input is a [`NnError`] with a code and message, never a panic.
 
 pub mod batch;
+pub mod dir_source;
 mod ffi;
 pub mod host;
 pub mod tensor;
