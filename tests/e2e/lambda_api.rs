@@ -344,3 +344,56 @@ async fn an_event_past_its_maximum_age_is_dead_lettered_not_run() {
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&dlq).unwrap()).unwrap();
     assert_eq!(record["requestContext"]["condition"], "EventAgeExceeded");
 }
+
+/// The poller reaches a lapsed event even behind hundreds of delayed retries in the same
+/// queue shard (it pages through each shard across polls).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lapsed_event_behind_many_delayed_retries_is_still_taken_over() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let counter = Counter::start(std::time::Duration::ZERO).await;
+    let node = Node::start(dir.path(), None);
+    {
+        let api = Api::new(&node);
+        api.create_tenant("acme").await;
+        api.deploy("acme", "w", "chaos", "").await;
+        let cfg = json!({"allow_outbound": [format!("127.0.0.1:{}", counter.port)]});
+        assert_eq!(api.http.put_json(&api.url("/api/v1/tenants/acme/functions/w/config"), cfg).await.status, 200);
+    }
+    node.kill9();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let store = std::sync::Arc::new(helixflow_store::RedbMetadataStore::open(dir.path().join("metadata.redb")).unwrap());
+    let reg = helixflow_store::registry::Registry::new(store.clone());
+    let ev = |id: String, due: u64, lease: u64, path: &str| helixflow_store::events::QueuedEvent {
+        id,
+        tenant: "acme".into(),
+        function: "w".into(),
+        version: 1,
+        payload_b64: base64::engine::general_purpose::STANDARD.encode(format!("\"fetch http://127.0.0.1:{}{path}\"", counter.port)),
+        client_context: None,
+        accepted_at_ms: now_ms,
+        attempts: 1,
+        failures: 1,
+        timeout_ms: 1000,
+        due_at_ms: due,
+        lease_owner: String::new(),
+        lease_until_ms: lease,
+        last_error: None,
+        source: "invoke".into(),
+    };
+    // 450 events of shard 0 whose retry is an hour away, then one that is due now.
+    let ids: Vec<String> = (0u64..)
+        .map(|n| format!("01a10000-0000-7000-8000-{n:012}"))
+        .filter(|id| helixflow_store::events::shard_of(id) == 0)
+        .take(451)
+        .collect();
+    for id in &ids[..450] {
+        reg.enqueue_event(&ev(id.clone(), now_ms + 3_600_000, 0, "/delayed")).await.unwrap();
+    }
+    reg.enqueue_event(&ev(ids[450].clone(), now_ms - 1000, now_ms - 1000, "/due")).await.unwrap();
+    drop(reg);
+    drop(store);
+    let _node = Node::start(dir.path(), None);
+    wait_for("the due event behind 450 delayed ones", 20, || counter.count("/due") == 1).await;
+    assert_eq!(counter.count("/delayed"), 0, "delayed retries wait for their time");
+}

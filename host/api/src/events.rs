@@ -56,6 +56,9 @@ pub struct EventRunner {
     /// `{node}/{random}`: who holds a lease.
     owner: String,
     workers: Arc<Semaphore>,
+    /// Where the poller reads each shard next: one page per shard per poll, wrapping
+    /// around, so events behind a long run of delayed retries are still reached.
+    cursors: Mutex<Vec<Option<String>>>,
 }
 
 impl EventRunner {
@@ -70,6 +73,7 @@ impl EventRunner {
             poll: Notify::new(),
             owner: format!("{node_id}/{}", uuid::Uuid::new_v4().simple()),
             workers: Arc::new(Semaphore::new(workers)),
+            cursors: Mutex::new(vec![None; QUEUE_SHARDS as usize]),
         }
     }
 }
@@ -169,7 +173,10 @@ async fn poll_once(state: &Arc<AppState>) -> Result<(), ApiError> {
         if !poller_has_room(state) {
             return Ok(());
         }
-        for (mut ev, version) in state.registry.queued_events(shard, 200).await? {
+        let cursor = state.events.cursors.lock().unwrap_or_else(|p| p.into_inner())[shard as usize].clone();
+        let (page, next) = state.registry.queued_events_after(shard, cursor, 200).await?;
+        state.events.cursors.lock().unwrap_or_else(|p| p.into_inner())[shard as usize] = next;
+        for (mut ev, version) in page {
             if ev.due_at_ms > now || ev.lease_until_ms > now {
                 continue;
             }

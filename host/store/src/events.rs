@@ -243,8 +243,15 @@ impl Registry {
 
     /// Up to `limit` queued events of one shard, oldest first, with their item versions.
     pub async fn queued_events(&self, shard: u32, limit: usize) -> Result<Vec<(QueuedEvent, u64)>> {
-        let page = self.store().query(&format!("EVQ#{shard}"), "", crate::Page { limit: Some(limit), start_after: None }).await?;
-        page.items.iter().map(|i| Ok((from(i)?, i.version))).collect()
+        Ok(self.queued_events_after(shard, None, limit).await?.0)
+    }
+
+    /// A page of a shard after the event id `start_after`; the second value is where the
+    /// next page starts (`None`: this was the end of the shard).
+    pub async fn queued_events_after(&self, shard: u32, start_after: Option<String>, limit: usize) -> Result<(Vec<(QueuedEvent, u64)>, Option<String>)> {
+        let page = self.store().query(&format!("EVQ#{shard}"), "", crate::Page { limit: Some(limit), start_after }).await?;
+        let items = page.items.iter().map(|i| Ok((from(i)?, i.version))).collect::<Result<Vec<_>>>()?;
+        Ok((items, page.next))
     }
 
     /// One queued event by id.
