@@ -56,6 +56,8 @@
 //! # jwks_file = "/etc/helixflow/jwks.json"   (RS256/ES256/EdDSA tokens; HS256 uses per-tenant secrets)
 //! # jwks_url = "https://issuer.example/.well-known/jwks.json"   (instead of a file; refetched)
 //! # jwks_refresh_secs = 300
+//! # secrets_key_file = "/etc/helixflow/secrets.key"   (seals stored secrets; one per fleet;
+//! #                                                     default: generated under data_dir)
 //! # jwt_issuer = "https://idp.example.com/"
 //! jwt_audience = "helixflow"
 //! jwt_leeway_secs = 30
@@ -224,6 +226,8 @@ pub struct Auth {
     /// `jwks_refresh_secs`.
     pub jwks_url: Option<String>,
     pub jwks_refresh_secs: u64,
+    /// The key sealing stored secrets (32 bytes, base64 or hex); shared by a fleet.
+    pub secrets_key_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: String,
     pub jwt_leeway_secs: u64,
@@ -237,6 +241,7 @@ impl Default for Auth {
             jwks_file: None,
             jwks_url: None,
             jwks_refresh_secs: 300,
+            secrets_key_file: None,
             jwt_issuer: None,
             jwt_audience: "helixflow".into(),
             jwt_leeway_secs: 30,
@@ -555,6 +560,11 @@ impl NodeConfig {
             let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| u.starts_with(p));
             if !(u.starts_with("https://") || loopback) {
                 return Err(bad("auth.jwks_url", format!("{u:?} is not an https:// URL"), "keys must come over TLS (http:// only on loopback)"));
+            }
+        }
+        if let Some(p) = &self.auth.secrets_key_file {
+            if !p.exists() {
+                return Err(bad("auth.secrets_key_file", format!("{} does not exist", p.display()), "create it with 32 random bytes, base64: head -c32 /dev/urandom | base64"));
             }
         }
         if !(1..=86_400).contains(&self.auth.jwks_refresh_secs) {

@@ -341,3 +341,52 @@ async fn jwks_from_a_url_is_fetched_and_rotated() {
     assert_eq!(invoke(token(&k2, "k2")).await, 200, "keys kept while the issuer is down");
     assert!(node.log().contains("JWKS fetch failed"), "the failed refresh is logged");
 }
+
+/// Secrets the store must keep (access-key secrets, JWT secrets) are sealed at rest with
+/// the node's secrets key: the stored items never hold them in the clear; a restart with
+/// the same key still verifies; a node with another key refuses, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_secrets_are_sealed_and_need_the_nodes_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "echo", "echo-event", "").await;
+    let jwt_secret = api.http.post(&api.url("/api/v1/tenants/acme/jwt-secret"), "").await.json()["hs256_secret"].as_str().unwrap().to_string();
+    let r = api.http.post_json(&api.url("/api/v1/tenants/acme/access-keys"), json!({"name": "sealed"})).await;
+    assert_eq!(r.status, 201);
+    let (akid, ak_secret) = (r.json()["access_key_id"].as_str().unwrap().to_string(), r.json()["secret_access_key"].as_str().unwrap().to_string());
+    let t = now();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "u", "tenant": "acme", "role": "invoker", "exp": t + 300, "aud": "helixflow"}),
+        &jsonwebtoken::EncodingKey::from_secret(jwt_secret.as_bytes()),
+    )
+    .unwrap();
+    let invoke = |url: String, tok: String| async move { Http::with_token(Some(&tok)).post(&format!("{url}/invoke/acme/echo"), "hi").await.status };
+    assert_eq!(invoke(node.url.clone(), token.clone()).await, 200);
+    node.kill9();
+
+    // What the store holds.
+    {
+        let store = helixflow_store::RedbMetadataStore::open(dir.path().join("metadata.redb")).unwrap();
+        use helixflow_store::MetadataStore as _;
+        let ak = store.get("T#acme", &format!("AK#{akid}")).await.unwrap().unwrap();
+        let jwt = store.get("T#acme", "JWT").await.unwrap().unwrap();
+        let (ak_stored, jwt_stored) = (ak.str("secret").unwrap().to_string(), jwt.str("hs256_secret").unwrap().to_string());
+        println!("stored access-key secret: {}...\nstored JWT secret: {}...", &ak_stored[..24], &jwt_stored[..24]);
+        assert!(ak_stored.starts_with("sealed:v1:") && !ak_stored.contains(&ak_secret));
+        assert!(jwt_stored.starts_with("sealed:v1:") && !jwt_stored.contains(&jwt_secret));
+        let raw = std::fs::read(dir.path().join("metadata.redb")).unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        assert!(!raw.contains(&ak_secret) && !raw.contains(&jwt_secret), "no secret in the clear anywhere in the store file");
+    }
+    // Same key (the generated data_dir/secrets.key): still verifies after a restart.
+    let node = Node::start(dir.path(), None);
+    assert_eq!(invoke(node.url.clone(), token.clone()).await, 200);
+    node.kill9();
+    // Another key: refused, and the log says why.
+    let node = Node::start_with_env(dir.path(), None, &[("HELIXFLOW_SECRETS_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")]);
+    assert_eq!(invoke(node.url.clone(), token).await, 401);
+    assert!(node.log().contains("cannot open the tenant's JWT secret"), "{}", node.log());
+}

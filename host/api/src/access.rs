@@ -23,6 +23,8 @@ pub struct AuthSettings {
     /// SHA-256 (hex) of the platform admin key.
     pub admin_key_sha256: Option<String>,
     pub jwt: JwtVerifier,
+    /// Seals the secrets the store must keep (access-key secrets, JWT secrets).
+    pub secrets: helixflow_auth::sealed::SecretBox,
 }
 
 impl AuthSettings {
@@ -32,6 +34,7 @@ impl AuthSettings {
             enforce: true,
             admin_key_sha256: Some(sha256_hex(admin_key)),
             jwt: JwtVerifier::new(None, None, "helixflow".into(), 30).expect("no JWKS"),
+            secrets: helixflow_auth::sealed::SecretBox::ephemeral().expect("randomness"),
         }
     }
 }
@@ -102,7 +105,13 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result
             if helixflow_store::registry::validate_name("tenant", &tenant).is_err() {
                 return Err(AuthError::Invalid);
             }
-            state.registry.jwt_secret(&tenant).await.map_err(|_| AuthError::Invalid)?
+            match state.registry.jwt_secret(&tenant).await.map_err(|_| AuthError::Invalid)? {
+                Some(stored) => Some(state.auth.secrets.open(&stored, &format!("jwt:{tenant}")).map_err(|e| {
+                    tracing::error!(%tenant, error = %e, "cannot open the tenant's JWT secret");
+                    AuthError::Invalid
+                })?),
+                None => None,
+            }
         } else {
             None
         };

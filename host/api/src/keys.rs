@@ -98,7 +98,8 @@ pub async fn route(
 /// A new HS256 secret for the tenant's JWTs (returned once; the old one stops working).
 pub async fn rotate_jwt_secret(state: &AppState, tenant: &str) -> Result<Response<Body>, ApiError> {
     let secret = helixflow_auth::random_secret().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
-    state.registry.set_jwt_secret(tenant, &secret).await?;
+    let sealed = state.auth.secrets.seal(&secret, &format!("jwt:{tenant}")).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    state.registry.set_jwt_secret(tenant, &sealed).await?;
     Ok(json_response(StatusCode::CREATED, &json!({"hs256_secret": secret, "audience": "helixflow"})))
 }
 
@@ -134,7 +135,11 @@ pub async fn access_route(
                 access_key_id: key.access_key_id.clone(),
                 name: nk.name,
                 role: role.as_str().to_string(),
-                secret: key.secret_access_key.clone(),
+                secret: state
+                    .auth
+                    .secrets
+                    .seal(&key.secret_access_key, &format!("access-key:{tenant}:{}", key.access_key_id))
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?,
                 created_at: now_rfc3339(),
                 valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
                 revoked: false,

@@ -186,7 +186,13 @@ async fn principal(state: &AppState, parts: &http::request::Parts, body: &[u8], 
         headers: &headers,
         body,
     };
-    let secret = usable.as_ref().map(|r| r.secret.clone());
+    let secret = match usable.as_ref() {
+        Some(r) => Some(state.auth.secrets.open(&r.secret, &format!("access-key:{}:{}", r.tenant, r.access_key_id)).map_err(|e| {
+            tracing::error!(access_key_id = %r.access_key_id, error = %e, "cannot open a stored access-key secret");
+            AwsError::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "this node cannot verify the credentials (secrets key mismatch); see its log")
+        })?),
+        None => None,
+    };
     sigv4::verify(&req, "lambda", now, |_| secret)?;
     let rec = usable.ok_or(SigV4Error::UnknownKey)?;
     let role = Role::parse(&rec.role).ok_or(SigV4Error::UnknownKey)?;

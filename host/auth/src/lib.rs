@@ -15,6 +15,7 @@
 //! Architecture invariant: this crate knows no HTTP and no storage: the api crate hands
 //! it header values and looked-up records, and gets a `Principal` or an [`AuthError`].
 
+pub mod sealed;
 pub mod sigv4;
 
 use serde::{Deserialize, Serialize};

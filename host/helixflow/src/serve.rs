@@ -272,7 +272,33 @@ fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::Auth
         tracing::info!(path = %path.display(), "platform admin key (HELIXFLOW_TOKEN for the CLI)");
         helixflow_auth::sha256_hex(&key)
     };
-    Ok(helixflow_api::access::AuthSettings { enforce, admin_key_sha256: Some(admin), jwt })
+    let secrets = secrets_key(cfg)?;
+    Ok(helixflow_api::access::AuthSettings { enforce, admin_key_sha256: Some(admin), jwt, secrets })
+}
+
+/// The key that seals stored secrets: `[auth] secrets_key_file`, else
+/// `HELIXFLOW_SECRETS_KEY`, else `{data_dir}/secrets.key` (generated, mode 0600, on first
+/// start). Nodes sharing a metadata store must share it.
+fn secrets_key(cfg: &NodeConfig) -> anyhow::Result<helixflow_auth::sealed::SecretBox> {
+    use helixflow_auth::sealed::SecretBox;
+    let text = if let Some(p) = &cfg.auth.secrets_key_file {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+    } else if let Some(k) = std::env::var("HELIXFLOW_SECRETS_KEY").ok().filter(|k| !k.is_empty()) {
+        k
+    } else {
+        let path = cfg.state.data_dir.join("secrets.key");
+        match std::fs::read_to_string(&path) {
+            Ok(k) => k,
+            Err(_) => {
+                let k = SecretBox::generate_text().map_err(anyhow::Error::msg)?;
+                std::fs::create_dir_all(&cfg.state.data_dir)?;
+                write_private(&path, &k)?;
+                tracing::info!(path = %path.display(), "generated the secrets key (nodes sharing this store need the same one: [auth] secrets_key_file)");
+                k
+            }
+        }
+    };
+    SecretBox::from_text(&text).map_err(|e| anyhow::anyhow!("secrets key: {e}"))
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
