@@ -281,6 +281,40 @@ async fn accepted_events_survive_kill_9_and_all_run() {
     assert_eq!(left, 0, "events left pending");
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A queued event of `acme/{function}` version 1 whose payload makes chaos GET `url`, as a
+/// node would have left it in the store (accepted at `accepted`, due at `due`, leased
+/// until `lease_until` by a node that is gone).
+fn left_in_queue(id: &str, function: &str, url: &str, accepted: u64, due: u64, lease_until: u64) -> helixflow_store::events::QueuedEvent {
+    use base64::Engine as _;
+    helixflow_store::events::QueuedEvent {
+        id: id.to_string(),
+        tenant: "acme".into(),
+        function: function.into(),
+        version: 1,
+        payload_b64: base64::engine::general_purpose::STANDARD.encode(format!("\"fetch {url}\"")),
+        client_context: None,
+        accepted_at_ms: accepted,
+        attempts: 1,
+        failures: 0,
+        timeout_ms: 1000,
+        due_at_ms: due,
+        lease_owner: "dead-node/0".into(),
+        lease_until_ms: lease_until,
+        last_error: None,
+        source: "invoke".into(),
+    }
+}
+
+/// The registry of a stopped node's embedded store.
+fn offline_registry(dir: &std::path::Path) -> helixflow_store::registry::Registry {
+    let store = std::sync::Arc::new(helixflow_store::RedbMetadataStore::open(dir.join("metadata.redb")).unwrap());
+    helixflow_store::registry::Registry::new(store)
+}
+
 /// An event older than the function's `max_event_age_s` when a worker gets to it (here:
 /// left in the queue while every node was down) is not run: it fails as
 /// `EventAgeExceeded` and goes to the failure destination.
@@ -301,30 +335,10 @@ async fn an_event_past_its_maximum_age_is_dead_lettered_not_run() {
     // straight into the node's embedded store, as a crashed node would have left it).
     let id = "01a00000-0000-7000-8000-00000000a9e0".to_string();
     {
-        use base64::Engine as _;
-        let store = std::sync::Arc::new(helixflow_store::RedbMetadataStore::open(dir.path().join("metadata.redb")).unwrap());
-        let reg = helixflow_store::registry::Registry::new(store);
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-        let payload = format!("\"fetch http://127.0.0.1:{}/late\"", counter.port);
-        reg.enqueue_event(&helixflow_store::events::QueuedEvent {
-            id: id.clone(),
-            tenant: "acme".into(),
-            function: "late".into(),
-            version: 1,
-            payload_b64: base64::engine::general_purpose::STANDARD.encode(payload),
-            client_context: None,
-            accepted_at_ms: now_ms - 120_000,
-            attempts: 1,
-            failures: 0,
-            timeout_ms: 1000,
-            due_at_ms: now_ms - 120_000,
-            lease_owner: "dead-node/0".into(),
-            lease_until_ms: now_ms - 100_000,
-            last_error: None,
-            source: "invoke".into(),
-        })
-        .await
-        .unwrap();
+        let reg = offline_registry(dir.path());
+        let old = now_ms() - 120_000;
+        let url = format!("http://127.0.0.1:{}/late", counter.port);
+        reg.enqueue_event(&left_in_queue(&id, "late", &url, old, old, old + 20_000)).await.unwrap();
     }
     let node = Node::start(dir.path(), None);
     let http = Http::new();
@@ -349,7 +363,6 @@ async fn an_event_past_its_maximum_age_is_dead_lettered_not_run() {
 /// queue shard (it pages through each shard across polls).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lapsed_event_behind_many_delayed_retries_is_still_taken_over() {
-    use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
     let counter = Counter::start(std::time::Duration::ZERO).await;
     let node = Node::start(dir.path(), None);
@@ -361,38 +374,20 @@ async fn a_lapsed_event_behind_many_delayed_retries_is_still_taken_over() {
         assert_eq!(api.http.put_json(&api.url("/api/v1/tenants/acme/functions/w/config"), cfg).await.status, 200);
     }
     node.kill9();
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let store = std::sync::Arc::new(helixflow_store::RedbMetadataStore::open(dir.path().join("metadata.redb")).unwrap());
-    let reg = helixflow_store::registry::Registry::new(store.clone());
-    let ev = |id: String, due: u64, lease: u64, path: &str| helixflow_store::events::QueuedEvent {
-        id,
-        tenant: "acme".into(),
-        function: "w".into(),
-        version: 1,
-        payload_b64: base64::engine::general_purpose::STANDARD.encode(format!("\"fetch http://127.0.0.1:{}{path}\"", counter.port)),
-        client_context: None,
-        accepted_at_ms: now_ms,
-        attempts: 1,
-        failures: 1,
-        timeout_ms: 1000,
-        due_at_ms: due,
-        lease_owner: String::new(),
-        lease_until_ms: lease,
-        last_error: None,
-        source: "invoke".into(),
-    };
+    let now = now_ms();
+    let reg = offline_registry(dir.path());
     // 450 events of shard 0 whose retry is an hour away, then one that is due now.
     let ids: Vec<String> = (0u64..)
         .map(|n| format!("01a10000-0000-7000-8000-{n:012}"))
         .filter(|id| helixflow_store::events::shard_of(id) == 0)
         .take(451)
         .collect();
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", counter.port);
     for id in &ids[..450] {
-        reg.enqueue_event(&ev(id.clone(), now_ms + 3_600_000, 0, "/delayed")).await.unwrap();
+        reg.enqueue_event(&left_in_queue(id, "w", &url("/delayed"), now, now + 3_600_000, 0)).await.unwrap();
     }
-    reg.enqueue_event(&ev(ids[450].clone(), now_ms - 1000, now_ms - 1000, "/due")).await.unwrap();
+    reg.enqueue_event(&left_in_queue(&ids[450], "w", &url("/due"), now, now - 1000, now - 1000)).await.unwrap();
     drop(reg);
-    drop(store);
     let _node = Node::start(dir.path(), None);
     wait_for("the due event behind 450 delayed ones", 20, || counter.count("/due") == 1).await;
     assert_eq!(counter.count("/delayed"), 0, "delayed retries wait for their time");
