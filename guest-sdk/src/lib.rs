@@ -37,11 +37,20 @@
 //! ## Inference (`wasi:nn`)
 //!
 //! [`nn`] wraps wasi:nn: load a registry model by name, build typed tensors, compute.
+//! [`llm`] drives a causal language model token by token with the KV cache kept in
+//! the host (`helixflow:llm/sequence`).
+//!
+//! ## Streaming HTTP responses
+//!
+//! [`http_streaming_handler!`] gives the handler a [`http::Responder`]: answer at once
+//! with a buffered [`http::Response`], or start a [`http::BodyStream`] and write the
+//! body as it is produced (server-sent events); a write fails once the client is gone.
 
 #![deny(missing_docs)]
 
 pub mod event;
 pub mod http;
+pub mod llm;
 pub mod nn;
 
 /// Re-exported so the macros (and advanced users) can reach the raw WASI bindings.
@@ -55,6 +64,14 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "helixflow_guest_sdk::bindings",
         export_macro_name: "__export_event_function",
+    });
+}
+
+#[doc(hidden)]
+pub mod llm_bindings {
+    wit_bindgen::generate!({
+        path: "../host/nn/wit-llm",
+        world: "llm",
     });
 }
 

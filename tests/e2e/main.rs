@@ -2,6 +2,7 @@
 //! data dir and talks to it over real sockets.
 
 mod bad_input;
+mod chat;
 mod auth;
 mod cli;
 mod crash;

@@ -192,7 +192,24 @@ async fn http_trigger(
         }
     });
     let req = http::Request::from_parts(head, body);
+    Ok(run_http(state, &target, held, req, request_id).await)
+}
 
+/// Runs `target`'s wasi:http handler on `req` (quota slots `held` are released once the
+/// guest is done, body streamed too) and returns its response, streaming, capped at
+/// the node's response limit. Invocation failures become error responses.
+pub(crate) async fn run_http<B, H>(
+    state: &Arc<AppState>,
+    target: &Target,
+    held: H,
+    req: http::Request<B>,
+    request_id: &str,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<helixflow_runtime::HttpBodyError>,
+    H: Send + 'static,
+{
     // Metrics and logs once the guest is done (possibly after the body has streamed).
     let on_report: helixflow_runtime::ReportSink = {
         let state = state.clone();
@@ -226,7 +243,7 @@ async fn http_trigger(
             req,
             on_report,
         )
-        .instrument(invocation_span(&target, "http"))
+        .instrument(invocation_span(target, "http"))
         .await;
 
     match response {
@@ -245,20 +262,20 @@ async fn http_trigger(
                     format!("the function declared a response over this node's {cap} byte limit"),
                 )
                 .into_response();
-                version_header(&mut resp, &target);
-                return Ok(resp);
+                version_header(&mut resp, target);
+                return resp;
             }
             let what = format!("{}/{}", target.tenant.name, target.function.name);
             let mut resp = resp.map(|b| {
                 crate::body::Capped::new(b.map_err(|e| Box::new(e) as BoxError).boxed_unsync(), cap, what).boxed_unsync()
             });
-            version_header(&mut resp, &target);
-            Ok(resp)
+            version_header(&mut resp, target);
+            resp
         }
         Err(e) => {
             let mut resp = ApiError::from(&e).into_response();
-            version_header(&mut resp, &target);
-            Ok(resp)
+            version_header(&mut resp, target);
+            resp
         }
     }
 }

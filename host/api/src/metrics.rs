@@ -136,6 +136,27 @@ impl Metrics {
                 let _ = writeln!(out, "helixflow_{name}_total{{location=\"{loc}\",model=\"{}\",provider=\"{}\"}} {}", esc(&s.model), s.provider.as_str(), get(s));
             }
         }
+        // Causal LMs (helixflow:llm sequences): open sequences, decode rows, KV bytes.
+        let lms: Vec<(&helixflow_nn::LoadedInfo, &helixflow_nn::LmInfo)> = sessions.iter().filter_map(|s| s.lm.as_ref().map(|l| (s, l))).collect();
+        let _ = writeln!(out, "# HELP helixflow_llm_open_sequences Generation sequences holding a KV cache.");
+        let _ = writeln!(out, "# TYPE helixflow_llm_open_sequences gauge");
+        for (s, l) in &lms {
+            let _ = writeln!(out, "helixflow_llm_open_sequences{{location=\"{loc}\",model=\"{}\"}} {}", esc(&s.model), l.open_sequences);
+        }
+        for (name, help, get) in [
+            ("llm_decoded_tokens", "tokens decoded (one row of a decode run each)", (|l: &helixflow_nn::LmInfo| l.decode_rows) as fn(&helixflow_nn::LmInfo) -> u64),
+            ("llm_prefill_tokens", "prompt tokens run", |l| l.prefill_tokens),
+            ("llm_batched_runs", "decode runs that carried more than one sequence", |l| l.batched_runs),
+        ] {
+            let _ = writeln!(out, "# HELP helixflow_{name} {help}.");
+            let _ = writeln!(out, "# TYPE helixflow_{name} counter");
+            for (s, l) in &lms {
+                let _ = writeln!(out, "helixflow_{name}_total{{location=\"{loc}\",model=\"{}\"}} {}", esc(&s.model), get(l));
+            }
+        }
+        let _ = writeln!(out, "# HELP helixflow_llm_kv_cache_bytes KV-cache bytes held by open sequences on this node.");
+        let _ = writeln!(out, "# TYPE helixflow_llm_kv_cache_bytes gauge");
+        let _ = writeln!(out, "helixflow_llm_kv_cache_bytes{{location=\"{loc}\"}} {}", inf.kv_bytes().0);
         let _ = writeln!(out, "# HELP helixflow_model_provider_fallbacks Execution providers skipped at session creation.");
         let _ = writeln!(out, "# TYPE helixflow_model_provider_fallbacks counter");
         let _ = writeln!(out, "helixflow_model_provider_fallbacks_total{{location=\"{loc}\"}} {}", inf.fallbacks.load(std::sync::atomic::Ordering::Relaxed));

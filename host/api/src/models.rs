@@ -52,8 +52,8 @@ pub fn spec_of(display: String, sha256: String, c: &ModelConfig) -> Result<Model
         return Err("max_delay_us must be <= 1000000 (1 s)".into());
     }
     if let Some(s) = &c.serve {
-        if s.kind != "embeddings" {
-            return Err(format!("serve.kind {:?} is not supported (embeddings)", s.kind));
+        if s.kind != "embeddings" && s.kind != "chat" {
+            return Err(format!("serve.kind {:?} is not supported (embeddings, chat)", s.kind));
         }
     }
     Ok(ModelSpec {
@@ -269,5 +269,7 @@ pub fn sessions(state: &AppState) -> Result<Response<Body>, ApiError> {
         "loads": inf.loads.load(std::sync::atomic::Ordering::Relaxed),
         "evictions": inf.evictions.load(std::sync::atomic::Ordering::Relaxed),
         "fallbacks": inf.fallbacks.load(std::sync::atomic::Ordering::Relaxed),
+        "kv_cache_bytes": inf.kv_bytes().0,
+        "kv_cache_limit_bytes": inf.kv_bytes().1,
     }))
 }

@@ -1,4 +1,12 @@
-//! OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/embeddings`.
+//! OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/embeddings`,
+//! `POST /v1/chat/completions`.
+//!
+//! Chat: a model served with `serve = {kind = "chat", function}` answers through that
+//! function's wasi:http handler, which gets the client's body as is and answers in
+//! OpenAI's shapes itself (JSON, or server-sent events streamed as tokens are produced;
+//! the response streams through unbuffered). This layer authenticates, routes by model
+//! and rejects what it can without running the function (invalid JSON, no model, no
+//! messages, unknown model).
 //!
 //! A model is served when its registry config has `serve = {kind, function}`: requests
 //! for it run that function (same tenant) as an event with
@@ -17,6 +25,7 @@ use crate::error::ApiError;
 use crate::tracked::TrackedBody;
 use base64::Engine as _;
 use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 struct OaiError {
@@ -117,7 +126,8 @@ async fn route_inner(state: &std::sync::Arc<AppState>, req: http::Request<Tracke
             Ok(json_response(StatusCode::OK, &model_json(&m)))
         }
         (&Method::POST, ["embeddings"]) => embeddings(state, req, request_id, who).await,
-        (_, ["models"] | ["models", _] | ["embeddings"]) => Err(OaiError {
+        (&Method::POST, ["chat", "completions"]) => chat(state, req, request_id, who).await,
+        (_, ["models"] | ["models", _] | ["embeddings"] | ["chat", "completions"]) => Err(OaiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             kind: "invalid_request_error",
             code: "method_not_allowed".into(),
@@ -129,7 +139,7 @@ async fn route_inner(state: &std::sync::Arc<AppState>, req: http::Request<Tracke
             kind: "invalid_request_error",
             code: "unknown_url".into(),
             param: None,
-            message: format!("unknown endpoint {path}: this node serves /v1/models and /v1/embeddings"),
+            message: format!("unknown endpoint {path}: this node serves /v1/models, /v1/embeddings and /v1/chat/completions"),
         }),
     }
 }
@@ -301,4 +311,55 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
         StatusCode::OK,
         &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": n, "total_tokens": n}}),
     ))
+}
+
+async fn chat(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
+    let tenant = tenant_of(&req, who)?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| OaiError::invalid("invalid_json", None, format!("We could not parse the JSON body of your request: {e}")))?;
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| OaiError::invalid("missing_model", Some("model"), "you must provide a model parameter (a string)"))?
+        .to_string();
+    match body.get("messages") {
+        Some(Value::Array(a)) if !a.is_empty() => {}
+        Some(Value::Array(_)) => {
+            return Err(OaiError::invalid("empty_messages", Some("messages"), "'messages' must contain at least one message"));
+        }
+        None | Some(Value::Null) => return Err(OaiError::invalid("missing_messages", Some("messages"), "you must provide 'messages'")),
+        _ => return Err(OaiError::invalid("invalid_messages", Some("messages"), "'messages' must be an array")),
+    }
+    let m = served_model(state, &tenant, &model).await?;
+    let serve = m.config.serve.clone().ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
+    if serve.kind != "chat" {
+        return Err(OaiError::invalid("wrong_model_kind", Some("model"), format!("`{model}` is not a chat model (it serves {})", serve.kind)));
+    }
+    let target = crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
+    if !target.loaded.exports().http {
+        return Err(OaiError {
+            status: StatusCode::BAD_GATEWAY,
+            kind: "server_error",
+            code: "bad_function".into(),
+            param: None,
+            message: format!("the chat function {} has no HTTP handler", serve.function),
+        });
+    }
+    let held = state
+        .quotas
+        .admit(&tenant, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency)
+        .map_err(OaiError::from)?;
+    let req = http::Request::builder()
+        .method(Method::POST)
+        .uri("/v1/chat/completions")
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(
+            http_body_util::Full::new(bytes)
+                .map_err(|never: std::convert::Infallible| -> helixflow_runtime::HttpBodyError { match never {} }),
+        )
+        .map_err(|e| OaiError::invalid("invalid_request", None, e.to_string()))?;
+    Ok(crate::data::run_http(state, &target, held, req, request_id).await)
 }

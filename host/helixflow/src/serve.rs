@@ -229,6 +229,9 @@ fn start_inference(
         max_guest_model_bytes: (i.max_guest_model_mb as usize) << 20,
         max_tensor_bytes: (i.max_tensor_mb as usize) << 20,
         max_calls_per_invocation: 10_000,
+        max_kv_bytes: i.max_kv_cache_mb << 20,
+        max_context: i.max_context,
+        max_sequences_per_invocation: i.max_sequences_per_invocation,
     };
     let source = Arc::new(helixflow_api::models::RegistryModels::new(
         registry.clone(),

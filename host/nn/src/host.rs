@@ -29,16 +29,18 @@ pub struct ContextResource(Arc<LoadedGraph>);
 /// Per-invocation wasi:nn state.
 pub struct NnCtx {
     inference: Option<Arc<Inference>>,
-    tenant: String,
+    pub(crate) tenant: String,
     calls: u32,
     /// Bytes of tensors this invocation holds in the host.
     live_bytes: usize,
+    /// `helixflow:llm` sequences open now.
+    pub(crate) sequences: u32,
 }
 
 impl NnCtx {
     /// `inference: None` = wasi:nn is not enabled on this node (every call errors).
     pub fn new(inference: Option<Arc<Inference>>, tenant: impl Into<String>) -> NnCtx {
-        NnCtx { inference, tenant: tenant.into(), calls: 0, live_bytes: 0 }
+        NnCtx { inference, tenant: tenant.into(), calls: 0, live_bytes: 0, sequences: 0 }
     }
 }
 
@@ -62,6 +64,7 @@ pub fn add_to_linker<T: Send + 'static>(
     wit::tensor::add_to_linker::<T, HasNn>(linker, get)?;
     wit::inference::add_to_linker::<T, HasNn>(linker, get)?;
     wit::errors::add_to_linker::<T, HasNn>(linker, get)?;
+    crate::llm_host::add_to_linker(linker, get)?;
     Ok(())
 }
 
@@ -74,7 +77,7 @@ impl NnView<'_> {
     }
 
     /// Counts a call against the invocation's budget; `Err` = over it.
-    fn count(&mut self) -> Result<Arc<Inference>, NnError> {
+    pub(crate) fn count(&mut self) -> Result<Arc<Inference>, NnError> {
         let inf = self
             .ctx
             .inference

@@ -24,7 +24,9 @@
 pub mod batch;
 pub mod dir_source;
 mod ffi;
+pub mod generate;
 pub mod host;
+mod llm_host;
 pub mod tensor;
 
 use sha2::Digest;
@@ -157,6 +159,12 @@ pub struct NnConfig {
     pub max_tensor_bytes: usize,
     /// Most wasi:nn calls of one invocation.
     pub max_calls_per_invocation: u32,
+    /// Bytes of KV cache all open `helixflow:llm` sequences may hold together.
+    pub max_kv_bytes: u64,
+    /// Longest context a sequence may reach (a model's own limit applies too).
+    pub max_context: usize,
+    /// Sequences one invocation may hold open at once.
+    pub max_sequences_per_invocation: u32,
 }
 
 impl Default for NnConfig {
@@ -164,7 +172,7 @@ impl Default for NnConfig {
         NnConfig {
             ort_dylib: None,
             intra_threads: 0,
-            session_budget_bytes: 2 << 30,
+            session_budget_bytes: 4 << 30,
             default_providers: vec![Provider::Cpu],
             default_fallback: Fallback::Next,
             trt_cache_dir: None,
@@ -172,6 +180,9 @@ impl Default for NnConfig {
             max_guest_model_bytes: 64 << 20,
             max_tensor_bytes: 64 << 20,
             max_calls_per_invocation: 10_000,
+            max_kv_bytes: 2 << 30,
+            max_context: 8192,
+            max_sequences_per_invocation: 4,
         }
     }
 }
@@ -233,6 +244,8 @@ pub struct SessionCore {
     pub outputs: Vec<IoSpec>,
     session: ort::session::Session,
     pub stats: GraphStats,
+    /// The model's `helixflow.context_length` metadata, if any.
+    pub context_length: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -249,6 +262,8 @@ pub struct LoadedGraph {
     pub batching: Batching,
     batcher: Option<batch::Batcher>,
     pub loaded_at: Instant,
+    /// Its decode scheduler, started on first use as a causal language model.
+    lm: OnceLock<Result<Arc<generate::CausalLm>, NnError>>,
 }
 
 impl LoadedGraph {
@@ -375,6 +390,21 @@ pub struct LoadedInfo {
     pub errors: u64,
     pub runs: u64,
     pub batched_requests: u64,
+    /// Set once the model served `helixflow:llm` sequences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lm: Option<LmInfo>,
+}
+
+/// A causal LM's decode scheduler, as [`Inference::loaded`] reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LmInfo {
+    pub context: usize,
+    pub open_sequences: u64,
+    pub runs: u64,
+    pub decode_rows: u64,
+    pub batched_runs: u64,
+    pub max_rows: u64,
+    pub prefill_tokens: u64,
 }
 
 type Slot = Arc<tokio::sync::OnceCell<Arc<LoadedGraph>>>;
@@ -395,6 +425,7 @@ pub struct Inference {
     pub loads: AtomicU64,
     pub evictions: AtomicU64,
     pub fallbacks: AtomicU64,
+    kv_budget: Arc<generate::KvBudget>,
 }
 
 static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
@@ -437,7 +468,9 @@ impl Inference {
     /// Loads ONNX Runtime (fails fast with a clear message when it is missing).
     pub fn new(cfg: NnConfig, source: Arc<dyn ModelSource>) -> Result<Arc<Inference>, InitError> {
         let env = environment(&cfg)?;
+        let kv_budget = generate::KvBudget::new(cfg.max_kv_bytes);
         Ok(Arc::new(Inference {
+            kv_budget,
             env,
             cfg,
             source,
@@ -464,6 +497,30 @@ impl Inference {
         let source = self.source.clone();
         let spec2 = spec.clone();
         self.graph(&spec, move || async move { source.fetch(&spec2).await }).await
+    }
+
+    /// A tenant's model as a causal language model with host-resident KV caches
+    /// (`helixflow:llm/sequence`); its scheduler starts on first use.
+    pub async fn causal_lm(&self, tenant: &str, name: &str) -> Result<Arc<generate::CausalLm>, NnError> {
+        let g = self.graph_by_name(tenant, name).await?;
+        g.lm.get_or_init(|| {
+            let context = g.core.context_length.unwrap_or(self.cfg.max_context).min(self.cfg.max_context);
+            let max_batch = match g.batching.max_batch {
+                0 => generate::DEFAULT_MAX_BATCH,
+                n => n as usize,
+            };
+            let delay = match g.batching.max_delay_us {
+                0 => generate::DEFAULT_MAX_DELAY,
+                us => std::time::Duration::from_micros(us),
+            };
+            generate::CausalLm::start(g.core.clone(), context, max_batch, delay, self.kv_budget.clone()).map(Arc::new)
+        })
+        .clone()
+    }
+
+    /// Bytes of KV cache held by open sequences, and the budget.
+    pub fn kv_bytes(&self) -> (u64, u64) {
+        (self.kv_budget.used.load(Ordering::Relaxed), self.kv_budget.limit)
     }
 
     /// Guest-supplied bytes (`load`), when the policy allows it.
@@ -622,6 +679,12 @@ impl Inference {
         .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))??;
         self.fallbacks.fetch_add(skipped.len() as u64, Ordering::Relaxed);
         let (inputs, outputs) = io_specs(&session);
+        let context_length = session
+            .metadata()
+            .ok()
+            .and_then(|m| m.custom("helixflow.context_length"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0);
         tracing::info!(
             model = %spec.display,
             provider = provider.as_str(),
@@ -638,9 +701,12 @@ impl Inference {
             outputs,
             session,
             stats: GraphStats::default(),
+            context_length,
         });
-        let batcher = batch::Batcher::start(&core, spec.batching);
-        Ok(Arc::new(LoadedGraph { core, batching: spec.batching, batcher, loaded_at: Instant::now() }))
+        // A causal LM batches through its decode scheduler, not the generic batcher.
+        let is_lm = core.inputs.iter().any(|i| i.name.starts_with("past_key_values."));
+        let batcher = if is_lm { None } else { batch::Batcher::start(&core, spec.batching) };
+        Ok(Arc::new(LoadedGraph { core, batching: spec.batching, batcher, loaded_at: Instant::now(), lm: OnceLock::new() }))
     }
 
     /// Every session in memory, with its provider and counters.
@@ -665,6 +731,21 @@ fn info(g: &LoadedGraph) -> LoadedInfo {
         errors: c.stats.errors.load(Ordering::Relaxed),
         runs: c.stats.runs.load(Ordering::Relaxed),
         batched_requests: c.stats.batched_requests.load(Ordering::Relaxed),
+        lm: match g.lm.get() {
+            Some(Ok(lm)) => {
+                let s = &lm.stats;
+                Some(LmInfo {
+                    context: lm.context,
+                    open_sequences: s.open_sequences.load(Ordering::Relaxed),
+                    runs: s.runs.load(Ordering::Relaxed),
+                    decode_rows: s.decode_rows.load(Ordering::Relaxed),
+                    batched_runs: s.batched_runs.load(Ordering::Relaxed),
+                    max_rows: s.max_rows.load(Ordering::Relaxed),
+                    prefill_tokens: s.prefill_tokens.load(Ordering::Relaxed),
+                })
+            }
+            _ => None,
+        },
     }
 }
 

@@ -36,8 +36,8 @@ pub struct ModelConfig {
     /// TensorRT: fp16 engines.
     #[serde(default)]
     pub trt_fp16: bool,
-    /// OpenAI-compatible serving: `/v1/embeddings` runs this function of the model's
-    /// tenant with this model.
+    /// OpenAI-compatible serving: `/v1/embeddings` or `/v1/chat/completions` runs this
+    /// function of the model's tenant with this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serve: Option<Serve>,
 }
@@ -45,7 +45,7 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Serve {
-    /// `embeddings`
+    /// `embeddings` (`/v1/embeddings`) or `chat` (`/v1/chat/completions`).
     pub kind: String,
     /// The function (same tenant) that runs requests.
     pub function: String,

@@ -1,0 +1,559 @@
+//! Autoregressive decoding with the KV cache kept in the host, and continuous batching.
+//!
+//! A causal language model exported with explicit past tensors (optimum's I/O names:
+//! `input_ids`, `attention_mask`, `position_ids`, `past_key_values.{i}.{key,value}` ->
+//! `logits`, `present.{i}.{key,value}`) can be driven through plain wasi:nn, but then
+//! the whole cache crosses the guest boundary twice per token (46 KB per cached
+//! position for SmolLM2-135M: 14 MB each way at 300 tokens) and concurrent requests can
+//! never share a run, because their caches have different lengths. Here the guest holds
+//! a [`Sequence`] (the `helixflow:llm/sequence` resource): it feeds token ids and gets
+//! the next-token logits back; the cache never leaves the host.
+//!
+//! One scheduler thread per model ([`CausalLm`]) takes the steps of every open
+//! sequence (any instance, any tenant using that model version). Single-token decode
+//! steps are run together as one batch of up to `max_batch` rows: caches are
+//! left-padded to the longest and `attention_mask` hides the padding, `position_ids`
+//! carries each row's own position. Prompts are fed in chunks of [`PREFILL_CHUNK`]
+//! tokens, each run alone between decode batches, so a long prompt neither blocks the
+//! running streams for long nor materialises logits for thousands of positions. After a
+//! batch, the scheduler waits up to `max_delay_us` for the sequences of that batch to
+//! come back with their next token, so a batch does not fragment while each guest
+//! samples.
+//!
+//! Architecture invariants:
+//! * A cache is owned by exactly one place at a time: its [`Sequence`], or the job the
+//!   scheduler is running. Dropping either (the guest finished, trapped, or was killed
+//!   when its client went away) frees it and returns its bytes to the node's KV budget.
+//! * A row's result does not depend on which other rows share its batch except through
+//!   floating-point summation order; with one sequence in flight a step is exactly the
+//!   unbatched run.
+//! * Every cache byte is counted against [`crate::NnConfig::max_kv_bytes`] before a run
+//!   grows it; over budget is a `too-large` error, never an allocation failure.
+
+use crate::ffi::{self, RawInput};
+use crate::tensor::TensorType;
+use crate::{ErrorCode, NnError, SessionCore};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Most prompt tokens in one run.
+pub const PREFILL_CHUNK: usize = 128;
+/// Decode rows per batch when the model's batching config does not say.
+pub const DEFAULT_MAX_BATCH: usize = 16;
+/// How long a batch waits for the sequences of the previous one, by default.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(3);
+
+/// The node-wide KV-cache byte budget, shared by every model.
+#[derive(Debug)]
+pub struct KvBudget {
+    pub limit: u64,
+    pub used: AtomicU64,
+}
+
+impl KvBudget {
+    pub fn new(limit: u64) -> Arc<KvBudget> {
+        Arc::new(KvBudget { limit, used: AtomicU64::new(0) })
+    }
+    fn reserve(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(bytes).filter(|n| *n <= self.limit))
+            .is_ok()
+    }
+    fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// One sequence's cache: per layer key then value, each `[kv_heads, len, head_dim]` f32.
+struct Kv {
+    len: usize,
+    bufs: Vec<Vec<u8>>,
+    reserved: u64,
+    budget: Arc<KvBudget>,
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
+}
+
+struct Job {
+    seq: u64,
+    kv: Kv,
+    tokens: Vec<i64>,
+    reply: tokio::sync::oneshot::Sender<(Kv, Result<Vec<f32>, NnError>)>,
+}
+
+enum Msg {
+    Step(Job),
+    Closed(u64),
+}
+
+/// Counters of one model's scheduler.
+#[derive(Debug, Default)]
+pub struct LmStats {
+    pub open_sequences: AtomicU64,
+    pub runs: AtomicU64,
+    pub decode_rows: AtomicU64,
+    pub batched_runs: AtomicU64,
+    pub max_rows: AtomicU64,
+    pub prefill_tokens: AtomicU64,
+}
+
+/// A loaded causal language model with its scheduler.
+pub struct CausalLm {
+    pub display: String,
+    pub vocab: usize,
+    pub context: usize,
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    tx: std::sync::Mutex<std::sync::mpsc::Sender<Msg>>,
+    next_id: AtomicU64,
+    budget: Arc<KvBudget>,
+    pub stats: Arc<LmStats>,
+}
+
+/// What the scheduler thread needs (it must not keep the [`CausalLm`] alive).
+struct Engine {
+    core: Arc<SessionCore>,
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    vocab: usize,
+    max_batch: usize,
+    max_delay: Duration,
+    budget: Arc<KvBudget>,
+    stats: Arc<LmStats>,
+    outputs: Vec<String>,
+}
+
+fn not_lm(core: &SessionCore, why: impl std::fmt::Display) -> NnError {
+    NnError::new(
+        ErrorCode::InvalidArgument,
+        format!(
+            "model {} is not a causal language model with a KV cache ({why}); expected inputs input_ids, attention_mask, position_ids, past_key_values.{{i}}.key/value and outputs logits, present.{{i}}.key/value",
+            core.display
+        ),
+    )
+}
+
+impl CausalLm {
+    /// Checks the model's I/O and starts its scheduler. `context`: the model's own
+    /// limit (from its `helixflow.context_length` metadata), capped by the node.
+    pub(crate) fn start(
+        core: Arc<SessionCore>,
+        context: usize,
+        max_batch: usize,
+        max_delay: Duration,
+        budget: Arc<KvBudget>,
+    ) -> Result<CausalLm, NnError> {
+        let find = |name: &str| core.inputs.iter().find(|i| i.name == name);
+        for (name, ty) in [("input_ids", TensorType::I64), ("attention_mask", TensorType::I64), ("position_ids", TensorType::I64)] {
+            let i = find(name).ok_or_else(|| not_lm(&core, format!("no input {name}")))?;
+            if i.ty != Some(ty) || i.shape.len() != 2 {
+                return Err(not_lm(&core, format!("input {name} must be int64 [batch, n]")));
+            }
+        }
+        let layers = core.inputs.iter().filter(|i| i.name.starts_with("past_key_values.") && i.name.ends_with(".key")).count();
+        if layers == 0 {
+            return Err(not_lm(&core, "no past_key_values inputs"));
+        }
+        let mut geometry = None;
+        let mut outputs = vec!["logits".to_string()];
+        for l in 0..layers {
+            for kv in ["key", "value"] {
+                let i = find(&format!("past_key_values.{l}.{kv}")).ok_or_else(|| not_lm(&core, format!("no input past_key_values.{l}.{kv}")))?;
+                let (h, d) = match i.shape.as_slice() {
+                    [_, h, _, d] if *h > 0 && *d > 0 && i.ty == Some(TensorType::Fp32) => (*h as usize, *d as usize),
+                    _ => return Err(not_lm(&core, format!("past_key_values.{l}.{kv} must be float32 [batch, heads, past, head_dim] with fixed heads and head_dim"))),
+                };
+                if *geometry.get_or_insert((h, d)) != (h, d) {
+                    return Err(not_lm(&core, "layers disagree on the cache geometry"));
+                }
+                let out = format!("present.{l}.{kv}");
+                if !core.outputs.iter().any(|o| o.name == out) {
+                    return Err(not_lm(&core, format!("no output {out}")));
+                }
+                outputs.push(out);
+            }
+        }
+        let (kv_heads, head_dim) = geometry.unwrap_or((1, 1));
+        let logits = core.outputs.iter().find(|o| o.name == "logits").ok_or_else(|| not_lm(&core, "no output logits"))?;
+        let vocab = match logits.shape.as_slice() {
+            [_, _, v] if *v > 0 && logits.ty == Some(TensorType::Fp32) => *v as usize,
+            _ => return Err(not_lm(&core, "logits must be float32 [batch, seq, vocab] with a fixed vocab")),
+        };
+        let stats = Arc::new(LmStats::default());
+        let engine = Engine {
+            core: core.clone(),
+            layers,
+            kv_heads,
+            head_dim,
+            vocab,
+            max_batch: max_batch.max(1),
+            max_delay,
+            budget: budget.clone(),
+            stats: stats.clone(),
+            outputs,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("helixflow-lm".into())
+            .spawn(move || engine.run(rx))
+            .map_err(|e| NnError::new(ErrorCode::RuntimeError, format!("cannot start the decode scheduler: {e}")))?;
+        tracing::info!(model = %core.display, layers, kv_heads, head_dim, vocab, context, max_batch, "causal LM scheduler started");
+        Ok(CausalLm {
+            display: core.display.clone(),
+            vocab,
+            context,
+            layers,
+            kv_heads,
+            head_dim,
+            tx: std::sync::Mutex::new(tx),
+            next_id: AtomicU64::new(1),
+            budget,
+            stats,
+        })
+    }
+
+    /// KV-cache bytes per cached position.
+    pub fn bytes_per_position(&self) -> u64 {
+        (2 * self.layers * self.kv_heads * self.head_dim * 4) as u64
+    }
+
+    /// A new, empty sequence.
+    pub fn open(self: &Arc<Self>) -> Sequence {
+        self.stats.open_sequences.fetch_add(1, Ordering::Relaxed);
+        Sequence {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            lm: self.clone(),
+            kv: Some(Kv { len: 0, bufs: vec![Vec::new(); 2 * self.layers], reserved: 0, budget: self.budget.clone() }),
+        }
+    }
+
+    fn send(&self, m: Msg) -> bool {
+        self.tx.lock().map(|tx| tx.send(m).is_ok()).unwrap_or(false)
+    }
+}
+
+/// A guest's sequence: its cache lives here between steps.
+pub struct Sequence {
+    id: u64,
+    lm: Arc<CausalLm>,
+    kv: Option<Kv>,
+}
+
+impl Sequence {
+    pub fn model(&self) -> &Arc<CausalLm> {
+        &self.lm
+    }
+
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map(|k| k.len).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `tokens` and runs the model over them: the logits of the last one.
+    pub async fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>, NnError> {
+        if tokens.is_empty() {
+            return Err(NnError::new(ErrorCode::InvalidArgument, "feed needs at least one token"));
+        }
+        if let Some(bad) = tokens.iter().find(|t| **t as usize >= self.lm.vocab) {
+            return Err(NnError::new(
+                ErrorCode::InvalidArgument,
+                format!("token id {bad} is outside the vocabulary of {} ({} tokens)", self.lm.display, self.lm.vocab),
+            ));
+        }
+        let len = self.len();
+        if len + tokens.len() > self.lm.context {
+            return Err(NnError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{} cached + {} new tokens exceed the context window of {} ({} tokens)",
+                    len,
+                    tokens.len(),
+                    self.lm.display,
+                    self.lm.context
+                ),
+            ));
+        }
+        let mut logits = Vec::new();
+        for chunk in tokens.chunks(PREFILL_CHUNK) {
+            let kv = self
+                .kv
+                .take()
+                .ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "this sequence lost its cache in an earlier failure; open a new one"))?;
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let job = Job { seq: self.id, kv, tokens: chunk.iter().map(|t| i64::from(*t)).collect(), reply };
+            if !self.lm.send(Msg::Step(job)) {
+                return Err(NnError::new(ErrorCode::RuntimeError, "the decode scheduler has stopped"));
+            }
+            let (kv, r) = rx.await.map_err(|_| NnError::new(ErrorCode::RuntimeError, "the decode scheduler dropped the step"))?;
+            self.kv = Some(kv);
+            logits = r?;
+        }
+        Ok(logits)
+    }
+}
+
+impl Drop for Sequence {
+    fn drop(&mut self) {
+        self.lm.stats.open_sequences.fetch_sub(1, Ordering::Relaxed);
+        self.lm.send(Msg::Closed(self.id));
+    }
+}
+
+impl Engine {
+    fn run(self, rx: std::sync::mpsc::Receiver<Msg>) {
+        let mut pending: VecDeque<Job> = VecDeque::new();
+        // Sequences of the last decode batch: worth a short wait for.
+        let mut expected: HashSet<u64> = HashSet::new();
+        loop {
+            if pending.is_empty() {
+                match rx.recv() {
+                    Ok(m) => self.take(m, &mut pending, &mut expected),
+                    Err(_) => return, // the model was dropped and every sequence is gone
+                }
+            }
+            while let Ok(m) = rx.try_recv() {
+                self.take(m, &mut pending, &mut expected);
+            }
+            // Hold the batch briefly for the sequences that were in the last one.
+            let deadline = Instant::now() + self.max_delay;
+            loop {
+                let waiting = expected.iter().any(|id| !pending.iter().any(|j| j.seq == *id));
+                let now = Instant::now();
+                if !waiting || now >= deadline || pending.iter().filter(|j| j.tokens.len() == 1).count() >= self.max_batch {
+                    break;
+                }
+                match rx.recv_timeout(deadline - now) {
+                    Ok(m) => self.take(m, &mut pending, &mut expected),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // A job whose caller went away (client disconnected, guest killed) is dropped
+            // here with its cache.
+            pending.retain(|j| !j.reply.is_closed());
+            let mut decode = Vec::new();
+            let mut i = 0;
+            while i < pending.len() && decode.len() < self.max_batch {
+                if pending[i].tokens.len() == 1 {
+                    decode.extend(pending.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            expected = decode.iter().map(|j| j.seq).collect();
+            if !decode.is_empty() {
+                self.run_jobs(decode);
+            }
+            if let Some(pos) = pending.iter().position(|j| j.tokens.len() > 1) {
+                if let Some(j) = pending.remove(pos) {
+                    self.run_jobs(vec![j]);
+                }
+            }
+        }
+    }
+
+    fn take(&self, m: Msg, pending: &mut VecDeque<Job>, expected: &mut HashSet<u64>) {
+        match m {
+            Msg::Step(j) => pending.push_back(j),
+            Msg::Closed(id) => {
+                expected.remove(&id);
+            }
+        }
+    }
+
+    fn run_jobs(&self, jobs: Vec<Job>) {
+        let per_pos = self.per_position();
+        // Reserve the cache growth first; a job over the budget fails alone.
+        let mut ok = Vec::with_capacity(jobs.len());
+        for mut j in jobs {
+            let grow = per_pos * j.tokens.len() as u64;
+            if self.budget.reserve(grow) {
+                j.kv.reserved += grow;
+                ok.push(j);
+            } else {
+                let e = NnError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "this node's KV-cache budget ({} MiB) is in use by other sequences; retry later",
+                        self.budget.limit >> 20
+                    ),
+                );
+                let _ = j.reply.send((j.kv, Err(e)));
+            }
+        }
+        if ok.is_empty() {
+            return;
+        }
+        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        let result = if ok.len() == 1 { self.run_one(&mut ok[0]) } else { self.run_batch(&mut ok) };
+        match result {
+            Ok(logits) => {
+                for (j, l) in ok.into_iter().zip(logits) {
+                    let _ = j.reply.send((j.kv, Ok(l)));
+                }
+            }
+            Err(e) => {
+                self.core.stats.errors.fetch_add(1, Ordering::Relaxed);
+                for j in ok {
+                    let _ = j.reply.send((j.kv, Err(e.clone())));
+                }
+            }
+        }
+    }
+
+    fn per_position(&self) -> u64 {
+        (2 * self.layers * self.kv_heads * self.head_dim * 4) as u64
+    }
+
+    fn kv_names(&self) -> Vec<String> {
+        (0..self.layers).flat_map(|l| [format!("past_key_values.{l}.key"), format!("past_key_values.{l}.value")]).collect()
+    }
+
+    /// One sequence alone (a prompt chunk, or a decode step with nobody to share it):
+    /// its cache goes in and comes back without any copy but ORT's own.
+    fn run_one(&self, j: &mut Job) -> Result<Vec<Vec<f32>>, NnError> {
+        let n = j.tokens.len();
+        let past = j.kv.len;
+        if n == 1 {
+            self.stats.decode_rows.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.prefill_tokens.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let ids = bytes_i64(&j.tokens);
+        let mask = bytes_i64(&vec![1i64; past + n]);
+        let pos = bytes_i64(&(past as i64..(past + n) as i64).collect::<Vec<_>>());
+        let names = self.kv_names();
+        let ids_shape = [1, n as i64];
+        let mask_shape = [1, (past + n) as i64];
+        let kv_shape = [1, self.kv_heads as i64, past as i64, self.head_dim as i64];
+        let mut inputs = vec![
+            RawInput { name: "input_ids", ty: TensorType::I64, shape: &ids_shape, data: &ids },
+            RawInput { name: "attention_mask", ty: TensorType::I64, shape: &mask_shape, data: &mask },
+            RawInput { name: "position_ids", ty: TensorType::I64, shape: &ids_shape, data: &pos },
+        ];
+        for (name, buf) in names.iter().zip(&j.kv.bufs) {
+            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data: buf });
+        }
+        let out_names: Vec<&str> = self.outputs.iter().map(String::as_str).collect();
+        let mut outs = ffi::run(&self.core.session, &inputs, &out_names)?.into_iter();
+        let logits = outs.next().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
+        let want = [1, n as i64, self.vocab as i64];
+        if logits.shape != want {
+            return Err(NnError::new(ErrorCode::RuntimeError, format!("logits came back {:?}, expected {want:?}", logits.shape)));
+        }
+        let row = &logits.data[(n - 1) * self.vocab * 4..];
+        let last = f32s(row);
+        let want_kv = [1, self.kv_heads as i64, (past + n) as i64, self.head_dim as i64];
+        let mut bufs = Vec::with_capacity(2 * self.layers);
+        for o in outs {
+            if o.shape != want_kv {
+                return Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)));
+            }
+            bufs.push(o.data);
+        }
+        j.kv.bufs = bufs;
+        j.kv.len = past + n;
+        Ok(vec![last])
+    }
+
+    /// Single-token steps of several sequences in one run: caches left-padded to the
+    /// longest, the padding masked out, each row at its own position.
+    fn run_batch(&self, jobs: &mut [Job]) -> Result<Vec<Vec<f32>>, NnError> {
+        let b = jobs.len();
+        let (h, d) = (self.kv_heads, self.head_dim);
+        let tmax = jobs.iter().map(|j| j.kv.len).max().unwrap_or(0);
+        self.stats.decode_rows.fetch_add(b as u64, Ordering::Relaxed);
+        self.stats.batched_runs.fetch_add(1, Ordering::Relaxed);
+        self.stats.max_rows.fetch_max(b as u64, Ordering::Relaxed);
+        self.core.stats.batched_requests.fetch_add(b as u64, Ordering::Relaxed);
+        let ids = bytes_i64(&jobs.iter().map(|j| j.tokens[0]).collect::<Vec<_>>());
+        let pos = bytes_i64(&jobs.iter().map(|j| j.kv.len as i64).collect::<Vec<_>>());
+        let mut mask = Vec::with_capacity(b * (tmax + 1));
+        for j in jobs.iter() {
+            let pad = tmax - j.kv.len;
+            mask.extend(std::iter::repeat_n(0i64, pad));
+            mask.extend(std::iter::repeat_n(1i64, j.kv.len + 1));
+        }
+        let mask = bytes_i64(&mask);
+        let row = d * 4; // bytes per (head, position)
+        let mut past: Vec<Vec<u8>> = Vec::with_capacity(2 * self.layers);
+        for l in 0..2 * self.layers {
+            let mut buf = vec![0u8; b * h * tmax * row];
+            for (bi, j) in jobs.iter().enumerate() {
+                let len = j.kv.len;
+                let src = &j.kv.bufs[l];
+                for hi in 0..h {
+                    let dst0 = ((bi * h + hi) * tmax + (tmax - len)) * row;
+                    let src0 = hi * len * row;
+                    buf[dst0..dst0 + len * row].copy_from_slice(&src[src0..src0 + len * row]);
+                }
+            }
+            past.push(buf);
+        }
+        let names = self.kv_names();
+        let ids_shape = [b as i64, 1];
+        let mask_shape = [b as i64, (tmax + 1) as i64];
+        let kv_shape = [b as i64, h as i64, tmax as i64, d as i64];
+        let mut inputs = vec![
+            RawInput { name: "input_ids", ty: TensorType::I64, shape: &ids_shape, data: &ids },
+            RawInput { name: "attention_mask", ty: TensorType::I64, shape: &mask_shape, data: &mask },
+            RawInput { name: "position_ids", ty: TensorType::I64, shape: &ids_shape, data: &pos },
+        ];
+        for (name, buf) in names.iter().zip(&past) {
+            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data: buf });
+        }
+        let out_names: Vec<&str> = self.outputs.iter().map(String::as_str).collect();
+        let mut outs = ffi::run(&self.core.session, &inputs, &out_names)?.into_iter();
+        drop(past);
+        let logits = outs.next().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
+        let want = [b as i64, 1, self.vocab as i64];
+        if logits.shape != want {
+            return Err(NnError::new(ErrorCode::RuntimeError, format!("logits came back {:?}, expected {want:?}", logits.shape)));
+        }
+        let want_kv = [b as i64, h as i64, (tmax + 1) as i64, d as i64];
+        let presents: Vec<Vec<u8>> = outs
+            .map(|o| {
+                if o.shape == want_kv {
+                    Ok(o.data)
+                } else {
+                    Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let t = tmax + 1;
+        for (bi, j) in jobs.iter_mut().enumerate() {
+            let len = j.kv.len + 1;
+            for (l, p) in presents.iter().enumerate() {
+                let mut buf = Vec::with_capacity(h * len * row);
+                for hi in 0..h {
+                    let s0 = ((bi * h + hi) * t + (t - len)) * row;
+                    buf.extend_from_slice(&p[s0..s0 + len * row]);
+                }
+                j.kv.bufs[l] = buf;
+            }
+            j.kv.len = len;
+        }
+        let v = self.vocab * 4;
+        Ok((0..b).map(|bi| f32s(&logits.data[bi * v..(bi + 1) * v])).collect())
+    }
+}
+
+fn bytes_i64(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}

@@ -1,0 +1,210 @@
+//! Chat completions end to end: SmolLM2-135M-Instruct (built into ONNX by
+//! tests/models/smollm2.py, in $HELIXFLOW_LLM_DIR) served by the `chat` function over
+//! helixflow:llm sequences; the official `openai` package against it, compared token
+//! for token with Python onnxruntime; client disconnects; continuous batching.
+
+use helixflow_e2e::{Api, Node, Resp, required_env};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const FP32: &str = "smollm2-135m-instruct";
+pub const INT8: &str = "smollm2-135m-instruct-int8";
+
+fn llm_dir() -> PathBuf {
+    PathBuf::from(required_env("HELIXFLOW_LLM_DIR"))
+}
+
+async fn push_llm(api: &Api<'_>, tenant: &str, name: &str, file: &str, cfg: Value) -> Resp {
+    let p = llm_dir().join(file);
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", p.display()));
+    api.http
+        .request(
+            "POST",
+            &api.url(&format!("/api/v1/tenants/{tenant}/models/{name}/versions")),
+            &[("x-helixflow-model-config", &cfg.to_string())],
+            bytes,
+        )
+        .await
+}
+
+/// A node with tenant `demo`, the `chat` function and both SmolLM2 models served by it.
+async fn chat_node(dir: &std::path::Path, models: &[(&str, &str, Value)]) -> Node {
+    let node = Node::start(dir, None);
+    let api = Api::new(&node);
+    api.create_tenant("demo").await;
+    api.deploy("demo", "chat", "chat", "").await;
+    for (name, file, extra) in models {
+        let mut cfg = json!({"serve": {"kind": "chat", "function": "chat"}});
+        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let r = push_llm(&api, "demo", name, file, cfg).await;
+        assert_eq!(r.status, 201, "push {name}: {}", r.text());
+    }
+    node
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_python_chat_matches_onnxruntime_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = chat_node(
+        dir.path(),
+        &[(FP32, "smollm2-135m-instruct.onnx", json!({})), (INT8, "smollm2-135m-instruct-int8.onnx", json!({}))],
+    )
+    .await;
+    // An embeddings model in the same tenant, for the wrong-kind check.
+    let api = Api::new(&node);
+    api.deploy("demo", "embed-minilm", "embed-minilm", "").await;
+    let r = crate::nn::push(&api, "demo", "all-minilm-l6-v2", "minilm-int8.onnx", json!({"serve": {"kind": "embeddings", "function": "embed-minilm"}})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut cmd = std::process::Command::new(required_env("HELIXFLOW_NN_PYTHON"));
+    cmd.env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
+        .arg(helixflow_e2e::workspace_root().join("tests/python/openai_chat.py"))
+        .arg(&node.url)
+        .arg("demo")
+        .arg(llm_dir());
+    let out = helixflow_e2e::run_python_ok(cmd, &node).await;
+    assert!(out.contains("all chat checks passed"), "{out}");
+}
+
+async fn inference(api: &Api<'_>) -> Value {
+    let r = api.http.get(&api.url("/api/v1/admin/inference")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+fn lm_of(inf: &Value, model: &str) -> Value {
+    inf["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["model"].as_str().is_some_and(|m| m.starts_with(&format!("demo/{model}@"))))
+        .map(|s| s["lm"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// Opens a raw streaming request and returns the socket after the response head and
+/// `chunks` SSE events with content have arrived.
+async fn open_stream(node: &Node, body: &Value, chunks: usize) -> (tokio::net::TcpStream, String) {
+    let addr = node.url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = body.to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nOpenAI-Organization: demo\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        helixflow_e2e::admin_key(),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.matches("\"content\":\"").filter(|_| true).count() < chunks + 1 {
+        assert!(Instant::now() < deadline, "no stream within 60 s: {seen}");
+        let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "stream ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.to_ascii_lowercase().contains("content-type: text/event-stream"), "{seen}");
+    (s, seen)
+}
+
+/// A client that goes away mid-stream stops its generation: the sequence closes, its
+/// KV cache is freed, no more tokens are decoded for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_disconnect_stops_generation_and_frees_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = chat_node(dir.path(), &[(INT8, "smollm2-135m-instruct-int8.onnx", json!({}))]).await;
+    let api = Api::new(&node);
+    // Greedy, this prompt counts on well past 300 tokens (checked against the reference
+    // in tests/python/openai_chat.py's model; here it only has to outlast the disconnect).
+    let body = json!({
+        "model": INT8, "stream": true, "temperature": 0, "max_tokens": 1500,
+        "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}],
+    });
+    let (sock, seen) = open_stream(&node, &body, 5).await;
+    let during = inference(&api).await;
+    let lm = lm_of(&during, INT8);
+    assert_eq!(lm["open_sequences"], 1, "one sequence while streaming: {during}");
+    assert!(during["kv_cache_bytes"].as_u64().unwrap() > 0, "{during}");
+    drop(sock);
+    let t0 = Instant::now();
+    let mut after = during.clone();
+    while t0.elapsed() < Duration::from_secs(10) {
+        after = inference(&api).await;
+        if lm_of(&after, INT8)["open_sequences"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lm = lm_of(&after, INT8);
+    assert_eq!(lm["open_sequences"], 0, "the sequence closed after the disconnect: {after}");
+    assert_eq!(after["kv_cache_bytes"], 0, "its KV cache was freed: {after}");
+    let decoded = lm["decode_rows"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = lm_of(&inference(&api).await, INT8);
+    assert_eq!(later["decode_rows"].as_u64().unwrap(), decoded, "no decoding after the sequence closed");
+    assert!(decoded < 200, "generation stopped soon after the disconnect ({decoded} tokens decoded of 1500; {} s after)", t0.elapsed().as_secs_f32());
+    println!("disconnect: {} chars streamed, {decoded} tokens decoded in all, closed {:?} after the socket", seen.len(), t0.elapsed());
+    // The node keeps serving.
+    let r = api
+        .http
+        .post_json(
+            &api.url("/v1/chat/completions"),
+            json!({"model": INT8, "temperature": 0, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 401, "no tenant named: {}", r.text());
+    let r = api
+        .http
+        .request(
+            "POST",
+            &api.url("/v1/chat/completions"),
+            &[("openai-organization", "demo"), ("content-type", "application/json")],
+            json!({"model": INT8, "temperature": 0, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["usage"]["completion_tokens"], 4);
+}
+
+async fn complete(api: &Api<'_>, model: &str, prompt: &str, max_tokens: u32) -> Value {
+    let r = api
+        .http
+        .request(
+            "POST",
+            &api.url("/v1/chat/completions"),
+            &[("openai-organization", "demo"), ("content-type", "application/json")],
+            json!({"model": model, "temperature": 0, "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Concurrent requests share decode runs (continuous batching), and with fp32 a
+/// batched answer is the answer the request gets alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_streams_share_decode_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = chat_node(dir.path(), &[(FP32, "smollm2-135m-instruct.onnx", json!({}))]).await;
+    let api = Api::new(&node);
+    let prompts = ["What is the capital of France?", "Name three primary colors.", "Why is the sky blue?", "What is 2 + 2?"];
+    let mut alone = Vec::new();
+    for p in prompts {
+        alone.push(complete(&api, FP32, p, 24).await["choices"][0]["message"]["content"].clone());
+    }
+    let before = lm_of(&inference(&api).await, FP32);
+    assert_eq!(before["batched_runs"], 0, "sequential requests never share a run: {before}");
+    let together = futures::future::join_all(prompts.iter().map(|p| complete(&api, FP32, p, 24))).await;
+    let after = lm_of(&inference(&api).await, FP32);
+    println!("alone: {alone:?}\nscheduler: {after}");
+    assert!(after["batched_runs"].as_u64().unwrap() > 0, "concurrent requests shared decode runs: {after}");
+    assert!(after["max_rows"].as_u64().unwrap() >= 2, "{after}");
+    for (i, t) in together.iter().enumerate() {
+        assert_eq!(t["choices"][0]["message"]["content"], alone[i], "prompt {i}: batched answer equals the answer alone");
+    }
+}
