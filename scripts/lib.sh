@@ -69,7 +69,7 @@ ensure_nn() {
 build_functions() {
     log "building guest components (wasm32-wasip2)"
     (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip2 \
-        -p hello -p echo-event -p embed-minilm -p classify-image -p chat -p chaos -p raw-http -p big -p nn-probe -p nn-bench)
+        -p hello -p echo-event -p embed-minilm -p classify-image -p chat -p chaos -p raw-http -p big -p nn-probe -p nn-bench -p llm-loop)
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
 }
 

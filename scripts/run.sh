@@ -26,7 +26,8 @@ done
 export HELIXFLOW_TOKEN="$(cat "$DATA_DIR/admin.key")"
 
 if ! "$HF" tenants list | grep -q '^demo'; then
-    "$HF" tenants create demo
+    # Chat generations stream for up to a few minutes: allow functions 300 s.
+    "$HF" tenants create demo --max-timeout-ms 300000
 fi
 if ! "$HF" functions list -t demo | grep -q '^hello'; then
     "$HF" deploy -t demo -f hello "$HELIXFLOW_GUEST_DIR/hello.wasm" --alias live --env GREETING=Hello --public
@@ -42,6 +43,16 @@ if ! "$HF" functions list -t demo | grep -q '^classify-image'; then
 fi
 if ! "$HF" models list -t public | grep -q '^efficientnet-lite0'; then
     "$HF" models push -t public -m efficientnet-lite0 "$HELIXFLOW_MODELS_DIR/efficientnet-lite0.onnx"
+fi
+if ! "$HF" functions list -t demo | grep -q '^chat'; then
+    "$HF" deploy -t demo -f chat "$HELIXFLOW_GUEST_DIR/chat.wasm" --alias live --timeout-ms 300000
+fi
+# SmolLM2-135M-Instruct, fp32 and int8, served as chat models by the chat function.
+if ! "$HF" models list -t demo | awk '{print $1}' | grep -qx smollm2-135m-instruct; then
+    "$HF" models push -t demo -m smollm2-135m-instruct "$HELIXFLOW_LLM_DIR/smollm2-135m-instruct.onnx" --serve chat:chat
+fi
+if ! "$HF" models list -t demo | grep -q '^smollm2-135m-instruct-int8'; then
+    "$HF" models push -t demo -m smollm2-135m-instruct-int8 "$HELIXFLOW_LLM_DIR/smollm2-135m-instruct-int8.onnx" --serve chat:chat
 fi
 if [ ! -s "$DATA_DIR/demo-invoker.key" ]; then
     (umask 077; "$HF" keys create -t demo -r invoker -n demo-curl >"$DATA_DIR/demo-invoker.key")
@@ -64,6 +75,8 @@ HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
   curl -X POST --data '{"hello":"event"}' -H "Authorization: Bearer $DEMO_KEY" $HELIXFLOW_URL/invoke/demo/echo-event
   curl $HELIXFLOW_URL/v1/embeddings -H "Authorization: Bearer $DEMO_KEY" \
        -d '{"model": "all-minilm-l6-v2", "input": ["edge inference", "in a sandbox"]}'
+  curl -N $HELIXFLOW_URL/v1/chat/completions -H "Authorization: Bearer $DEMO_KEY" \
+       -d '{"model": "smollm2-135m-instruct", "stream": true, "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
   curl --data-binary @$HELIXFLOW_MODELS_DIR/coffee.png $HELIXFLOW_URL/demo/classify-image/
   curl -H "Authorization: Bearer \$(cat $DATA_DIR/admin.key)" $HELIXFLOW_URL/metrics
   HELIXFLOW_TOKEN=\$(cat $DATA_DIR/admin.key) $HF --url $HELIXFLOW_URL logs -t demo -f echo-event

@@ -41,6 +41,7 @@
 //! [inference]
 //! # ort_dylib = "/opt/onnxruntime/libonnxruntime.so.1.31.1"   (default: $ORT_DYLIB_PATH)
 //! # intra_threads = 0             (0 = all CPUs; one pool shared by every session)
+//! intra_spin = false               # true: idle ORT threads spin (faster LLM decode, CPU burnt while waiting)
 //! session_budget_mb = 4096         # loaded ORT sessions, LRU
 //! providers = ["cpu"]              # default preference, e.g. ["tensorrt", "cuda", "cpu"]
 //! fallback = "next"                # or "refuse": never silently run elsewhere
@@ -258,6 +259,7 @@ impl Default for Auth {
 pub struct Inference {
     pub ort_dylib: Option<PathBuf>,
     pub intra_threads: usize,
+    pub intra_spin: bool,
     pub session_budget_mb: u64,
     pub providers: Vec<String>,
     pub fallback: String,
@@ -279,6 +281,7 @@ impl Default for Inference {
         Inference {
             ort_dylib: None,
             intra_threads: 0,
+            intra_spin: false,
             session_budget_mb: 4096,
             providers: vec!["cpu".into()],
             fallback: "next".into(),

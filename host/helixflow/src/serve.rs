@@ -221,6 +221,7 @@ fn start_inference(
     let nn = helixflow_nn::NnConfig {
         ort_dylib: i.ort_dylib.clone(),
         intra_threads: i.intra_threads,
+        intra_spin: i.intra_spin,
         session_budget_bytes: i.session_budget_mb << 20,
         default_providers: providers,
         default_fallback: if i.fallback == "refuse" { helixflow_nn::Fallback::Refuse } else { helixflow_nn::Fallback::Next },

@@ -145,6 +145,10 @@ pub struct NnConfig {
     pub ort_dylib: Option<PathBuf>,
     /// Threads of the one global intra-op pool (0 = number of CPUs).
     pub intra_threads: usize,
+    /// Let idle intra-op threads spin-wait for the next parallel section (ORT's
+    /// default): lower latency for many small ops (LLM decode steps: ~25% faster
+    /// here), at the price of CPU burnt while waiting that guests could have used.
+    pub intra_spin: bool,
     /// Byte budget for loaded sessions (estimated as 2x the model file); LRU eviction.
     pub session_budget_bytes: u64,
     /// Provider preference for models that do not set one.
@@ -172,6 +176,7 @@ impl Default for NnConfig {
         NnConfig {
             ort_dylib: None,
             intra_threads: 0,
+            intra_spin: false,
             session_budget_bytes: 4 << 30,
             default_providers: vec![Provider::Cpu],
             default_fallback: Fallback::Next,
@@ -453,14 +458,14 @@ fn environment(cfg: &NnConfig) -> Result<ort::environment::Environment, InitErro
     let pool = ort::environment::GlobalThreadPoolOptions::default()
         .with_intra_threads(threads)
         .and_then(|p| p.with_inter_threads(1))
-        .and_then(|p| p.with_spin_control(false))
+        .and_then(|p| p.with_spin_control(cfg.intra_spin))
         .map_err(|e| InitError::Environment(e.to_string()))?;
     let env = builder
         .with_name("helixflow")
         .with_global_thread_pool(pool)
         .build()
         .map_err(|e| InitError::Environment(e.to_string()))?;
-    tracing::info!(path = %path.display(), intra_threads = threads, "ONNX Runtime loaded");
+    tracing::info!(path = %path.display(), intra_threads = threads, spin = cfg.intra_spin, "ONNX Runtime loaded");
     Ok(ENV.get_or_init(|| env).clone())
 }
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Chat completions on CPU: time to first token and tokens/s per stream at 1, 4 and 16
+# concurrent streams (official `openai` client, streaming) with continuous batching on
+# and off, against Python onnxruntime running the same ONNX model and greedy loop; and
+# the guest-boundary cost of a KV cache held by the guest (plain wasi:nn) vs the host.
+#
+#   bash bench/chat.sh                       # SmolLM2-135M-Instruct int8, 64 tokens/stream
+#   BENCH_VARIANT=fp32 bash bench/chat.sh    # the fp32 model
+#   INTRA_SPIN=false bash bench/chat.sh      # ORT threads sleep between ops (node default)
+source "$(dirname "$0")/../scripts/lib.sh"
+INTRA_SPIN="${INTRA_SPIN:-true}"
+VARIANT="${BENCH_VARIANT:-int8}"
+ensure_toolchain
+build_host
+build_functions
+ensure_nn
+if [ "$VARIANT" = fp32 ]; then
+    export BENCH_MODEL=smollm2-135m-instruct BENCH_ONNX=smollm2-135m-instruct.onnx
+else
+    export BENCH_MODEL=smollm2-135m-instruct-int8 BENCH_ONNX=smollm2-135m-instruct-int8.onnx
+fi
+
+WORK="$(mktemp -d)"
+PID=""
+cleanup() { [ -z "$PID" ] || kill "$PID" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+PORT="$(free_port)"
+printf '[inference]\nintra_spin = %s\n[limits]\ndefault_timeout_ms = 120000\n' "$INTRA_SPIN" >"$WORK/node.toml"
+"$HELIXFLOW_BIN" serve --config "$WORK/node.toml" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/hf.out" 2>"$WORK/hf.log" &
+PID=$!
+for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null && break; sleep 0.1; done
+export HELIXFLOW_TOKEN="$(cat "$WORK/data/admin.key")"
+HF="$HELIXFLOW_BIN --url http://127.0.0.1:$PORT"
+$HF tenants create bench --max-timeout-ms 120000 >/dev/null
+$HF deploy -t bench -f chat "$HELIXFLOW_GUEST_DIR/chat.wasm" --timeout-ms 120000 >/dev/null
+$HF deploy -t bench -f llm-loop "$HELIXFLOW_GUEST_DIR/llm_loop.wasm" --timeout-ms 120000 >/dev/null
+$HF models push -t bench -m "$BENCH_MODEL" "$HELIXFLOW_LLM_DIR/$BENCH_ONNX" --serve chat:chat >/dev/null
+$HF models push -t bench -m "$BENCH_MODEL-solo" "$HELIXFLOW_LLM_DIR/$BENCH_ONNX" --serve chat:chat --max-batch 1 >/dev/null
+echo
+echo "== chat completions on CPU ($(nproc) cores shared by node, client and the Python reference), ORT intra_spin=$INTRA_SPIN =="
+"$HELIXFLOW_NN_PYTHON" "$ROOT/bench/chat_bench.py" "http://127.0.0.1:$PORT" bench "$HELIXFLOW_LLM_DIR"
