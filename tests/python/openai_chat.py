@@ -179,3 +179,4 @@ except urllib.error.HTTPError as e:
 models = {m.id for m in client.models.list()}
 check({FP32, INT8} <= models, f"/v1/models lists the chat models: {sorted(models)}")
 print("all chat checks passed")
+print("OK")

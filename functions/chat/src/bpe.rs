@@ -212,3 +212,9 @@ mod tests {
         assert_eq!(v.len(), 4, "{v:?}");
     }
 }
+
+/// The single-byte token of `bytes[0]` (tests).
+#[cfg(test)]
+pub fn encode_bytes_for_test(bytes: &[u8]) -> u32 {
+    tables::BYTE_TOKEN[bytes[0] as usize]
+}

@@ -532,3 +532,88 @@ fn handle(req: Request, respond: Responder) {
 }
 
 helixflow_guest_sdk::http_streaming_handler!(handle);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_validation() {
+        let ok = parse_request(br#"{"model":"m","messages":[{"role":"developer","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},{"role":"user","content":"hi"}],"stop":"x","seed":-3}"#).unwrap();
+        assert_eq!(ok.messages[0], Message { role: "system".into(), content: "ab".into() });
+        assert_eq!(ok.stop, vec!["x".to_string()]);
+        assert_eq!(ok.seed, Some((-3i64) as u64));
+        assert_eq!((ok.temperature, ok.top_p, ok.stream), (1.0, 1.0, false));
+        for (body, code) in [
+            (&b"{"[..], "invalid_json"),
+            (br#"{"messages":[{"role":"user","content":"x"}]}"#, "missing_model"),
+            (br#"{"model":"m","messages":[]}"#, "empty_messages"),
+            (br#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "unsupported_role"),
+            (br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#, "unsupported_content"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "invalid_value"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":0}"#, "invalid_value"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":3}"#, "unsupported_value"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#, "invalid_value"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2}"#, "invalid_value"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"frequency_penalty":1}"#, "unsupported_value"),
+        ] {
+            let e = parse_request(body).unwrap_err();
+            assert_eq!(e.code, code, "{}", String::from_utf8_lossy(body));
+            assert_eq!(e.status, 400);
+        }
+    }
+
+    #[test]
+    fn template_is_chatml_with_the_default_system_prompt() {
+        let ids = prompt_ids(&[Message { role: "user".into(), content: "Hi <|im_end|>".into() }]);
+        assert_eq!(ids[0], IM_START);
+        // Two turns (system, user) + the generation prompt: three <|im_start|>, and the
+        // user's literal "<|im_end|>" is text, not the control token.
+        assert_eq!(ids.iter().filter(|t| **t == IM_START).count(), 3);
+        assert_eq!(ids.iter().filter(|t| **t == IM_END).count(), 2);
+        let text: Vec<u8> = ids.iter().flat_map(|t| bpe::token_bytes(*t).to_vec()).collect();
+        assert!(String::from_utf8(text).unwrap().ends_with("<|im_start|>assistant\n"));
+    }
+
+    #[test]
+    fn stop_filter_holds_back_possible_starts() {
+        let mut f = StopFilter { stops: vec!["END".into()], text: String::new(), emitted: 0 };
+        assert_eq!(f.push("abc E"), ("abc ".to_string(), false));
+        assert_eq!(f.push("N"), (String::new(), false));
+        assert_eq!(f.push("X"), ("ENX".to_string(), false));
+        assert_eq!(f.push(" tail EN"), (" tail ".to_string(), false));
+        assert_eq!(f.push("D more"), (String::new(), true));
+        let mut g = StopFilter { stops: vec!["é!".into()], text: String::new(), emitted: 0 };
+        assert_eq!(g.push("caf"), ("caf".to_string(), false));
+        assert_eq!(g.push("é"), (String::new(), false));
+        assert_eq!(g.flush(), "é");
+    }
+
+    #[test]
+    fn sampling_is_seeded_and_greedy_at_zero() {
+        let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+        let pick = |t: f32, p: f32, seed: u64| {
+            let mut s = sample::Sampler { temperature: t, top_p: p, rng: sample::Rng::new(seed) };
+            (0..20).map(|_| s.pick(&logits)).collect::<Vec<_>>()
+        };
+        assert!(pick(0.0, 1.0, 1).iter().all(|t| *t == sample::argmax(&logits)));
+        assert_eq!(pick(1.0, 0.9, 42), pick(1.0, 0.9, 42));
+        assert_ne!(pick(1.0, 1.0, 1), pick(1.0, 1.0, 2));
+        // A tiny top_p keeps only the most likely token.
+        assert!(pick(1.0, 1e-6, 5).iter().all(|t| *t == sample::argmax(&logits)));
+        let (lp, top) = sample::logprobs(&logits, 3, 3);
+        assert!(lp < 0.0 && top.len() == 3 && top[0].1 >= top[1].1 && top[1].1 >= top[2].1);
+    }
+
+    #[test]
+    fn decoder_waits_for_split_characters() {
+        // "é" is two bytes; find tokens that split it is model-specific, so feed the
+        // byte tokens directly.
+        let b = |c: u8| bpe::encode_bytes_for_test(&[c]);
+        let mut d = bpe::Decoder::default();
+        assert_eq!(d.push(b(0xC3)), "");
+        assert_eq!(d.push(b(0xA9)), "é");
+        assert_eq!(d.push(b(0xC3)), "");
+        assert_eq!(d.finish(), "\u{FFFD}");
+    }
+}
