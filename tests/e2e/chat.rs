@@ -204,7 +204,55 @@ async fn concurrent_streams_share_decode_steps() {
     println!("alone: {alone:?}\nscheduler: {after}");
     assert!(after["batched_runs"].as_u64().unwrap() > 0, "concurrent requests shared decode runs: {after}");
     assert!(after["max_rows"].as_u64().unwrap() >= 2, "{after}");
+    // Steps where the same rows came back fed the last run's outputs straight back in
+    // (no cache copies); their answers are checked below like the rest.
+    assert!(after["sticky_runs"].as_u64().unwrap() > 0, "{after}");
     for (i, t) in together.iter().enumerate() {
         assert_eq!(t["choices"][0]["message"]["content"], alone[i], "prompt {i}: batched answer equals the answer alone");
     }
+}
+
+/// A tenant never reaches another tenant's chat model, through the API or from its own
+/// function; and the node's KV-cache budget turns into a clear 503, not memory growth.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_models_are_tenant_scoped_and_the_kv_budget_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MiB of KV cache: ~22 positions of SmolLM2, less than any chat prompt.
+    let node = Node::start(dir.path(), Some("[inference]\nmax_kv_cache_mb = 1\n"));
+    let api = Api::new(&node);
+    api.create_tenant("demo").await;
+    api.create_tenant("other").await;
+    api.deploy("demo", "chat", "chat", "").await;
+    api.deploy("other", "chat", "chat", "").await;
+    let r = push_llm(&api, "demo", INT8, "smollm2-135m-instruct-int8.onnx", json!({"serve": {"kind": "chat", "function": "chat"}})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let body = json!({"model": INT8, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}).to_string();
+    let post = |org: &'static str, path: &'static str| {
+        let body = body.clone();
+        let api = &api;
+        async move {
+            api.http
+                .request("POST", &api.url(path), &[("openai-organization", org), ("content-type", "application/json")], body)
+                .await
+        }
+    };
+    // Through the API, as tenant `other`: demo's model does not exist for it.
+    let r = post("other", "/v1/chat/completions").await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+    // From other's own chat function: the host resolves the name in `other` only.
+    let r = post("other", "/other/chat/").await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_not_found", "{}", r.text());
+    // demo's own request: the prompt does not fit the node's KV budget.
+    for path in ["/v1/chat/completions", "/demo/chat/"] {
+        let r = post("demo", path).await;
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "capacity_exhausted", "{}", r.text());
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains("KV-cache budget"), "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    let inf = inference(&api).await;
+    assert_eq!(inf["kv_cache_bytes"], 0, "nothing held after the refusals: {inf}");
+    assert_eq!(inf["kv_cache_limit_bytes"], 1 << 20);
 }

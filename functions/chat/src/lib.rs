@@ -15,6 +15,9 @@
 //! User text is always tokenized as text: `<|im_end|>` typed into a message is not the
 //! control token (no prompt injection through the template).
 
+// Natively (unit tests) the handler is not exported, so its helpers look unused.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 pub mod bpe;
 pub mod sample;
 
@@ -385,6 +388,23 @@ fn handle(req: Request, respond: Responder) {
         None => room,
     };
 
+    // The prompt runs before anything is sent, so a failure here (the node's KV-cache
+    // budget in use, a model error) is still a proper status, streamed or not.
+    let first_logits = match seq.feed(&prompt) {
+        Ok(l) => l,
+        Err(e) if e.code == "too-large" => {
+            return respond.send(
+                ApiError { status: 503, kind: "server_error", code: "capacity_exhausted", param: None, message: format!("cannot start the generation now: {}", e.message) }
+                    .response()
+                    .with_header("retry-after", "1"),
+            );
+        }
+        Err(e) => {
+            return respond.send(
+                ApiError { status: 500, kind: "server_error", code: "generation_failed", param: None, message: format!("the prompt failed: {e}") }.response(),
+            );
+        }
+    };
     let id = random_id();
     let created = now_secs();
     let fingerprint = "helixflow-chat-0.1";
@@ -426,14 +446,8 @@ fn handle(req: Request, respond: Responder) {
     let mut completion = 0usize;
     let mut finish = "length";
     let mut stopped = false;
-    let mut failure: Option<String> = None;
-    let mut logits = match seq.feed(&prompt) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            failure = Some(format!("prompt failed: {e}"));
-            None
-        }
-    };
+    let mut failure: Option<ApiError> = None;
+    let mut logits = Some(first_logits);
     while let Some(l) = logits.take() {
         if completion >= max_tokens {
             break;
@@ -471,7 +485,8 @@ fn handle(req: Request, respond: Responder) {
         logits = match seq.feed(&[next]) {
             Ok(l) => Some(l),
             Err(e) => {
-                failure = Some(format!("decode failed after {completion} tokens: {e}"));
+                let (status, code) = if e.code == "too-large" { (503, "capacity_exhausted") } else { (500, "generation_failed") };
+                failure = Some(ApiError { status, kind: "server_error", code, param: None, message: format!("decoding failed after {completion} tokens: {e}") });
                 None
             }
         };
@@ -495,8 +510,8 @@ fn handle(req: Request, respond: Responder) {
     let usage = json!({"prompt_tokens": prompt.len(), "completion_tokens": completion, "total_tokens": prompt.len() + completion});
     match sink {
         Sink::Stream(mut s) => {
-            if let Some(msg) = failure {
-                let _ = sse(&mut s, &json!({"error": {"message": msg, "type": "server_error", "param": null, "code": "generation_failed"}}));
+            if let Some(e) = failure {
+                let _ = sse(&mut s, &e.body());
             } else {
                 let _ = sse(&mut s, &chunk(json!({}), json!(finish), Value::Null));
                 if r.include_usage {
@@ -511,8 +526,8 @@ fn handle(req: Request, respond: Responder) {
             s.finish();
         }
         Sink::Buffer => {
-            let resp = if let Some(msg) = failure {
-                ApiError { status: 500, kind: "server_error", code: "generation_failed", param: None, message: msg }.response()
+            let resp = if let Some(e) = failure {
+                e.response()
             } else {
                 let logprobs = if r.logprobs { json!({"content": all_logprobs}) } else { Value::Null };
                 let body = json!({
@@ -531,6 +546,9 @@ fn handle(req: Request, respond: Responder) {
     }
 }
 
+// Exported only when built as a component: the crate is also built natively for its
+// unit tests, where `wasi:http/...` export names are not valid linker symbols.
+#[cfg(target_arch = "wasm32")]
 helixflow_guest_sdk::http_streaming_handler!(handle);
 
 #[cfg(test)]

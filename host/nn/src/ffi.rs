@@ -132,6 +132,75 @@ pub fn run(
     inputs: &[RawInput<'_>],
     output_names: &[&str],
 ) -> Result<Vec<RawOutput>, NnError> {
+    let outs = run_values(session, inputs, output_names)?;
+    let mut result = Vec::with_capacity(outs.0.len());
+    for (i, v) in outs.0.iter().enumerate() {
+        result.push(read_output(*v, output_names[i])?);
+    }
+    Ok(result)
+}
+
+/// An output left in ORT's memory: read in place, or fed back as the next run's input
+/// (the decode loop's KV cache) without a copy. Released on drop.
+pub struct OrtTensor {
+    value: *mut OrtValue,
+    data: *const u8,
+    len: usize,
+    pub ty: TensorType,
+    pub shape: Vec<i64>,
+}
+
+// SAFETY: the value is never mutated after `Run` returned it (ORT only reads inputs, and
+// nothing else holds the pointer); releasing it from another thread is allowed.
+unsafe impl Send for OrtTensor {}
+unsafe impl Sync for OrtTensor {}
+
+impl OrtTensor {
+    pub fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `data` points at `len` bytes owned by `value`, alive until drop.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl Drop for OrtTensor {
+    fn drop(&mut self) {
+        // SAFETY: produced by Run for this tensor alone; released once.
+        unsafe { (ort::api().ReleaseValue)(self.value) };
+    }
+}
+
+/// Like [`run`], but the outputs stay in ORT's memory (no copy).
+pub fn run_keep(
+    session: &ort::session::Session,
+    inputs: &[RawInput<'_>],
+    output_names: &[&str],
+) -> Result<Vec<OrtTensor>, NnError> {
+    let mut outs = run_values(session, inputs, output_names)?;
+    let mut result = Vec::with_capacity(outs.0.len());
+    for (i, slot) in outs.0.iter_mut().enumerate() {
+        let v = std::mem::replace(slot, ptr::null_mut());
+        // Owned from here on: released by the OrtTensor (or right below on error).
+        let guard = Values(vec![v]);
+        let (ty, shape, len) = describe(v, output_names[i])?;
+        let mut p = ptr::null_mut();
+        if len > 0 {
+            // SAFETY: a live CPU tensor returned by Run.
+            status(unsafe { (ort::api().GetTensorMutableData)(v, &mut p) }, "GetTensorMutableData")?;
+        }
+        std::mem::forget(guard);
+        result.push(OrtTensor { value: v, data: p as *const u8, len, ty, shape });
+    }
+    Ok(result)
+}
+
+fn run_values(
+    session: &ort::session::Session,
+    inputs: &[RawInput<'_>],
+    output_names: &[&str],
+) -> Result<Values, NnError> {
     let api = ort::api();
     let info = cpu_info()?;
     let mut in_values = Values(Vec::with_capacity(inputs.len()));
@@ -194,14 +263,11 @@ pub fn run(
         },
         "inference failed",
     )?;
-    let mut result = Vec::with_capacity(outs.0.len());
-    for (i, v) in outs.0.iter().enumerate() {
-        result.push(read_output(*v, output_names[i])?);
-    }
-    Ok(result)
+    Ok(outs)
 }
 
-fn read_output(v: *mut OrtValue, name: &str) -> Result<RawOutput, NnError> {
+/// Element type, shape and byte length of a live output tensor.
+fn describe(v: *mut OrtValue, name: &str) -> Result<(TensorType, Vec<i64>, usize), NnError> {
     let api = ort::api();
     if v.is_null() {
         return Err(NnError::new(ErrorCode::RuntimeError, format!("output '{name}' missing")));
@@ -245,13 +311,18 @@ fn read_output(v: *mut OrtValue, name: &str) -> Result<RawOutput, NnError> {
     let len = ty
         .byte_len(&shape)
         .ok_or_else(|| NnError::new(ErrorCode::RuntimeError, format!("output '{name}': bad shape {shape:?}")))?;
+    Ok((ty, shape, len))
+}
+
+fn read_output(v: *mut OrtValue, name: &str) -> Result<RawOutput, NnError> {
+    let (ty, shape, len) = describe(v, name)?;
     let mut data = Vec::with_capacity(len);
     if len > 0 {
         let mut p = ptr::null_mut();
         // SAFETY: a CPU-resident tensor of `len` bytes (outputs land in CPU memory:
         // no output is pre-bound to a device); copied once, then the value is released.
         unsafe {
-            status((api.GetTensorMutableData)(v, &mut p), "GetTensorMutableData")?;
+            status((ort::api().GetTensorMutableData)(v, &mut p), "GetTensorMutableData")?;
             data.extend_from_slice(std::slice::from_raw_parts(p as *const u8, len));
         }
     }

@@ -66,12 +66,47 @@ impl KvBudget {
     }
 }
 
-/// One sequence's cache: per layer key then value, each `[kv_heads, len, head_dim]` f32.
+/// One sequence's cache (per layer key then value, f32), wherever its bytes are.
 struct Kv {
     len: usize,
-    bufs: Vec<Vec<u8>>,
+    store: Store,
     reserved: u64,
     budget: Arc<KvBudget>,
+}
+
+/// Where a cache's bytes live. Steps keep the cache in the memory ORT wrote it to (no
+/// copy out); a batch shares its outputs among its rows, so when the same sequences
+/// come back together the outputs are fed straight back in.
+enum Store {
+    /// Empty (nothing fed yet).
+    Empty,
+    /// The outputs of a run this sequence had alone: `[1, heads, len, head_dim]` each.
+    Solo(Vec<ffi::OrtTensor>),
+    /// Row `row` of a batch's outputs `[rows, heads, t, head_dim]`; the sequence's
+    /// positions are the last `len` of `t` (rows are left-padded).
+    Batch(Arc<BatchKv>, usize),
+}
+
+struct BatchKv {
+    tensors: Vec<ffi::OrtTensor>,
+    /// Sequence id of each row.
+    rows: Vec<u64>,
+    t: usize,
+}
+
+impl Kv {
+    /// Bytes of head `h` of layer tensor `l`: `len` rows of `row_bytes`.
+    fn head(&self, l: usize, h: usize, heads: usize, row_bytes: usize) -> &[u8] {
+        let n = self.len * row_bytes;
+        match &self.store {
+            Store::Empty => &[],
+            Store::Solo(t) => &t[l].bytes()[h * n..(h + 1) * n],
+            Store::Batch(b, row) => {
+                let s = ((row * heads + h) * b.t + (b.t - self.len)) * row_bytes;
+                &b.tensors[l].bytes()[s..s + n]
+            }
+        }
+    }
 }
 
 impl Drop for Kv {
@@ -101,6 +136,8 @@ pub struct LmStats {
     pub batched_runs: AtomicU64,
     pub max_rows: AtomicU64,
     pub prefill_tokens: AtomicU64,
+    /// Batched runs that fed the previous run's outputs straight back (same rows).
+    pub sticky_runs: AtomicU64,
 }
 
 /// A loaded causal language model with its scheduler.
@@ -231,7 +268,7 @@ impl CausalLm {
         Sequence {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             lm: self.clone(),
-            kv: Some(Kv { len: 0, bufs: vec![Vec::new(); 2 * self.layers], reserved: 0, budget: self.budget.clone() }),
+            kv: Some(Kv { len: 0, store: Store::Empty, reserved: 0, budget: self.budget.clone() }),
         }
     }
 
@@ -422,10 +459,11 @@ impl Engine {
     }
 
     /// One sequence alone (a prompt chunk, or a decode step with nobody to share it):
-    /// its cache goes in and comes back without any copy but ORT's own.
+    /// a cache ORT wrote goes back in as is.
     fn run_one(&self, j: &mut Job) -> Result<Vec<Vec<f32>>, NnError> {
         let n = j.tokens.len();
         let past = j.kv.len;
+        let (h, d) = (self.kv_heads, self.head_dim);
         if n == 1 {
             self.stats.decode_rows.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -437,71 +475,103 @@ impl Engine {
         let names = self.kv_names();
         let ids_shape = [1, n as i64];
         let mask_shape = [1, (past + n) as i64];
-        let kv_shape = [1, self.kv_heads as i64, past as i64, self.head_dim as i64];
+        let kv_shape = [1, h as i64, past as i64, d as i64];
+        // A row of a batch is copied out; a solo cache is used in place.
+        let copied: Vec<Vec<u8>> = match &j.kv.store {
+            Store::Batch(..) => (0..2 * self.layers)
+                .map(|l| (0..h).flat_map(|hi| j.kv.head(l, hi, h, d * 4).iter().copied()).collect())
+                .collect(),
+            _ => Vec::new(),
+        };
         let mut inputs = vec![
             RawInput { name: "input_ids", ty: TensorType::I64, shape: &ids_shape, data: &ids },
             RawInput { name: "attention_mask", ty: TensorType::I64, shape: &mask_shape, data: &mask },
             RawInput { name: "position_ids", ty: TensorType::I64, shape: &ids_shape, data: &pos },
         ];
-        for (name, buf) in names.iter().zip(&j.kv.bufs) {
-            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data: buf });
+        for (l, name) in names.iter().enumerate() {
+            let data: &[u8] = match &j.kv.store {
+                Store::Empty => &[],
+                Store::Solo(t) => t[l].bytes(),
+                Store::Batch(..) => &copied[l],
+            };
+            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data });
         }
         let out_names: Vec<&str> = self.outputs.iter().map(String::as_str).collect();
-        let mut outs = ffi::run(&self.core.session, &inputs, &out_names)?.into_iter();
-        let logits = outs.next().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
+        let mut outs = ffi::run_keep(&self.core.session, &inputs, &out_names)?;
+        drop(copied);
+        let presents = outs.split_off(1);
+        let logits = outs.pop().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
         let want = [1, n as i64, self.vocab as i64];
-        if logits.shape != want {
+        if logits.shape != want || logits.ty != TensorType::Fp32 {
             return Err(NnError::new(ErrorCode::RuntimeError, format!("logits came back {:?}, expected {want:?}", logits.shape)));
         }
-        let row = &logits.data[(n - 1) * self.vocab * 4..];
-        let last = f32s(row);
-        let want_kv = [1, self.kv_heads as i64, (past + n) as i64, self.head_dim as i64];
-        let mut bufs = Vec::with_capacity(2 * self.layers);
-        for o in outs {
-            if o.shape != want_kv {
-                return Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)));
-            }
-            bufs.push(o.data);
+        let last = f32s(&logits.bytes()[(n - 1) * self.vocab * 4..]);
+        let want_kv = [1, h as i64, (past + n) as i64, d as i64];
+        if let Some(o) = presents.iter().find(|o| o.shape != want_kv || o.ty != TensorType::Fp32) {
+            return Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)));
         }
-        j.kv.bufs = bufs;
+        j.kv.store = Store::Solo(presents);
         j.kv.len = past + n;
         Ok(vec![last])
     }
 
-    /// Single-token steps of several sequences in one run: caches left-padded to the
-    /// longest, the padding masked out, each row at its own position.
-    fn run_batch(&self, jobs: &mut [Job]) -> Result<Vec<Vec<f32>>, NnError> {
+    /// Single-token steps of several sequences in one run, each row at its own
+    /// position with its padding masked out. When the same sequences come back together
+    /// their shared cache (the last run's outputs) goes straight back in; otherwise the
+    /// caches are assembled, left-padded to the longest.
+    fn run_batch(&self, jobs: &mut Vec<Job>) -> Result<Vec<Vec<f32>>, NnError> {
         let b = jobs.len();
         let (h, d) = (self.kv_heads, self.head_dim);
-        let tmax = jobs.iter().map(|j| j.kv.len).max().unwrap_or(0);
+        let row = d * 4; // bytes per (head, position)
         self.stats.decode_rows.fetch_add(b as u64, Ordering::Relaxed);
         self.stats.batched_runs.fetch_add(1, Ordering::Relaxed);
         self.stats.max_rows.fetch_max(b as u64, Ordering::Relaxed);
         self.core.stats.batched_requests.fetch_add(b as u64, Ordering::Relaxed);
+        // Same batch as last time (every row back, nobody new)? Then keep its row order.
+        let shared: Option<Arc<BatchKv>> = match &jobs[0].kv.store {
+            Store::Batch(s, _) if s.rows.len() == b => Some(s.clone()),
+            _ => None,
+        };
+        let sticky = shared.as_ref().is_some_and(|s| {
+            jobs.iter().all(|j| matches!(&j.kv.store, Store::Batch(o, _) if Arc::ptr_eq(o, s)))
+        });
+        if let (true, Some(s)) = (sticky, &shared) {
+            jobs.sort_by_key(|j| match &j.kv.store {
+                Store::Batch(_, r) => *r,
+                _ => 0,
+            });
+            debug_assert!(jobs.iter().zip(&s.rows).all(|(j, id)| j.seq == *id));
+            self.stats.sticky_runs.fetch_add(1, Ordering::Relaxed);
+        }
+        let tmax = match (&shared, sticky) {
+            (Some(s), true) => s.t,
+            _ => jobs.iter().map(|j| j.kv.len).max().unwrap_or(0),
+        };
         let ids = bytes_i64(&jobs.iter().map(|j| j.tokens[0]).collect::<Vec<_>>());
         let pos = bytes_i64(&jobs.iter().map(|j| j.kv.len as i64).collect::<Vec<_>>());
         let mut mask = Vec::with_capacity(b * (tmax + 1));
         for j in jobs.iter() {
-            let pad = tmax - j.kv.len;
-            mask.extend(std::iter::repeat_n(0i64, pad));
+            mask.extend(std::iter::repeat_n(0i64, tmax - j.kv.len));
             mask.extend(std::iter::repeat_n(1i64, j.kv.len + 1));
         }
         let mask = bytes_i64(&mask);
-        let row = d * 4; // bytes per (head, position)
-        let mut past: Vec<Vec<u8>> = Vec::with_capacity(2 * self.layers);
-        for l in 0..2 * self.layers {
-            let mut buf = vec![0u8; b * h * tmax * row];
-            for (bi, j) in jobs.iter().enumerate() {
-                let len = j.kv.len;
-                let src = &j.kv.bufs[l];
-                for hi in 0..h {
-                    let dst0 = ((bi * h + hi) * tmax + (tmax - len)) * row;
-                    let src0 = hi * len * row;
-                    buf[dst0..dst0 + len * row].copy_from_slice(&src[src0..src0 + len * row]);
-                }
-            }
-            past.push(buf);
-        }
+        let assembled: Vec<Vec<u8>> = if sticky {
+            Vec::new()
+        } else {
+            (0..2 * self.layers)
+                .map(|l| {
+                    let mut buf = vec![0u8; b * h * tmax * row];
+                    for (bi, j) in jobs.iter().enumerate() {
+                        let len = j.kv.len;
+                        for hi in 0..h {
+                            let dst0 = ((bi * h + hi) * tmax + (tmax - len)) * row;
+                            buf[dst0..dst0 + len * row].copy_from_slice(j.kv.head(l, hi, h, row));
+                        }
+                    }
+                    buf
+                })
+                .collect()
+        };
         let names = self.kv_names();
         let ids_shape = [b as i64, 1];
         let mask_shape = [b as i64, (tmax + 1) as i64];
@@ -511,42 +581,33 @@ impl Engine {
             RawInput { name: "attention_mask", ty: TensorType::I64, shape: &mask_shape, data: &mask },
             RawInput { name: "position_ids", ty: TensorType::I64, shape: &ids_shape, data: &pos },
         ];
-        for (name, buf) in names.iter().zip(&past) {
-            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data: buf });
+        for (l, name) in names.iter().enumerate() {
+            let data: &[u8] = match (&shared, sticky) {
+                (Some(s), true) => s.tensors[l].bytes(),
+                _ => &assembled[l],
+            };
+            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data });
         }
         let out_names: Vec<&str> = self.outputs.iter().map(String::as_str).collect();
-        let mut outs = ffi::run(&self.core.session, &inputs, &out_names)?.into_iter();
-        drop(past);
-        let logits = outs.next().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
+        let mut outs = ffi::run_keep(&self.core.session, &inputs, &out_names)?;
+        drop(assembled);
+        let presents = outs.split_off(1);
+        let logits = outs.pop().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
         let want = [b as i64, 1, self.vocab as i64];
-        if logits.shape != want {
+        if logits.shape != want || logits.ty != TensorType::Fp32 {
             return Err(NnError::new(ErrorCode::RuntimeError, format!("logits came back {:?}, expected {want:?}", logits.shape)));
         }
         let want_kv = [b as i64, h as i64, (tmax + 1) as i64, d as i64];
-        let presents: Vec<Vec<u8>> = outs
-            .map(|o| {
-                if o.shape == want_kv {
-                    Ok(o.data)
-                } else {
-                    Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)))
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        let t = tmax + 1;
+        if let Some(o) = presents.iter().find(|o| o.shape != want_kv || o.ty != TensorType::Fp32) {
+            return Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)));
+        }
+        let batch = Arc::new(BatchKv { tensors: presents, rows: jobs.iter().map(|j| j.seq).collect(), t: tmax + 1 });
         for (bi, j) in jobs.iter_mut().enumerate() {
-            let len = j.kv.len + 1;
-            for (l, p) in presents.iter().enumerate() {
-                let mut buf = Vec::with_capacity(h * len * row);
-                for hi in 0..h {
-                    let s0 = ((bi * h + hi) * t + (t - len)) * row;
-                    buf.extend_from_slice(&p[s0..s0 + len * row]);
-                }
-                j.kv.bufs[l] = buf;
-            }
-            j.kv.len = len;
+            j.kv.store = Store::Batch(batch.clone(), bi);
+            j.kv.len += 1;
         }
         let v = self.vocab * 4;
-        Ok((0..b).map(|bi| f32s(&logits.data[bi * v..(bi + 1) * v])).collect())
+        Ok((0..b).map(|bi| f32s(&logits.bytes()[bi * v..(bi + 1) * v])).collect())
     }
 }
 

@@ -410,6 +410,7 @@ pub struct LmInfo {
     pub batched_runs: u64,
     pub max_rows: u64,
     pub prefill_tokens: u64,
+    pub sticky_runs: u64,
 }
 
 type Slot = Arc<tokio::sync::OnceCell<Arc<LoadedGraph>>>;
@@ -747,6 +748,7 @@ fn info(g: &LoadedGraph) -> LoadedInfo {
                     batched_runs: s.batched_runs.load(Ordering::Relaxed),
                     max_rows: s.max_rows.load(Ordering::Relaxed),
                     prefill_tokens: s.prefill_tokens.load(Ordering::Relaxed),
+                    sticky_runs: s.sticky_runs.load(Ordering::Relaxed),
                 })
             }
             _ => None,
