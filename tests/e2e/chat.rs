@@ -210,6 +210,14 @@ async fn concurrent_streams_share_decode_steps() {
     for (i, t) in together.iter().enumerate() {
         assert_eq!(t["choices"][0]["message"]["content"], alone[i], "prompt {i}: batched answer equals the answer alone");
     }
+    // The scheduler's counters are in /metrics.
+    let m = api.http.get(&api.url("/metrics")).await.text();
+    let decoded = m
+        .lines()
+        .find(|l| l.starts_with("helixflow_llm_decoded_tokens_total{") && l.contains(FP32))
+        .unwrap_or_else(|| panic!("no decoded-token counter in /metrics:\n{m}"));
+    assert_eq!(decoded.rsplit(' ').next().unwrap().parse::<u64>().unwrap(), after["decode_rows"].as_u64().unwrap());
+    assert!(m.contains("helixflow_llm_kv_cache_bytes{"), "{m}");
 }
 
 /// A tenant never reaches another tenant's chat model, through the API or from its own

@@ -13,7 +13,8 @@
 //! sequence (any instance, any tenant using that model version). Single-token decode
 //! steps are run together as one batch of up to `max_batch` rows: caches are
 //! left-padded to the longest and `attention_mask` hides the padding, `position_ids`
-//! carries each row's own position. Prompts are fed in chunks of [`PREFILL_CHUNK`]
+//! carries each row's own position; rows join a batch only while at most half of its
+//! positions are padding ([`MAX_PADDING`]). Prompts are fed in chunks of [`PREFILL_CHUNK`]
 //! tokens, each run alone between decode batches, so a long prompt neither blocks the
 //! running streams for long nor materialises logits for thousands of positions. After a
 //! batch, the scheduler waits up to `max_delay_us` for the sequences of that batch to
@@ -44,6 +45,8 @@ pub const PREFILL_CHUNK: usize = 128;
 pub const DEFAULT_MAX_BATCH: usize = 16;
 /// How long a batch waits for the sequences of the previous one, by default.
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(3);
+/// Largest share of a decode batch's cache positions that may be padding.
+pub const MAX_PADDING: f64 = 0.5;
 
 /// The node-wide KV-cache byte budget, shared by every model.
 #[derive(Debug)]
@@ -380,15 +383,7 @@ impl Engine {
             // A job whose caller went away (client disconnected, guest killed) is dropped
             // here with its cache.
             pending.retain(|j| !j.reply.is_closed());
-            let mut decode = Vec::new();
-            let mut i = 0;
-            while i < pending.len() && decode.len() < self.max_batch {
-                if pending[i].tokens.len() == 1 {
-                    decode.extend(pending.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
+            let decode = pick_decode_batch(&mut pending, self.max_batch);
             expected = decode.iter().map(|j| j.seq).collect();
             if !decode.is_empty() {
                 self.run_jobs(decode);
@@ -611,10 +606,81 @@ impl Engine {
     }
 }
 
+/// The next decode batch: the oldest waiting single-token step, then the others in
+/// arrival order as long as the padded batch stays at most [`MAX_PADDING`] padding
+/// (caches are left-padded to the longest row, so one long sequence among short
+/// ones would multiply the memory a run needs). Steps left out go first next time.
+fn pick_decode_batch(pending: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> {
+    let mut batch: Vec<Job> = Vec::new();
+    let (mut tmax, mut sum) = (0usize, 0usize);
+    let mut i = 0;
+    while i < pending.len() && batch.len() < max_batch {
+        if pending[i].tokens.len() != 1 {
+            i += 1;
+            continue;
+        }
+        let len = pending[i].kv.len + 1;
+        let t = tmax.max(len);
+        let fits = batch.is_empty() || (t * (batch.len() + 1)) as f64 * (1.0 - MAX_PADDING) <= (sum + len) as f64;
+        if fits {
+            tmax = t;
+            sum += len;
+            batch.extend(pending.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    batch
+}
+
 fn bytes_i64(v: &[i64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(seq: u64, len: usize, tokens: usize, budget: &Arc<KvBudget>) -> Job {
+        let (reply, _rx) = tokio::sync::oneshot::channel();
+        Job { seq, kv: Kv { len, store: Store::Empty, reserved: 0, budget: budget.clone() }, tokens: vec![7; tokens], reply }
+    }
+
+    #[test]
+    fn batches_keep_padding_bounded_and_serve_the_oldest_first() {
+        let b = KvBudget::new(1 << 30);
+        // A long sequence first, then short ones: only as many join its batch as keep
+        // padding at most half of the positions; a prompt chunk never joins a batch.
+        let mut p: VecDeque<Job> = [job(1, 1000, 1, &b), job(2, 10, 1, &b), job(3, 900, 1, &b), job(4, 12, 40, &b), job(5, 8, 1, &b), job(6, 12, 1, &b)].into();
+        let first = pick_decode_batch(&mut p, 16);
+        assert_eq!(first.iter().map(|j| j.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let second = pick_decode_batch(&mut p, 16);
+        assert_eq!(second.iter().map(|j| j.seq).collect::<Vec<_>>(), vec![5, 6]);
+        for batch in [&first, &second] {
+            let tmax = batch.iter().map(|j| j.kv.len + 1).max().unwrap();
+            let real: usize = batch.iter().map(|j| j.kv.len + 1).sum();
+            assert!((tmax * batch.len()) as f64 * (1.0 - MAX_PADDING) <= real as f64);
+        }
+        assert_eq!(p.iter().map(|j| j.seq).collect::<Vec<_>>(), vec![4]);
+        // max_batch caps the rows.
+        let mut p: VecDeque<Job> = (0..10).map(|i| job(i, 50, 1, &b)).collect();
+        assert_eq!(pick_decode_batch(&mut p, 4).len(), 4);
+        assert_eq!(p.len(), 6);
+    }
+
+    #[test]
+    fn the_budget_refuses_growth_past_its_limit_and_frees_on_drop() {
+        let b = KvBudget::new(100);
+        assert!(b.reserve(60));
+        assert!(!b.reserve(41));
+        {
+            let _kv = Kv { len: 1, store: Store::Empty, reserved: 60, budget: b.clone() };
+        }
+        assert_eq!(b.used.load(Ordering::Relaxed), 0);
+        assert!(b.reserve(100));
+    }
 }
