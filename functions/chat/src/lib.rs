@@ -177,6 +177,22 @@ pub fn parse_request(raw: &[u8]) -> Result<ChatRequest, ApiError> {
     if top_p <= 0.0 {
         return Err(ApiError::invalid("invalid_value", Some("top_p"), "'top_p' must be greater than 0"));
     }
+    // Features this model cannot honour are refused rather than silently ignored.
+    for key in ["tools", "functions"] {
+        if body.get(key).is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+            return Err(ApiError::invalid("unsupported_value", Some(key), format!("'{key}' (function calling) is not supported by this model")));
+        }
+    }
+    match body.pointer("/response_format/type").and_then(Value::as_str) {
+        None | Some("text") => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "unsupported_value",
+                Some("response_format"),
+                format!("response_format '{other}' is not supported by this model (text only)"),
+            ));
+        }
+    }
     for key in ["presence_penalty", "frequency_penalty"] {
         let v = num(&body, key, -2.0, 2.0, 0.0)?;
         if v != 0.0 {
@@ -574,6 +590,8 @@ mod tests {
             (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#, "invalid_value"),
             (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2}"#, "invalid_value"),
             (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"frequency_penalty":1}"#, "unsupported_value"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#, "unsupported_value"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#, "unsupported_value"),
         ] {
             let e = parse_request(body).unwrap_err();
             assert_eq!(e.code, code, "{}", String::from_utf8_lossy(body));
