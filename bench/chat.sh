@@ -4,21 +4,21 @@
 # and off, against Python onnxruntime running the same ONNX model and greedy loop; and
 # the guest-boundary cost of a KV cache held by the guest (plain wasi:nn) vs the host.
 #
-#   bash bench/chat.sh                       # SmolLM2-135M-Instruct int8, 64 tokens/stream
-#   BENCH_VARIANT=fp32 bash bench/chat.sh    # the fp32 model
+#   bash bench/chat.sh                       # SmolLM2-135M-Instruct q4, 64 tokens/stream
+#   BENCH_VARIANT=int8 bash bench/chat.sh    # or fp32
 #   INTRA_SPIN=false bash bench/chat.sh      # ORT threads sleep between ops (node default)
 source "$(dirname "$0")/../scripts/lib.sh"
 INTRA_SPIN="${INTRA_SPIN:-true}"
-VARIANT="${BENCH_VARIANT:-int8}"
+VARIANT="${BENCH_VARIANT:-q4}"
 ensure_toolchain
 build_host
 build_functions
 ensure_nn
-if [ "$VARIANT" = fp32 ]; then
-    export BENCH_MODEL=smollm2-135m-instruct BENCH_ONNX=smollm2-135m-instruct.onnx
-else
-    export BENCH_MODEL=smollm2-135m-instruct-int8 BENCH_ONNX=smollm2-135m-instruct-int8.onnx
-fi
+case "$VARIANT" in
+    fp32) export BENCH_MODEL=smollm2-135m-instruct BENCH_ONNX=smollm2-135m-instruct.onnx ;;
+    int8 | q4) export BENCH_MODEL="smollm2-135m-instruct-$VARIANT" BENCH_ONNX="smollm2-135m-instruct-$VARIANT.onnx" ;;
+    *) echo "BENCH_VARIANT must be fp32, int8 or q4" >&2; exit 1 ;;
+esac
 
 WORK="$(mktemp -d)"
 PID=""

@@ -47,13 +47,15 @@ fi
 if ! "$HF" functions list -t demo | grep -q '^chat'; then
     "$HF" deploy -t demo -f chat "$HELIXFLOW_GUEST_DIR/chat.wasm" --alias live --timeout-ms 300000
 fi
-# SmolLM2-135M-Instruct, fp32 and int8, served as chat models by the chat function.
+# SmolLM2-135M-Instruct, fp32, int8 and q4, served as chat models by the chat function.
 if ! "$HF" models list -t demo | awk '{print $1}' | grep -qx smollm2-135m-instruct; then
     "$HF" models push -t demo -m smollm2-135m-instruct "$HELIXFLOW_LLM_DIR/smollm2-135m-instruct.onnx" --serve chat:chat
 fi
-if ! "$HF" models list -t demo | grep -q '^smollm2-135m-instruct-int8'; then
-    "$HF" models push -t demo -m smollm2-135m-instruct-int8 "$HELIXFLOW_LLM_DIR/smollm2-135m-instruct-int8.onnx" --serve chat:chat
-fi
+for v in int8 q4; do
+    if ! "$HF" models list -t demo | grep -q "^smollm2-135m-instruct-$v"; then
+        "$HF" models push -t demo -m "smollm2-135m-instruct-$v" "$HELIXFLOW_LLM_DIR/smollm2-135m-instruct-$v.onnx" --serve chat:chat
+    fi
+done
 if [ ! -s "$DATA_DIR/demo-invoker.key" ]; then
     (umask 077; "$HF" keys create -t demo -r invoker -n demo-curl >"$DATA_DIR/demo-invoker.key")
 fi

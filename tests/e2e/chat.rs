@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const FP32: &str = "smollm2-135m-instruct";
 pub const INT8: &str = "smollm2-135m-instruct-int8";
+pub const Q4: &str = "smollm2-135m-instruct-q4";
 
 fn llm_dir() -> PathBuf {
     PathBuf::from(required_env("HELIXFLOW_LLM_DIR"))
@@ -51,7 +52,11 @@ async fn openai_python_chat_matches_onnxruntime_reference() {
     let dir = tempfile::tempdir().unwrap();
     let node = chat_node(
         dir.path(),
-        &[(FP32, "smollm2-135m-instruct.onnx", json!({})), (INT8, "smollm2-135m-instruct-int8.onnx", json!({}))],
+        &[
+            (FP32, "smollm2-135m-instruct.onnx", json!({})),
+            (INT8, "smollm2-135m-instruct-int8.onnx", json!({})),
+            (Q4, "smollm2-135m-instruct-q4.onnx", json!({})),
+        ],
     )
     .await;
     // An embeddings model in the same tenant, for the wrong-kind check.
@@ -185,39 +190,47 @@ async fn complete(api: &Api<'_>, model: &str, prompt: &str, max_tokens: u32) -> 
     r.json()
 }
 
-/// Concurrent requests share decode runs (continuous batching), and with fp32 a
-/// batched answer is the answer the request gets alone.
+/// Concurrent requests share decode runs (continuous batching), and with fp32 weights a
+/// batched answer is the answer the request gets alone (rows differ from solo runs only
+/// in floating-point summation order; the quantised variants quantise activations per
+/// run, so they are only checked to batch).
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_streams_share_decode_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let node = chat_node(dir.path(), &[(FP32, "smollm2-135m-instruct.onnx", json!({}))]).await;
+    let node = chat_node(dir.path(), &[(FP32, "smollm2-135m-instruct.onnx", json!({})), (Q4, "smollm2-135m-instruct-q4.onnx", json!({}))]).await;
     let api = Api::new(&node);
     let prompts = ["What is the capital of France?", "Name three primary colors.", "Why is the sky blue?", "What is 2 + 2?"];
-    let mut alone = Vec::new();
-    for p in prompts {
-        alone.push(complete(&api, FP32, p, 24).await["choices"][0]["message"]["content"].clone());
+    for model in [FP32, Q4] {
+        let mut alone = Vec::new();
+        for p in prompts {
+            alone.push(complete(&api, model, p, 24).await["choices"][0]["message"]["content"].clone());
+        }
+        let before = lm_of(&inference(&api).await, model);
+        assert_eq!(before["batched_runs"], 0, "sequential requests never share a run: {before}");
+        let together = futures::future::join_all(prompts.iter().map(|p| complete(&api, model, p, 24))).await;
+        let after = lm_of(&inference(&api).await, model);
+        println!("{model} alone: {alone:?}\nscheduler: {after}");
+        assert!(after["batched_runs"].as_u64().unwrap() > 0, "concurrent requests shared decode runs: {after}");
+        assert!(after["max_rows"].as_u64().unwrap() >= 2, "{after}");
+        // Steps where the same rows came back fed the last run's outputs straight back in
+        // (no cache copies); their answers are checked below like the rest.
+        assert!(after["sticky_runs"].as_u64().unwrap() > 0, "{after}");
+        for (i, t) in together.iter().enumerate() {
+            if model == FP32 {
+                assert_eq!(t["choices"][0]["message"]["content"], alone[i], "{model}, prompt {i}: batched answer equals the answer alone");
+            } else {
+                assert_eq!(t["usage"]["completion_tokens"].as_u64().map(|n| n >= 1), Some(true), "{t}");
+            }
+        }
+        // The scheduler's counters are in /metrics.
+        let m = api.http.get(&api.url("/metrics")).await.text();
+        let decoded = m
+            .lines()
+            .find(|l| l.starts_with("helixflow_llm_decoded_tokens_total{") && l.contains(&format!("{model}@")))
+            .unwrap_or_else(|| panic!("no decoded-token counter in /metrics:\n{m}"));
+        assert_eq!(decoded.rsplit(' ').next().unwrap().parse::<u64>().unwrap(), after["decode_rows"].as_u64().unwrap());
+        assert!(m.contains("helixflow_llm_kv_cache_bytes{"), "{m}");
     }
-    let before = lm_of(&inference(&api).await, FP32);
-    assert_eq!(before["batched_runs"], 0, "sequential requests never share a run: {before}");
-    let together = futures::future::join_all(prompts.iter().map(|p| complete(&api, FP32, p, 24))).await;
-    let after = lm_of(&inference(&api).await, FP32);
-    println!("alone: {alone:?}\nscheduler: {after}");
-    assert!(after["batched_runs"].as_u64().unwrap() > 0, "concurrent requests shared decode runs: {after}");
-    assert!(after["max_rows"].as_u64().unwrap() >= 2, "{after}");
-    // Steps where the same rows came back fed the last run's outputs straight back in
-    // (no cache copies); their answers are checked below like the rest.
-    assert!(after["sticky_runs"].as_u64().unwrap() > 0, "{after}");
-    for (i, t) in together.iter().enumerate() {
-        assert_eq!(t["choices"][0]["message"]["content"], alone[i], "prompt {i}: batched answer equals the answer alone");
-    }
-    // The scheduler's counters are in /metrics.
-    let m = api.http.get(&api.url("/metrics")).await.text();
-    let decoded = m
-        .lines()
-        .find(|l| l.starts_with("helixflow_llm_decoded_tokens_total{") && l.contains(FP32))
-        .unwrap_or_else(|| panic!("no decoded-token counter in /metrics:\n{m}"));
-    assert_eq!(decoded.rsplit(' ').next().unwrap().parse::<u64>().unwrap(), after["decode_rows"].as_u64().unwrap());
-    assert!(m.contains("helixflow_llm_kv_cache_bytes{"), "{m}");
 }
 
 /// A tenant never reaches another tenant's chat model, through the API or from its own

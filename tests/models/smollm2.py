@@ -16,10 +16,13 @@ sequences of different lengths can share a batch (left-padded caches).
 Writes into OUTDIR:
   smollm2-135m-instruct.onnx        fp32 (weights are the GGUF's Q4_1/Q8_0 values, dequantised)
   smollm2-135m-instruct-int8.onnx   dynamic int8 (MatMul weights per channel)
+  smollm2-135m-instruct-q4.onnx     the GGUF's own 4-bit blocks in MatMulNBits (int8 compute,
+                                    rows quantised one by one: batch-invariant), lm_head 8-bit
   smollm2-tokenizer.json            the GGUF's byte-level BPE as a `tokenizers` file (Python reference)
   smollm2-vocab.txt, smollm2-merges.txt  what the guest's tokenizer is compiled from
 and checks: the fp32 graph answers "What is the capital of France?" with Paris
-(greedy), and the int8 model's greedy answers to three prompts match fp32's.
+(greedy); the int8 and q4 variants must know it too (their answers are printed
+next to fp32's).
 """
 
 import os
@@ -268,6 +271,90 @@ print(f"wrote {INT8} ({os.path.getsize(INT8) / 1e6:.1f} MB)")
 int8 = Generator(INT8, os.path.join(OUT, "smollm2-tokenizer.json"))
 for p, (ids, text) in zip(PROMPTS, answers):
     ids8, text8 = int8.greedy(chat_ids(int8.tok, [{"role": "user", "content": p}]), 24)
-    same = sum(1 for a, b in zip(ids, ids8) if a == b) if ids8 else 0
+    same = next((k for k, (a, b) in enumerate(zip(ids, ids8)) if a != b), min(len(ids), len(ids8)))
     print(f"int8: {p!r} -> {text8!r} (first {same} tokens as fp32)")
 assert "Paris" in int8.greedy(chat_ids(int8.tok, [{"role": "user", "content": PROMPTS[0]}]), 24)[1]
+
+
+# ---------------------------------------------------------------- q4: the GGUF's own blocks
+def q4_model(fp32_path, out_path, reader, n_head, n_kv, unpermute):
+    """The fp32 graph with every layer MatMul replaced by MatMulNBits over the GGUF's own
+    4-bit blocks (Q4_1 -> 4-bit with a rounded uint8 zero point) and lm_head by 8-bit
+    MatMulNBits over the Q8_0 embedding (exact); accuracy_level 4 (int8 compute, each row
+    quantised on its own: a row's result does not depend on its batch)."""
+    raw = {t.name: t for t in reader.tensors}
+    model = onnx.load(fp32_path)
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    names = {"q_proj": ("attn_q", n_head), "k_proj": ("attn_k", n_kv), "v_proj": ("attn_v", None), "o_proj": ("attn_output", None),
+             "gate_proj": ("ffn_gate", None), "up_proj": ("ffn_up", None), "down_proj": ("ffn_down", None)}
+    new_nodes, drop, add, worst = [], set(), [], 0.0
+    for node in g.node:
+        w = node.input[1] if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if w is None or w not in inits:
+            new_nodes.append(node)
+            continue
+        dense = numpy_helper.to_array(inits[w])  # [K, N] (x @ W^T stored transposed)
+        K, N = dense.shape
+        nb = K // 32
+        if w == "lm_head.weight":
+            t = raw["token_embd.weight"]
+            assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0
+            blk = np.asarray(t.data).reshape(N, nb, 34)
+            d = blk[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+            q = blk[..., 2:34].copy().view(np.int8)
+            assert np.array_equal((q.astype(np.float32) * d[..., None]).reshape(N, K), dense.T), "Q8_0 parse"
+            B = (q.astype(np.int16) + 128).astype(np.uint8)
+            scales, zp, bits = d.reshape(-1), np.full(N * nb, 128, np.uint8), 8
+        else:
+            layer, kind = w.split(".")[2], w.split(".")[4]
+            gname, perm = names[kind]
+            t = raw[f"blk.{layer}.{gname}.weight"]
+            assert t.tensor_type == gguf.GGMLQuantizationType.Q4_1
+            blk = np.asarray(t.data).reshape(N, nb, 20)
+            d = blk[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+            m = blk[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+            qs = blk[..., 4:20]
+            q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.uint8)  # element j low, j+16 high
+            if perm:
+                idx = unpermute(np.arange(N).reshape(N, 1), perm)[:, 0]
+                d, m, q = d[idx], m[idx], q[idx]
+            exact = (q.astype(np.float32) * d[..., None] + m[..., None]).reshape(N, K)
+            assert np.array_equal(exact, dense.T), f"Q4_1 parse of {w}"
+            zero = d == 0
+            zpf = np.where(zero, 1.0, np.clip(np.rint(-m / np.where(zero, 1.0, d)), 0, 15))
+            scales = np.where(zero, -m, d).astype(np.float32)
+            q = np.where(zero[..., None], 0, q).astype(np.uint8)
+            approx = ((q.astype(np.float32) - zpf[..., None]) * scales[..., None]).reshape(N, K)
+            worst = max(worst, float(np.abs(approx - exact).max() / (np.abs(exact).max() + 1e-12)))
+            B = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+            zpu = zpf.astype(np.uint8)
+            if nb % 2:
+                zpu = np.pad(zpu, ((0, 0), (0, 1)))
+            zp = (zpu[:, 0::2] | (zpu[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
+            scales, bits = scales.reshape(-1), 4
+        drop.add(w)
+        add += [numpy_helper.from_array(np.ascontiguousarray(B), w + ".q"), numpy_helper.from_array(scales, w + ".scales"),
+                numpy_helper.from_array(zp, w + ".zp")]
+        new_nodes.append(helper.make_node("MatMulNBits", [node.input[0], w + ".q", w + ".scales", w + ".zp"], list(node.output),
+                                          name=node.name + "_nbits", domain="com.microsoft", K=K, N=N, bits=bits, block_size=32, accuracy_level=4))
+    del g.node[:]
+    g.node.extend(new_nodes)
+    keep = [i for i in g.initializer if i.name not in drop]
+    del g.initializer[:]
+    g.initializer.extend(keep + add)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, out_path)
+    return worst
+
+
+Q4 = os.path.join(OUT, "smollm2-135m-instruct-q4.onnx")
+worst = q4_model(FP32, Q4 + ".tmp", reader, N_HEAD, N_KV, unpermute)
+os.replace(Q4 + ".tmp", Q4)
+print(f"wrote {Q4} ({os.path.getsize(Q4) / 1e6:.1f} MB; zero-point rounding moved a weight by at most {worst:.3f} of its tensor's largest)")
+q4 = Generator(Q4, os.path.join(OUT, "smollm2-tokenizer.json"))
+for p, (ids, text) in zip(PROMPTS, answers):
+    ids4, text4 = q4.greedy(chat_ids(q4.tok, [{"role": "user", "content": p}]), 24)
+    same = next((k for k, (a, b) in enumerate(zip(ids, ids4)) if a != b), min(len(ids), len(ids4)))
+    print(f"q4: {p!r} -> {text4!r} (first {same} tokens as fp32)")
+assert "Paris" in q4.greedy(chat_ids(q4.tok, [{"role": "user", "content": PROMPTS[0]}]), 24)[1]

@@ -5,7 +5,7 @@ running the same ONNX models with the same greedy loop (tests/models/smollm2_ref
     python openai_chat.py URL TENANT LLM_DIR
 
 HELIXFLOW_TOKEN: a key that may invoke in TENANT. The tenant serves
-`smollm2-135m-instruct` (fp32) and `smollm2-135m-instruct-int8`.
+`smollm2-135m-instruct` (fp32), `smollm2-135m-instruct-int8` and `-q4`.
 Prints what it checks; exits non-zero on the first mismatch.
 """
 
@@ -25,10 +25,11 @@ URL, TENANT, LLM = sys.argv[1], sys.argv[2], sys.argv[3]
 TOKEN = os.environ["HELIXFLOW_TOKEN"]
 client = openai.OpenAI(base_url=URL + "/v1", api_key=TOKEN, organization=TENANT, max_retries=0, timeout=300)
 TOK = os.path.join(LLM, "smollm2-tokenizer.json")
-FP32, INT8 = "smollm2-135m-instruct", "smollm2-135m-instruct-int8"
+FP32, INT8, Q4 = "smollm2-135m-instruct", "smollm2-135m-instruct-int8", "smollm2-135m-instruct-q4"
 refs = {
     INT8: Generator(os.path.join(LLM, "smollm2-135m-instruct-int8.onnx"), TOK),
     FP32: Generator(os.path.join(LLM, "smollm2-135m-instruct.onnx"), TOK),
+    Q4: Generator(os.path.join(LLM, "smollm2-135m-instruct-q4.onnx"), TOK),
 }
 
 
@@ -67,7 +68,7 @@ PROMPTS = [
     [{"role": "user", "content": "Count from 1 to 12: 1, 2, 3,"}],
 ]
 N = 40
-for model, prompts in ((INT8, PROMPTS), (FP32, PROMPTS[:2])):
+for model, prompts in ((INT8, PROMPTS), (FP32, PROMPTS[:2]), (Q4, PROMPTS[1:3])):
     ref = refs[model]
     for msgs in prompts:
         ids = chat_ids(ref.tok, msgs)
@@ -177,6 +178,6 @@ except urllib.error.HTTPError as e:
     body = json.loads(e.read())
     check(e.code == 400 and body["error"]["code"] == "invalid_json" and body["error"]["type"] == "invalid_request_error", f"invalid JSON -> 400 {body['error']['code']}")
 models = {m.id for m in client.models.list()}
-check({FP32, INT8} <= models, f"/v1/models lists the chat models: {sorted(models)}")
+check({FP32, INT8, Q4} <= models, f"/v1/models lists the chat models: {sorted(models)}")
 print("all chat checks passed")
 print("OK")

@@ -25,9 +25,9 @@
 //! * A cache is owned by exactly one place at a time: its [`Sequence`], or the job the
 //!   scheduler is running. Dropping either (the guest finished, trapped, or was killed
 //!   when its client went away) frees it and returns its bytes to the node's KV budget.
-//! * A row's result does not depend on which other rows share its batch except through
-//!   floating-point summation order; with one sequence in flight a step is exactly the
-//!   unbatched run.
+//! * With one sequence in flight a step is exactly the unbatched run. In a batch, a row
+//!   depends on its neighbours only through what the model's kernels do with a batch:
+//!   summation order for fp32; the activation quantisation of quantised variants.
 //! * Every cache byte is counted against [`crate::NnConfig::max_kv_bytes`] before a run
 //!   grows it; over budget is a `too-large` error, never an allocation failure.
 
