@@ -174,6 +174,33 @@ async fn client_disconnect_stops_generation_and_frees_the_cache() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["usage"]["completion_tokens"], 4);
+
+    // A generation that outlives the function's timeout: the guest is stopped, the
+    // answer is OpenAI-shaped, and its sequence is freed with the instance.
+    let r = api.http.put_json(&api.url("/api/v1/tenants/demo/functions/chat/config"), json!({"timeout_ms": 400})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = api
+        .http
+        .request(
+            "POST",
+            &api.url("/v1/chat/completions"),
+            &[("openai-organization", "demo"), ("content-type", "application/json")],
+            json!({"model": INT8, "temperature": 0, "max_tokens": 1500, "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}]}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    let e = &r.json()["error"];
+    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("server_error"), Some("function_timeout")), "{}", r.text());
+    assert!(e.get("param").is_some() && e["message"].is_string(), "{}", r.text());
+    let t0 = Instant::now();
+    loop {
+        let inf = inference(&api).await;
+        if lm_of(&inf, INT8)["open_sequences"] == 0 && inf["kv_cache_bytes"] == 0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the timed-out guest's sequence was not freed: {inf}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn complete(api: &Api<'_>, model: &str, prompt: &str, max_tokens: u32) -> Value {

@@ -192,19 +192,27 @@ async fn http_trigger(
         }
     });
     let req = http::Request::from_parts(head, body);
-    Ok(run_http(state, &target, held, req, request_id).await)
+    match run_http(state, &target, held, req, request_id).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            let mut resp = e.into_response();
+            version_header(&mut resp, &target);
+            Ok(resp)
+        }
+    }
 }
 
 /// Runs `target`'s wasi:http handler on `req` (quota slots `held` are released once the
 /// guest is done, body streamed too) and returns its response, streaming, capped at
-/// the node's response limit. Invocation failures become error responses.
+/// the node's response limit; `Err` when the invocation failed before it answered (the
+/// caller chooses the error's shape).
 pub(crate) async fn run_http<B, H>(
     state: &Arc<AppState>,
     target: &Target,
     held: H,
     req: http::Request<B>,
     request_id: &str,
-) -> Response<Body>
+) -> Result<Response<Body>, ApiError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<helixflow_runtime::HttpBodyError>,
@@ -256,27 +264,20 @@ where
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > cap) {
                 // Dropping the response stops the guest's writes.
-                let mut resp = ApiError::new(
+                return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "response_too_large",
                     format!("the function declared a response over this node's {cap} byte limit"),
-                )
-                .into_response();
-                version_header(&mut resp, target);
-                return resp;
+                ));
             }
             let what = format!("{}/{}", target.tenant.name, target.function.name);
             let mut resp = resp.map(|b| {
                 crate::body::Capped::new(b.map_err(|e| Box::new(e) as BoxError).boxed_unsync(), cap, what).boxed_unsync()
             });
             version_header(&mut resp, target);
-            resp
+            Ok(resp)
         }
-        Err(e) => {
-            let mut resp = ApiError::from(&e).into_response();
-            version_header(&mut resp, target);
-            resp
-        }
+        Err(e) => Err(ApiError::from(&e)),
     }
 }
 

@@ -361,5 +361,6 @@ async fn chat(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>,
                 .map_err(|never: std::convert::Infallible| -> helixflow_runtime::HttpBodyError { match never {} }),
         )
         .map_err(|e| OaiError::invalid("invalid_request", None, e.to_string()))?;
-    Ok(crate::data::run_http(state, &target, held, req, request_id).await)
+    // A failure before the function answered (trap, timeout, memory) in OpenAI's shape.
+    crate::data::run_http(state, &target, held, req, request_id).await.map_err(OaiError::from)
 }
