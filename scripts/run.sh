@@ -78,7 +78,7 @@ HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
   curl $HELIXFLOW_URL/v1/embeddings -H "Authorization: Bearer $DEMO_KEY" \
        -d '{"model": "all-minilm-l6-v2", "input": ["edge inference", "in a sandbox"]}'
   curl -N $HELIXFLOW_URL/v1/chat/completions -H "Authorization: Bearer $DEMO_KEY" \
-       -d '{"model": "smollm2-135m-instruct", "stream": true, "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
+       -d '{"model": "smollm2-135m-instruct", "stream": true, "temperature": 0, "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
   curl --data-binary @$HELIXFLOW_MODELS_DIR/coffee.png $HELIXFLOW_URL/demo/classify-image/
   curl -H "Authorization: Bearer \$(cat $DATA_DIR/admin.key)" $HELIXFLOW_URL/metrics
   HELIXFLOW_TOKEN=\$(cat $DATA_DIR/admin.key) $HF --url $HELIXFLOW_URL logs -t demo -f echo-event
