@@ -45,7 +45,10 @@ if ! "$HF" models list -t public | grep -q '^efficientnet-lite0'; then
     "$HF" models push -t public -m efficientnet-lite0 "$HELIXFLOW_MODELS_DIR/efficientnet-lite0.onnx"
 fi
 if ! "$HF" functions list -t demo | grep -q '^chat'; then
-    "$HF" deploy -t demo -f chat "$HELIXFLOW_GUEST_DIR/chat.wasm" --alias live --timeout-ms 300000
+    # 300 s, or the tenant's ceiling when demo was created by an older run with less.
+    CHAT_TIMEOUT="$("$HF" tenants list | awk -F'\t' '$1 == "demo" { for (i = 2; i <= NF; i++) if ($i ~ /^max_timeout_ms=/) { sub(/^max_timeout_ms=/, "", $i); print $i } }')"
+    [ -n "$CHAT_TIMEOUT" ] && [ "$CHAT_TIMEOUT" -lt 300000 ] || CHAT_TIMEOUT=300000
+    "$HF" deploy -t demo -f chat "$HELIXFLOW_GUEST_DIR/chat.wasm" --alias live --timeout-ms "$CHAT_TIMEOUT"
 fi
 # SmolLM2-135M-Instruct, fp32, int8 and q4, served as chat models by the chat function.
 if ! "$HF" models list -t demo | awk '{print $1}' | grep -qx smollm2-135m-instruct; then
