@@ -177,6 +177,14 @@ pub fn __serve(req: IncomingRequest, out: ResponseOutparam, handler: fn(Request)
 #[macro_export]
 macro_rules! http_handler {
     ($handler:path) => {
+        $crate::__export_incoming_handler!($crate::http::__serve, $handler);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_incoming_handler {
+    ($serve:path, $handler:path) => {
         #[doc(hidden)]
         struct __HelixflowHttpHandler;
 
@@ -185,7 +193,7 @@ macro_rules! http_handler {
                 request: $crate::wasi::http::types::IncomingRequest,
                 response_out: $crate::wasi::http::types::ResponseOutparam,
             ) {
-                $crate::http::__serve(request, response_out, $handler)
+                $serve(request, response_out, $handler)
             }
         }
 
@@ -283,18 +291,6 @@ pub fn __serve_streaming(req: IncomingRequest, out: ResponseOutparam, handler: f
 #[macro_export]
 macro_rules! http_streaming_handler {
     ($handler:path) => {
-        #[doc(hidden)]
-        struct __HelixflowHttpHandler;
-
-        impl $crate::wasi::exports::http::incoming_handler::Guest for __HelixflowHttpHandler {
-            fn handle(
-                request: $crate::wasi::http::types::IncomingRequest,
-                response_out: $crate::wasi::http::types::ResponseOutparam,
-            ) {
-                $crate::http::__serve_streaming(request, response_out, $handler)
-            }
-        }
-
-        $crate::wasi::http::proxy::export!(__HelixflowHttpHandler);
+        $crate::__export_incoming_handler!($crate::http::__serve_streaming, $handler);
     };
 }

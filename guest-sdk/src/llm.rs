@@ -18,22 +18,9 @@
 
 use crate::llm_bindings::helixflow::llm::sequence as wit;
 
-/// A sequence error: the host's code and message.
-#[derive(Debug, Clone)]
-pub struct Error {
-    /// `not-found`, `invalid-argument`, `too-large`, `unsupported` or `runtime-error`.
-    pub code: &'static str,
-    /// The host's explanation.
-    pub message: String,
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for Error {}
+/// A sequence error: the host's code (`not-found`, `invalid-argument`, `too-large`,
+/// `unsupported`, `runtime-error`) and message; the same type as wasi:nn's errors.
+pub use crate::nn::Error;
 
 impl From<wit::Error> for Error {
     fn from(e: wit::Error) -> Error {

@@ -163,31 +163,13 @@ async fn client_disconnect_stops_generation_and_frees_the_cache() {
         )
         .await;
     assert_eq!(r.status, 401, "no tenant named: {}", r.text());
-    let r = api
-        .http
-        .request(
-            "POST",
-            &api.url("/v1/chat/completions"),
-            &[("openai-organization", "demo"), ("content-type", "application/json")],
-            json!({"model": INT8, "temperature": 0, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}).to_string(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["usage"]["completion_tokens"], 4);
+    assert_eq!(complete(&api, INT8, "Hi", 4).await["usage"]["completion_tokens"], 4);
 
     // A generation that outlives the function's timeout: the guest is stopped, the
     // answer is OpenAI-shaped, and its sequence is freed with the instance.
     let r = api.http.put_json(&api.url("/api/v1/tenants/demo/functions/chat/config"), json!({"timeout_ms": 400})).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = api
-        .http
-        .request(
-            "POST",
-            &api.url("/v1/chat/completions"),
-            &[("openai-organization", "demo"), ("content-type", "application/json")],
-            json!({"model": INT8, "temperature": 0, "max_tokens": 1500, "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}]}).to_string(),
-        )
-        .await;
+    let r = post_chat(&api, INT8, "Count from 1 to 1000, one number per line.", 1500).await;
     assert_eq!(r.status, 504, "{}", r.text());
     let e = &r.json()["error"];
     assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("server_error"), Some("function_timeout")), "{}", r.text());
@@ -203,16 +185,20 @@ async fn client_disconnect_stops_generation_and_frees_the_cache() {
     }
 }
 
-async fn complete(api: &Api<'_>, model: &str, prompt: &str, max_tokens: u32) -> Value {
-    let r = api
-        .http
+/// A greedy, non-streamed completion as tenant `demo` (the platform admin names it).
+async fn post_chat(api: &Api<'_>, model: &str, prompt: &str, max_tokens: u32) -> Resp {
+    api.http
         .request(
             "POST",
             &api.url("/v1/chat/completions"),
             &[("openai-organization", "demo"), ("content-type", "application/json")],
             json!({"model": model, "temperature": 0, "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]}).to_string(),
         )
-        .await;
+        .await
+}
+
+async fn complete(api: &Api<'_>, model: &str, prompt: &str, max_tokens: u32) -> Value {
+    let r = post_chat(api, model, prompt, max_tokens).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }

@@ -268,12 +268,20 @@ INT8 = os.path.join(OUT, "smollm2-135m-instruct-int8.onnx")
 quantize_dynamic(FP32, INT8 + ".tmp", weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
 os.replace(INT8 + ".tmp", INT8)
 print(f"wrote {INT8} ({os.path.getsize(INT8) / 1e6:.1f} MB)")
-int8 = Generator(INT8, os.path.join(OUT, "smollm2-tokenizer.json"))
-for p, (ids, text) in zip(PROMPTS, answers):
-    ids8, text8 = int8.greedy(chat_ids(int8.tok, [{"role": "user", "content": p}]), 24)
-    same = next((k for k, (a, b) in enumerate(zip(ids, ids8)) if a != b), min(len(ids), len(ids8)))
-    print(f"int8: {p!r} -> {text8!r} (first {same} tokens as fp32)")
-assert "Paris" in int8.greedy(chat_ids(int8.tok, [{"role": "user", "content": PROMPTS[0]}]), 24)[1]
+
+
+def check_variant(label, path):
+    """Prints a variant's greedy answers next to fp32's; it must know Paris too."""
+    gen = Generator(path, os.path.join(OUT, "smollm2-tokenizer.json"))
+    for p, (ids, _) in zip(PROMPTS, answers):
+        got, text = gen.greedy(chat_ids(gen.tok, [{"role": "user", "content": p}]), 24)
+        same = next((k for k, (a, b) in enumerate(zip(ids, got)) if a != b), min(len(ids), len(got)))
+        print(f"{label}: {p!r} -> {text!r} (first {same} tokens as fp32)")
+        if p == PROMPTS[0]:
+            assert "Paris" in text, f"the {label} model does not know Paris: {text!r}"
+
+
+check_variant("int8", INT8)
 
 
 # ---------------------------------------------------------------- q4: the GGUF's own blocks
@@ -352,9 +360,4 @@ Q4 = os.path.join(OUT, "smollm2-135m-instruct-q4.onnx")
 worst = q4_model(FP32, Q4 + ".tmp", reader, N_HEAD, N_KV, unpermute)
 os.replace(Q4 + ".tmp", Q4)
 print(f"wrote {Q4} ({os.path.getsize(Q4) / 1e6:.1f} MB; zero-point rounding moved a weight by at most {worst:.3f} of its tensor's largest)")
-q4 = Generator(Q4, os.path.join(OUT, "smollm2-tokenizer.json"))
-for p, (ids, text) in zip(PROMPTS, answers):
-    ids4, text4 = q4.greedy(chat_ids(q4.tok, [{"role": "user", "content": p}]), 24)
-    same = next((k for k, (a, b) in enumerate(zip(ids, ids4)) if a != b), min(len(ids), len(ids4)))
-    print(f"q4: {p!r} -> {text4!r} (first {same} tokens as fp32)")
-assert "Paris" in q4.greedy(chat_ids(q4.tok, [{"role": "user", "content": PROMPTS[0]}]), 24)[1]
+check_variant("q4", Q4)

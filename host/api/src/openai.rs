@@ -172,7 +172,16 @@ async fn served_model(state: &AppState, tenant: &str, id: &str) -> Result<helixf
 
 const MAX_INPUTS: usize = 2048;
 
-async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
+/// A POST body to an OpenAI route: the caller's tenant, the raw bytes, the JSON, and
+/// its `model`.
+struct OaiRequest {
+    tenant: String,
+    bytes: bytes::Bytes,
+    body: Value,
+    model: String,
+}
+
+async fn read_request(state: &AppState, req: http::Request<TrackedBody>, who: &crate::data::Who) -> Result<OaiRequest, OaiError> {
     let tenant = tenant_of(&req, who)?;
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
@@ -183,6 +192,11 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
         .and_then(Value::as_str)
         .ok_or_else(|| OaiError::invalid("missing_model", Some("model"), "you must provide a model parameter (a string)"))?
         .to_string();
+    Ok(OaiRequest { tenant, bytes, body, model })
+}
+
+async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
+    let OaiRequest { tenant, body, model, .. } = read_request(state, req, who).await?;
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
@@ -314,16 +328,7 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
 }
 
 async fn chat(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
-    let tenant = tenant_of(&req, who)?;
-    let (parts, body) = req.into_parts();
-    let bytes = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| OaiError::invalid("invalid_json", None, format!("We could not parse the JSON body of your request: {e}")))?;
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| OaiError::invalid("missing_model", Some("model"), "you must provide a model parameter (a string)"))?
-        .to_string();
+    let OaiRequest { tenant, bytes, body, model } = read_request(state, req, who).await?;
     match body.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
         Some(Value::Array(_)) => {
