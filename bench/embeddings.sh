@@ -63,7 +63,7 @@ export HELIXFLOW_TOKEN="$(cat "$WORK/data/admin.key")"
 HF="$HELIXFLOW_BIN --url http://127.0.0.1:18281"
 $HF tenants create bench >/dev/null
 $HF deploy -t bench -f embed-minilm "$HELIXFLOW_GUEST_DIR/embed_minilm.wasm" >/dev/null
-$HF models push -t bench -m minilm-batched "$MODEL" --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000 >/dev/null
+$HF models push -t bench -m minilm-batched "$MODEL" --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000 --row-independent >/dev/null
 $HF models push -t bench -m minilm "$MODEL" --serve embeddings:embed-minilm >/dev/null
 read -r HB_RPS HB_P50 HB_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm-batched "$HELIXFLOW_TOKEN")
 read -r HN_RPS HN_P50 HN_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm "$HELIXFLOW_TOKEN")

@@ -3,7 +3,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-export HELIXFLOW_BIN="$TARGET_DIR/release/helixflow"
+# The cargo profile of the host binary: `release` for the platform, `ci` (release with
+# the workspace's own debug assertions and overflow checks) for the test suite.
+HOST_PROFILE="${HELIXFLOW_PROFILE:-release}"
+export HELIXFLOW_BIN="$TARGET_DIR/$HOST_PROFILE/helixflow"
 export HELIXFLOW_GUEST_DIR="$TARGET_DIR/wasm32-wasip2/guest"
 JOBS="${HELIXFLOW_BUILD_JOBS:-$(nproc)}"
 
@@ -23,8 +26,8 @@ ensure_toolchain() {
 }
 
 build_host() {
-    log "building helixflow (release)"
-    (cd "$ROOT" && cargo build --release -j "$JOBS" -p helixflow)
+    log "building helixflow ($HOST_PROFILE)"
+    (cd "$ROOT" && cargo build --profile "$HOST_PROFILE" -j "$JOBS" -p helixflow)
 }
 
 # Inference: ONNX Runtime 1.31.1 from PyPI (its shared library is what the host loads),

@@ -69,7 +69,7 @@ if [ ! -s "$DATA_DIR/demo-access.env" ]; then
 fi
 if ! "$HF" models list -t demo | grep -q '^all-minilm-l6-v2'; then
     "$HF" models push -t demo -m all-minilm-l6-v2 "$HELIXFLOW_MODELS_DIR/minilm-int8.onnx" \
-        --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000
+        --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000 --row-independent
 fi
 
 cat <<MSG

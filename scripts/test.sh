@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: set up and run every test (unit, conformance, end-to-end).
+# The suite runs the `ci` profile: release speed, with HelixFlow's own debug assertions
+# (e.g. the KV row-order check) and overflow checks on.
+export HELIXFLOW_PROFILE=ci
 source "$(dirname "$0")/lib.sh"
 ensure_toolchain
 build_host
@@ -53,7 +56,7 @@ PY
 cd "$ROOT"
 log "running tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
-    cargo nextest run --release -j "$JOBS" --no-fail-fast
+    cargo nextest run --cargo-profile ci -j "$JOBS" --no-fail-fast
 else
-    cargo test --release -j "$JOBS" --no-fail-fast
+    cargo test --profile ci -j "$JOBS" --no-fail-fast
 fi

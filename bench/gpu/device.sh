@@ -19,7 +19,7 @@ start() { # NAME PORT PROVIDERS
     local H="/tmp/helixflow --url http://127.0.0.1:$2 --token $HELIXFLOW_ADMIN_KEY"
     $H tenants create gpu >/dev/null
     $H deploy -t gpu -f embed-minilm "$B/embed_minilm.wasm" >/dev/null
-    $H models push -t gpu -m minilm "$B/minilm-int8.onnx" --serve embeddings:embed-minilm --max-batch 64 --max-delay-us 2000 >/dev/null
+    $H models push -t gpu -m minilm "$B/minilm-int8.onnx" --serve embeddings:embed-minilm --max-batch 64 --max-delay-us 2000 --row-independent >/dev/null
 }
 start cuda 18401 '"cuda"'
 start cpu 18402 '"cpu"'

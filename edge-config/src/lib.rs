@@ -50,6 +50,7 @@
 //! max_guest_model_mb = 64
 //! max_tensor_mb = 64
 //! max_kv_cache_mb = 2048           # KV caches of open helixflow:llm sequences, all together
+//! max_kv_cache_mb_per_tenant = 1024  # one tenant's share of it (capped at max_kv_cache_mb)
 //! max_context = 8192               # longest sequence (a model's own limit applies too)
 //! max_sequences_per_invocation = 4
 //! # preload = ["acme/minilm", "public/efficientnet-lite0@2"]
@@ -65,6 +66,18 @@
 //! # jwt_issuer = "https://idp.example.com/"
 //! jwt_audience = "helixflow"
 //! jwt_leeway_secs = 30
+//!
+//! [sandbox]
+//! # allow_private = ["10.0.0.0/8"]   (private/loopback/link-local ranges guests may reach;
+//! #                                    default none: outbound HTTP only to public addresses)
+//!
+//! [http]
+//! header_read_timeout_ms = 10000   # a request head must arrive within this
+//! idle_timeout_ms = 60000          # a keep-alive connection with no request is closed
+//! max_connections = 25000          # open connections per node (more wait in the backlog)
+//! max_connections_per_ip = 1024    # open connections per client address
+//! h2_max_concurrent_streams = 256
+//! max_header_kb = 64               # request head (HTTP/1) / header list (HTTP/2)
 //!
 //! [limits]
 //! default_memory_mb = 128
@@ -120,6 +133,51 @@ pub struct NodeConfig {
     pub inference: Inference,
     pub auth: Auth,
     pub limits: Limits,
+    pub sandbox: Sandbox,
+    pub http: Http,
+}
+
+/// `[sandbox]`: what guests may reach. Only the node's operator can widen it; a
+/// tenant's function config never can.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sandbox {
+    /// CIDR ranges of non-public addresses (loopback, RFC 1918, link-local, ...) that
+    /// outbound HTTP from guests may connect to, e.g. `["10.0.0.0/8"]`. Default: none.
+    pub allow_private: Vec<String>,
+}
+
+/// `[http]`: connection handling of the node's listeners.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// A request head (HTTP/1) must arrive within this many ms of the connection
+    /// becoming ready for one.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight is closed after this many ms. (An HTTP/1
+    /// keep-alive connection waits for its next request head at most
+    /// `header_read_timeout_ms`, which is usually shorter.)
+    pub idle_timeout_ms: u64,
+    /// Open connections per node; past it new ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// Open connections per client IP address; past it new ones are closed at once.
+    pub max_connections_per_ip: usize,
+    pub h2_max_concurrent_streams: u32,
+    /// Largest request head (HTTP/1) or header list (HTTP/2), KiB.
+    pub max_header_kb: u32,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 25_000,
+            max_connections_per_ip: 1024,
+            h2_max_concurrent_streams: 256,
+            max_header_kb: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -269,6 +327,8 @@ pub struct Inference {
     pub max_tensor_mb: u32,
     /// KV-cache bytes all open `helixflow:llm` sequences may hold together.
     pub max_kv_cache_mb: u64,
+    /// One tenant's share of `max_kv_cache_mb` (a larger value means all of it).
+    pub max_kv_cache_mb_per_tenant: u64,
     /// Longest sequence in tokens (a model's own context limit applies too).
     pub max_context: usize,
     pub max_sequences_per_invocation: u32,
@@ -290,6 +350,7 @@ impl Default for Inference {
             max_guest_model_mb: 64,
             max_tensor_mb: 64,
             max_kv_cache_mb: 2048,
+            max_kv_cache_mb_per_tenant: 1024,
             max_context: 8192,
             max_sequences_per_invocation: 4,
             preload: Vec::new(),
@@ -321,6 +382,8 @@ impl Default for NodeConfig {
             inference: Inference::default(),
             auth: Auth::default(),
             limits: Limits::default(),
+            sandbox: Sandbox::default(),
+            http: Http::default(),
         }
     }
 }
@@ -382,6 +445,15 @@ impl Default for Limits {
             log_records_per_function: 200,
         }
     }
+}
+
+/// `a.b.c.d/n` or `v6::/n` -> (network address, prefix length), `None` if malformed.
+pub fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = s.trim().split_once('/')?;
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -735,6 +807,33 @@ impl NodeConfig {
                 "limits",
                 "size limits must be positive".into(),
                 "e.g. max_component_mb = 50",
+            ));
+        }
+        for range in &self.sandbox.allow_private {
+            if parse_cidr(range).is_none() {
+                return Err(bad(
+                    "sandbox.allow_private",
+                    format!("{range:?} is not a CIDR range"),
+                    "e.g. \"10.0.0.0/8\", \"127.0.0.0/8\" or \"fd00::/8\"",
+                ));
+            }
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0 || h.idle_timeout_ms == 0 {
+            return Err(bad("http", "timeouts must be positive".into(), "e.g. header_read_timeout_ms = 10000"));
+        }
+        if h.max_connections == 0 || h.max_connections_per_ip == 0 || h.h2_max_concurrent_streams == 0 {
+            return Err(bad("http", "connection and stream limits must be positive".into(), "e.g. max_connections_per_ip = 1024"));
+        }
+        if h.max_header_kb < 8 {
+            return Err(bad("http.max_header_kb", format!("{} is too small", h.max_header_kb), "use at least 8"));
+        }
+        let inf = &self.inference;
+        if inf.max_kv_cache_mb_per_tenant == 0 {
+            return Err(bad(
+                "inference.max_kv_cache_mb_per_tenant",
+                "must be positive".into(),
+                "e.g. 1024 (a value over max_kv_cache_mb means the whole budget)",
             ));
         }
         Ok(())

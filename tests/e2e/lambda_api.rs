@@ -17,7 +17,7 @@ pub async fn access_key(api: &Api<'_>, tenant: &str, role: &str) -> (String, Str
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_and_the_aws_cli_invoke_functions_with_sigv4() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), None);
+    let node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     let api = Api::new(&node);
     api.create_tenant("acme").await;
     api.create_tenant("other").await;
@@ -61,6 +61,10 @@ async fn boto3_and_the_aws_cli_invoke_functions_with_sigv4() {
     let audit = api.http.get(&api.url("/api/v1/tenants/acme/audit?limit=200")).await.text();
     assert!(audit.contains("auth.denied lambda"), "{audit}");
 }
+
+/// Node config for tests whose functions call a loopback server ([`Counter`]): guests
+/// reach non-public addresses only in ranges the node opts in.
+pub const LOOPBACK_EGRESS: &str = "[sandbox]\nallow_private = [\"127.0.0.0/8\"]\n";
 
 /// A loopback HTTP server that counts the paths (with query) it was asked for,
 /// answering after `delay`.
@@ -130,7 +134,7 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_event_is_retried_then_dead_lettered_and_can_be_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), None);
+    let node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     let api = Api::new(&node);
     api.create_tenant("acme").await;
     api.deploy("acme", "flaky", "chaos", "").await;
@@ -231,7 +235,7 @@ async fn a_failing_event_is_retried_then_dead_lettered_and_can_be_replayed() {
 async fn accepted_events_survive_kill_9_and_all_run() {
     let dir = tempfile::tempdir().unwrap();
     let counter = Counter::start(std::time::Duration::from_millis(40)).await;
-    let mut node = Node::start(dir.path(), None);
+    let mut node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     {
         let api = Api::new(&node);
         api.create_tenant("acme").await;
@@ -254,7 +258,7 @@ async fn accepted_events_survive_kill_9_and_all_run() {
         println!("round {round}: 120 accepted, {done_before_kill} had run when the node was killed");
         node.kill9();
         accepted.extend(ids);
-        node = Node::start(dir.path(), None);
+        node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     }
     // Every accepted event runs (leases of the killed processes lapse after the
     // function timeout + 5 s, then the restarted node takes them over).
@@ -322,7 +326,7 @@ fn offline_registry(dir: &std::path::Path) -> helixflow_store::registry::Registr
 async fn an_event_past_its_maximum_age_is_dead_lettered_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let counter = Counter::start(std::time::Duration::ZERO).await;
-    let node = Node::start(dir.path(), None);
+    let node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     {
         let api = Api::new(&node);
         api.create_tenant("acme").await;
@@ -340,7 +344,7 @@ async fn an_event_past_its_maximum_age_is_dead_lettered_not_run() {
         let url = format!("http://127.0.0.1:{}/late", counter.port);
         reg.enqueue_event(&left_in_queue(&id, "late", &url, old, old, old + 20_000)).await.unwrap();
     }
-    let node = Node::start(dir.path(), None);
+    let node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     let http = Http::new();
     let mut failed = json!(null);
     for _ in 0..200 {
@@ -365,7 +369,7 @@ async fn an_event_past_its_maximum_age_is_dead_lettered_not_run() {
 async fn a_lapsed_event_behind_many_delayed_retries_is_still_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let counter = Counter::start(std::time::Duration::ZERO).await;
-    let node = Node::start(dir.path(), None);
+    let node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     {
         let api = Api::new(&node);
         api.create_tenant("acme").await;
@@ -388,7 +392,7 @@ async fn a_lapsed_event_behind_many_delayed_retries_is_still_taken_over() {
     }
     reg.enqueue_event(&left_in_queue(&ids[450], "w", &url("/due"), now, now - 1000, now - 1000)).await.unwrap();
     drop(reg);
-    let _node = Node::start(dir.path(), None);
+    let _node = Node::start(dir.path(), Some(LOOPBACK_EGRESS));
     wait_for("the due event behind 450 delayed ones", 20, || counter.count("/due") == 1).await;
     assert_eq!(counter.count("/delayed"), 0, "delayed retries wait for their time");
 }

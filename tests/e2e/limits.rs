@@ -171,11 +171,12 @@ async fn instance_pool_exhaustion_is_a_503_with_retry_after_not_a_failure_of_the
 }
 
 /// Outbound HTTP: denied unless the function's config allows the host; allowed hosts
-/// are reached for real.
+/// are reached for real. The target is on loopback, which guests may reach only because
+/// this node opts it in (`[sandbox] allow_private`; see sec_egress.rs for the default).
 #[tokio::test(flavor = "multi_thread")]
 async fn outbound_http_follows_the_functions_allow_list() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), None);
+    let node = Node::start(dir.path(), Some("[sandbox]\nallow_private = [\"127.0.0.0/8\"]\n"));
     let api = Api::new(&node);
     api.create_tenant("acme").await;
     api.deploy("acme", "chaos", "chaos", "").await;

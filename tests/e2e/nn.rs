@@ -242,7 +242,7 @@ async fn dynamic_batching_coalesces_concurrent_calls_and_results_are_identical()
     api.create_tenant("beta").await;
     api.deploy("acme", "nn-probe", "nn-probe", "").await;
     api.deploy("beta", "nn-probe", "nn-probe", "").await;
-    push_ok(&api, "public", "mm-batched", "matmul_f32.onnx", json!({"max_batch": 16, "max_delay_us": 20000})).await;
+    push_ok(&api, "public", "mm-batched", "matmul_f32.onnx", json!({"max_batch": 16, "max_delay_us": 20000, "row_independent": true})).await;
     push_ok(&api, "public", "mm-plain", "matmul_f32.onnx", json!({})).await;
     let xs: Vec<Vec<u8>> = (0..32)
         .map(|k| (0..64).flat_map(|i| (((i * 7 + k * 13) % 17) as f32 - 8.0).to_le_bytes()).collect())

@@ -11,9 +11,7 @@ use crate::error::ApiError;
 use helixflow_auth::{Action, ApiKey, AuthError, JwtVerifier, Principal, Role, digest_eq, sha256_hex};
 use helixflow_store::access::{AuditRecord, KeyRecord, PLATFORM_AUDIT};
 use http::StatusCode;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Node authentication settings.
 #[derive(Clone)]
@@ -39,11 +37,9 @@ impl AuthSettings {
     }
 }
 
-/// Key lookups cached for a short TTL (revocations take effect within it).
-#[derive(Default)]
-pub struct KeyCache {
-    map: Mutex<HashMap<String, (Instant, Option<KeyRecord>)>>,
-}
+/// Key lookups by prefix, cached for a short TTL (revocations take effect within it);
+/// bounded, with unknown prefixes apart from real keys (`bounded::LookupCache`).
+pub type KeyCache = crate::bounded::LookupCache<KeyRecord>;
 
 /// What a route needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +51,9 @@ pub enum Need {
     Authenticated,
 }
 
+/// The credential a request presents (`Authorization: Bearer ...`, else `x-api-key`).
+/// Invariant: never an empty credential: `Bearer` without a token and an empty or blank
+/// `x-api-key` are `Malformed` (401), never compared with anything.
 fn bearer(headers: &http::HeaderMap) -> Result<Option<String>, AuthError> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
         let s = v.to_str().map_err(|_| AuthError::Malformed)?;
@@ -65,9 +64,20 @@ fn bearer(headers: &http::HeaderMap) -> Result<Option<String>, AuthError> {
         return Ok(Some(token.trim().to_string()));
     }
     if let Some(v) = headers.get("x-api-key") {
-        return Ok(Some(v.to_str().map_err(|_| AuthError::Malformed)?.trim().to_string()));
+        let key = v.to_str().map_err(|_| AuthError::Malformed)?.trim();
+        if key.is_empty() {
+            return Err(AuthError::Malformed);
+        }
+        return Ok(Some(key.to_string()));
     }
     Ok(None)
+}
+
+/// Whether a JWT's `tenant` claim may name the tenant a token acts in: a valid tenant
+/// name, not a reserved one. Checked on every JWT, whichever key verified it.
+fn jwt_tenant_ok(tenant: &str) -> bool {
+    helixflow_store::registry::validate_name("tenant", tenant).is_ok()
+        && !helixflow_store::registry::RESERVED_TENANT_NAMES.contains(&tenant)
 }
 
 fn now_secs() -> u64 {
@@ -80,7 +90,7 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result
         return Ok(Some(Principal::platform_admin()));
     }
     let Some(token) = bearer(headers)? else { return Ok(None) };
-    if token.len() > 8192 {
+    if token.is_empty() || token.len() > 8192 {
         return Err(AuthError::Malformed);
     }
     if token.starts_with("hfk_") {
@@ -102,7 +112,7 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result
     if token.matches('.').count() == 2 {
         let secret = if JwtVerifier::is_hs256(&token)? {
             let tenant = JwtVerifier::unverified_tenant(&token)?;
-            if helixflow_store::registry::validate_name("tenant", &tenant).is_err() {
+            if !jwt_tenant_ok(&tenant) {
                 return Err(AuthError::Invalid);
             }
             match state.registry.jwt_secret(&tenant).await.map_err(|_| AuthError::Invalid)? {
@@ -115,7 +125,13 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result
         } else {
             None
         };
-        return state.auth.jwt.verify(&token, secret.as_deref()).map(Some);
+        let p = state.auth.jwt.verify(&token, secret.as_deref())?;
+        // A JWKS-signed token's tenant claim was never looked up: check it names a
+        // tenant (as the HS256 path did before picking the secret).
+        if !p.tenant.as_deref().is_some_and(jwt_tenant_ok) {
+            return Err(AuthError::Invalid);
+        }
+        return Ok(Some(p));
     }
     if let Some(h) = &state.auth.admin_key_sha256 {
         if digest_eq(&sha256_hex(&token), h) {
@@ -126,24 +142,22 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result
 }
 
 async fn lookup_key(state: &AppState, prefix: &str) -> Result<Option<KeyRecord>, ApiError> {
-    let ttl = state.settings.resolve_cache_ttl.min(Duration::from_secs(5));
-    if let Some((at, rec)) = state.keys.map.lock().unwrap_or_else(|p| p.into_inner()).get(prefix) {
-        if at.elapsed() < ttl {
-            return Ok(rec.clone());
-        }
+    if let Some(rec) = state.keys.get(prefix) {
+        return Ok(rec);
     }
     let rec = state.registry.key_by_prefix(prefix).await?;
-    let mut m = state.keys.map.lock().unwrap_or_else(|p| p.into_inner());
-    if m.len() > 100_000 {
-        m.clear();
-    }
-    m.insert(prefix.to_string(), (Instant::now(), rec.clone()));
+    state.keys.insert(prefix, rec.clone());
     Ok(rec)
+}
+
+/// How long key lookups are cached: the resolve-cache TTL, at most 5 s.
+pub(crate) fn key_cache_ttl(resolve_cache_ttl: Duration) -> Duration {
+    resolve_cache_ttl.min(Duration::from_secs(5))
 }
 
 /// Forget cached keys (after a revocation on this node).
 pub fn invalidate_keys(state: &AppState) {
-    state.keys.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    state.keys.clear();
 }
 
 /// What the control-plane route `segs` (after `/api`) needs.
@@ -228,5 +242,39 @@ pub async fn audit(
     };
     if let Err(e) = state.registry.audit(&rec).await {
         tracing::error!(error = %e, action, "audit record not written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    /// No empty credential is ever produced (it would be compared with the admin key's
+    /// digest): blank `x-api-key` and `Bearer` without a token are malformed.
+    #[test]
+    fn empty_credentials_are_malformed_never_empty_tokens() {
+        for (k, v) in [("x-api-key", ""), ("x-api-key", "   "), ("authorization", "Bearer"), ("authorization", "Bearer    "), ("authorization", "")] {
+            assert_eq!(bearer(&headers(&[(k, v)])), Err(AuthError::Malformed), "{k}: {v:?}");
+        }
+        assert_eq!(bearer(&headers(&[])), Ok(None));
+        assert_eq!(bearer(&headers(&[("x-api-key", " k ")])), Ok(Some("k".into())));
+        assert_eq!(bearer(&headers(&[("authorization", "Bearer t")])), Ok(Some("t".into())));
+    }
+
+    #[test]
+    fn jwt_tenant_claims_must_name_a_tenant() {
+        assert!(jwt_tenant_ok("acme") && jwt_tenant_ok("team-7"));
+        let long = "x".repeat(200);
+        for bad in ["", "../x", "ACME", "a/b", "acme#FN", "public", "api", long.as_str()] {
+            assert!(!jwt_tenant_ok(bad), "{bad:?}");
+        }
     }
 }

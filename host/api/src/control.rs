@@ -31,7 +31,7 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
 }
 
-fn too_big(limit: usize) -> ApiError {
+pub(crate) fn too_big(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
@@ -166,6 +166,7 @@ async fn route_inner(
                 .registry
                 .create_tenant(&body.name, body.limits.unwrap_or_default())
                 .await?;
+            state.resolver.tenant_created(&t.name);
             tracing::info!(tenant = %t.name, "tenant created");
             Ok(json_response(StatusCode::CREATED, &to_json(&t)))
         }
@@ -202,11 +203,15 @@ async fn route_inner(
         }
         (&Method::GET, ["v1", "tenants", t]) => ok(to_json(&state.registry.tenant(t).await?)),
         (&Method::GET, ["v1", "tenants", t, "functions"]) => {
-            let fs = state.registry.functions(t).await?;
+            let mut fs = state.registry.functions(t).await?;
+            for func in &mut fs {
+                present_env(state, principal, &func.tenant, &func.name, &mut func.config)?;
+            }
             ok(json!({"functions": to_json(&fs)}))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f]) => {
-            let func = state.registry.function(t, f).await?;
+            let mut func = state.registry.function(t, f).await?;
+            present_env(state, principal, t, f, &mut func.config)?;
             let versions = state.registry.versions(t, f).await?;
             let aliases = state.registry.aliases(t, f).await?;
             ok(
@@ -250,14 +255,18 @@ async fn route_inner(
             ok(json!({"deleted": true, "version": n}))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "config"]) => {
-            ok(to_json(&state.registry.function(t, f).await?.config))
+            let mut cfg = state.registry.function(t, f).await?.config;
+            present_env(state, principal, t, f, &mut cfg)?;
+            ok(to_json(&cfg))
         }
         (&Method::PUT, ["v1", "tenants", t, "functions", f, "config"]) => {
             let (t, f) = (t.to_string(), f.to_string());
-            let cfg: FunctionConfig = read_json(req).await?;
+            let mut cfg: FunctionConfig = read_json(req).await?;
             check_config(state, &t, &cfg).await?;
-            let func = state.registry.set_config(&t, &f, cfg).await?;
+            seal_env(state, &t, &f, &mut cfg)?;
+            let mut func = state.registry.set_config(&t, &f, cfg).await?;
             state.resolver.invalidate();
+            present_env(state, principal, &t, &f, &mut func.config)?;
             ok(to_json(&func))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "aliases"]) => {
@@ -364,6 +373,71 @@ async fn gc(
     }))
 }
 
+/// What viewers see instead of an `env` value.
+pub const REDACTED_ENV_VALUE: &str = "***";
+
+/// The associated data a function's `env` value is sealed with: the tenant, function and
+/// variable it belongs to (tenant and function names cannot contain `/`), so a sealed
+/// value copied to another variable or function does not open.
+fn env_context(tenant: &str, function: &str, name: &str) -> String {
+    format!("env:{tenant}/{function}/{name}")
+}
+
+/// Seals every `env` value of a config about to be stored (invariant: function `env`
+/// values reach the metadata store only sealed with the node's secrets key).
+fn seal_env(state: &AppState, tenant: &str, function: &str, cfg: &mut FunctionConfig) -> Result<(), ApiError> {
+    for (name, value) in cfg.env.iter_mut() {
+        *value = state.auth.secrets.seal(value, &env_context(tenant, function, name)).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("sealing environment variable {name:?}: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
+/// A function's `env` in the clear, for an invocation. Values stored before sealing
+/// existed (plain text) are used as they are; they are sealed at the next config write.
+pub(crate) fn open_env(
+    state: &AppState,
+    tenant: &str,
+    function: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    env.iter()
+        .map(|(name, stored)| {
+            let value = state.auth.secrets.open(stored, &env_context(tenant, function, name)).map_err(|e| {
+                tracing::error!(%tenant, %function, variable = %name, error = %e, "cannot open a sealed environment value");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "secrets_unavailable",
+                    "this node cannot open the function's sealed environment (secrets key mismatch); see its log",
+                )
+            })?;
+            Ok((name.clone(), value))
+        })
+        .collect()
+}
+
+/// What a caller is shown of a function's `env`: callers who may deploy in the tenant
+/// (developer, admin, the platform admin) see the values; everyone else (viewers) sees
+/// only the names, each value replaced by [`REDACTED_ENV_VALUE`].
+fn present_env(
+    state: &AppState,
+    principal: Option<&helixflow_auth::Principal>,
+    tenant: &str,
+    function: &str,
+    cfg: &mut FunctionConfig,
+) -> Result<(), ApiError> {
+    if principal.is_some_and(|p| p.allows(tenant, helixflow_auth::Action::Deploy)) {
+        let opened = open_env(state, tenant, function, &cfg.env)?;
+        cfg.env = opened.into_iter().collect();
+    } else {
+        for value in cfg.env.values_mut() {
+            *value = REDACTED_ENV_VALUE.to_string();
+        }
+    }
+    Ok(())
+}
+
 async fn check_config(
     state: &AppState,
     tenant: &str,
@@ -452,8 +526,10 @@ async fn deploy(
         })?),
         None => None,
     };
-    if let Some(cfg) = &config {
+    let mut config = config;
+    if let Some(cfg) = &mut config {
         check_config(state, tenant, cfg).await?;
+        seal_env(state, tenant, function, cfg)?;
     }
     let alias = q.get("alias").cloned();
     if let Some(a) = &alias {

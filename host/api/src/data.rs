@@ -19,6 +19,11 @@ pub(crate) type Who = Result<Option<helixflow_auth::Principal>, helixflow_auth::
 /// Resolves a function for a caller. The caller needs the invoker role (or better) in
 /// the tenant, except for a public function's HTTP endpoint. A caller who may not
 /// invoke in that tenant gets 401/403 whether or not the function exists (no probing).
+///
+/// Invariant: authorization comes before work. For a caller who may not invoke in the
+/// tenant, only the function's metadata is read (cached: `resolve::is_public`); its
+/// versions are resolved, its artifact fetched and its component loaded only when it
+/// is public and this is its HTTP trigger.
 pub(crate) async fn authorized_target(
     state: &Arc<AppState>,
     tenant: &str,
@@ -28,11 +33,16 @@ pub(crate) async fn authorized_target(
     http_trigger: bool,
 ) -> Result<Target, ApiError> {
     let need = crate::access::Need::Tenant(tenant.to_string(), helixflow_auth::Action::Invoke);
-    let allowed = crate::access::check(who, &need);
-    match resolve(state, tenant, function, qualifier).await {
-        Ok(t) if http_trigger && t.function.config.public => Ok(t),
-        Ok(t) => allowed.map(|_| t),
-        Err(e) => Err(allowed.err().unwrap_or(e)),
+    match crate::access::check(who, &need) {
+        Ok(_) => resolve(state, tenant, function, qualifier).await,
+        Err(refused) => {
+            if !(http_trigger && crate::resolve::is_public(state, tenant, function, qualifier).await) {
+                return Err(refused);
+            }
+            let target = resolve(state, tenant, function, qualifier).await?;
+            // The function may have been made private since its metadata was cached.
+            if target.function.config.public { Ok(target) } else { Err(refused) }
+        }
     }
 }
 
@@ -246,6 +256,7 @@ where
             InvocationEnv {
                 env: target.env.clone(),
                 tenant: target.tenant.name.clone(),
+                function: target.function.name.clone(),
                 allow_outbound: target.function.config.allow_outbound.clone(),
             },
             req,
@@ -435,6 +446,7 @@ pub(crate) async fn call_event_logged(
             InvocationEnv {
                 env: target.env.clone(),
                 tenant: target.tenant.name.clone(),
+                function: target.function.name.clone(),
                 allow_outbound: target.function.config.allow_outbound.clone(),
             },
             EventContext {

@@ -155,7 +155,7 @@ pub async fn access_route(
         }
         (Method::DELETE, [id]) => {
             let rec = state.registry.revoke_access_key(tenant, id).await?;
-            state.access_keys.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            state.access_keys.clear();
             Ok(json_response(StatusCode::OK, &access_view(&rec)))
         }
         _ => Err(ApiError::not_found("no such access-key route")),
@@ -165,17 +165,10 @@ pub async fn access_route(
 /// An access key by id, cached briefly (revocations elsewhere take effect within the
 /// resolve-cache TTL, at most 5 s).
 pub async fn lookup_access_key(state: &AppState, id: &str) -> Result<Option<AccessKeyRecord>, ApiError> {
-    let ttl = state.settings.resolve_cache_ttl.min(std::time::Duration::from_secs(5));
-    if let Some((at, rec)) = state.access_keys.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-        if at.elapsed() < ttl {
-            return Ok(rec.clone());
-        }
+    if let Some(rec) = state.access_keys.get(id) {
+        return Ok(rec);
     }
     let rec = state.registry.access_key(id).await?;
-    let mut m = state.access_keys.lock().unwrap_or_else(|p| p.into_inner());
-    if m.len() > 100_000 {
-        m.clear();
-    }
-    m.insert(id.to_string(), (std::time::Instant::now(), rec.clone()));
+    state.access_keys.insert(id, rec.clone());
     Ok(rec)
 }

@@ -2,7 +2,10 @@
 //! so boto3's `lambda` client and the AWS CLI work unmodified (with `--endpoint-url`).
 //!
 //! * Authentication: AWS Signature V4 with a tenant's access key pair (the key decides
-//!   the tenant and the role), or a HelixFlow bearer credential.
+//!   the tenant and the role), or a HelixFlow bearer credential. The whole body is read
+//!   and the signature verified over its own SHA-256 before anything runs or is queued
+//!   (`sigv4::payload_hash`: a mismatching `x-amz-content-sha256` or `UNSIGNED-PAYLOAD`
+//!   is 403 `InvalidSignatureException`).
 //! * `FunctionName`: `name`, `name:qualifier`, `account:function:name[:qualifier]` or
 //!   `arn:aws:lambda:region:account:function:name[:qualifier]` (percent-encoded or not);
 //!   the account is the tenant name or its 12-digit account id ([`account_id`]).

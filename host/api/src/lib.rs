@@ -13,6 +13,7 @@
 
 pub mod access;
 mod body;
+mod bounded;
 mod control;
 pub(crate) mod data;
 mod error;
@@ -28,6 +29,7 @@ mod quota;
 mod resolve;
 pub mod tls;
 mod tracked;
+pub mod upload;
 
 pub use body::Body;
 
@@ -64,6 +66,10 @@ pub struct ApiSettings {
     pub max_component_bytes: usize,
     /// Largest model upload.
     pub max_model_bytes: usize,
+    /// Where uploads are spooled while they are checked (`None`: the system temp dir).
+    /// Model uploads go to disk, not memory; this must hold `max_model_bytes` (twice,
+    /// while one is stored into a `file://` artifact store on another filesystem).
+    pub upload_dir: Option<std::path::PathBuf>,
     /// Largest request body passed to a function (HTTP or event).
     pub max_request_body_bytes: usize,
     /// Largest HTTP response a function may stream (cut off past it).
@@ -80,6 +86,41 @@ pub struct ApiSettings {
     pub served_tenants: Vec<String>,
     /// Event (asynchronous) invocations this node runs at once.
     pub async_workers: usize,
+    /// Connection handling of the listeners (`[http]`).
+    pub http: HttpSettings,
+}
+
+/// Connection limits of the node's listeners (`[http]` in the edge config).
+///
+/// Invariants: a request head (HTTP/1) must arrive within `header_read_timeout` of the
+/// connection becoming ready for one (also the longest an idle HTTP/1 keep-alive
+/// connection waits for its next request); a connection with no request in flight is
+/// closed after `idle_timeout` (HTTP/2), or `header_read_timeout` before its first
+/// request (protocol detection included); at most `max_connections` are open (more wait
+/// in the kernel's backlog) and at most `max_connections_per_ip` per client address (more
+/// are closed at once).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub header_read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub h2_max_concurrent_streams: u32,
+    /// Largest HTTP/1 request head (read buffer) and HTTP/2 header list, bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_read_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_connections: 25_000,
+            max_connections_per_ip: 1024,
+            h2_max_concurrent_streams: 256,
+            max_header_bytes: 64 << 10,
+        }
+    }
 }
 
 impl Default for ApiSettings {
@@ -90,6 +131,7 @@ impl Default for ApiSettings {
             default_timeout_ms: 10_000,
             max_component_bytes: 50 << 20,
             max_model_bytes: 1 << 30,
+            upload_dir: None,
             max_request_body_bytes: 6 << 20,
             max_response_bytes: 64 << 20,
             max_log_bytes: 64 << 10,
@@ -98,6 +140,7 @@ impl Default for ApiSettings {
             served_tenants: Vec::new(),
             control_plane_mtls: false,
             async_workers: 16,
+            http: HttpSettings::default(),
         }
     }
 }
@@ -110,7 +153,7 @@ pub struct AppState {
     pub settings: ApiSettings,
     pub auth: access::AuthSettings,
     keys: access::KeyCache,
-    access_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<helixflow_store::access::AccessKeyRecord>)>>,
+    access_keys: bounded::LookupCache<helixflow_store::access::AccessKeyRecord>,
     events: events::EventRunner,
     quotas: quota::Quotas,
     metrics: metrics::Metrics,
@@ -151,13 +194,13 @@ impl AppState {
     ) -> Arc<Self> {
         Arc::new(AppState {
             auth,
-            keys: access::KeyCache::default(),
-            access_keys: Default::default(),
+            keys: access::KeyCache::new(100_000, 10_000, access::key_cache_ttl(settings.resolve_cache_ttl)),
+            access_keys: bounded::LookupCache::new(100_000, 10_000, access::key_cache_ttl(settings.resolve_cache_ttl)),
             events: events::EventRunner::new(&settings.node_id, settings.async_workers),
             quotas: quota::Quotas::default(),
-            metrics: metrics::Metrics::new(&settings.node_id),
+            metrics: metrics::Metrics::new(&settings.node_id).with_egress(runtime.egress_stats()),
             logs: logs::LogBook::new(settings.log_records_per_function),
-            resolver: resolve::Resolver::default(),
+            resolver: resolve::Resolver::new(settings.resolve_cache_ttl),
             request_ids: RequestIds::new(),
             runtime,
             registry,
@@ -299,8 +342,15 @@ pub(crate) async fn denied(
     peer: SocketAddr,
     request_id: &str,
 ) {
-    // Refusals cost the caller nothing, so their records are rate-limited per tenant
-    // (50/s): a flood of bad requests cannot flood the metadata store.
+    // Refusals cost the caller nothing, so their records are rate-limited per log
+    // (50/s): a flood of bad requests cannot flood the metadata store. A refusal goes to
+    // a tenant's log only when that tenant exists (known from memory, or a store lookup
+    // itself rate-limited); every other name shares the platform log and its one
+    // budget, so made-up names create no buckets and no records beyond it.
+    let tenant = match tenant {
+        Some(t) => resolve::tenant_exists(state, t).await.then_some(t),
+        None => None,
+    };
     let log = tenant.unwrap_or(helixflow_store::access::PLATFORM_AUDIT);
     if state.quotas.rate(&format!("audit-denials/{log}"), 50).is_err() {
         tracing::warn!(tenant = log, path, code = e.code, "refusal not audited: over 50 refusal records/s");
@@ -316,6 +366,7 @@ pub struct Listener {
 }
 
 /// Serve every listener until `shutdown` resolves, then drain connections (10 s).
+/// Connections are held to `state.settings.http` (see [`HttpSettings`]).
 pub async fn serve(
     listeners: Vec<Listener>,
     state: Arc<AppState>,
@@ -324,9 +375,10 @@ pub async fn serve(
     // Accept on every socket in its own task; connections come here, where the one
     // GracefulShutdown hands each a watcher.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let limits = Arc::new(ConnLimits::new(&state.settings.http));
     let mut accepting = tokio::task::JoinSet::new();
     for l in listeners {
-        accepting.spawn(accept_loop(l, tx.clone()));
+        accepting.spawn(accept_loop(l, tx.clone(), limits.clone(), state.clone()));
     }
     drop(tx);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -334,8 +386,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = rx.recv() => {
-                let Some((stream, peer, tls)) = accepted else { break };
-                serve_connection(stream, peer, tls, state.clone(), graceful.watcher());
+                let Some(accepted) = accepted else { break };
+                serve_connection(accepted, state.clone(), graceful.watcher());
             }
             _ = &mut shutdown => break,
         }
@@ -351,18 +403,93 @@ pub async fn serve(
     }
 }
 
-type Accepted = (
-    tokio::net::TcpStream,
-    SocketAddr,
-    Option<Arc<tls::ReloadingTls>>,
-);
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<tls::ReloadingTls>>,
+    /// Held while the connection is open.
+    slot: ConnSlot,
+}
 
-async fn accept_loop(l: Listener, tx: tokio::sync::mpsc::Sender<Accepted>) {
+/// Open connections, per node (a semaphore taken before `accept`, so excess
+/// connections wait in the kernel's backlog) and per client IP (a count per address
+/// with an open connection; an address at its limit has new connections closed at once).
+/// Invariant: the per-IP map only holds addresses with open connections, so it never
+/// has more than `max_connections` entries.
+struct ConnLimits {
+    node: Arc<tokio::sync::Semaphore>,
+    per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    max_per_ip: usize,
+}
+
+impl ConnLimits {
+    fn new(s: &HttpSettings) -> Self {
+        ConnLimits {
+            node: Arc::new(tokio::sync::Semaphore::new(s.max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))),
+            per_ip: Default::default(),
+            max_per_ip: s.max_connections_per_ip.max(1),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or `None` when `ip` is at its limit.
+    fn admit(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        open: &prometheus_client::metrics::gauge::Gauge,
+    ) -> Option<ConnSlot> {
+        let ip = ip.to_canonical();
+        {
+            let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n >= self.max_per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        open.inc();
+        Some(ConnSlot { _permit: permit, ip, limits: self.clone(), open: open.clone() })
+    }
+}
+
+/// One open connection's share of [`ConnLimits`], given back on drop.
+struct ConnSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    ip: std::net::IpAddr,
+    limits: Arc<ConnLimits>,
+    open: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.open.dec();
+        let mut m = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(l: Listener, tx: tokio::sync::mpsc::Sender<Accepted>, limits: Arc<ConnLimits>, state: Arc<AppState>) {
     loop {
+        let Ok(permit) = limits.node.clone().acquire_owned().await else { return };
         match l.tcp.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = limits.admit(peer.ip(), permit, &state.metrics.connections_open) else {
+                    tracing::debug!(%peer, "connection closed: over max_connections_per_ip");
+                    state
+                        .metrics
+                        .connections_refused
+                        .get_or_create(&metrics::RefusedLabels { reason: "per_ip_limit" })
+                        .inc();
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                if tx.send((stream, peer, l.tls.clone())).await.is_err() {
+                if tx.send(Accepted { stream, peer, tls: l.tls.clone(), slot }).await.is_err() {
                     return;
                 }
             }
@@ -375,62 +502,198 @@ async fn accept_loop(l: Listener, tx: tokio::sync::mpsc::Sender<Accepted>) {
     }
 }
 
-fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    tls: Option<Arc<tls::ReloadingTls>>,
-    state: Arc<AppState>,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let service = move |client_cert: bool| {
-        let state = state.clone();
-        hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(state, req, peer, client_cert).await) }
+/// Requests of one connection in flight (handler running or response body not yet
+/// sent), and since when it has had none.
+struct Activity {
+    inflight: std::sync::atomic::AtomicUsize,
+    served_any: std::sync::atomic::AtomicBool,
+    idle_since: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            inflight: Default::default(),
+            served_any: Default::default(),
+            idle_since: std::sync::Mutex::new(std::time::Instant::now()),
         })
+    }
+}
+
+/// Counts a request in flight until dropped (with its response body).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn enter(a: &Arc<Activity>) -> Self {
+        use std::sync::atomic::Ordering;
+        a.served_any.store(true, Ordering::Relaxed);
+        a.inflight.fetch_add(1, Ordering::AcqRel);
+        InFlight(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is dropped.
+struct CountedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        hyper::body::Body::poll_frame(std::pin::Pin::new(&mut self.inner), cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.inner)
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::Body::size_hint(&self.inner)
+    }
+}
+
+/// Resolves when the connection has had no request in flight for too long: `idle`
+/// after a request, `first` before its first one.
+async fn idle_deadline(a: Arc<Activity>, first: std::time::Duration, idle: std::time::Duration) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let limit = if a.served_any.load(Ordering::Relaxed) { idle } else { first };
+        if a.inflight.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(limit).await;
+            continue;
+        }
+        let elapsed = a.idle_since.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        if elapsed >= limit && a.inflight.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        tokio::time::sleep(limit.saturating_sub(elapsed).max(std::time::Duration::from_millis(10))).await;
+    }
+}
+
+fn serve_connection(accepted: Accepted, state: Arc<AppState>, watcher: hyper_util::server::graceful::Watcher) {
+    let Accepted { stream, peer, tls, slot } = accepted;
+    let limits = state.settings.http.clone();
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        move |client_cert: bool| {
+            let state = state.clone();
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let in_flight = InFlight::enter(&activity);
+                async move {
+                    let resp = handle(state, req, peer, client_cert).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|inner| CountedBody { inner, _in_flight: in_flight }))
+                }
+            })
+        }
     };
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper's floor for its read buffer is 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    // Before the first request the header-read timeout applies (a little later than
+    // hyper's own, which answers HTTP/1 itself): it also covers protocol detection and
+    // an HTTP/2 connection that never opens a stream.
+    let first = limits.header_read_timeout + std::time::Duration::from_secs(1);
+    let idle = idle_deadline(activity, first, limits.idle_timeout);
     tokio::spawn(async move {
-        let result = match tls {
-            None => {
-                let service = service(false);
-                watcher
-                    .watch(
-                        builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned(),
-                    )
-                    .await
+        let _slot = slot;
+        let result = async move {
+            match tls {
+                None => {
+                    let service = service(false);
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        tls.acceptor().accept(stream),
+                    );
+                    let stream = match handshake.await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return Ok(());
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return Ok(());
+                        }
+                    };
+                    // Verified against client_ca by rustls when it is configured.
+                    let service = service(stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
             }
-            Some(tls) => {
-                let handshake = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    tls.acceptor().accept(stream),
-                );
-                let stream = match handshake.await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                // Verified against client_ca by rustls when it is configured.
-                let service = service(stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
-                watcher
-                    .watch(
-                        builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned(),
-                    )
-                    .await
+        };
+        let result = tokio::select! {
+            r = result => r,
+            _ = idle => {
+                tracing::debug!(%peer, "closing a connection with no request in flight");
+                Ok(())
             }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
         }
     });
+}
+
+#[cfg(test)]
+mod conn_limit_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn per_ip_limit_refuses_past_the_cap_and_forgets_closed_addresses() {
+        let limits = Arc::new(ConnLimits::new(&HttpSettings { max_connections: 10, max_connections_per_ip: 2, ..Default::default() }));
+        let open = prometheus_client::metrics::gauge::Gauge::default();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        let permit = || limits.node.clone().try_acquire_owned().expect("node permit");
+        let s1 = limits.admit(a, permit(), &open).expect("first");
+        let s2 = limits.admit(a, permit(), &open).expect("second");
+        assert!(limits.admit(a, permit(), &open).is_none(), "a third from one address is refused");
+        let s3 = limits.admit(b, permit(), &open).expect("another address");
+        assert_eq!(open.get(), 3);
+        assert_eq!(limits.node.available_permits(), 7, "refused connections give their node permit back");
+        drop(s1);
+        assert!(limits.admit(a, permit(), &open).is_some(), "a closed connection frees its place");
+        drop((s2, s3));
+        assert!(limits.per_ip.lock().unwrap().is_empty(), "addresses without connections are forgotten");
+        assert_eq!(open.get(), 0);
+        assert_eq!(limits.node.available_permits(), 10);
+    }
 }

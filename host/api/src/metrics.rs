@@ -34,6 +34,12 @@ pub struct AsyncLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `per_ip_limit`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeployLabels {
     pub outcome: &'static str,
 }
@@ -52,6 +58,15 @@ pub struct Metrics {
     pub deploys: Family<DeployLabels, Counter>,
     pub async_events: Family<AsyncLabels, Counter>,
     pub schedule_ticks: Counter,
+    /// Component bytes read from the artifact store to resolve a version.
+    pub artifact_fetches: Counter,
+    /// Components loaded (compiled, or deserialized from the compile cache) to resolve
+    /// a version. Neither moves for a request the caller may not make.
+    pub component_loads: Counter,
+    /// Client connections open now.
+    pub connections_open: prometheus_client::metrics::gauge::Gauge,
+    /// Client connections closed at once on accept, by reason.
+    pub connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Metrics {
@@ -94,6 +109,14 @@ impl Metrics {
         );
         let schedule_ticks = Counter::default();
         registry.register("schedule_ticks", "Schedule ticks this node fired", schedule_ticks.clone());
+        let artifact_fetches = Counter::default();
+        registry.register("artifact_fetches", "Component artifacts fetched from the object store to resolve a version", artifact_fetches.clone());
+        let component_loads = Counter::default();
+        registry.register("component_loads", "Components loaded (compiled or read from the compile cache) to resolve a version", component_loads.clone());
+        let connections_open = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register("connections_open", "Client connections open now", connections_open.clone());
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register("connections_refused", "Client connections closed on accept, by reason", connections_refused.clone());
         Metrics {
             registry,
             location: node_id.to_string(),
@@ -103,6 +126,10 @@ impl Metrics {
             deploys,
             async_events,
             schedule_ticks,
+            artifact_fetches,
+            component_loads,
+            connections_open,
+            connections_refused,
         }
     }
 
@@ -168,5 +195,43 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// `helixflow_egress_denied_total{reason}`: guests' outbound HTTP requests the runtime
+/// refused, read from its counters at each scrape. `reason` is `not_allowed` (not on
+/// the function's allow-list) or `private_address` (resolved to a non-public address
+/// the node does not opt in); never the tenant-chosen host, so cardinality stays fixed.
+#[derive(Debug)]
+struct EgressCollector(std::sync::Arc<helixflow_runtime::EgressStats>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EgressLabels {
+    reason: &'static str,
+}
+
+impl prometheus_client::collector::Collector for EgressCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::TypedMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let mut family = encoder.encode_descriptor(
+            "egress_denied",
+            "Outbound HTTP requests from functions refused, by reason: not_allowed (host not on the function's allow-list), private_address (resolves to a non-public address the node does not allow)",
+            None,
+            ConstCounter::<u64>::TYPE,
+        )?;
+        for (reason, n) in self.0.denials() {
+            ConstCounter::new(n).encode(family.encode_family(&EgressLabels { reason })?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// Also export the runtime's egress refusal counters (`helixflow_egress_denied_total`).
+    pub fn with_egress(mut self, stats: std::sync::Arc<helixflow_runtime::EgressStats>) -> Self {
+        self.registry.register_collector(Box::new(EgressCollector(stats)));
+        self
     }
 }

@@ -61,7 +61,7 @@ pub fn spec_of(display: String, sha256: String, c: &ModelConfig) -> Result<Model
         sha256,
         providers,
         fallback,
-        batching: Batching { max_batch: c.max_batch, max_delay_us: c.max_delay_us },
+        batching: Batching { max_batch: c.max_batch, max_delay_us: c.max_delay_us, row_independent: c.row_independent },
         trt_fp16: c.trt_fp16,
     })
 }
@@ -233,15 +233,25 @@ async fn push(
     let description = crate::control::query_of(&req).get("description").cloned().unwrap_or_default();
     let inf = inference(state)?.clone();
     let (parts, body) = req.into_parts();
-    let bytes = read_body(body, &parts.headers, state.settings.max_model_bytes).await?;
-    if bytes.is_empty() {
+    // The body goes to a private temporary file (hashed on the way), never into memory:
+    // an upload of up to `max_model_bytes` costs fixed buffers, and it is removed when
+    // `upload` is dropped, on every path.
+    let dir = state.settings.upload_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let upload = crate::upload::spool(body, &parts.headers, state.settings.max_model_bytes, &dir).await?;
+    if upload.size == 0 {
         return Err(ApiError::bad_request("empty_body", "upload the ONNX model file as the request body"));
     }
-    let (inputs, outputs) = inf.validate(bytes.to_vec()).await.map_err(|e| {
-        ApiError::bad_request("invalid_model", format!("the file is not a model ONNX Runtime can load: {}", e.message))
+    // ORT loads it from the file (weights mapped, not copied): see `helixflow_nn::upload`.
+    let (inputs, outputs) = inf.validate_file(&upload.path).await.map_err(|e| match e.code {
+        ErrorCode::RuntimeError => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("validating the model: {}", e.message))
+        }
+        _ => ApiError::bad_request("invalid_model", format!("the file is not a model ONNX Runtime can load: {}", e.message)),
     })?;
-    let sha = helixflow_store::sha256_hex(&bytes);
-    state.artifacts.put(bytes.clone()).await?;
+    let sha = upload.sha256.clone();
+    state.artifacts.put_file(&upload.path, &sha).await?;
+    let size = upload.size;
+    drop(upload);
     let signature = json!({ "inputs": inputs, "outputs": outputs });
     let v = state
         .registry
@@ -250,14 +260,14 @@ async fn push(
             name,
             helixflow_store::models::NewModelVersion {
                 sha256: sha.clone(),
-                size: bytes.len() as u64,
+                size,
                 signature,
                 description,
                 config,
             },
         )
         .await?;
-    tracing::info!(%request_id, tenant, model = name, version = v.version, %sha, size = bytes.len(), "model pushed");
+    tracing::info!(%request_id, tenant, model = name, version = v.version, %sha, size, "model pushed");
     Ok(json_response(StatusCode::CREATED, &json!({ "version": v })))
 }
 

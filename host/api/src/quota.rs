@@ -9,10 +9,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-#[derive(Default)]
+/// Invariant: both maps are bounded. Their keys are existing tenants and functions
+/// (callers resolve before they admit) or fixed internal names, and eviction never
+/// loosens a limit: a bucket is dropped least recently used first (one idle for a
+/// second is full again anyway), and only semaphores no invocation holds are dropped
+/// (an unheld one is the same as a fresh one).
 pub struct Quotas {
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<lru::LruCache<String, (f64, Instant)>>,
     slots: Mutex<HashMap<(String, u32), Arc<Semaphore>>>,
+}
+
+/// Most token buckets kept.
+const MAX_BUCKETS: usize = 65_536;
+/// Past this many concurrency semaphores, the unheld ones are dropped.
+const MAX_SLOTS: usize = 65_536;
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            buckets: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(MAX_BUCKETS).unwrap_or(std::num::NonZeroUsize::MIN))),
+            slots: Mutex::default(),
+        }
+    }
 }
 
 /// Permits held while an invocation runs.
@@ -24,7 +42,7 @@ impl Quotas {
         let rate = f64::from(rps.max(1));
         let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (tokens, last) = m.entry(tenant.to_string()).or_insert((rate, now));
+        let (tokens, last) = m.get_or_insert_mut_ref(tenant, || (rate, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
         *last = now;
         if *tokens >= 1.0 {
@@ -45,6 +63,10 @@ impl Quotas {
     fn slot(&self, key: &str, max: u32) -> Result<OwnedSemaphorePermit, ApiError> {
         let sem = {
             let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if m.len() >= MAX_SLOTS {
+                // Held permits keep their semaphore alive: count > 1 means in use.
+                m.retain(|_, s| Arc::strong_count(s) > 1);
+            }
             m.entry((key.to_string(), max)).or_insert_with(|| Arc::new(Semaphore::new(max as usize))).clone()
         };
         sem.try_acquire_owned().map_err(|_| {
@@ -56,6 +78,11 @@ impl Quotas {
             e.retry_after = Some(1);
             e
         })
+    }
+
+    #[cfg(test)]
+    fn sizes(&self) -> (usize, usize) {
+        (self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len(), self.slots.lock().unwrap_or_else(|p| p.into_inner()).len())
     }
 
     /// Rate and concurrency checks for one invocation of `tenant/function`.
@@ -77,5 +104,25 @@ impl Quotas {
             held.push(self.slot(&format!("function {tenant}/{function}"), max)?);
         }
         Ok(Held(held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_stay_bounded_and_held_slots_survive() {
+        let q = Quotas::default();
+        let held = q.slot("function acme/busy", 1).expect("first slot");
+        for i in 0..(MAX_SLOTS + 10) {
+            let _ = q.rate(&format!("t{i}"), 5);
+            drop(q.slot(&format!("function t{i}/f"), 3));
+        }
+        let (buckets, slots) = q.sizes();
+        assert!(buckets <= MAX_BUCKETS && slots <= MAX_SLOTS, "{buckets} buckets, {slots} slots");
+        assert!(q.slot("function acme/busy", 1).is_err(), "a held semaphore is never dropped");
+        drop(held);
+        assert!(q.slot("function acme/busy", 1).is_ok());
     }
 }

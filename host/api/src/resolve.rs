@@ -2,6 +2,7 @@
 //! component, with an in-memory cache invalidated by every control-plane write.
 
 use crate::AppState;
+use crate::bounded::TtlCache;
 use crate::error::ApiError;
 use crate::metrics::{InvocationLabels, LatencyLabels, Metrics};
 use helixflow_runtime::{Limits, LoadedFunction};
@@ -72,13 +73,57 @@ struct Entry {
     refreshing: Arc<std::sync::atomic::AtomicBool>,
 }
 
-#[derive(Default)]
+/// Resolutions and the metadata that decides who may trigger them.
+///
+/// Invariants: every map here is bounded (`MAX_CACHED`, `MAX_NEGATIVE`, `MAX_KNOWN`),
+/// and what was found missing is kept apart from what exists, so distinct bogus names
+/// only ever evict each other.
 pub struct Resolver {
     generation: AtomicU64,
     cache: RwLock<HashMap<Key, Entry>>,
+    /// Resolutions that ended in 404 (tenant, function, version or alias missing), for
+    /// `NEGATIVE_TTL` at most: a flood of one bogus name costs one store read.
+    missing: TtlCache<Key, ApiError>,
+    /// `(tenant, function)` -> the function's `public` flag (metadata only).
+    functions: TtlCache<(String, String), bool>,
+    /// `(tenant, function)` pairs that do not exist.
+    functions_missing: TtlCache<(String, String), ()>,
+    /// Tenant names seen to exist since the directory was loaded (resolutions, tenants
+    /// created on this node).
+    tenants: TtlCache<String, ()>,
+    /// Every tenant's name, as of when it was loaded (`None`: not yet). Its size is the
+    /// number of real tenants; no request adds to it.
+    tenant_dir: std::sync::RwLock<(Option<std::time::Instant>, Arc<std::collections::HashSet<String>>)>,
+    /// Held while the directory loads (one load at a time).
+    tenant_dir_load: tokio::sync::Mutex<()>,
 }
 
+/// How long a "not found" is remembered (also bounded by the resolve-cache TTL).
+const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+/// Most remembered "not found" answers per map (least recently used go first).
+const MAX_NEGATIVE: usize = 10_000;
+/// Most remembered existing tenants and functions.
+const MAX_KNOWN: usize = 100_000;
+/// How often the tenant directory is reloaded (tenants created on other nodes are
+/// seen within it).
+const TENANT_DIR_TTL: Duration = Duration::from_secs(60);
+
 impl Resolver {
+    /// `ttl`: how long metadata (a function's `public` flag, resolutions) is trusted.
+    pub fn new(ttl: Duration) -> Self {
+        let negative = NEGATIVE_TTL.min(ttl);
+        Resolver {
+            generation: AtomicU64::new(0),
+            cache: RwLock::default(),
+            missing: TtlCache::new(MAX_NEGATIVE, negative),
+            functions: TtlCache::new(MAX_KNOWN, ttl),
+            functions_missing: TtlCache::new(MAX_NEGATIVE, negative),
+            tenants: TtlCache::new(MAX_KNOWN, TENANT_DIR_TTL),
+            tenant_dir: Default::default(),
+            tenant_dir_load: Default::default(),
+        }
+    }
+
     /// Forget everything: called after any write that can change a resolution.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -86,6 +131,14 @@ impl Resolver {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.missing.clear();
+        self.functions.clear();
+        self.functions_missing.clear();
+    }
+
+    /// A tenant was created on this node.
+    pub fn tenant_created(&self, name: &str) {
+        self.tenants.insert(name.to_string(), ());
     }
 
     fn insert(&self, key: Key, generation: u64, target: Target) {
@@ -137,17 +190,7 @@ pub async fn resolve(
             ),
         ));
     }
-    // Canonical key: `@01` and `@1` are the same version.
-    let q = match qualifier {
-        None => String::new(),
-        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => match q.parse::<u32>()
-        {
-            Ok(n) => format!("v{n}"),
-            Err(_) => format!("x{q}"),
-        },
-        Some(alias) => format!("a{alias}"),
-    };
-    let key = (tenant.to_string(), function.to_string(), q);
+    let key = (tenant.to_string(), function.to_string(), cache_qualifier(qualifier));
     let generation = state.resolver.generation.load(Ordering::SeqCst);
     let cached = {
         let cache = state
@@ -208,10 +251,127 @@ pub async fn resolve(
             Ok(target)
         }
         None => {
-            let target = resolve_uncached(state, tenant, function, qualifier).await?;
-            state.resolver.insert(key, generation, target.clone());
-            Ok(target)
+            if let Some(e) = state.resolver.missing.get(&key) {
+                return Err(e);
+            }
+            match resolve_uncached(state, tenant, function, qualifier).await {
+                Ok(target) => {
+                    state.resolver.tenants.insert(tenant.to_string(), ());
+                    state.resolver.insert(key, generation, target.clone());
+                    Ok(target)
+                }
+                Err(e) => {
+                    if e.status == http::StatusCode::NOT_FOUND
+                        && state.resolver.generation.load(Ordering::SeqCst) == generation
+                    {
+                        state.resolver.missing.insert(key, e.clone());
+                    }
+                    Err(e)
+                }
+            }
         }
+    }
+}
+
+/// Whether `tenant/function` is public (its HTTP trigger needs no credentials), from
+/// metadata alone: this reads at most the function's record, never a version or an
+/// artifact, and never loads a component, so a caller without credentials cannot make
+/// the node do more than that. Missing functions and store errors answer `false` (the
+/// caller then gets the same 401/403 as for a private function); both answers are
+/// cached (bounded, briefly for "missing").
+pub async fn is_public(state: &AppState, tenant: &str, function: &str, qualifier: Option<&str>) -> bool {
+    let served = &state.settings.served_tenants;
+    if !served.is_empty() && !served.iter().any(|t| t == tenant) {
+        return false;
+    }
+    // A resolution already in memory (fresh or stale) knows the answer.
+    let key = (tenant.to_string(), function.to_string(), cache_qualifier(qualifier));
+    if let Some(e) = state.resolver.cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return e.target.function.config.public;
+    }
+    let fkey = (tenant.to_string(), function.to_string());
+    if let Some(public) = state.resolver.functions.get(&fkey) {
+        return public;
+    }
+    if state.resolver.functions_missing.get(&fkey).is_some() {
+        return false;
+    }
+    let generation = state.resolver.generation.load(Ordering::SeqCst);
+    // One read whether or not the tenant or function exists (no timing difference).
+    let found = state.registry.find_function(tenant, function).await;
+    let current = state.resolver.generation.load(Ordering::SeqCst) == generation;
+    match found {
+        Ok(Some(f)) => {
+            if current {
+                state.resolver.functions.insert(fkey, f.config.public);
+            }
+            f.config.public
+        }
+        Ok(None) => {
+            if current {
+                state.resolver.functions_missing.insert(fkey, ());
+            }
+            false
+        }
+        Err(e) => {
+            tracing::debug!(%tenant, %function, error = %e, "function metadata unavailable; treating it as private");
+            false
+        }
+    }
+}
+
+/// Whether `tenant` names an existing tenant, to choose the audit log of a refusal.
+///
+/// Answers from memory: tenants seen on this node, else the directory of every
+/// tenant's name (loaded from the store on first use and reloaded at most every
+/// `TENANT_DIR_TTL`, by one caller while the others use the copy they have). So a flood
+/// of refusals naming made-up tenants causes no store reads and keeps no state per
+/// name, and cannot push a real tenant's refusals out of that tenant's log.
+pub async fn tenant_exists(state: &AppState, tenant: &str) -> bool {
+    if helixflow_store::registry::validate_name("tenant", tenant).is_err() {
+        return false;
+    }
+    let r = &state.resolver;
+    if r.tenants.get(tenant).is_some() {
+        return true;
+    }
+    let (loaded_at, dir) = r.tenant_dir.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let fresh = loaded_at.is_some_and(|at| at.elapsed() < TENANT_DIR_TTL);
+    if fresh {
+        return dir.contains(tenant);
+    }
+    // The first load waits; a reload happens in the caller that gets the lock.
+    let guard = if loaded_at.is_none() { Some(r.tenant_dir_load.lock().await) } else { r.tenant_dir_load.try_lock().ok() };
+    let Some(_guard) = guard else { return dir.contains(tenant) };
+    let (loaded_at, dir) = r.tenant_dir.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if loaded_at.is_some_and(|at| at.elapsed() < TENANT_DIR_TTL) {
+        return dir.contains(tenant);
+    }
+    match state.registry.tenants().await {
+        Ok(ts) => {
+            let dir: Arc<std::collections::HashSet<String>> = Arc::new(ts.into_iter().map(|t| t.name).collect());
+            *r.tenant_dir.write().unwrap_or_else(|p| p.into_inner()) = (Some(std::time::Instant::now()), dir.clone());
+            dir.contains(tenant)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load the tenant directory; using the last copy");
+            // Try again after a few seconds, not on every refusal.
+            let retry_at = std::time::Instant::now().checked_sub(TENANT_DIR_TTL - Duration::from_secs(5));
+            *r.tenant_dir.write().unwrap_or_else(|p| p.into_inner()) = (retry_at.or(loaded_at), dir.clone());
+            dir.contains(tenant)
+        }
+    }
+}
+
+/// The qualifier part of a cache key: `@01` and `@1` are the same version.
+fn cache_qualifier(qualifier: Option<&str>) -> String {
+    match qualifier {
+        None => String::new(),
+        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => match q.parse::<u32>() {
+            Ok(n) => format!("v{n}"),
+            Err(_) => format!("x{q}"),
+        },
+        Some(alias) => format!("a{alias}"),
     }
 }
 
@@ -255,7 +415,9 @@ async fn resolve_uncached(
     let loaded = match state.runtime.loaded(&v.sha256) {
         Some(l) => l,
         None => {
+            state.metrics.artifact_fetches.inc();
             let bytes = state.artifacts.get(&v.sha256).await?;
+            state.metrics.component_loads.inc();
             state.runtime.load(&v.sha256, &bytes).await?
         }
     };
@@ -274,12 +436,8 @@ async fn resolve_uncached(
         timeout: Duration::from_millis(timeout_ms),
         max_log_bytes: state.settings.max_log_bytes,
     };
-    let env = f
-        .config
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    // Stored sealed (control::seal_env); opened only here, for the invocation.
+    let env = crate::control::open_env(state, tenant, function, &f.config.env)?;
     Ok(Target {
         metrics: Arc::new(TargetMetrics::new(&state.metrics, tenant, function)),
         tenant: Arc::new(t),

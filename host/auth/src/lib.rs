@@ -15,6 +15,7 @@
 //! Architecture invariant: this crate knows no HTTP and no storage: the api crate hands
 //! it header values and looked-up records, and gets a `Principal` or an [`AuthError`].
 
+pub mod keyfile;
 pub mod sealed;
 pub mod sigv4;
 
@@ -201,8 +202,51 @@ pub struct Claims {
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// One audience or several (RFC 7519 allows both); `JwtVerifier` requires the
+    /// configured audience to be the one or among them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// The `aud` claim: a string or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<&str> for Audience {
+    fn from(s: &str) -> Self {
+        Audience::One(s.to_string())
+    }
+}
+
+/// Whether the JWKS key `jwk` may verify a token whose header says `alg`: a key meant
+/// for something other than signatures (`use` other than `sig`, `key_ops` without
+/// `verify`), a key bound to another algorithm (`alg`), or a key of the wrong type or
+/// curve for `alg` is never used.
+pub fn jwk_allows(jwk: &jsonwebtoken::jwk::Jwk, alg: jsonwebtoken::Algorithm) -> bool {
+    use jsonwebtoken::Algorithm as A;
+    use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve as C, KeyAlgorithm as K, KeyOperations, PublicKeyUse};
+    let c = &jwk.common;
+    if c.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
+        return false;
+    }
+    if c.key_operations.as_ref().is_some_and(|ops| !ops.contains(&KeyOperations::Verify)) {
+        return false;
+    }
+    let alg_ok = match c.key_algorithm {
+        None => true,
+        Some(k) => matches!((k, alg), (K::RS256, A::RS256) | (K::ES256, A::ES256) | (K::EdDSA, A::EdDSA)),
+    };
+    let kind_ok = match (&jwk.algorithm, alg) {
+        (P::RSA(_), A::RS256) => true,
+        (P::EllipticCurve(p), A::ES256) => p.curve == C::P256,
+        (P::OctetKeyPair(p), A::EdDSA) => p.curve == C::Ed25519,
+        _ => false,
+    };
+    alg_ok && kind_ok
 }
 
 /// JWT verification settings.
@@ -261,11 +305,15 @@ impl JwtVerifier {
     }
 
     /// Verifies `token`; `hs256_secret` is the claimed tenant's secret, when it has one.
+    /// A JWKS key verifies only tokens of the algorithm and use it is for
+    /// ([`jwk_allows`]). The `tenant` claim is returned as signed: the caller checks it
+    /// names a tenant (the api does, on both the HS256 and the JWKS path).
     pub fn verify(&self, token: &str, hs256_secret: Option<&str>) -> Result<Principal, AuthError> {
         use jsonwebtoken::{Algorithm, DecodingKey, Validation};
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let (key, alg) = match header.alg {
-            Algorithm::HS256 => (DecodingKey::from_secret(hs256_secret.ok_or(AuthError::Invalid)?.as_bytes()), Algorithm::HS256),
+            // Never an empty HMAC key: anyone could sign with it.
+            Algorithm::HS256 => (DecodingKey::from_secret(hs256_secret.filter(|s| !s.is_empty()).ok_or(AuthError::Invalid)?.as_bytes()), Algorithm::HS256),
             alg @ (Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) => {
                 let set = self.jwks.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(AuthError::Invalid)?;
                 let jwk = match &header.kid {
@@ -273,6 +321,7 @@ impl JwtVerifier {
                     None if set.keys.len() == 1 => set.keys.first(),
                     None => None,
                 }
+                .filter(|k| jwk_allows(k, alg))
                 .ok_or(AuthError::Invalid)?;
                 (DecodingKey::from_jwk(jwk).map_err(|_| AuthError::Invalid)?, alg)
             }
@@ -345,7 +394,7 @@ mod tests {
             exp,
             nbf,
             iss: Some("idp".into()),
-            aud: Some(aud.into()),
+            aud: Some(Audience::from(aud)),
         };
         let sign = |c: &Claims, secret: &str| encode(&Header::default(), c, &EncodingKey::from_secret(secret.as_bytes())).unwrap();
         let good = sign(&claims(now() + 60, None, "helixflow"), "s3cret");
@@ -353,6 +402,8 @@ mod tests {
         assert_eq!((p.tenant.as_deref(), p.role), (Some("acme"), Role::Developer));
         assert_eq!(JwtVerifier::unverified_tenant(&good).unwrap(), "acme");
         assert_eq!(v.verify(&good, Some("other")), Err(AuthError::Invalid));
+        let empty_key = sign(&claims(now() + 60, None, "helixflow"), "");
+        assert_eq!(v.verify(&empty_key, Some("")), Err(AuthError::Invalid), "an empty HS256 secret verifies nothing");
         assert_eq!(v.verify(&sign(&claims(now() - 60, None, "helixflow"), "s3cret"), Some("s3cret")), Err(AuthError::Expired));
         assert_eq!(v.verify(&sign(&claims(now() + 60, Some(now() + 60), "helixflow"), "s3cret"), Some("s3cret")), Err(AuthError::NotYetValid));
         assert_eq!(v.verify(&sign(&claims(now() + 60, None, "other"), "s3cret"), Some("s3cret")), Err(AuthError::Invalid));
@@ -362,6 +413,64 @@ mod tests {
         let none = format!("{}.{}.", b(r#"{"alg":"none","typ":"JWT"}"#), b(&serde_json::to_string(&claims(now() + 60, None, "helixflow")).unwrap()));
         assert!(v.verify(&none, Some("s3cret")).is_err());
         assert_eq!(v.verify("not.a.jwt", Some("s3cret")), Err(AuthError::Malformed));
+    }
+
+    /// `aud` may be a string or an array (RFC 7519 4.1.3): an array naming the
+    /// configured audience is accepted, one without it is refused.
+    #[test]
+    fn jwt_audience_may_be_a_string_or_an_array() {
+        let v = JwtVerifier::new(None, None, "helixflow".into(), 5).unwrap();
+        let sign = |aud: serde_json::Value| {
+            let c = serde_json::json!({"sub": "u1", "tenant": "acme", "role": "viewer", "exp": now() + 60, "aud": aud});
+            encode(&Header::default(), &c, &EncodingKey::from_secret(b"s3cret")).unwrap()
+        };
+        assert!(v.verify(&sign(serde_json::json!("helixflow")), Some("s3cret")).is_ok());
+        let p = v.verify(&sign(serde_json::json!(["other", "helixflow"])), Some("s3cret")).expect("array with the audience");
+        assert_eq!(p.tenant.as_deref(), Some("acme"));
+        assert_eq!(v.verify(&sign(serde_json::json!(["other", "more"])), Some("s3cret")), Err(AuthError::Invalid));
+        assert_eq!(v.verify(&sign(serde_json::json!([])), Some("s3cret")), Err(AuthError::Invalid));
+    }
+
+    /// A JWKS key is only used for what it says it is for: signatures (`use`,
+    /// `key_ops`), with the token's algorithm (`alg`), and of the right type and curve.
+    #[test]
+    fn jwks_keys_must_match_the_tokens_algorithm_and_be_for_signatures() {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+        use base64::Engine as _;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.public_key().as_ref());
+        let ed = EncodingKey::from_ed_der(pkcs8.as_ref());
+        let claims = serde_json::json!({"sub": "u1", "tenant": "acme", "role": "invoker", "exp": now() + 60, "aud": "helixflow"});
+        let mut h = Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some("k1".into());
+        let token = encode(&h, &claims, &ed).unwrap();
+        let with = |extra: serde_json::Value| {
+            let mut jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1"});
+            jwk.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            JwtVerifier::new(Some(&serde_json::json!({"keys": [jwk]}).to_string()), None, "helixflow".into(), 5).unwrap()
+        };
+        for ok in [serde_json::json!({}), serde_json::json!({"alg": "EdDSA", "use": "sig"}), serde_json::json!({"key_ops": ["verify"]})] {
+            assert!(with(ok.clone()).verify(&token, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            serde_json::json!({"use": "enc"}),
+            serde_json::json!({"alg": "ES256"}),
+            serde_json::json!({"alg": "RS384"}),
+            serde_json::json!({"key_ops": ["encrypt"]}),
+            serde_json::json!({"alg": "EdDSA", "use": "enc"}),
+        ] {
+            assert_eq!(with(bad.clone()).verify(&token, None), Err(AuthError::Invalid), "{bad}");
+        }
+        // jwk_allows on its own: the key type must fit the algorithm.
+        let jwk = |j: serde_json::Value| serde_json::from_value::<jsonwebtoken::jwk::Jwk>(j).unwrap();
+        let rsa = jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS256", "use": "sig"}));
+        assert!(jwk_allows(&rsa, jsonwebtoken::Algorithm::RS256));
+        assert!(!jwk_allows(&rsa, jsonwebtoken::Algorithm::ES256) && !jwk_allows(&rsa, jsonwebtoken::Algorithm::EdDSA));
+        let rsa384 = jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS384"}));
+        assert!(!jwk_allows(&rsa384, jsonwebtoken::Algorithm::RS256), "a key bound to RS384 does not verify RS256");
+        let p384 = jwk(serde_json::json!({"kty": "EC", "crv": "P-384", "x": "AQAB", "y": "AQAB"}));
+        assert!(!jwk_allows(&p384, jsonwebtoken::Algorithm::ES256), "ES256 needs a P-256 key");
     }
 }
 

@@ -15,6 +15,8 @@ const PREFIX: &str = "sealed:v1:";
 #[derive(Clone)]
 pub struct SecretBox {
     key: std::sync::Arc<LessSafeKey>,
+    /// HMAC-SHA256 under the same key bytes, for [`SecretBox::derive_key`] only.
+    derive: aws_lc_rs::hmac::Key,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +41,21 @@ impl SecretBox {
     /// From 32 key bytes.
     pub fn new(key: &[u8]) -> Result<SecretBox, SealError> {
         let k = UnboundKey::new(&AES_256_GCM, key).map_err(|_| SealError::BadKey)?;
-        Ok(SecretBox { key: std::sync::Arc::new(LessSafeKey::new(k)) })
+        Ok(SecretBox {
+            key: std::sync::Arc::new(LessSafeKey::new(k)),
+            derive: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+        })
+    }
+
+    /// A 32-byte subkey for one other purpose, named by `label` (e.g. the compile cache's
+    /// MAC key): `HMAC-SHA256(secrets key, label)`. Different labels give independent
+    /// keys, and a subkey reveals nothing about the secrets key or other subkeys, so
+    /// the secrets key itself never leaves this box.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.derive, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// From the text of a key file or variable: 32 bytes as base64 (44 chars) or hex (64).
@@ -120,5 +136,19 @@ mod tests {
         }
         assert_eq!(SecretBox::from_text("short").unwrap_err(), SealError::BadKey);
         assert!(SecretBox::from_text(&"ab".repeat(32)).is_ok(), "hex keys work");
+    }
+
+    #[test]
+    fn derived_keys_are_stable_per_key_and_label() {
+        let text = SecretBox::generate_text().unwrap();
+        let a = SecretBox::from_text(&text).unwrap();
+        let b = SecretBox::from_text(&text).unwrap();
+        assert_eq!(a.derive_key("helixflow cwasm mac v1"), b.derive_key("helixflow cwasm mac v1"), "same key, same subkey");
+        assert_ne!(a.derive_key("helixflow cwasm mac v1"), a.derive_key("other"));
+        assert_ne!(a.derive_key("x"), SecretBox::ephemeral().unwrap().derive_key("x"));
+        // The subkey is plain HMAC-SHA256(key, label).
+        let k = SecretBox::new(&[0x0b; 32]).unwrap();
+        let expected = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0x0b; 32]), b"label");
+        assert_eq!(&k.derive_key("label")[..], expected.as_ref());
     }
 }

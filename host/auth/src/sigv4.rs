@@ -7,6 +7,14 @@
 //!
 //! [`verify`] rebuilds the canonical request from what the client says it signed
 //! (`SignedHeaders`), hashes the body, and compares the signature in constant time.
+//!
+//! **Invariant: the signature covers the body the server received.** The payload hash
+//! in the canonical request is always the SHA-256 of the received body, never the
+//! client's `x-amz-content-sha256` claim; a claim that differs from the body is refused
+//! ([`SigV4Error::PayloadMismatch`]), and so is `UNSIGNED-PAYLOAD` (or a streaming
+//! payload) ([`SigV4Error::UnsignedPayload`]): AWS Lambda clients always sign the
+//! payload, and an unsigned one would let a captured request be replayed, within the
+//! clock-skew window, with any other body.
 //! The signing-key derivation and the HMAC come from `aws-sigv4` (AWS's own crate); the
 //! canonical request is built here because a verifier must follow the client's list of
 //! signed headers, which `aws-sigv4`'s signer chooses for itself. A unit test signs
@@ -62,6 +70,13 @@ pub enum SigV4Error {
     /// The signature does not match.
     #[error("the request signature we calculated does not match the signature you provided; check your AWS secret access key and signing method")]
     Mismatch,
+    /// `x-amz-content-sha256` is not the SHA-256 of the body that arrived.
+    #[error("x-amz-content-sha256 does not match the SHA-256 of the request body")]
+    PayloadMismatch,
+    /// `x-amz-content-sha256: UNSIGNED-PAYLOAD` (or a streaming payload): refused, the
+    /// signature must cover the body.
+    #[error("unsigned payloads are not accepted: sign the request body (x-amz-content-sha256 must be its SHA-256)")]
+    UnsignedPayload,
 }
 
 impl SigV4Error {
@@ -71,7 +86,7 @@ impl SigV4Error {
             SigV4Error::Missing => "MissingAuthenticationTokenException",
             SigV4Error::Malformed(_) => "IncompleteSignatureException",
             SigV4Error::UnknownKey => "UnrecognizedClientException",
-            SigV4Error::Expired(_) | SigV4Error::Mismatch => "InvalidSignatureException",
+            SigV4Error::Expired(_) | SigV4Error::Mismatch | SigV4Error::PayloadMismatch | SigV4Error::UnsignedPayload => "InvalidSignatureException",
         }
     }
 }
@@ -186,8 +201,28 @@ fn percent_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// The payload hash of the canonical request: the SHA-256 (lower-case hex) of `body`.
+/// A `x-amz-content-sha256` header, when sent, must state exactly that hash: a different
+/// one is [`SigV4Error::PayloadMismatch`], `UNSIGNED-PAYLOAD` or a `STREAMING-*` value
+/// is [`SigV4Error::UnsignedPayload`]. The header never replaces the body's own hash.
+pub fn payload_hash(headers: &[(&str, &[u8])], body: &[u8]) -> Result<String, SigV4Error> {
+    let actual = hex::encode(sha2::Sha256::digest(body));
+    for (_, claimed) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("x-amz-content-sha256")) {
+        let claimed = String::from_utf8_lossy(claimed);
+        let claimed = claimed.trim();
+        if claimed.eq_ignore_ascii_case("UNSIGNED-PAYLOAD") || claimed.to_ascii_uppercase().starts_with("STREAMING-") {
+            return Err(SigV4Error::UnsignedPayload);
+        }
+        if !claimed.eq_ignore_ascii_case(&actual) {
+            return Err(SigV4Error::PayloadMismatch);
+        }
+    }
+    Ok(actual)
+}
+
 /// The canonical request for services other than S3: the raw path is encoded once
-/// more (`%3A` -> `%253A`), query parameters sorted and encoded, headers trimmed.
+/// more (`%3A` -> `%253A`), query parameters sorted and encoded, headers trimmed, and
+/// the received body's own hash as the payload hash ([`payload_hash`]).
 pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> Result<String, SigV4Error> {
     let path = if req.raw_path.is_empty() { "/" } else { req.raw_path };
     let canonical_uri = uri_encode(path.as_bytes(), true);
@@ -221,12 +256,7 @@ pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> 
         headers.push_str(&values.join(","));
         headers.push('\n');
     }
-    let payload_hash = req
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("x-amz-content-sha256"))
-        .map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
-        .unwrap_or_else(|| hex::encode(sha2::Sha256::digest(req.body)));
+    let payload_hash = payload_hash(req.headers, req.body)?;
     Ok(format!("{}\n{canonical_uri}\n{query}\n{headers}\n{}\n{payload_hash}", req.method, signed_headers.join(";")))
 }
 
@@ -319,6 +349,19 @@ mod tests {
 
     /// Signs with AWS's own signer (as an SDK would) and returns the request's headers.
     fn aws_sign(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8], secret: &str, at: SystemTime) -> Vec<(String, String)> {
+        aws_sign_with(method, uri, headers, SignableBody::Bytes(body), SigningSettings::default(), secret, at)
+    }
+
+    /// [`aws_sign`] with the signer's settings and body kind chosen by the caller.
+    fn aws_sign_with(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: SignableBody<'_>,
+        settings: SigningSettings,
+        secret: &str,
+        at: SystemTime,
+    ) -> Vec<(String, String)> {
         let creds = Credentials::new("HFAKAAAAAAAAAAAAAAAA", secret, None, None, "test");
         let identity = creds.into();
         let params = aws_sigv4::sign::v4::SigningParams::builder()
@@ -326,11 +369,11 @@ mod tests {
             .region("us-east-1")
             .name("lambda")
             .time(at)
-            .settings(SigningSettings::default())
+            .settings(settings)
             .build()
             .unwrap()
             .into();
-        let signable = SignableRequest::new(method, uri, headers.iter().copied(), SignableBody::Bytes(body)).unwrap();
+        let signable = SignableRequest::new(method, uri, headers.iter().copied(), body).unwrap();
         let (instructions, _) = sign(signable, &params).unwrap().into_parts();
         let mut req = http::Request::builder().method(method).uri(uri);
         for (k, v) in headers {
@@ -404,6 +447,44 @@ mod tests {
             let _ = parse_authorization(&s);
             let _ = parse_amz_date(&s);
         }
+    }
+
+    /// A request whose signer put the payload hash in `x-amz-content-sha256` (as
+    /// SDKs do for S3, and as any client may) is still bound to the body that arrives:
+    /// the header is checked against the body, never trusted in its place; an
+    /// unsigned payload is refused.
+    #[test]
+    fn the_signature_binds_the_received_body() {
+        use aws_sigv4::http_request::PayloadChecksumKind;
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let uri = "http://127.0.0.1:9000/2015-03-31/functions/hello/invocations";
+        let path = "/2015-03-31/functions/hello/invocations";
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let secret = |_: &str| Some("k".to_string());
+        let verify_body = |signed: &[(String, String)], body: &[u8]| {
+            let hv: Vec<(&str, &[u8])> = signed.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+            let req = SignedRequest { method: "POST", raw_path: path, raw_query: "", headers: &hv, body };
+            verify(&req, "lambda", at, secret)
+        };
+        let signed_a = aws_sign_with("POST", uri, &[("host", "127.0.0.1:9000")], SignableBody::Bytes(b"{\"a\":1}"), settings.clone(), "k", at);
+        assert!(signed_a.iter().any(|(k, _)| k == "x-amz-content-sha256"), "the signer sent the payload hash: {signed_a:?}");
+        assert!(verify_body(&signed_a, b"{\"a\":1}").is_ok(), "body A with A's signature");
+        let err = verify_body(&signed_a, b"{\"b\":2}").unwrap_err();
+        assert_eq!(err, SigV4Error::PayloadMismatch, "body B replayed with A's headers");
+        assert_eq!(err.aws_type(), "InvalidSignatureException");
+        // The same with an empty body B.
+        assert_eq!(verify_body(&signed_a, b"").unwrap_err(), SigV4Error::PayloadMismatch);
+        // UNSIGNED-PAYLOAD, correctly signed otherwise: refused whatever the body.
+        let unsigned = aws_sign_with("POST", uri, &[("host", "127.0.0.1:9000")], SignableBody::UnsignedPayload, settings, "k", at);
+        assert!(unsigned.iter().any(|(k, v)| k == "x-amz-content-sha256" && v == "UNSIGNED-PAYLOAD"), "{unsigned:?}");
+        let err = verify_body(&unsigned, b"{}").unwrap_err();
+        assert_eq!(err, SigV4Error::UnsignedPayload);
+        assert_eq!(err.aws_type(), "InvalidSignatureException");
+        // payload_hash on its own: no header -> the body's hash; a streaming claim refused.
+        assert_eq!(payload_hash(&[], b"").unwrap(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        let streaming: &[(&str, &[u8])] = &[("X-Amz-Content-Sha256", &b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"[..])];
+        assert_eq!(payload_hash(streaming, b"").unwrap_err(), SigV4Error::UnsignedPayload);
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
     let runtime = Runtime::with_inference(
         RuntimeConfig {
             cache_dir: Some(std::env::temp_dir().join("helixflow-compile-cache")),
+            // No node secrets here: a per-process key, so only this process's own
+            // entries are trusted (an execution environment compiles once per cold start).
+            cache_key: Some(helixflow_runtime::CompileCacheKey::random()?),
             max_instances: 8,
             max_memory_bytes: (memory_mb as usize) << 20,
             ..Default::default()
@@ -80,9 +83,11 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
         let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
         env.push((k.to_string(), v.to_string()));
     }
-    let inv_env = InvocationEnv { env, tenant: String::new(), allow_outbound: args.allow_outbound.clone() };
-    let limits = Limits { memory_bytes: (memory_mb as usize) << 20, timeout: Duration::from_secs(900), max_log_bytes: 256 << 10 };
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+    // Outbound HTTP reaches public addresses only: the RuntimeConfig above opts no
+    // private range in (`allow_private` defaults to none).
+    let inv_env = InvocationEnv { env, tenant: String::new(), function: function_name.clone(), allow_outbound: args.allow_outbound.clone() };
+    let limits = Limits { memory_bytes: (memory_mb as usize) << 20, timeout: Duration::from_secs(900), max_log_bytes: 256 << 10 };
     let function_version = std::env::var("AWS_LAMBDA_FUNCTION_VERSION").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     tracing::info!(component = %component.display(), memory_mb, %function_name, "helixflow lambda runtime ready");
     let runtime = Arc::new(runtime);

@@ -252,6 +252,10 @@ enum ModelsCmd {
         /// Dynamic batching: how long a request waits for company, microseconds.
         #[arg(long, default_value_t = 0)]
         max_delay_us: u64,
+        /// Declare that each output row depends only on the same input row (no
+        /// batch-wide statistics): required for requests to be batched together.
+        #[arg(long)]
+        row_independent: bool,
         /// TensorRT: build fp16 engines.
         #[arg(long)]
         trt_fp16: bool,
@@ -710,6 +714,7 @@ async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
             fallback,
             max_batch,
             max_delay_us,
+            row_independent,
             trt_fp16,
             serve,
             description,
@@ -720,6 +725,9 @@ async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
                 "max_delay_us": max_delay_us,
                 "trt_fp16": trt_fp16,
             });
+            if row_independent {
+                cfg["row_independent"] = true.into();
+            }
             if let Some(f) = fallback {
                 cfg["fallback"] = f.into();
             }

@@ -104,20 +104,31 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_local_cache(cfg.artifact_cache_dir(), cfg.cache.artifacts_max_mb << 20);
     let registry = Registry::new(meta.clone());
     let inference = start_inference(&cfg, &registry, &artifacts)?;
+    // Compiled code in the disk cache is authenticated with a subkey of the secrets key.
+    let cache_key = helixflow_runtime::CompileCacheKey::new(
+        secrets_key(&cfg)?.derive_key(helixflow_runtime::CompileCacheKey::DERIVATION_LABEL),
+    );
     let runtime = Runtime::with_inference(RuntimeConfig {
         cache_dir: Some(cfg.compile_cache_dir()),
         cache_max_bytes: cfg.cache.compiled_max_mb << 20,
+        cache_key: Some(cache_key),
         max_instances: cfg.runtime.max_instances,
         max_memory_bytes: (cfg.runtime.max_memory_mb as usize) << 20,
         epoch_tick: Duration::from_millis(cfg.runtime.epoch_tick_ms),
         max_wasm_stack: (cfg.runtime.max_wasm_stack_kb as usize) << 10,
+        // Validated by `cfg.validate` above; only the node operator sets these.
+        allow_private: cfg.sandbox.allow_private.iter().filter_map(|r| helixflow_edge_config::parse_cidr(r)).collect(),
     }, inference.clone())?;
+    // Model uploads are spooled to disk here (next to the caches, not in a small /tmp).
+    let upload_dir = cfg.cache.dir.clone().unwrap_or_else(|| cfg.state.data_dir.clone()).join("uploads");
+    helixflow_api::upload::remove_stale(&upload_dir);
     let settings = ApiSettings {
         node_id: cfg.node.id.clone(),
         default_memory_mb: cfg.limits.default_memory_mb,
         default_timeout_ms: cfg.limits.default_timeout_ms,
         max_component_bytes: (cfg.limits.max_component_mb as usize) << 20,
         max_model_bytes: (cfg.limits.max_model_mb as usize) << 20,
+        upload_dir: Some(upload_dir),
         max_request_body_bytes: (cfg.limits.max_request_body_mb as usize) << 20,
         max_response_bytes: (cfg.limits.max_response_mb as usize) << 20,
         max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
@@ -126,6 +137,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         served_tenants: cfg.node.tenants.clone(),
         control_plane_mtls: cfg.listen.client_ca.is_some(),
         async_workers: cfg.runtime.async_workers as usize,
+        http: helixflow_api::HttpSettings {
+            header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(cfg.http.idle_timeout_ms),
+            max_connections: cfg.http.max_connections,
+            max_connections_per_ip: cfg.http.max_connections_per_ip,
+            h2_max_concurrent_streams: cfg.http.h2_max_concurrent_streams,
+            max_header_bytes: (cfg.http.max_header_kb as usize) << 10,
+        },
     };
     let auth = auth_settings(&cfg)?;
     if let Some(url) = &cfg.auth.jwks_url {
@@ -231,6 +250,7 @@ fn start_inference(
         max_tensor_bytes: (i.max_tensor_mb as usize) << 20,
         max_calls_per_invocation: 10_000,
         max_kv_bytes: i.max_kv_cache_mb << 20,
+        max_kv_tenant_bytes: i.max_kv_cache_mb_per_tenant.min(i.max_kv_cache_mb) << 20,
         max_context: i.max_context,
         max_sequences_per_invocation: i.max_sequences_per_invocation,
     };
@@ -244,8 +264,10 @@ fn start_inference(
 }
 
 /// Authentication settings. The platform admin key comes from `[auth] admin_key_sha256`,
-/// else `HELIXFLOW_ADMIN_KEY`, else `{data_dir}/admin.key` (generated, mode 0600, on
-/// first start; its path is logged, never the key).
+/// else `HELIXFLOW_ADMIN_KEY`, else `{data_dir}/admin.key` (generated atomically, mode
+/// 0600, on first start; its path is logged, never the key). An empty or short key, the
+/// digest of the empty key, or a key file other users can read stops start-up with a
+/// message that says how to fix it (`helixflow_auth::keyfile`).
 fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::AuthSettings> {
     let a = &cfg.auth;
     let jwks = match &a.jwks_file {
@@ -258,21 +280,33 @@ fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::Auth
     if !enforce {
         tracing::warn!("[auth] mode = \"off\": every caller is the platform admin; never expose this node");
     }
+    use helixflow_auth::keyfile;
     let admin = if let Some(h) = &a.admin_key_sha256 {
+        anyhow::ensure!(
+            !h.eq_ignore_ascii_case(&helixflow_auth::sha256_hex("")),
+            "[auth] admin_key_sha256 is the SHA-256 of the empty key: generate a key (`head -c32 /dev/urandom | base64`) and set its digest (`printf %s \"$KEY\" | sha256sum`)"
+        );
         h.to_ascii_lowercase()
-    } else if let Some(k) = std::env::var("HELIXFLOW_ADMIN_KEY").ok().filter(|k| !k.is_empty()) {
-        helixflow_auth::sha256_hex(&k)
+    } else if let Some(k) = std::env::var_os("HELIXFLOW_ADMIN_KEY") {
+        let k = k.into_string().map_err(|_| anyhow::anyhow!("HELIXFLOW_ADMIN_KEY is not UTF-8"))?;
+        keyfile::check_admin_key(&k).map_err(|why| {
+            anyhow::anyhow!("HELIXFLOW_ADMIN_KEY: {why} (or unset it to use the key generated into {})", cfg.state.data_dir.join("admin.key").display())
+        })?;
+        // Bearer tokens are trimmed, so only the trimmed key can ever match.
+        helixflow_auth::sha256_hex(k.trim())
     } else {
         let path = cfg.state.data_dir.join("admin.key");
-        let key = match std::fs::read_to_string(&path) {
-            Ok(k) => k.trim().to_string(),
-            Err(_) => {
+        let fix = format!("delete {} and restart to generate a new key, or write a key of at least {} characters into it (chmod 600)", path.display(), keyfile::MIN_ADMIN_KEY_LEN);
+        let key = match keyfile::read_key_file(&path, &fix)? {
+            Some(k) => k,
+            None => {
                 let k = format!("hfadmin_{}", helixflow_auth::random_secret().map_err(anyhow::Error::msg)?);
                 std::fs::create_dir_all(&cfg.state.data_dir)?;
-                write_private(&path, &k)?;
+                keyfile::write_key_file(&path, &k)?;
                 k
             }
         };
+        keyfile::check_admin_key(&key).map_err(|why| anyhow::anyhow!("{}: {why} (or delete it and restart to generate one)", path.display()))?;
         tracing::info!(path = %path.display(), "platform admin key (HELIXFLOW_TOKEN for the CLI)");
         helixflow_auth::sha256_hex(&key)
     };
@@ -281,40 +315,38 @@ fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::Auth
 }
 
 /// The key that seals stored secrets: `[auth] secrets_key_file`, else
-/// `HELIXFLOW_SECRETS_KEY`, else `{data_dir}/secrets.key` (generated, mode 0600, on first
-/// start). Nodes sharing a metadata store must share it.
+/// `HELIXFLOW_SECRETS_KEY`, else `{data_dir}/secrets.key` (generated atomically, mode
+/// 0600, on first start). Nodes sharing a metadata store must share it. A key file that
+/// is empty or that other users can read, or an empty `HELIXFLOW_SECRETS_KEY`, stops
+/// start-up with a message that says how to fix it.
 fn secrets_key(cfg: &NodeConfig) -> anyhow::Result<helixflow_auth::sealed::SecretBox> {
+    use helixflow_auth::keyfile;
     use helixflow_auth::sealed::SecretBox;
-    let text = if let Some(p) = &cfg.auth.secrets_key_file {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
-    } else if let Some(k) = std::env::var("HELIXFLOW_SECRETS_KEY").ok().filter(|k| !k.is_empty()) {
-        k
+    let restore = "restore it from a backup or from a node sharing this store ([auth] secrets_key_file); only if nothing was ever sealed with it, delete it to generate a new one";
+    let (text, source) = if let Some(p) = &cfg.auth.secrets_key_file {
+        let text = keyfile::read_key_file(p, restore)?.ok_or_else(|| anyhow::anyhow!("{} does not exist", p.display()))?;
+        (text, p.display().to_string())
+    } else if let Some(k) = std::env::var_os("HELIXFLOW_SECRETS_KEY") {
+        let k = k.into_string().map_err(|_| anyhow::anyhow!("HELIXFLOW_SECRETS_KEY is not UTF-8"))?;
+        anyhow::ensure!(
+            !k.trim().is_empty(),
+            "HELIXFLOW_SECRETS_KEY is set but empty: set it to the fleet's secrets key (32 bytes, base64), or unset it to use {}",
+            cfg.state.data_dir.join("secrets.key").display()
+        );
+        (k, "HELIXFLOW_SECRETS_KEY".to_string())
     } else {
         let path = cfg.state.data_dir.join("secrets.key");
-        match std::fs::read_to_string(&path) {
-            Ok(k) => k,
-            Err(_) => {
+        let text = match keyfile::read_key_file(&path, restore)? {
+            Some(k) => k,
+            None => {
                 let k = SecretBox::generate_text().map_err(anyhow::Error::msg)?;
                 std::fs::create_dir_all(&cfg.state.data_dir)?;
-                write_private(&path, &k)?;
+                keyfile::write_key_file(&path, &k)?;
                 tracing::info!(path = %path.display(), "generated the secrets key (nodes sharing this store need the same one: [auth] secrets_key_file)");
                 k
             }
-        }
+        };
+        (text, path.display().to_string())
     };
-    SecretBox::from_text(&text).map_err(|e| anyhow::anyhow!("secrets key: {e}"))
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
+    SecretBox::from_text(&text).map_err(|e| anyhow::anyhow!("secrets key ({source}): {e}"))
 }

@@ -62,25 +62,56 @@ struct CpuInfo(*mut ort::sys::OrtMemoryInfo);
 unsafe impl Send for CpuInfo {}
 unsafe impl Sync for CpuInfo {}
 
+/// The CPU memory info every input tensor is created with. Invariant: created exactly
+/// once per process, by whichever thread gets here first, while the others wait
+/// (`OnceLock::get_or_init` runs one initialiser); a failed creation is remembered, not
+/// retried per call. (It used to be created outside the lock, so racing first callers
+/// each built one and all but one leaked.)
 fn cpu_info() -> Result<*const ort::sys::OrtMemoryInfo, NnError> {
-    static INFO: OnceLock<CpuInfo> = OnceLock::new();
-    if let Some(i) = INFO.get() {
-        return Ok(i.0);
+    static INFO: OnceLock<Result<CpuInfo, NnError>> = OnceLock::new();
+    let info = INFO.get_or_init(|| {
+        let api = ort::api();
+        let mut p = ptr::null_mut();
+        // SAFETY: plain constructor with an out pointer.
+        status(
+            unsafe {
+                (api.CreateCpuMemoryInfo)(
+                    ort::sys::OrtAllocatorType::OrtDeviceAllocator,
+                    ort::sys::OrtMemType::OrtMemTypeDefault,
+                    &mut p,
+                )
+            },
+            "CreateCpuMemoryInfo",
+        )?;
+        if p.is_null() {
+            return Err(NnError::new(ErrorCode::RuntimeError, "CreateCpuMemoryInfo returned no memory info"));
+        }
+        Ok(CpuInfo(p))
+    });
+    match info {
+        Ok(i) => Ok(i.0),
+        Err(e) => Err(e.clone()),
     }
-    let api = ort::api();
-    let mut p = ptr::null_mut();
-    // SAFETY: plain constructor with an out pointer.
-    status(
-        unsafe {
-            (api.CreateCpuMemoryInfo)(
-                ort::sys::OrtAllocatorType::OrtDeviceAllocator,
-                ort::sys::OrtMemType::OrtMemTypeDefault,
-                &mut p,
-            )
-        },
-        "CreateCpuMemoryInfo",
-    )?;
-    Ok(INFO.get_or_init(|| CpuInfo(p)).0)
+}
+
+/// Backing store for zero-byte input tensors. ORT requires a non-null, aligned data
+/// pointer even when a tensor has no elements; this one lives for the whole process,
+/// so the OrtValue that points at it can never dangle (it used to point at a stack
+/// buffer of the loop iteration that created it, gone before `Run`). ORT never writes
+/// through an input, and a zero-byte tensor has no bytes to write anyway.
+static EMPTY_INPUT: [u64; 1] = [0];
+
+/// Checks that every element of an ONNX `bool` tensor is 0 or 1. Any other byte is not a
+/// valid C++ `bool`: kernels that read it (Not, And, Where, ...) would be undefined
+/// behaviour inside ONNX Runtime, so such bytes never reach it.
+pub(crate) fn check_bool(name: &str, data: &[u8]) -> Result<(), NnError> {
+    match data.iter().position(|b| *b > 1) {
+        None => Ok(()),
+        Some(i) => Err(NnError::new(
+            ErrorCode::InvalidArgument,
+            format!("input '{name}' is a bool tensor but element {i} is {} (bool elements must be 0 or 1)", data[i]),
+        )),
+    }
 }
 
 pub(crate) fn element_type(ty: TensorType) -> Et {
@@ -173,6 +204,12 @@ impl Drop for OrtTensor {
 }
 
 /// Like [`run`], but the outputs stay in ORT's memory (no copy).
+///
+/// Invariant: no returned tensor aliases a caller-owned input buffer. ONNX Runtime may
+/// hand back an input's own buffer as an output (a graph output wired straight to an
+/// input, or through an aliasing op such as Identity or Reshape); a kept output would
+/// then point into memory the caller frees or reuses after the run (a use-after-free
+/// that a tenant's uploaded model could trigger). Such a run is refused.
 pub fn run_keep(
     session: &ort::session::Session,
     inputs: &[RawInput<'_>],
@@ -190,10 +227,32 @@ pub fn run_keep(
             // SAFETY: a live CPU tensor returned by Run.
             status(unsafe { (ort::api().GetTensorMutableData)(v, &mut p) }, "GetTensorMutableData")?;
         }
+        if let Some(input) = aliased_input(p as *const u8, len, inputs) {
+            return Err(NnError::new(
+                ErrorCode::UnsupportedOperation,
+                format!(
+                    "model output '{}' shares memory with input '{}'; outputs kept in the host must be new tensors (e.g. not an Identity of an input)",
+                    output_names[i], input
+                ),
+            ));
+        }
         std::mem::forget(guard);
         result.push(OrtTensor { value: v, data: p as *const u8, len, ty, shape });
     }
     Ok(result)
+}
+
+/// The input whose bytes overlap `[data, data + len)`, if any.
+fn aliased_input<'a>(data: *const u8, len: usize, inputs: &[RawInput<'a>]) -> Option<&'a str> {
+    if len == 0 || data.is_null() {
+        return None;
+    }
+    let (start, end) = (data as usize, (data as usize).saturating_add(len));
+    inputs.iter().find_map(|i| {
+        let s = i.data.as_ptr() as usize;
+        let e = s + i.data.len();
+        (!i.data.is_empty() && start < e && s < end).then_some(i.name)
+    })
 }
 
 fn run_values(
@@ -215,12 +274,14 @@ fn run_values(
                 format!("input '{}': {} data bytes for shape {:?} of {:?} (expected {need})", input.name, input.data.len(), input.shape, input.ty),
             ));
         }
+        if input.ty == TensorType::Bool {
+            check_bool(input.name, input.data)?;
+        }
         let mut v = ptr::null_mut();
-        // ORT requires a non-null data pointer even for zero-sized tensors.
-        let mut empty = [0u8; 8];
-        let data_ptr = if input.data.is_empty() { empty.as_mut_ptr() } else { input.data.as_ptr() as *mut u8 };
-        // SAFETY: the tensor aliases `input.data`, which outlives this call; ORT only
-        // reads inputs. The length was checked against shape x element size above.
+        let data_ptr: *mut u8 = if input.data.is_empty() { EMPTY_INPUT.as_ptr() as *mut u8 } else { input.data.as_ptr() as *mut u8 };
+        // SAFETY: the tensor aliases `input.data` (or the static `EMPTY_INPUT` when it
+        // has no bytes), which outlives this call; ORT only reads inputs. The length was
+        // checked against shape x element size above.
         status(
             unsafe {
                 (api.CreateTensorWithDataAsOrtValue)(
@@ -327,4 +388,99 @@ fn read_output(v: *mut OrtValue, name: &str) -> Result<RawOutput, NnError> {
         }
     }
     Ok(RawOutput { ty, shape, data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::session;
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// The bool check sits in the one function every run goes through, so no caller
+    /// (batcher, scheduler, a future one) can hand ONNX Runtime a byte that is not a bool.
+    #[test]
+    fn bool_tensors_are_checked_at_the_ffi_boundary() {
+        let s = session("not_bool.onnx");
+        let good = [1u8, 0, 0, 1];
+        let out = run(&s, &[RawInput { name: "x", ty: TensorType::Bool, shape: &[1, 4], data: &good }], &["y"]).unwrap();
+        assert_eq!((out[0].ty, out[0].data.as_slice()), (TensorType::Bool, &[0u8, 1, 1, 0][..]));
+        for bad in [[0u8, 1, 2, 0], [255, 0, 0, 0]] {
+            let e = run(&s, &[RawInput { name: "x", ty: TensorType::Bool, shape: &[1, 4], data: &bad }], &["y"]).err().unwrap();
+            assert_eq!(e.code, ErrorCode::InvalidArgument, "{}", e.message);
+            assert!(e.message.contains("must be 0 or 1"), "{}", e.message);
+            let e = run_keep(&s, &[RawInput { name: "x", ty: TensorType::Bool, shape: &[1, 4], data: &bad }], &["y"]).err().unwrap();
+            assert_eq!(e.code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    /// A tensor with no elements is created on a valid, process-lifetime pointer and runs
+    /// (with `run` and `run_keep`); so does a mix of empty and non-empty runs in a row.
+    #[test]
+    fn empty_inputs_run_cleanly() {
+        let s = session("identity_fp32.onnx");
+        for _ in 0..3 {
+            let out = run(&s, &[RawInput { name: "x", ty: TensorType::Fp32, shape: &[0, 3], data: &[] }], &["y", "n"]).unwrap();
+            assert_eq!((out[0].shape.as_slice(), out[0].data.len()), (&[0i64, 3][..], 0));
+            assert_eq!(out[1].data, [0i64, 3].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+            let kept = run_keep(&s, &[RawInput { name: "x", ty: TensorType::Fp32, shape: &[0, 3], data: &[] }], &["n"]).unwrap();
+            assert_eq!(kept[0].shape, vec![2]);
+            let x = f32_bytes(&[1.0, 2.0, 3.0]);
+            let out = run(&s, &[RawInput { name: "x", ty: TensorType::Fp32, shape: &[1, 3], data: &x }], &["y"]).unwrap();
+            assert_eq!(out[0].data, x);
+        }
+        assert_eq!(EMPTY_INPUT.as_ptr() as usize % std::mem::align_of::<u64>(), 0);
+    }
+
+    /// A graph whose output is its input `x` (float [b, 3], no nodes), as
+    /// `onnx.helper` writes it (60 bytes; ir 8, opset 17; `onnx.checker` accepts it).
+    const PASS_THROUGH: &str = "08083a321204706173735a140a0178120f0a0d080112090a031201620a02080362140a0178120f0a0d080112090a031201620a02080342040a001011";
+
+    fn pass_through() -> ort::session::Session {
+        let bytes: Vec<u8> = (0..PASS_THROUGH.len()).step_by(2).map(|i| u8::from_str_radix(&PASS_THROUGH[i..i + 2], 16).unwrap()).collect();
+        crate::build_cpu(&crate::test_support::env(), &bytes).unwrap()
+    }
+
+    /// ONNX Runtime hands an input's own buffer back as an output wired to it (a tenant
+    /// can upload such a model); `run_keep` must refuse to keep that output (the caller
+    /// frees or reuses its inputs after the run: the kept tensor would dangle), while
+    /// `run`, which copies outputs out before returning, is fine.
+    #[test]
+    fn kept_outputs_never_alias_caller_inputs() {
+        let s = pass_through();
+        let x = f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let input = [RawInput { name: "x", ty: TensorType::Fp32, shape: &[2, 3], data: &x }];
+        // What ORT does here, seen through the raw run: the output is x's own memory.
+        let raw = run_values(&s, &input, &["x"]).unwrap();
+        let (_, _, len) = describe(raw.0[0], "x").unwrap();
+        let mut p = ptr::null_mut();
+        // SAFETY: a live CPU tensor returned by Run, read only for its address.
+        status(unsafe { (ort::api().GetTensorMutableData)(raw.0[0], &mut p) }, "GetTensorMutableData").unwrap();
+        assert_eq!(aliased_input(p as *const u8, len, &input), Some("x"), "ORT returned the input's buffer as the output (this test relies on it)");
+        drop(raw);
+        let e = run_keep(&s, &input, &["x"]).err().expect("an aliasing kept output is refused");
+        assert_eq!(e.code, ErrorCode::UnsupportedOperation);
+        assert!(e.message.contains("output 'x' shares memory with input 'x'"), "{}", e.message);
+        assert_eq!(run(&s, &input, &["x"]).unwrap()[0].data, x);
+        // An output ORT computed into its own memory is kept.
+        let id = session("identity_fp32.onnx");
+        let kept = run_keep(&id, &input, &["y", "n"]).unwrap();
+        assert_eq!(kept[0].bytes(), &x[..]);
+        assert_eq!(kept[1].bytes(), [2i64, 3].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn overlap_is_detected_at_every_edge() {
+        let buf = [0u8; 32];
+        let input = [RawInput { name: "a", ty: TensorType::U8, shape: &[8], data: &buf[8..16] }];
+        let at = |o: usize, n: usize| aliased_input(buf[o..].as_ptr(), n, &input);
+        assert_eq!(at(8, 8), Some("a"));
+        assert_eq!(at(15, 1), Some("a"));
+        assert_eq!(at(0, 9), Some("a"));
+        assert_eq!(at(0, 8), None);
+        assert_eq!(at(16, 8), None);
+        assert_eq!(at(10, 0), None, "an empty output holds no bytes");
+    }
 }

@@ -28,6 +28,7 @@ pub mod generate;
 pub mod host;
 mod llm_host;
 pub mod tensor;
+pub mod upload;
 
 use sha2::Digest;
 use std::collections::HashMap;
@@ -163,8 +164,11 @@ pub struct NnConfig {
     pub max_tensor_bytes: usize,
     /// Most wasi:nn calls of one invocation.
     pub max_calls_per_invocation: u32,
-    /// Bytes of KV cache all open `helixflow:llm` sequences may hold together.
+    /// Bytes of KV cache all open `helixflow:llm` sequences may hold together (with
+    /// every padded batch input and output the decode schedulers hold).
     pub max_kv_bytes: u64,
+    /// Bytes of that budget one tenant's sequences may hold (capped at `max_kv_bytes`).
+    pub max_kv_tenant_bytes: u64,
     /// Longest context a sequence may reach (a model's own limit applies too).
     pub max_context: usize,
     /// Sequences one invocation may hold open at once.
@@ -186,6 +190,7 @@ impl Default for NnConfig {
             max_tensor_bytes: 64 << 20,
             max_calls_per_invocation: 10_000,
             max_kv_bytes: 2 << 30,
+            max_kv_tenant_bytes: 1 << 30,
             max_context: 8192,
             max_sequences_per_invocation: 4,
         }
@@ -195,10 +200,18 @@ impl Default for NnConfig {
 /// Dynamic batching of one model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct Batching {
-    /// Most rows (dimension 0) in one run; 0 or 1 = batching off.
+    /// Most rows (dimension 0) in one run; 0 or 1 = batching off. (For a causal LM: the
+    /// rows of a decode run, see [`generate`].)
     pub max_batch: u32,
     /// How long the first request of a batch waits for company.
     pub max_delay_us: u64,
+    /// The model's owner declares every output row a function of the same input row
+    /// alone (no batch-wide statistics, such as dynamic activation quantisation with one
+    /// scale per tensor or batch normalisation in training mode). Invariant: the generic
+    /// batcher ([`batch`]) coalesces requests only for models that declare it; others
+    /// always run one request per run, whatever `max_batch` says.
+    #[serde(default)]
+    pub row_independent: bool,
 }
 
 /// A resolved model version, as the registry describes it.
@@ -272,6 +285,13 @@ pub struct LoadedGraph {
 }
 
 impl LoadedGraph {
+    /// Whether anyone but the session cache holds this graph: a guest's graph resource,
+    /// a compute in flight, or an open `helixflow:llm` sequence of its decode scheduler.
+    /// Call it on the `Arc` the cache holds.
+    fn in_use(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1 || matches!(self.lm.get(), Some(Ok(lm)) if Arc::strong_count(lm) > 1)
+    }
+
     /// Runs one request: validates inputs against the model, then runs it alone or,
     /// when the model batches, together with concurrent requests.
     pub async fn compute(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, NnError> {
@@ -354,6 +374,11 @@ impl SessionCore {
                         format!("input '{}' dimension {i} is {have} but the model expects {want} ({:?})", spec.name, spec.shape),
                     ));
                 }
+            }
+            // ONNX bool crosses as U8: only 0 and 1 are bools (see `ffi::check_bool`).
+            // Checked here too, so a bad request never joins (and fails) a batch.
+            if want == TensorType::Bool {
+                ffi::check_bool(&spec.name, &t.data)?;
             }
             out.push(Tensor { ty: want, ..t });
         }
@@ -474,7 +499,7 @@ impl Inference {
     /// Loads ONNX Runtime (fails fast with a clear message when it is missing).
     pub fn new(cfg: NnConfig, source: Arc<dyn ModelSource>) -> Result<Arc<Inference>, InitError> {
         let env = environment(&cfg)?;
-        let kv_budget = generate::KvBudget::new(cfg.max_kv_bytes);
+        let kv_budget = generate::KvBudget::new(cfg.max_kv_bytes, cfg.max_kv_tenant_bytes);
         Ok(Arc::new(Inference {
             kv_budget,
             env,
@@ -576,13 +601,14 @@ impl Inference {
     fn key(&self, spec: &ModelSpec) -> String {
         let providers = self.providers_of(spec);
         format!(
-            "{}|{}|{:?}|{}|{}/{}",
+            "{}|{}|{:?}|{}|{}/{}/{}",
             spec.sha256,
             providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
             spec.fallback.unwrap_or(self.cfg.default_fallback),
             spec.trt_fp16,
             spec.batching.max_batch,
-            spec.batching.max_delay_us
+            spec.batching.max_delay_us,
+            spec.batching.row_independent
         )
     }
 
@@ -632,6 +658,12 @@ impl Inference {
         }
     }
 
+    /// Evicts least-recently-used sessions until the cache fits its budget. Invariant:
+    /// only sessions nobody else holds are evicted (see [`LoadedGraph::in_use`]). An
+    /// evicted entry that a caller still held would stay in memory uncounted, and the
+    /// next load of the same model would build a second session next to it; so a
+    /// session in use stays cached and counted, even when that leaves the cache over
+    /// its budget until it is released.
     fn evict_over_budget(&self, keep: &str) {
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -641,10 +673,13 @@ impl Inference {
             }
             let victim = map
                 .iter()
-                .filter(|(k, e)| k.as_str() != keep && e.slot.get().is_some())
+                .filter(|(k, e)| k.as_str() != keep && e.slot.get().is_some_and(|g| !g.in_use()))
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(k, _)| k.clone());
-            let Some(victim) = victim else { return };
+            let Some(victim) = victim else {
+                tracing::debug!(total, budget = self.cfg.session_budget_bytes, "session cache over budget; every other session is in use");
+                return;
+            };
             if let Some(g) = map.remove(&victim).as_ref().and_then(|e| e.slot.get()) {
                 tracing::info!(model = %g.core.display, provider = g.core.provider.as_str(), "session evicted (memory budget)");
             }
@@ -811,4 +846,78 @@ fn build(
     }
     b.commit_from_memory(bytes)
         .map_err(|e| NnError::new(ErrorCode::InvalidEncoding, format!("not a loadable ONNX model: {e}")))
+}
+
+/// What the unit tests that need ONNX Runtime share: the library from `ORT_DYLIB_PATH`
+/// and the models `scripts/test.sh` prepares in `HELIXFLOW_MODELS_DIR` (tests never skip:
+/// a missing input fails with how to get it).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn models_dir() -> PathBuf {
+        match std::env::var_os("HELIXFLOW_MODELS_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => panic!("HELIXFLOW_MODELS_DIR is not set: run scripts/test.sh, or `source` scripts/lib.sh and call ensure_nn"),
+        }
+    }
+
+    pub fn env() -> ort::environment::Environment {
+        environment(&NnConfig::default()).unwrap_or_else(|e| panic!("{e} (scripts/test.sh sets ORT_DYLIB_PATH)"))
+    }
+
+    /// A CPU session of `{HELIXFLOW_MODELS_DIR}/{file}`.
+    pub fn session(file: &str) -> ort::session::Session {
+        let p = models_dir().join(file);
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", p.display()));
+        build_cpu(&env(), &bytes).unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
+    pub fn inference(cfg: NnConfig) -> Arc<Inference> {
+        let _ = env();
+        Inference::new(cfg, Arc::new(dir_source::DirModels::new(models_dir()))).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session someone still holds is never evicted: the cache keeps counting it, and
+    /// the next load of the same model gets the same session instead of building a
+    /// second copy next to it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sessions_in_use_are_not_evicted() {
+        // Every session counts at least 1 MiB: a 1 MiB budget holds one.
+        let inf = test_support::inference(NnConfig { session_budget_bytes: 1 << 20, ..Default::default() });
+        let held = inf.graph_by_name("t", "identity_fp32").await.unwrap();
+        let other = inf.graph_by_name("t", "identity_i32").await.unwrap();
+        drop(other);
+        assert_eq!(inf.evictions.load(Ordering::Relaxed), 0, "the held session was not evicted");
+        let again = inf.graph_by_name("t", "identity_fp32").await.unwrap();
+        assert!(Arc::ptr_eq(&held, &again), "the same session, not a second one");
+        assert_eq!(inf.loads.load(Ordering::Relaxed), 2);
+        // Loading it again put the cache over budget, and now identity_i32 is not held: it goes.
+        assert_eq!(inf.evictions.load(Ordering::Relaxed), 1);
+        assert_eq!(inf.loaded().iter().map(|l| l.model.as_str()).collect::<Vec<_>>(), vec!["identity_fp32"]);
+        drop((held, again));
+        // Nobody holds identity_fp32 now: loading another model evicts it.
+        let _i64 = inf.graph_by_name("t", "identity_i64").await.unwrap();
+        assert_eq!(inf.evictions.load(Ordering::Relaxed), 2);
+    }
+
+    /// Bool inputs must be 0 or 1: anything else is refused before the request runs (or
+    /// joins a batch), with the element named.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bool_inputs_other_than_0_or_1_are_refused() {
+        let inf = test_support::inference(NnConfig::default());
+        let g = inf.graph_by_name("t", "not_bool").await.unwrap();
+        let x = |data: Vec<u8>| vec![("x".to_string(), Tensor { ty: TensorType::U8, dims: vec![1, 4], data })];
+        let out = g.compute(x(vec![0, 1, 1, 0])).await.unwrap();
+        assert_eq!(out[0].1.data, vec![1, 0, 0, 1]);
+        let e = g.compute(x(vec![0, 7, 1, 0])).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("element 1 is 7"), "{}", e.message);
+        assert_eq!(g.core.stats.runs.load(Ordering::Relaxed), 1, "the bad request never reached ONNX Runtime");
+    }
 }

@@ -59,7 +59,7 @@ impl wit::HostSequence for NnView<'_> {
             Err(e) => return Ok(Err(to_wit(e))),
         };
         self.ctx.sequences += 1;
-        Ok(Ok(self.table.push(lm.open())?))
+        Ok(Ok(self.table.push(lm.open(&self.ctx.tenant))?))
     }
 
     async fn context_length(&mut self, s: Resource<generate::Sequence>) -> wasmtime::Result<u32> {

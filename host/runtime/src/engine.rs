@@ -22,6 +22,9 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Size budget of that cache; least recently used entries are evicted past it.
     pub cache_max_bytes: u64,
+    /// Authenticates that cache's entries (compiled code is only loaded when its MAC
+    /// verifies). `None` with a `cache_dir`: the disk cache is not used.
+    pub cache_key: Option<crate::cache::CompileCacheKey>,
     /// Instances that can be live at once (pooling allocator slots).
     pub max_instances: u32,
     /// Largest linear memory any instance may have (per-invocation limits sit below it).
@@ -30,6 +33,10 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Guest stack limit.
     pub max_wasm_stack: usize,
+    /// Non-public address ranges (network address, prefix length) that guests'
+    /// outbound HTTP may connect to, from the node's `[sandbox] allow_private`.
+    /// Default: none (public addresses only). Never set from a tenant's config.
+    pub allow_private: Vec<(std::net::IpAddr, u8)>,
 }
 
 impl Default for RuntimeConfig {
@@ -37,10 +44,12 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cache_dir: None,
             cache_max_bytes: 2 << 30,
+            cache_key: None,
             max_instances: 1000,
             max_memory_bytes: 1 << 30,
             epoch_tick: Duration::from_millis(1),
             max_wasm_stack: 1 << 20,
+            allow_private: Vec::new(),
         }
     }
 }
@@ -56,6 +65,8 @@ pub(crate) struct Inner {
     stop: Arc<AtomicBool>,
     /// wasi:nn service (`None`: every wasi:nn call answers "not enabled").
     pub inference: Option<Arc<helixflow_nn::Inference>>,
+    /// Where guests' outbound HTTP may connect (node policy + refusal counters).
+    pub egress: Arc<crate::egress::Egress>,
 }
 
 impl Drop for Inner {
@@ -120,6 +131,12 @@ impl Inner {
             engine.precompile_compatibility_hash().hash(&mut h);
             format!("{:016x}", h.finish())
         };
+        if config.cache_dir.is_some() && config.cache_key.is_none() {
+            tracing::warn!("compile cache disabled: it needs a cache key to authenticate its entries");
+        }
+
+        let egress = crate::egress::Egress::new(&config.allow_private)
+            .map_err(|e| LoadError::Internal(format!("[sandbox] allow_private: {e}")))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -148,6 +165,7 @@ impl Inner {
             loaded: Mutex::new(HashMap::new()),
             stop,
             inference,
+            egress: Arc::new(egress),
         }))
     }
 
@@ -220,29 +238,19 @@ impl Inner {
         }))
     }
 
-    /// Compile, or deserialize from the disk cache. The cache directory is host-private:
-    /// deserializing trusts its contents (it only ever holds what this code wrote).
+    /// Compile, or load from the disk cache. **Invariant**: cached native code reaches
+    /// `Component::deserialize` only after its MAC verified (`cache::open`, keyed with
+    /// the node's cache key); an entry that was modified, carries no MAC (older
+    /// versions) or belongs to another component or engine is logged, deleted and
+    /// replaced by a fresh compile. Without a cache key the disk cache is not used.
     fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, LoadError> {
-        let cached = self
-            .config
-            .cache_dir
-            .as_ref()
-            .map(|d| crate::cache::path(d, &self.engine_hash, sha256));
-        if let Some(path) = &cached {
-            if path.exists() {
-                // SAFETY: the file was produced by `Component::serialize` of an engine
-                // with the same compatibility hash (it is in the path), in a directory
-                // only this host writes; wasmtime re-checks the header on load.
-                match unsafe { Component::deserialize_file(&self.engine, path) } {
-                    Ok(c) => {
-                        helixflow_disk_cache::touch(path);
-                        return Ok(c);
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile-cache entry");
-                        let _ = std::fs::remove_file(path);
-                    }
-                }
+        let cache = match (&self.config.cache_dir, &self.config.cache_key) {
+            (Some(dir), Some(key)) => Some((crate::cache::path(dir, &self.engine_hash, sha256), key)),
+            _ => None,
+        };
+        if let Some((path, key)) = &cache {
+            if let Some(component) = self.load_cached(path, key, sha256) {
+                return Ok(component);
             }
         }
         let started = std::time::Instant::now();
@@ -253,10 +261,11 @@ impl Inner {
             ms = started.elapsed().as_millis() as u64,
             "compiled component"
         );
-        if let Some(path) = &cached {
+        if let Some((path, key)) = &cache {
             match component.serialize() {
                 Ok(blob) => {
-                    if let Err(e) = helixflow_disk_cache::write_atomic(path, &blob) {
+                    let file = crate::cache::seal(key, &self.engine_hash, sha256, blob);
+                    if let Err(e) = helixflow_disk_cache::write_atomic(path, &file) {
                         tracing::warn!(path = %path.display(), error = %e, "could not write compile cache");
                     }
                     if let Some(dir) = &self.config.cache_dir {
@@ -274,6 +283,53 @@ impl Inner {
             }
         }
         Ok(component)
+    }
+
+    /// The cached compilation of `sha256` at `path`, if there is one and its MAC verifies.
+    /// A rejected or unusable entry is deleted (the caller recompiles and rewrites it).
+    fn load_cached(
+        &self,
+        path: &std::path::Path,
+        key: &crate::cache::CompileCacheKey,
+        sha256: &str,
+    ) -> Option<Component> {
+        let file = match std::fs::read(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(sha256, path = %path.display(), error = %e, "unreadable compile-cache entry; recompiling");
+                let _ = std::fs::remove_file(path);
+                return None;
+            }
+        };
+        let code = match crate::cache::open(key, &self.engine_hash, sha256, file) {
+            Ok(code) => code,
+            Err(why) => {
+                tracing::warn!(
+                    sha256,
+                    path = %path.display(),
+                    reason = %why,
+                    "compile-cache entry failed authentication; deleting it and recompiling"
+                );
+                let _ = std::fs::remove_file(path);
+                return None;
+            }
+        };
+        // SAFETY: `code` is exactly what `Component::serialize` produced on a node holding
+        // the cache key, for this component and an engine with this compatibility hash
+        // (all three are covered by the MAC that just verified); wasmtime re-checks the
+        // header on load.
+        match unsafe { Component::deserialize(&self.engine, &code) } {
+            Ok(component) => {
+                helixflow_disk_cache::touch(path);
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(sha256, path = %path.display(), error = %e, "ignoring unusable compile-cache entry");
+                let _ = std::fs::remove_file(path);
+                None
+            }
+        }
     }
 
     /// Remove compile-cache entries not in `keep` (SHA-256s), and the entries of other
@@ -326,7 +382,11 @@ impl Inner {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: SandboxHooks { allow: env.allow_outbound.clone() },
+            hooks: SandboxHooks {
+                allow: env.allow_outbound.clone(),
+                egress: self.egress.clone(),
+                caller: crate::egress::Caller { tenant: env.tenant.clone(), function: env.function.clone() },
+            },
             nn: helixflow_nn::host::NnCtx::new(self.inference.clone(), env.tenant.clone()),
             limiter: MemoryLimiter {
                 limit: limits.memory_bytes,
@@ -437,6 +497,95 @@ mod tests {
                 .contains("magic")
         );
         assert!(check_header(b"\0asm").is_err());
+    }
+
+    /// Cached native code is loaded only when its MAC verifies; anything else is
+    /// recompiled and the entry rewritten (a new file: temp + rename).
+    #[test]
+    fn compile_cache_entries_load_only_when_their_mac_verifies() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key_a = crate::CompileCacheKey::new([1; 32]);
+        let rt = |key: &crate::CompileCacheKey| {
+            Inner::new(
+                RuntimeConfig {
+                    cache_dir: Some(dir.path().to_path_buf()),
+                    cache_key: Some(key.clone()),
+                    max_instances: 2,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap()
+        };
+        let wasm = wat::parse_str(r#"(component (core module (func (export "f"))))"#).unwrap();
+        let other = wat::parse_str(r#"(component (core module (func (export "g"))))"#).unwrap();
+        let inner = rt(&key_a);
+        let path = crate::cache::path(dir.path(), &inner.engine_hash, "aa");
+        // A hard link keeps the entry's current inode alive (so it cannot be reused):
+        // the entry is the same file afterwards exactly when it was not rewritten.
+        let pin = dir.path().join("pinned");
+        let pin_entry = || {
+            let _ = std::fs::remove_file(&pin);
+            std::fs::hard_link(&path, &pin).unwrap();
+        };
+        let rewritten = || std::fs::metadata(&path).unwrap().ino() != std::fs::metadata(&pin).unwrap().ino();
+        let opens = |key: &crate::CompileCacheKey, sha: &str| {
+            crate::cache::open(key, &inner.engine_hash, sha, std::fs::read(&path).unwrap()).is_ok()
+        };
+
+        inner.compile("aa", &wasm).unwrap();
+        assert!(opens(&key_a, "aa"), "the entry is written with its MAC");
+        // A fresh runtime with the same key loads the entry as it is (no rewrite).
+        pin_entry();
+        rt(&key_a).compile("aa", &wasm).unwrap();
+        assert!(!rewritten(), "a verified entry is used, not rewritten");
+
+        // A flipped byte in the middle of the native code: refused, recompiled, rewritten.
+        let mut flipped = std::fs::read(&path).unwrap();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0xff;
+        std::fs::write(&path, &flipped).unwrap();
+        pin_entry();
+        let c = rt(&key_a).compile("aa", &wasm).unwrap();
+        assert!(c.serialize().is_ok());
+        assert!(rewritten(), "the tampered entry was replaced");
+        assert!(opens(&key_a, "aa"));
+        assert_ne!(std::fs::read(&path).unwrap(), flipped);
+
+        // An entry written by another node's key is not trusted.
+        let key_b = crate::CompileCacheKey::new([2; 32]);
+        pin_entry();
+        rt(&key_b).compile("aa", &wasm).unwrap();
+        assert!(rewritten());
+        assert!(opens(&key_b, "aa") && !opens(&key_a, "aa"));
+
+        // Another component's valid entry copied over this one's name is refused.
+        let inner2 = rt(&key_a);
+        inner2.compile("bb", &other).unwrap();
+        let path_b = crate::cache::path(dir.path(), &inner2.engine_hash, "bb");
+        std::fs::copy(&path_b, &path).unwrap();
+        assert!(!opens(&key_a, "aa"));
+        pin_entry();
+        inner2.compile("aa", &wasm).unwrap();
+        assert!(rewritten(), "a swapped-in entry is rewritten");
+        assert!(opens(&key_a, "aa"));
+
+        // An entry from before authentication (bare `serialize` output) is recompiled.
+        std::fs::write(&path, inner2.compile("aa", &wasm).unwrap().serialize().unwrap()).unwrap();
+        pin_entry();
+        inner2.compile("aa", &wasm).unwrap();
+        assert!(rewritten());
+        assert!(opens(&key_a, "aa"));
+
+        // Without a key the disk cache is not used at all.
+        let nokey = Inner::new(
+            RuntimeConfig { cache_dir: Some(dir.path().join("nokey")), max_instances: 2, ..Default::default() },
+            None,
+        )
+        .unwrap();
+        nokey.compile("aa", &wasm).unwrap();
+        assert!(!dir.path().join("nokey").exists());
     }
 
     #[tokio::test]

@@ -15,15 +15,19 @@
 //!   or about the API's wire formats: callers hand it bytes and get typed results.
 //! * Guests get no filesystem, no sockets, no inherited environment (only the env vars
 //!   and stdio the invocation is given), and no outbound HTTP except to the hosts the
-//!   invocation's `allow_outbound` names.
+//!   invocation's `allow_outbound` names, and then only to public addresses or to the
+//!   ranges the node's [`RuntimeConfig::allow_private`] opts in ([`egress`]).
 //! * A guest can never take the host down: every failure is an `InvokeError`.
 
 mod cache;
+pub mod egress;
 mod engine;
 mod event;
 mod http;
 mod state;
 
+pub use egress::EgressStats;
+pub use cache::CompileCacheKey;
 pub use engine::RuntimeConfig;
 pub use event::{EventContext, EventOutput};
 pub use http::{InvocationReport, ReportSink};
@@ -62,6 +66,8 @@ pub struct InvocationEnv {
     pub env: Vec<(String, String)>,
     /// The calling tenant: wasi:nn resolves model names in its namespace.
     pub tenant: String,
+    /// The function's name (named in the log line of a refused outbound request).
+    pub function: String,
     /// Hosts the guest may reach over outbound wasi:http (`host`, `host:port`,
     /// `*.domain`); empty: no outbound requests at all.
     pub allow_outbound: Vec<String>,
@@ -175,6 +181,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Counts of guests' outbound requests refused so far (for `/metrics`).
+    pub fn egress_stats(&self) -> Arc<EgressStats> {
+        self.inner.egress.stats.clone()
     }
 
     /// Validate + compile `bytes` (SHA-256 `sha256`), link it, and keep it in memory.

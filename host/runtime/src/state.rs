@@ -50,10 +50,16 @@ impl WasiHttpView for HostState {
 }
 
 /// wasi:http policy for guests: outbound requests are denied unless the function's
-/// config allows the host (no egress by default).
+/// config allows the host (no egress by default), and then connect only to addresses
+/// the node's egress policy allows (public ones, plus the ranges the node opts in):
+/// see [`crate::egress`].
 pub struct SandboxHooks {
     /// `host` (any port), `host:port`, or `*.domain` (any subdomain, any port).
     pub allow: Vec<String>,
+    /// The node's egress policy (shared by every invocation).
+    pub egress: Arc<crate::egress::Egress>,
+    /// Who is calling out, for the log line of a refusal.
+    pub caller: crate::egress::Caller,
 }
 
 /// `host[:port]` -> (host, port), lowercased; a bracketed IPv6 literal keeps its brackets.
@@ -101,18 +107,23 @@ impl WasiHttpHooks for SandboxHooks {
             > + Send,
     > {
         let authority = request.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        // Userinfo (`user@host`) would make the allow-list see one host and the
+        // connection another: refuse it outright.
+        if authority.contains('@') {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
+        }
         if authority.is_empty() || !outbound_allowed(&self.allow, &authority) {
-            tracing::info!(%authority, "outbound request denied (not on the function's allow-list)");
+            self.egress.stats.count_not_allowed();
+            tracing::info!(
+                tenant = %self.caller.tenant,
+                function = %self.caller.function,
+                %authority,
+                "outbound request denied (not on the function's allow-list)"
+            );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-            ))
-        })
+        // On the allow-list: now check where the name really leads, and connect there.
+        Box::new(crate::egress::send(self.egress.clone(), self.caller.clone(), request, options))
     }
 }
 

@@ -21,6 +21,10 @@ fn valid_sha(sha: &str) -> bool {
 
 /// An existing artifact older than this is rewritten when deployed again (see `put`).
 const REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+/// Part size of [`ArtifactStore::put_file`]'s streaming uploads (S3 needs >= 5 MiB).
+pub const PUT_FILE_PART: usize = 8 << 20;
+/// Parts of a streaming upload buffered at once.
+pub const PUT_FILE_PARTS_IN_FLIGHT: usize = 2;
 
 /// One listed artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +238,74 @@ impl ArtifactStore {
         }
     }
 
+    /// Store the file at `file`, whose SHA-256 the caller computed as `sha256`, without
+    /// reading it into memory: it is streamed in parts of [`PUT_FILE_PART`] bytes (at most
+    /// [`PUT_FILE_PARTS_IN_FLIGHT`] buffered). Invariants, as for [`ArtifactStore::put`]:
+    /// the object appears whole or not at all (a multipart upload becomes visible only
+    /// when it completes, a `file://` one by rename), and under a name that is the SHA-256
+    /// of what it holds: the bytes are hashed again as they are sent and the upload is
+    /// aborted unless they hash to `sha256`. An artifact already stored is kept (and
+    /// rewritten when older than the `gc` grace period, like `put`); a concurrent upload
+    /// of the same name can only write the same verified bytes, which is why the
+    /// multipart path needs no `PutMode::Create`. Files up to one part go through `put`.
+    pub async fn put_file(&self, file: &std::path::Path, sha256: &str) -> Result<String> {
+        use tokio::io::AsyncReadExt;
+        if !valid_sha(sha256) {
+            return Err(StoreError::Invalid(format!("{sha256:?} is not a SHA-256 hex digest")));
+        }
+        let io = |e: std::io::Error| StoreError::Unavailable(format!("reading {}: {e}", file.display()));
+        let size = tokio::fs::metadata(file).await.map_err(io)?.len();
+        if size <= PUT_FILE_PART as u64 {
+            let bytes = Bytes::from(tokio::fs::read(file).await.map_err(io)?);
+            let actual = sha256_hex(&bytes);
+            if actual != sha256 {
+                return Err(StoreError::Corrupt(format!("file {} has SHA-256 {actual}, expected {sha256}", file.display())));
+            }
+            return self.put(bytes).await;
+        }
+        let path = self.path(sha256);
+        match self.store.head(&path).await {
+            Ok(meta) => {
+                let age = std::time::SystemTime::now()
+                    .duration_since(std::time::SystemTime::from(meta.last_modified))
+                    .unwrap_or_default();
+                if age <= REFRESH_AFTER {
+                    return Ok(sha256.to_string());
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(map_err(e)),
+        }
+        let upload = self.store.put_multipart(&path).await.map_err(map_err)?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PUT_FILE_PART);
+        let mut f = tokio::fs::File::open(file).await.map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(io(e));
+                }
+            };
+            hasher.update(&buf[..n]);
+            if let Err(e) = w.wait_for_capacity(PUT_FILE_PARTS_IN_FLIGHT).await {
+                let _ = w.abort().await;
+                return Err(map_err(e));
+            }
+            w.write(&buf[..n]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if actual != sha256 {
+            let _ = w.abort().await;
+            return Err(StoreError::Corrupt(format!("file {} has SHA-256 {actual}, expected {sha256}", file.display())));
+        }
+        w.finish().await.map_err(map_err)?;
+        Ok(sha256.to_string())
+    }
+
     /// Fetch the bytes of `sha`, verifying their hash.
     pub async fn get(&self, sha: &str) -> Result<Bytes> {
         if !valid_sha(sha) {
@@ -377,6 +449,32 @@ mod tests {
             store.get("../../etc/passwd").await,
             Err(StoreError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn put_file_streams_verifies_and_stores_nothing_on_a_hash_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("artifacts").display());
+        let store = ArtifactStore::from_url(&url).unwrap();
+        // Larger than one part: the multipart path.
+        let big: Vec<u8> = (0..(PUT_FILE_PART * 2 + 12345)).map(|i| (i % 251) as u8).collect();
+        let file = dir.path().join("upload");
+        std::fs::write(&file, &big).unwrap();
+        let sha = sha256_hex(&big);
+        let wrong = sha256_hex(b"something else");
+        assert!(matches!(store.put_file(&file, &wrong).await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.get(&wrong).await, Err(StoreError::NotFound(_))), "nothing stored under the wrong name");
+        let leftovers = std::fs::read_dir(dir.path().join("artifacts/sha256")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(leftovers, 0, "no partial object left behind");
+        assert_eq!(store.put_file(&file, &sha).await.unwrap(), sha);
+        assert_eq!(store.get(&sha).await.unwrap().as_ref(), &big[..]);
+        assert_eq!(store.put_file(&file, &sha).await.unwrap(), sha, "idempotent");
+        assert_eq!(store.list().await.unwrap().len(), 1);
+        // Small files: the single-request path, same checks.
+        std::fs::write(&file, b"small").unwrap();
+        assert!(matches!(store.put_file(&file, &wrong).await, Err(StoreError::Corrupt(_))));
+        assert_eq!(store.put_file(&file, &sha256_hex(b"small")).await.unwrap(), sha256_hex(b"small"));
+        assert!(matches!(store.put_file(&file, "../x").await, Err(StoreError::Invalid(_))));
     }
 
     #[tokio::test]

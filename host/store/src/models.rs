@@ -33,6 +33,15 @@ pub struct ModelConfig {
     pub max_batch: u32,
     #[serde(default)]
     pub max_delay_us: u64,
+    /// The model computes each output row from the same input row alone (no batch-wide
+    /// statistics such as dynamic activation quantisation or batch normalisation in
+    /// training mode). Only such models are batched across requests (`max_batch`);
+    /// others run one request per run. Off unless the owner declares it, so configs
+    /// stored before it existed read as off; not written when off, so nodes that
+    /// predate it still read configs that do not set it. (Chat models batch decode
+    /// steps by `max_batch` whatever this says.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub row_independent: bool,
     /// TensorRT: fp16 engines.
     #[serde(default)]
     pub trt_fp16: bool,
@@ -310,6 +319,21 @@ mod tests {
     use crate::RedbMetadataStore;
     use crate::registry::TenantLimits;
     use std::sync::Arc;
+
+    /// Configs stored before `row_independent` existed still read (as not declared, so
+    /// not batched); one that declares it round-trips; one that does not is written
+    /// without the field, so older nodes keep reading it.
+    #[test]
+    fn row_independence_is_off_unless_declared_and_old_configs_still_read() {
+        let old: ModelConfig = serde_json::from_str(r#"{"providers":[],"max_batch":32,"max_delay_us":2000,"trt_fp16":false}"#).unwrap();
+        assert_eq!((old.max_batch, old.row_independent), (32, false));
+        let on: ModelConfig = serde_json::from_str(r#"{"max_batch":32,"row_independent":true}"#).unwrap();
+        assert!(on.row_independent);
+        let again: ModelConfig = serde_json::from_str(&serde_json::to_string(&on).unwrap()).unwrap();
+        assert_eq!(again, on);
+        assert!(!serde_json::to_string(&old).unwrap().contains("row_independent"));
+        assert!(serde_json::from_str::<ModelConfig>(r#"{"row_independent":"yes"}"#).is_err());
+    }
 
     #[tokio::test]
     async fn models_are_tenant_scoped_with_public_fallback() {

@@ -80,6 +80,10 @@ pub struct FunctionConfig {
     pub memory_mb: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Environment variables for the guest. As stored, each value is sealed by the api
+    /// layer with the node's secrets key (`sealed:v1:...`, bound to tenant, function and
+    /// name); records written before sealing existed hold plain text until their next
+    /// config write. This crate never sees or needs the values in the clear.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Anyone may call the function's HTTP endpoint (no credentials). Off by default:
@@ -296,6 +300,14 @@ impl Registry {
                 )))
             }
         }
+    }
+
+    /// A function's record, or `None` when there is none. One read either way (unlike
+    /// [`Registry::function`], it does not read the tenant to say which part is
+    /// missing), so a caller cannot tell "no such tenant" from "no such function" by
+    /// timing.
+    pub async fn find_function(&self, tenant: &str, name: &str) -> Result<Option<Function>> {
+        Ok(self.function_item(tenant, name).await?.map(|(_, f)| f))
     }
 
     pub async fn functions(&self, tenant: &str) -> Result<Vec<Function>> {
