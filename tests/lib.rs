@@ -2,7 +2,7 @@
 //! HTTP over real sockets, real guest components built for wasm32-wasip2.
 //!
 //! Inputs (set by `scripts/test.sh`; defaults fit a plain `cargo` checkout):
-//! * `HELIXFLOW_BIN`: the `helixflow` binary (default `target/release/helixflow`).
+//! * `HELIXFLOW_BIN`: the `helixflow` binary (default `target/ci/helixflow`, the test profile).
 //! * `HELIXFLOW_GUEST_DIR`: the built guests (default `target/wasm32-wasip2/guest`).
 //!
 //! Missing inputs fail the test with a message saying how to build them: nothing is
@@ -28,10 +28,10 @@ pub fn workspace_root() -> PathBuf {
 pub fn helixflow_bin() -> PathBuf {
     let p = std::env::var_os("HELIXFLOW_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/release/helixflow"));
+        .unwrap_or_else(|| workspace_root().join("target/ci/helixflow"));
     assert!(
         p.exists(),
-        "{} is missing: build it with `cargo build --release -p helixflow` (or run scripts/test.sh)",
+        "{} is missing: build it with `cargo build --profile ci -p helixflow` (or run scripts/test.sh)",
         p.display()
     );
     p
