@@ -197,8 +197,16 @@ pub fn admin_key() -> &'static str {
     static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     KEY.get_or_init(|| {
         use sha2::Digest;
-        let seed = format!("{:?}{}{:?}", std::time::SystemTime::now(), std::process::id(), std::thread::current().id());
-        format!("hfadmin_test{}", hex::encode(sha2::Sha256::digest(seed.as_bytes())))
+        let seed = format!(
+            "{:?}{}{:?}",
+            std::time::SystemTime::now(),
+            std::process::id(),
+            std::thread::current().id()
+        );
+        format!(
+            "hfadmin_test{}",
+            hex::encode(sha2::Sha256::digest(seed.as_bytes()))
+        )
     })
 }
 
@@ -252,7 +260,10 @@ impl Http {
     ) -> Resp {
         let mut b = http::Request::builder().method(method).uri(url);
         if let Some(t) = &self.token {
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
                 b = b.header("authorization", format!("Bearer {t}"));
             }
         }

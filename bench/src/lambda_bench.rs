@@ -22,12 +22,29 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Ful
 
 #[derive(Clone)]
 enum Mode {
-    Invoke { url: String, akid: String, secret: String },
-    Http { url: String, token: String },
-    Event { url: String, akid: String, secret: String },
+    Invoke {
+        url: String,
+        akid: String,
+        secret: String,
+    },
+    Http {
+        url: String,
+        token: String,
+    },
+    Event {
+        url: String,
+        akid: String,
+        secret: String,
+    },
 }
 
-fn signed(url: &str, akid: &str, secret: &str, body: &[u8], invocation_type: Option<&str>) -> http::Request<Full<bytes::Bytes>> {
+fn signed(
+    url: &str,
+    akid: &str,
+    secret: &str,
+    body: &[u8],
+    invocation_type: Option<&str>,
+) -> http::Request<Full<bytes::Bytes>> {
     let creds = Credentials::new(akid, secret, None, None, "bench");
     let identity = creds.into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
@@ -39,18 +56,31 @@ fn signed(url: &str, akid: &str, secret: &str, body: &[u8], invocation_type: Opt
         .build()
         .expect("signing params")
         .into();
-    let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let mut headers = vec![("host", host.as_str())];
     if let Some(t) = invocation_type {
         headers.push(("x-amz-invocation-type", t));
     }
-    let signable = SignableRequest::new("POST", url, headers.iter().copied(), SignableBody::Bytes(body)).expect("signable");
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .expect("signable");
     let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
     let mut b = http::Request::builder().method("POST").uri(url);
     for (k, v) in &headers {
         b = b.header(*k, *v);
     }
-    let mut req = b.body(Full::new(bytes::Bytes::copy_from_slice(body))).expect("request");
+    let mut req = b
+        .body(Full::new(bytes::Bytes::copy_from_slice(body)))
+        .expect("request");
     instructions.apply_to_request_http1x(&mut req);
     req
 }
@@ -68,14 +98,31 @@ async fn one(client: &HttpClient, mode: &Mode, body: &[u8]) -> Result<(), String
     };
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await.map_err(|e| e.to_string())?;
-    let want = if matches!(mode, Mode::Event { .. }) { 202 } else { 200 };
-    if status == want { Ok(()) } else { Err(format!("status {status}")) }
+    let _ = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let want = if matches!(mode, Mode::Event { .. }) {
+        202
+    } else {
+        200
+    };
+    if status == want {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
 }
 
 /// Runs `mode` for `dur` (or `count` requests) with CONCURRENCY workers; returns
 /// (requests, elapsed, sorted latencies).
-async fn load(client: &HttpClient, mode: Mode, dur: Option<Duration>, count: Option<usize>) -> (usize, Duration, Vec<Duration>) {
+async fn load(
+    client: &HttpClient,
+    mode: Mode,
+    dur: Option<Duration>,
+    count: Option<usize>,
+) -> (usize, Duration, Vec<Duration>) {
     let start = Instant::now();
     let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -116,13 +163,28 @@ fn pct(l: &[Duration], p: f64) -> f64 {
 async fn succeeded(client: &HttpClient, node_url: &str) -> u64 {
     let req = http::Request::builder()
         .uri(format!("{node_url}/metrics"))
-        .header("authorization", format!("Bearer {}", helixflow_e2e::admin_key()))
+        .header(
+            "authorization",
+            format!("Bearer {}", helixflow_e2e::admin_key()),
+        )
         .body(Full::new(bytes::Bytes::new()))
         .expect("request");
-    let Ok(resp) = client.request(req).await else { return 0 };
-    let text = String::from_utf8_lossy(&resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default()).into_owned();
+    let Ok(resp) = client.request(req).await else {
+        return 0;
+    };
+    let text = String::from_utf8_lossy(
+        &resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default(),
+    )
+    .into_owned();
     text.lines()
-        .find(|l| l.starts_with("helixflow_async_events_total") && l.contains("outcome=\"succeeded\""))
+        .find(|l| {
+            l.starts_with("helixflow_async_events_total") && l.contains("outcome=\"succeeded\"")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -138,35 +200,81 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(&node);
     api.create_tenant("bench").await;
     api.deploy("bench", "echo", "chaos", "").await;
-    let r = api.http.post_json(&api.url("/api/v1/tenants/bench/access-keys"), serde_json::json!({"name": "bench"})).await;
+    let r = api
+        .http
+        .post_json(
+            &api.url("/api/v1/tenants/bench/access-keys"),
+            serde_json::json!({"name": "bench"}),
+        )
+        .await;
     anyhow::ensure!(r.status == 201, "access key: {}", r.text());
-    let (akid, secret) = (r.json()["access_key_id"].as_str().unwrap_or_default().to_string(), r.json()["secret_access_key"].as_str().unwrap_or_default().to_string());
-    let r = api.http.post_json(&api.url("/api/v1/tenants/bench/keys"), serde_json::json!({"name": "bench", "role": "invoker"})).await;
+    let (akid, secret) = (
+        r.json()["access_key_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        r.json()["secret_access_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    );
+    let r = api
+        .http
+        .post_json(
+            &api.url("/api/v1/tenants/bench/keys"),
+            serde_json::json!({"name": "bench", "role": "invoker"}),
+        )
+        .await;
     anyhow::ensure!(r.status == 201, "api key: {}", r.text());
     let token = r.json()["key"].as_str().unwrap_or_default().to_string();
 
     let mut c = hyper_util::client::legacy::connect::HttpConnector::new();
     c.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(c);
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(c);
     let invoke_url = format!("{}/2015-03-31/functions/echo/invocations", node.url);
     let http_url = format!("{}/bench/echo/echo", node.url);
-    let invoke = Mode::Invoke { url: invoke_url.clone(), akid: akid.clone(), secret: secret.clone() };
-    let plain = Mode::Http { url: http_url, token };
+    let invoke = Mode::Invoke {
+        url: invoke_url.clone(),
+        akid: akid.clone(),
+        secret: secret.clone(),
+    };
+    let plain = Mode::Http {
+        url: http_url,
+        token,
+    };
     // Warm-up (compile cache, connections).
     load(&client, invoke.clone(), Some(Duration::from_secs(1)), None).await;
     load(&client, plain.clone(), Some(Duration::from_secs(1)), None).await;
-    println!("sync, c={CONCURRENCY}, {secs} s each, same component (chaos echo), same payload; load generator on the same machine");
+    println!(
+        "sync, c={CONCURRENCY}, {secs} s each, same component (chaos echo), same payload; load generator on the same machine"
+    );
     let mut rows = Vec::new();
-    for (name, mode) in [("Invoke API (SigV4)", invoke.clone()), ("HTTP trigger (bearer key)", plain.clone())] {
+    for (name, mode) in [
+        ("Invoke API (SigV4)", invoke.clone()),
+        ("HTTP trigger (bearer key)", plain.clone()),
+    ] {
         let (n, el, lat) = load(&client, mode, Some(Duration::from_secs(secs)), None).await;
         let rps = n as f64 / el.as_secs_f64();
-        println!("  {name:<28} {rps:>8.0} RPS   p50 {:>6.2} ms   p99 {:>6.2} ms", pct(&lat, 0.5), pct(&lat, 0.99));
+        println!(
+            "  {name:<28} {rps:>8.0} RPS   p50 {:>6.2} ms   p99 {:>6.2} ms",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
         rows.push(rps);
     }
-    println!("  Invoke API / HTTP trigger throughput: {:.2}x", rows[0] / rows[1]);
+    println!(
+        "  Invoke API / HTTP trigger throughput: {:.2}x",
+        rows[0] / rows[1]
+    );
 
     let before = succeeded(&client, &node.url).await;
-    let event = Mode::Event { url: invoke_url, akid, secret };
+    let event = Mode::Event {
+        url: invoke_url,
+        akid,
+        secret,
+    };
     let start = Instant::now();
     let (n, el, lat) = load(&client, event, None, Some(events)).await;
     let accepted_rps = n as f64 / el.as_secs_f64();
@@ -181,8 +289,16 @@ async fn main() -> anyhow::Result<()> {
     }
     let total = start.elapsed();
     println!("async (durable, embedded redb, fsync per write), {n} events at c={CONCURRENCY}:");
-    println!("  accepted {accepted_rps:>8.0} events/s   (202 p50 {:.2} ms, p99 {:.2} ms)", pct(&lat, 0.5), pct(&lat, 0.99));
-    println!("  completed {:>7.0} events/s   ({done} of {n} done {:.2} s after the first accept)", done as f64 / total.as_secs_f64(), total.as_secs_f64());
+    println!(
+        "  accepted {accepted_rps:>8.0} events/s   (202 p50 {:.2} ms, p99 {:.2} ms)",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    println!(
+        "  completed {:>7.0} events/s   ({done} of {n} done {:.2} s after the first accept)",
+        done as f64 / total.as_secs_f64(),
+        total.as_secs_f64()
+    );
     anyhow::ensure!(done as usize == n, "only {done} of {n} events completed");
     Ok(())
 }

@@ -33,7 +33,11 @@ async fn victim_load(url: &str, clients: usize, per_client: usize) -> Vec<Durati
             v
         }
     });
-    futures::future::join_all(futs).await.into_iter().flatten().collect()
+    futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[tokio::main]
@@ -52,14 +56,25 @@ async fn main() -> Result<()> {
     let cfg = json!({"timeout_ms": 1000, "memory_mb": 64}).to_string();
     let r = api
         .http
-        .request("POST", &api.url("/api/v1/tenants/hostile/functions/chaos/versions"), &[("x-helixflow-config", &cfg)], helixflow_e2e::guest("chaos"))
+        .request(
+            "POST",
+            &api.url("/api/v1/tenants/hostile/functions/chaos/versions"),
+            &[("x-helixflow-config", &cfg)],
+            helixflow_e2e::guest("chaos"),
+        )
         .await;
     anyhow::ensure!(r.status == 201, "{}", r.text());
     let nn = std::env::var("HELIXFLOW_MODELS_DIR").ok();
     if let Some(models) = &nn {
         api.deploy("hostile", "nn-probe", "nn-probe", "").await;
         let bytes = std::fs::read(format!("{models}/matmul_f32.onnx"))?;
-        let r = api.http.post(&api.url("/api/v1/tenants/hostile/models/mm/versions"), bytes).await;
+        let r = api
+            .http
+            .post(
+                &api.url("/api/v1/tenants/hostile/models/mm/versions"),
+                bytes,
+            )
+            .await;
         anyhow::ensure!(r.status == 201, "{}", r.text());
     }
     let victim = api.url("/victim/hello/?name=v");
@@ -70,11 +85,21 @@ async fn main() -> Result<()> {
     let outcomes = Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
     let x: String = {
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode((0..64).flat_map(|i| (i as f32).to_le_bytes()).collect::<Vec<u8>>())
+        base64::engine::general_purpose::STANDARD.encode(
+            (0..64)
+                .flat_map(|i| (i as f32).to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
     };
     let mut attackers = Vec::new();
     for k in 0..3 {
-        let (stop, outcomes, url, x, nn) = (stop.clone(), outcomes.clone(), node.url.clone(), x.clone(), nn.is_some());
+        let (stop, outcomes, url, x, nn) = (
+            stop.clone(),
+            outcomes.clone(),
+            node.url.clone(),
+            x.clone(),
+            nn.is_some(),
+        );
         attackers.push(tokio::spawn(async move {
             let http = Http::new();
             let mut i = k * 2;
@@ -116,7 +141,10 @@ async fn main() -> Result<()> {
     for a in attackers {
         let _ = a.await;
     }
-    anyhow::ensure!(api.http.get(&api.url("/healthz")).await.status == 200, "the host died");
+    anyhow::ensure!(
+        api.http.get(&api.url("/healthz")).await.status == 200,
+        "the host died"
+    );
     println!("hostile calls while the victim ran (what -> status code: count):");
     for (k, n) in outcomes.lock().unwrap().iter() {
         println!("  {k}: {n}");
@@ -126,6 +154,10 @@ async fn main() -> Result<()> {
     println!("victim hello, 4 clients x 1000 requests");
     println!("  alone:              p50 {b50:.2} ms  p99 {b99:.2} ms");
     println!("  next to hostiles:   p50 {d50:.2} ms  p99 {d99:.2} ms");
-    println!("  p99 ratio {:.2}x (target <= 2x): {}", d99 / b99, if d99 <= 2.0 * b99 { "met" } else { "NOT met" });
+    println!(
+        "  p99 ratio {:.2}x (target <= 2x): {}",
+        d99 / b99,
+        if d99 <= 2.0 * b99 { "met" } else { "NOT met" }
+    );
     Ok(())
 }

@@ -586,10 +586,18 @@ impl NodeConfig {
         }
         if let Some(ca) = &self.listen.client_ca {
             if self.listen.https.is_none() {
-                return Err(bad("listen.client_ca", "mutual TLS needs an HTTPS listener".into(), "set listen.https, tls_cert and tls_key too"));
+                return Err(bad(
+                    "listen.client_ca",
+                    "mutual TLS needs an HTTPS listener".into(),
+                    "set listen.https, tls_cert and tls_key too",
+                ));
             }
             if !ca.is_file() {
-                return Err(bad("listen.client_ca", format!("{} does not exist", ca.display()), "give the path of a PEM CA certificate"));
+                return Err(bad(
+                    "listen.client_ca",
+                    format!("{} does not exist", ca.display()),
+                    "give the path of a PEM CA certificate",
+                ));
             }
         }
         if self.listen.http.is_empty() && self.listen.https.is_none() {
@@ -636,28 +644,54 @@ impl NodeConfig {
         }
         if let Some(p) = &self.auth.jwks_file {
             if !p.is_file() {
-                return Err(bad("auth.jwks_file", format!("{} does not exist", p.display()), "give the path of a JWKS JSON file"));
+                return Err(bad(
+                    "auth.jwks_file",
+                    format!("{} does not exist", p.display()),
+                    "give the path of a JWKS JSON file",
+                ));
             }
         }
         if let Some(u) = &self.auth.jwks_url {
             if self.auth.jwks_file.is_some() {
-                return Err(bad("auth.jwks_url", "both jwks_file and jwks_url are set".into(), "use one of them"));
+                return Err(bad(
+                    "auth.jwks_url",
+                    "both jwks_file and jwks_url are set".into(),
+                    "use one of them",
+                ));
             }
-            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| u.starts_with(p));
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| u.starts_with(p));
             if !(u.starts_with("https://") || loopback) {
-                return Err(bad("auth.jwks_url", format!("{u:?} is not an https:// URL"), "keys must come over TLS (http:// only on loopback)"));
+                return Err(bad(
+                    "auth.jwks_url",
+                    format!("{u:?} is not an https:// URL"),
+                    "keys must come over TLS (http:// only on loopback)",
+                ));
             }
         }
         if let Some(p) = &self.auth.secrets_key_file {
             if !p.exists() {
-                return Err(bad("auth.secrets_key_file", format!("{} does not exist", p.display()), "create it with 32 random bytes, base64: head -c32 /dev/urandom | base64"));
+                return Err(bad(
+                    "auth.secrets_key_file",
+                    format!("{} does not exist", p.display()),
+                    "create it with 32 random bytes, base64: head -c32 /dev/urandom | base64",
+                ));
             }
         }
         if !(1..=86_400).contains(&self.auth.jwks_refresh_secs) {
-            return Err(bad("auth.jwks_refresh_secs", format!("{} is out of range", self.auth.jwks_refresh_secs), "use 1..=86400"));
+            return Err(bad(
+                "auth.jwks_refresh_secs",
+                format!("{} is out of range", self.auth.jwks_refresh_secs),
+                "use 1..=86400",
+            ));
         }
         if self.auth.jwt_leeway_secs > 300 {
-            return Err(bad("auth.jwt_leeway_secs", "more than 5 minutes".into(), "keep clock-skew leeway small, e.g. 30"));
+            return Err(bad(
+                "auth.jwt_leeway_secs",
+                "more than 5 minutes".into(),
+                "keep clock-skew leeway small, e.g. 30",
+            ));
         }
         for p in &self.inference.providers {
             if !["tensorrt", "cuda", "cpu"].contains(&p.as_str()) {
@@ -692,7 +726,9 @@ impl NodeConfig {
             }
         }
         for m in &self.inference.preload {
-            let ok = m.split_once('/').is_some_and(|(t, n)| !t.is_empty() && !n.is_empty());
+            let ok = m
+                .split_once('/')
+                .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty());
             if !ok {
                 return Err(bad(
                     "inference.preload",
@@ -761,7 +797,11 @@ impl NodeConfig {
             ));
         }
         if r.async_workers == 0 || r.async_workers > 10_000 {
-            return Err(bad("runtime.async_workers", format!("{} is out of range", r.async_workers), "use 1..=10000"));
+            return Err(bad(
+                "runtime.async_workers",
+                format!("{} is out of range", r.async_workers),
+                "use 1..=10000",
+            ));
         }
         if r.max_memory_mb == 0 || r.max_memory_mb > 4096 {
             return Err(bad(
@@ -820,13 +860,28 @@ impl NodeConfig {
         }
         let h = &self.http;
         if h.header_read_timeout_ms == 0 || h.idle_timeout_ms == 0 {
-            return Err(bad("http", "timeouts must be positive".into(), "e.g. header_read_timeout_ms = 10000"));
+            return Err(bad(
+                "http",
+                "timeouts must be positive".into(),
+                "e.g. header_read_timeout_ms = 10000",
+            ));
         }
-        if h.max_connections == 0 || h.max_connections_per_ip == 0 || h.h2_max_concurrent_streams == 0 {
-            return Err(bad("http", "connection and stream limits must be positive".into(), "e.g. max_connections_per_ip = 1024"));
+        if h.max_connections == 0
+            || h.max_connections_per_ip == 0
+            || h.h2_max_concurrent_streams == 0
+        {
+            return Err(bad(
+                "http",
+                "connection and stream limits must be positive".into(),
+                "e.g. max_connections_per_ip = 1024",
+            ));
         }
         if h.max_header_kb < 8 {
-            return Err(bad("http.max_header_kb", format!("{} is too small", h.max_header_kb), "use at least 8"));
+            return Err(bad(
+                "http.max_header_kb",
+                format!("{} is too small", h.max_header_kb),
+                "use at least 8",
+            ));
         }
         let inf = &self.inference;
         if inf.max_kv_cache_mb_per_tenant == 0 {
@@ -999,7 +1054,23 @@ mod fuzz {
             x ^= x << 17;
             x
         };
-        let junk = ["=", "[", "]", "\"", "\n", "x", "0", "-1", "99999999999999999999", "[[a]]", "é", "\u{0}", "true", ".", "{}"];
+        let junk = [
+            "=",
+            "[",
+            "]",
+            "\"",
+            "\n",
+            "x",
+            "0",
+            "-1",
+            "99999999999999999999",
+            "[[a]]",
+            "é",
+            "\u{0}",
+            "true",
+            ".",
+            "{}",
+        ];
         for _ in 0..5_000 {
             let mut s: Vec<char> = base.chars().collect();
             for _ in 0..(next() % 4 + 1) {

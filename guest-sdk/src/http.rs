@@ -220,7 +220,11 @@ impl Responder {
     }
 
     /// Send the status and headers now; write the body through the returned stream.
-    pub fn stream(mut self, status: u16, headers: &[(&str, &str)]) -> Result<BodyStream, Disconnected> {
+    pub fn stream(
+        mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> Result<BodyStream, Disconnected> {
         let out = self.out.take().ok_or(Disconnected)?;
         let fields = Fields::new();
         for (k, v) in headers {
@@ -231,7 +235,10 @@ impl Responder {
         let body = outgoing.body().map_err(|_| Disconnected)?;
         ResponseOutparam::set(out, Ok(outgoing));
         let stream = body.write().map_err(|_| Disconnected)?;
-        Ok(BodyStream { stream: Some(stream), body: Some(body) })
+        Ok(BodyStream {
+            stream: Some(stream),
+            body: Some(body),
+        })
     }
 }
 
@@ -254,7 +261,9 @@ impl BodyStream {
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), Disconnected> {
         let stream = self.stream.as_ref().ok_or(Disconnected)?;
         for chunk in bytes.chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|_| Disconnected)?;
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|_| Disconnected)?;
         }
         Ok(())
     }
@@ -279,7 +288,11 @@ impl Drop for BodyStream {
 }
 
 #[doc(hidden)]
-pub fn __serve_streaming(req: IncomingRequest, out: ResponseOutparam, handler: fn(Request, Responder)) {
+pub fn __serve_streaming(
+    req: IncomingRequest,
+    out: ResponseOutparam,
+    handler: fn(Request, Responder),
+) {
     match read_request(req) {
         Ok(req) => handler(req, Responder { out: Some(out) }),
         Err(resp) => write_response(resp, out),

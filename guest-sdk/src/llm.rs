@@ -31,7 +31,10 @@ impl From<wit::Error> for Error {
             wit::ErrorCode::Unsupported => "unsupported",
             wit::ErrorCode::RuntimeError => "runtime-error",
         };
-        Error { code, message: e.message }
+        Error {
+            code,
+            message: e.message,
+        }
     }
 }
 

@@ -48,7 +48,10 @@ impl From<errors::Error> for Error {
             C::Security => "security",
             C::Unknown => "unknown",
         };
-        Error { code, message: e.data() }
+        Error {
+            code,
+            message: e.data(),
+        }
     }
 }
 
@@ -71,7 +74,11 @@ macro_rules! typed {
             for v in values {
                 data.extend_from_slice(&v.to_le_bytes());
             }
-            Tensor { ty: $ty, dims: dims.to_vec(), data }
+            Tensor {
+                ty: $ty,
+                dims: dims.to_vec(),
+                data,
+            }
         }
         /// The elements, when the tensor has this type.
         pub fn $to(&self) -> Result<Vec<$t>, Error> {
@@ -94,7 +101,11 @@ macro_rules! typed {
 impl Tensor {
     /// A tensor from raw bytes (any type, e.g. FP16/BF16 bit patterns).
     pub fn from_bytes(ty: TensorType, dims: &[u32], data: Vec<u8>) -> Tensor {
-        Tensor { ty, dims: dims.to_vec(), data }
+        Tensor {
+            ty,
+            dims: dims.to_vec(),
+            data,
+        }
     }
     typed!(from_f32, to_f32, f32, TensorType::Fp32);
     typed!(from_f64, to_f64, f64, TensorType::Fp64);
@@ -138,10 +149,14 @@ pub struct Outputs(pub Vec<(String, Tensor)>);
 impl Outputs {
     /// The output called `name`.
     pub fn get(&self, name: &str) -> Result<&Tensor, Error> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or_else(|| Error {
-            code: "not-found",
-            message: format!("no output named {name:?}"),
-        })
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| Error {
+                code: "not-found",
+                message: format!("no output named {name:?}"),
+            })
     }
 }
 
@@ -155,7 +170,16 @@ impl Context {
         let out = self.0.compute(named)?;
         Ok(Outputs(
             out.into_iter()
-                .map(|(n, t)| (n, Tensor { ty: t.ty(), dims: t.dimensions(), data: t.data() }))
+                .map(|(n, t)| {
+                    (
+                        n,
+                        Tensor {
+                            ty: t.ty(),
+                            dims: t.dimensions(),
+                            data: t.data(),
+                        },
+                    )
+                })
                 .collect(),
         ))
     }

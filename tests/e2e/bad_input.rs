@@ -202,12 +202,55 @@ async fn random_requests_never_get_a_server_error() {
         x
     };
     let segs = [
-        "api", "v1", "tenants", "acme", "functions", "hello", "echo", "versions", "aliases", "live", "config", "logs", "models",
-        "keys", "audit", "invoke", "v1", "embeddings", "metrics", "healthz", "..", ".", "%2e%2e", "%00", "%ff", "hello@1",
-        "hello@live", "hello@", "@", "échec", "a%2Fb", "", "public", "admin", "gc", "inference", "0", "-1", "99999999999",
+        "api",
+        "v1",
+        "tenants",
+        "acme",
+        "functions",
+        "hello",
+        "echo",
+        "versions",
+        "aliases",
+        "live",
+        "config",
+        "logs",
+        "models",
+        "keys",
+        "audit",
+        "invoke",
+        "v1",
+        "embeddings",
+        "metrics",
+        "healthz",
+        "..",
+        ".",
+        "%2e%2e",
+        "%00",
+        "%ff",
+        "hello@1",
+        "hello@live",
+        "hello@",
+        "@",
+        "échec",
+        "a%2Fb",
+        "",
+        "public",
+        "admin",
+        "gc",
+        "inference",
+        "0",
+        "-1",
+        "99999999999",
     ];
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"];
-    let bodies: [&[u8]; 6] = [b"", b"{}", b"{\"name\":", b"\xff\xfe\x00", b"[1,2,3]", b"{\"version\": -1}"];
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"{}",
+        b"{\"name\":",
+        b"\xff\xfe\x00",
+        b"[1,2,3]",
+        b"{\"version\": -1}",
+    ];
     let mut server_errors = Vec::new();
     for i in 0..2000 {
         let n = (next() % 7) as usize;
@@ -223,27 +266,52 @@ async fn random_requests_never_get_a_server_error() {
             path.push_str(&"x".repeat(10_000));
         }
         if next() % 5 == 0 {
-            path.push_str(&format!("?{}={}", segs[(next() as usize) % segs.len()], next() % 1000));
+            path.push_str(&format!(
+                "?{}={}",
+                segs[(next() as usize) % segs.len()],
+                next() % 1000
+            ));
         }
         let method = methods[(next() as usize) % methods.len()];
         let body = bodies[(next() as usize) % bodies.len()].to_vec();
-        let ct = if next() % 2 == 0 { "application/json" } else { "text/plain" };
+        let ct = if next() % 2 == 0 {
+            "application/json"
+        } else {
+            "text/plain"
+        };
         let url = format!("{}{}", node.url, path);
-        let Ok(uri) = url.parse::<http::Uri>() else { continue };
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            continue;
+        };
         let r = api.http.try_request(method, &uri.to_string(), body).await;
         match r {
-            Ok(resp) if resp.status >= 500 => {
-                server_errors.push(format!("#{i} {method} {:.120} ({ct}) -> {} {}", path, resp.status, resp.text()))
-            }
+            Ok(resp) if resp.status >= 500 => server_errors.push(format!(
+                "#{i} {method} {:.120} ({ct}) -> {} {}",
+                path,
+                resp.status,
+                resp.text()
+            )),
             Ok(_) => {}
-            Err(e) => server_errors.push(format!("#{i} {method} {:.120} -> transport error {e}", path)),
+            Err(e) => server_errors.push(format!(
+                "#{i} {method} {:.120} -> transport error {e}",
+                path
+            )),
         }
     }
-    println!("2000 random requests, {} server errors", server_errors.len());
+    println!(
+        "2000 random requests, {} server errors",
+        server_errors.len()
+    );
     for e in &server_errors {
         println!("  {e}");
     }
     assert!(server_errors.is_empty(), "{server_errors:#?}");
     assert_eq!(api.http.get(&api.url("/healthz")).await.status, 200);
-    assert_eq!(api.http.get(&api.url("/acme/hello/?name=still")).await.status, 200);
+    assert_eq!(
+        api.http
+            .get(&api.url("/acme/hello/?name=still"))
+            .await
+            .status,
+        200
+    );
 }

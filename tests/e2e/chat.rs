@@ -19,7 +19,8 @@ fn llm_dir() -> PathBuf {
 
 async fn push_llm(api: &Api<'_>, tenant: &str, name: &str, file: &str, cfg: Value) -> Resp {
     let p = llm_dir().join(file);
-    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", p.display()));
+    let bytes =
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", p.display()));
     api.http
         .request(
             "POST",
@@ -62,7 +63,14 @@ async fn openai_python_chat_matches_onnxruntime_reference() {
     // An embeddings model in the same tenant, for the wrong-kind check.
     let api = Api::new(&node);
     api.deploy("demo", "embed-minilm", "embed-minilm", "").await;
-    let r = crate::nn::push(&api, "demo", "all-minilm-l6-v2", "minilm-int8.onnx", json!({"serve": {"kind": "embeddings", "function": "embed-minilm"}})).await;
+    let r = crate::nn::push(
+        &api,
+        "demo",
+        "all-minilm-l6-v2",
+        "minilm-int8.onnx",
+        json!({"serve": {"kind": "embeddings", "function": "embed-minilm"}}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let mut cmd = std::process::Command::new(required_env("HELIXFLOW_NN_PYTHON"));
     cmd.env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
@@ -85,7 +93,11 @@ fn lm_of(inf: &Value, model: &str) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["model"].as_str().is_some_and(|m| m.starts_with(&format!("demo/{model}@"))))
+        .find(|s| {
+            s["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&format!("demo/{model}@")))
+        })
         .map(|s| s["lm"].clone())
         .unwrap_or(Value::Null)
 }
@@ -108,12 +120,19 @@ async fn open_stream(node: &Node, body: &Value, chunks: usize) -> (tokio::net::T
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.matches("\"content\":\"").filter(|_| true).count() < chunks + 1 {
         assert!(Instant::now() < deadline, "no stream within 60 s: {seen}");
-        let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "stream ended early: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
-    assert!(seen.to_ascii_lowercase().contains("content-type: text/event-stream"), "{seen}");
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{seen}"
+    );
     (s, seen)
 }
 
@@ -122,7 +141,11 @@ async fn open_stream(node: &Node, body: &Value, chunks: usize) -> (tokio::net::T
 #[tokio::test(flavor = "multi_thread")]
 async fn client_disconnect_stops_generation_and_frees_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let node = chat_node(dir.path(), &[(INT8, "smollm2-135m-instruct-int8.onnx", json!({}))]).await;
+    let node = chat_node(
+        dir.path(),
+        &[(INT8, "smollm2-135m-instruct-int8.onnx", json!({}))],
+    )
+    .await;
     let api = Api::new(&node);
     // Greedy, this prompt counts on well past 300 tokens (checked against the reference
     // in tests/python/openai_chat.py's model; here it only has to outlast the disconnect).
@@ -133,7 +156,10 @@ async fn client_disconnect_stops_generation_and_frees_the_cache() {
     let (sock, seen) = open_stream(&node, &body, 5).await;
     let during = inference(&api).await;
     let lm = lm_of(&during, INT8);
-    assert_eq!(lm["open_sequences"], 1, "one sequence while streaming: {during}");
+    assert_eq!(
+        lm["open_sequences"], 1,
+        "one sequence while streaming: {during}"
+    );
     assert!(during["kv_cache_bytes"].as_u64().unwrap() > 0, "{during}");
     drop(sock);
     let t0 = Instant::now();
@@ -146,14 +172,32 @@ async fn client_disconnect_stops_generation_and_frees_the_cache() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let lm = lm_of(&after, INT8);
-    assert_eq!(lm["open_sequences"], 0, "the sequence closed after the disconnect: {after}");
-    assert_eq!(after["kv_cache_bytes"], 0, "its KV cache was freed: {after}");
+    assert_eq!(
+        lm["open_sequences"], 0,
+        "the sequence closed after the disconnect: {after}"
+    );
+    assert_eq!(
+        after["kv_cache_bytes"], 0,
+        "its KV cache was freed: {after}"
+    );
     let decoded = lm["decode_rows"].as_u64().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let later = lm_of(&inference(&api).await, INT8);
-    assert_eq!(later["decode_rows"].as_u64().unwrap(), decoded, "no decoding after the sequence closed");
-    assert!(decoded < 200, "generation stopped soon after the disconnect ({decoded} tokens decoded of 1500; {} s after)", t0.elapsed().as_secs_f32());
-    println!("disconnect: {} chars streamed, {decoded} tokens decoded in all, closed {:?} after the socket", seen.len(), t0.elapsed());
+    assert_eq!(
+        later["decode_rows"].as_u64().unwrap(),
+        decoded,
+        "no decoding after the sequence closed"
+    );
+    assert!(
+        decoded < 200,
+        "generation stopped soon after the disconnect ({decoded} tokens decoded of 1500; {} s after)",
+        t0.elapsed().as_secs_f32()
+    );
+    println!(
+        "disconnect: {} chars streamed, {decoded} tokens decoded in all, closed {:?} after the socket",
+        seen.len(),
+        t0.elapsed()
+    );
     // The node keeps serving.
     let r = api
         .http
@@ -163,24 +207,51 @@ async fn client_disconnect_stops_generation_and_frees_the_cache() {
         )
         .await;
     assert_eq!(r.status, 401, "no tenant named: {}", r.text());
-    assert_eq!(complete(&api, INT8, "Hi", 4).await["usage"]["completion_tokens"], 4);
+    assert_eq!(
+        complete(&api, INT8, "Hi", 4).await["usage"]["completion_tokens"],
+        4
+    );
 
     // A generation that outlives the function's timeout: the guest is stopped, the
     // answer is OpenAI-shaped, and its sequence is freed with the instance.
-    let r = api.http.put_json(&api.url("/api/v1/tenants/demo/functions/chat/config"), json!({"timeout_ms": 400})).await;
+    let r = api
+        .http
+        .put_json(
+            &api.url("/api/v1/tenants/demo/functions/chat/config"),
+            json!({"timeout_ms": 400}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = post_chat(&api, INT8, "Count from 1 to 1000, one number per line.", 1500).await;
+    let r = post_chat(
+        &api,
+        INT8,
+        "Count from 1 to 1000, one number per line.",
+        1500,
+    )
+    .await;
     assert_eq!(r.status, 504, "{}", r.text());
     let e = &r.json()["error"];
-    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("server_error"), Some("function_timeout")), "{}", r.text());
-    assert!(e.get("param").is_some() && e["message"].is_string(), "{}", r.text());
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("server_error"), Some("function_timeout")),
+        "{}",
+        r.text()
+    );
+    assert!(
+        e.get("param").is_some() && e["message"].is_string(),
+        "{}",
+        r.text()
+    );
     let t0 = Instant::now();
     loop {
         let inf = inference(&api).await;
         if lm_of(&inf, INT8)["open_sequences"] == 0 && inf["kv_cache_bytes"] == 0 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "the timed-out guest's sequence was not freed: {inf}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the timed-out guest's sequence was not freed: {inf}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -210,38 +281,72 @@ async fn complete(api: &Api<'_>, model: &str, prompt: &str, max_tokens: u32) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_streams_share_decode_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let node = chat_node(dir.path(), &[(FP32, "smollm2-135m-instruct.onnx", json!({})), (Q4, "smollm2-135m-instruct-q4.onnx", json!({}))]).await;
+    let node = chat_node(
+        dir.path(),
+        &[
+            (FP32, "smollm2-135m-instruct.onnx", json!({})),
+            (Q4, "smollm2-135m-instruct-q4.onnx", json!({})),
+        ],
+    )
+    .await;
     let api = Api::new(&node);
-    let prompts = ["What is the capital of France?", "Name three primary colors.", "Why is the sky blue?", "What is 2 + 2?"];
+    let prompts = [
+        "What is the capital of France?",
+        "Name three primary colors.",
+        "Why is the sky blue?",
+        "What is 2 + 2?",
+    ];
     for model in [FP32, Q4] {
         let mut alone = Vec::new();
         for p in prompts {
-            alone.push(complete(&api, model, p, 24).await["choices"][0]["message"]["content"].clone());
+            alone.push(
+                complete(&api, model, p, 24).await["choices"][0]["message"]["content"].clone(),
+            );
         }
         let before = lm_of(&inference(&api).await, model);
-        assert_eq!(before["batched_runs"], 0, "sequential requests never share a run: {before}");
-        let together = futures::future::join_all(prompts.iter().map(|p| complete(&api, model, p, 24))).await;
+        assert_eq!(
+            before["batched_runs"], 0,
+            "sequential requests never share a run: {before}"
+        );
+        let together =
+            futures::future::join_all(prompts.iter().map(|p| complete(&api, model, p, 24))).await;
         let after = lm_of(&inference(&api).await, model);
         println!("{model} alone: {alone:?}\nscheduler: {after}");
-        assert!(after["batched_runs"].as_u64().unwrap() > 0, "concurrent requests shared decode runs: {after}");
+        assert!(
+            after["batched_runs"].as_u64().unwrap() > 0,
+            "concurrent requests shared decode runs: {after}"
+        );
         assert!(after["max_rows"].as_u64().unwrap() >= 2, "{after}");
         // Steps where the same rows came back fed the last run's outputs straight back in
         // (no cache copies); their answers are checked below like the rest.
         assert!(after["sticky_runs"].as_u64().unwrap() > 0, "{after}");
         for (i, t) in together.iter().enumerate() {
             if model == FP32 {
-                assert_eq!(t["choices"][0]["message"]["content"], alone[i], "{model}, prompt {i}: batched answer equals the answer alone");
+                assert_eq!(
+                    t["choices"][0]["message"]["content"], alone[i],
+                    "{model}, prompt {i}: batched answer equals the answer alone"
+                );
             } else {
-                assert_eq!(t["usage"]["completion_tokens"].as_u64().map(|n| n >= 1), Some(true), "{t}");
+                assert_eq!(
+                    t["usage"]["completion_tokens"].as_u64().map(|n| n >= 1),
+                    Some(true),
+                    "{t}"
+                );
             }
         }
         // The scheduler's counters are in /metrics.
         let m = api.http.get(&api.url("/metrics")).await.text();
         let decoded = m
             .lines()
-            .find(|l| l.starts_with("helixflow_llm_decoded_tokens_total{") && l.contains(&format!("{model}@")))
+            .find(|l| {
+                l.starts_with("helixflow_llm_decoded_tokens_total{")
+                    && l.contains(&format!("{model}@"))
+            })
             .unwrap_or_else(|| panic!("no decoded-token counter in /metrics:\n{m}"));
-        assert_eq!(decoded.rsplit(' ').next().unwrap().parse::<u64>().unwrap(), after["decode_rows"].as_u64().unwrap());
+        assert_eq!(
+            decoded.rsplit(' ').next().unwrap().parse::<u64>().unwrap(),
+            after["decode_rows"].as_u64().unwrap()
+        );
         assert!(m.contains("helixflow_llm_kv_cache_bytes{"), "{m}");
     }
 }
@@ -258,15 +363,32 @@ async fn chat_models_are_tenant_scoped_and_the_kv_budget_holds() {
     api.create_tenant("other").await;
     api.deploy("demo", "chat", "chat", "").await;
     api.deploy("other", "chat", "chat", "").await;
-    let r = push_llm(&api, "demo", INT8, "smollm2-135m-instruct-int8.onnx", json!({"serve": {"kind": "chat", "function": "chat"}})).await;
+    let r = push_llm(
+        &api,
+        "demo",
+        INT8,
+        "smollm2-135m-instruct-int8.onnx",
+        json!({"serve": {"kind": "chat", "function": "chat"}}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let body = json!({"model": INT8, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}).to_string();
+    let body =
+        json!({"model": INT8, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]})
+            .to_string();
     let post = |org: &'static str, path: &'static str| {
         let body = body.clone();
         let api = &api;
         async move {
             api.http
-                .request("POST", &api.url(path), &[("openai-organization", org), ("content-type", "application/json")], body)
+                .request(
+                    "POST",
+                    &api.url(path),
+                    &[
+                        ("openai-organization", org),
+                        ("content-type", "application/json"),
+                    ],
+                    body,
+                )
                 .await
         }
     };
@@ -282,11 +404,26 @@ async fn chat_models_are_tenant_scoped_and_the_kv_budget_holds() {
     for path in ["/v1/chat/completions", "/demo/chat/"] {
         let r = post("demo", path).await;
         assert_eq!(r.status, 503, "{path}: {}", r.text());
-        assert_eq!(r.json()["error"]["code"], "capacity_exhausted", "{}", r.text());
-        assert!(r.json()["error"]["message"].as_str().unwrap().contains("KV-cache budget"), "{}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "capacity_exhausted",
+            "{}",
+            r.text()
+        );
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("KV-cache budget"),
+            "{}",
+            r.text()
+        );
         assert_eq!(r.header("retry-after"), Some("1"));
     }
     let inf = inference(&api).await;
-    assert_eq!(inf["kv_cache_bytes"], 0, "nothing held after the refusals: {inf}");
+    assert_eq!(
+        inf["kv_cache_bytes"], 0,
+        "nothing held after the refusals: {inf}"
+    );
     assert_eq!(inf["kv_cache_limit_bytes"], 1 << 20);
 }

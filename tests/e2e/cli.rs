@@ -135,18 +135,40 @@ async fn cli_bootstraps_tenants_keys_and_reads_the_audit_log() {
     // The README's bootstrap: the platform admin creates a tenant and its admin key.
     let (code, _, err) = hf(&node.url, &["tenants", "create", "acme"]);
     assert_eq!(code, 0, "{err}");
-    let (code, key, err) = hf(&node.url, &["keys", "create", "-t", "acme", "-r", "admin", "-n", "ops"]);
+    let (code, key, err) = hf(
+        &node.url,
+        &["keys", "create", "-t", "acme", "-r", "admin", "-n", "ops"],
+    );
     assert_eq!(code, 0, "{err}");
     let key = key.trim().to_string();
-    assert!(key.starts_with("hfk_") && err.contains("shown once"), "{key} / {err}");
+    assert!(
+        key.starts_with("hfk_") && err.contains("shown once"),
+        "{key} / {err}"
+    );
     // The tenant admin (not the platform admin) takes it from here.
     let as_tenant = |args: &[&str]| {
-        let out = Command::new(helixflow_bin()).env("HELIXFLOW_URL", &node.url).env("HELIXFLOW_TOKEN", &key).args(args).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(helixflow_bin())
+            .env("HELIXFLOW_URL", &node.url)
+            .env("HELIXFLOW_TOKEN", &key)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, dev_key, err) = as_tenant(&["keys", "create", "-t", "acme", "-r", "developer"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = as_tenant(&["deploy", "-t", "acme", "-f", "echo", &guest_path("echo_event")]);
+    let (code, _, err) = as_tenant(&[
+        "deploy",
+        "-t",
+        "acme",
+        "-f",
+        "echo",
+        &guest_path("echo_event"),
+    ]);
     assert_eq!(code, 0, "{err}");
     let (code, list, _) = as_tenant(&["keys", "list", "-t", "acme"]);
     assert_eq!(code, 0);
@@ -154,7 +176,10 @@ async fn cli_bootstraps_tenants_keys_and_reads_the_audit_log() {
     assert!(!list.contains(dev_key.trim()), "keys are never shown again");
     let dev_prefix = &dev_key.trim()[4..16];
     let (code, out, _) = as_tenant(&["keys", "revoke", "-t", "acme", dev_prefix]);
-    assert_eq!((code, out.trim()), (0, format!("revoked {dev_prefix}").as_str()));
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("revoked {dev_prefix}").as_str())
+    );
     // A tenant admin cannot create tenants: API error, exit code 1.
     let (code, _, err) = as_tenant(&["tenants", "create", "other"]);
     assert_eq!(code, 1, "{err}");
@@ -162,9 +187,18 @@ async fn cli_bootstraps_tenants_keys_and_reads_the_audit_log() {
     let (code, audit, err) = as_tenant(&["audit", "-t", "acme", "--limit", "20"]);
     assert_eq!(code, 0, "{err}");
     println!("{audit}");
-    assert!(audit.contains("POST tenants/*/keys") && audit.contains("DELETE tenants/*/keys/*"), "{audit}");
-    assert!(audit.contains("POST tenants/*/functions/*/versions"), "{audit}");
-    assert!(audit.contains("key:"), "actors are named by key prefix: {audit}");
+    assert!(
+        audit.contains("POST tenants/*/keys") && audit.contains("DELETE tenants/*/keys/*"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("POST tenants/*/functions/*/versions"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("key:"),
+        "actors are named by key prefix: {audit}"
+    );
 }
 
 /// `access-keys`, `functions config --set`, `events list/get/replay` from the CLI.
@@ -181,12 +215,23 @@ async fn cli_manages_access_keys_async_config_and_failed_events() {
     // Access keys: created once (secret shown), listed without the secret, revoked.
     let (rc, out, err) = run(&["access-keys", "create", "-t", "acme", "-n", "ci"]);
     assert_eq!(rc, 0, "{out}{err}");
-    let id = out.lines().find_map(|l| l.strip_prefix("AWS_ACCESS_KEY_ID=")).unwrap().to_string();
-    let secret = out.lines().find_map(|l| l.strip_prefix("AWS_SECRET_ACCESS_KEY=")).unwrap().to_string();
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("AWS_ACCESS_KEY_ID="))
+        .unwrap()
+        .to_string();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("AWS_SECRET_ACCESS_KEY="))
+        .unwrap()
+        .to_string();
     assert!(id.starts_with("HFAK") && secret.len() == 40, "{out}");
     assert!(err.contains("account id"), "{err}");
     let (rc, out, _) = run(&["access-keys", "list", "-t", "acme"]);
-    assert!(rc == 0 && out.contains(&id) && out.contains("invoker") && !out.contains(&secret), "{out}");
+    assert!(
+        rc == 0 && out.contains(&id) && out.contains("invoker") && !out.contains(&secret),
+        "{out}"
+    );
     let (rc, out, _) = run(&["access-keys", "revoke", "-t", "acme", &id]);
     assert_eq!((rc, out.trim().to_string()), (0, format!("revoked {id}")));
     let (_, out, _) = run(&["access-keys", "list", "-t", "acme"]);
@@ -195,15 +240,42 @@ async fn cli_manages_access_keys_async_config_and_failed_events() {
     // Config from a file: no retries, so an error fails the event at once.
     let cfg = dir.path().join("config.json");
     std::fs::write(&cfg, r#"{"async_invoke": {"max_retries": 0}}"#).unwrap();
-    let (rc, out, err) = run(&["functions", "config", "-t", "acme", "chaos", "--set", cfg.to_str().unwrap()]);
+    let (rc, out, err) = run(&[
+        "functions",
+        "config",
+        "-t",
+        "acme",
+        "chaos",
+        "--set",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(rc == 0 && out.contains("\"max_retries\": 0"), "{out}{err}");
     std::fs::write(&cfg, r#"{"async_invoke": {"max_retries": 7}}"#).unwrap();
-    let (rc, _, err) = run(&["functions", "config", "-t", "acme", "chaos", "--set", cfg.to_str().unwrap()]);
-    assert!(rc == 1 && err.contains("invalid_config"), "refused with the reason: {err}");
+    let (rc, _, err) = run(&[
+        "functions",
+        "config",
+        "-t",
+        "acme",
+        "chaos",
+        "--set",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        rc == 1 && err.contains("invalid_config"),
+        "refused with the reason: {err}"
+    );
 
     // A failing Event invocation, then list, get and replay it from the CLI.
     let r = helixflow_e2e::Http::new()
-        .request("POST", &format!("{}/2015-03-31/functions/acme:function:chaos/invocations", node.url), &[("x-amz-invocation-type", "Event")], br#""error""#.to_vec())
+        .request(
+            "POST",
+            &format!(
+                "{}/2015-03-31/functions/acme:function:chaos/invocations",
+                node.url
+            ),
+            &[("x-amz-invocation-type", "Event")],
+            br#""error""#.to_vec(),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.text());
     let event_id = r.header("x-amzn-requestid").unwrap().to_string();
@@ -216,11 +288,19 @@ async fn cli_manages_access_keys_async_config_and_failed_events() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     println!("{listed}");
-    assert!(listed.contains(&event_id) && listed.contains("RetriesExhausted") && listed.contains("ChaosError"), "{listed}");
+    assert!(
+        listed.contains(&event_id)
+            && listed.contains("RetriesExhausted")
+            && listed.contains("ChaosError"),
+        "{listed}"
+    );
     let (rc, out, _) = run(&["events", "get", "-t", "acme", &event_id]);
     assert!(rc == 0 && out.contains("\"status\": \"failed\""), "{out}");
     let (rc, out, err) = run(&["events", "replay", "-t", "acme", "--all-failed"]);
-    assert!(rc == 0 && out.starts_with(&format!("{event_id} -> ")), "{out}{err}");
+    assert!(
+        rc == 0 && out.starts_with(&format!("{event_id} -> ")),
+        "{out}{err}"
+    );
     let (rc, _, err) = run(&["events", "replay", "-t", "acme", &event_id]);
     assert!(rc == 1 && err.contains("already_replayed"), "{err}");
     let (rc, _, err) = run(&["events", "get", "-t", "acme", "no-such-event"]);

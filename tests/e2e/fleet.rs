@@ -291,7 +291,16 @@ async fn cron_ticks_fire_once_across_the_fleet() {
     let mut nodes: Vec<Option<Node>> = ["fra", "iad", "sin"]
         .iter()
         // The schedule calls a loopback counter: the nodes opt loopback in.
-        .map(|n| Some(Node::start(&root.path().join(n), Some(&format!("{}{}", shared_config(n, &table, &bucket, &prefix), crate::lambda_api::LOOPBACK_EGRESS)))))
+        .map(|n| {
+            Some(Node::start(
+                &root.path().join(n),
+                Some(&format!(
+                    "{}{}",
+                    shared_config(n, &table, &bucket, &prefix),
+                    crate::lambda_api::LOOPBACK_EGRESS
+                )),
+            ))
+        })
         .collect();
     let counter = crate::lambda_api::Counter::start(Duration::ZERO).await;
     {
@@ -305,31 +314,57 @@ async fn cron_ticks_fire_once_across_the_fleet() {
             "allow_outbound": [format!("127.0.0.1:{}", counter.port)],
             "schedules": [{"name": "every-second", "cron": "* * * * * *", "payload": {"fetch": format!("http://127.0.0.1:{}/tick", counter.port)}}]
         });
-        let r = fra.http.put_json(&fra.url("/api/v1/tenants/acme/functions/ticker/config"), cfg).await;
+        let r = fra
+            .http
+            .put_json(
+                &fra.url("/api/v1/tenants/acme/functions/ticker/config"),
+                cfg,
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // Nodes reload their schedule lists every 5 s: wait for the first tick.
     let first = Instant::now();
     while counter.total() == 0 {
-        assert!(first.elapsed() < Duration::from_secs(30), "no tick within 30 s");
+        assert!(
+            first.elapsed() < Duration::from_secs(30),
+            "no tick within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("first tick {:?} after the schedule was set", first.elapsed());
+    println!(
+        "first tick {:?} after the schedule was set",
+        first.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     nodes[1].take().unwrap().kill9();
     tokio::time::sleep(Duration::from_secs(5)).await;
     // Stop the schedule, let the last ticks finish.
     {
         let fra = Api::new(nodes[0].as_ref().unwrap());
-        let r = fra.http.put_json(&fra.url("/api/v1/tenants/acme/functions/ticker/config"), json!({"allow_outbound": [format!("127.0.0.1:{}", counter.port)]})).await;
+        let r = fra
+            .http
+            .put_json(
+                &fra.url("/api/v1/tenants/acme/functions/ticker/config"),
+                json!({"allow_outbound": [format!("127.0.0.1:{}", counter.port)]}),
+            )
+            .await;
         assert_eq!(r.status, 200);
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
     let hits = counter.hits.lock().unwrap().clone();
     let mut ticks: Vec<(&String, &usize)> = hits.iter().collect();
     ticks.sort();
-    println!("ticks seen: {} ({:?} ...)", ticks.len(), ticks.iter().take(3).collect::<Vec<_>>());
-    assert!(ticks.len() >= 9, "expected a tick a second for 9+ s, got {}", ticks.len());
+    println!(
+        "ticks seen: {} ({:?} ...)",
+        ticks.len(),
+        ticks.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(
+        ticks.len() >= 9,
+        "expected a tick a second for 9+ s, got {}",
+        ticks.len()
+    );
     let twice: Vec<_> = ticks.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "ticks fired more than once: {twice:?}");
     // Consecutive seconds: none lost while a node died (gaps of 1 s only, allowing the
@@ -337,14 +372,24 @@ async fn cron_ticks_fire_once_across_the_fleet() {
     let secs: Vec<i64> = ticks
         .iter()
         .filter_map(|(k, _)| k.split("t=").nth(1))
-        .filter_map(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .filter_map(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
         .map(|t| t.unix_timestamp())
         .collect();
-    let gaps: Vec<i64> = secs.windows(2).map(|w| w[1] - w[0]).filter(|g| *g != 1).collect();
+    let gaps: Vec<i64> = secs
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g != 1)
+        .collect();
     assert!(gaps.is_empty(), "missing ticks: gaps {gaps:?} in {secs:?}");
     for n in nodes.iter().flatten() {
         let m = Http::new().get(&format!("{}/metrics", n.url)).await.text();
-        let fired = m.lines().find(|l| l.starts_with("helixflow_schedule_ticks_total")).unwrap_or("none").to_string();
+        let fired = m
+            .lines()
+            .find(|l| l.starts_with("helixflow_schedule_ticks_total"))
+            .unwrap_or("none")
+            .to_string();
         println!("{}: {fired}", n.url);
     }
 }

@@ -53,7 +53,12 @@ async fn trap_timeout_and_memory_limit_are_contained_with_their_codes() {
 
     let r = api.http.get(&api.url("/acme/chaos/recurse")).await;
     println!("deep recursion -> {} {}", r.status, r.text());
-    assert_eq!((r.status, r.code().as_str()), (500, "function_stack_overflow"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "function_stack_overflow"),
+        "{}",
+        r.text()
+    );
 
     // Event trigger: same codes.
     let r = api.http.post(&api.url("/invoke/acme/chaos"), "loop").await;
@@ -62,7 +67,10 @@ async fn trap_timeout_and_memory_limit_are_contained_with_their_codes() {
     assert_eq!(r.code(), "function_memory_limit");
     let r = api.http.post(&api.url("/invoke/acme/chaos"), "trap").await;
     assert_eq!(r.code(), "function_trap");
-    let r = api.http.post(&api.url("/invoke/acme/chaos"), "recurse").await;
+    let r = api
+        .http
+        .post(&api.url("/invoke/acme/chaos"), "recurse")
+        .await;
     assert_eq!(r.code(), "function_stack_overflow");
 
     // The host keeps serving.
@@ -176,7 +184,10 @@ async fn instance_pool_exhaustion_is_a_503_with_retry_after_not_a_failure_of_the
 #[tokio::test(flavor = "multi_thread")]
 async fn outbound_http_follows_the_functions_allow_list() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), Some("[sandbox]\nallow_private = [\"127.0.0.0/8\"]\n"));
+    let node = Node::start(
+        dir.path(),
+        Some("[sandbox]\nallow_private = [\"127.0.0.0/8\"]\n"),
+    );
     let api = Api::new(&node);
     api.create_tenant("acme").await;
     api.deploy("acme", "chaos", "chaos", "").await;
@@ -191,27 +202,50 @@ async fn outbound_http_follows_the_functions_allow_list() {
     let port = authority.rsplit(':').next().unwrap().to_string();
     for (allow, expect_ok) in [
         (vec!["example.com".to_string()], false),
-        (vec![format!("127.0.0.1:{}", port.parse::<u32>().unwrap() + 1)], false),
+        (
+            vec![format!("127.0.0.1:{}", port.parse::<u32>().unwrap() + 1)],
+            false,
+        ),
         (vec!["*.0.0.1".to_string()], false),
         (vec![authority.clone()], true),
         (vec!["127.0.0.1".to_string()], true),
     ] {
-        let r = api.http.put_json(&api.url("/api/v1/tenants/acme/functions/chaos/config"), json!({"allow_outbound": allow})).await;
+        let r = api
+            .http
+            .put_json(
+                &api.url("/api/v1/tenants/acme/functions/chaos/config"),
+                json!({"allow_outbound": allow}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let r = api.http.get(&fetch_url).await;
         println!("allow {allow:?} -> {} {}", r.status, r.text().trim());
         if expect_ok {
             assert_eq!(r.status, 200, "{}", r.text());
-            assert!(r.text().starts_with("200 ") && r.text().contains("\"status\":\"ok\""), "{}", r.text());
+            assert!(
+                r.text().starts_with("200 ") && r.text().contains("\"status\":\"ok\""),
+                "{}",
+                r.text()
+            );
         } else {
             assert_eq!(r.status, 502, "{}", r.text());
             assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
         }
     }
     for bad in ["http://x.com", "x.com/path", "*", "a*.b", ""] {
-        let r = api.http.put_json(&api.url("/api/v1/tenants/acme/functions/chaos/config"), json!({"allow_outbound": [bad]})).await;
-        assert_eq!((r.status, r.code()), (400, "invalid_config".to_string()), "{bad:?}");
+        let r = api
+            .http
+            .put_json(
+                &api.url("/api/v1/tenants/acme/functions/chaos/config"),
+                json!({"allow_outbound": [bad]}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "invalid_config".to_string()),
+            "{bad:?}"
+        );
     }
 }
 
@@ -224,16 +258,33 @@ async fn a_one_gigabyte_response_is_cut_off_at_the_limit() {
     api.create_tenant("acme").await;
     api.deploy("acme", "raw", "raw-http", "").await;
     let t = Instant::now();
-    let r = api.http.try_request("GET", &api.url("/acme/raw/stream?mb=1024"), Vec::new()).await;
+    let r = api
+        .http
+        .try_request("GET", &api.url("/acme/raw/stream?mb=1024"), Vec::new())
+        .await;
     let took = t.elapsed();
     match &r {
-        Ok(resp) => println!("1 GiB attempt -> {} with {} bytes in {took:?}", resp.status, resp.body.len()),
+        Ok(resp) => println!(
+            "1 GiB attempt -> {} with {} bytes in {took:?}",
+            resp.status,
+            resp.body.len()
+        ),
         Err(e) => println!("1 GiB attempt -> cut off ({e}) in {took:?}"),
     }
-    assert!(r.as_ref().map_or(true, |resp| resp.body.len() <= 8 << 20), "more than the limit went out");
-    assert!(r.is_err(), "the client must see the response cut off, not a short 'complete' body");
+    assert!(
+        r.as_ref().map_or(true, |resp| resp.body.len() <= 8 << 20),
+        "more than the limit went out"
+    );
+    assert!(
+        r.is_err(),
+        "the client must see the response cut off, not a short 'complete' body"
+    );
     assert!(took < Duration::from_secs(20), "{took:?}");
     let ok = api.http.get(&api.url("/acme/raw/stream?mb=4")).await;
-    assert_eq!((ok.status, ok.body.len()), (200, 4 << 20), "under the limit streams whole");
+    assert_eq!(
+        (ok.status, ok.body.len()),
+        (200, 4 << 20),
+        "under the limit streams whole"
+    );
     assert_eq!(api.http.get(&api.url("/healthz")).await.status, 200);
 }

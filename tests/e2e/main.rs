@@ -1,9 +1,9 @@
 //! End-to-end tests: each starts its own `helixflow serve` on loopback with its own
 //! data dir and talks to it over real sockets.
 
+mod auth;
 mod bad_input;
 mod chat;
-mod auth;
 mod cli;
 mod crash;
 mod fleet;

@@ -9,7 +9,9 @@ async fn onnx_node_tests_pass_through_wasi_nn_like_python_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(
         dir.path(),
-        Some("[inference]\nallow_guest_load = true\nmax_guest_model_mb = 16\nsession_budget_mb = 256\n[limits]\nmax_request_body_mb = 32\n"),
+        Some(
+            "[inference]\nallow_guest_load = true\nmax_guest_model_mb = 16\nsession_budget_mb = 256\n[limits]\nmax_request_body_mb = 32\n",
+        ),
     );
     let api = Api::new(&node);
     api.create_tenant("conf").await;
@@ -31,14 +33,28 @@ async fn onnx_node_tests_pass_through_wasi_nn_like_python_onnxruntime() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let s = &r["summary"];
     assert_eq!(s["cases"], 1765, "all cases ran");
-    assert_eq!(s["unexplained"], 0, "every difference from Python onnxruntime has a reason: {s}");
+    assert_eq!(
+        s["unexplained"], 0,
+        "every difference from Python onnxruntime has a reason: {s}"
+    );
     let n = |k: &str| s[k].as_u64().unwrap();
     assert!(n("helixflow_wasi_nn_pass") >= 1300, "{s}");
     // Every case Python onnxruntime passes and that wasi:nn can express passes here too.
-    assert_eq!(n("both_pass") + n("only_onnxruntime"), n("python_onnxruntime_pass"));
-    assert_eq!(api.http.get(&api.url("/healthz")).await.status, 200, "the host survived 1765 models");
+    assert_eq!(
+        n("both_pass") + n("only_onnxruntime"),
+        n("python_onnxruntime_pass")
+    );
+    assert_eq!(
+        api.http.get(&api.url("/healthz")).await.status,
+        200,
+        "the host survived 1765 models"
+    );
 }

@@ -12,7 +12,14 @@ async fn openai_python_client_gets_reference_embeddings() {
     let api = Api::new(&node);
     api.create_tenant("demo").await;
     api.deploy("demo", "embed-minilm", "embed-minilm", "").await;
-    let r = crate::nn::push(&api, "demo", "all-minilm-l6-v2", "minilm-int8.onnx", json!({"serve": {"kind": "embeddings", "function": "embed-minilm"}})).await;
+    let r = crate::nn::push(
+        &api,
+        "demo",
+        "all-minilm-l6-v2",
+        "minilm-int8.onnx",
+        json!({"serve": {"kind": "embeddings", "function": "embed-minilm"}}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let mut cmd = std::process::Command::new(required_env("HELIXFLOW_NN_PYTHON"));
     cmd.env("HELIXFLOW_TOKEN", helixflow_e2e::admin_key())
@@ -31,8 +38,16 @@ async fn classify_image_matches_a_python_reference_on_real_photos() {
     let node = Node::start(dir.path(), None);
     let api = Api::new(&node);
     api.create_tenant("demo").await;
-    api.deploy("demo", "classify-image", "classify-image", "").await;
-    let r = crate::nn::push(&api, "public", "efficientnet-lite0", "efficientnet-lite0.onnx", json!({})).await;
+    api.deploy("demo", "classify-image", "classify-image", "")
+        .await;
+    let r = crate::nn::push(
+        &api,
+        "public",
+        "efficientnet-lite0",
+        "efficientnet-lite0.onnx",
+        json!({}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let root = helixflow_e2e::workspace_root();
     let mut cmd = std::process::Command::new(required_env("HELIXFLOW_NN_PYTHON"));

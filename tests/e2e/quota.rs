@@ -32,16 +32,39 @@ async fn rate_and_concurrency_limits_answer_429_with_retry_after() {
     let capped = burst("capped").await;
     let limited: Vec<_> = capped.iter().filter(|r| r.status == 429).collect();
     let ok = capped.iter().filter(|r| r.status == 200).count();
-    println!("capped tenant (5 rps), 30 requests at once: {ok} ok, {} limited", limited.len());
-    assert!((5..=10).contains(&ok), "the bucket holds 5 tokens (+5/s while the burst lasts): {ok}");
-    assert!(limited.iter().all(|r| r.code() == "rate_limited" && r.header("retry-after").is_some_and(|v| v.parse::<u32>().is_ok_and(|s| s >= 1))));
+    println!(
+        "capped tenant (5 rps), 30 requests at once: {ok} ok, {} limited",
+        limited.len()
+    );
+    assert!(
+        (5..=10).contains(&ok),
+        "the bucket holds 5 tokens (+5/s while the burst lasts): {ok}"
+    );
+    assert!(limited.iter().all(|r| {
+        r.code() == "rate_limited"
+            && r.header("retry-after")
+                .is_some_and(|v| v.parse::<u32>().is_ok_and(|s| s >= 1))
+    }));
     let free = burst("free").await;
-    assert!(free.iter().all(|r| r.status == 200), "the other tenant is not limited");
+    assert!(
+        free.iter().all(|r| r.status == 200),
+        "the other tenant is not limited"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(api.http.get(&api.url("/capped/chaos/ok")).await.status, 200, "tokens come back");
+    assert_eq!(
+        api.http.get(&api.url("/capped/chaos/ok")).await.status,
+        200,
+        "tokens come back"
+    );
 
     // Per-function concurrency: two at a time, no queueing.
-    let r = api.http.put_json(&api.url("/api/v1/tenants/free/functions/chaos/config"), json!({"max_concurrency": 2})).await;
+    let r = api
+        .http
+        .put_json(
+            &api.url("/api/v1/tenants/free/functions/chaos/config"),
+            json!({"max_concurrency": 2}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let futs = (0..6).map(|_| {
@@ -51,12 +74,25 @@ async fn rate_and_concurrency_limits_answer_429_with_retry_after() {
     });
     let res = futures::future::join_all(futs).await;
     let ok = res.iter().filter(|r| r.status == 200).count();
-    let limited = res.iter().filter(|r| r.status == 429 && r.code() == "concurrency_limited").count();
+    let limited = res
+        .iter()
+        .filter(|r| r.status == 429 && r.code() == "concurrency_limited")
+        .count();
     println!("max_concurrency 2, 6 concurrent 1.5 s calls: {ok} ran, {limited} limited");
     assert_eq!((ok, limited), (2, 4));
     // Events count too.
-    let r = api.http.put_json(&api.url("/api/v1/tenants/free/functions/chaos/config"), json!({"max_concurrency": 0})).await;
+    let r = api
+        .http
+        .put_json(
+            &api.url("/api/v1/tenants/free/functions/chaos/config"),
+            json!({"max_concurrency": 0}),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (400, "invalid_config".to_string()));
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "security headers on API responses");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "security headers on API responses"
+    );
     assert_eq!(r.header("cache-control"), Some("no-store"));
 }

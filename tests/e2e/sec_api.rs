@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 /// The sum of the samples of metric `name` (e.g. `helixflow_component_loads_total`)
 /// whose labels contain `label` ("" for any), from the node's `/metrics`.
 async fn metric(node: &Node, name: &str, label: &str) -> f64 {
-    let text = Http::new().get(&format!("{}/metrics", node.url)).await.text();
+    let text = Http::new()
+        .get(&format!("{}/metrics", node.url))
+        .await
+        .text();
     let found: Vec<f64> = text
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -27,7 +30,10 @@ async fn metric(node: &Node, name: &str, label: &str) -> f64 {
 async fn tenant_key(api: &Api<'_>, tenant: &str, role: &str) -> String {
     let r = api
         .http
-        .post_json(&api.url(&format!("/api/v1/tenants/{tenant}/keys")), json!({"name": format!("{role}-key"), "role": role}))
+        .post_json(
+            &api.url(&format!("/api/v1/tenants/{tenant}/keys")),
+            json!({"name": format!("{role}-key"), "role": role}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["key"].as_str().unwrap().to_string()
@@ -47,14 +53,26 @@ async fn sec_api_unauthorized_calls_never_fetch_or_compile() {
         api.create_tenant("other").await;
         // Distinct artifacts per version: each would need its own fetch and compile.
         for i in 0..3 {
-            let r = api.deploy_raw("acme", "hello", with_nonce(guest("hello"), i), "").await;
+            let r = api
+                .deploy_raw("acme", "hello", with_nonce(guest("hello"), i), "")
+                .await;
             assert_eq!(r.status, 201, "{}", r.text());
-            let r = api.deploy_raw("acme", "echo", with_nonce(guest("echo-event"), i), "").await;
+            let r = api
+                .deploy_raw("acme", "echo", with_nonce(guest("echo-event"), i), "")
+                .await;
             assert_eq!(r.status, 201, "{}", r.text());
         }
-        let r = api.deploy_raw("acme", "pub", with_nonce(guest("hello"), 99), "").await;
+        let r = api
+            .deploy_raw("acme", "pub", with_nonce(guest("hello"), 99), "")
+            .await;
         assert_eq!(r.status, 201, "{}", r.text());
-        let r = api.http.put_json(&api.url("/api/v1/tenants/acme/functions/pub/config"), json!({"public": true})).await;
+        let r = api
+            .http
+            .put_json(
+                &api.url("/api/v1/tenants/acme/functions/pub/config"),
+                json!({"public": true}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         other_key = tenant_key(&api, "other", "admin").await;
     }
@@ -66,12 +84,20 @@ async fn sec_api_unauthorized_calls_never_fetch_or_compile() {
         metric(&node, "helixflow_artifact_fetches_total", "").await,
         metric(&node, "helixflow_component_loads_total", "").await,
     );
-    assert_eq!((fetches, loads), (0.0, 0.0), "a fresh node has loaded nothing");
+    assert_eq!(
+        (fetches, loads),
+        (0.0, 0.0),
+        "a fresh node has loaded nothing"
+    );
 
     let callers = [
         ("anonymous", Http::anonymous(), 401),
         ("bad token", Http::with_token(Some("hfk_bogus_0000")), 401),
-        ("other tenant's admin", Http::with_token(Some(&other_key)), 403),
+        (
+            "other tenant's admin",
+            Http::with_token(Some(&other_key)),
+            403,
+        ),
     ];
     let mut tried = 0;
     for (who, http, status) in &callers {
@@ -101,18 +127,31 @@ async fn sec_api_unauthorized_calls_never_fetch_or_compile() {
         metric(&node, "helixflow_component_loads_total", "").await,
     );
     println!("{tried} refused requests: {f} artifact fetches, {l} component loads");
-    assert_eq!((f, l), (0.0, 0.0), "a refused request fetched or compiled something");
+    assert_eq!(
+        (f, l),
+        (0.0, 0.0),
+        "a refused request fetched or compiled something"
+    );
 
     // The public function's HTTP trigger still works without credentials, and loads.
     let r = Http::anonymous().get(&u("/acme/pub/?name=Anon")).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(metric(&node, "helixflow_component_loads_total", "").await, 1.0);
+    assert_eq!(
+        metric(&node, "helixflow_component_loads_total", "").await,
+        1.0
+    );
     // An authorized call resolves, fetches and loads its version.
     let r = api.http.get(&u("/acme/hello@2/?name=Ada")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-helixflow-version"), Some("2"));
-    assert_eq!(metric(&node, "helixflow_artifact_fetches_total", "").await, 2.0);
-    assert_eq!(metric(&node, "helixflow_component_loads_total", "").await, 2.0);
+    assert_eq!(
+        metric(&node, "helixflow_artifact_fetches_total", "").await,
+        2.0
+    );
+    assert_eq!(
+        metric(&node, "helixflow_component_loads_total", "").await,
+        2.0
+    );
     // A bogus version, asked for by an authorized caller, is a cached 404.
     for _ in 0..3 {
         let r = api.http.get(&u("/acme/hello@77/")).await;
@@ -142,9 +181,17 @@ async fn flood(node: &Node, key: &str, from: usize, n: usize) {
             let (anon, keyed) = (&anon, &keyed);
             async move {
                 let (r, want) = if i % 2 == 0 {
-                    (anon.get(&format!("{}/bogus-{i}/fn@{i}/", node.url)).await, 401)
+                    (
+                        anon.get(&format!("{}/bogus-{i}/fn@{i}/", node.url)).await,
+                        401,
+                    )
                 } else {
-                    (keyed.post(&format!("{}/invoke/bogus-{i}/fn", node.url), "x").await, 403)
+                    (
+                        keyed
+                            .post(&format!("{}/invoke/bogus-{i}/fn", node.url), "x")
+                            .await,
+                        403,
+                    )
                 };
                 assert_eq!(r.status, want, "bogus-{i}: {}", r.text());
             }
@@ -178,28 +225,54 @@ async fn sec_api_bogus_tenant_names_make_no_state() {
         after >> 20,
         grown >> 10
     );
-    assert!(grown < 20 << 20, "RSS grew {} KiB over 20,000 bogus names", grown >> 10);
+    assert!(
+        grown < 20 << 20,
+        "RSS grew {} KiB over 20,000 bogus names",
+        grown >> 10
+    );
 
     // Every refusal went to the platform log, under its one 50/s budget (+50 burst).
-    let log = api.http.get(&api.url("/api/v1/tenants/_platform/audit?limit=10000")).await;
+    let log = api
+        .http
+        .get(&api.url("/api/v1/tenants/_platform/audit?limit=10000"))
+        .await;
     assert_eq!(log.status, 200, "{}", log.text());
     let records = log.json()["records"].as_array().unwrap().len();
     let cap = 50 + (50.0 * (elapsed.as_secs_f64() + 1.0)) as usize;
     println!("platform audit records: {records} (cap {cap})");
     assert!(records >= 1, "refusals are still audited");
-    assert!(records <= cap, "{records} audit records for {:.1} s of refusals", elapsed.as_secs_f64());
+    assert!(
+        records <= cap,
+        "{records} audit records for {:.1} s of refusals",
+        elapsed.as_secs_f64()
+    );
     // No log (and no bucket) per made-up name.
     for i in [0, 1, 2, 3, 1_000, 1_001, 10_000, 10_001, 21_998, 21_999] {
-        let r = api.http.get(&api.url(&format!("/api/v1/tenants/bogus-{i}/audit"))).await;
+        let r = api
+            .http
+            .get(&api.url(&format!("/api/v1/tenants/bogus-{i}/audit")))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(r.json()["records"].as_array().map(Vec::len), Some(0), "bogus-{i} got its own audit log");
+        assert_eq!(
+            r.json()["records"].as_array().map(Vec::len),
+            Some(0),
+            "bogus-{i} got its own audit log"
+        );
     }
     // A real tenant's refusals still go to its own log.
     let r = Http::anonymous().get(&api.url("/acme/anything/")).await;
     assert_eq!(r.status, 401);
-    let log = api.http.get(&api.url("/api/v1/tenants/acme/audit?limit=100")).await.json();
+    let log = api
+        .http
+        .get(&api.url("/api/v1/tenants/acme/audit?limit=100"))
+        .await
+        .json();
     assert!(
-        log["records"].as_array().unwrap().iter().any(|r| r["target"] == "/acme/anything/" && r["actor"] == "anonymous"),
+        log["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["target"] == "/acme/anything/" && r["actor"] == "anonymous"),
         "acme's refusal is in acme's log: {log}"
     );
 }
@@ -208,15 +281,24 @@ async fn sec_api_bogus_tenant_names_make_no_state() {
 /// it): the slowloris test holds thousands of sockets.
 fn raise_nofile() -> u64 {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
     let v: Vec<&str> = line.split_whitespace().collect();
-    let (soft, hard) = (v[3].parse::<u64>().unwrap_or(u64::MAX), v[4].parse::<u64>().unwrap_or(u64::MAX));
+    let (soft, hard) = (
+        v[3].parse::<u64>().unwrap_or(u64::MAX),
+        v[4].parse::<u64>().unwrap_or(u64::MAX),
+    );
     if soft < 8192 && hard > soft {
         let status = std::process::Command::new("prlimit")
             .arg(format!("--pid={}", std::process::id()))
             .arg(format!("--nofile={hard}:{hard}"))
             .status();
-        assert!(status.is_ok_and(|s| s.success()), "cannot raise the open-files limit to {hard}: run with ulimit -n 8192");
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot raise the open-files limit to {hard}: run with ulimit -n 8192"
+        );
         return hard;
     }
     soft
@@ -231,7 +313,10 @@ struct Trickled {
 /// One slowloris attacker from 127.0.0.2: connects, sends part of a request head, then
 /// one byte every 500 ms until the node closes the connection; reconnects (after 500 ms)
 /// until `stop`. Returns how its first connection ended.
-async fn slowloris(addr: std::net::SocketAddr, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Trickled {
+async fn slowloris(
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Trickled {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut first = None;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -243,7 +328,10 @@ async fn slowloris(addr: std::net::SocketAddr, stop: std::sync::Arc<std::sync::a
         };
         let started = Instant::now();
         let (mut rd, mut wr) = s.split();
-        let mut closed = wr.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-trickle: ").await.is_err();
+        let mut closed = wr
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-trickle: ")
+            .await
+            .is_err();
         let mut buf = [0u8; 512];
         while !closed && !stop.load(std::sync::atomic::Ordering::Relaxed) {
             tokio::select! {
@@ -252,7 +340,9 @@ async fn slowloris(addr: std::net::SocketAddr, stop: std::sync::Arc<std::sync::a
             }
         }
         if first.is_none() {
-            first = Some(Trickled { closed_after: closed.then(|| started.elapsed()) });
+            first = Some(Trickled {
+                closed_after: closed.then(|| started.elapsed()),
+            });
         }
         if closed {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -268,7 +358,9 @@ async fn normal_client(node: &Node, n: usize, gap: Duration) -> Vec<Duration> {
     let mut lat = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        let r = http.try_request("GET", &format!("{}/healthz", node.url), Vec::new()).await;
+        let r = http
+            .try_request("GET", &format!("{}/healthz", node.url), Vec::new())
+            .await;
         lat.push(t.elapsed());
         let r = r.unwrap_or_else(|e| panic!("a normal request failed: {e}"));
         assert_eq!(r.status, 200, "{}", r.text());
@@ -284,11 +376,16 @@ async fn normal_client(node: &Node, n: usize, gap: Duration) -> Vec<Duration> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sec_api_slowloris_does_not_stop_normal_clients() {
     let nofile = raise_nofile();
-    assert!(nofile >= 8192, "open-files limit {nofile}: the test needs 8192 (ulimit -n)");
+    assert!(
+        nofile >= 8192,
+        "open-files limit {nofile}: the test needs 8192 (ulimit -n)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(
         dir.path(),
-        Some("[http]\nheader_read_timeout_ms = 2000\nmax_connections_per_ip = 1500\nmax_header_kb = 16\n"),
+        Some(
+            "[http]\nheader_read_timeout_ms = 2000\nmax_connections_per_ip = 1500\nmax_header_kb = 16\n",
+        ),
     );
     let addr: std::net::SocketAddr = node.url.trim_start_matches("http://").parse().unwrap();
 
@@ -300,10 +397,16 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
         let t = Instant::now();
         let mut buf = [0u8; 64];
         let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
-        (t.elapsed(), r.map(|r| r.map(|n| n == 0).unwrap_or(true)).unwrap_or(false))
+        (
+            t.elapsed(),
+            r.map(|r| r.map(|n| n == 0).unwrap_or(true))
+                .unwrap_or(false),
+        )
     });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let attackers: Vec<_> = (0..2_000).map(|_| tokio::spawn(slowloris(addr, stop.clone()))).collect();
+    let attackers: Vec<_> = (0..2_000)
+        .map(|_| tokio::spawn(slowloris(addr, stop.clone())))
+        .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Over 5 s: the attack's reconnection waves (every 2 s) included.
     let during = normal_client(&node, 100, Duration::from_millis(50)).await;
@@ -314,24 +417,54 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
     }
 
     // The q-quantile of sorted samples (nearest rank).
-    let p = |v: &[Duration], q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
-    let (b50, b99, d50, d99) = (p(&base, 0.5), p(&base, 0.99), p(&during, 0.5), p(&during, 0.99));
-    println!("normal client: before p50 {b50:?} p99 {b99:?}; during the attack p50 {d50:?} p99 {d99:?}");
+    let p =
+        |v: &[Duration], q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    let (b50, b99, d50, d99) = (
+        p(&base, 0.5),
+        p(&base, 0.99),
+        p(&during, 0.5),
+        p(&during, 0.99),
+    );
+    println!(
+        "normal client: before p50 {b50:?} p99 {b99:?}; during the attack p50 {d50:?} p99 {d99:?}"
+    );
     let bound = (b99 * 5).max(Duration::from_millis(50));
     assert!(d99 < bound, "p99 under attack {d99:?} over {bound:?}");
 
-    let at_once = firsts.iter().filter(|t| t.closed_after.is_some_and(|d| d < Duration::from_millis(1000))).count();
+    let at_once = firsts
+        .iter()
+        .filter(|t| {
+            t.closed_after
+                .is_some_and(|d| d < Duration::from_millis(1000))
+        })
+        .count();
     let timed_out = firsts
         .iter()
-        .filter(|t| t.closed_after.is_some_and(|d| d >= Duration::from_millis(1500) && d < Duration::from_millis(4500)))
+        .filter(|t| {
+            t.closed_after.is_some_and(|d| {
+                d >= Duration::from_millis(1500) && d < Duration::from_millis(4500)
+            })
+        })
         .count();
     let open = firsts.iter().filter(|t| t.closed_after.is_none()).count();
-    println!("first connections of 2,000 attackers: {at_once} closed at once, {timed_out} after the header timeout, {open} never closed");
-    assert!((400..=500).contains(&at_once), "{at_once} closed at once (per-IP cap 1500 of 2000)");
-    assert_eq!(at_once + timed_out, 2_000, "every trickling connection was closed, in time");
+    println!(
+        "first connections of 2,000 attackers: {at_once} closed at once, {timed_out} after the header timeout, {open} never closed"
+    );
+    assert!(
+        (400..=500).contains(&at_once),
+        "{at_once} closed at once (per-IP cap 1500 of 2000)"
+    );
+    assert_eq!(
+        at_once + timed_out,
+        2_000,
+        "every trickling connection was closed, in time"
+    );
     let (silent_for, silent_closed) = silent.await.unwrap();
     println!("a silent connection was closed after {silent_for:?}");
-    assert!(silent_closed && silent_for < Duration::from_secs(5), "a silent connection stayed open {silent_for:?}");
+    assert!(
+        silent_closed && silent_for < Duration::from_secs(5),
+        "a silent connection stayed open {silent_for:?}"
+    );
     let refused = metric(&node, "helixflow_connections_refused_total", "per_ip_limit").await;
     assert!(refused >= 400.0, "{refused} refusals counted");
 
@@ -339,11 +472,17 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
     // closed), never served.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(32 << 10));
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(32 << 10)
+    );
     let _ = s.write_all(head.as_bytes()).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     let answer = String::from_utf8_lossy(&buf);
     println!("32 KiB request head -> {:?}", answer.lines().next());
-    assert!(buf.is_empty() || answer.starts_with("HTTP/1.1 431"), "an oversized head was answered: {answer}");
+    assert!(
+        buf.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "an oversized head was answered: {answer}"
+    );
 }

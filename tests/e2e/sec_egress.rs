@@ -32,7 +32,11 @@ impl Listener {
                 tokio::spawn(async move {
                     let mut buf = [0u8; 8192];
                     let _ = s.read(&mut buf).await;
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
                 });
             }
         });
@@ -45,27 +49,47 @@ impl Listener {
 
 /// The chaos guest's event handler GETs `url` through wasi:http.
 async fn fetch(api: &Api<'_>, url: &str) -> Resp {
-    api.http.post(&api.url("/invoke/acme/chaos"), format!("fetch {url}")).await
+    api.http
+        .post(&api.url("/invoke/acme/chaos"), format!("fetch {url}"))
+        .await
 }
 
 fn assert_denied(r: &Resp, url: &str) {
     assert_eq!(r.status, 422, "{url}: {}", r.text());
-    assert_eq!(r.json()["error"]["error_type"], "FetchFailed", "{url}: {}", r.text());
-    assert!(r.text().contains("HttpRequestDenied"), "{url}: {}", r.text());
+    assert_eq!(
+        r.json()["error"]["error_type"],
+        "FetchFailed",
+        "{url}: {}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("HttpRequestDenied"),
+        "{url}: {}",
+        r.text()
+    );
 }
 
 /// `helixflow_egress_denied_total{...,reason="<reason>"}` from `/metrics`.
 async fn egress_denied(api: &Api<'_>, reason: &str) -> u64 {
     let m = api.http.get(&api.url("/metrics")).await.text();
     m.lines()
-        .find(|l| l.starts_with("helixflow_egress_denied_total{") && l.contains(&format!("reason=\"{reason}\"")))
+        .find(|l| {
+            l.starts_with("helixflow_egress_denied_total{")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no egress_denied_total for {reason} in /metrics:\n{m}"))
 }
 
 async fn allow(api: &Api<'_>, hosts: &[String]) {
-    let r = api.http.put_json(&api.url("/api/v1/tenants/acme/functions/chaos/config"), json!({"allow_outbound": hosts})).await;
+    let r = api
+        .http
+        .put_json(
+            &api.url("/api/v1/tenants/acme/functions/chaos/config"),
+            json!({"allow_outbound": hosts}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -112,24 +136,38 @@ async fn internal_addresses_are_refused_in_every_spelling_by_default() {
         }
         None => println!("no IPv6 loopback here: [::1] not tried"),
     }
-    allow(&api, &targets.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>()).await;
+    allow(
+        &api,
+        &targets.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(),
+    )
+    .await;
     for (_, url) in &targets {
         let r = fetch(&api, url).await;
         println!("{url} -> {} {}", r.status, r.text());
         assert_denied(&r, url);
     }
-    assert_eq!(v4.conns(), 0, "a refused request must not connect to 127.0.0.1");
+    assert_eq!(
+        v4.conns(),
+        0,
+        "a refused request must not connect to 127.0.0.1"
+    );
     if let Some(l) = &v6 {
         assert_eq!(l.conns(), 0, "a refused request must not connect to ::1");
     }
-    assert_eq!(egress_denied(&api, "private_address").await, targets.len() as u64);
+    assert_eq!(
+        egress_denied(&api, "private_address").await,
+        targets.len() as u64
+    );
     // A host not on the allow-list at all is counted separately.
     assert_denied(&fetch(&api, "http://example.com/").await, "example.com");
     assert_eq!(egress_denied(&api, "not_allowed").await, 1);
     // Logged with the tenant, the function and the address.
     let log = node.log();
     assert!(
-        log.lines().any(|l| l.contains("outbound request refused") && l.contains("169.254.169.254") && l.contains("chaos") && l.contains("acme")),
+        log.lines().any(|l| l.contains("outbound request refused")
+            && l.contains("169.254.169.254")
+            && l.contains("chaos")
+            && l.contains("acme")),
         "{log}"
     );
 }
@@ -147,7 +185,12 @@ async fn a_node_that_opts_loopback_in_lets_allowed_functions_reach_it() {
     let v4 = Listener::start("127.0.0.1").await.expect("bind 127.0.0.1");
     let v6 = Listener::start("::1").await;
     let p = v4.port;
-    let mut hosts = vec![format!("localhost:{p}"), format!("127.0.0.1:{p}"), format!("[::ffff:127.0.0.1]:{p}"), "169.254.169.254".to_string()];
+    let mut hosts = vec![
+        format!("localhost:{p}"),
+        format!("127.0.0.1:{p}"),
+        format!("[::ffff:127.0.0.1]:{p}"),
+        "169.254.169.254".to_string(),
+    ];
     if let Some(l) = &v6 {
         hosts.push(format!("[::1]:{}", l.port));
     }
@@ -158,7 +201,10 @@ async fn a_node_that_opts_loopback_in_lets_allowed_functions_reach_it() {
     }
     assert_eq!(v4.conns(), 3);
     // Not opted in: the metadata service and IPv6 loopback (127.0.0.0/8 is IPv4 only).
-    assert_denied(&fetch(&api, "http://169.254.169.254/").await, "169.254.169.254");
+    assert_denied(
+        &fetch(&api, "http://169.254.169.254/").await,
+        "169.254.169.254",
+    );
     if let Some(l) = &v6 {
         let url = format!("http://[::1]:{}/", l.port);
         assert_denied(&fetch(&api, &url).await, &url);

@@ -11,7 +11,11 @@ use std::time::Duration;
 /// Every file named `{sha}.cwasm` under the node's compile cache.
 fn cached_cwasm(data_dir: &Path, sha: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for engine in std::fs::read_dir(data_dir.join("compiled")).into_iter().flatten().flatten() {
+    for engine in std::fs::read_dir(data_dir.join("compiled"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let p = engine.path().join(format!("{sha}.cwasm"));
         if p.is_file() {
             found.push(p);
@@ -31,14 +35,28 @@ async fn tampered_compile_cache_entry_is_refused_recompiled_and_rewritten() {
         let node = Node::start(dir.path(), None);
         let api = Api::new(&node);
         api.create_tenant("acme").await;
-        let r = api.deploy_raw("acme", "hello", helixflow_e2e::guest("hello"), "?alias=live").await;
+        let r = api
+            .deploy_raw(
+                "acme",
+                "hello",
+                helixflow_e2e::guest("hello"),
+                "?alias=live",
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text());
-        assert_eq!(api.http.get(&api.url("/acme/hello/x?name=A")).await.text(), "Hello, A! (GET /x)\n");
+        assert_eq!(
+            api.http.get(&api.url("/acme/hello/x?name=A")).await.text(),
+            "Hello, A! (GET /x)\n"
+        );
         node.kill9();
         r.json()["version"]["sha256"].as_str().unwrap().to_string()
     };
     let files = cached_cwasm(dir.path(), &sha);
-    assert_eq!(files.len(), 1, "one compile-cache entry for {sha}: {files:?}");
+    assert_eq!(
+        files.len(),
+        1,
+        "one compile-cache entry for {sha}: {files:?}"
+    );
     let path = &files[0];
     let mut bytes = std::fs::read(path).unwrap();
     let mid = bytes.len() / 2;
@@ -49,26 +67,53 @@ async fn tampered_compile_cache_entry_is_refused_recompiled_and_rewritten() {
     let node = Node::start(dir.path(), None);
     let api = Api::new(&node);
     let r = api.http.get(&api.url("/acme/hello/y?name=B")).await;
-    assert_eq!(r.text(), "Hello, B! (GET /y)\n", "status {}; log:\n{}", r.status, node.log());
+    assert_eq!(
+        r.text(),
+        "Hello, B! (GET /y)\n",
+        "status {}; log:\n{}",
+        r.status,
+        node.log()
+    );
     let log = node.log();
     let warning = log
         .lines()
         .find(|l| l.contains("compile-cache entry failed authentication"))
         .unwrap_or_else(|| panic!("no warning about the tampered entry; log:\n{log}"));
-    assert!(warning.contains("WARN") && warning.contains(&sha) && warning.contains(&path.display().to_string()), "{warning}");
-    assert!(log.contains("compiled component"), "recompiled from the artifact");
+    assert!(
+        warning.contains("WARN")
+            && warning.contains(&sha)
+            && warning.contains(&path.display().to_string()),
+        "{warning}"
+    );
+    assert!(
+        log.contains("compiled component"),
+        "recompiled from the artifact"
+    );
     let rewritten = std::fs::read(path).expect("the entry was rewritten");
     assert_ne!(rewritten, flipped);
-    assert!(rewritten.ends_with(b"HFCWMAC1"), "the rewritten entry carries a MAC");
+    assert!(
+        rewritten.ends_with(b"HFCWMAC1"),
+        "the rewritten entry carries a MAC"
+    );
     node.kill9();
 
     // The rewritten entry verifies: the next start loads it without compiling.
     let node = Node::start(dir.path(), None);
     let api = Api::new(&node);
-    assert_eq!(api.http.get(&api.url("/acme/hello/z?name=C")).await.text(), "Hello, C! (GET /z)\n");
+    assert_eq!(
+        api.http.get(&api.url("/acme/hello/z?name=C")).await.text(),
+        "Hello, C! (GET /z)\n"
+    );
     let log = node.log();
-    assert!(!log.contains("compiled component") && !log.contains("failed authentication"), "{log}");
-    println!("tampered entry {} ({} bytes, byte {mid} flipped): refused, recompiled, rewritten", path.display(), flipped.len());
+    assert!(
+        !log.contains("compiled component") && !log.contains("failed authentication"),
+        "{log}"
+    );
+    println!(
+        "tampered entry {} ({} bytes, byte {mid} flipped): refused, recompiled, rewritten",
+        path.display(),
+        flipped.len()
+    );
 }
 
 /// Writes a real ONNX model of exactly `total` bytes, almost all of it one float32
@@ -125,9 +170,21 @@ fn gen_model(dir: &Path, total: u64) -> (PathBuf, serde_json::Value) {
     let script = dir.join("gen_model.py");
     std::fs::write(&script, GEN_MODEL).unwrap();
     let path = dir.join("big.onnx");
-    let out = python().arg(&script).arg(&path).arg(total.to_string()).output().expect("run python");
-    assert!(out.status.success(), "generating the model: {}", String::from_utf8_lossy(&out.stderr));
-    (path, serde_json::from_slice(&out.stdout).expect("generator output"))
+    let out = python()
+        .arg(&script)
+        .arg(&path)
+        .arg(total.to_string())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "generating the model: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        path,
+        serde_json::from_slice(&out.stdout).expect("generator output"),
+    )
 }
 
 fn vm_rss_bytes(pid: u32) -> u64 {
@@ -140,7 +197,9 @@ fn vm_rss_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-type FileBody = http_body_util::StreamBody<futures::stream::BoxStream<'static, Result<hyper::body::Frame<Bytes>, std::io::Error>>>;
+type FileBody = http_body_util::StreamBody<
+    futures::stream::BoxStream<'static, Result<hyper::body::Frame<Bytes>, std::io::Error>>,
+>;
 
 /// A request body that reads `path` in 1 MiB chunks as hyper sends it (the test process
 /// never holds the file either).
@@ -173,24 +232,44 @@ fn file_body(path: &Path) -> FileBody {
 }
 
 /// POSTs `body` to the node's model route for `acme/{name}`; returns (status, JSON body).
-async fn push_stream(node: &Node, name: &str, body: FileBody, content_length: Option<u64>) -> (u16, serde_json::Value) {
+async fn push_stream(
+    node: &Node,
+    name: &str,
+    body: FileBody,
+    content_length: Option<u64>,
+) -> (u16, serde_json::Value) {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, FileBody>(hyper_util::client::legacy::connect::HttpConnector::new());
     let mut req = http::Request::builder()
         .method("POST")
-        .uri(format!("{}/api/v1/tenants/acme/models/{name}/versions", node.url))
+        .uri(format!(
+            "{}/api/v1/tenants/acme/models/{name}/versions",
+            node.url
+        ))
         .header("authorization", format!("Bearer {}", admin_key()));
     if let Some(n) = content_length {
         req = req.header("content-length", n.to_string());
     }
-    let resp = tokio::time::timeout(Duration::from_secs(300), client.request(req.body(body).unwrap()))
-        .await
-        .expect("upload timed out")
-        .expect("upload request");
+    let resp = tokio::time::timeout(
+        Duration::from_secs(300),
+        client.request(req.body(body).unwrap()),
+    )
+    .await
+    .expect("upload timed out")
+    .expect("upload request");
     let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&bytes)})))
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&bytes)})),
+    )
 }
 
 fn dir_entries(p: &Path) -> Vec<String> {
@@ -271,11 +350,23 @@ async fn a_1_gib_model_upload_keeps_the_node_rss_under_200_mb_above_idle() {
 
     // Stored whole under its SHA-256; the spool directory is empty again.
     let stored = data_dir.join("artifacts/sha256").join(sha);
-    assert_eq!(std::fs::metadata(&stored).map(|m| m.len()).unwrap_or(0), 1 << 30, "{}", stored.display());
-    assert_eq!(dir_entries(&data_dir.join("uploads")), Vec::<String>::new(), "upload temp files removed");
+    assert_eq!(
+        std::fs::metadata(&stored).map(|m| m.len()).unwrap_or(0),
+        1 << 30,
+        "{}",
+        stored.display()
+    );
+    assert_eq!(
+        dir_entries(&data_dir.join("uploads")),
+        Vec::<String>::new(),
+        "upload temp files removed"
+    );
     let log = node.log();
     assert!(log.contains("model pushed"), "{log}");
-    assert!(!log.contains("no skeleton"), "validated through the skeleton: {log}");
+    assert!(
+        !log.contains("no skeleton"),
+        "validated through the skeleton: {log}"
+    );
 }
 
 /// Item 10, the limits of the streaming path: a body without a declared length that goes
@@ -301,7 +392,9 @@ async fn streamed_uploads_are_capped_and_external_data_is_refused() {
         s.write_all(head.as_bytes()).await.unwrap();
         let chunk = vec![7u8; 256 << 10];
         for _ in 0..16 {
-            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err()
+            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await
+                .is_err()
                 || s.write_all(&chunk).await.is_err()
                 || s.write_all(b"\r\n").await.is_err()
             {
@@ -315,8 +408,16 @@ async fn streamed_uploads_are_capped_and_external_data_is_refused() {
         assert!(text.starts_with("HTTP/1.1 413"), "{text}");
         assert!(text.contains("payload_too_large"), "{text}");
     }
-    assert_eq!(dir_entries(&data_dir.join("uploads")), Vec::<String>::new(), "nothing left in the spool");
-    assert_eq!(dir_entries(&data_dir.join("artifacts/sha256")), Vec::<String>::new(), "nothing stored");
+    assert_eq!(
+        dir_entries(&data_dir.join("uploads")),
+        Vec::<String>::new(),
+        "nothing left in the spool"
+    );
+    assert_eq!(
+        dir_entries(&data_dir.join("artifacts/sha256")),
+        Vec::<String>::new(),
+        "nothing stored"
+    );
 
     // A small model whose initializer says "my bytes are in /etc/hostname".
     let script = r#"
@@ -333,12 +434,26 @@ open(sys.argv[1], "wb").write(m.SerializeToString())
 "#;
     let evil = dir.path().join("external.onnx");
     let out = python().arg("-c").arg(script).arg(&evil).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let len = std::fs::metadata(&evil).unwrap().len();
     let (status, body) = push_stream(&node, "external", file_body(&evil), Some(len)).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_model", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("external data"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("external data"),
+        "{body}"
+    );
     assert_eq!(dir_entries(&data_dir.join("uploads")), Vec::<String>::new());
-    assert_eq!(dir_entries(&data_dir.join("artifacts/sha256")), Vec::<String>::new(), "nothing stored");
+    assert_eq!(
+        dir_entries(&data_dir.join("artifacts/sha256")),
+        Vec::<String>::new(),
+        "nothing stored"
+    );
 }

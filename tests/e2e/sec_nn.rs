@@ -18,7 +18,8 @@ fn b64(b: &[u8]) -> String {
 }
 
 async fn push_model(api: &Api<'_>, tenant: &str, name: &str, path: &std::path::Path, cfg: Value) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", path.display()));
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", path.display()));
     let r = api
         .http
         .request(
@@ -59,19 +60,49 @@ async fn sec_nn_bool_bytes_are_checked_and_empty_tensors_run() {
     let api = Api::new(&node);
     api.create_tenant("acme").await;
     api.deploy("acme", "nn-probe", "nn-probe", "").await;
-    push_model(&api, "acme", "not", &models_dir().join("not_bool.onnx"), json!({})).await;
-    push_model(&api, "acme", "id", &models_dir().join("identity_fp32.onnx"), json!({})).await;
+    push_model(
+        &api,
+        "acme",
+        "not",
+        &models_dir().join("not_bool.onnx"),
+        json!({}),
+    )
+    .await;
+    push_model(
+        &api,
+        "acme",
+        "id",
+        &models_dir().join("identity_fp32.onnx"),
+        json!({}),
+    )
+    .await;
     let probe = |spec: Value| {
         let api = &api;
-        async move { api.http.post(&api.url("/invoke/acme/nn-probe"), spec.to_string()).await }
+        async move {
+            api.http
+                .post(&api.url("/invoke/acme/nn-probe"), spec.to_string())
+                .await
+        }
     };
     let x = |data: &[u8]| json!({"model": "not", "inputs": [{"name": "x", "type": "U8", "dims": [1, 4], "data_b64": b64(data)}]});
     let r = probe(x(&[0, 7, 1, 0])).await;
-    assert_eq!(r.status, 422, "a bool byte of 7 must be refused: {}", r.text());
+    assert_eq!(
+        r.status,
+        422,
+        "a bool byte of 7 must be refused: {}",
+        r.text()
+    );
     let e = &r.json()["error"];
     println!("bool 7 -> {}: {}", e["error_type"], e["message"]);
     assert_eq!(e["error_type"], "invalid-argument", "{}", r.text());
-    assert!(e["message"].as_str().unwrap_or_default().contains("element 1 is 7 (bool elements must be 0 or 1)"), "{}", r.text());
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("element 1 is 7 (bool elements must be 0 or 1)"),
+        "{}",
+        r.text()
+    );
     let r = probe(x(&[0, 1, 1, 0])).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["outputs"][0]["data_b64"], b64(&[1, 0, 0, 1]));
@@ -80,8 +111,18 @@ async fn sec_nn_bool_bytes_are_checked_and_empty_tensors_run() {
         let r = probe(json!({"model": "id", "inputs": [{"name": "x", "type": "FP32", "dims": [0, 3], "data_b64": ""}]})).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let outs = r.json()["outputs"].clone();
-        let y = outs.as_array().unwrap().iter().find(|o| o["name"] == "y").unwrap().clone();
-        assert_eq!((y["dims"].clone(), y["data_b64"].clone()), (json!([0, 3]), json!("")), "{outs}");
+        let y = outs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == "y")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (y["dims"].clone(), y["data_b64"].clone()),
+            (json!([0, 3]), json!("")),
+            "{outs}"
+        );
     }
     assert_eq!(api.http.get(&api.url("/healthz")).await.status, 200);
 }
@@ -100,12 +141,30 @@ async fn sec_nn_only_row_independent_models_are_batched_and_minilm_rows_match() 
     api.deploy("acme", "embed-minilm", "embed-minilm", "").await;
     let serve = json!({"kind": "embeddings", "function": "embed-minilm"});
     let minilm = models_dir().join("minilm-int8.onnx");
-    push_model(&api, "acme", "minilm-rows", &minilm, json!({"serve": serve, "max_batch": 32, "max_delay_us": 30000, "row_independent": true})).await;
-    push_model(&api, "acme", "minilm-undeclared", &minilm, json!({"serve": serve, "max_batch": 32, "max_delay_us": 30000})).await;
+    push_model(
+        &api,
+        "acme",
+        "minilm-rows",
+        &minilm,
+        json!({"serve": serve, "max_batch": 32, "max_delay_us": 30000, "row_independent": true}),
+    )
+    .await;
+    push_model(
+        &api,
+        "acme",
+        "minilm-undeclared",
+        &minilm,
+        json!({"serve": serve, "max_batch": 32, "max_delay_us": 30000}),
+    )
+    .await;
     // Same token count for every text ([CLS] + 4 words + [SEP]), so all can share a run.
-    let colors = ["red", "blue", "green", "black", "white", "brown", "yellow", "gray"];
+    let colors = [
+        "red", "blue", "green", "black", "white", "brown", "yellow", "gray",
+    ];
     let things = ["house", "car", "dog", "tree"];
-    let texts: Vec<String> = (0..16).map(|i| format!("the {} {} is here", colors[i % 8], things[i / 4])).collect();
+    let texts: Vec<String> = (0..16)
+        .map(|i| format!("the {} {} is here", colors[i % 8], things[i / 4]))
+        .collect();
     let embed = |model: &'static str, text: String| {
         let api = Api::new(&node);
         async move {
@@ -114,12 +173,20 @@ async fn sec_nn_only_row_independent_models_are_batched_and_minilm_rows_match() 
                 .request(
                     "POST",
                     &api.url("/v1/embeddings"),
-                    &[("openai-organization", "acme"), ("content-type", "application/json")],
+                    &[
+                        ("openai-organization", "acme"),
+                        ("content-type", "application/json"),
+                    ],
                     json!({"model": model, "input": text}).to_string(),
                 )
                 .await;
             assert_eq!(r.status, 200, "{model}: {}", r.text());
-            r.json()["data"][0]["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect::<Vec<f32>>()
+            r.json()["data"][0]["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect::<Vec<f32>>()
         }
     };
     // Alone: one request at a time (each its own run).
@@ -133,13 +200,20 @@ async fn sec_nn_only_row_independent_models_are_batched_and_minilm_rows_match() 
     // Together: all 16 at once, twice (the batcher coalesces what arrives within 30 ms).
     let mut batched = Vec::new();
     for _ in 0..2 {
-        batched = futures::future::join_all(texts.iter().map(|t| embed("minilm-rows", t.clone()))).await;
+        batched =
+            futures::future::join_all(texts.iter().map(|t| embed("minilm-rows", t.clone()))).await;
     }
     let after = inference(&api).await;
     let rows = session(&after, "acme/minilm-rows@");
     println!("row-independent: {rows}");
-    assert!(rows["batched_requests"].as_u64().unwrap() >= 4, "concurrent requests shared runs: {rows}");
-    assert!(rows["runs"].as_u64().unwrap() < rows["computes"].as_u64().unwrap(), "{rows}");
+    assert!(
+        rows["batched_requests"].as_u64().unwrap() >= 4,
+        "concurrent requests shared runs: {rows}"
+    );
+    assert!(
+        rows["runs"].as_u64().unwrap() < rows["computes"].as_u64().unwrap(),
+        "{rows}"
+    );
     let mut max_diff = 0f32;
     for (a, b) in alone.iter().zip(&batched) {
         assert_eq!(a.len(), 384);
@@ -147,18 +221,29 @@ async fn sec_nn_only_row_independent_models_are_batched_and_minilm_rows_match() 
             max_diff = max_diff.max((x - y).abs());
         }
     }
-    println!("all-MiniLM-L6-v2, batched vs alone: max abs diff {max_diff:e} over {} values", 16 * 384);
-    assert!(max_diff < 1e-5, "batched rows differ from the rows alone by {max_diff}");
+    println!(
+        "all-MiniLM-L6-v2, batched vs alone: max abs diff {max_diff:e} over {} values",
+        16 * 384
+    );
+    assert!(
+        max_diff < 1e-5,
+        "batched rows differ from the rows alone by {max_diff}"
+    );
     // Not declared: the same concurrent load never shares a run.
     for _ in 0..2 {
-        let got = futures::future::join_all(texts.iter().map(|t| embed("minilm-undeclared", t.clone()))).await;
+        let got =
+            futures::future::join_all(texts.iter().map(|t| embed("minilm-undeclared", t.clone())))
+                .await;
         assert_eq!(got.len(), 16);
     }
     let inf = inference(&api).await;
     let und = session(&inf, "acme/minilm-undeclared@");
     println!("undeclared: {und}");
     assert_eq!(und["computes"], 32, "{und}");
-    assert_eq!(und["batched_requests"], 0, "a model not declared row-independent is never batched: {und}");
+    assert_eq!(
+        und["batched_requests"], 0,
+        "a model not declared row-independent is never batched: {und}"
+    );
     assert_eq!(und["runs"], 32, "one run per request: {und}");
     assert_eq!(und["batching"]["row_independent"], false, "{und}");
 }
@@ -202,25 +287,49 @@ async fn sec_nn_kv_budget_holds_per_tenant_and_in_process_memory() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(
         dir.path(),
-        Some(&format!("[inference]\nmax_kv_cache_mb = {KV_MB}\nmax_kv_cache_mb_per_tenant = {KV_TENANT_MB}\n")),
+        Some(&format!(
+            "[inference]\nmax_kv_cache_mb = {KV_MB}\nmax_kv_cache_mb_per_tenant = {KV_TENANT_MB}\n"
+        )),
     );
     let api = Api::new(&node);
-    let llm = std::path::PathBuf::from(required_env("HELIXFLOW_LLM_DIR")).join("smollm2-135m-instruct-int8.onnx");
+    let llm = std::path::PathBuf::from(required_env("HELIXFLOW_LLM_DIR"))
+        .join("smollm2-135m-instruct-int8.onnx");
     const MODEL: &str = "smol";
     for t in ["flood", "calm"] {
         api.create_tenant(t).await;
         api.deploy(t, "chat", "chat", "").await;
-        let r = api.http.put_json(&api.url(&format!("/api/v1/tenants/{t}/functions/chat/config")), json!({"timeout_ms": 30000})).await;
+        let r = api
+            .http
+            .put_json(
+                &api.url(&format!("/api/v1/tenants/{t}/functions/chat/config")),
+                json!({"timeout_ms": 30000}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         // The same bytes in both tenants: one session, one scheduler, shared batches.
-        push_model(&api, t, MODEL, &llm, json!({"serve": {"kind": "chat", "function": "chat"}})).await;
+        push_model(
+            &api,
+            t,
+            MODEL,
+            &llm,
+            json!({"serve": {"kind": "chat", "function": "chat"}}),
+        )
+        .await;
     }
     const FLOOD: usize = 8;
     const CALM: usize = 2;
     let long = "Count from 1 to 1000, one number per line.";
     // Warm-up at the same concurrency (instances, the session, ONNX Runtime's buffers),
     // then the idle baseline.
-    let warm = (0..FLOOD + CALM).map(|i| chat(&api, if i < FLOOD { "flood" } else { "calm" }, MODEL, long, 16));
+    let warm = (0..FLOOD + CALM).map(|i| {
+        chat(
+            &api,
+            if i < FLOOD { "flood" } else { "calm" },
+            MODEL,
+            long,
+            16,
+        )
+    });
     for r in futures::future::join_all(warm).await {
         assert_eq!(r.status, 200, "{}", r.text());
     }
@@ -247,13 +356,19 @@ async fn sec_nn_kv_budget_holds_per_tenant_and_in_process_memory() {
         })
     };
     let t0 = Instant::now();
-    let flood = futures::future::join_all((0..FLOOD).map(|_| chat(&api, "flood", MODEL, long, 300)));
+    let flood =
+        futures::future::join_all((0..FLOOD).map(|_| chat(&api, "flood", MODEL, long, 300)));
     let calm = async {
         // calm starts once the flood is under way, and runs its requests one after another.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let mut out = Vec::new();
         for _ in 0..2 {
-            out.extend(futures::future::join_all((0..CALM).map(|_| chat(&api, "calm", MODEL, "Name three primary colors.", 48))).await);
+            out.extend(
+                futures::future::join_all(
+                    (0..CALM).map(|_| chat(&api, "calm", MODEL, "Name three primary colors.", 48)),
+                )
+                .await,
+            );
         }
         out
     };
@@ -264,10 +379,20 @@ async fn sec_nn_kv_budget_holds_per_tenant_and_in_process_memory() {
     let refused: Vec<&Resp> = flood.iter().filter(|r| r.status == 503).collect();
     let served = flood.iter().filter(|r| r.status == 200).count();
     for r in &flood {
-        assert!(r.status == 200 || r.status == 503, "{}: {}", r.status, r.text());
+        assert!(
+            r.status == 200 || r.status == 503,
+            "{}: {}",
+            r.status,
+            r.text()
+        );
     }
     for r in &refused {
-        assert_eq!(r.json()["error"]["code"], "capacity_exhausted", "{}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "capacity_exhausted",
+            "{}",
+            r.text()
+        );
     }
     let peak_rss = max_rss.load(Ordering::Relaxed);
     let peak_kv = max_kv.load(Ordering::Relaxed);
@@ -275,7 +400,10 @@ async fn sec_nn_kv_budget_holds_per_tenant_and_in_process_memory() {
     println!(
         "flood: {served} served, {} refused (e.g. {}); calm: {:?}; {:.1} s",
         refused.len(),
-        refused.first().map(|r| r.json()["error"]["message"].to_string()).unwrap_or_default(),
+        refused
+            .first()
+            .map(|r| r.json()["error"]["message"].to_string())
+            .unwrap_or_default(),
         calm.iter().map(|r| r.status).collect::<Vec<_>>(),
         elapsed.as_secs_f32()
     );
@@ -286,17 +414,35 @@ async fn sec_nn_kv_budget_holds_per_tenant_and_in_process_memory() {
         mb(peak_rss.saturating_sub(baseline)),
         mb(peak_kv)
     );
-    assert!(!refused.is_empty(), "the flood is held to its share: some of its requests are refused");
+    assert!(
+        !refused.is_empty(),
+        "the flood is held to its share: some of its requests are refused"
+    );
     for r in &calm {
-        assert_eq!(r.status, 200, "the calm tenant keeps its share while the flood runs: {}", r.text());
-        assert!(r.json()["usage"]["completion_tokens"].as_u64().unwrap() >= 1, "{}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "the calm tenant keeps its share while the flood runs: {}",
+            r.text()
+        );
+        assert!(
+            r.json()["usage"]["completion_tokens"].as_u64().unwrap() >= 1,
+            "{}",
+            r.text()
+        );
     }
-    assert!(peak_kv > 0 && peak_kv <= KV_MB << 20, "KV counter peaked at {peak_kv}");
+    assert!(
+        peak_kv > 0 && peak_kv <= KV_MB << 20,
+        "KV counter peaked at {peak_kv}"
+    );
     assert!(
         peak_rss <= baseline + ((KV_MB + OVERHEAD_MB) << 20),
         "RSS grew by {:.1} MiB, over the {KV_MB} MiB budget + {OVERHEAD_MB} MiB overhead",
         mb(peak_rss.saturating_sub(baseline))
     );
     let after = inference(&api).await;
-    assert_eq!(after["kv_cache_bytes"], 0, "every byte is given back: {after}");
+    assert_eq!(
+        after["kv_cache_bytes"], 0,
+        "every byte is given back: {after}"
+    );
 }

@@ -21,7 +21,10 @@ fn curl(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "10"])
         .arg("-H")
-        .arg(format!("Authorization: Bearer {}", helixflow_e2e::admin_key()))
+        .arg(format!(
+            "Authorization: Bearer {}",
+            helixflow_e2e::admin_key()
+        ))
         .args(args)
         .output()
         .expect("curl is installed");
@@ -124,8 +127,11 @@ async fn the_control_plane_can_require_client_certificates() {
     let server_ca = write_cert(&tls_dir, "server");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "helixflow test clients CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "helixflow test clients CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
     let client_key = rcgen::KeyPair::generate().unwrap();
     let mut cp = rcgen::CertificateParams::new(vec!["ops-client".to_string()]).unwrap();
     cp.distinguished_name.push(rcgen::DnType::CommonName, "ops");
@@ -133,7 +139,10 @@ async fn the_control_plane_can_require_client_certificates() {
     let client_cert = cp.signed_by(&client_key, &ca).unwrap();
     // A certificate from a CA the node does not trust.
     let rogue_key = rcgen::KeyPair::generate().unwrap();
-    let rogue = rcgen::CertificateParams::new(vec!["rogue".to_string()]).unwrap().self_signed(&rogue_key).unwrap();
+    let rogue = rcgen::CertificateParams::new(vec!["rogue".to_string()])
+        .unwrap()
+        .self_signed(&rogue_key)
+        .unwrap();
     let p = |n: &str| tls_dir.join(n).display().to_string();
     std::fs::write(p("clients-ca.pem"), ca.pem()).unwrap();
     std::fs::write(p("client.pem"), client_cert.pem()).unwrap();
@@ -150,29 +159,78 @@ async fn the_control_plane_can_require_client_certificates() {
     let https = node.https_url.clone().unwrap();
     let ca_arg = server_ca.to_str().unwrap().to_string();
     let with_cert = |extra: &[&str]| {
-        let mut args: Vec<String> = vec!["--cacert".into(), ca_arg.clone(), "--cert".into(), p("client.pem"), "--key".into(), p("client-key.pem")];
+        let mut args: Vec<String> = vec![
+            "--cacert".into(),
+            ca_arg.clone(),
+            "--cert".into(),
+            p("client.pem"),
+            "--key".into(),
+            p("client-key.pem"),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         curl(&a)
     };
     let tenants = format!("{https}/api/v1/tenants");
-    let (rc, out) = with_cert(&["-w", "\n%{http_code}", "-H", "content-type: application/json", "-d", r#"{"name":"acme"}"#, &tenants]);
+    let (rc, out) = with_cert(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"name":"acme"}"#,
+        &tenants,
+    ]);
     println!("with the client certificate: POST /api/v1/tenants -> {out}");
     assert_eq!((rc, out.rsplit('\n').next().unwrap()), (0, "201"), "{out}");
     let (_, out) = curl(&["--cacert", &ca_arg, "-w", "\n%{http_code}", &tenants]);
     println!("HTTPS without a client certificate -> {out}");
-    assert!(out.ends_with("403") && out.contains("client_certificate_required"), "{out}");
-    let (_, out) = curl(&["--cacert", &ca_arg, "--cert", &p("rogue.pem"), "--key", &p("rogue-key.pem"), "-w", "\n%{http_code}", &tenants]);
+    assert!(
+        out.ends_with("403") && out.contains("client_certificate_required"),
+        "{out}"
+    );
+    let (_, out) = curl(&[
+        "--cacert",
+        &ca_arg,
+        "--cert",
+        &p("rogue.pem"),
+        "--key",
+        &p("rogue-key.pem"),
+        "-w",
+        "\n%{http_code}",
+        &tenants,
+    ]);
     println!("a certificate from an untrusted CA -> {out:?}");
     assert!(!out.ends_with("200") && !out.ends_with("201"), "{out}");
-    let (_, out) = curl(&["-w", "\n%{http_code}", &format!("{}/api/v1/tenants", node.url)]);
+    let (_, out) = curl(&[
+        "-w",
+        "\n%{http_code}",
+        &format!("{}/api/v1/tenants", node.url),
+    ]);
     println!("plain HTTP -> {out}");
-    assert!(out.ends_with("403") && out.contains("client_certificate_required"), "{out}");
+    assert!(
+        out.ends_with("403") && out.contains("client_certificate_required"),
+        "{out}"
+    );
     // Deploy over mutual TLS; the data plane (plain HTTP here) still serves.
     let wasm = helixflow_e2e::workspace_root().join("target/wasm32-wasip2/guest/hello.wasm");
-    let wasm = std::env::var("HELIXFLOW_GUEST_DIR").map(|d| std::path::PathBuf::from(d).join("hello.wasm")).unwrap_or(wasm);
-    let (rc, out) = with_cert(&["-w", "\n%{http_code}", "--data-binary", &format!("@{}", wasm.display()), &format!("{https}/api/v1/tenants/acme/functions/hello/versions")]);
+    let wasm = std::env::var("HELIXFLOW_GUEST_DIR")
+        .map(|d| std::path::PathBuf::from(d).join("hello.wasm"))
+        .unwrap_or(wasm);
+    let (rc, out) = with_cert(&[
+        "-w",
+        "\n%{http_code}",
+        "--data-binary",
+        &format!("@{}", wasm.display()),
+        &format!("{https}/api/v1/tenants/acme/functions/hello/versions"),
+    ]);
     assert_eq!((rc, out.rsplit('\n').next().unwrap()), (0, "201"), "{out}");
-    let r = Api::new(&node).http.get(&format!("{}/acme/hello/?name=mtls", node.url)).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "Hello, mtls! (GET /)\n"));
+    let r = Api::new(&node)
+        .http
+        .get(&format!("{}/acme/hello/?name=mtls", node.url))
+        .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "Hello, mtls! (GET /)\n")
+    );
 }

@@ -74,7 +74,11 @@ fn piece_end(chars: &[(usize, char)], i: usize) -> usize {
     // Contractions.
     if c == '\'' {
         for suf in ["s", "t", "re", "ve", "m", "ll", "d"] {
-            if suf.chars().enumerate().all(|(k, sc)| at(i + 1 + k) == Some(sc)) {
+            if suf
+                .chars()
+                .enumerate()
+                .all(|(k, sc)| at(i + 1 + k) == Some(sc))
+            {
                 return i + 1 + suf.len();
             }
         }
@@ -127,7 +131,11 @@ fn piece_end(chars: &[(usize, char)], i: usize) -> usize {
 fn bpe(piece: &[u8], out: &mut Vec<u32>) {
     // A byte without a token is dropped, as `tokenizers` drops characters its BPE has
     // no token for when there is no unknown token.
-    let mut syms: Vec<u32> = piece.iter().map(|b| tables::BYTE_TOKEN[*b as usize]).filter(|id| *id != u32::MAX).collect();
+    let mut syms: Vec<u32> = piece
+        .iter()
+        .map(|b| tables::BYTE_TOKEN[*b as usize])
+        .filter(|id| *id != u32::MAX)
+        .collect();
     while syms.len() > 1 {
         let mut best: Option<(u32, usize, u32)> = None;
         for k in 0..syms.len() - 1 {
@@ -198,7 +206,12 @@ mod tests {
 
     #[test]
     fn round_trips_text() {
-        for s in ["Hello, world!", "  two  spaces\n\n\tand tabs ", "naïve café — 東京 🎉", "x=123456; it's 3.14"] {
+        for s in [
+            "Hello, world!",
+            "  two  spaces\n\n\tand tabs ",
+            "naïve café — 東京 🎉",
+            "x=123456; it's 3.14",
+        ] {
             let mut d = Decoder::default();
             let mut out: String = ids(s).into_iter().map(|i| d.push(i)).collect();
             out.push_str(&d.finish());

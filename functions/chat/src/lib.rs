@@ -43,8 +43,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn invalid(code: &'static str, param: Option<&'static str>, message: impl Into<String>) -> ApiError {
-        ApiError { status: 400, kind: "invalid_request_error", code, param, message: message.into() }
+    fn invalid(
+        code: &'static str,
+        param: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status: 400,
+            kind: "invalid_request_error",
+            code,
+            param,
+            message: message.into(),
+        }
     }
     fn body(&self) -> Value {
         json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
@@ -81,38 +91,76 @@ fn num(body: &Value, key: &'static str, lo: f64, hi: f64, default: f64) -> Resul
         None | Some(Value::Null) => Ok(default),
         Some(v) => match v.as_f64() {
             Some(x) if x >= lo && x <= hi => Ok(x),
-            _ => Err(ApiError::invalid("invalid_value", Some(key), format!("'{key}' must be a number between {lo} and {hi}"))),
+            _ => Err(ApiError::invalid(
+                "invalid_value",
+                Some(key),
+                format!("'{key}' must be a number between {lo} and {hi}"),
+            )),
         },
     }
 }
 
 /// Parses and validates an OpenAI chat-completions body.
 pub fn parse_request(raw: &[u8]) -> Result<ChatRequest, ApiError> {
-    let body: Value = serde_json::from_slice(raw)
-        .map_err(|e| ApiError::invalid("invalid_json", None, format!("We could not parse the JSON body of your request: {e}")))?;
+    let body: Value = serde_json::from_slice(raw).map_err(|e| {
+        ApiError::invalid(
+            "invalid_json",
+            None,
+            format!("We could not parse the JSON body of your request: {e}"),
+        )
+    })?;
     if !body.is_object() {
-        return Err(ApiError::invalid("invalid_json", None, "the request body must be a JSON object"));
+        return Err(ApiError::invalid(
+            "invalid_json",
+            None,
+            "the request body must be a JSON object",
+        ));
     }
     let model = body
         .get("model")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid("missing_model", Some("model"), "you must provide a model parameter (a string)"))?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "missing_model",
+                Some("model"),
+                "you must provide a model parameter (a string)",
+            )
+        })?
         .to_string();
     let msgs = match body.get("messages") {
         Some(Value::Array(a)) => a,
-        None | Some(Value::Null) => return Err(ApiError::invalid("missing_messages", Some("messages"), "you must provide 'messages'")),
-        _ => return Err(ApiError::invalid("invalid_messages", Some("messages"), "'messages' must be an array")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "missing_messages",
+                Some("messages"),
+                "you must provide 'messages'",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_messages",
+                Some("messages"),
+                "'messages' must be an array",
+            ));
+        }
     };
     if msgs.is_empty() {
-        return Err(ApiError::invalid("empty_messages", Some("messages"), "'messages' must contain at least one message"));
+        return Err(ApiError::invalid(
+            "empty_messages",
+            Some("messages"),
+            "'messages' must contain at least one message",
+        ));
     }
     let mut messages = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.iter().enumerate() {
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::invalid("invalid_messages", Some("messages"), format!("messages[{i}] needs a 'role' string")))?;
+        let role = m.get("role").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_messages",
+                Some("messages"),
+                format!("messages[{i}] needs a 'role' string"),
+            )
+        })?;
         let role = match role {
             "system" | "user" | "assistant" => role.to_string(),
             // OpenAI's newer name for the system role.
@@ -121,7 +169,9 @@ pub fn parse_request(raw: &[u8]) -> Result<ChatRequest, ApiError> {
                 return Err(ApiError::invalid(
                     "unsupported_role",
                     Some("messages"),
-                    format!("messages[{i}].role '{other}' is not supported by this model's chat template (system, developer, user, assistant)"),
+                    format!(
+                        "messages[{i}].role '{other}' is not supported by this model's chat template (system, developer, user, assistant)"
+                    ),
                 ));
             }
         };
@@ -131,13 +181,18 @@ pub fn parse_request(raw: &[u8]) -> Result<ChatRequest, ApiError> {
             Some(Value::Array(parts)) => {
                 let mut s = String::new();
                 for p in parts {
-                    match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
+                    match (
+                        p.get("type").and_then(Value::as_str),
+                        p.get("text").and_then(Value::as_str),
+                    ) {
                         (Some("text"), Some(t)) => s.push_str(t),
                         (ty, _) => {
                             return Err(ApiError::invalid(
                                 "unsupported_content",
                                 Some("messages"),
-                                format!("messages[{i}]: content part of type {ty:?} is not supported by this model (text only)"),
+                                format!(
+                                    "messages[{i}]: content part of type {ty:?} is not supported by this model (text only)"
+                                ),
                             ));
                         }
                     }
@@ -157,33 +212,72 @@ pub fn parse_request(raw: &[u8]) -> Result<ChatRequest, ApiError> {
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        _ => return Err(ApiError::invalid("invalid_value", Some("stream"), "'stream' must be a boolean")),
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_value",
+                Some("stream"),
+                "'stream' must be a boolean",
+            ));
+        }
     };
-    let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
-    let max_tokens = match body.get("max_completion_tokens").filter(|v| !v.is_null()).or_else(|| body.get("max_tokens")) {
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let max_tokens = match body
+        .get("max_completion_tokens")
+        .filter(|v| !v.is_null())
+        .or_else(|| body.get("max_tokens"))
+    {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(n) if n >= 1 => Some(n as usize),
-            _ => return Err(ApiError::invalid("invalid_value", Some("max_tokens"), "'max_tokens' must be an integer of at least 1")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid_value",
+                    Some("max_tokens"),
+                    "'max_tokens' must be an integer of at least 1",
+                ));
+            }
         },
     };
     match body.get("n") {
         None | Some(Value::Null) => {}
         Some(v) if v.as_u64() == Some(1) => {}
-        _ => return Err(ApiError::invalid("unsupported_value", Some("n"), "this model generates one choice per request (n = 1)")),
+        _ => {
+            return Err(ApiError::invalid(
+                "unsupported_value",
+                Some("n"),
+                "this model generates one choice per request (n = 1)",
+            ));
+        }
     }
     let temperature = num(&body, "temperature", 0.0, 2.0, 1.0)? as f32;
     let top_p = num(&body, "top_p", 0.0, 1.0, 1.0)? as f32;
     if top_p <= 0.0 {
-        return Err(ApiError::invalid("invalid_value", Some("top_p"), "'top_p' must be greater than 0"));
+        return Err(ApiError::invalid(
+            "invalid_value",
+            Some("top_p"),
+            "'top_p' must be greater than 0",
+        ));
     }
     // Features this model cannot honour are refused rather than silently ignored.
     for key in ["tools", "functions"] {
-        if body.get(key).is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-            return Err(ApiError::invalid("unsupported_value", Some(key), format!("'{key}' (function calling) is not supported by this model")));
+        if body
+            .get(key)
+            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            return Err(ApiError::invalid(
+                "unsupported_value",
+                Some(key),
+                format!("'{key}' (function calling) is not supported by this model"),
+            ));
         }
     }
-    match body.pointer("/response_format/type").and_then(Value::as_str) {
+    match body
+        .pointer("/response_format/type")
+        .and_then(Value::as_str)
+    {
         None | Some("text") => {}
         Some(other) => {
             return Err(ApiError::invalid(
@@ -196,7 +290,11 @@ pub fn parse_request(raw: &[u8]) -> Result<ChatRequest, ApiError> {
     for key in ["presence_penalty", "frequency_penalty"] {
         let v = num(&body, key, -2.0, 2.0, 0.0)?;
         if v != 0.0 {
-            return Err(ApiError::invalid("unsupported_value", None, format!("'{key}' is not supported by this model (only 0)")));
+            return Err(ApiError::invalid(
+                "unsupported_value",
+                None,
+                format!("'{key}' is not supported by this model (only 0)"),
+            ));
         }
     }
     let seed = match body.get("seed") {
@@ -204,32 +302,74 @@ pub fn parse_request(raw: &[u8]) -> Result<ChatRequest, ApiError> {
         Some(v) => match (v.as_i64(), v.as_u64()) {
             (Some(i), _) => Some(i as u64),
             (_, Some(u)) => Some(u),
-            _ => return Err(ApiError::invalid("invalid_value", Some("seed"), "'seed' must be an integer")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid_value",
+                    Some("seed"),
+                    "'seed' must be an integer",
+                ));
+            }
         },
     };
     let stop = match body.get("stop") {
         None | Some(Value::Null) => vec![],
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        _ => return Err(ApiError::invalid("invalid_value", Some("stop"), "'stop' must be a string or an array of strings")),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_value",
+                Some("stop"),
+                "'stop' must be a string or an array of strings",
+            ));
+        }
     };
     if stop.len() > MAX_STOP || stop.iter().any(String::is_empty) {
-        return Err(ApiError::invalid("invalid_value", Some("stop"), format!("'stop' takes up to {MAX_STOP} non-empty strings")));
+        return Err(ApiError::invalid(
+            "invalid_value",
+            Some("stop"),
+            format!("'stop' takes up to {MAX_STOP} non-empty strings"),
+        ));
     }
-    let logprobs = body.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
+    let logprobs = body
+        .get("logprobs")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let top_logprobs = match body.get("top_logprobs") {
         None | Some(Value::Null) => 0,
         Some(v) => match v.as_u64() {
             Some(n) if n as usize <= MAX_TOP_LOGPROBS && logprobs => n as usize,
             Some(n) if n as usize <= MAX_TOP_LOGPROBS => {
-                return Err(ApiError::invalid("invalid_value", Some("top_logprobs"), "'top_logprobs' needs 'logprobs': true"));
+                return Err(ApiError::invalid(
+                    "invalid_value",
+                    Some("top_logprobs"),
+                    "'top_logprobs' needs 'logprobs': true",
+                ));
             }
             _ => {
-                return Err(ApiError::invalid("invalid_value", Some("top_logprobs"), format!("'top_logprobs' must be 0..={MAX_TOP_LOGPROBS}")));
+                return Err(ApiError::invalid(
+                    "invalid_value",
+                    Some("top_logprobs"),
+                    format!("'top_logprobs' must be 0..={MAX_TOP_LOGPROBS}"),
+                ));
             }
         },
     };
-    Ok(ChatRequest { model, messages, stream, include_usage, max_tokens, temperature, top_p, seed, stop, logprobs, top_logprobs })
+    Ok(ChatRequest {
+        model,
+        messages,
+        stream,
+        include_usage,
+        max_tokens,
+        temperature,
+        top_p,
+        seed,
+        stop,
+        logprobs,
+        top_logprobs,
+    })
 }
 
 /// The ChatML prompt of SmolLM2's template (with the generation prompt), as token ids.
@@ -259,7 +399,10 @@ fn random_id() -> String {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Holds back text that may be the start of a stop sequence.
@@ -283,7 +426,11 @@ impl StopFilter {
         while !self.text.is_char_boundary(from) {
             from -= 1;
         }
-        let hit = self.stops.iter().filter_map(|s| self.text[from..].find(s.as_str()).map(|p| from + p)).min();
+        let hit = self
+            .stops
+            .iter()
+            .filter_map(|s| self.text[from..].find(s.as_str()).map(|p| from + p))
+            .min();
         if let Some(p) = hit {
             let out = self.text[self.emitted.min(p)..p].to_string();
             self.text.truncate(p);
@@ -335,8 +482,14 @@ fn sse(stream: &mut BodyStream, v: &Value) -> Result<(), helixflow_guest_sdk::ht
 fn handle(req: Request, respond: Responder) {
     if req.method() != "POST" {
         respond.send(
-            ApiError { status: 405, kind: "invalid_request_error", code: "method_not_allowed", param: None, message: "POST a chat completion request".into() }
-                .response(),
+            ApiError {
+                status: 405,
+                kind: "invalid_request_error",
+                code: "method_not_allowed",
+                param: None,
+                message: "POST a chat completion request".into(),
+            }
+            .response(),
         );
         return;
     }
@@ -353,13 +506,23 @@ fn handle(req: Request, respond: Responder) {
                     kind: "invalid_request_error",
                     code: "model_not_found",
                     param: Some("model"),
-                    message: format!("The model `{}` does not exist or you do not have access to it.", r.model),
+                    message: format!(
+                        "The model `{}` does not exist or you do not have access to it.",
+                        r.model
+                    ),
                 }
                 .response(),
             );
         }
         Err(e) => {
-            return respond.send(ApiError::invalid("model_not_supported", Some("model"), format!("`{}` cannot serve chat: {e}", r.model)).response());
+            return respond.send(
+                ApiError::invalid(
+                    "model_not_supported",
+                    Some("model"),
+                    format!("`{}` cannot serve chat: {e}", r.model),
+                )
+                .response(),
+            );
         }
     };
     if seq.vocab_size() != bpe::vocab_size() {
@@ -367,7 +530,12 @@ fn handle(req: Request, respond: Responder) {
             ApiError::invalid(
                 "model_not_supported",
                 Some("model"),
-                format!("`{}` has {} logits per token but this function's tokenizer has {}", r.model, seq.vocab_size(), bpe::vocab_size()),
+                format!(
+                    "`{}` has {} logits per token but this function's tokenizer has {}",
+                    r.model,
+                    seq.vocab_size(),
+                    bpe::vocab_size()
+                ),
             )
             .response(),
         );
@@ -410,14 +578,27 @@ fn handle(req: Request, respond: Responder) {
         Ok(l) => l,
         Err(e) if e.code == "too-large" => {
             return respond.send(
-                ApiError { status: 503, kind: "server_error", code: "capacity_exhausted", param: None, message: format!("cannot start the generation now: {}", e.message) }
-                    .response()
-                    .with_header("retry-after", "1"),
+                ApiError {
+                    status: 503,
+                    kind: "server_error",
+                    code: "capacity_exhausted",
+                    param: None,
+                    message: format!("cannot start the generation now: {}", e.message),
+                }
+                .response()
+                .with_header("retry-after", "1"),
             );
         }
         Err(e) => {
             return respond.send(
-                ApiError { status: 500, kind: "server_error", code: "generation_failed", param: None, message: format!("the prompt failed: {e}") }.response(),
+                ApiError {
+                    status: 500,
+                    kind: "server_error",
+                    code: "generation_failed",
+                    param: None,
+                    message: format!("the prompt failed: {e}"),
+                }
+                .response(),
             );
         }
     };
@@ -426,7 +607,15 @@ fn handle(req: Request, respond: Responder) {
     let fingerprint = "helixflow-chat-0.1";
     let mut responder = Some(respond);
     let mut sink = if r.stream {
-        match responder.take().map(|r| r.stream(200, &[("content-type", "text/event-stream"), ("cache-control", "no-cache")])) {
+        match responder.take().map(|r| {
+            r.stream(
+                200,
+                &[
+                    ("content-type", "text/event-stream"),
+                    ("cache-control", "no-cache"),
+                ],
+            )
+        }) {
             Some(Ok(s)) => Sink::Stream(s),
             _ => return,
         }
@@ -445,7 +634,16 @@ fn handle(req: Request, respond: Responder) {
         c
     };
     if let Sink::Stream(s) = &mut sink {
-        if sse(s, &chunk(json!({"role": "assistant", "content": ""}), Value::Null, Value::Null)).is_err() {
+        if sse(
+            s,
+            &chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+                Value::Null,
+            ),
+        )
+        .is_err()
+        {
             return;
         }
     }
@@ -453,10 +651,17 @@ fn handle(req: Request, respond: Responder) {
     let mut sampler = sample::Sampler {
         temperature: r.temperature,
         top_p: r.top_p,
-        rng: sample::Rng::new(r.seed.unwrap_or_else(helixflow_guest_sdk::wasi::random::random::get_random_u64)),
+        rng: sample::Rng::new(
+            r.seed
+                .unwrap_or_else(helixflow_guest_sdk::wasi::random::random::get_random_u64),
+        ),
     };
     let mut decoder = bpe::Decoder::default();
-    let mut filter = StopFilter { stops: r.stop.clone(), text: String::new(), emitted: 0 };
+    let mut filter = StopFilter {
+        stops: r.stop.clone(),
+        text: String::new(),
+        emitted: 0,
+    };
     let mut content = String::new();
     let mut all_logprobs = Vec::new();
     let mut completion = 0usize;
@@ -474,7 +679,11 @@ fn handle(req: Request, respond: Responder) {
             break;
         }
         completion += 1;
-        let lp = if r.logprobs { Some(logprob_entry(&l, next, r.top_logprobs)) } else { None };
+        let lp = if r.logprobs {
+            Some(logprob_entry(&l, next, r.top_logprobs))
+        } else {
+            None
+        };
         let piece = decoder.push(next);
         let (out, hit) = filter.push(&piece);
         content.push_str(&out);
@@ -501,8 +710,18 @@ fn handle(req: Request, respond: Responder) {
         logits = match seq.feed(&[next]) {
             Ok(l) => Some(l),
             Err(e) => {
-                let (status, code) = if e.code == "too-large" { (503, "capacity_exhausted") } else { (500, "generation_failed") };
-                failure = Some(ApiError { status, kind: "server_error", code, param: None, message: format!("decoding failed after {completion} tokens: {e}") });
+                let (status, code) = if e.code == "too-large" {
+                    (503, "capacity_exhausted")
+                } else {
+                    (500, "generation_failed")
+                };
+                failure = Some(ApiError {
+                    status,
+                    kind: "server_error",
+                    code,
+                    param: None,
+                    message: format!("decoding failed after {completion} tokens: {e}"),
+                });
                 None
             }
         };
@@ -545,7 +764,11 @@ fn handle(req: Request, respond: Responder) {
             let resp = if let Some(e) = failure {
                 e.response()
             } else {
-                let logprobs = if r.logprobs { json!({"content": all_logprobs}) } else { Value::Null };
+                let logprobs = if r.logprobs {
+                    json!({"content": all_logprobs})
+                } else {
+                    Value::Null
+                };
                 let body = json!({
                     "id": id, "object": "chat.completion", "created": created, "model": r.model,
                     "system_fingerprint": fingerprint,
@@ -574,7 +797,13 @@ mod tests {
     #[test]
     fn request_validation() {
         let ok = parse_request(br#"{"model":"m","messages":[{"role":"developer","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},{"role":"user","content":"hi"}],"stop":"x","seed":-3}"#).unwrap();
-        assert_eq!(ok.messages[0], Message { role: "system".into(), content: "ab".into() });
+        assert_eq!(
+            ok.messages[0],
+            Message {
+                role: "system".into(),
+                content: "ab".into()
+            }
+        );
         assert_eq!(ok.stop, vec!["x".to_string()]);
         assert_eq!(ok.seed, Some((-3i64) as u64));
         assert_eq!((ok.temperature, ok.top_p, ok.stream), (1.0, 1.0, false));
@@ -601,25 +830,43 @@ mod tests {
 
     #[test]
     fn template_is_chatml_with_the_default_system_prompt() {
-        let ids = prompt_ids(&[Message { role: "user".into(), content: "Hi <|im_end|>".into() }]);
+        let ids = prompt_ids(&[Message {
+            role: "user".into(),
+            content: "Hi <|im_end|>".into(),
+        }]);
         assert_eq!(ids[0], IM_START);
         // Two turns (system, user) + the generation prompt: three <|im_start|>, and the
         // user's literal "<|im_end|>" is text, not the control token.
         assert_eq!(ids.iter().filter(|t| **t == IM_START).count(), 3);
         assert_eq!(ids.iter().filter(|t| **t == IM_END).count(), 2);
-        let text: Vec<u8> = ids.iter().flat_map(|t| bpe::token_bytes(*t).to_vec()).collect();
-        assert!(String::from_utf8(text).unwrap().ends_with("<|im_start|>assistant\n"));
+        let text: Vec<u8> = ids
+            .iter()
+            .flat_map(|t| bpe::token_bytes(*t).to_vec())
+            .collect();
+        assert!(
+            String::from_utf8(text)
+                .unwrap()
+                .ends_with("<|im_start|>assistant\n")
+        );
     }
 
     #[test]
     fn stop_filter_holds_back_possible_starts() {
-        let mut f = StopFilter { stops: vec!["END".into()], text: String::new(), emitted: 0 };
+        let mut f = StopFilter {
+            stops: vec!["END".into()],
+            text: String::new(),
+            emitted: 0,
+        };
         assert_eq!(f.push("abc E"), ("abc ".to_string(), false));
         assert_eq!(f.push("N"), (String::new(), false));
         assert_eq!(f.push("X"), ("ENX".to_string(), false));
         assert_eq!(f.push(" tail EN"), (" tail ".to_string(), false));
         assert_eq!(f.push("D more"), (String::new(), true));
-        let mut g = StopFilter { stops: vec!["é!".into()], text: String::new(), emitted: 0 };
+        let mut g = StopFilter {
+            stops: vec!["é!".into()],
+            text: String::new(),
+            emitted: 0,
+        };
         assert_eq!(g.push("caf"), ("caf".to_string(), false));
         assert_eq!(g.push("é"), (String::new(), false));
         assert_eq!(g.flush(), "é");
@@ -629,14 +876,26 @@ mod tests {
     fn sampling_is_seeded_and_greedy_at_zero() {
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
         let pick = |t: f32, p: f32, seed: u64| {
-            let mut s = sample::Sampler { temperature: t, top_p: p, rng: sample::Rng::new(seed) };
+            let mut s = sample::Sampler {
+                temperature: t,
+                top_p: p,
+                rng: sample::Rng::new(seed),
+            };
             (0..20).map(|_| s.pick(&logits)).collect::<Vec<_>>()
         };
-        assert!(pick(0.0, 1.0, 1).iter().all(|t| *t == sample::argmax(&logits)));
+        assert!(
+            pick(0.0, 1.0, 1)
+                .iter()
+                .all(|t| *t == sample::argmax(&logits))
+        );
         assert_eq!(pick(1.0, 0.9, 42), pick(1.0, 0.9, 42));
         assert_ne!(pick(1.0, 1.0, 1), pick(1.0, 1.0, 2));
         // A tiny top_p keeps only the most likely token.
-        assert!(pick(1.0, 1e-6, 5).iter().all(|t| *t == sample::argmax(&logits)));
+        assert!(
+            pick(1.0, 1e-6, 5)
+                .iter()
+                .all(|t| *t == sample::argmax(&logits))
+        );
         let (lp, top) = sample::logprobs(&logits, 3, 3);
         assert!(lp < 0.0 && top.len() == 3 && top[0].1 >= top[1].1 && top[1].1 >= top[2].1);
     }

@@ -46,8 +46,11 @@ impl Sampler {
         }
         let t = self.temperature as f64;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let mut probs: Vec<(f64, u32)> =
-            logits.iter().enumerate().map(|(i, l)| (((*l as f64 - max) / t).exp(), i as u32)).collect();
+        let mut probs: Vec<(f64, u32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (((*l as f64 - max) / t).exp(), i as u32))
+            .collect();
         let total: f64 = probs.iter().map(|p| p.0).sum();
         if !(total.is_finite() && total > 0.0) {
             return argmax(logits);
@@ -82,13 +85,20 @@ impl Sampler {
 /// `ln softmax(logits)[id]` and the `k` most likely (id, logprob), for `logprobs`.
 pub fn logprobs(logits: &[f32], id: u32, k: usize) -> (f32, Vec<(u32, f32)>) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max + logits.iter().map(|l| (*l as f64 - max).exp()).sum::<f64>().ln();
+    let lse = max
+        + logits
+            .iter()
+            .map(|l| (*l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
     let lp = |i: u32| (logits[i as usize] as f64 - lse) as f32;
     let mut top = Vec::new();
     if k > 0 {
         let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
         let k = k.min(idx.len());
-        idx.select_nth_unstable_by(k - 1, |a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+        idx.select_nth_unstable_by(k - 1, |a, b| {
+            logits[*b as usize].total_cmp(&logits[*a as usize])
+        });
         idx.truncate(k);
         idx.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
         top = idx.into_iter().map(|i| (i, lp(i))).collect();

@@ -33,13 +33,22 @@ pub fn preprocess(bytes: &[u8]) -> Result<Vec<f32>, String> {
         Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => {}
         _ => return Err("not a JPEG or PNG image".into()),
     }
-    let (w, h) = reader.into_dimensions().map_err(|e| format!("unreadable image: {e}"))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| format!("unreadable image: {e}"))?;
     if w == 0 || h == 0 || u64::from(w) * u64::from(h) > MAX_PIXELS {
-        return Err(format!("image of {w}x{h} pixels is empty or larger than {MAX_PIXELS} pixels"));
+        return Err(format!(
+            "image of {w}x{h} pixels is empty or larger than {MAX_PIXELS} pixels"
+        ));
     }
-    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?.to_rgb8();
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| format!("cannot decode image: {e}"))?
+        .to_rgb8();
     let scale = 256.0 / f64::from(w.min(h));
-    let (nw, nh) = (((f64::from(w) * scale).round() as u32).max(SIZE), ((f64::from(h) * scale).round() as u32).max(SIZE));
+    let (nw, nh) = (
+        ((f64::from(w) * scale).round() as u32).max(SIZE),
+        ((f64::from(h) * scale).round() as u32).max(SIZE),
+    );
     let resized = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
     let (x0, y0) = ((nw - SIZE) / 2, (nh - SIZE) / 2);
     let plane = (SIZE * SIZE) as usize;
@@ -66,12 +75,21 @@ fn classify(req: Request) -> Response {
     let model = std::env::var("MODEL").unwrap_or_else(|_| "efficientnet-lite0".into());
     let run = || -> Result<Vec<f32>, helixflow_guest_sdk::nn::Error> {
         let g = Graph::load_by_name(&model)?;
-        let out = g.context()?.compute(vec![("images", Tensor::from_f32(&[1, 3, SIZE, SIZE], &input))])?;
+        let out = g.context()?.compute(vec![(
+            "images",
+            Tensor::from_f32(&[1, 3, SIZE, SIZE], &input),
+        )])?;
         out.get("logits")?.to_f32()
     };
     let logits = match run() {
         Ok(l) if l.len() == 1000 => l,
-        Ok(l) => return error(502, "bad_model_output", format!("expected 1000 logits, got {}", l.len())),
+        Ok(l) => {
+            return error(
+                502,
+                "bad_model_output",
+                format!("expected 1000 logits, got {}", l.len()),
+            );
+        }
         Err(e) => return error(503, "inference_failed", e.to_string()),
     };
     let max = logits.iter().cloned().fold(f32::MIN, f32::max);
@@ -84,7 +102,10 @@ fn classify(req: Request) -> Response {
         .iter()
         .map(|i| serde_json::json!({"label": labels.get(*i).copied().unwrap_or("?"), "index": i, "probability": exps[*i] / sum}))
         .collect();
-    Response::json(200, serde_json::to_vec(&serde_json::json!({"model": model, "top5": top5})).unwrap_or_default())
+    Response::json(
+        200,
+        serde_json::to_vec(&serde_json::json!({"model": model, "top5": top5})).unwrap_or_default(),
+    )
 }
 
 helixflow_guest_sdk::http_handler!(classify);

@@ -15,7 +15,10 @@ struct Vocab;
 
 impl Vocab {
     fn get(&self, token: &str) -> Option<i64> {
-        table::VOCAB.binary_search_by(|(t, _)| (*t).cmp(token)).ok().map(|i| i64::from(table::VOCAB[i].1))
+        table::VOCAB
+            .binary_search_by(|(t, _)| (*t).cmp(token))
+            .ok()
+            .map(|i| i64::from(table::VOCAB[i].1))
     }
 }
 
@@ -66,7 +69,12 @@ impl WordPiece {
     pub fn new() -> WordPiece {
         let vocab = Vocab;
         let id = |t: &str| vocab.get(t).unwrap_or(0);
-        WordPiece { cls: id("[CLS]"), sep: id("[SEP]"), unk: id("[UNK]"), vocab }
+        WordPiece {
+            cls: id("[CLS]"),
+            sep: id("[SEP]"),
+            unk: id("[UNK]"),
+            vocab,
+        }
     }
 
     fn normalize(text: &str) -> String {
@@ -94,7 +102,10 @@ impl WordPiece {
 
     fn words(normalized: &str) -> Vec<&str> {
         let mut out = Vec::new();
-        for chunk in normalized.split(char::is_whitespace).filter(|s| !s.is_empty()) {
+        for chunk in normalized
+            .split(char::is_whitespace)
+            .filter(|s| !s.is_empty())
+        {
             let mut start = 0;
             for (i, c) in chunk.char_indices() {
                 if is_punctuation(c) {
@@ -134,7 +145,11 @@ impl WordPiece {
                     break;
                 }
                 // Step back one character.
-                end = word[..end].char_indices().next_back().map(|(i, _)| i).unwrap_or(start);
+                end = word[..end]
+                    .char_indices()
+                    .next_back()
+                    .map(|(i, _)| i)
+                    .unwrap_or(start);
             }
             match found {
                 Some(id) => {

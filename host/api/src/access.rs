@@ -8,7 +8,9 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use helixflow_auth::{Action, ApiKey, AuthError, JwtVerifier, Principal, Role, digest_eq, sha256_hex};
+use helixflow_auth::{
+    Action, ApiKey, AuthError, JwtVerifier, Principal, Role, digest_eq, sha256_hex,
+};
 use helixflow_store::access::{AuditRecord, KeyRecord, PLATFORM_AUDIT};
 use http::StatusCode;
 use std::time::Duration;
@@ -81,21 +83,31 @@ fn jwt_tenant_ok(tenant: &str) -> bool {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Who is calling. `Ok(None)`: no credentials at all.
-pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<Option<Principal>, AuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &http::HeaderMap,
+) -> Result<Option<Principal>, AuthError> {
     if !state.auth.enforce {
         return Ok(Some(Principal::platform_admin()));
     }
-    let Some(token) = bearer(headers)? else { return Ok(None) };
+    let Some(token) = bearer(headers)? else {
+        return Ok(None);
+    };
     if token.is_empty() || token.len() > 8192 {
         return Err(AuthError::Malformed);
     }
     if token.starts_with("hfk_") {
         let prefix = ApiKey::prefix_of(&token)?.to_string();
-        let rec = lookup_key(state, &prefix).await.map_err(|_| AuthError::Invalid)?;
+        let rec = lookup_key(state, &prefix)
+            .await
+            .map_err(|_| AuthError::Invalid)?;
         let rec = rec.ok_or(AuthError::Invalid)?;
         if !digest_eq(&sha256_hex(&token), &rec.sha256) {
             return Err(AuthError::Invalid);
@@ -107,7 +119,12 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result
             return Err(AuthError::Expired);
         }
         let role = Role::parse(&rec.role).ok_or(AuthError::Invalid)?;
-        return Ok(Some(Principal { tenant: Some(rec.tenant), role, subject: format!("key:{prefix}"), via: "api_key" }));
+        return Ok(Some(Principal {
+            tenant: Some(rec.tenant),
+            role,
+            subject: format!("key:{prefix}"),
+            via: "api_key",
+        }));
     }
     if token.matches('.').count() == 2 {
         let secret = if JwtVerifier::is_hs256(&token)? {
@@ -169,7 +186,12 @@ pub fn requirement(method: &http::Method, segs: &[&str]) -> Need {
         (_, ["v1", "tenants", "public", "models", ..]) if method == M::GET => Need::Authenticated,
         (_, ["v1", "tenants", "public", ..]) => Need::PlatformAdmin,
         (&M::GET, ["v1", "tenants", t]) => Need::Tenant(t.to_string(), Action::Read),
-        (_, ["v1", "tenants", t, "keys", ..] | ["v1", "tenants", t, "access-keys", ..] | ["v1", "tenants", t, "jwt-secret"]) => Need::Tenant(t.to_string(), Action::Manage),
+        (
+            _,
+            ["v1", "tenants", t, "keys", ..]
+            | ["v1", "tenants", t, "access-keys", ..]
+            | ["v1", "tenants", t, "jwt-secret"],
+        ) => Need::Tenant(t.to_string(), Action::Manage),
         (&M::GET, ["v1", "tenants", t, "audit"]) => Need::Tenant(t.to_string(), Action::Read),
         (&M::GET, ["v1", "tenants", t, ..]) => Need::Tenant(t.to_string(), Action::Read),
         (_, ["v1", "tenants", t, ..]) => Need::Tenant(t.to_string(), Action::Deploy),
@@ -178,7 +200,10 @@ pub fn requirement(method: &http::Method, segs: &[&str]) -> Need {
 }
 
 /// Checks `need` for `who`: `Err` is the 401/403 to answer.
-pub fn check(who: &Result<Option<Principal>, AuthError>, need: &Need) -> Result<Option<Principal>, ApiError> {
+pub fn check(
+    who: &Result<Option<Principal>, AuthError>,
+    need: &Need,
+) -> Result<Option<Principal>, ApiError> {
     if *need == Need::Nothing {
         return Ok(who.clone().ok().flatten());
     }
@@ -192,7 +217,11 @@ pub fn check(who: &Result<Option<Principal>, AuthError>, need: &Need) -> Result<
         Need::PlatformAdmin => p.is_platform_admin(),
         Need::Tenant(t, a) => p.allows(t, *a),
     };
-    if ok { Ok(Some(p.clone())) } else { Err(forbidden()) }
+    if ok {
+        Ok(Some(p.clone()))
+    } else {
+        Err(forbidden())
+    }
 }
 
 pub fn unauthorized(e: &AuthError) -> ApiError {
@@ -204,7 +233,11 @@ pub fn unauthorized(e: &AuthError) -> ApiError {
 }
 
 pub fn forbidden() -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "these credentials do not allow this request")
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "these credentials do not allow this request",
+    )
 }
 
 /// Appends an audit record (failures to write are logged, never shown to the caller).
@@ -230,7 +263,9 @@ pub async fn audit(
         .unwrap_or(PLATFORM_AUDIT)
         .to_string();
     let rec = AuditRecord {
-        at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
         tenant,
         actor,
         action: action.into(),
@@ -252,7 +287,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
         let mut h = http::HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -261,19 +299,44 @@ mod tests {
     /// digest): blank `x-api-key` and `Bearer` without a token are malformed.
     #[test]
     fn empty_credentials_are_malformed_never_empty_tokens() {
-        for (k, v) in [("x-api-key", ""), ("x-api-key", "   "), ("authorization", "Bearer"), ("authorization", "Bearer    "), ("authorization", "")] {
-            assert_eq!(bearer(&headers(&[(k, v)])), Err(AuthError::Malformed), "{k}: {v:?}");
+        for (k, v) in [
+            ("x-api-key", ""),
+            ("x-api-key", "   "),
+            ("authorization", "Bearer"),
+            ("authorization", "Bearer    "),
+            ("authorization", ""),
+        ] {
+            assert_eq!(
+                bearer(&headers(&[(k, v)])),
+                Err(AuthError::Malformed),
+                "{k}: {v:?}"
+            );
         }
         assert_eq!(bearer(&headers(&[])), Ok(None));
-        assert_eq!(bearer(&headers(&[("x-api-key", " k ")])), Ok(Some("k".into())));
-        assert_eq!(bearer(&headers(&[("authorization", "Bearer t")])), Ok(Some("t".into())));
+        assert_eq!(
+            bearer(&headers(&[("x-api-key", " k ")])),
+            Ok(Some("k".into()))
+        );
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Bearer t")])),
+            Ok(Some("t".into()))
+        );
     }
 
     #[test]
     fn jwt_tenant_claims_must_name_a_tenant() {
         assert!(jwt_tenant_ok("acme") && jwt_tenant_ok("team-7"));
         let long = "x".repeat(200);
-        for bad in ["", "../x", "ACME", "a/b", "acme#FN", "public", "api", long.as_str()] {
+        for bad in [
+            "",
+            "../x",
+            "ACME",
+            "a/b",
+            "acme#FN",
+            "public",
+            "api",
+            long.as_str(),
+        ] {
             assert!(!jwt_tenant_ok(bad), "{bad:?}");
         }
     }

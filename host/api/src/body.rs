@@ -32,7 +32,12 @@ pub struct Capped {
 
 impl Capped {
     pub fn new(inner: Body, cap: u64, what: String) -> Capped {
-        Capped { inner, cap, seen: 0, what }
+        Capped {
+            inner,
+            cap,
+            seen: 0,
+            what,
+        }
     }
 }
 
@@ -50,7 +55,11 @@ impl http_body::Body for Capped {
                     this.seen += d.len() as u64;
                     if this.seen > this.cap {
                         tracing::warn!(function = %this.what, cap = this.cap, "response cut off: over the response size limit");
-                        return std::task::Poll::Ready(Some(Err(format!("response of {} over its {} byte limit", this.what, this.cap).into())));
+                        return std::task::Poll::Ready(Some(Err(format!(
+                            "response of {} over its {} byte limit",
+                            this.what, this.cap
+                        )
+                        .into())));
                     }
                 }
                 std::task::Poll::Ready(Some(Ok(frame)))

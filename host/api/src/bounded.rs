@@ -24,7 +24,9 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// `cap` is raised to 1 if 0.
     pub fn new(cap: usize, ttl: Duration) -> Self {
         TtlCache {
-            map: Mutex::new(LruCache::new(NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN))),
+            map: Mutex::new(LruCache::new(
+                NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN),
+            )),
             ttl,
         }
     }
@@ -83,7 +85,10 @@ pub struct LookupCache<V: Clone> {
 impl<V: Clone> LookupCache<V> {
     /// Up to `found_cap` found and `missing_cap` missing keys, each for `ttl`.
     pub fn new(found_cap: usize, missing_cap: usize, ttl: Duration) -> Self {
-        LookupCache { found: TtlCache::new(found_cap, ttl), missing: TtlCache::new(missing_cap, ttl) }
+        LookupCache {
+            found: TtlCache::new(found_cap, ttl),
+            missing: TtlCache::new(missing_cap, ttl),
+        }
     }
 
     /// `Some(Some(v))`: found; `Some(None)`: known to be missing; `None`: not cached.

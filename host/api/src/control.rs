@@ -27,7 +27,11 @@ pub fn metrics(state: &AppState) -> Response<Body> {
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-        .body(crate::body::full(state.metrics.encode_with_inference(state.runtime.inference())))
+        .body(crate::body::full(
+            state
+                .metrics
+                .encode_with_inference(state.runtime.inference()),
+        ))
         .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
 }
 
@@ -187,12 +191,24 @@ async fn route_inner(
             gc(state, std::time::Duration::from_secs(grace), dry_run).await
         }
         (&Method::GET, ["v1", "admin", "inference"]) => crate::models::sessions(state),
-        (_, ["v1", "tenants", t, "keys", rest @ ..]) => crate::keys::route(state, req, t, rest, principal).await,
-        (_, ["v1", "tenants", t, "access-keys", rest @ ..]) => crate::keys::access_route(state, req, t, rest).await,
-        (_, ["v1", "tenants", t, "events", rest @ ..]) => crate::events::route(state, req, t, rest).await,
-        (&Method::POST, ["v1", "tenants", t, "jwt-secret"]) => crate::keys::rotate_jwt_secret(state, t).await,
+        (_, ["v1", "tenants", t, "keys", rest @ ..]) => {
+            crate::keys::route(state, req, t, rest, principal).await
+        }
+        (_, ["v1", "tenants", t, "access-keys", rest @ ..]) => {
+            crate::keys::access_route(state, req, t, rest).await
+        }
+        (_, ["v1", "tenants", t, "events", rest @ ..]) => {
+            crate::events::route(state, req, t, rest).await
+        }
+        (&Method::POST, ["v1", "tenants", t, "jwt-secret"]) => {
+            crate::keys::rotate_jwt_secret(state, t).await
+        }
         (&Method::GET, ["v1", "tenants", t, "audit"]) => {
-            let limit = query(&req).get("limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).min(10_000);
+            let limit = query(&req)
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100usize)
+                .min(10_000);
             ok(json!({"records": state.registry.audit_log(t, limit).await?}))
         }
         (_, ["v1", "tenants", t, "models", rest @ ..]) => {
@@ -385,11 +401,24 @@ fn env_context(tenant: &str, function: &str, name: &str) -> String {
 
 /// Seals every `env` value of a config about to be stored (invariant: function `env`
 /// values reach the metadata store only sealed with the node's secrets key).
-fn seal_env(state: &AppState, tenant: &str, function: &str, cfg: &mut FunctionConfig) -> Result<(), ApiError> {
+fn seal_env(
+    state: &AppState,
+    tenant: &str,
+    function: &str,
+    cfg: &mut FunctionConfig,
+) -> Result<(), ApiError> {
     for (name, value) in cfg.env.iter_mut() {
-        *value = state.auth.secrets.seal(value, &env_context(tenant, function, name)).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("sealing environment variable {name:?}: {e}"))
-        })?;
+        *value = state
+            .auth
+            .secrets
+            .seal(value, &env_context(tenant, function, name))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("sealing environment variable {name:?}: {e}"),
+                )
+            })?;
     }
     Ok(())
 }
@@ -467,26 +496,37 @@ async fn check_config(
         }
     }
     if cfg.allow_outbound.len() > 64 {
-        return Err(ApiError::bad_request("invalid_config", "at most 64 allow_outbound entries"));
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            "at most 64 allow_outbound entries",
+        ));
     }
     for h in &cfg.allow_outbound {
         let ok = !h.is_empty()
             && h.len() <= 260
             && !h.contains("://")
-            && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:*[]".contains(&b))
-            && (!h.contains('*') || (h.starts_with("*.") && h.matches('*').count() == 1 && h.len() > 2));
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:*[]".contains(&b))
+            && (!h.contains('*')
+                || (h.starts_with("*.") && h.matches('*').count() == 1 && h.len() > 2));
         if !ok {
             return Err(ApiError::bad_request(
                 "invalid_config",
-                format!("allow_outbound entry {h:?}: use host, host:port or *.domain (no scheme, no path)"),
+                format!(
+                    "allow_outbound entry {h:?}: use host, host:port or *.domain (no scheme, no path)"
+                ),
             ));
         }
     }
     if cfg.max_concurrency == Some(0) {
-        return Err(ApiError::bad_request("invalid_config", "max_concurrency must be at least 1"));
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            "max_concurrency must be at least 1",
+        ));
     }
     if let Some(a) = &cfg.async_invoke {
-        a.validate().map_err(|m| ApiError::bad_request("invalid_config", m))?;
+        a.validate()
+            .map_err(|m| ApiError::bad_request("invalid_config", m))?;
     }
     crate::events::check_schedules(&cfg.schedules)?;
     for (k, v) in &cfg.env {

@@ -36,12 +36,18 @@ pub(crate) async fn authorized_target(
     match crate::access::check(who, &need) {
         Ok(_) => resolve(state, tenant, function, qualifier).await,
         Err(refused) => {
-            if !(http_trigger && crate::resolve::is_public(state, tenant, function, qualifier).await) {
+            if !(http_trigger
+                && crate::resolve::is_public(state, tenant, function, qualifier).await)
+            {
                 return Err(refused);
             }
             let target = resolve(state, tenant, function, qualifier).await?;
             // The function may have been made private since its metadata was cached.
-            if target.function.config.public { Ok(target) } else { Err(refused) }
+            if target.function.config.public {
+                Ok(target)
+            } else {
+                Err(refused)
+            }
         }
     }
 }
@@ -165,13 +171,19 @@ async fn http_trigger(
     request_id: &str,
     who: &Who,
 ) -> Result<Response<Body>, ApiError> {
-    let TriggerPath { tenant, function, qualifier, inner } = parse_trigger_path(req.uri().path(), req.uri().query())?;
+    let TriggerPath {
+        tenant,
+        function,
+        qualifier,
+        inner,
+    } = parse_trigger_path(req.uri().path(), req.uri().query())?;
     let func_q = match &qualifier {
         Some(q) => format!("{function}@{q}"),
         None => function.clone(),
     };
     let function = function.as_str();
-    let target = authorized_target(state, &tenant, function, qualifier.as_deref(), who, true).await?;
+    let target =
+        authorized_target(state, &tenant, function, qualifier.as_deref(), who, true).await?;
     if !target.loaded.exports().http {
         return Err(ApiError::bad_request(
             "wrong_trigger",
@@ -182,7 +194,12 @@ async fn http_trigger(
         ));
     }
 
-    let held = state.quotas.admit(&tenant, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency)?;
+    let held = state.quotas.admit(
+        &tenant,
+        &target.function.name,
+        &target.tenant.limits,
+        target.function.config.max_concurrency,
+    )?;
     let limit = state.settings.max_request_body_bytes;
     crate::control::check_declared_length(req.headers(), limit)?;
     // The guest sees the path below its function, the original query, method and headers.
@@ -283,7 +300,12 @@ where
             }
             let what = format!("{}/{}", target.tenant.name, target.function.name);
             let mut resp = resp.map(|b| {
-                crate::body::Capped::new(b.map_err(|e| Box::new(e) as BoxError).boxed_unsync(), cap, what).boxed_unsync()
+                crate::body::Capped::new(
+                    b.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+                    cap,
+                    what,
+                )
+                .boxed_unsync()
             });
             version_header(&mut resp, target);
             Ok(resp)
@@ -309,7 +331,9 @@ pub fn parse_trigger_path(path: &str, query: Option<&str>) -> Result<TriggerPath
     let tenant = parts.next().unwrap_or_default().to_string();
     let func_q = parts.next().unwrap_or_default();
     if func_q.is_empty() || tenant.is_empty() {
-        return Err(ApiError::not_found(format!("no function named in {path:?}: use /{{tenant}}/{{function}}/...")));
+        return Err(ApiError::not_found(format!(
+            "no function named in {path:?}: use /{{tenant}}/{{function}}/..."
+        )));
     }
     let (function, qualifier) = split_qualifier(func_q);
     let inner_path = format!("/{}", parts.next().unwrap_or_default());
@@ -317,8 +341,15 @@ pub fn parse_trigger_path(path: &str, query: Option<&str>) -> Result<TriggerPath
         Some(q) => format!("{inner_path}?{q}"),
         None => inner_path,
     };
-    let inner = pq.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("bad path: {e}")))?;
-    Ok(TriggerPath { tenant, function: function.to_string(), qualifier: qualifier.map(str::to_string), inner })
+    let inner = pq
+        .parse()
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("bad path: {e}")))?;
+    Ok(TriggerPath {
+        tenant,
+        function: function.to_string(),
+        qualifier: qualifier.map(str::to_string),
+        inner,
+    })
 }
 
 fn wasmtime_wasi_http_error_body_size(limit: usize) -> helixflow_runtime::HttpBodyError {
@@ -414,7 +445,9 @@ pub(crate) async fn call_event(
     request_id: &str,
     client_context: Option<String>,
 ) -> Result<Result<Vec<u8>, (String, String)>, CallError> {
-    call_event_logged(state, target, payload, request_id, client_context).await.result
+    call_event_logged(state, target, payload, request_id, client_context)
+        .await
+        .result
 }
 
 /// An event invocation's result and its captured stdout/stderr.
@@ -431,12 +464,20 @@ pub(crate) async fn call_event_logged(
     request_id: &str,
     client_context: Option<String>,
 ) -> EventCall {
-    let held = state
-        .quotas
-        .admit(&target.tenant.name, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency);
+    let held = state.quotas.admit(
+        &target.tenant.name,
+        &target.function.name,
+        &target.tenant.limits,
+        target.function.config.max_concurrency,
+    );
     let _held = match held {
         Ok(h) => h,
-        Err(e) => return EventCall { result: Err(CallError::Quota(e)), logs: Default::default() },
+        Err(e) => {
+            return EventCall {
+                result: Err(CallError::Quota(e)),
+                logs: Default::default(),
+            };
+        }
     };
     let out = state
         .runtime
@@ -471,7 +512,10 @@ pub(crate) async fn call_event_logged(
         out.report.duration,
         handled,
     );
-    EventCall { result: out.result.map_err(CallError::Invoke), logs: out.report.logs }
+    EventCall {
+        result: out.result.map_err(CallError::Invoke),
+        logs: out.report.logs,
+    }
 }
 
 /// Why `call_event` did not run the function, or how it failed.

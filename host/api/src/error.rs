@@ -109,9 +109,10 @@ impl From<LoadError> for ApiError {
 impl From<&InvokeError> for ApiError {
     fn from(e: &InvokeError) -> Self {
         let status = match e {
-            InvokeError::Trap(_) | InvokeError::MemoryLimit(_) | InvokeError::StackOverflow | InvokeError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            InvokeError::Trap(_)
+            | InvokeError::MemoryLimit(_)
+            | InvokeError::StackOverflow
+            | InvokeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             InvokeError::NoResponse => StatusCode::BAD_GATEWAY,
             InvokeError::WrongTrigger(_) => StatusCode::BAD_REQUEST,

@@ -22,7 +22,10 @@ struct NewKey {
     expires_in_secs: Option<u64>,
 }
 
-async fn new_key_request(req: http::Request<TrackedBody>, default_role: Option<Role>) -> Result<NewKey, ApiError> {
+async fn new_key_request(
+    req: http::Request<TrackedBody>,
+    default_role: Option<Role>,
+) -> Result<NewKey, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -34,24 +37,42 @@ async fn new_key_request(req: http::Request<TrackedBody>, default_role: Option<R
     }
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, 16 << 10).await?;
-    let b: Body = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let b: Body = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
     let role = match (b.role.as_deref(), default_role) {
         (Some(r), _) => Role::parse(r),
         (None, d) => d,
     }
-    .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be admin, developer, invoker or viewer"))?;
+    .ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_role",
+            "role must be admin, developer, invoker or viewer",
+        )
+    })?;
     if b.name.is_empty() || b.name.len() > 100 || b.name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("invalid_request", "name must be 1-100 printable characters"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "name must be 1-100 printable characters",
+        ));
     }
-    Ok(NewKey { name: b.name, role, expires_in_secs: b.expires_in_secs })
+    Ok(NewKey {
+        name: b.name,
+        role,
+        expires_in_secs: b.expires_in_secs,
+    })
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub async fn route(
@@ -65,7 +86,13 @@ pub async fn route(
         (Method::POST, []) => {
             let nk = new_key_request(req, None).await?;
             let role = nk.role;
-            let key = ApiKey::generate().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+            let key = ApiKey::generate().map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    e.to_string(),
+                )
+            })?;
             let now = now_secs();
             let rec = KeyRecord {
                 tenant: tenant.to_string(),
@@ -83,7 +110,13 @@ pub async fn route(
             Ok(json_response(StatusCode::CREATED, &v))
         }
         (Method::GET, []) => {
-            let keys: Vec<_> = state.registry.keys(tenant).await?.iter().map(view).collect();
+            let keys: Vec<_> = state
+                .registry
+                .keys(tenant)
+                .await?
+                .iter()
+                .map(view)
+                .collect();
             Ok(json_response(StatusCode::OK, &json!({"keys": keys})))
         }
         (Method::DELETE, [prefix]) => {
@@ -97,10 +130,29 @@ pub async fn route(
 
 /// A new HS256 secret for the tenant's JWTs (returned once; the old one stops working).
 pub async fn rotate_jwt_secret(state: &AppState, tenant: &str) -> Result<Response<Body>, ApiError> {
-    let secret = helixflow_auth::random_secret().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
-    let sealed = state.auth.secrets.seal(&secret, &format!("jwt:{tenant}")).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    let secret = helixflow_auth::random_secret().map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })?;
+    let sealed = state
+        .auth
+        .secrets
+        .seal(&secret, &format!("jwt:{tenant}"))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })?;
     state.registry.set_jwt_secret(tenant, &sealed).await?;
-    Ok(json_response(StatusCode::CREATED, &json!({"hs256_secret": secret, "audience": "helixflow"})))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"hs256_secret": secret, "audience": "helixflow"}),
+    ))
 }
 
 fn access_view(k: &AccessKeyRecord) -> serde_json::Value {
@@ -127,8 +179,13 @@ pub async fn access_route(
         (Method::POST, []) => {
             let nk = new_key_request(req, Some(Role::Invoker)).await?;
             let role = nk.role;
-            let key = helixflow_auth::sigv4::AccessKey::generate()
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+            let key = helixflow_auth::sigv4::AccessKey::generate().map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    e.to_string(),
+                )
+            })?;
             let now = now_secs();
             let rec = AccessKeyRecord {
                 tenant: tenant.to_string(),
@@ -138,8 +195,17 @@ pub async fn access_route(
                 secret: state
                     .auth
                     .secrets
-                    .seal(&key.secret_access_key, &format!("access-key:{tenant}:{}", key.access_key_id))
-                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?,
+                    .seal(
+                        &key.secret_access_key,
+                        &format!("access-key:{tenant}:{}", key.access_key_id),
+                    )
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal_error",
+                            e.to_string(),
+                        )
+                    })?,
                 created_at: now_rfc3339(),
                 valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
                 revoked: false,
@@ -150,7 +216,13 @@ pub async fn access_route(
             Ok(json_response(StatusCode::CREATED, &v))
         }
         (Method::GET, []) => {
-            let keys: Vec<_> = state.registry.access_keys(tenant).await?.iter().map(access_view).collect();
+            let keys: Vec<_> = state
+                .registry
+                .access_keys(tenant)
+                .await?
+                .iter()
+                .map(access_view)
+                .collect();
             Ok(json_response(StatusCode::OK, &json!({"access_keys": keys})))
         }
         (Method::DELETE, [id]) => {
@@ -164,7 +236,10 @@ pub async fn access_route(
 
 /// An access key by id, cached briefly (revocations elsewhere take effect within the
 /// resolve-cache TTL, at most 5 s).
-pub async fn lookup_access_key(state: &AppState, id: &str) -> Result<Option<AccessKeyRecord>, ApiError> {
+pub async fn lookup_access_key(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<AccessKeyRecord>, ApiError> {
     if let Some(rec) = state.access_keys.get(id) {
         return Ok(rec);
     }

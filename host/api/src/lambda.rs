@@ -33,13 +33,17 @@ const LOG_TAIL: usize = 4096;
 /// The 12-digit account id HelixFlow shows for a tenant in ARNs.
 pub fn account_id(tenant: &str) -> String {
     let d = sha2::Sha256::digest(tenant.as_bytes());
-    let n = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % 1_000_000_000_000;
+    let n =
+        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % 1_000_000_000_000;
     format!("{n:012}")
 }
 
 /// `arn:aws:lambda:{region}:{account}:function:{name}[:{qualifier}]`.
 pub fn function_arn(region: &str, tenant: &str, function: &str, qualifier: Option<&str>) -> String {
-    let base = format!("arn:aws:lambda:{region}:{}:function:{function}", account_id(tenant));
+    let base = format!(
+        "arn:aws:lambda:{region}:{}:function:{function}",
+        account_id(tenant)
+    );
     match qualifier {
         Some(q) => format!("{base}:{q}"),
         None => base,
@@ -58,13 +62,27 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        AwsError { status, kind, message: message.into(), retry_after: None, reason: None }
+        AwsError {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+            reason: None,
+        }
     }
     fn invalid_parameter(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            message,
+        )
     }
     pub fn into_response(self, request_id: &str) -> Response<Body> {
-        let typ = if self.status.is_server_error() { "Service" } else { "User" };
+        let typ = if self.status.is_server_error() {
+            "Service"
+        } else {
+            "User"
+        };
         let mut body = serde_json::json!({"Type": typ, "message": self.message});
         if let Some(r) = self.reason {
             body["Reason"] = r.into();
@@ -80,7 +98,8 @@ impl AwsError {
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             b = b.header(http::header::CONNECTION, "close");
         }
-        b.body(full(serde_json::to_vec(&body).unwrap_or_default())).unwrap_or_else(|_| Response::new(full(Vec::new())))
+        b.body(full(serde_json::to_vec(&body).unwrap_or_default()))
+            .unwrap_or_else(|_| Response::new(full(Vec::new())))
     }
 }
 
@@ -105,10 +124,16 @@ impl From<ApiError> for AwsError {
         let mut out = AwsError::new(status, kind, e.message);
         out.retry_after = e.retry_after;
         if e.status == StatusCode::TOO_MANY_REQUESTS {
-            out.reason = Some(if e.code == "rate_limited" { "CallerRateLimitExceeded" } else { "ReservedFunctionConcurrentInvocationLimitExceeded" });
+            out.reason = Some(if e.code == "rate_limited" {
+                "CallerRateLimitExceeded"
+            } else {
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+            });
         }
         if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-            out.message = format!("Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation");
+            out.message = format!(
+                "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+            );
         }
         out
     }
@@ -140,7 +165,9 @@ pub fn parse_function_name(s: &str) -> Result<FunctionRef, String> {
         [acct, "function", name] => (Some(*acct), *name, None),
         [acct, "function", name, q] => (Some(*acct), *name, Some(*q)),
         ["arn", "aws", "lambda", _region, acct, "function", name] => (Some(*acct), *name, None),
-        ["arn", "aws", "lambda", _region, acct, "function", name, q] => (Some(*acct), *name, Some(*q)),
+        ["arn", "aws", "lambda", _region, acct, "function", name, q] => {
+            (Some(*acct), *name, Some(*q))
+        }
         _ => return Err(format!("{s:?} is not a function name, partial ARN or ARN")),
     };
     if let Some(q) = qualifier {
@@ -148,12 +175,25 @@ pub fn parse_function_name(s: &str) -> Result<FunctionRef, String> {
             return Err("the qualifier must be 1-128 characters".into());
         }
     }
-    Ok(FunctionRef { account: account.map(str::to_string), name: name.to_string(), qualifier: qualifier.map(str::to_string) })
+    Ok(FunctionRef {
+        account: account.map(str::to_string),
+        name: name.to_string(),
+        qualifier: qualifier.map(str::to_string),
+    })
 }
 
 /// Authenticates the request: SigV4 (tenant access keys) or a HelixFlow bearer.
-async fn principal(state: &AppState, parts: &http::request::Parts, body: &[u8], bearer: &crate::data::Who) -> Result<Principal, AwsError> {
-    let auth = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn principal(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: &[u8],
+    bearer: &crate::data::Who,
+) -> Result<Principal, AwsError> {
+    let auth = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !state.auth.enforce {
         return Ok(Principal::platform_admin());
     }
@@ -161,21 +201,38 @@ async fn principal(state: &AppState, parts: &http::request::Parts, body: &[u8], 
         return match bearer {
             Ok(Some(p)) => Ok(p.clone()),
             Ok(None) => Err(SigV4Error::Missing.into()),
-            Err(e) => Err(AwsError::new(StatusCode::FORBIDDEN, "UnrecognizedClientException", e.to_string())),
+            Err(e) => Err(AwsError::new(
+                StatusCode::FORBIDDEN,
+                "UnrecognizedClientException",
+                e.to_string(),
+            )),
         };
     }
     let parsed = sigv4::parse_authorization(auth)?;
     let rec = if sigv4::AccessKey::valid_id(&parsed.access_key_id) {
         crate::keys::lookup_access_key(state, &parsed.access_key_id)
             .await
-            .map_err(|e| AwsError::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", e.message))?
+            .map_err(|e| {
+                AwsError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceException",
+                    e.message,
+                )
+            })?
     } else {
         None
     };
     let now = std::time::SystemTime::now();
-    let now_secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now_secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let usable = rec.filter(|r| !r.revoked && r.valid_until.is_none_or(|t| t > now_secs));
-    let mut headers: Vec<(&str, &[u8])> = parts.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    let mut headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
     // HTTP/2 carries the host as :authority.
     if !parts.headers.contains_key(http::header::HOST) {
         if let Some(a) = parts.uri.authority() {
@@ -199,7 +256,12 @@ async fn principal(state: &AppState, parts: &http::request::Parts, body: &[u8], 
     sigv4::verify(&req, "lambda", now, |_| secret)?;
     let rec = usable.ok_or(SigV4Error::UnknownKey)?;
     let role = Role::parse(&rec.role).ok_or(SigV4Error::UnknownKey)?;
-    Ok(Principal { tenant: Some(rec.tenant), role, subject: format!("ak:{}", rec.access_key_id), via: "sigv4" })
+    Ok(Principal {
+        tenant: Some(rec.tenant),
+        role,
+        subject: format!("ak:{}", rec.access_key_id),
+        via: "sigv4",
+    })
 }
 
 /// `POST /2015-03-31/functions/{FunctionName}/invocations`
@@ -216,7 +278,17 @@ pub async fn route(
         Err((e, tenant)) => {
             if e.status == StatusCode::FORBIDDEN {
                 let api = ApiError::new(StatusCode::FORBIDDEN, e.kind, e.message.clone());
-                crate::denied(state, tenant.as_deref(), bearer, "lambda", &path, &api, peer, request_id).await;
+                crate::denied(
+                    state,
+                    tenant.as_deref(),
+                    bearer,
+                    "lambda",
+                    &path,
+                    &api,
+                    peer,
+                    request_id,
+                )
+                .await;
             }
             e.into_response(request_id)
         }
@@ -231,44 +303,113 @@ async fn invoke(
     request_id: &str,
     bearer: &crate::data::Who,
 ) -> Result<Response<Body>, Failure> {
-    let segs: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
+    let segs: Vec<&str> = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
     let ["2015-03-31", "functions", raw_name, "invocations"] = segs.as_slice() else {
-        return Err((AwsError::new(StatusCode::NOT_FOUND, "UnknownOperationException", "only the Invoke operation (POST /2015-03-31/functions/{FunctionName}/invocations) is served here"), None));
+        return Err((
+            AwsError::new(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "only the Invoke operation (POST /2015-03-31/functions/{FunctionName}/invocations) is served here",
+            ),
+            None,
+        ));
     };
     if req.method() != http::Method::POST {
-        return Err((AwsError::new(StatusCode::METHOD_NOT_ALLOWED, "UnknownOperationException", "Invoke is POST"), None));
+        return Err((
+            AwsError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UnknownOperationException",
+                "Invoke is POST",
+            ),
+            None,
+        ));
     }
     let raw_name = raw_name.to_string();
     let (parts, body) = req.into_parts();
-    let payload = crate::control::read_body(body, &parts.headers, MAX_SYNC_PAYLOAD).await.map_err(|e| (AwsError::from(e), None))?;
-    let who = principal(state, &parts, &payload, bearer).await.map_err(|e| (e, None))?;
+    let payload = crate::control::read_body(body, &parts.headers, MAX_SYNC_PAYLOAD)
+        .await
+        .map_err(|e| (AwsError::from(e), None))?;
+    let who = principal(state, &parts, &payload, bearer)
+        .await
+        .map_err(|e| (e, None))?;
 
-    let decoded = percent_encoding::percent_decode_str(&raw_name).decode_utf8_lossy().to_string();
-    let f = parse_function_name(&decoded).map_err(|m| (AwsError::invalid_parameter(m), who.tenant.clone()))?;
+    let decoded = percent_encoding::percent_decode_str(&raw_name)
+        .decode_utf8_lossy()
+        .to_string();
+    let f = parse_function_name(&decoded)
+        .map_err(|m| (AwsError::invalid_parameter(m), who.tenant.clone()))?;
     let tenant = match (&who.tenant, &f.account) {
         (Some(t), Some(a)) if a != t && *a != account_id(t) => {
             // Another account's function: the same answer whether or not it exists.
-            return Err((AwsError::new(StatusCode::FORBIDDEN, "AccessDeniedException", format!("{} is not authorized to invoke functions of account {a}", who.subject)), Some(t.clone())));
+            return Err((
+                AwsError::new(
+                    StatusCode::FORBIDDEN,
+                    "AccessDeniedException",
+                    format!(
+                        "{} is not authorized to invoke functions of account {a}",
+                        who.subject
+                    ),
+                ),
+                Some(t.clone()),
+            ));
         }
         (Some(t), _) => t.clone(),
         (None, Some(a)) => a.clone(),
         (None, None) => {
-            return Err((AwsError::invalid_parameter("the platform admin must name the tenant: use account:function:name or an ARN"), None));
+            return Err((
+                AwsError::invalid_parameter(
+                    "the platform admin must name the tenant: use account:function:name or an ARN",
+                ),
+                None,
+            ));
         }
     };
     if !who.allows(&tenant, Action::Invoke) {
-        return Err((AwsError::new(StatusCode::FORBIDDEN, "AccessDeniedException", format!("{} may not invoke functions", who.subject)), Some(tenant)));
+        return Err((
+            AwsError::new(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                format!("{} may not invoke functions", who.subject),
+            ),
+            Some(tenant),
+        ));
     }
-    let query_q = parts.uri.query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("Qualifier=")).map(|q| percent_encoding::percent_decode_str(q).decode_utf8_lossy().to_string());
+    let query_q = parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Qualifier="))
+        .map(|q| {
+            percent_encoding::percent_decode_str(q)
+                .decode_utf8_lossy()
+                .to_string()
+        });
     let qualifier = match (f.qualifier.clone(), query_q) {
         (Some(a), Some(b)) if a != b => {
-            return Err((AwsError::invalid_parameter("the qualifier in FunctionName and ?Qualifier= differ"), Some(tenant)));
+            return Err((
+                AwsError::invalid_parameter("the qualifier in FunctionName and ?Qualifier= differ"),
+                Some(tenant),
+            ));
         }
         (a, b) => a.or(b),
     };
     let fail = |e: ApiError| (AwsError::from(e), Some(tenant.clone()));
     let qualifier = match qualifier.as_deref() {
-        Some("$LATEST") => Some(state.registry.function(&tenant, &f.name).await.map_err(|e| fail(e.into()))?.latest_version.to_string()),
+        Some("$LATEST") => Some(
+            state
+                .registry
+                .function(&tenant, &f.name)
+                .await
+                .map_err(|e| fail(e.into()))?
+                .latest_version
+                .to_string(),
+        ),
         other => other.map(str::to_string),
     };
     let region = parts
@@ -278,28 +419,51 @@ async fn invoke(
         .and_then(|a| sigv4::parse_authorization(a).ok())
         .map(|a| a.region)
         .unwrap_or_else(|| "us-east-1".into());
-    let target = crate::resolve::resolve(state, &tenant, &f.name, qualifier.as_deref()).await.map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND {
-            fail(ApiError::not_found(format!("Function not found: {}", function_arn(&region, &tenant, &f.name, qualifier.as_deref()))))
-        } else {
-            fail(e)
-        }
-    })?;
+    let target = crate::resolve::resolve(state, &tenant, &f.name, qualifier.as_deref())
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                fail(ApiError::not_found(format!(
+                    "Function not found: {}",
+                    function_arn(&region, &tenant, &f.name, qualifier.as_deref())
+                )))
+            } else {
+                fail(e)
+            }
+        })?;
     if !target.loaded.exports().event {
-        let msg = format!("{tenant}/{} version {} has no event handler (only HTTP): call it at /{tenant}/{}/", f.name, target.version.version, f.name);
+        let msg = format!(
+            "{tenant}/{} version {} has no event handler (only HTTP): call it at /{tenant}/{}/",
+            f.name, target.version.version, f.name
+        );
         return Err((AwsError::invalid_parameter(msg), Some(tenant)));
     }
-    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |n: &str| {
+        parts
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let client_context = match header("x-amz-client-context") {
         None => None,
         Some(b64) => {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok().filter(|b| b.len() <= 3583);
-            let json = bytes.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).filter(|v| v.is_object());
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+                .filter(|b| b.len() <= 3583);
+            let json = bytes
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .filter(|v| v.is_object());
             match json {
                 Some(v) => Some(v.to_string()),
                 None => {
                     return Err((
-                        AwsError::new(StatusCode::BAD_REQUEST, "InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object (at most 3583 bytes)"),
+                        AwsError::new(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidRequestContentException",
+                            "Client context must be a valid Base64-encoded JSON object (at most 3583 bytes)",
+                        ),
                         Some(tenant),
                     ));
                 }
@@ -307,7 +471,14 @@ async fn invoke(
         }
     };
     if !payload.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-        return Err((AwsError::new(StatusCode::BAD_REQUEST, "InvalidRequestContentException", "Could not parse request body into json: the payload must be JSON"), Some(tenant)));
+        return Err((
+            AwsError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                "Could not parse request body into json: the payload must be JSON",
+            ),
+            Some(tenant),
+        ));
     }
     let version = target.version.version.to_string();
     let with_version = |mut r: Response<Body>| {
@@ -319,16 +490,34 @@ async fn invoke(
         }
         r
     };
-    match header("x-amz-invocation-type").as_deref().unwrap_or("RequestResponse") {
+    match header("x-amz-invocation-type")
+        .as_deref()
+        .unwrap_or("RequestResponse")
+    {
         "DryRun" => Ok(with_version(empty(StatusCode::NO_CONTENT))),
         "Event" => {
             if payload.len() > helixflow_store::events::MAX_EVENT_PAYLOAD {
                 return Err((
-                    AwsError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", format!("Request must be smaller than {} bytes for an Event invocation", helixflow_store::events::MAX_EVENT_PAYLOAD)),
+                    AwsError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "RequestTooLargeException",
+                        format!(
+                            "Request must be smaller than {} bytes for an Event invocation",
+                            helixflow_store::events::MAX_EVENT_PAYLOAD
+                        ),
+                    ),
                     Some(tenant),
                 ));
             }
-            let id = crate::events::accept(state, &target, payload.to_vec(), client_context, "invoke".into()).await.map_err(fail)?;
+            let id = crate::events::accept(
+                state,
+                &target,
+                payload.to_vec(),
+                client_context,
+                "invoke".into(),
+            )
+            .await
+            .map_err(fail)?;
             let mut r = with_version(empty(StatusCode::ACCEPTED));
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 r.headers_mut().insert("x-amzn-requestid", v);
@@ -336,7 +525,14 @@ async fn invoke(
             Ok(r)
         }
         "RequestResponse" => {
-            let call = crate::data::call_event_logged(state, &target, payload.to_vec(), request_id, client_context).await;
+            let call = crate::data::call_event_logged(
+                state,
+                &target,
+                payload.to_vec(),
+                request_id,
+                client_context,
+            )
+            .await;
             let tail = header("x-amz-log-type").filter(|t| t == "Tail").map(|_| {
                 let mut all = call.logs.stdout.to_vec();
                 all.extend_from_slice(&call.logs.stderr);
@@ -357,7 +553,12 @@ async fn invoke(
             }
             Ok(with_version(resp))
         }
-        other => Err((AwsError::invalid_parameter(format!("X-Amz-Invocation-Type {other:?}: use RequestResponse, Event or DryRun")), Some(tenant))),
+        other => Err((
+            AwsError::invalid_parameter(format!(
+                "X-Amz-Invocation-Type {other:?}: use RequestResponse, Event or DryRun"
+            )),
+            Some(tenant),
+        )),
     }
 }
 
@@ -375,7 +576,10 @@ pub fn runtime_error_type(e: &helixflow_runtime::InvokeError) -> Option<&'static
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
-    Response::builder().status(status).body(full(Vec::new())).unwrap_or_else(|_| Response::new(full(Vec::new())))
+    Response::builder()
+        .status(status)
+        .body(full(Vec::new()))
+        .unwrap_or_else(|_| Response::new(full(Vec::new())))
 }
 
 fn ok_body(bytes: Vec<u8>) -> Response<Body> {
@@ -387,9 +591,13 @@ fn ok_body(bytes: Vec<u8>) -> Response<Body> {
 }
 
 fn function_error(error_type: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({"errorMessage": message, "errorType": error_type, "stackTrace": []});
+    let body =
+        serde_json::json!({"errorMessage": message, "errorType": error_type, "stackTrace": []});
     let mut r = ok_body(serde_json::to_vec(&body).unwrap_or_default());
-    r.headers_mut().insert("x-amz-function-error", http::HeaderValue::from_static("Unhandled"));
+    r.headers_mut().insert(
+        "x-amz-function-error",
+        http::HeaderValue::from_static("Unhandled"),
+    );
     r
 }
 
@@ -400,12 +608,33 @@ mod tests {
     #[test]
     fn function_names() {
         let p = |s| parse_function_name(s).unwrap();
-        assert_eq!(p("hello"), FunctionRef { account: None, name: "hello".into(), qualifier: None });
+        assert_eq!(
+            p("hello"),
+            FunctionRef {
+                account: None,
+                name: "hello".into(),
+                qualifier: None
+            }
+        );
         assert_eq!(p("hello:live").qualifier.as_deref(), Some("live"));
         assert_eq!(p("acme:function:hello").account.as_deref(), Some("acme"));
         let arn = p("arn:aws:lambda:us-east-1:123456789012:function:hello:7");
-        assert_eq!((arn.account.as_deref(), arn.name.as_str(), arn.qualifier.as_deref()), (Some("123456789012"), "hello", Some("7")));
-        for bad in ["", "a:b:c", "arn:aws:s3:::bucket", "hello:", &"x".repeat(171), "arn:aws:lambda:r:a:layer:x"] {
+        assert_eq!(
+            (
+                arn.account.as_deref(),
+                arn.name.as_str(),
+                arn.qualifier.as_deref()
+            ),
+            (Some("123456789012"), "hello", Some("7"))
+        );
+        for bad in [
+            "",
+            "a:b:c",
+            "arn:aws:s3:::bucket",
+            "hello:",
+            &"x".repeat(171),
+            "arn:aws:lambda:r:a:layer:x",
+        ] {
             assert!(parse_function_name(bad).is_err(), "{bad:?}");
         }
         assert_eq!(account_id("acme").len(), 12);

@@ -39,7 +39,10 @@ pub struct LambdaFailure {
 
 impl LambdaFailure {
     fn new(t: &str, m: impl Into<String>) -> Self {
-        LambdaFailure { error_type: t.into(), message: m.into() }
+        LambdaFailure {
+            error_type: t.into(),
+            message: m.into(),
+        }
     }
 }
 
@@ -54,9 +57,16 @@ pub enum EventKind {
 }
 
 pub fn classify(event: &Value) -> EventKind {
-    if event.get("requestContext").and_then(|c| c.get("http")).and_then(|h| h.get("method")).is_some_and(Value::is_string) {
+    if event
+        .get("requestContext")
+        .and_then(|c| c.get("http"))
+        .and_then(|h| h.get("method"))
+        .is_some_and(Value::is_string)
+    {
         EventKind::HttpV2
-    } else if event.get("httpMethod").is_some_and(Value::is_string) && event.get("requestContext").is_some() {
+    } else if event.get("httpMethod").is_some_and(Value::is_string)
+        && event.get("requestContext").is_some()
+    {
         EventKind::HttpV1
     } else {
         EventKind::Other
@@ -64,9 +74,16 @@ pub fn classify(event: &Value) -> EventKind {
 }
 
 fn limits_for(base: &Limits, inv: &LambdaInvocation) -> Result<Limits, LambdaFailure> {
-    let left = inv.deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(DEADLINE_MARGIN);
+    let left = inv
+        .deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(DEADLINE_MARGIN);
     if left.is_zero() {
-        return Err(LambdaFailure::new("Sandbox.Timedout", "the invocation's deadline had passed before it started"));
+        return Err(LambdaFailure::new(
+            "Sandbox.Timedout",
+            "the invocation's deadline had passed before it started",
+        ));
     }
     let mut l = base.clone();
     l.timeout = l.timeout.min(left);
@@ -102,30 +119,53 @@ pub async fn handle(
                 function_version: inv.function_version,
                 client_context: inv.client_context.clone(),
             };
-            let out = runtime.invoke_event(func, limits, env.clone(), ctx, payload).await;
+            let out = runtime
+                .invoke_event(func, limits, env.clone(), ctx, payload)
+                .await;
             print_logs(&inv.request_id, &out.report.logs);
             match out.result {
-                Ok(Ok(bytes)) => Ok(serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))),
+                Ok(Ok(bytes)) => Ok(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                })),
                 Ok(Err((t, m))) => Err(LambdaFailure::new(&t, m)),
-                Err(e) => Err(LambdaFailure::new(crate::lambda::runtime_error_type(&e).unwrap_or(e.code()), e.to_string())),
+                Err(e) => Err(LambdaFailure::new(
+                    crate::lambda::runtime_error_type(&e).unwrap_or(e.code()),
+                    e.to_string(),
+                )),
             }
         }
         kind => {
             if !func.exports().http {
-                return Err(LambdaFailure::new("Runtime.WrongTrigger", "an HTTP event came in, but the component has no wasi:http handler"));
+                return Err(LambdaFailure::new(
+                    "Runtime.WrongTrigger",
+                    "an HTTP event came in, but the component has no wasi:http handler",
+                ));
             }
             let req = http_request(&event, kind)?;
             let request_id = inv.request_id.clone();
-            let sink: helixflow_runtime::ReportSink = Box::new(move |r| print_logs(&request_id, &r.logs));
+            let sink: helixflow_runtime::ReportSink =
+                Box::new(move |r| print_logs(&request_id, &r.logs));
             let resp = runtime
                 .invoke_http(func, limits, env.clone(), req, sink)
                 .await
-                .map_err(|e| LambdaFailure::new(crate::lambda::runtime_error_type(&e).unwrap_or(e.code()), e.to_string()))?;
+                .map_err(|e| {
+                    LambdaFailure::new(
+                        crate::lambda::runtime_error_type(&e).unwrap_or(e.code()),
+                        e.to_string(),
+                    )
+                })?;
             let (parts, body) = resp.into_parts();
             let body = http_body_util::Limited::new(body, MAX_LAMBDA_RESPONSE)
                 .collect()
                 .await
-                .map_err(|e| LambdaFailure::new("Function.ResponseSizeTooLarge", format!("the response body failed or exceeded {MAX_LAMBDA_RESPONSE} bytes: {e}")))?
+                .map_err(|e| {
+                    LambdaFailure::new(
+                        "Function.ResponseSizeTooLarge",
+                        format!(
+                            "the response body failed or exceeded {MAX_LAMBDA_RESPONSE} bytes: {e}"
+                        ),
+                    )
+                })?
                 .to_bytes();
             Ok(http_response(kind, &parts, &body))
         }
@@ -141,52 +181,106 @@ fn str_field<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// The HTTP request an API Gateway / Function URL event describes.
-pub fn http_request(event: &Value, kind: EventKind) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, LambdaFailure> {
+pub fn http_request(
+    event: &Value,
+    kind: EventKind,
+) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, LambdaFailure> {
     let bad = |m: String| LambdaFailure::new("Runtime.InvalidHttpEvent", m);
     let (method, path, query) = match kind {
         EventKind::HttpV2 => (
-            str_field(event, &["requestContext", "http", "method"]).unwrap_or("GET").to_string(),
-            event.get("rawPath").and_then(Value::as_str).unwrap_or("/").to_string(),
-            event.get("rawQueryString").and_then(Value::as_str).unwrap_or("").to_string(),
+            str_field(event, &["requestContext", "http", "method"])
+                .unwrap_or("GET")
+                .to_string(),
+            event
+                .get("rawPath")
+                .and_then(Value::as_str)
+                .unwrap_or("/")
+                .to_string(),
+            event
+                .get("rawQueryString")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
         ),
         _ => {
             let mut q = Vec::new();
-            if let Some(m) = event.get("multiValueQueryStringParameters").and_then(Value::as_object) {
+            if let Some(m) = event
+                .get("multiValueQueryStringParameters")
+                .and_then(Value::as_object)
+            {
                 for (k, vs) in m {
-                    for v in vs.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    for v in vs
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                    {
                         q.push(format!("{}={}", enc(k), enc(v)));
                     }
                 }
-            } else if let Some(m) = event.get("queryStringParameters").and_then(Value::as_object) {
+            } else if let Some(m) = event
+                .get("queryStringParameters")
+                .and_then(Value::as_object)
+            {
                 for (k, v) in m {
-                    q.push(format!("{}={}", enc(k), enc(v.as_str().unwrap_or_default())));
+                    q.push(format!(
+                        "{}={}",
+                        enc(k),
+                        enc(v.as_str().unwrap_or_default())
+                    ));
                 }
             }
             (
-                event.get("httpMethod").and_then(Value::as_str).unwrap_or("GET").to_string(),
-                event.get("path").and_then(Value::as_str).unwrap_or("/").to_string(),
+                event
+                    .get("httpMethod")
+                    .and_then(Value::as_str)
+                    .unwrap_or("GET")
+                    .to_string(),
+                event
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_string(),
                 q.join("&"),
             )
         }
     };
-    let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| bad(format!("invalid HTTP method {method:?}")))?;
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| bad(format!("invalid HTTP method {method:?}")))?;
     if !path.starts_with('/') {
         return Err(bad(format!("the path {path:?} must start with '/'")));
     }
-    let pq = if query.is_empty() { path } else { format!("{path}?{query}") };
-    let uri: http::Uri = pq.parse().map_err(|e| bad(format!("invalid path or query: {e}")))?;
+    let pq = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
+    let uri: http::Uri = pq
+        .parse()
+        .map_err(|e| bad(format!("invalid path or query: {e}")))?;
     let mut b = http::Request::builder().method(method).uri(uri);
     let mut has_host = false;
-    if let Some(h) = event.get("multiValueHeaders").and_then(Value::as_object).filter(|_| kind == EventKind::HttpV1) {
+    if let Some(h) = event
+        .get("multiValueHeaders")
+        .and_then(Value::as_object)
+        .filter(|_| kind == EventKind::HttpV1)
+    {
         for (k, vs) in h {
-            for v in vs.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for v in vs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 has_host |= k.eq_ignore_ascii_case("host");
                 b = b.header(k.as_str(), v);
             }
         }
     } else if let Some(h) = event.get("headers").and_then(Value::as_object) {
         for (k, v) in h {
-            let v = v.as_str().ok_or_else(|| bad(format!("header {k:?} is not a string")))?;
+            let v = v
+                .as_str()
+                .ok_or_else(|| bad(format!("header {k:?} is not a string")))?;
             has_host |= k.eq_ignore_ascii_case("host");
             b = b.header(k.as_str(), v);
         }
@@ -203,13 +297,25 @@ pub fn http_request(event: &Value, kind: EventKind) -> Result<http::Request<http
     }
     let body = match event.get("body") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) if event.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) => {
-            base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| bad(format!("isBase64Encoded is set but the body is not base64: {e}")))?
+        Some(Value::String(s))
+            if event
+                .get("isBase64Encoded")
+                .and_then(Value::as_bool)
+                .unwrap_or(false) =>
+        {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| {
+                    bad(format!(
+                        "isBase64Encoded is set but the body is not base64: {e}"
+                    ))
+                })?
         }
         Some(Value::String(s)) => s.clone().into_bytes(),
         Some(_) => return Err(bad("the body must be a string".into())),
     };
-    b.body(http_body_util::Full::new(bytes::Bytes::from(body))).map_err(|e| bad(format!("invalid request: {e}")))
+    b.body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| bad(format!("invalid request: {e}")))
 }
 
 fn enc(s: &str) -> String {
@@ -217,21 +323,37 @@ fn enc(s: &str) -> String {
 }
 
 fn is_text(parts: &http::response::Parts) -> bool {
-    let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    ct.starts_with("text/") || ct.contains("json") || ct.contains("xml") || ct.contains("javascript") || ct.contains("x-www-form-urlencoded")
+    let ct = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    ct.starts_with("text/")
+        || ct.contains("json")
+        || ct.contains("xml")
+        || ct.contains("javascript")
+        || ct.contains("x-www-form-urlencoded")
 }
 
 /// The response object API Gateway / Function URLs expect.
 pub fn http_response(kind: EventKind, parts: &http::response::Parts, body: &[u8]) -> Value {
     let (body_value, b64) = match std::str::from_utf8(body) {
-        Ok(s) if is_text(parts) || parts.headers.get(http::header::CONTENT_TYPE).is_none() => (s.to_string(), false),
+        Ok(s) if is_text(parts) || parts.headers.get(http::header::CONTENT_TYPE).is_none() => {
+            (s.to_string(), false)
+        }
         _ => (base64::engine::general_purpose::STANDARD.encode(body), true),
     };
     let mut headers = Map::new();
     let mut multi = Map::new();
     let mut cookies = Vec::new();
     for name in parts.headers.keys() {
-        let values: Vec<String> = parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
         if name == http::header::SET_COOKIE && kind == EventKind::HttpV2 {
             cookies.extend(values);
             continue;
@@ -268,22 +390,46 @@ mod tests {
         assert_eq!(classify(&v2), EventKind::HttpV2);
         let r = http_request(&v2, EventKind::HttpV2).unwrap();
         assert_eq!(r.method(), "POST");
-        assert_eq!(r.uri().path_and_query().unwrap().as_str(), "/hello/world?a=1&b=two");
+        assert_eq!(
+            r.uri().path_and_query().unwrap().as_str(),
+            "/hello/world?a=1&b=two"
+        );
         assert_eq!(r.headers()["cookie"], "c=1; d=2");
         assert_eq!(r.headers()["host"], "abc.lambda-url.us-east-1.on.aws");
         let v1 = json!({"httpMethod": "GET", "path": "/p", "requestContext": {}, "queryStringParameters": {"q": "a b"}, "headers": {"Host": "x"}, "body": null});
         assert_eq!(classify(&v1), EventKind::HttpV1);
-        assert_eq!(http_request(&v1, EventKind::HttpV1).unwrap().uri().to_string(), "/p?q=a%20b");
-        assert_eq!(classify(&json!({"detail-type": "Scheduled Event"})), EventKind::Other);
+        assert_eq!(
+            http_request(&v1, EventKind::HttpV1)
+                .unwrap()
+                .uri()
+                .to_string(),
+            "/p?q=a%20b"
+        );
+        assert_eq!(
+            classify(&json!({"detail-type": "Scheduled Event"})),
+            EventKind::Other
+        );
         for bad in [
             json!({"httpMethod": "G E T", "path": "/", "requestContext": {}}),
             json!({"httpMethod": "GET", "path": "no-slash", "requestContext": {}}),
             json!({"httpMethod": "GET", "path": "/", "requestContext": {}, "body": "%%%", "isBase64Encoded": true}),
             json!({"httpMethod": "GET", "path": "/", "requestContext": {}, "body": 5}),
         ] {
-            assert_eq!(http_request(&bad, EventKind::HttpV1).unwrap_err().error_type, "Runtime.InvalidHttpEvent", "{bad}");
+            assert_eq!(
+                http_request(&bad, EventKind::HttpV1)
+                    .unwrap_err()
+                    .error_type,
+                "Runtime.InvalidHttpEvent",
+                "{bad}"
+            );
         }
-        let (parts, _) = http::Response::builder().status(201).header("content-type", "image/png").header("set-cookie", "a=1").body(()).unwrap().into_parts();
+        let (parts, _) = http::Response::builder()
+            .status(201)
+            .header("content-type", "image/png")
+            .header("set-cookie", "a=1")
+            .body(())
+            .unwrap()
+            .into_parts();
         let out = http_response(EventKind::HttpV2, &parts, &[0xff, 0x00]);
         assert_eq!(out["statusCode"], 201);
         assert_eq!(out["isBase64Encoded"], true);

@@ -194,8 +194,16 @@ impl AppState {
     ) -> Arc<Self> {
         Arc::new(AppState {
             auth,
-            keys: access::KeyCache::new(100_000, 10_000, access::key_cache_ttl(settings.resolve_cache_ttl)),
-            access_keys: bounded::LookupCache::new(100_000, 10_000, access::key_cache_ttl(settings.resolve_cache_ttl)),
+            keys: access::KeyCache::new(
+                100_000,
+                10_000,
+                access::key_cache_ttl(settings.resolve_cache_ttl),
+            ),
+            access_keys: bounded::LookupCache::new(
+                100_000,
+                10_000,
+                access::key_cache_ttl(settings.resolve_cache_ttl),
+            ),
             events: events::EventRunner::new(&settings.node_id, settings.async_workers),
             quotas: quota::Quotas::default(),
             metrics: metrics::Metrics::new(&settings.node_id).with_egress(runtime.egress_stats()),
@@ -352,11 +360,31 @@ pub(crate) async fn denied(
         None => None,
     };
     let log = tenant.unwrap_or(helixflow_store::access::PLATFORM_AUDIT);
-    if state.quotas.rate(&format!("audit-denials/{log}"), 50).is_err() {
-        tracing::warn!(tenant = log, path, code = e.code, "refusal not audited: over 50 refusal records/s");
+    if state
+        .quotas
+        .rate(&format!("audit-denials/{log}"), 50)
+        .is_err()
+    {
+        tracing::warn!(
+            tenant = log,
+            path,
+            code = e.code,
+            "refusal not audited: over 50 refusal records/s"
+        );
         return;
     }
-    access::audit(state, tenant, who, &format!("auth.denied {plane}"), path, e.code, e.status.as_u16(), peer, request_id).await;
+    access::audit(
+        state,
+        tenant,
+        who,
+        &format!("auth.denied {plane}"),
+        path,
+        e.code,
+        e.status.as_u16(),
+        peer,
+        request_id,
+    )
+    .await;
 }
 
 /// A socket to serve: plain HTTP (HTTP/1.1 + h2c) or HTTPS (TLS with ALPN h2/http1.1).
@@ -425,7 +453,10 @@ struct ConnLimits {
 impl ConnLimits {
     fn new(s: &HttpSettings) -> Self {
         ConnLimits {
-            node: Arc::new(tokio::sync::Semaphore::new(s.max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))),
+            node: Arc::new(tokio::sync::Semaphore::new(
+                s.max_connections
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             per_ip: Default::default(),
             max_per_ip: s.max_connections_per_ip.max(1),
         }
@@ -448,7 +479,12 @@ impl ConnLimits {
             *n += 1;
         }
         open.inc();
-        Some(ConnSlot { _permit: permit, ip, limits: self.clone(), open: open.clone() })
+        Some(ConnSlot {
+            _permit: permit,
+            ip,
+            limits: self.clone(),
+            open: open.clone(),
+        })
     }
 }
 
@@ -473,23 +509,42 @@ impl Drop for ConnSlot {
     }
 }
 
-async fn accept_loop(l: Listener, tx: tokio::sync::mpsc::Sender<Accepted>, limits: Arc<ConnLimits>, state: Arc<AppState>) {
+async fn accept_loop(
+    l: Listener,
+    tx: tokio::sync::mpsc::Sender<Accepted>,
+    limits: Arc<ConnLimits>,
+    state: Arc<AppState>,
+) {
     loop {
-        let Ok(permit) = limits.node.clone().acquire_owned().await else { return };
+        let Ok(permit) = limits.node.clone().acquire_owned().await else {
+            return;
+        };
         match l.tcp.accept().await {
             Ok((stream, peer)) => {
-                let Some(slot) = limits.admit(peer.ip(), permit, &state.metrics.connections_open) else {
+                let Some(slot) = limits.admit(peer.ip(), permit, &state.metrics.connections_open)
+                else {
                     tracing::debug!(%peer, "connection closed: over max_connections_per_ip");
                     state
                         .metrics
                         .connections_refused
-                        .get_or_create(&metrics::RefusedLabels { reason: "per_ip_limit" })
+                        .get_or_create(&metrics::RefusedLabels {
+                            reason: "per_ip_limit",
+                        })
                         .inc();
                     drop(stream);
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                if tx.send(Accepted { stream, peer, tls: l.tls.clone(), slot }).await.is_err() {
+                if tx
+                    .send(Accepted {
+                        stream,
+                        peer,
+                        tls: l.tls.clone(),
+                        slot,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -534,8 +589,14 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        if self
+            .0
+            .inflight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) =
+                std::time::Instant::now();
         }
     }
 }
@@ -568,21 +629,43 @@ impl hyper::body::Body for CountedBody {
 async fn idle_deadline(a: Arc<Activity>, first: std::time::Duration, idle: std::time::Duration) {
     use std::sync::atomic::Ordering;
     loop {
-        let limit = if a.served_any.load(Ordering::Relaxed) { idle } else { first };
+        let limit = if a.served_any.load(Ordering::Relaxed) {
+            idle
+        } else {
+            first
+        };
         if a.inflight.load(Ordering::Acquire) > 0 {
             tokio::time::sleep(limit).await;
             continue;
         }
-        let elapsed = a.idle_since.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let elapsed = a
+            .idle_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
         if elapsed >= limit && a.inflight.load(Ordering::Acquire) == 0 {
             return;
         }
-        tokio::time::sleep(limit.saturating_sub(elapsed).max(std::time::Duration::from_millis(10))).await;
+        tokio::time::sleep(
+            limit
+                .saturating_sub(elapsed)
+                .max(std::time::Duration::from_millis(10)),
+        )
+        .await;
     }
 }
 
-fn serve_connection(accepted: Accepted, state: Arc<AppState>, watcher: hyper_util::server::graceful::Watcher) {
-    let Accepted { stream, peer, tls, slot } = accepted;
+fn serve_connection(
+    accepted: Accepted,
+    state: Arc<AppState>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let Accepted {
+        stream,
+        peer,
+        tls,
+        slot,
+    } = accepted;
     let limits = state.settings.http.clone();
     let activity = Activity::new();
     let service = {
@@ -595,7 +678,10 @@ fn serve_connection(accepted: Accepted, state: Arc<AppState>, watcher: hyper_uti
                 let in_flight = InFlight::enter(&activity);
                 async move {
                     let resp = handle(state, req, peer, client_cert).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|inner| CountedBody { inner, _in_flight: in_flight }))
+                    Ok::<_, std::convert::Infallible>(resp.map(|inner| CountedBody {
+                        inner,
+                        _in_flight: in_flight,
+                    }))
                 }
             })
         }
@@ -648,7 +734,13 @@ fn serve_connection(accepted: Accepted, state: Arc<AppState>, watcher: hyper_uti
                         }
                     };
                     // Verified against client_ca by rustls when it is configured.
-                    let service = service(stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
+                    let service = service(
+                        stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .is_some_and(|c| !c.is_empty()),
+                    );
                     watcher
                         .watch(
                             builder
@@ -678,21 +770,44 @@ mod conn_limit_tests {
 
     #[tokio::test]
     async fn per_ip_limit_refuses_past_the_cap_and_forgets_closed_addresses() {
-        let limits = Arc::new(ConnLimits::new(&HttpSettings { max_connections: 10, max_connections_per_ip: 2, ..Default::default() }));
+        let limits = Arc::new(ConnLimits::new(&HttpSettings {
+            max_connections: 10,
+            max_connections_per_ip: 2,
+            ..Default::default()
+        }));
         let open = prometheus_client::metrics::gauge::Gauge::default();
         let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let b: std::net::IpAddr = "::ffff:10.0.0.2".parse().unwrap();
-        let permit = || limits.node.clone().try_acquire_owned().expect("node permit");
+        let permit = || {
+            limits
+                .node
+                .clone()
+                .try_acquire_owned()
+                .expect("node permit")
+        };
         let s1 = limits.admit(a, permit(), &open).expect("first");
         let s2 = limits.admit(a, permit(), &open).expect("second");
-        assert!(limits.admit(a, permit(), &open).is_none(), "a third from one address is refused");
+        assert!(
+            limits.admit(a, permit(), &open).is_none(),
+            "a third from one address is refused"
+        );
         let s3 = limits.admit(b, permit(), &open).expect("another address");
         assert_eq!(open.get(), 3);
-        assert_eq!(limits.node.available_permits(), 7, "refused connections give their node permit back");
+        assert_eq!(
+            limits.node.available_permits(),
+            7,
+            "refused connections give their node permit back"
+        );
         drop(s1);
-        assert!(limits.admit(a, permit(), &open).is_some(), "a closed connection frees its place");
+        assert!(
+            limits.admit(a, permit(), &open).is_some(),
+            "a closed connection frees its place"
+        );
         drop((s2, s3));
-        assert!(limits.per_ip.lock().unwrap().is_empty(), "addresses without connections are forgotten");
+        assert!(
+            limits.per_ip.lock().unwrap().is_empty(),
+            "addresses without connections are forgotten"
+        );
         assert_eq!(open.get(), 0);
         assert_eq!(limits.node.available_permits(), 10);
     }

@@ -108,15 +108,35 @@ impl Metrics {
             async_events.clone(),
         );
         let schedule_ticks = Counter::default();
-        registry.register("schedule_ticks", "Schedule ticks this node fired", schedule_ticks.clone());
+        registry.register(
+            "schedule_ticks",
+            "Schedule ticks this node fired",
+            schedule_ticks.clone(),
+        );
         let artifact_fetches = Counter::default();
-        registry.register("artifact_fetches", "Component artifacts fetched from the object store to resolve a version", artifact_fetches.clone());
+        registry.register(
+            "artifact_fetches",
+            "Component artifacts fetched from the object store to resolve a version",
+            artifact_fetches.clone(),
+        );
         let component_loads = Counter::default();
-        registry.register("component_loads", "Components loaded (compiled or read from the compile cache) to resolve a version", component_loads.clone());
+        registry.register(
+            "component_loads",
+            "Components loaded (compiled or read from the compile cache) to resolve a version",
+            component_loads.clone(),
+        );
         let connections_open = prometheus_client::metrics::gauge::Gauge::default();
-        registry.register("connections_open", "Client connections open now", connections_open.clone());
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
         let connections_refused = Family::<RefusedLabels, Counter>::default();
-        registry.register("connections_refused", "Client connections closed on accept, by reason", connections_refused.clone());
+        registry.register(
+            "connections_refused",
+            "Client connections closed on accept, by reason",
+            connections_refused.clone(),
+        );
         Metrics {
             registry,
             location: node_id.to_string(),
@@ -135,7 +155,10 @@ impl Metrics {
 
     /// The registry plus the inference service's sessions: one `model_session` line per
     /// loaded model with the execution provider it actually runs on, and its counters.
-    pub fn encode_with_inference(&self, inf: Option<&std::sync::Arc<helixflow_nn::Inference>>) -> String {
+    pub fn encode_with_inference(
+        &self,
+        inf: Option<&std::sync::Arc<helixflow_nn::Inference>>,
+    ) -> String {
         let mut out = self.encode();
         let Some(inf) = inf else { return out };
         let sessions = inf.loaded();
@@ -146,47 +169,117 @@ impl Metrics {
         }
         use std::fmt::Write;
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = writeln!(out, "# HELP helixflow_model_session Loaded ONNX Runtime sessions (1 per model version and provider).");
+        let _ = writeln!(
+            out,
+            "# HELP helixflow_model_session Loaded ONNX Runtime sessions (1 per model version and provider)."
+        );
         let _ = writeln!(out, "# TYPE helixflow_model_session gauge");
         for s in &sessions {
-            let _ = writeln!(out, "helixflow_model_session{{location=\"{loc}\",model=\"{}\",provider=\"{}\"}} 1", esc(&s.model), s.provider.as_str());
+            let _ = writeln!(
+                out,
+                "helixflow_model_session{{location=\"{loc}\",model=\"{}\",provider=\"{}\"}} 1",
+                esc(&s.model),
+                s.provider.as_str()
+            );
         }
         for (name, help, get) in [
-            ("model_computes", "wasi:nn compute calls", (|s: &helixflow_nn::LoadedInfo| s.computes) as fn(&helixflow_nn::LoadedInfo) -> u64),
-            ("model_compute_errors", "wasi:nn compute calls that failed", |s| s.errors),
-            ("model_runs", "ONNX Runtime runs (a batch is one run)", |s| s.runs),
-            ("model_batched_requests", "compute calls that ran in a shared batch", |s| s.batched_requests),
+            (
+                "model_computes",
+                "wasi:nn compute calls",
+                (|s: &helixflow_nn::LoadedInfo| s.computes) as fn(&helixflow_nn::LoadedInfo) -> u64,
+            ),
+            (
+                "model_compute_errors",
+                "wasi:nn compute calls that failed",
+                |s| s.errors,
+            ),
+            (
+                "model_runs",
+                "ONNX Runtime runs (a batch is one run)",
+                |s| s.runs,
+            ),
+            (
+                "model_batched_requests",
+                "compute calls that ran in a shared batch",
+                |s| s.batched_requests,
+            ),
         ] {
             let _ = writeln!(out, "# HELP helixflow_{name} {help}.");
             let _ = writeln!(out, "# TYPE helixflow_{name} counter");
             for s in &sessions {
-                let _ = writeln!(out, "helixflow_{name}_total{{location=\"{loc}\",model=\"{}\",provider=\"{}\"}} {}", esc(&s.model), s.provider.as_str(), get(s));
+                let _ = writeln!(
+                    out,
+                    "helixflow_{name}_total{{location=\"{loc}\",model=\"{}\",provider=\"{}\"}} {}",
+                    esc(&s.model),
+                    s.provider.as_str(),
+                    get(s)
+                );
             }
         }
         // Causal LMs (helixflow:llm sequences): open sequences, decode rows, KV bytes.
-        let lms: Vec<(&helixflow_nn::LoadedInfo, &helixflow_nn::LmInfo)> = sessions.iter().filter_map(|s| s.lm.as_ref().map(|l| (s, l))).collect();
-        let _ = writeln!(out, "# HELP helixflow_llm_open_sequences Generation sequences holding a KV cache.");
+        let lms: Vec<(&helixflow_nn::LoadedInfo, &helixflow_nn::LmInfo)> = sessions
+            .iter()
+            .filter_map(|s| s.lm.as_ref().map(|l| (s, l)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "# HELP helixflow_llm_open_sequences Generation sequences holding a KV cache."
+        );
         let _ = writeln!(out, "# TYPE helixflow_llm_open_sequences gauge");
         for (s, l) in &lms {
-            let _ = writeln!(out, "helixflow_llm_open_sequences{{location=\"{loc}\",model=\"{}\"}} {}", esc(&s.model), l.open_sequences);
+            let _ = writeln!(
+                out,
+                "helixflow_llm_open_sequences{{location=\"{loc}\",model=\"{}\"}} {}",
+                esc(&s.model),
+                l.open_sequences
+            );
         }
         for (name, help, get) in [
-            ("llm_decoded_tokens", "tokens decoded (one row of a decode run each)", (|l: &helixflow_nn::LmInfo| l.decode_rows) as fn(&helixflow_nn::LmInfo) -> u64),
-            ("llm_prefill_tokens", "prompt tokens run", |l| l.prefill_tokens),
-            ("llm_batched_runs", "decode runs that carried more than one sequence", |l| l.batched_runs),
+            (
+                "llm_decoded_tokens",
+                "tokens decoded (one row of a decode run each)",
+                (|l: &helixflow_nn::LmInfo| l.decode_rows) as fn(&helixflow_nn::LmInfo) -> u64,
+            ),
+            ("llm_prefill_tokens", "prompt tokens run", |l| {
+                l.prefill_tokens
+            }),
+            (
+                "llm_batched_runs",
+                "decode runs that carried more than one sequence",
+                |l| l.batched_runs,
+            ),
         ] {
             let _ = writeln!(out, "# HELP helixflow_{name} {help}.");
             let _ = writeln!(out, "# TYPE helixflow_{name} counter");
             for (s, l) in &lms {
-                let _ = writeln!(out, "helixflow_{name}_total{{location=\"{loc}\",model=\"{}\"}} {}", esc(&s.model), get(l));
+                let _ = writeln!(
+                    out,
+                    "helixflow_{name}_total{{location=\"{loc}\",model=\"{}\"}} {}",
+                    esc(&s.model),
+                    get(l)
+                );
             }
         }
-        let _ = writeln!(out, "# HELP helixflow_llm_kv_cache_bytes KV-cache bytes held by open sequences on this node.");
+        let _ = writeln!(
+            out,
+            "# HELP helixflow_llm_kv_cache_bytes KV-cache bytes held by open sequences on this node."
+        );
         let _ = writeln!(out, "# TYPE helixflow_llm_kv_cache_bytes gauge");
-        let _ = writeln!(out, "helixflow_llm_kv_cache_bytes{{location=\"{loc}\"}} {}", inf.kv_bytes().0);
-        let _ = writeln!(out, "# HELP helixflow_model_provider_fallbacks Execution providers skipped at session creation.");
+        let _ = writeln!(
+            out,
+            "helixflow_llm_kv_cache_bytes{{location=\"{loc}\"}} {}",
+            inf.kv_bytes().0
+        );
+        let _ = writeln!(
+            out,
+            "# HELP helixflow_model_provider_fallbacks Execution providers skipped at session creation."
+        );
         let _ = writeln!(out, "# TYPE helixflow_model_provider_fallbacks counter");
-        let _ = writeln!(out, "helixflow_model_provider_fallbacks_total{{location=\"{loc}\"}} {}", inf.fallbacks.load(std::sync::atomic::Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "helixflow_model_provider_fallbacks_total{{location=\"{loc}\"}} {}",
+            inf.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+        );
         out.push_str("# EOF\n");
         out
     }
@@ -211,7 +304,10 @@ struct EgressLabels {
 }
 
 impl prometheus_client::collector::Collector for EgressCollector {
-    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeMetric;
         use prometheus_client::metrics::TypedMetric;
         use prometheus_client::metrics::counter::ConstCounter;
@@ -231,7 +327,8 @@ impl prometheus_client::collector::Collector for EgressCollector {
 impl Metrics {
     /// Also export the runtime's egress refusal counters (`helixflow_egress_denied_total`).
     pub fn with_egress(mut self, stats: std::sync::Arc<helixflow_runtime::EgressStats>) -> Self {
-        self.registry.register_collector(Box::new(EgressCollector(stats)));
+        self.registry
+            .register_collector(Box::new(EgressCollector(stats)));
         self
     }
 }

@@ -28,7 +28,12 @@ pub struct RegistryModels {
 
 impl RegistryModels {
     pub fn new(registry: Registry, artifacts: ArtifactStore, ttl: Duration) -> Self {
-        RegistryModels { registry, artifacts, ttl, cache: Mutex::new(HashMap::new()) }
+        RegistryModels {
+            registry,
+            artifacts,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -37,7 +42,11 @@ pub fn spec_of(display: String, sha256: String, c: &ModelConfig) -> Result<Model
     let providers = c
         .providers
         .iter()
-        .map(|p| Provider::parse(p).ok_or_else(|| format!("unknown execution provider {p:?} (use tensorrt, cuda, cpu)")))
+        .map(|p| {
+            Provider::parse(p).ok_or_else(|| {
+                format!("unknown execution provider {p:?} (use tensorrt, cuda, cpu)")
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let fallback = match c.fallback.as_deref() {
         None => None,
@@ -53,7 +62,10 @@ pub fn spec_of(display: String, sha256: String, c: &ModelConfig) -> Result<Model
     }
     if let Some(s) = &c.serve {
         if s.kind != "embeddings" && s.kind != "chat" {
-            return Err(format!("serve.kind {:?} is not supported (embeddings, chat)", s.kind));
+            return Err(format!(
+                "serve.kind {:?} is not supported (embeddings, chat)",
+                s.kind
+            ));
         }
     }
     Ok(ModelSpec {
@@ -61,7 +73,11 @@ pub fn spec_of(display: String, sha256: String, c: &ModelConfig) -> Result<Model
         sha256,
         providers,
         fallback,
-        batching: Batching { max_batch: c.max_batch, max_delay_us: c.max_delay_us, row_independent: c.row_independent },
+        batching: Batching {
+            max_batch: c.max_batch,
+            max_delay_us: c.max_delay_us,
+            row_independent: c.row_independent,
+        },
         trt_fp16: c.trt_fp16,
     })
 }
@@ -71,7 +87,10 @@ fn nn_err(e: RegistryError) -> NnError {
         RegistryError::NotFound(m) => NnError::new(ErrorCode::NotFound, m),
         RegistryError::Invalid(m) => NnError::new(ErrorCode::InvalidArgument, m),
         RegistryError::Conflict(m) => NnError::new(ErrorCode::RuntimeError, m),
-        RegistryError::Store(e) => NnError::new(ErrorCode::RuntimeError, format!("model registry unavailable: {e}")),
+        RegistryError::Store(e) => NnError::new(
+            ErrorCode::RuntimeError,
+            format!("model registry unavailable: {e}"),
+        ),
     }
 }
 
@@ -79,14 +98,27 @@ fn nn_err(e: RegistryError) -> NnError {
 impl ModelSource for RegistryModels {
     async fn resolve(&self, tenant: &str, name: &str) -> Result<ModelSpec, NnError> {
         let key = (tenant.to_string(), name.to_string());
-        if let Some((at, spec)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some((at, spec)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             if at.elapsed() < self.ttl {
                 return Ok(spec.clone());
             }
         }
-        let (m, v) = self.registry.resolve_model(tenant, name).await.map_err(nn_err)?;
-        let spec = spec_of(format!("{}/{}@{}", m.tenant, m.name, v.version), v.sha256.clone(), &m.config)
-            .map_err(|e| NnError::new(ErrorCode::InvalidArgument, e))?;
+        let (m, v) = self
+            .registry
+            .resolve_model(tenant, name)
+            .await
+            .map_err(nn_err)?;
+        let spec = spec_of(
+            format!("{}/{}@{}", m.tenant, m.name, v.version),
+            v.sha256.clone(),
+            &m.config,
+        )
+        .map_err(|e| NnError::new(ErrorCode::InvalidArgument, e))?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 10_000 {
             cache.clear();
@@ -100,7 +132,12 @@ impl ModelSource for RegistryModels {
             .get(&spec.sha256)
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| NnError::new(ErrorCode::RuntimeError, format!("model file unavailable: {e}")))
+            .map_err(|e| {
+                NnError::new(
+                    ErrorCode::RuntimeError,
+                    format!("model file unavailable: {e}"),
+                )
+            })
     }
 }
 
@@ -132,7 +169,12 @@ fn sessions_of(state: &AppState, sha256: &str) -> serde_json::Value {
     let v: Vec<_> = state
         .runtime
         .inference()
-        .map(|i| i.loaded().into_iter().filter(|l| l.sha256 == sha256).collect())
+        .map(|i| {
+            i.loaded()
+                .into_iter()
+                .filter(|l| l.sha256 == sha256)
+                .collect()
+        })
         .unwrap_or_default();
     serde_json::to_value(v).unwrap_or_default()
 }
@@ -155,7 +197,10 @@ pub async fn route(
         (&Method::GET, [name]) => {
             let m = state.registry.model(tenant, name).await?;
             let versions = state.registry.model_versions(tenant, name).await?;
-            let latest = versions.iter().find(|v| v.version == m.latest_version).map(|v| v.sha256.clone());
+            let latest = versions
+                .iter()
+                .find(|v| v.version == m.latest_version)
+                .map(|v| v.sha256.clone());
             let sessions = latest.map(|s| sessions_of(state, &s)).unwrap_or_default();
             ok(json!({ "model": m, "versions": versions, "sessions": sessions }))
         }
@@ -167,8 +212,9 @@ pub async fn route(
         (&Method::PUT, [name, "config"]) => {
             let (parts, body) = req.into_parts();
             let bytes = read_body(body, &parts.headers, 64 << 10).await?;
-            let cfg: ModelConfig = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::bad_request("invalid_config", format!("model config: {e}")))?;
+            let cfg: ModelConfig = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::bad_request("invalid_config", format!("model config: {e}"))
+            })?;
             check_config(state, tenant, &cfg).await?;
             let m = state.registry.set_model_config(tenant, name, cfg).await?;
             ok(json!({ "model": m }))
@@ -183,7 +229,9 @@ pub async fn route(
             ok(serde_json::to_value(info).unwrap_or_default())
         }
         (&Method::GET, [name, "versions", v]) => {
-            let n: u32 = v.parse().map_err(|_| ApiError::bad_request("invalid_version", "version must be a number"))?;
+            let n: u32 = v.parse().map_err(|_| {
+                ApiError::bad_request("invalid_version", "version must be a number")
+            })?;
             let (m, ver) = state.registry.model_version(tenant, name, Some(n)).await?;
             let sessions = sessions_of(state, &ver.sha256);
             ok(json!({ "model": m, "version": ver, "sessions": sessions }))
@@ -193,7 +241,8 @@ pub async fn route(
 }
 
 async fn check_config(state: &AppState, tenant: &str, cfg: &ModelConfig) -> Result<(), ApiError> {
-    spec_of(String::new(), String::new(), cfg).map_err(|e| ApiError::bad_request("invalid_config", e))?;
+    spec_of(String::new(), String::new(), cfg)
+        .map_err(|e| ApiError::bad_request("invalid_config", e))?;
     if let Some(s) = &cfg.serve {
         if tenant == PUBLIC_NAMESPACE {
             return Err(ApiError::bad_request(
@@ -221,33 +270,54 @@ async fn push(
         state.registry.tenant(tenant).await?;
     }
     let config: Option<ModelConfig> = match req.headers().get("x-helixflow-model-config") {
-        Some(v) => Some(
-            serde_json::from_slice(v.as_bytes())
-                .map_err(|e| ApiError::bad_request("invalid_config", format!("x-helixflow-model-config: {e}")))?,
-        ),
+        Some(v) => Some(serde_json::from_slice(v.as_bytes()).map_err(|e| {
+            ApiError::bad_request("invalid_config", format!("x-helixflow-model-config: {e}"))
+        })?),
         None => None,
     };
     if let Some(c) = &config {
         check_config(state, tenant, c).await?;
     }
-    let description = crate::control::query_of(&req).get("description").cloned().unwrap_or_default();
+    let description = crate::control::query_of(&req)
+        .get("description")
+        .cloned()
+        .unwrap_or_default();
     let inf = inference(state)?.clone();
     let (parts, body) = req.into_parts();
     // The body goes to a private temporary file (hashed on the way), never into memory:
     // an upload of up to `max_model_bytes` costs fixed buffers, and it is removed when
     // `upload` is dropped, on every path.
-    let dir = state.settings.upload_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let upload = crate::upload::spool(body, &parts.headers, state.settings.max_model_bytes, &dir).await?;
+    let dir = state
+        .settings
+        .upload_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let upload =
+        crate::upload::spool(body, &parts.headers, state.settings.max_model_bytes, &dir).await?;
     if upload.size == 0 {
-        return Err(ApiError::bad_request("empty_body", "upload the ONNX model file as the request body"));
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "upload the ONNX model file as the request body",
+        ));
     }
     // ORT loads it from the file (weights mapped, not copied): see `helixflow_nn::upload`.
-    let (inputs, outputs) = inf.validate_file(&upload.path).await.map_err(|e| match e.code {
-        ErrorCode::RuntimeError => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("validating the model: {}", e.message))
-        }
-        _ => ApiError::bad_request("invalid_model", format!("the file is not a model ONNX Runtime can load: {}", e.message)),
-    })?;
+    let (inputs, outputs) = inf
+        .validate_file(&upload.path)
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::RuntimeError => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("validating the model: {}", e.message),
+            ),
+            _ => ApiError::bad_request(
+                "invalid_model",
+                format!(
+                    "the file is not a model ONNX Runtime can load: {}",
+                    e.message
+                ),
+            ),
+        })?;
     let sha = upload.sha256.clone();
     state.artifacts.put_file(&upload.path, &sha).await?;
     let size = upload.size;

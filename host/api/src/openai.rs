@@ -38,7 +38,13 @@ struct OaiError {
 
 impl OaiError {
     fn invalid(code: &str, param: Option<&'static str>, message: impl Into<String>) -> OaiError {
-        OaiError { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", code: code.into(), param, message: message.into() }
+        OaiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: code.into(),
+            param,
+            message: message.into(),
+        }
     }
     fn into_response(self) -> Response<Body> {
         json_response(
@@ -56,11 +62,22 @@ impl From<ApiError> for OaiError {
             429 => "rate_limit_error",
             _ => "server_error",
         };
-        OaiError { status: e.status, kind, code: e.code.to_string(), param: None, message: e.message }
+        OaiError {
+            status: e.status,
+            kind,
+            code: e.code.to_string(),
+            param: None,
+            message: e.message,
+        }
     }
 }
 
-pub async fn route(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Response<Body> {
+pub async fn route(
+    state: &std::sync::Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+    who: &crate::data::Who,
+) -> Response<Body> {
     match route_inner(state, req, request_id, who).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -76,7 +93,13 @@ fn tenant_of(req: &http::Request<TrackedBody>, who: &crate::data::Who) -> Result
         Err(e) => return Err(auth_err(e)),
     };
     if !p.role.can(helixflow_auth::Action::Invoke) {
-        return Err(OaiError { status: StatusCode::FORBIDDEN, kind: "permission_error", code: "forbidden".into(), param: None, message: "this key cannot invoke models".into() });
+        return Err(OaiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            code: "forbidden".into(),
+            param: None,
+            message: "this key cannot invoke models".into(),
+        });
     }
     if let Some(t) = &p.tenant {
         return Ok(t.clone());
@@ -95,7 +118,8 @@ fn tenant_of(req: &http::Request<TrackedBody>, who: &crate::data::Who) -> Result
             param: None,
             message: "the platform admin key must name a tenant as the OpenAI organization (OpenAI-Organization header, `organization=` in the client)".into(),
         })?;
-    helixflow_store::registry::validate_name("tenant", t).map_err(|e| OaiError::invalid("invalid_tenant", None, e.to_string()))?;
+    helixflow_store::registry::validate_name("tenant", t)
+        .map_err(|e| OaiError::invalid("invalid_tenant", None, e.to_string()))?;
     Ok(t.to_string())
 }
 
@@ -109,16 +133,32 @@ fn auth_err(e: &helixflow_auth::AuthError) -> OaiError {
     }
 }
 
-async fn route_inner(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
+async fn route_inner(
+    state: &std::sync::Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+    who: &crate::data::Who,
+) -> Result<Response<Body>, OaiError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
     match (&method, &segs[1..]) {
         (&Method::GET, ["models"]) => {
             let tenant = tenant_of(&req, who)?;
-            let models = state.registry.models(&tenant).await.map_err(ApiError::from)?;
-            let data: Vec<Value> = models.iter().filter(|m| m.config.serve.is_some()).map(|m| model_json(m)).collect();
-            Ok(json_response(StatusCode::OK, &json!({"object": "list", "data": data})))
+            let models = state
+                .registry
+                .models(&tenant)
+                .await
+                .map_err(ApiError::from)?;
+            let data: Vec<Value> = models
+                .iter()
+                .filter(|m| m.config.serve.is_some())
+                .map(|m| model_json(m))
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"object": "list", "data": data}),
+            ))
         }
         (&Method::GET, ["models", id]) => {
             let tenant = tenant_of(&req, who)?;
@@ -127,31 +167,42 @@ async fn route_inner(state: &std::sync::Arc<AppState>, req: http::Request<Tracke
         }
         (&Method::POST, ["embeddings"]) => embeddings(state, req, request_id, who).await,
         (&Method::POST, ["chat", "completions"]) => chat(state, req, request_id, who).await,
-        (_, ["models"] | ["models", _] | ["embeddings"] | ["chat", "completions"]) => Err(OaiError {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            kind: "invalid_request_error",
-            code: "method_not_allowed".into(),
-            param: None,
-            message: format!("{method} is not allowed here"),
-        }),
+        (_, ["models"] | ["models", _] | ["embeddings"] | ["chat", "completions"]) => {
+            Err(OaiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                kind: "invalid_request_error",
+                code: "method_not_allowed".into(),
+                param: None,
+                message: format!("{method} is not allowed here"),
+            })
+        }
         _ => Err(OaiError {
             status: StatusCode::NOT_FOUND,
             kind: "invalid_request_error",
             code: "unknown_url".into(),
             param: None,
-            message: format!("unknown endpoint {path}: this node serves /v1/models, /v1/embeddings and /v1/chat/completions"),
+            message: format!(
+                "unknown endpoint {path}: this node serves /v1/models, /v1/embeddings and /v1/chat/completions"
+            ),
         }),
     }
 }
 
 fn model_json(m: &helixflow_store::models::Model) -> Value {
-    let created = time::OffsetDateTime::parse(&m.created_at, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .unwrap_or(0);
+    let created = time::OffsetDateTime::parse(
+        &m.created_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| t.unix_timestamp())
+    .unwrap_or(0);
     json!({"id": m.name, "object": "model", "created": created, "owned_by": m.tenant})
 }
 
-async fn served_model(state: &AppState, tenant: &str, id: &str) -> Result<helixflow_store::models::Model, OaiError> {
+async fn served_model(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<helixflow_store::models::Model, OaiError> {
     let not_found = || OaiError {
         status: StatusCode::NOT_FOUND,
         kind: "invalid_request_error",
@@ -181,28 +232,61 @@ struct OaiRequest {
     model: String,
 }
 
-async fn read_request(state: &AppState, req: http::Request<TrackedBody>, who: &crate::data::Who) -> Result<OaiRequest, OaiError> {
+async fn read_request(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    who: &crate::data::Who,
+) -> Result<OaiRequest, OaiError> {
     let tenant = tenant_of(&req, who)?;
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, state.settings.max_request_body_bytes).await?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| OaiError::invalid("invalid_json", None, format!("We could not parse the JSON body of your request: {e}")))?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        OaiError::invalid(
+            "invalid_json",
+            None,
+            format!("We could not parse the JSON body of your request: {e}"),
+        )
+    })?;
     let model = body
         .get("model")
         .and_then(Value::as_str)
-        .ok_or_else(|| OaiError::invalid("missing_model", Some("model"), "you must provide a model parameter (a string)"))?
+        .ok_or_else(|| {
+            OaiError::invalid(
+                "missing_model",
+                Some("model"),
+                "you must provide a model parameter (a string)",
+            )
+        })?
         .to_string();
-    Ok(OaiRequest { tenant, bytes, body, model })
+    Ok(OaiRequest {
+        tenant,
+        bytes,
+        body,
+        model,
+    })
 }
 
-async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
-    let OaiRequest { tenant, body, model, .. } = read_request(state, req, who).await?;
+async fn embeddings(
+    state: &std::sync::Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+    who: &crate::data::Who,
+) -> Result<Response<Body>, OaiError> {
+    let OaiRequest {
+        tenant,
+        body,
+        model,
+        ..
+    } = read_request(state, req, who).await?;
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
-            a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-        }
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(|v| v.is_number() || v.is_array()) => {
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::Array(a))
+            if !a.is_empty() && a.iter().all(|v| v.is_number() || v.is_array()) =>
+        {
             return Err(OaiError::invalid(
                 "unsupported_input",
                 Some("input"),
@@ -210,9 +294,19 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
             ));
         }
         Some(Value::Array(a)) if a.is_empty() => {
-            return Err(OaiError::invalid("invalid_input", Some("input"), "'input' must not be empty"));
+            return Err(OaiError::invalid(
+                "invalid_input",
+                Some("input"),
+                "'input' must not be empty",
+            ));
         }
-        None => return Err(OaiError::invalid("missing_input", Some("input"), "you must provide an input parameter")),
+        None => {
+            return Err(OaiError::invalid(
+                "missing_input",
+                Some("input"),
+                "you must provide an input parameter",
+            ));
+        }
         _ => {
             return Err(OaiError::invalid(
                 "invalid_input",
@@ -222,10 +316,18 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
         }
     };
     if inputs.len() > MAX_INPUTS {
-        return Err(OaiError::invalid("too_many_inputs", Some("input"), format!("at most {MAX_INPUTS} inputs per request")));
+        return Err(OaiError::invalid(
+            "too_many_inputs",
+            Some("input"),
+            format!("at most {MAX_INPUTS} inputs per request"),
+        ));
     }
     if inputs.iter().any(|s| s.is_empty()) {
-        return Err(OaiError::invalid("invalid_input", Some("input"), "'input' strings must not be empty"));
+        return Err(OaiError::invalid(
+            "invalid_input",
+            Some("input"),
+            "'input' strings must not be empty",
+        ));
     }
     let base64 = match body.get("encoding_format") {
         None | Some(Value::Null) => false,
@@ -243,15 +345,30 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(d) if d >= 1 => Some(d as usize),
-            _ => return Err(OaiError::invalid("invalid_dimensions", Some("dimensions"), "dimensions must be a positive integer")),
+            _ => {
+                return Err(OaiError::invalid(
+                    "invalid_dimensions",
+                    Some("dimensions"),
+                    "dimensions must be a positive integer",
+                ));
+            }
         },
     };
     let m = served_model(state, &tenant, &model).await?;
-    let serve = m.config.serve.clone().ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
+    let serve = m
+        .config
+        .serve
+        .clone()
+        .ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
     if serve.kind != "embeddings" {
-        return Err(OaiError::invalid("wrong_model_kind", Some("model"), format!("`{model}` is not an embeddings model")));
+        return Err(OaiError::invalid(
+            "wrong_model_kind",
+            Some("model"),
+            format!("`{model}` is not an embeddings model"),
+        ));
     }
-    let target = crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
+    let target =
+        crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
     let payload = serde_json::to_vec(&json!({"model": model, "input": inputs})).unwrap_or_default();
     let out = crate::data::call_event(state, &target, payload, request_id, None).await;
     let raw = match out {
@@ -283,7 +400,11 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
             kind: "server_error",
             code: "bad_function_output".into(),
             param: None,
-            message: format!("the embeddings function returned {} vectors for {} inputs", fo.data.len(), inputs.len()),
+            message: format!(
+                "the embeddings function returned {} vectors for {} inputs",
+                fo.data.len(),
+                inputs.len()
+            ),
         });
     }
     if let Some(d) = dimensions {
@@ -327,22 +448,57 @@ async fn embeddings(state: &std::sync::Arc<AppState>, req: http::Request<Tracked
     ))
 }
 
-async fn chat(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>, request_id: &str, who: &crate::data::Who) -> Result<Response<Body>, OaiError> {
-    let OaiRequest { tenant, bytes, body, model } = read_request(state, req, who).await?;
+async fn chat(
+    state: &std::sync::Arc<AppState>,
+    req: http::Request<TrackedBody>,
+    request_id: &str,
+    who: &crate::data::Who,
+) -> Result<Response<Body>, OaiError> {
+    let OaiRequest {
+        tenant,
+        bytes,
+        body,
+        model,
+    } = read_request(state, req, who).await?;
     match body.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
         Some(Value::Array(_)) => {
-            return Err(OaiError::invalid("empty_messages", Some("messages"), "'messages' must contain at least one message"));
+            return Err(OaiError::invalid(
+                "empty_messages",
+                Some("messages"),
+                "'messages' must contain at least one message",
+            ));
         }
-        None | Some(Value::Null) => return Err(OaiError::invalid("missing_messages", Some("messages"), "you must provide 'messages'")),
-        _ => return Err(OaiError::invalid("invalid_messages", Some("messages"), "'messages' must be an array")),
+        None | Some(Value::Null) => {
+            return Err(OaiError::invalid(
+                "missing_messages",
+                Some("messages"),
+                "you must provide 'messages'",
+            ));
+        }
+        _ => {
+            return Err(OaiError::invalid(
+                "invalid_messages",
+                Some("messages"),
+                "'messages' must be an array",
+            ));
+        }
     }
     let m = served_model(state, &tenant, &model).await?;
-    let serve = m.config.serve.clone().ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
+    let serve = m
+        .config
+        .serve
+        .clone()
+        .ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
     if serve.kind != "chat" {
-        return Err(OaiError::invalid("wrong_model_kind", Some("model"), format!("`{model}` is not a chat model (it serves {})", serve.kind)));
+        return Err(OaiError::invalid(
+            "wrong_model_kind",
+            Some("model"),
+            format!("`{model}` is not a chat model (it serves {})", serve.kind),
+        ));
     }
-    let target = crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
+    let target =
+        crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
     if !target.loaded.exports().http {
         return Err(OaiError {
             status: StatusCode::BAD_GATEWAY,
@@ -354,18 +510,26 @@ async fn chat(state: &std::sync::Arc<AppState>, req: http::Request<TrackedBody>,
     }
     let held = state
         .quotas
-        .admit(&tenant, &target.function.name, &target.tenant.limits, target.function.config.max_concurrency)
+        .admit(
+            &tenant,
+            &target.function.name,
+            &target.tenant.limits,
+            target.function.config.max_concurrency,
+        )
         .map_err(OaiError::from)?;
     let req = http::Request::builder()
         .method(Method::POST)
         .uri("/v1/chat/completions")
         .header(http::header::HOST, "localhost")
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(
-            http_body_util::Full::new(bytes)
-                .map_err(|never: std::convert::Infallible| -> helixflow_runtime::HttpBodyError { match never {} }),
-        )
+        .body(http_body_util::Full::new(bytes).map_err(
+            |never: std::convert::Infallible| -> helixflow_runtime::HttpBodyError {
+                match never {}
+            },
+        ))
         .map_err(|e| OaiError::invalid("invalid_request", None, e.to_string()))?;
     // A failure before the function answered (trap, timeout, memory) in OpenAI's shape.
-    crate::data::run_http(state, &target, held, req, request_id).await.map_err(OaiError::from)
+    crate::data::run_http(state, &target, held, req, request_id)
+        .await
+        .map_err(OaiError::from)
 }

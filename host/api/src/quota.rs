@@ -27,7 +27,9 @@ const MAX_SLOTS: usize = 65_536;
 impl Default for Quotas {
     fn default() -> Self {
         Quotas {
-            buckets: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(MAX_BUCKETS).unwrap_or(std::num::NonZeroUsize::MIN))),
+            buckets: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(MAX_BUCKETS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             slots: Mutex::default(),
         }
     }
@@ -67,7 +69,9 @@ impl Quotas {
                 // Held permits keep their semaphore alive: count > 1 means in use.
                 m.retain(|_, s| Arc::strong_count(s) > 1);
             }
-            m.entry((key.to_string(), max)).or_insert_with(|| Arc::new(Semaphore::new(max as usize))).clone()
+            m.entry((key.to_string(), max))
+                .or_insert_with(|| Arc::new(Semaphore::new(max as usize)))
+                .clone()
         };
         sem.try_acquire_owned().map_err(|_| {
             let mut e = ApiError::new(
@@ -82,7 +86,10 @@ impl Quotas {
 
     #[cfg(test)]
     fn sizes(&self) -> (usize, usize) {
-        (self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len(), self.slots.lock().unwrap_or_else(|p| p.into_inner()).len())
+        (
+            self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            self.slots.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        )
     }
 
     /// Rate and concurrency checks for one invocation of `tenant/function`.
@@ -120,8 +127,14 @@ mod tests {
             drop(q.slot(&format!("function t{i}/f"), 3));
         }
         let (buckets, slots) = q.sizes();
-        assert!(buckets <= MAX_BUCKETS && slots <= MAX_SLOTS, "{buckets} buckets, {slots} slots");
-        assert!(q.slot("function acme/busy", 1).is_err(), "a held semaphore is never dropped");
+        assert!(
+            buckets <= MAX_BUCKETS && slots <= MAX_SLOTS,
+            "{buckets} buckets, {slots} slots"
+        );
+        assert!(
+            q.slot("function acme/busy", 1).is_err(),
+            "a held semaphore is never dropped"
+        );
         drop(held);
         assert!(q.slot("function acme/busy", 1).is_ok());
     }

@@ -93,7 +93,10 @@ pub struct Resolver {
     tenants: TtlCache<String, ()>,
     /// Every tenant's name, as of when it was loaded (`None`: not yet). Its size is the
     /// number of real tenants; no request adds to it.
-    tenant_dir: std::sync::RwLock<(Option<std::time::Instant>, Arc<std::collections::HashSet<String>>)>,
+    tenant_dir: std::sync::RwLock<(
+        Option<std::time::Instant>,
+        Arc<std::collections::HashSet<String>>,
+    )>,
     /// Held while the directory loads (one load at a time).
     tenant_dir_load: tokio::sync::Mutex<()>,
 }
@@ -190,7 +193,11 @@ pub async fn resolve(
             ),
         ));
     }
-    let key = (tenant.to_string(), function.to_string(), cache_qualifier(qualifier));
+    let key = (
+        tenant.to_string(),
+        function.to_string(),
+        cache_qualifier(qualifier),
+    );
     let generation = state.resolver.generation.load(Ordering::SeqCst);
     let cached = {
         let cache = state
@@ -279,14 +286,29 @@ pub async fn resolve(
 /// the node do more than that. Missing functions and store errors answer `false` (the
 /// caller then gets the same 401/403 as for a private function); both answers are
 /// cached (bounded, briefly for "missing").
-pub async fn is_public(state: &AppState, tenant: &str, function: &str, qualifier: Option<&str>) -> bool {
+pub async fn is_public(
+    state: &AppState,
+    tenant: &str,
+    function: &str,
+    qualifier: Option<&str>,
+) -> bool {
     let served = &state.settings.served_tenants;
     if !served.is_empty() && !served.iter().any(|t| t == tenant) {
         return false;
     }
     // A resolution already in memory (fresh or stale) knows the answer.
-    let key = (tenant.to_string(), function.to_string(), cache_qualifier(qualifier));
-    if let Some(e) = state.resolver.cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    let key = (
+        tenant.to_string(),
+        function.to_string(),
+        cache_qualifier(qualifier),
+    );
+    if let Some(e) = state
+        .resolver
+        .cache
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
         return e.target.function.config.public;
     }
     let fkey = (tenant.to_string(), function.to_string());
@@ -335,29 +357,47 @@ pub async fn tenant_exists(state: &AppState, tenant: &str) -> bool {
     if r.tenants.get(tenant).is_some() {
         return true;
     }
-    let (loaded_at, dir) = r.tenant_dir.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let (loaded_at, dir) = r
+        .tenant_dir
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let fresh = loaded_at.is_some_and(|at| at.elapsed() < TENANT_DIR_TTL);
     if fresh {
         return dir.contains(tenant);
     }
     // The first load waits; a reload happens in the caller that gets the lock.
-    let guard = if loaded_at.is_none() { Some(r.tenant_dir_load.lock().await) } else { r.tenant_dir_load.try_lock().ok() };
-    let Some(_guard) = guard else { return dir.contains(tenant) };
-    let (loaded_at, dir) = r.tenant_dir.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let guard = if loaded_at.is_none() {
+        Some(r.tenant_dir_load.lock().await)
+    } else {
+        r.tenant_dir_load.try_lock().ok()
+    };
+    let Some(_guard) = guard else {
+        return dir.contains(tenant);
+    };
+    let (loaded_at, dir) = r
+        .tenant_dir
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     if loaded_at.is_some_and(|at| at.elapsed() < TENANT_DIR_TTL) {
         return dir.contains(tenant);
     }
     match state.registry.tenants().await {
         Ok(ts) => {
-            let dir: Arc<std::collections::HashSet<String>> = Arc::new(ts.into_iter().map(|t| t.name).collect());
-            *r.tenant_dir.write().unwrap_or_else(|p| p.into_inner()) = (Some(std::time::Instant::now()), dir.clone());
+            let dir: Arc<std::collections::HashSet<String>> =
+                Arc::new(ts.into_iter().map(|t| t.name).collect());
+            *r.tenant_dir.write().unwrap_or_else(|p| p.into_inner()) =
+                (Some(std::time::Instant::now()), dir.clone());
             dir.contains(tenant)
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot load the tenant directory; using the last copy");
             // Try again after a few seconds, not on every refusal.
-            let retry_at = std::time::Instant::now().checked_sub(TENANT_DIR_TTL - Duration::from_secs(5));
-            *r.tenant_dir.write().unwrap_or_else(|p| p.into_inner()) = (retry_at.or(loaded_at), dir.clone());
+            let retry_at =
+                std::time::Instant::now().checked_sub(TENANT_DIR_TTL - Duration::from_secs(5));
+            *r.tenant_dir.write().unwrap_or_else(|p| p.into_inner()) =
+                (retry_at.or(loaded_at), dir.clone());
             dir.contains(tenant)
         }
     }
@@ -367,7 +407,8 @@ pub async fn tenant_exists(state: &AppState, tenant: &str) -> bool {
 fn cache_qualifier(qualifier: Option<&str>) -> String {
     match qualifier {
         None => String::new(),
-        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => match q.parse::<u32>() {
+        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => match q.parse::<u32>()
+        {
             Ok(n) => format!("v{n}"),
             Err(_) => format!("x{q}"),
         },

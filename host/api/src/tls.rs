@@ -55,18 +55,26 @@ fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerC
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let ca_err = |message: String| TlsError::Cert { path: ca.display().to_string(), message };
+            let ca_err = |message: String| TlsError::Cert {
+                path: ca.display().to_string(),
+                message,
+            };
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(ca).map_err(|e| ca_err(e.to_string()))? {
-                roots.add(c.map_err(|e| ca_err(e.to_string()))?).map_err(|e| ca_err(e.to_string()))?;
+                roots
+                    .add(c.map_err(|e| ca_err(e.to_string()))?)
+                    .map_err(|e| ca_err(e.to_string()))?;
             }
             if roots.is_empty() {
                 return Err(ca_err("no CA certificate in the file".into()));
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| ca_err(e.to_string()))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ca_err(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

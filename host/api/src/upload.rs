@@ -27,7 +27,11 @@ pub(crate) struct Spooled {
 
 fn internal(what: &str, e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "{what}");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("{what}: {e}"))
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        format!("{what}: {e}"),
+    )
 }
 
 /// Streams `body` into `{parent}/upload-XXXX/model.onnx` (a fresh directory, mode 0700),
@@ -35,38 +39,62 @@ fn internal(what: &str, e: std::io::Error) -> ApiError {
 /// written: a declared `Content-Length` over it is refused before reading, and a body
 /// that goes past it is answered 413 the moment it does; on every error the directory
 /// and what was written are removed before the error is returned.
-pub(crate) async fn spool(body: TrackedBody, headers: &http::HeaderMap, limit: usize, parent: &Path) -> Result<Spooled, ApiError> {
+pub(crate) async fn spool(
+    body: TrackedBody,
+    headers: &http::HeaderMap,
+    limit: usize,
+    parent: &Path,
+) -> Result<Spooled, ApiError> {
     crate::control::check_declared_length(headers, limit)?;
-    tokio::fs::create_dir_all(parent).await.map_err(|e| internal("creating the upload directory", e))?;
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|e| internal("creating the upload directory", e))?;
     let dir = tempfile::Builder::new()
         .prefix("upload-")
         .tempdir_in(parent)
         .map_err(|e| internal("creating the upload directory", e))?;
     let path = dir.path().join("model.onnx");
-    let file = tokio::fs::File::create(&path).await.map_err(|e| internal("creating the upload file", e))?;
+    let file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| internal("creating the upload file", e))?;
     let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut body = body;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request("bad_body", format!("reading the request body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("bad_body", format!("reading the request body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         size += data.len() as u64;
         if size > limit as u64 {
             return Err(crate::control::too_big(limit));
         }
         hasher.update(&data);
-        out.write_all(&data).await.map_err(|e| internal("writing the upload file", e))?;
+        out.write_all(&data)
+            .await
+            .map_err(|e| internal("writing the upload file", e))?;
     }
-    out.flush().await.map_err(|e| internal("writing the upload file", e))?;
+    out.flush()
+        .await
+        .map_err(|e| internal("writing the upload file", e))?;
     drop(out);
-    Ok(Spooled { _dir: dir, path, sha256: hex::encode(hasher.finalize()), size })
+    Ok(Spooled {
+        _dir: dir,
+        path,
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
 }
 
 /// Removes spool directories under `parent` older than a few hours (a crashed process
 /// leaves its uploads behind). Called at start-up; errors are ignored.
 pub fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name();
         let old = e

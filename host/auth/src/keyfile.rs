@@ -21,7 +21,10 @@ pub const MIN_ADMIN_KEY_LEN: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is empty (a crash while it was being written?): {fix}", path.display())]
     Empty { path: PathBuf, fix: String },
     #[error(
@@ -61,7 +64,10 @@ pub fn check_admin_key(key: &str) -> Result<(), String> {
 /// Refuses a file that other users may access ([`KeyFileError::Permissive`]) or that is
 /// empty ([`KeyFileError::Empty`], `fix_if_empty` says what to do).
 pub fn read_key_file(path: &Path, fix_if_empty: &str) -> Result<Option<String>, KeyFileError> {
-    let io = |source| KeyFileError::Io { path: path.to_path_buf(), source };
+    let io = |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -72,7 +78,10 @@ pub fn read_key_file(path: &Path, fix_if_empty: &str) -> Result<Option<String>, 
         use std::os::unix::fs::PermissionsExt as _;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(KeyFileError::Permissive { path: path.to_path_buf(), mode });
+            return Err(KeyFileError::Permissive {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
     }
     #[cfg(not(unix))]
@@ -80,7 +89,10 @@ pub fn read_key_file(path: &Path, fix_if_empty: &str) -> Result<Option<String>, 
     let text = std::fs::read_to_string(path).map_err(io)?;
     let key = text.trim();
     if key.is_empty() {
-        return Err(KeyFileError::Empty { path: path.to_path_buf(), fix: fix_if_empty.to_string() });
+        return Err(KeyFileError::Empty {
+            path: path.to_path_buf(),
+            fix: fix_if_empty.to_string(),
+        });
     }
     Ok(Some(key.to_string()))
 }
@@ -88,13 +100,19 @@ pub fn read_key_file(path: &Path, fix_if_empty: &str) -> Result<Option<String>, 
 /// Writes `contents` to `path` atomically with mode 0600 (see the module invariants),
 /// replacing any file there.
 pub fn write_key_file(path: &Path, contents: &str) -> Result<(), KeyFileError> {
-    let io = |source| KeyFileError::Io { path: path.to_path_buf(), source };
+    let io = |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
-    let suffix = hex::encode(crate::random_bytes::<8>().map_err(|_| io(std::io::Error::other("no randomness available")))?);
+    let suffix = hex::encode(
+        crate::random_bytes::<8>()
+            .map_err(|_| io(std::io::Error::other("no randomness available")))?,
+    );
     let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
     let written = (|| -> std::io::Result<()> {
         let mut o = std::fs::OpenOptions::new();
@@ -125,7 +143,11 @@ mod tests {
     use super::*;
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("hf-keyfile-{tag}-{}-{}", std::process::id(), hex::encode(crate::random_bytes::<4>().unwrap())));
+        let d = std::env::temp_dir().join(format!(
+            "hf-keyfile-{tag}-{}-{}",
+            std::process::id(),
+            hex::encode(crate::random_bytes::<4>().unwrap())
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -156,16 +178,25 @@ mod tests {
         let p = d.join("admin.key");
         assert!(read_key_file(&p, "fix").unwrap().is_none(), "absent: None");
         write_key_file(&p, "a-key-of-sufficient-length-0123456789").unwrap();
-        assert_eq!(read_key_file(&p, "fix").unwrap().as_deref(), Some("a-key-of-sufficient-length-0123456789"));
+        assert_eq!(
+            read_key_file(&p, "fix").unwrap().as_deref(),
+            Some("a-key-of-sufficient-length-0123456789")
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // Replacing keeps 0600 and leaves no temp file behind.
         write_key_file(&p, "second").unwrap();
         assert_eq!(read_key_file(&p, "fix").unwrap().as_deref(), Some("second"));
-        let names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -176,7 +207,11 @@ mod tests {
         let p = d.join("admin.key");
         write_key_file(&p, " \n").unwrap();
         let e = read_key_file(&p, "delete it and restart").unwrap_err();
-        assert!(matches!(e, KeyFileError::Empty { .. }) && e.to_string().contains("delete it and restart"), "{e}");
+        assert!(
+            matches!(e, KeyFileError::Empty { .. })
+                && e.to_string().contains("delete it and restart"),
+            "{e}"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -184,7 +219,11 @@ mod tests {
             for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
                 let e = read_key_file(&p, "fix").unwrap_err();
-                assert!(matches!(e, KeyFileError::Permissive { .. }) && e.to_string().contains("chmod 600"), "{mode:o}: {e}");
+                assert!(
+                    matches!(e, KeyFileError::Permissive { .. })
+                        && e.to_string().contains("chmod 600"),
+                    "{mode:o}: {e}"
+                );
             }
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
             assert!(read_key_file(&p, "fix").unwrap().is_some(), "0400 is fine");

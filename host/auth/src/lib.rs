@@ -92,7 +92,12 @@ pub struct Principal {
 
 impl Principal {
     pub fn platform_admin() -> Principal {
-        Principal { tenant: None, role: Role::Admin, subject: "platform-admin".into(), via: "admin_key" }
+        Principal {
+            tenant: None,
+            role: Role::Admin,
+            subject: "platform-admin".into(),
+            via: "admin_key",
+        }
     }
     pub fn is_platform_admin(&self) -> bool {
         self.tenant.is_none() && self.role == Role::Admin
@@ -168,7 +173,11 @@ impl ApiKey {
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
         let key = format!("hfk_{prefix}_{secret}");
         let sha256 = sha256_hex(&key);
-        Ok(ApiKey { key, prefix, sha256 })
+        Ok(ApiKey {
+            key,
+            prefix,
+            sha256,
+        })
     }
 
     /// The prefix of a well-formed key, or `Malformed`.
@@ -176,10 +185,18 @@ impl ApiKey {
         let rest = key.strip_prefix("hfk_").ok_or(AuthError::Malformed)?;
         let (prefix, secret) = rest.split_once('_').ok_or(AuthError::Malformed)?;
         let ok = prefix.len() == 12
-            && prefix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             && secret.len() == 43
-            && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(prefix) } else { Err(AuthError::Malformed) }
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(prefix)
+        } else {
+            Err(AuthError::Malformed)
+        }
     }
 }
 
@@ -228,17 +245,29 @@ impl From<&str> for Audience {
 /// curve for `alg` is never used.
 pub fn jwk_allows(jwk: &jsonwebtoken::jwk::Jwk, alg: jsonwebtoken::Algorithm) -> bool {
     use jsonwebtoken::Algorithm as A;
-    use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve as C, KeyAlgorithm as K, KeyOperations, PublicKeyUse};
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters as P, EllipticCurve as C, KeyAlgorithm as K, KeyOperations,
+        PublicKeyUse,
+    };
     let c = &jwk.common;
-    if c.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
+    if c.public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+    {
         return false;
     }
-    if c.key_operations.as_ref().is_some_and(|ops| !ops.contains(&KeyOperations::Verify)) {
+    if c.key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
         return false;
     }
     let alg_ok = match c.key_algorithm {
         None => true,
-        Some(k) => matches!((k, alg), (K::RS256, A::RS256) | (K::ES256, A::ES256) | (K::EdDSA, A::EdDSA)),
+        Some(k) => matches!(
+            (k, alg),
+            (K::RS256, A::RS256) | (K::ES256, A::ES256) | (K::EdDSA, A::EdDSA)
+        ),
     };
     let kind_ok = match (&jwk.algorithm, alg) {
         (P::RSA(_), A::RS256) => true,
@@ -261,16 +290,27 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// `jwks_json`: the JWKS document for asymmetric tokens (None: HS256 only).
-    pub fn new(jwks_json: Option<&str>, issuer: Option<String>, audience: String, leeway_secs: u64) -> Result<JwtVerifier, String> {
+    pub fn new(
+        jwks_json: Option<&str>,
+        issuer: Option<String>,
+        audience: String,
+        leeway_secs: u64,
+    ) -> Result<JwtVerifier, String> {
         let jwks = match jwks_json {
             Some(j) => Some(std::sync::Arc::new(Self::parse_jwks(j)?)),
             None => None,
         };
-        Ok(JwtVerifier { jwks: std::sync::Arc::new(std::sync::RwLock::new(jwks)), issuer, audience, leeway_secs })
+        Ok(JwtVerifier {
+            jwks: std::sync::Arc::new(std::sync::RwLock::new(jwks)),
+            issuer,
+            audience,
+            leeway_secs,
+        })
     }
 
     fn parse_jwks(json: &str) -> Result<jsonwebtoken::jwk::JwkSet, String> {
-        let set = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(json).map_err(|e| format!("JWKS: {e}"))?;
+        let set = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(json)
+            .map_err(|e| format!("JWKS: {e}"))?;
         if set.keys.is_empty() {
             return Err("JWKS: no keys".into());
         }
@@ -294,8 +334,12 @@ impl JwtVerifier {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .map_err(|_| AuthError::Malformed)?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
-        v.get("tenant").and_then(|t| t.as_str()).map(str::to_string).ok_or(AuthError::Malformed)
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
+        v.get("tenant")
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .ok_or(AuthError::Malformed)
     }
 
     /// Is this token HS256 (verify with the tenant's secret) or asymmetric (JWKS)?
@@ -313,9 +357,22 @@ impl JwtVerifier {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let (key, alg) = match header.alg {
             // Never an empty HMAC key: anyone could sign with it.
-            Algorithm::HS256 => (DecodingKey::from_secret(hs256_secret.filter(|s| !s.is_empty()).ok_or(AuthError::Invalid)?.as_bytes()), Algorithm::HS256),
+            Algorithm::HS256 => (
+                DecodingKey::from_secret(
+                    hs256_secret
+                        .filter(|s| !s.is_empty())
+                        .ok_or(AuthError::Invalid)?
+                        .as_bytes(),
+                ),
+                Algorithm::HS256,
+            ),
             alg @ (Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) => {
-                let set = self.jwks.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(AuthError::Invalid)?;
+                let set = self
+                    .jwks
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .ok_or(AuthError::Invalid)?;
                 let jwk = match &header.kid {
                     Some(kid) => set.find(kid),
                     None if set.keys.len() == 1 => set.keys.first(),
@@ -323,7 +380,10 @@ impl JwtVerifier {
                 }
                 .filter(|k| jwk_allows(k, alg))
                 .ok_or(AuthError::Invalid)?;
-                (DecodingKey::from_jwk(jwk).map_err(|_| AuthError::Invalid)?, alg)
+                (
+                    DecodingKey::from_jwk(jwk).map_err(|_| AuthError::Invalid)?,
+                    alg,
+                )
             }
             _ => return Err(AuthError::Invalid),
         };
@@ -346,7 +406,12 @@ impl JwtVerifier {
         })?;
         let c = data.claims;
         let role = Role::parse(&c.role).ok_or(AuthError::Invalid)?;
-        Ok(Principal { tenant: Some(c.tenant), role, subject: format!("jwt:{}", c.sub), via: "jwt" })
+        Ok(Principal {
+            tenant: Some(c.tenant),
+            role,
+            subject: format!("jwt:{}", c.sub),
+            via: "jwt",
+        })
     }
 }
 
@@ -356,18 +421,35 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header, encode};
 
     fn now() -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     }
 
     #[test]
     fn roles_grant_what_the_table_says() {
         use Action::*;
         assert!(Role::Admin.can(Manage) && Role::Admin.can(Deploy));
-        assert!(Role::Developer.can(Deploy) && Role::Developer.can(Invoke) && !Role::Developer.can(Manage));
-        assert!(Role::Invoker.can(Invoke) && !Role::Invoker.can(Read) && !Role::Invoker.can(Deploy));
+        assert!(
+            Role::Developer.can(Deploy)
+                && Role::Developer.can(Invoke)
+                && !Role::Developer.can(Manage)
+        );
+        assert!(
+            Role::Invoker.can(Invoke) && !Role::Invoker.can(Read) && !Role::Invoker.can(Deploy)
+        );
         assert!(Role::Viewer.can(Read) && !Role::Viewer.can(Invoke));
-        let p = Principal { tenant: Some("a".into()), role: Role::Admin, subject: "k".into(), via: "api_key" };
-        assert!(p.allows("a", Manage) && !p.allows("b", Read), "a tenant admin is admin of its tenant only");
+        let p = Principal {
+            tenant: Some("a".into()),
+            role: Role::Admin,
+            subject: "k".into(),
+            via: "api_key",
+        };
+        assert!(
+            p.allows("a", Manage) && !p.allows("b", Read),
+            "a tenant admin is admin of its tenant only"
+        );
         assert!(Principal::platform_admin().allows("anything", Manage));
     }
 
@@ -379,7 +461,13 @@ mod tests {
         assert_eq!(ApiKey::prefix_of(&a.key).unwrap(), a.prefix);
         assert!(digest_eq(&sha256_hex(&a.key), &a.sha256));
         assert!(!digest_eq(&sha256_hex(&b.key), &a.sha256));
-        for bad in ["", "hfk_", "hfk_abc_def", "Bearer x", "hfk_ABCDEFABCDEF_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        for bad in [
+            "",
+            "hfk_",
+            "hfk_abc_def",
+            "Bearer x",
+            "hfk_ABCDEFABCDEF_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
             assert_eq!(ApiKey::prefix_of(bad), Err(AuthError::Malformed), "{bad}");
         }
     }
@@ -396,23 +484,62 @@ mod tests {
             iss: Some("idp".into()),
             aud: Some(Audience::from(aud)),
         };
-        let sign = |c: &Claims, secret: &str| encode(&Header::default(), c, &EncodingKey::from_secret(secret.as_bytes())).unwrap();
+        let sign = |c: &Claims, secret: &str| {
+            encode(
+                &Header::default(),
+                c,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
         let good = sign(&claims(now() + 60, None, "helixflow"), "s3cret");
         let p = v.verify(&good, Some("s3cret")).unwrap();
-        assert_eq!((p.tenant.as_deref(), p.role), (Some("acme"), Role::Developer));
+        assert_eq!(
+            (p.tenant.as_deref(), p.role),
+            (Some("acme"), Role::Developer)
+        );
         assert_eq!(JwtVerifier::unverified_tenant(&good).unwrap(), "acme");
         assert_eq!(v.verify(&good, Some("other")), Err(AuthError::Invalid));
         let empty_key = sign(&claims(now() + 60, None, "helixflow"), "");
-        assert_eq!(v.verify(&empty_key, Some("")), Err(AuthError::Invalid), "an empty HS256 secret verifies nothing");
-        assert_eq!(v.verify(&sign(&claims(now() - 60, None, "helixflow"), "s3cret"), Some("s3cret")), Err(AuthError::Expired));
-        assert_eq!(v.verify(&sign(&claims(now() + 60, Some(now() + 60), "helixflow"), "s3cret"), Some("s3cret")), Err(AuthError::NotYetValid));
-        assert_eq!(v.verify(&sign(&claims(now() + 60, None, "other"), "s3cret"), Some("s3cret")), Err(AuthError::Invalid));
+        assert_eq!(
+            v.verify(&empty_key, Some("")),
+            Err(AuthError::Invalid),
+            "an empty HS256 secret verifies nothing"
+        );
+        assert_eq!(
+            v.verify(
+                &sign(&claims(now() - 60, None, "helixflow"), "s3cret"),
+                Some("s3cret")
+            ),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            v.verify(
+                &sign(&claims(now() + 60, Some(now() + 60), "helixflow"), "s3cret"),
+                Some("s3cret")
+            ),
+            Err(AuthError::NotYetValid)
+        );
+        assert_eq!(
+            v.verify(
+                &sign(&claims(now() + 60, None, "other"), "s3cret"),
+                Some("s3cret")
+            ),
+            Err(AuthError::Invalid)
+        );
         // alg: none, hand-made.
         use base64::Engine as _;
         let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let none = format!("{}.{}.", b(r#"{"alg":"none","typ":"JWT"}"#), b(&serde_json::to_string(&claims(now() + 60, None, "helixflow")).unwrap()));
+        let none = format!(
+            "{}.{}.",
+            b(r#"{"alg":"none","typ":"JWT"}"#),
+            b(&serde_json::to_string(&claims(now() + 60, None, "helixflow")).unwrap())
+        );
         assert!(v.verify(&none, Some("s3cret")).is_err());
-        assert_eq!(v.verify("not.a.jwt", Some("s3cret")), Err(AuthError::Malformed));
+        assert_eq!(
+            v.verify("not.a.jwt", Some("s3cret")),
+            Err(AuthError::Malformed)
+        );
     }
 
     /// `aud` may be a string or an array (RFC 7519 4.1.3): an array naming the
@@ -424,11 +551,25 @@ mod tests {
             let c = serde_json::json!({"sub": "u1", "tenant": "acme", "role": "viewer", "exp": now() + 60, "aud": aud});
             encode(&Header::default(), &c, &EncodingKey::from_secret(b"s3cret")).unwrap()
         };
-        assert!(v.verify(&sign(serde_json::json!("helixflow")), Some("s3cret")).is_ok());
-        let p = v.verify(&sign(serde_json::json!(["other", "helixflow"])), Some("s3cret")).expect("array with the audience");
+        assert!(
+            v.verify(&sign(serde_json::json!("helixflow")), Some("s3cret"))
+                .is_ok()
+        );
+        let p = v
+            .verify(
+                &sign(serde_json::json!(["other", "helixflow"])),
+                Some("s3cret"),
+            )
+            .expect("array with the audience");
         assert_eq!(p.tenant.as_deref(), Some("acme"));
-        assert_eq!(v.verify(&sign(serde_json::json!(["other", "more"])), Some("s3cret")), Err(AuthError::Invalid));
-        assert_eq!(v.verify(&sign(serde_json::json!([])), Some("s3cret")), Err(AuthError::Invalid));
+        assert_eq!(
+            v.verify(&sign(serde_json::json!(["other", "more"])), Some("s3cret")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            v.verify(&sign(serde_json::json!([])), Some("s3cret")),
+            Err(AuthError::Invalid)
+        );
     }
 
     /// A JWKS key is only used for what it says it is for: signatures (`use`,
@@ -447,10 +588,22 @@ mod tests {
         let token = encode(&h, &claims, &ed).unwrap();
         let with = |extra: serde_json::Value| {
             let mut jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1"});
-            jwk.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            JwtVerifier::new(Some(&serde_json::json!({"keys": [jwk]}).to_string()), None, "helixflow".into(), 5).unwrap()
+            jwk.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            JwtVerifier::new(
+                Some(&serde_json::json!({"keys": [jwk]}).to_string()),
+                None,
+                "helixflow".into(),
+                5,
+            )
+            .unwrap()
         };
-        for ok in [serde_json::json!({}), serde_json::json!({"alg": "EdDSA", "use": "sig"}), serde_json::json!({"key_ops": ["verify"]})] {
+        for ok in [
+            serde_json::json!({}),
+            serde_json::json!({"alg": "EdDSA", "use": "sig"}),
+            serde_json::json!({"key_ops": ["verify"]}),
+        ] {
             assert!(with(ok.clone()).verify(&token, None).is_ok(), "{ok}");
         }
         for bad in [
@@ -460,17 +613,34 @@ mod tests {
             serde_json::json!({"key_ops": ["encrypt"]}),
             serde_json::json!({"alg": "EdDSA", "use": "enc"}),
         ] {
-            assert_eq!(with(bad.clone()).verify(&token, None), Err(AuthError::Invalid), "{bad}");
+            assert_eq!(
+                with(bad.clone()).verify(&token, None),
+                Err(AuthError::Invalid),
+                "{bad}"
+            );
         }
         // jwk_allows on its own: the key type must fit the algorithm.
-        let jwk = |j: serde_json::Value| serde_json::from_value::<jsonwebtoken::jwk::Jwk>(j).unwrap();
-        let rsa = jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS256", "use": "sig"}));
+        let jwk =
+            |j: serde_json::Value| serde_json::from_value::<jsonwebtoken::jwk::Jwk>(j).unwrap();
+        let rsa = jwk(
+            serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS256", "use": "sig"}),
+        );
         assert!(jwk_allows(&rsa, jsonwebtoken::Algorithm::RS256));
-        assert!(!jwk_allows(&rsa, jsonwebtoken::Algorithm::ES256) && !jwk_allows(&rsa, jsonwebtoken::Algorithm::EdDSA));
-        let rsa384 = jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS384"}));
-        assert!(!jwk_allows(&rsa384, jsonwebtoken::Algorithm::RS256), "a key bound to RS384 does not verify RS256");
+        assert!(
+            !jwk_allows(&rsa, jsonwebtoken::Algorithm::ES256)
+                && !jwk_allows(&rsa, jsonwebtoken::Algorithm::EdDSA)
+        );
+        let rsa384 =
+            jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS384"}));
+        assert!(
+            !jwk_allows(&rsa384, jsonwebtoken::Algorithm::RS256),
+            "a key bound to RS384 does not verify RS256"
+        );
         let p384 = jwk(serde_json::json!({"kty": "EC", "crv": "P-384", "x": "AQAB", "y": "AQAB"}));
-        assert!(!jwk_allows(&p384, jsonwebtoken::Algorithm::ES256), "ES256 needs a P-256 key");
+        assert!(
+            !jwk_allows(&p384, jsonwebtoken::Algorithm::ES256),
+            "ES256 needs a P-256 key"
+        );
     }
 }
 
@@ -499,7 +669,12 @@ mod fuzz {
     fn credential_parsers_never_panic_on_random_input() {
         let v = JwtVerifier::new(None, None, "helixflow".into(), 30).unwrap();
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        let seeds = ["hfk_0123456789ab_", "eyJhbGciOiJIUzI1NiJ9.eyJ0ZW5hbnQiOiJhIn0.", "a.b.c", "Bearer "];
+        let seeds = [
+            "hfk_0123456789ab_",
+            "eyJhbGciOiJIUzI1NiJ9.eyJ0ZW5hbnQiOiJhIn0.",
+            "a.b.c",
+            "Bearer ",
+        ];
         for i in 0..20_000 {
             let mut s = seeds[i % seeds.len()].as_bytes().to_vec();
             s.extend(rng.bytes(120));
@@ -508,7 +683,10 @@ mod fuzz {
             let _ = ApiKey::prefix_of(&text);
             let _ = JwtVerifier::unverified_tenant(&text);
             let _ = JwtVerifier::is_hs256(&text);
-            assert!(v.verify(&text, Some("secret")).is_err(), "{text:?} verified");
+            assert!(
+                v.verify(&text, Some("secret")).is_err(),
+                "{text:?} verified"
+            );
             assert!(v.verify(&text, None).is_err());
         }
     }

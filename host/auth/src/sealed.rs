@@ -23,7 +23,9 @@ pub struct SecretBox {
 pub enum SealError {
     #[error("the secrets key must be 32 bytes, base64 or hex encoded")]
     BadKey,
-    #[error("a sealed secret does not open with this node's secrets key (nodes sharing a store must share secrets_key_file)")]
+    #[error(
+        "a sealed secret does not open with this node's secrets key (nodes sharing a store must share secrets_key_file)"
+    )]
     WrongKey,
     #[error("a sealed secret is malformed")]
     Malformed,
@@ -64,7 +66,9 @@ impl SecretBox {
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(t).map_err(|_| SealError::BadKey)?
         } else {
-            base64::engine::general_purpose::STANDARD.decode(t).map_err(|_| SealError::BadKey)?
+            base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .map_err(|_| SealError::BadKey)?
         };
         if bytes.len() != 32 {
             return Err(SealError::BadKey);
@@ -88,25 +92,39 @@ impl SecretBox {
         let nonce_bytes = crate::random_bytes::<NONCE_LEN>().map_err(|_| SealError::Random)?;
         let mut buf = secret.as_bytes().to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(context.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(context.as_bytes()),
+                &mut buf,
+            )
             .map_err(|_| SealError::Malformed)?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buf);
-        Ok(format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out)))
+        Ok(format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        ))
     }
 
     /// Opens a value written by `seal` for the same `context`. A value without the
     /// sealed prefix is returned as it is (written before sealing existed).
     pub fn open(&self, stored: &str, context: &str) -> Result<String, SealError> {
-        let Some(b64) = stored.strip_prefix(PREFIX) else { return Ok(stored.to_string()) };
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| SealError::Malformed)?;
+        let Some(b64) = stored.strip_prefix(PREFIX) else {
+            return Ok(stored.to_string());
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| SealError::Malformed)?;
         if raw.len() < NONCE_LEN + 16 {
             return Err(SealError::Malformed);
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed)?;
         let mut buf = sealed.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf).map_err(|_| SealError::WrongKey)?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
+            .map_err(|_| SealError::WrongKey)?;
         String::from_utf8(plain.to_vec()).map_err(|_| SealError::Malformed)
     }
 
@@ -125,17 +143,31 @@ mod tests {
         let b = SecretBox::from_text(&SecretBox::generate_text().unwrap()).unwrap();
         let s = b.seal("top secret", "jwt:acme").unwrap();
         assert!(SecretBox::is_sealed(&s) && !s.contains("top secret"));
-        assert_ne!(s, b.seal("top secret", "jwt:acme").unwrap(), "fresh nonce each time");
+        assert_ne!(
+            s,
+            b.seal("top secret", "jwt:acme").unwrap(),
+            "fresh nonce each time"
+        );
         assert_eq!(b.open(&s, "jwt:acme").unwrap(), "top secret");
-        assert_eq!(b.open(&s, "jwt:globex").unwrap_err(), SealError::WrongKey, "moved to another record");
+        assert_eq!(
+            b.open(&s, "jwt:globex").unwrap_err(),
+            SealError::WrongKey,
+            "moved to another record"
+        );
         let other = SecretBox::ephemeral().unwrap();
         assert_eq!(other.open(&s, "jwt:acme").unwrap_err(), SealError::WrongKey);
         assert_eq!(b.open("legacy-plain", "jwt:acme").unwrap(), "legacy-plain");
         for bad in ["sealed:v1:", "sealed:v1:!!!", "sealed:v1:AAAA"] {
             assert!(b.open(bad, "jwt:acme").is_err(), "{bad}");
         }
-        assert_eq!(SecretBox::from_text("short").unwrap_err(), SealError::BadKey);
-        assert!(SecretBox::from_text(&"ab".repeat(32)).is_ok(), "hex keys work");
+        assert_eq!(
+            SecretBox::from_text("short").unwrap_err(),
+            SealError::BadKey
+        );
+        assert!(
+            SecretBox::from_text(&"ab".repeat(32)).is_ok(),
+            "hex keys work"
+        );
     }
 
     #[test]
@@ -143,12 +175,25 @@ mod tests {
         let text = SecretBox::generate_text().unwrap();
         let a = SecretBox::from_text(&text).unwrap();
         let b = SecretBox::from_text(&text).unwrap();
-        assert_eq!(a.derive_key("helixflow cwasm mac v1"), b.derive_key("helixflow cwasm mac v1"), "same key, same subkey");
-        assert_ne!(a.derive_key("helixflow cwasm mac v1"), a.derive_key("other"));
-        assert_ne!(a.derive_key("x"), SecretBox::ephemeral().unwrap().derive_key("x"));
+        assert_eq!(
+            a.derive_key("helixflow cwasm mac v1"),
+            b.derive_key("helixflow cwasm mac v1"),
+            "same key, same subkey"
+        );
+        assert_ne!(
+            a.derive_key("helixflow cwasm mac v1"),
+            a.derive_key("other")
+        );
+        assert_ne!(
+            a.derive_key("x"),
+            SecretBox::ephemeral().unwrap().derive_key("x")
+        );
         // The subkey is plain HMAC-SHA256(key, label).
         let k = SecretBox::new(&[0x0b; 32]).unwrap();
-        let expected = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0x0b; 32]), b"label");
+        let expected = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0x0b; 32]),
+            b"label",
+        );
         assert_eq!(&k.derive_key("label")[..], expected.as_ref());
     }
 }

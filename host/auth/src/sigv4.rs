@@ -39,11 +39,17 @@ const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 impl AccessKey {
     pub fn generate() -> Result<AccessKey, AuthError> {
-        let id: String = random_bytes::<16>()?.iter().map(|b| BASE32[(*b % 32) as usize] as char).collect();
+        let id: String = random_bytes::<16>()?
+            .iter()
+            .map(|b| BASE32[(*b % 32) as usize] as char)
+            .collect();
         use base64::Engine as _;
         // 30 random bytes -> 40 base64 characters, the length of an AWS secret key.
         let secret = base64::engine::general_purpose::STANDARD.encode(random_bytes::<30>()?);
-        Ok(AccessKey { access_key_id: format!("HFAK{id}"), secret_access_key: secret })
+        Ok(AccessKey {
+            access_key_id: format!("HFAK{id}"),
+            secret_access_key: secret,
+        })
     }
 
     /// Whether `id` looks like a HelixFlow access key id.
@@ -68,14 +74,18 @@ pub enum SigV4Error {
     #[error("signature expired: {0}")]
     Expired(String),
     /// The signature does not match.
-    #[error("the request signature we calculated does not match the signature you provided; check your AWS secret access key and signing method")]
+    #[error(
+        "the request signature we calculated does not match the signature you provided; check your AWS secret access key and signing method"
+    )]
     Mismatch,
     /// `x-amz-content-sha256` is not the SHA-256 of the body that arrived.
     #[error("x-amz-content-sha256 does not match the SHA-256 of the request body")]
     PayloadMismatch,
     /// `x-amz-content-sha256: UNSIGNED-PAYLOAD` (or a streaming payload): refused, the
     /// signature must cover the body.
-    #[error("unsigned payloads are not accepted: sign the request body (x-amz-content-sha256 must be its SHA-256)")]
+    #[error(
+        "unsigned payloads are not accepted: sign the request body (x-amz-content-sha256 must be its SHA-256)"
+    )]
     UnsignedPayload,
 }
 
@@ -86,7 +96,10 @@ impl SigV4Error {
             SigV4Error::Missing => "MissingAuthenticationTokenException",
             SigV4Error::Malformed(_) => "IncompleteSignatureException",
             SigV4Error::UnknownKey => "UnrecognizedClientException",
-            SigV4Error::Expired(_) | SigV4Error::Mismatch | SigV4Error::PayloadMismatch | SigV4Error::UnsignedPayload => "InvalidSignatureException",
+            SigV4Error::Expired(_)
+            | SigV4Error::Mismatch
+            | SigV4Error::PayloadMismatch
+            | SigV4Error::UnsignedPayload => "InvalidSignatureException",
         }
     }
 }
@@ -112,11 +125,16 @@ pub fn is_sigv4(authorization: &str) -> bool {
 /// Parses `AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request,
 /// SignedHeaders=a;b, Signature=hex`.
 pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
-    let rest = value.trim().strip_prefix("AWS4-HMAC-SHA256").ok_or(SigV4Error::Missing)?;
+    let rest = value
+        .trim()
+        .strip_prefix("AWS4-HMAC-SHA256")
+        .ok_or(SigV4Error::Missing)?;
     let (mut cred, mut signed, mut sig) = (None, None, None);
     for part in rest.split(',') {
         let part = part.trim();
-        let (k, v) = part.split_once('=').ok_or_else(|| SigV4Error::Malformed(format!("{part:?} is not key=value")))?;
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| SigV4Error::Malformed(format!("{part:?} is not key=value")))?;
         match k.trim() {
             "Credential" => cred = Some(v.trim()),
             "SignedHeaders" => signed = Some(v.trim()),
@@ -126,26 +144,44 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
     }
     let (cred, signed, sig) = match (cred, signed, sig) {
         (Some(c), Some(h), Some(s)) => (c, h, s),
-        _ => return Err(SigV4Error::Malformed("Credential, SignedHeaders and Signature are all required".into())),
+        _ => {
+            return Err(SigV4Error::Malformed(
+                "Credential, SignedHeaders and Signature are all required".into(),
+            ));
+        }
     };
     let scope: Vec<&str> = cred.split('/').collect();
     let [akid, date, region, service, terminator] = scope.as_slice() else {
-        return Err(SigV4Error::Malformed("Credential must be AKID/date/region/service/aws4_request".into()));
+        return Err(SigV4Error::Malformed(
+            "Credential must be AKID/date/region/service/aws4_request".into(),
+        ));
     };
-    if *terminator != "aws4_request" || date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) || region.is_empty() {
+    if *terminator != "aws4_request"
+        || date.len() != 8
+        || !date.bytes().all(|b| b.is_ascii_digit())
+        || region.is_empty()
+    {
         return Err(SigV4Error::Malformed("bad credential scope".into()));
     }
     if sig.len() != 64 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(SigV4Error::Malformed("Signature must be 64 hex characters".into()));
+        return Err(SigV4Error::Malformed(
+            "Signature must be 64 hex characters".into(),
+        ));
     }
     let signed_headers: Vec<String> = signed.split(';').map(str::to_string).collect();
-    if signed_headers.iter().any(|h| h.is_empty() || h.bytes().any(|b| b.is_ascii_uppercase()))
+    if signed_headers
+        .iter()
+        .any(|h| h.is_empty() || h.bytes().any(|b| b.is_ascii_uppercase()))
         || !signed_headers.windows(2).all(|w| w[0] < w[1])
     {
-        return Err(SigV4Error::Malformed("SignedHeaders must be sorted lower-case names".into()));
+        return Err(SigV4Error::Malformed(
+            "SignedHeaders must be sorted lower-case names".into(),
+        ));
     }
     if !signed_headers.iter().any(|h| h == "host") {
-        return Err(SigV4Error::Malformed("the host header must be signed".into()));
+        return Err(SigV4Error::Malformed(
+            "the host header must be signed".into(),
+        ));
     }
     Ok(Authorization {
         access_key_id: akid.to_string(),
@@ -174,7 +210,10 @@ pub struct SignedRequest<'a> {
 fn uri_encode(s: &[u8], keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -189,7 +228,10 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16)) {
+            if let (Some(h), Some(l)) = (
+                (b[i + 1] as char).to_digit(16),
+                (b[i + 2] as char).to_digit(16),
+            ) {
                 out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
@@ -207,10 +249,15 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// is [`SigV4Error::UnsignedPayload`]. The header never replaces the body's own hash.
 pub fn payload_hash(headers: &[(&str, &[u8])], body: &[u8]) -> Result<String, SigV4Error> {
     let actual = hex::encode(sha2::Sha256::digest(body));
-    for (_, claimed) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("x-amz-content-sha256")) {
+    for (_, claimed) in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-amz-content-sha256"))
+    {
         let claimed = String::from_utf8_lossy(claimed);
         let claimed = claimed.trim();
-        if claimed.eq_ignore_ascii_case("UNSIGNED-PAYLOAD") || claimed.to_ascii_uppercase().starts_with("STREAMING-") {
+        if claimed.eq_ignore_ascii_case("UNSIGNED-PAYLOAD")
+            || claimed.to_ascii_uppercase().starts_with("STREAMING-")
+        {
             return Err(SigV4Error::UnsignedPayload);
         }
         if !claimed.eq_ignore_ascii_case(&actual) {
@@ -223,8 +270,15 @@ pub fn payload_hash(headers: &[(&str, &[u8])], body: &[u8]) -> Result<String, Si
 /// The canonical request for services other than S3: the raw path is encoded once
 /// more (`%3A` -> `%253A`), query parameters sorted and encoded, headers trimmed, and
 /// the received body's own hash as the payload hash ([`payload_hash`]).
-pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> Result<String, SigV4Error> {
-    let path = if req.raw_path.is_empty() { "/" } else { req.raw_path };
+pub fn canonical_request(
+    req: &SignedRequest<'_>,
+    signed_headers: &[String],
+) -> Result<String, SigV4Error> {
+    let path = if req.raw_path.is_empty() {
+        "/"
+    } else {
+        req.raw_path
+    };
     let canonical_uri = uri_encode(path.as_bytes(), true);
     let mut params: Vec<(String, String)> = req
         .raw_query
@@ -232,11 +286,18 @@ pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> 
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(k), false), uri_encode(&percent_decode(v), false))
+            (
+                uri_encode(&percent_decode(k), false),
+                uri_encode(&percent_decode(v), false),
+            )
         })
         .collect();
     params.sort();
-    let query = params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
     let mut headers = String::new();
     for name in signed_headers {
         let values: Vec<String> = req
@@ -249,7 +310,9 @@ pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> 
             })
             .collect();
         if values.is_empty() {
-            return Err(SigV4Error::Malformed(format!("signed header {name:?} is not in the request")));
+            return Err(SigV4Error::Malformed(format!(
+                "signed header {name:?} is not in the request"
+            )));
         }
         headers.push_str(name);
         headers.push(':');
@@ -257,7 +320,11 @@ pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> 
         headers.push('\n');
     }
     let payload_hash = payload_hash(req.headers, req.body)?;
-    Ok(format!("{}\n{canonical_uri}\n{query}\n{headers}\n{}\n{payload_hash}", req.method, signed_headers.join(";")))
+    Ok(format!(
+        "{}\n{canonical_uri}\n{query}\n{headers}\n{}\n{payload_hash}",
+        req.method,
+        signed_headers.join(";")
+    ))
 }
 
 /// Parses `X-Amz-Date` (`20261126T120000Z`).
@@ -267,11 +334,22 @@ fn parse_amz_date(s: &str) -> Result<SystemTime, SigV4Error> {
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok()).ok_or_else(bad);
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(4..6)?, num(6..8)?, num(9..11)?, num(11..13)?, num(13..15)?);
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok()).ok_or_else(bad);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(4..6)?,
+        num(6..8)?,
+        num(9..11)?,
+        num(11..13)?,
+        num(13..15)?,
+    );
     let month = time::Month::try_from(mo as u8).map_err(|_| bad())?;
     let date = time::Date::from_calendar_date(y as i32, month, d as u8).map_err(|_| bad())?;
-    let t = date.with_hms(h as u8, mi as u8, se as u8).map_err(|_| bad())?.assume_utc();
+    let t = date
+        .with_hms(h as u8, mi as u8, se as u8)
+        .map_err(|_| bad())?
+        .assume_utc();
     let secs = u64::try_from(t.unix_timestamp()).map_err(|_| bad())?;
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -303,15 +381,21 @@ pub fn verify(
     }
     let auth = parse_authorization(&auth)?;
     if auth.service != service {
-        return Err(SigV4Error::Malformed(format!("credential scope names service {:?}, not {service:?}", auth.service)));
+        return Err(SigV4Error::Malformed(format!(
+            "credential scope names service {:?}, not {service:?}",
+            auth.service
+        )));
     }
-    let amz_date = header("x-amz-date").ok_or_else(|| SigV4Error::Malformed("X-Amz-Date is required".into()))?;
+    let amz_date = header("x-amz-date")
+        .ok_or_else(|| SigV4Error::Malformed("X-Amz-Date is required".into()))?;
     if !auth.signed_headers.iter().any(|h| h == "x-amz-date") {
         return Err(SigV4Error::Malformed("x-amz-date must be signed".into()));
     }
     let at = parse_amz_date(&amz_date)?;
     if !amz_date.starts_with(&auth.date) {
-        return Err(SigV4Error::Malformed("credential scope date does not match X-Amz-Date".into()));
+        return Err(SigV4Error::Malformed(
+            "credential scope date does not match X-Amz-Date".into(),
+        ));
     }
     let skew = match now.duration_since(at) {
         Ok(d) => d,
@@ -335,7 +419,10 @@ pub fn verify(
     let key = aws_sigv4::sign::v4::generate_signing_key(&secret, at, &auth.region, &auth.service);
     let expected = aws_sigv4::sign::v4::calculate_signature(key, string_to_sign.as_bytes());
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        Ok(Verified { access_key_id: auth.access_key_id, region: auth.region })
+        Ok(Verified {
+            access_key_id: auth.access_key_id,
+            region: auth.region,
+        })
     } else {
         Err(SigV4Error::Mismatch)
     }
@@ -348,8 +435,23 @@ mod tests {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 
     /// Signs with AWS's own signer (as an SDK would) and returns the request's headers.
-    fn aws_sign(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8], secret: &str, at: SystemTime) -> Vec<(String, String)> {
-        aws_sign_with(method, uri, headers, SignableBody::Bytes(body), SigningSettings::default(), secret, at)
+    fn aws_sign(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        secret: &str,
+        at: SystemTime,
+    ) -> Vec<(String, String)> {
+        aws_sign_with(
+            method,
+            uri,
+            headers,
+            SignableBody::Bytes(body),
+            SigningSettings::default(),
+            secret,
+            at,
+        )
     }
 
     /// [`aws_sign`] with the signer's settings and body kind chosen by the caller.
@@ -381,48 +483,137 @@ mod tests {
         }
         let mut req = req.body(()).unwrap();
         instructions.apply_to_request_http1x(&mut req);
-        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string())).collect()
+        req.headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
+            .collect()
     }
 
-    fn check(method: &str, uri: &str, extra: &[(&str, &str)], body: &[u8], verify_secret: &str) -> Result<Verified, SigV4Error> {
+    fn check(
+        method: &str,
+        uri: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+        verify_secret: &str,
+    ) -> Result<Verified, SigV4Error> {
         let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let mut headers = vec![("host", "127.0.0.1:9000")];
         headers.extend_from_slice(extra);
         let signed = aws_sign(method, uri, &headers, body, "s3cr3t/abc+def", at);
         let pq = uri.strip_prefix("http://127.0.0.1:9000").unwrap();
         let (path, query) = pq.split_once('?').unwrap_or((pq, ""));
-        let hv: Vec<(&str, &[u8])> = signed.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
-        let req = SignedRequest { method, raw_path: path, raw_query: query, headers: &hv, body };
-        verify(&req, "lambda", at + Duration::from_secs(30), |id| (id == "HFAKAAAAAAAAAAAAAAAA").then(|| verify_secret.to_string()))
+        let hv: Vec<(&str, &[u8])> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        let req = SignedRequest {
+            method,
+            raw_path: path,
+            raw_query: query,
+            headers: &hv,
+            body,
+        };
+        verify(&req, "lambda", at + Duration::from_secs(30), |id| {
+            (id == "HFAKAAAAAAAAAAAAAAAA").then(|| verify_secret.to_string())
+        })
     }
 
     #[test]
     fn verifies_what_aws_sigv4_signs() {
         let uri = "http://127.0.0.1:9000/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3Aacme%3Afunction%3Ahello/invocations?Qualifier=live";
-        let ok = check("POST", uri, &[("x-amz-invocation-type", "Event"), ("x-amz-client-context", "e30=")], b"{\"a\": 1}", "s3cr3t/abc+def");
+        let ok = check(
+            "POST",
+            uri,
+            &[
+                ("x-amz-invocation-type", "Event"),
+                ("x-amz-client-context", "e30="),
+            ],
+            b"{\"a\": 1}",
+            "s3cr3t/abc+def",
+        );
         assert_eq!(ok.unwrap().access_key_id, "HFAKAAAAAAAAAAAAAAAA");
         // Empty body, no query, spaces in a header value.
-        check("POST", "http://127.0.0.1:9000/2015-03-31/functions/hello/invocations", &[("x-amz-log-type", "  Tail  ")], b"", "s3cr3t/abc+def").unwrap();
+        check(
+            "POST",
+            "http://127.0.0.1:9000/2015-03-31/functions/hello/invocations",
+            &[("x-amz-log-type", "  Tail  ")],
+            b"",
+            "s3cr3t/abc+def",
+        )
+        .unwrap();
         // Wrong secret: mismatch.
-        assert_eq!(check("POST", uri, &[], b"{}", "other").unwrap_err(), SigV4Error::Mismatch);
+        assert_eq!(
+            check("POST", uri, &[], b"{}", "other").unwrap_err(),
+            SigV4Error::Mismatch
+        );
     }
 
     #[test]
     fn refuses_tampering_skew_and_garbage() {
         let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let uri = "http://127.0.0.1:9000/2015-03-31/functions/hello/invocations";
-        let signed = aws_sign("POST", uri, &[("host", "127.0.0.1:9000")], b"payload", "k", at);
-        let hv: Vec<(&str, &[u8])> = signed.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+        let signed = aws_sign(
+            "POST",
+            uri,
+            &[("host", "127.0.0.1:9000")],
+            b"payload",
+            "k",
+            at,
+        );
+        let hv: Vec<(&str, &[u8])> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
         let secret = |_: &str| Some("k".to_string());
-        let mk = |body: &'static [u8], path: &'static str| SignedRequest { method: "POST", raw_path: path, raw_query: "", headers: &hv, body };
+        let mk = |body: &'static [u8], path: &'static str| SignedRequest {
+            method: "POST",
+            raw_path: path,
+            raw_query: "",
+            headers: &hv,
+            body,
+        };
         let path = "/2015-03-31/functions/hello/invocations";
         assert!(verify(&mk(b"payload", path), "lambda", at, secret).is_ok());
-        assert_eq!(verify(&mk(b"payloaD", path), "lambda", at, secret).unwrap_err(), SigV4Error::Mismatch);
-        assert_eq!(verify(&mk(b"payload", "/2015-03-31/functions/other/invocations"), "lambda", at, secret).unwrap_err(), SigV4Error::Mismatch);
-        assert!(matches!(verify(&mk(b"payload", path), "lambda", at + Duration::from_secs(301), secret), Err(SigV4Error::Expired(_))));
-        assert!(matches!(verify(&mk(b"payload", path), "lambda", at - Duration::from_secs(301), secret), Err(SigV4Error::Expired(_))));
-        assert_eq!(verify(&mk(b"payload", path), "lambda", at, |_| None).unwrap_err(), SigV4Error::UnknownKey);
-        assert!(matches!(verify(&mk(b"payload", path), "s3", at, secret), Err(SigV4Error::Malformed(_))));
+        assert_eq!(
+            verify(&mk(b"payloaD", path), "lambda", at, secret).unwrap_err(),
+            SigV4Error::Mismatch
+        );
+        assert_eq!(
+            verify(
+                &mk(b"payload", "/2015-03-31/functions/other/invocations"),
+                "lambda",
+                at,
+                secret
+            )
+            .unwrap_err(),
+            SigV4Error::Mismatch
+        );
+        assert!(matches!(
+            verify(
+                &mk(b"payload", path),
+                "lambda",
+                at + Duration::from_secs(301),
+                secret
+            ),
+            Err(SigV4Error::Expired(_))
+        ));
+        assert!(matches!(
+            verify(
+                &mk(b"payload", path),
+                "lambda",
+                at - Duration::from_secs(301),
+                secret
+            ),
+            Err(SigV4Error::Expired(_))
+        ));
+        assert_eq!(
+            verify(&mk(b"payload", path), "lambda", at, |_| None).unwrap_err(),
+            SigV4Error::UnknownKey
+        );
+        assert!(matches!(
+            verify(&mk(b"payload", path), "s3", at, secret),
+            Err(SigV4Error::Malformed(_))
+        ));
         for bad in [
             "AWS4-HMAC-SHA256 Credential=a/b/c/d/e, SignedHeaders=host, Signature=00",
             "AWS4-HMAC-SHA256 Credential=HFAK/20261126/us-east-1/lambda/aws4_request, SignedHeaders=x-amz-date;host, Signature=0000000000000000000000000000000000000000000000000000000000000000",
@@ -430,7 +621,10 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=HFAK/20261126/us-east-1/lambda/aws4_request, SignedHeaders=x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000",
             "AWS4-HMAC-SHA256 ,,,",
         ] {
-            assert!(matches!(parse_authorization(bad), Err(SigV4Error::Malformed(_))), "{bad}");
+            assert!(
+                matches!(parse_authorization(bad), Err(SigV4Error::Malformed(_))),
+                "{bad}"
+            );
         }
         // Random garbage never panics.
         let mut x: u64 = 0x9e3779b97f4a7c15;
@@ -441,7 +635,8 @@ mod tests {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    b"AWS4-HMAC-SHA256 Credential=/;,= SignedHeaders Signature host x-amz-date 0af"[(x % 73) as usize] as char
+                    b"AWS4-HMAC-SHA256 Credential=/;,= SignedHeaders Signature host x-amz-date 0af"
+                        [(x % 73) as usize] as char
                 })
                 .collect();
             let _ = parse_authorization(&s);
@@ -463,28 +658,80 @@ mod tests {
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         let secret = |_: &str| Some("k".to_string());
         let verify_body = |signed: &[(String, String)], body: &[u8]| {
-            let hv: Vec<(&str, &[u8])> = signed.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
-            let req = SignedRequest { method: "POST", raw_path: path, raw_query: "", headers: &hv, body };
+            let hv: Vec<(&str, &[u8])> = signed
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect();
+            let req = SignedRequest {
+                method: "POST",
+                raw_path: path,
+                raw_query: "",
+                headers: &hv,
+                body,
+            };
             verify(&req, "lambda", at, secret)
         };
-        let signed_a = aws_sign_with("POST", uri, &[("host", "127.0.0.1:9000")], SignableBody::Bytes(b"{\"a\":1}"), settings.clone(), "k", at);
-        assert!(signed_a.iter().any(|(k, _)| k == "x-amz-content-sha256"), "the signer sent the payload hash: {signed_a:?}");
-        assert!(verify_body(&signed_a, b"{\"a\":1}").is_ok(), "body A with A's signature");
+        let signed_a = aws_sign_with(
+            "POST",
+            uri,
+            &[("host", "127.0.0.1:9000")],
+            SignableBody::Bytes(b"{\"a\":1}"),
+            settings.clone(),
+            "k",
+            at,
+        );
+        assert!(
+            signed_a.iter().any(|(k, _)| k == "x-amz-content-sha256"),
+            "the signer sent the payload hash: {signed_a:?}"
+        );
+        assert!(
+            verify_body(&signed_a, b"{\"a\":1}").is_ok(),
+            "body A with A's signature"
+        );
         let err = verify_body(&signed_a, b"{\"b\":2}").unwrap_err();
-        assert_eq!(err, SigV4Error::PayloadMismatch, "body B replayed with A's headers");
+        assert_eq!(
+            err,
+            SigV4Error::PayloadMismatch,
+            "body B replayed with A's headers"
+        );
         assert_eq!(err.aws_type(), "InvalidSignatureException");
         // The same with an empty body B.
-        assert_eq!(verify_body(&signed_a, b"").unwrap_err(), SigV4Error::PayloadMismatch);
+        assert_eq!(
+            verify_body(&signed_a, b"").unwrap_err(),
+            SigV4Error::PayloadMismatch
+        );
         // UNSIGNED-PAYLOAD, correctly signed otherwise: refused whatever the body.
-        let unsigned = aws_sign_with("POST", uri, &[("host", "127.0.0.1:9000")], SignableBody::UnsignedPayload, settings, "k", at);
-        assert!(unsigned.iter().any(|(k, v)| k == "x-amz-content-sha256" && v == "UNSIGNED-PAYLOAD"), "{unsigned:?}");
+        let unsigned = aws_sign_with(
+            "POST",
+            uri,
+            &[("host", "127.0.0.1:9000")],
+            SignableBody::UnsignedPayload,
+            settings,
+            "k",
+            at,
+        );
+        assert!(
+            unsigned
+                .iter()
+                .any(|(k, v)| k == "x-amz-content-sha256" && v == "UNSIGNED-PAYLOAD"),
+            "{unsigned:?}"
+        );
         let err = verify_body(&unsigned, b"{}").unwrap_err();
         assert_eq!(err, SigV4Error::UnsignedPayload);
         assert_eq!(err.aws_type(), "InvalidSignatureException");
         // payload_hash on its own: no header -> the body's hash; a streaming claim refused.
-        assert_eq!(payload_hash(&[], b"").unwrap(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        let streaming: &[(&str, &[u8])] = &[("X-Amz-Content-Sha256", &b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"[..])];
-        assert_eq!(payload_hash(streaming, b"").unwrap_err(), SigV4Error::UnsignedPayload);
+        assert_eq!(
+            payload_hash(&[], b"").unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let streaming: &[(&str, &[u8])] = &[(
+            "X-Amz-Content-Sha256",
+            &b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"[..],
+        )];
+        assert_eq!(
+            payload_hash(streaming, b"").unwrap_err(),
+            SigV4Error::UnsignedPayload
+        );
     }
 
     #[test]
@@ -492,7 +739,10 @@ mod tests {
         let k = AccessKey::generate().unwrap();
         assert!(AccessKey::valid_id(&k.access_key_id), "{}", k.access_key_id);
         assert_eq!(k.secret_access_key.len(), 40);
-        assert_ne!(AccessKey::generate().unwrap().access_key_id, k.access_key_id);
+        assert_ne!(
+            AccessKey::generate().unwrap().access_key_id,
+            k.access_key_id
+        );
         assert!(!AccessKey::valid_id("AKIAIOSFODNN7EXAMPLE"));
     }
 }

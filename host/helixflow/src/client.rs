@@ -43,7 +43,8 @@ impl Client {
 
     async fn send(&self, mut req: http::Request<ReqBody>) -> Result<(http::StatusCode, Bytes)> {
         if let Some(t) = &self.token {
-            let v = http::HeaderValue::from_str(&format!("Bearer {t}")).context("the token is not a valid header value")?;
+            let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the token is not a valid header value")?;
             req.headers_mut().insert(http::header::AUTHORIZATION, v);
         }
         let resp = self
@@ -137,7 +138,10 @@ impl Client {
             None => vec![],
         };
         self.upload(
-            &format!("/api/v1/tenants/{tenant}/functions/{function}/versions{}", qs(&query)),
+            &format!(
+                "/api/v1/tenants/{tenant}/functions/{function}/versions{}",
+                qs(&query)
+            ),
             file,
             "application/wasm",
             headers,
@@ -163,7 +167,10 @@ impl Client {
             None => vec![],
         };
         self.upload(
-            &format!("/api/v1/tenants/{tenant}/models/{model}/versions{}", qs(&query)),
+            &format!(
+                "/api/v1/tenants/{tenant}/models/{model}/versions{}",
+                qs(&query)
+            ),
             file,
             "application/octet-stream",
             headers,
@@ -221,5 +228,9 @@ fn enc(s: &str) -> String {
 }
 
 fn qs(q: &[String]) -> String {
-    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
 }

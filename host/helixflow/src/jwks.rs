@@ -18,9 +18,14 @@ async fn fetch(url: &str) -> anyhow::Result<String> {
         .enable_http1()
         .build();
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
-    let req = http::Request::get(url).header("accept", "application/json").body(http_body_util::Empty::new())?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req)).await.context("timed out")??;
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let req = http::Request::get(url)
+        .header("accept", "application/json")
+        .body(http_body_util::Empty::new())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .context("timed out")??;
     anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
     let body = http_body_util::Limited::new(resp.into_body(), MAX_JWKS_BYTES)
         .collect()
@@ -33,9 +38,13 @@ async fn fetch(url: &str) -> anyhow::Result<String> {
 /// Loads the JWKS once (start-up waits for it, but starts without it if the issuer is
 /// down), then refreshes it in the background.
 pub async fn start(verifier: helixflow_auth::JwtVerifier, url: String, every: Duration) {
-    let load = |verifier: &helixflow_auth::JwtVerifier, url: &str, text: anyhow::Result<String>| match text.and_then(|t| verifier.set_jwks(&t).map_err(anyhow::Error::msg)) {
-        Ok(n) => tracing::info!(%url, keys = n, "JWKS loaded"),
-        Err(e) => tracing::error!(%url, error = %format!("{e:#}"), "JWKS fetch failed; keeping the keys already loaded"),
+    let load = |verifier: &helixflow_auth::JwtVerifier, url: &str, text: anyhow::Result<String>| {
+        match text.and_then(|t| verifier.set_jwks(&t).map_err(anyhow::Error::msg)) {
+            Ok(n) => tracing::info!(%url, keys = n, "JWKS loaded"),
+            Err(e) => {
+                tracing::error!(%url, error = %format!("{e:#}"), "JWKS fetch failed; keeping the keys already loaded")
+            }
+        }
     };
     load(&verifier, &url, fetch(&url).await);
     tokio::spawn(async move {

@@ -12,7 +12,11 @@ use std::time::{Duration, UNIX_EPOCH};
 #[derive(clap::Args)]
 pub struct LambdaArgs {
     /// The component to run (relative paths: under `LAMBDA_TASK_ROOT`).
-    #[arg(long, env = "HELIXFLOW_LAMBDA_COMPONENT", default_value = "function.wasm")]
+    #[arg(
+        long,
+        env = "HELIXFLOW_LAMBDA_COMPONENT",
+        default_value = "function.wasm"
+    )]
     component: PathBuf,
     /// Environment variable for the component, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
@@ -34,12 +38,23 @@ pub struct LambdaArgs {
 
 pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
     // lambda_runtime panics without these; say what is missing instead.
-    for var in ["AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] {
+    for var in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ] {
         if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
-            anyhow::bail!("{var} is not set: `helixflow lambda` runs inside AWS Lambda (or against a Runtime API server), which sets it");
+            anyhow::bail!(
+                "{var} is not set: `helixflow lambda` runs inside AWS Lambda (or against a Runtime API server), which sets it"
+            );
         }
     }
-    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse::<i32>().ok()).is_none() {
+    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .is_none()
+    {
         anyhow::bail!("AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a number of MB");
     }
     let task_root = |p: &PathBuf| match std::env::var_os("LAMBDA_TASK_ROOT") {
@@ -47,15 +62,26 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
         _ => p.clone(),
     };
     let component = task_root(&args.component);
-    let bytes = std::fs::read(&component).with_context(|| format!("reading the component {}", component.display()))?;
-    let lambda_mb: u32 = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("reading the component {}", component.display()))?;
+    let lambda_mb: u32 = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
     let memory_mb = args.memory_mb.unwrap_or(lambda_mb).clamp(1, 4096);
-    let ort_set = args.ort_dylib.is_some() || std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty());
+    let ort_set = args.ort_dylib.is_some()
+        || std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty());
     let inference = if ort_set {
         let models = task_root(&args.models);
-        let nn = helixflow_nn::NnConfig { ort_dylib: args.ort_dylib.clone(), ..Default::default() };
-        let inf = helixflow_nn::Inference::new(nn, Arc::new(helixflow_nn::dir_source::DirModels::new(&models)))
-            .context("starting the wasi:nn host")?;
+        let nn = helixflow_nn::NnConfig {
+            ort_dylib: args.ort_dylib.clone(),
+            ..Default::default()
+        };
+        let inf = helixflow_nn::Inference::new(
+            nn,
+            Arc::new(helixflow_nn::dir_source::DirModels::new(&models)),
+        )
+        .context("starting the wasi:nn host")?;
         tracing::info!(models = %models.display(), "wasi:nn on ONNX Runtime");
         Some(inf)
     } else {
@@ -77,38 +103,72 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
         use sha2::Digest;
         hex_lower(&sha2::Sha256::digest(&bytes))
     };
-    let func = runtime.load(&sha, &bytes).await.with_context(|| format!("loading {}", component.display()))?;
+    let func = runtime
+        .load(&sha, &bytes)
+        .await
+        .with_context(|| format!("loading {}", component.display()))?;
     let mut env = Vec::new();
     for kv in &args.env {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
         env.push((k.to_string(), v.to_string()));
     }
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
     // Outbound HTTP reaches public addresses only: the RuntimeConfig above opts no
     // private range in (`allow_private` defaults to none).
-    let inv_env = InvocationEnv { env, tenant: String::new(), function: function_name.clone(), allow_outbound: args.allow_outbound.clone() };
-    let limits = Limits { memory_bytes: (memory_mb as usize) << 20, timeout: Duration::from_secs(900), max_log_bytes: 256 << 10 };
-    let function_version = std::env::var("AWS_LAMBDA_FUNCTION_VERSION").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let inv_env = InvocationEnv {
+        env,
+        tenant: String::new(),
+        function: function_name.clone(),
+        allow_outbound: args.allow_outbound.clone(),
+    };
+    let limits = Limits {
+        memory_bytes: (memory_mb as usize) << 20,
+        timeout: Duration::from_secs(900),
+        max_log_bytes: 256 << 10,
+    };
+    let function_version = std::env::var("AWS_LAMBDA_FUNCTION_VERSION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     tracing::info!(component = %component.display(), memory_mb, %function_name, "helixflow lambda runtime ready");
     let runtime = Arc::new(runtime);
-    let handler = lambda_runtime::service_fn(move |ev: lambda_runtime::LambdaEvent<serde_json::Value>| {
-        let (runtime, func, limits, inv_env, function_name) = (runtime.clone(), func.clone(), limits.clone(), inv_env.clone(), function_name.clone());
-        async move {
-            let ctx = ev.context;
-            let inv = helixflow_api::lambda_host::LambdaInvocation {
-                request_id: ctx.request_id.clone(),
-                deadline: UNIX_EPOCH + Duration::from_millis(ctx.deadline),
-                function_arn: ctx.invoked_function_arn.clone(),
-                function_name,
-                function_version,
-                client_context: ctx.client_context.as_ref().and_then(|c| serde_json::to_string(c).ok()),
-            };
-            helixflow_api::lambda_host::handle(&runtime, &func, &limits, &inv_env, ev.payload, inv)
+    let handler =
+        lambda_runtime::service_fn(move |ev: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let (runtime, func, limits, inv_env, function_name) = (
+                runtime.clone(),
+                func.clone(),
+                limits.clone(),
+                inv_env.clone(),
+                function_name.clone(),
+            );
+            async move {
+                let ctx = ev.context;
+                let inv = helixflow_api::lambda_host::LambdaInvocation {
+                    request_id: ctx.request_id.clone(),
+                    deadline: UNIX_EPOCH + Duration::from_millis(ctx.deadline),
+                    function_arn: ctx.invoked_function_arn.clone(),
+                    function_name,
+                    function_version,
+                    client_context: ctx
+                        .client_context
+                        .as_ref()
+                        .and_then(|c| serde_json::to_string(c).ok()),
+                };
+                helixflow_api::lambda_host::handle(
+                    &runtime, &func, &limits, &inv_env, ev.payload, inv,
+                )
                 .await
-                .map_err(|f| lambda_runtime::Diagnostic { error_type: f.error_type, error_message: f.message })
-        }
-    });
-    lambda_runtime::run(handler).await.map_err(|e| anyhow::anyhow!("Lambda runtime loop: {e}"))
+                .map_err(|f| lambda_runtime::Diagnostic {
+                    error_type: f.error_type,
+                    error_message: f.message,
+                })
+            }
+        });
+    lambda_runtime::run(handler)
+        .await
+        .map_err(|e| anyhow::anyhow!("Lambda runtime loop: {e}"))
 }
 
 fn hex_lower(b: &[u8]) -> String {

@@ -468,19 +468,20 @@ async fn run(cli: Cli) -> Result<()> {
                 env_map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
             }
             let config =
-                (memory_mb.is_some() || timeout_ms.is_some() || public || !env_map.is_empty()).then(|| {
-                    let mut cfg = serde_json::json!({"env": env_map});
-                    if public {
-                        cfg["public"] = true.into();
-                    }
-                    if let Some(m) = memory_mb {
-                        cfg["memory_mb"] = m.into();
-                    }
-                    if let Some(t) = timeout_ms {
-                        cfg["timeout_ms"] = t.into();
-                    }
-                    cfg
-                });
+                (memory_mb.is_some() || timeout_ms.is_some() || public || !env_map.is_empty())
+                    .then(|| {
+                        let mut cfg = serde_json::json!({"env": env_map});
+                        if public {
+                            cfg["public"] = true.into();
+                        }
+                        if let Some(m) = memory_mb {
+                            cfg["memory_mb"] = m.into();
+                        }
+                        if let Some(t) = timeout_ms {
+                            cfg["timeout_ms"] = t.into();
+                        }
+                        cfg
+                    });
             let v = c
                 .deploy(
                     &tenant,
@@ -510,7 +511,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AccessKeys(cmd) => access_keys_cmd(&c, cmd).await,
         Command::Events(cmd) => events_cmd(&c, cmd).await,
         Command::Audit { tenant, limit } => {
-            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/audit?limit={limit}"), None).await?;
+            let v = c
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/audit?limit={limit}"),
+                    None,
+                )
+                .await?;
             for r in v["records"].as_array().into_iter().flatten() {
                 println!(
                     "{}  {}  {}  {}  {} ({})  from {}",
@@ -590,12 +597,18 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
-            FunctionsCmd::Config { tenant, function, set } => {
+            FunctionsCmd::Config {
+                tenant,
+                function,
+                set,
+            } => {
                 let path = format!("/api/v1/tenants/{tenant}/functions/{function}/config");
                 let v = match set {
                     Some(file) => {
-                        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-                        let body: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+                        let text = std::fs::read_to_string(&file)
+                            .with_context(|| format!("reading {}", file.display()))?;
+                        let body: serde_json::Value = serde_json::from_str(&text)
+                            .with_context(|| format!("{} is not JSON", file.display()))?;
                         c.json(http::Method::PUT, &path, Some(body)).await?["config"].clone()
                     }
                     None => c.json(http::Method::GET, &path, None).await?,
@@ -733,11 +746,15 @@ async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
             }
             if let Some(s) = serve {
                 let Some((kind, function)) = s.split_once(':') else {
-                    anyhow::bail!("--serve {s:?}: expected KIND:FUNCTION, e.g. embeddings:embed-minilm");
+                    anyhow::bail!(
+                        "--serve {s:?}: expected KIND:FUNCTION, e.g. embeddings:embed-minilm"
+                    );
                 };
                 cfg["serve"] = serde_json::json!({"kind": kind, "function": function});
             }
-            let v = c.push_model(&tenant, &model, &file, &description, Some(cfg)).await?;
+            let v = c
+                .push_model(&tenant, &model, &file, &description, Some(cfg))
+                .await?;
             let ver = &v["version"];
             println!(
                 "pushed {tenant}/{model} version {} (sha256 {}, {} bytes)",
@@ -748,20 +765,46 @@ async fn models_cmd(c: &client::Client, cmd: ModelsCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ModelsCmd::List { tenant } => {
-            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/models"), None).await?;
+            let v = c
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/models"),
+                    None,
+                )
+                .await?;
             for m in v["models"].as_array().into_iter().flatten() {
-                println!("{}\tlatest={}\tserve={}", m["name"].as_str().unwrap_or_default(), m["latest_version"], m["config"]["serve"]);
+                println!(
+                    "{}\tlatest={}\tserve={}",
+                    m["name"].as_str().unwrap_or_default(),
+                    m["latest_version"],
+                    m["config"]["serve"]
+                );
             }
             Ok(())
         }
         ModelsCmd::Get { tenant, model } => {
-            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/models/{model}"), None).await?;
+            let v = c
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/models/{model}"),
+                    None,
+                )
+                .await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
         ModelsCmd::Delete { tenant, model } => {
-            let v = c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/models/{model}"), None).await?;
-            println!("deleted {tenant}/{model} ({} versions)", v["deleted_versions"]);
+            let v = c
+                .json(
+                    http::Method::DELETE,
+                    &format!("/api/v1/tenants/{tenant}/models/{model}"),
+                    None,
+                )
+                .await?;
+            println!(
+                "deleted {tenant}/{model} ({} versions)",
+                v["deleted_versions"]
+            );
             Ok(())
         }
     }
@@ -785,31 +828,66 @@ fn print_keys(list: &serde_json::Value, id_field: &str) {
             k["role"].as_str().unwrap_or_default(),
             k["name"].as_str().unwrap_or_default(),
             k["created_at"].as_str().unwrap_or_default(),
-            if k["revoked"] == true { "\trevoked" } else { "" }
+            if k["revoked"] == true {
+                "\trevoked"
+            } else {
+                ""
+            }
         );
     }
 }
 
 async fn access_keys_cmd(c: &client::Client, cmd: AccessKeysCmd) -> anyhow::Result<()> {
     match cmd {
-        AccessKeysCmd::Create { tenant, role, name, expires_in_secs } => {
-            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/access-keys"), Some(key_body(&name, &role, expires_in_secs))).await?;
+        AccessKeysCmd::Create {
+            tenant,
+            role,
+            name,
+            expires_in_secs,
+        } => {
+            let v = c
+                .json(
+                    http::Method::POST,
+                    &format!("/api/v1/tenants/{tenant}/access-keys"),
+                    Some(key_body(&name, &role, expires_in_secs)),
+                )
+                .await?;
             eprintln!(
                 "created {} access key for tenant {tenant} (account id {}); the secret is shown once",
                 v["role"].as_str().unwrap_or_default(),
                 v["account_id"].as_str().unwrap_or_default()
             );
-            println!("AWS_ACCESS_KEY_ID={}", v["access_key_id"].as_str().unwrap_or_default());
-            println!("AWS_SECRET_ACCESS_KEY={}", v["secret_access_key"].as_str().unwrap_or_default());
+            println!(
+                "AWS_ACCESS_KEY_ID={}",
+                v["access_key_id"].as_str().unwrap_or_default()
+            );
+            println!(
+                "AWS_SECRET_ACCESS_KEY={}",
+                v["secret_access_key"].as_str().unwrap_or_default()
+            );
             Ok(())
         }
         AccessKeysCmd::List { tenant } => {
-            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/access-keys"), None).await?;
+            let v = c
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/access-keys"),
+                    None,
+                )
+                .await?;
             print_keys(&v["access_keys"], "access_key_id");
             Ok(())
         }
-        AccessKeysCmd::Revoke { tenant, access_key_id } => {
-            c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/access-keys/{access_key_id}"), None).await?;
+        AccessKeysCmd::Revoke {
+            tenant,
+            access_key_id,
+        } => {
+            c.json(
+                http::Method::DELETE,
+                &format!("/api/v1/tenants/{tenant}/access-keys/{access_key_id}"),
+                None,
+            )
+            .await?;
             println!("revoked {access_key_id}");
             Ok(())
         }
@@ -818,10 +896,18 @@ async fn access_keys_cmd(c: &client::Client, cmd: AccessKeysCmd) -> anyhow::Resu
 
 async fn events_cmd(c: &client::Client, cmd: EventsCmd) -> anyhow::Result<()> {
     // Path-safe: ids and names keep their '-', '_' and '.' (the API reads path segments raw).
-    const SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+    const SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.');
     let enc = |s: &str| percent_encoding::utf8_percent_encode(s, SAFE).to_string();
     match cmd {
-        EventsCmd::List { tenant, status, function, limit } => {
+        EventsCmd::List {
+            tenant,
+            status,
+            function,
+            limit,
+        } => {
             let mut q = format!("limit={limit}");
             if let Some(s) = status {
                 q.push_str(&format!("&status={}", enc(&s)));
@@ -829,7 +915,13 @@ async fn events_cmd(c: &client::Client, cmd: EventsCmd) -> anyhow::Result<()> {
             if let Some(f) = function {
                 q.push_str(&format!("&function={}", enc(&f)));
             }
-            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/events?{q}"), None).await?;
+            let v = c
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/events?{q}"),
+                    None,
+                )
+                .await?;
             for e in v["events"].as_array().into_iter().flatten() {
                 let err = e["last_error"]["error_type"].as_str().unwrap_or("-");
                 println!(
@@ -841,32 +933,63 @@ async fn events_cmd(c: &client::Client, cmd: EventsCmd) -> anyhow::Result<()> {
                     e["attempts"],
                     e["condition"].as_str().unwrap_or("-"),
                     err,
-                    e["replayed_as"].as_str().map(|r| format!("\treplayed as {r}")).unwrap_or_default()
+                    e["replayed_as"]
+                        .as_str()
+                        .map(|r| format!("\treplayed as {r}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(())
         }
         EventsCmd::Get { tenant, id } => {
-            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/events/{}", enc(&id)), None).await?;
+            let v = c
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/events/{}", enc(&id)),
+                    None,
+                )
+                .await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
-        EventsCmd::Replay { tenant, mut ids, all_failed, function } => {
+        EventsCmd::Replay {
+            tenant,
+            mut ids,
+            all_failed,
+            function,
+        } => {
             if all_failed {
                 let mut q = "status=failed&limit=1000".to_string();
                 if let Some(f) = &function {
                     q.push_str(&format!("&function={}", enc(f)));
                 }
-                let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/events?{q}"), None).await?;
+                let v = c
+                    .json(
+                        http::Method::GET,
+                        &format!("/api/v1/tenants/{tenant}/events?{q}"),
+                        None,
+                    )
+                    .await?;
                 ids.extend(
-                    v["events"].as_array().into_iter().flatten().filter(|e| e["replayed_as"].is_null()).filter_map(|e| e["id"].as_str().map(str::to_string)),
+                    v["events"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|e| e["replayed_as"].is_null())
+                        .filter_map(|e| e["id"].as_str().map(str::to_string)),
                 );
             }
             if ids.is_empty() {
                 anyhow::bail!("nothing to replay: name event ids or use --all-failed");
             }
             for id in ids {
-                let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/events/{}/replay", enc(&id)), None).await?;
+                let v = c
+                    .json(
+                        http::Method::POST,
+                        &format!("/api/v1/tenants/{tenant}/events/{}/replay", enc(&id)),
+                        None,
+                    )
+                    .await?;
                 println!("{id} -> {}", v["id"].as_str().unwrap_or_default());
             }
             Ok(())
@@ -876,19 +999,45 @@ async fn events_cmd(c: &client::Client, cmd: EventsCmd) -> anyhow::Result<()> {
 
 async fn keys_cmd(c: &client::Client, cmd: KeysCmd) -> anyhow::Result<()> {
     match cmd {
-        KeysCmd::Create { tenant, role, name, expires_in_secs } => {
-            let v = c.json(http::Method::POST, &format!("/api/v1/tenants/{tenant}/keys"), Some(key_body(&name, &role, expires_in_secs))).await?;
-            eprintln!("created {} key {} for tenant {tenant} (shown once; store it now)", v["role"].as_str().unwrap_or_default(), v["prefix"].as_str().unwrap_or_default());
+        KeysCmd::Create {
+            tenant,
+            role,
+            name,
+            expires_in_secs,
+        } => {
+            let v = c
+                .json(
+                    http::Method::POST,
+                    &format!("/api/v1/tenants/{tenant}/keys"),
+                    Some(key_body(&name, &role, expires_in_secs)),
+                )
+                .await?;
+            eprintln!(
+                "created {} key {} for tenant {tenant} (shown once; store it now)",
+                v["role"].as_str().unwrap_or_default(),
+                v["prefix"].as_str().unwrap_or_default()
+            );
             println!("{}", v["key"].as_str().unwrap_or_default());
             Ok(())
         }
         KeysCmd::List { tenant } => {
-            let v = c.json(http::Method::GET, &format!("/api/v1/tenants/{tenant}/keys"), None).await?;
+            let v = c
+                .json(
+                    http::Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/keys"),
+                    None,
+                )
+                .await?;
             print_keys(&v["keys"], "prefix");
             Ok(())
         }
         KeysCmd::Revoke { tenant, prefix } => {
-            c.json(http::Method::DELETE, &format!("/api/v1/tenants/{tenant}/keys/{prefix}"), None).await?;
+            c.json(
+                http::Method::DELETE,
+                &format!("/api/v1/tenants/{tenant}/keys/{prefix}"),
+                None,
+            )
+            .await?;
             println!("revoked {prefix}");
             Ok(())
         }

@@ -108,19 +108,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let cache_key = helixflow_runtime::CompileCacheKey::new(
         secrets_key(&cfg)?.derive_key(helixflow_runtime::CompileCacheKey::DERIVATION_LABEL),
     );
-    let runtime = Runtime::with_inference(RuntimeConfig {
-        cache_dir: Some(cfg.compile_cache_dir()),
-        cache_max_bytes: cfg.cache.compiled_max_mb << 20,
-        cache_key: Some(cache_key),
-        max_instances: cfg.runtime.max_instances,
-        max_memory_bytes: (cfg.runtime.max_memory_mb as usize) << 20,
-        epoch_tick: Duration::from_millis(cfg.runtime.epoch_tick_ms),
-        max_wasm_stack: (cfg.runtime.max_wasm_stack_kb as usize) << 10,
-        // Validated by `cfg.validate` above; only the node operator sets these.
-        allow_private: cfg.sandbox.allow_private.iter().filter_map(|r| helixflow_edge_config::parse_cidr(r)).collect(),
-    }, inference.clone())?;
+    let runtime = Runtime::with_inference(
+        RuntimeConfig {
+            cache_dir: Some(cfg.compile_cache_dir()),
+            cache_max_bytes: cfg.cache.compiled_max_mb << 20,
+            cache_key: Some(cache_key),
+            max_instances: cfg.runtime.max_instances,
+            max_memory_bytes: (cfg.runtime.max_memory_mb as usize) << 20,
+            epoch_tick: Duration::from_millis(cfg.runtime.epoch_tick_ms),
+            max_wasm_stack: (cfg.runtime.max_wasm_stack_kb as usize) << 10,
+            // Validated by `cfg.validate` above; only the node operator sets these.
+            allow_private: cfg
+                .sandbox
+                .allow_private
+                .iter()
+                .filter_map(|r| helixflow_edge_config::parse_cidr(r))
+                .collect(),
+        },
+        inference.clone(),
+    )?;
     // Model uploads are spooled to disk here (next to the caches, not in a small /tmp).
-    let upload_dir = cfg.cache.dir.clone().unwrap_or_else(|| cfg.state.data_dir.clone()).join("uploads");
+    let upload_dir = cfg
+        .cache
+        .dir
+        .clone()
+        .unwrap_or_else(|| cfg.state.data_dir.clone())
+        .join("uploads");
     helixflow_api::upload::remove_stale(&upload_dir);
     let settings = ApiSettings {
         node_id: cfg.node.id.clone(),
@@ -148,14 +161,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let auth = auth_settings(&cfg)?;
     if let Some(url) = &cfg.auth.jwks_url {
-        crate::jwks::start(auth.jwt.clone(), url.clone(), Duration::from_secs(cfg.auth.jwks_refresh_secs)).await;
+        crate::jwks::start(
+            auth.jwt.clone(),
+            url.clone(),
+            Duration::from_secs(cfg.auth.jwks_refresh_secs),
+        )
+        .await;
     }
     let state = AppState::new(Arc::new(runtime), registry, artifacts, settings, auth);
     if let Some(inf) = &inference {
         for m in &cfg.inference.preload {
             let (tenant, model) = m.split_once('/').unwrap_or((m, ""));
             match inf.preload(tenant, model).await {
-                Ok(info) => tracing::info!(model = %info.model, provider = info.provider.as_str(), "preloaded"),
+                Ok(info) => {
+                    tracing::info!(model = %info.model, provider = info.provider.as_str(), "preloaded")
+                }
                 // A node still serves everything else; the model loads on first use.
                 Err(e) => tracing::error!(model = %m, error = %e, "preload failed"),
             }
@@ -179,7 +199,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let (Some(https), Some(cert), Some(key)) =
         (&cfg.listen.https, &cfg.listen.tls_cert, &cfg.listen.tls_key)
     {
-        let tls = helixflow_api::tls::ReloadingTls::new(cert, key, cfg.listen.client_ca.as_deref())?;
+        let tls =
+            helixflow_api::tls::ReloadingTls::new(cert, key, cfg.listen.client_ca.as_deref())?;
         tls.watch(Duration::from_secs(2));
         let tcp = tokio::net::TcpListener::bind(https)
             .await
@@ -232,18 +253,25 @@ fn start_inference(
 ) -> anyhow::Result<Option<Arc<helixflow_nn::Inference>>> {
     let env_set = std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty());
     if cfg.inference.ort_dylib.is_none() && !env_set {
-        tracing::warn!("wasi:nn disabled: no ONNX Runtime configured (set ORT_DYLIB_PATH or [inference].ort_dylib)");
+        tracing::warn!(
+            "wasi:nn disabled: no ONNX Runtime configured (set ORT_DYLIB_PATH or [inference].ort_dylib)"
+        );
         return Ok(None);
     }
     let i = &cfg.inference;
-    let providers = helixflow_nn::Provider::parse_list(&i.providers.join(",")).map_err(anyhow::Error::msg)?;
+    let providers =
+        helixflow_nn::Provider::parse_list(&i.providers.join(",")).map_err(anyhow::Error::msg)?;
     let nn = helixflow_nn::NnConfig {
         ort_dylib: i.ort_dylib.clone(),
         intra_threads: i.intra_threads,
         intra_spin: i.intra_spin,
         session_budget_bytes: i.session_budget_mb << 20,
         default_providers: providers,
-        default_fallback: if i.fallback == "refuse" { helixflow_nn::Fallback::Refuse } else { helixflow_nn::Fallback::Next },
+        default_fallback: if i.fallback == "refuse" {
+            helixflow_nn::Fallback::Refuse
+        } else {
+            helixflow_nn::Fallback::Next
+        },
         trt_cache_dir: i.trt_cache_dir.clone(),
         allow_guest_load: i.allow_guest_load,
         max_guest_model_bytes: (i.max_guest_model_mb as usize) << 20,
@@ -271,14 +299,23 @@ fn start_inference(
 fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::AuthSettings> {
     let a = &cfg.auth;
     let jwks = match &a.jwks_file {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => None,
     };
-    let jwt = helixflow_auth::JwtVerifier::new(jwks.as_deref(), a.jwt_issuer.clone(), a.jwt_audience.clone(), a.jwt_leeway_secs)
-        .map_err(anyhow::Error::msg)?;
+    let jwt = helixflow_auth::JwtVerifier::new(
+        jwks.as_deref(),
+        a.jwt_issuer.clone(),
+        a.jwt_audience.clone(),
+        a.jwt_leeway_secs,
+    )
+    .map_err(anyhow::Error::msg)?;
     let enforce = a.mode != "off";
     if !enforce {
-        tracing::warn!("[auth] mode = \"off\": every caller is the platform admin; never expose this node");
+        tracing::warn!(
+            "[auth] mode = \"off\": every caller is the platform admin; never expose this node"
+        );
     }
     use helixflow_auth::keyfile;
     let admin = if let Some(h) = &a.admin_key_sha256 {
@@ -288,30 +325,52 @@ fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::Auth
         );
         h.to_ascii_lowercase()
     } else if let Some(k) = std::env::var_os("HELIXFLOW_ADMIN_KEY") {
-        let k = k.into_string().map_err(|_| anyhow::anyhow!("HELIXFLOW_ADMIN_KEY is not UTF-8"))?;
+        let k = k
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("HELIXFLOW_ADMIN_KEY is not UTF-8"))?;
         keyfile::check_admin_key(&k).map_err(|why| {
-            anyhow::anyhow!("HELIXFLOW_ADMIN_KEY: {why} (or unset it to use the key generated into {})", cfg.state.data_dir.join("admin.key").display())
+            anyhow::anyhow!(
+                "HELIXFLOW_ADMIN_KEY: {why} (or unset it to use the key generated into {})",
+                cfg.state.data_dir.join("admin.key").display()
+            )
         })?;
         // Bearer tokens are trimmed, so only the trimmed key can ever match.
         helixflow_auth::sha256_hex(k.trim())
     } else {
         let path = cfg.state.data_dir.join("admin.key");
-        let fix = format!("delete {} and restart to generate a new key, or write a key of at least {} characters into it (chmod 600)", path.display(), keyfile::MIN_ADMIN_KEY_LEN);
+        let fix = format!(
+            "delete {} and restart to generate a new key, or write a key of at least {} characters into it (chmod 600)",
+            path.display(),
+            keyfile::MIN_ADMIN_KEY_LEN
+        );
         let key = match keyfile::read_key_file(&path, &fix)? {
             Some(k) => k,
             None => {
-                let k = format!("hfadmin_{}", helixflow_auth::random_secret().map_err(anyhow::Error::msg)?);
+                let k = format!(
+                    "hfadmin_{}",
+                    helixflow_auth::random_secret().map_err(anyhow::Error::msg)?
+                );
                 std::fs::create_dir_all(&cfg.state.data_dir)?;
                 keyfile::write_key_file(&path, &k)?;
                 k
             }
         };
-        keyfile::check_admin_key(&key).map_err(|why| anyhow::anyhow!("{}: {why} (or delete it and restart to generate one)", path.display()))?;
+        keyfile::check_admin_key(&key).map_err(|why| {
+            anyhow::anyhow!(
+                "{}: {why} (or delete it and restart to generate one)",
+                path.display()
+            )
+        })?;
         tracing::info!(path = %path.display(), "platform admin key (HELIXFLOW_TOKEN for the CLI)");
         helixflow_auth::sha256_hex(&key)
     };
     let secrets = secrets_key(cfg)?;
-    Ok(helixflow_api::access::AuthSettings { enforce, admin_key_sha256: Some(admin), jwt, secrets })
+    Ok(helixflow_api::access::AuthSettings {
+        enforce,
+        admin_key_sha256: Some(admin),
+        jwt,
+        secrets,
+    })
 }
 
 /// The key that seals stored secrets: `[auth] secrets_key_file`, else
@@ -324,10 +383,13 @@ fn secrets_key(cfg: &NodeConfig) -> anyhow::Result<helixflow_auth::sealed::Secre
     use helixflow_auth::sealed::SecretBox;
     let restore = "restore it from a backup or from a node sharing this store ([auth] secrets_key_file); only if nothing was ever sealed with it, delete it to generate a new one";
     let (text, source) = if let Some(p) = &cfg.auth.secrets_key_file {
-        let text = keyfile::read_key_file(p, restore)?.ok_or_else(|| anyhow::anyhow!("{} does not exist", p.display()))?;
+        let text = keyfile::read_key_file(p, restore)?
+            .ok_or_else(|| anyhow::anyhow!("{} does not exist", p.display()))?;
         (text, p.display().to_string())
     } else if let Some(k) = std::env::var_os("HELIXFLOW_SECRETS_KEY") {
-        let k = k.into_string().map_err(|_| anyhow::anyhow!("HELIXFLOW_SECRETS_KEY is not UTF-8"))?;
+        let k = k
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("HELIXFLOW_SECRETS_KEY is not UTF-8"))?;
         anyhow::ensure!(
             !k.trim().is_empty(),
             "HELIXFLOW_SECRETS_KEY is set but empty: set it to the fleet's secrets key (32 bytes, base64), or unset it to use {}",

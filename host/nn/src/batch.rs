@@ -54,19 +54,28 @@ impl Batcher {
             tracing::info!(model = %core.display, "batching configured but the model is not declared row_independent; running unbatched");
             return None;
         }
-        let dynamic = core.inputs.iter().chain(&core.outputs).all(|io| io.shape.first() == Some(&-1));
+        let dynamic = core
+            .inputs
+            .iter()
+            .chain(&core.outputs)
+            .all(|io| io.shape.first() == Some(&-1));
         if !dynamic || core.inputs.is_empty() {
             tracing::warn!(model = %core.display, "batching configured but the model has no dynamic batch dimension on every input and output; running unbatched");
             return None;
         }
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(run_loop(core.clone(), cfg, rx));
-        Some(Batcher { tx, max_batch: cfg.max_batch })
+        Some(Batcher {
+            tx,
+            max_batch: cfg.max_batch,
+        })
     }
 
     /// Batchable: every input has the same first dimension, within `max_batch`.
     pub(crate) fn accepts(&self, inputs: &[Tensor]) -> bool {
-        let Some(rows) = inputs.first().and_then(|t| t.dims.first()) else { return false };
+        let Some(rows) = inputs.first().and_then(|t| t.dims.first()) else {
+            return false;
+        };
         *rows >= 1 && *rows <= self.max_batch && inputs.iter().all(|t| t.dims.first() == Some(rows))
     }
 
@@ -74,30 +83,42 @@ impl Batcher {
         let rows = inputs[0].dims[0];
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Item { inputs, rows, reply })
+            .send(Item {
+                inputs,
+                rows,
+                reply,
+            })
             .await
             .map_err(|_| NnError::new(ErrorCode::RuntimeError, "batcher stopped"))?;
-        rx.await.map_err(|_| NnError::new(ErrorCode::RuntimeError, "batch run was dropped"))?
+        rx.await
+            .map_err(|_| NnError::new(ErrorCode::RuntimeError, "batch run was dropped"))?
     }
 }
 
 type Signature = Vec<(TensorType, Vec<u32>)>;
 
 fn signature(inputs: &[Tensor]) -> Signature {
-    inputs.iter().map(|t| (t.ty, t.dims[1..].to_vec())).collect()
+    inputs
+        .iter()
+        .map(|t| (t.ty, t.dims[1..].to_vec()))
+        .collect()
 }
 
 /// Batches in flight per session at once. While they run, new requests queue up and
 /// form the next, larger batch (a run already uses the whole intra-op thread pool).
 fn max_in_flight() -> usize {
-    std::thread::available_parallelism().map(|n| (n.get() / 4).max(1)).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| (n.get() / 4).max(1))
+        .unwrap_or(1)
 }
 
 async fn run_loop(core: Arc<SessionCore>, cfg: Batching, mut rx: mpsc::Receiver<Item>) {
     let delay = Duration::from_micros(cfg.max_delay_us);
     let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight()));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let Some(first) = rx.recv().await else { return };
         let mut rows = first.rows;
         let mut pending = vec![first];
@@ -163,7 +184,9 @@ fn run_batch(core: &SessionCore, items: Vec<Item>) {
         let _ = it.reply.send(r);
         return;
     }
-    core.stats.batched_requests.fetch_add(items.len() as u64, Ordering::Relaxed);
+    core.stats
+        .batched_requests
+        .fetch_add(items.len() as u64, Ordering::Relaxed);
     let total: u32 = items.iter().map(|i| i.rows).sum();
     // Concatenate along dimension 0 (row-major: byte concatenation).
     let mut merged = Vec::with_capacity(items[0].inputs.len());
@@ -175,10 +198,18 @@ fn run_batch(core: &SessionCore, items: Vec<Item>) {
         for it in &items {
             data.extend_from_slice(&it.inputs[k].data);
         }
-        merged.push(Tensor { ty: first.ty, dims, data });
+        merged.push(Tensor {
+            ty: first.ty,
+            dims,
+            data,
+        });
     }
     match core.run_now(&merged) {
-        Ok(outs) if outs.iter().all(|o| o.shape.first() == Some(&i64::from(total))) => {
+        Ok(outs)
+            if outs
+                .iter()
+                .all(|o| o.shape.first() == Some(&i64::from(total))) =>
+        {
             let mut offsets = vec![0usize; outs.len()];
             for it in items {
                 let mut mine = Vec::with_capacity(outs.len());
@@ -187,7 +218,11 @@ fn run_batch(core: &SessionCore, items: Vec<Item>) {
                     let n = row_bytes * it.rows as usize;
                     let mut shape = o.shape.clone();
                     shape[0] = i64::from(it.rows);
-                    mine.push(RawOutput { ty: o.ty, shape, data: o.data[offsets[j]..offsets[j] + n].to_vec() });
+                    mine.push(RawOutput {
+                        ty: o.ty,
+                        shape,
+                        data: o.data[offsets[j]..offsets[j] + n].to_vec(),
+                    });
                     offsets[j] += n;
                 }
                 let _ = it.reply.send(Ok(mine));

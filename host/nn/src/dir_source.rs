@@ -16,15 +16,23 @@ pub struct DirModels {
 
 impl DirModels {
     pub fn new(dir: impl Into<PathBuf>) -> DirModels {
-        DirModels { dir: dir.into(), files: Mutex::default() }
+        DirModels {
+            dir: dir.into(),
+            files: Mutex::default(),
+        }
     }
 }
 
 fn valid(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && !name.contains("..")
 }
 
@@ -33,10 +41,16 @@ async fn read(path: PathBuf, name: &str) -> Result<Vec<u8>, NnError> {
     let p = path.clone();
     match tokio::task::spawn_blocking(move || std::fs::read(&p)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(NnError::new(ErrorCode::NotFound, format!("no model {name:?} in this package"))),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(NnError::new(
+            ErrorCode::NotFound,
+            format!("no model {name:?} in this package"),
+        )),
         Ok(Err(e)) => {
             tracing::warn!(path = %path.display(), error = %e, "model file unreadable");
-            Err(NnError::new(ErrorCode::RuntimeError, format!("model {name:?} could not be read")))
+            Err(NnError::new(
+                ErrorCode::RuntimeError,
+                format!("model {name:?} could not be read"),
+            ))
         }
         Err(e) => Err(NnError::new(ErrorCode::RuntimeError, e.to_string())),
     }
@@ -46,13 +60,26 @@ async fn read(path: PathBuf, name: &str) -> Result<Vec<u8>, NnError> {
 impl ModelSource for DirModels {
     async fn resolve(&self, _tenant: &str, name: &str) -> Result<ModelSpec, NnError> {
         if !valid(name) {
-            return Err(NnError::new(ErrorCode::NotFound, format!("no model {name:?} (names: letters, digits, '-', '_', '.')")));
+            return Err(NnError::new(
+                ErrorCode::NotFound,
+                format!("no model {name:?} (names: letters, digits, '-', '_', '.')"),
+            ));
         }
         let path = self.dir.join(format!("{name}.onnx"));
         let bytes = read(path.clone(), name).await?;
         let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(sha256.clone(), path);
-        Ok(ModelSpec { display: name.to_string(), sha256, providers: Vec::new(), fallback: None, batching: Batching::default(), trt_fp16: false })
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256.clone(), path);
+        Ok(ModelSpec {
+            display: name.to_string(),
+            sha256,
+            providers: Vec::new(),
+            fallback: None,
+            batching: Batching::default(),
+            trt_fp16: false,
+        })
     }
 
     async fn fetch(&self, spec: &ModelSpec) -> Result<Vec<u8>, NnError> {
@@ -62,10 +89,18 @@ impl ModelSource for DirModels {
             .unwrap_or_else(|p| p.into_inner())
             .get(&spec.sha256)
             .cloned()
-            .ok_or_else(|| NnError::new(ErrorCode::NotFound, format!("model {} was not resolved here", spec.display)))?;
+            .ok_or_else(|| {
+                NnError::new(
+                    ErrorCode::NotFound,
+                    format!("model {} was not resolved here", spec.display),
+                )
+            })?;
         let bytes = read(path, &spec.display).await?;
         if hex::encode(sha2::Sha256::digest(&bytes)) != spec.sha256 {
-            return Err(NnError::new(ErrorCode::RuntimeError, format!("model {} changed on disk", spec.display)));
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                format!("model {} changed on disk", spec.display),
+            ));
         }
         Ok(bytes)
     }
@@ -85,8 +120,14 @@ mod tests {
         for bad in ["../m", "a/b", "", ".hidden", "m@2"] {
             assert!(src.resolve("", bad).await.is_err(), "{bad}");
         }
-        assert_eq!(src.resolve("", "nope").await.unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(
+            src.resolve("", "nope").await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
         std::fs::write(dir.path().join("m.onnx"), b"changed").unwrap();
-        assert!(src.fetch(&spec).await.is_err(), "a model that changed after resolve is refused");
+        assert!(
+            src.fetch(&spec).await.is_err(),
+            "a model that changed after resolve is refused"
+        );
     }
 }

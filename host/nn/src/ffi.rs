@@ -42,14 +42,18 @@ fn status(st: OrtStatusPtr, what: &str) -> Result<(), NnError> {
     let api = ort::api();
     // SAFETY: a non-null status returned by the API; message is copied before release.
     let (msg, code) = unsafe {
-        let m = CStr::from_ptr((api.GetErrorMessage)(st.0)).to_string_lossy().into_owned();
+        let m = CStr::from_ptr((api.GetErrorMessage)(st.0))
+            .to_string_lossy()
+            .into_owned();
         let c = (api.GetErrorCode)(st.0);
         (api.ReleaseStatus)(st.0);
         (m, c)
     };
     use ort::sys::OrtErrorCode as C;
     let code = match code {
-        C::ORT_INVALID_ARGUMENT | C::ORT_INVALID_GRAPH | C::ORT_INVALID_PROTOBUF => ErrorCode::InvalidArgument,
+        C::ORT_INVALID_ARGUMENT | C::ORT_INVALID_GRAPH | C::ORT_INVALID_PROTOBUF => {
+            ErrorCode::InvalidArgument
+        }
         C::ORT_NOT_IMPLEMENTED => ErrorCode::UnsupportedOperation,
         C::ORT_NO_SUCHFILE | C::ORT_NO_MODEL => ErrorCode::NotFound,
         _ => ErrorCode::RuntimeError,
@@ -84,7 +88,10 @@ fn cpu_info() -> Result<*const ort::sys::OrtMemoryInfo, NnError> {
             "CreateCpuMemoryInfo",
         )?;
         if p.is_null() {
-            return Err(NnError::new(ErrorCode::RuntimeError, "CreateCpuMemoryInfo returned no memory info"));
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                "CreateCpuMemoryInfo returned no memory info",
+            ));
         }
         Ok(CpuInfo(p))
     });
@@ -109,7 +116,10 @@ pub(crate) fn check_bool(name: &str, data: &[u8]) -> Result<(), NnError> {
         None => Ok(()),
         Some(i) => Err(NnError::new(
             ErrorCode::InvalidArgument,
-            format!("input '{name}' is a bool tensor but element {i} is {} (bool elements must be 0 or 1)", data[i]),
+            format!(
+                "input '{name}' is a bool tensor but element {i} is {} (bool elements must be 0 or 1)",
+                data[i]
+            ),
         )),
     }
 }
@@ -225,7 +235,10 @@ pub fn run_keep(
         let mut p = ptr::null_mut();
         if len > 0 {
             // SAFETY: a live CPU tensor returned by Run.
-            status(unsafe { (ort::api().GetTensorMutableData)(v, &mut p) }, "GetTensorMutableData")?;
+            status(
+                unsafe { (ort::api().GetTensorMutableData)(v, &mut p) },
+                "GetTensorMutableData",
+            )?;
         }
         if let Some(input) = aliased_input(p as *const u8, len, inputs) {
             return Err(NnError::new(
@@ -237,7 +250,13 @@ pub fn run_keep(
             ));
         }
         std::mem::forget(guard);
-        result.push(OrtTensor { value: v, data: p as *const u8, len, ty, shape });
+        result.push(OrtTensor {
+            value: v,
+            data: p as *const u8,
+            len,
+            ty,
+            shape,
+        });
     }
     Ok(result)
 }
@@ -266,19 +285,32 @@ fn run_values(
     let mut in_names = Vec::with_capacity(inputs.len());
     for input in inputs {
         let need = input.ty.byte_len(input.shape).ok_or_else(|| {
-            NnError::new(ErrorCode::InvalidArgument, format!("input '{}': bad shape {:?}", input.name, input.shape))
+            NnError::new(
+                ErrorCode::InvalidArgument,
+                format!("input '{}': bad shape {:?}", input.name, input.shape),
+            )
         })?;
         if need != input.data.len() {
             return Err(NnError::new(
                 ErrorCode::InvalidArgument,
-                format!("input '{}': {} data bytes for shape {:?} of {:?} (expected {need})", input.name, input.data.len(), input.shape, input.ty),
+                format!(
+                    "input '{}': {} data bytes for shape {:?} of {:?} (expected {need})",
+                    input.name,
+                    input.data.len(),
+                    input.shape,
+                    input.ty
+                ),
             ));
         }
         if input.ty == TensorType::Bool {
             check_bool(input.name, input.data)?;
         }
         let mut v = ptr::null_mut();
-        let data_ptr: *mut u8 = if input.data.is_empty() { EMPTY_INPUT.as_ptr() as *mut u8 } else { input.data.as_ptr() as *mut u8 };
+        let data_ptr: *mut u8 = if input.data.is_empty() {
+            EMPTY_INPUT.as_ptr() as *mut u8
+        } else {
+            input.data.as_ptr() as *mut u8
+        };
         // SAFETY: the tensor aliases `input.data` (or the static `EMPTY_INPUT` when it
         // has no bytes), which outlives this call; ORT only reads inputs. The length was
         // checked against shape x element size above.
@@ -297,14 +329,21 @@ fn run_values(
             &format!("input '{}'", input.name),
         )?;
         in_values.0.push(v);
-        in_names.push(CString::new(input.name).map_err(|_| NnError::new(ErrorCode::InvalidArgument, "input name contains NUL"))?);
+        in_names
+            .push(CString::new(input.name).map_err(|_| {
+                NnError::new(ErrorCode::InvalidArgument, "input name contains NUL")
+            })?);
     }
     let out_names: Vec<CString> = output_names
         .iter()
-        .map(|n| CString::new(*n).map_err(|_| NnError::new(ErrorCode::InvalidArgument, "output name contains NUL")))
+        .map(|n| {
+            CString::new(*n)
+                .map_err(|_| NnError::new(ErrorCode::InvalidArgument, "output name contains NUL"))
+        })
         .collect::<Result<_, _>>()?;
     let in_name_ptrs: Vec<*const std::ffi::c_char> = in_names.iter().map(|c| c.as_ptr()).collect();
-    let out_name_ptrs: Vec<*const std::ffi::c_char> = out_names.iter().map(|c| c.as_ptr()).collect();
+    let out_name_ptrs: Vec<*const std::ffi::c_char> =
+        out_names.iter().map(|c| c.as_ptr()).collect();
     let in_ptrs: Vec<*const OrtValue> = in_values.0.iter().map(|p| *p as *const OrtValue).collect();
     let mut outs = Values(vec![ptr::null_mut(); out_names.len()]);
     // SAFETY: all arrays have the lengths passed; `Run` is documented thread-safe on a
@@ -331,7 +370,10 @@ fn run_values(
 fn describe(v: *mut OrtValue, name: &str) -> Result<(TensorType, Vec<i64>, usize), NnError> {
     let api = ort::api();
     if v.is_null() {
-        return Err(NnError::new(ErrorCode::RuntimeError, format!("output '{name}' missing")));
+        return Err(NnError::new(
+            ErrorCode::RuntimeError,
+            format!("output '{name}' missing"),
+        ));
     }
     let mut is_tensor = 0;
     // SAFETY: `v` is a live value returned by Run.
@@ -344,7 +386,10 @@ fn describe(v: *mut OrtValue, name: &str) -> Result<(TensorType, Vec<i64>, usize
     }
     let mut tinfo = ptr::null_mut();
     // SAFETY: as above; `tinfo` is released before returning.
-    status(unsafe { (api.GetTensorTypeAndShape)(v, &mut tinfo) }, "GetTensorTypeAndShape")?;
+    status(
+        unsafe { (api.GetTensorTypeAndShape)(v, &mut tinfo) },
+        "GetTensorTypeAndShape",
+    )?;
     struct Info(*mut ort::sys::OrtTensorTypeAndShapeInfo);
     impl Drop for Info {
         fn drop(&mut self) {
@@ -357,21 +402,33 @@ fn describe(v: *mut OrtValue, name: &str) -> Result<(TensorType, Vec<i64>, usize
     let mut rank = 0usize;
     // SAFETY: reading metadata of a live tensor info.
     unsafe {
-        status((api.GetTensorElementType)(tinfo.0, &mut et), "GetTensorElementType")?;
-        status((api.GetDimensionsCount)(tinfo.0, &mut rank), "GetDimensionsCount")?;
+        status(
+            (api.GetTensorElementType)(tinfo.0, &mut et),
+            "GetTensorElementType",
+        )?;
+        status(
+            (api.GetDimensionsCount)(tinfo.0, &mut rank),
+            "GetDimensionsCount",
+        )?;
     }
     let mut shape = vec![0i64; rank];
     // SAFETY: `shape` has `rank` slots.
-    status(unsafe { (api.GetDimensions)(tinfo.0, shape.as_mut_ptr(), rank) }, "GetDimensions")?;
+    status(
+        unsafe { (api.GetDimensions)(tinfo.0, shape.as_mut_ptr(), rank) },
+        "GetDimensions",
+    )?;
     let ty = from_element_type(et).ok_or_else(|| {
         NnError::new(
             ErrorCode::UnsupportedOperation,
             format!("output '{name}' has element type {et:?}, which wasi:nn cannot represent"),
         )
     })?;
-    let len = ty
-        .byte_len(&shape)
-        .ok_or_else(|| NnError::new(ErrorCode::RuntimeError, format!("output '{name}': bad shape {shape:?}")))?;
+    let len = ty.byte_len(&shape).ok_or_else(|| {
+        NnError::new(
+            ErrorCode::RuntimeError,
+            format!("output '{name}': bad shape {shape:?}"),
+        )
+    })?;
     Ok((ty, shape, len))
 }
 
@@ -383,7 +440,10 @@ fn read_output(v: *mut OrtValue, name: &str) -> Result<RawOutput, NnError> {
         // SAFETY: a CPU-resident tensor of `len` bytes (outputs land in CPU memory:
         // no output is pre-bound to a device); copied once, then the value is released.
         unsafe {
-            status((ort::api().GetTensorMutableData)(v, &mut p), "GetTensorMutableData")?;
+            status(
+                (ort::api().GetTensorMutableData)(v, &mut p),
+                "GetTensorMutableData",
+            )?;
             data.extend_from_slice(std::slice::from_raw_parts(p as *const u8, len));
         }
     }
@@ -405,13 +465,48 @@ mod tests {
     fn bool_tensors_are_checked_at_the_ffi_boundary() {
         let s = session("not_bool.onnx");
         let good = [1u8, 0, 0, 1];
-        let out = run(&s, &[RawInput { name: "x", ty: TensorType::Bool, shape: &[1, 4], data: &good }], &["y"]).unwrap();
-        assert_eq!((out[0].ty, out[0].data.as_slice()), (TensorType::Bool, &[0u8, 1, 1, 0][..]));
+        let out = run(
+            &s,
+            &[RawInput {
+                name: "x",
+                ty: TensorType::Bool,
+                shape: &[1, 4],
+                data: &good,
+            }],
+            &["y"],
+        )
+        .unwrap();
+        assert_eq!(
+            (out[0].ty, out[0].data.as_slice()),
+            (TensorType::Bool, &[0u8, 1, 1, 0][..])
+        );
         for bad in [[0u8, 1, 2, 0], [255, 0, 0, 0]] {
-            let e = run(&s, &[RawInput { name: "x", ty: TensorType::Bool, shape: &[1, 4], data: &bad }], &["y"]).err().unwrap();
+            let e = run(
+                &s,
+                &[RawInput {
+                    name: "x",
+                    ty: TensorType::Bool,
+                    shape: &[1, 4],
+                    data: &bad,
+                }],
+                &["y"],
+            )
+            .err()
+            .unwrap();
             assert_eq!(e.code, ErrorCode::InvalidArgument, "{}", e.message);
             assert!(e.message.contains("must be 0 or 1"), "{}", e.message);
-            let e = run_keep(&s, &[RawInput { name: "x", ty: TensorType::Bool, shape: &[1, 4], data: &bad }], &["y"]).err().unwrap();
+            let e = run_keep(
+                &s,
+                &[RawInput {
+                    name: "x",
+                    ty: TensorType::Bool,
+                    shape: &[1, 4],
+                    data: &bad,
+                }],
+                &["y"],
+            )
+            .err()
+            .unwrap();
             assert_eq!(e.code, ErrorCode::InvalidArgument);
         }
     }
@@ -422,16 +517,58 @@ mod tests {
     fn empty_inputs_run_cleanly() {
         let s = session("identity_fp32.onnx");
         for _ in 0..3 {
-            let out = run(&s, &[RawInput { name: "x", ty: TensorType::Fp32, shape: &[0, 3], data: &[] }], &["y", "n"]).unwrap();
-            assert_eq!((out[0].shape.as_slice(), out[0].data.len()), (&[0i64, 3][..], 0));
-            assert_eq!(out[1].data, [0i64, 3].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
-            let kept = run_keep(&s, &[RawInput { name: "x", ty: TensorType::Fp32, shape: &[0, 3], data: &[] }], &["n"]).unwrap();
+            let out = run(
+                &s,
+                &[RawInput {
+                    name: "x",
+                    ty: TensorType::Fp32,
+                    shape: &[0, 3],
+                    data: &[],
+                }],
+                &["y", "n"],
+            )
+            .unwrap();
+            assert_eq!(
+                (out[0].shape.as_slice(), out[0].data.len()),
+                (&[0i64, 3][..], 0)
+            );
+            assert_eq!(
+                out[1].data,
+                [0i64, 3]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect::<Vec<u8>>()
+            );
+            let kept = run_keep(
+                &s,
+                &[RawInput {
+                    name: "x",
+                    ty: TensorType::Fp32,
+                    shape: &[0, 3],
+                    data: &[],
+                }],
+                &["n"],
+            )
+            .unwrap();
             assert_eq!(kept[0].shape, vec![2]);
             let x = f32_bytes(&[1.0, 2.0, 3.0]);
-            let out = run(&s, &[RawInput { name: "x", ty: TensorType::Fp32, shape: &[1, 3], data: &x }], &["y"]).unwrap();
+            let out = run(
+                &s,
+                &[RawInput {
+                    name: "x",
+                    ty: TensorType::Fp32,
+                    shape: &[1, 3],
+                    data: &x,
+                }],
+                &["y"],
+            )
+            .unwrap();
             assert_eq!(out[0].data, x);
         }
-        assert_eq!(EMPTY_INPUT.as_ptr() as usize % std::mem::align_of::<u64>(), 0);
+        assert_eq!(
+            EMPTY_INPUT.as_ptr() as usize % std::mem::align_of::<u64>(),
+            0
+        );
     }
 
     /// A graph whose output is its input `x` (float [b, 3], no nodes), as
@@ -439,7 +576,10 @@ mod tests {
     const PASS_THROUGH: &str = "08083a321204706173735a140a0178120f0a0d080112090a031201620a02080362140a0178120f0a0d080112090a031201620a02080342040a001011";
 
     fn pass_through() -> ort::session::Session {
-        let bytes: Vec<u8> = (0..PASS_THROUGH.len()).step_by(2).map(|i| u8::from_str_radix(&PASS_THROUGH[i..i + 2], 16).unwrap()).collect();
+        let bytes: Vec<u8> = (0..PASS_THROUGH.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&PASS_THROUGH[i..i + 2], 16).unwrap())
+            .collect();
         crate::build_cpu(&crate::test_support::env(), &bytes).unwrap()
     }
 
@@ -451,30 +591,61 @@ mod tests {
     fn kept_outputs_never_alias_caller_inputs() {
         let s = pass_through();
         let x = f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        let input = [RawInput { name: "x", ty: TensorType::Fp32, shape: &[2, 3], data: &x }];
+        let input = [RawInput {
+            name: "x",
+            ty: TensorType::Fp32,
+            shape: &[2, 3],
+            data: &x,
+        }];
         // What ORT does here, seen through the raw run: the output is x's own memory.
         let raw = run_values(&s, &input, &["x"]).unwrap();
         let (_, _, len) = describe(raw.0[0], "x").unwrap();
         let mut p = ptr::null_mut();
         // SAFETY: a live CPU tensor returned by Run, read only for its address.
-        status(unsafe { (ort::api().GetTensorMutableData)(raw.0[0], &mut p) }, "GetTensorMutableData").unwrap();
-        assert_eq!(aliased_input(p as *const u8, len, &input), Some("x"), "ORT returned the input's buffer as the output (this test relies on it)");
+        status(
+            unsafe { (ort::api().GetTensorMutableData)(raw.0[0], &mut p) },
+            "GetTensorMutableData",
+        )
+        .unwrap();
+        assert_eq!(
+            aliased_input(p as *const u8, len, &input),
+            Some("x"),
+            "ORT returned the input's buffer as the output (this test relies on it)"
+        );
         drop(raw);
-        let e = run_keep(&s, &input, &["x"]).err().expect("an aliasing kept output is refused");
+        let e = run_keep(&s, &input, &["x"])
+            .err()
+            .expect("an aliasing kept output is refused");
         assert_eq!(e.code, ErrorCode::UnsupportedOperation);
-        assert!(e.message.contains("output 'x' shares memory with input 'x'"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("output 'x' shares memory with input 'x'"),
+            "{}",
+            e.message
+        );
         assert_eq!(run(&s, &input, &["x"]).unwrap()[0].data, x);
         // An output ORT computed into its own memory is kept.
         let id = session("identity_fp32.onnx");
         let kept = run_keep(&id, &input, &["y", "n"]).unwrap();
         assert_eq!(kept[0].bytes(), &x[..]);
-        assert_eq!(kept[1].bytes(), [2i64, 3].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+        assert_eq!(
+            kept[1].bytes(),
+            [2i64, 3]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>()
+        );
     }
 
     #[test]
     fn overlap_is_detected_at_every_edge() {
         let buf = [0u8; 32];
-        let input = [RawInput { name: "a", ty: TensorType::U8, shape: &[8], data: &buf[8..16] }];
+        let input = [RawInput {
+            name: "a",
+            ty: TensorType::U8,
+            shape: &[8],
+            data: &buf[8..16],
+        }];
         let at = |o: usize, n: usize| aliased_input(buf[o..].as_ptr(), n, &input);
         assert_eq!(at(8, 8), Some("a"));
         assert_eq!(at(15, 1), Some("a"));

@@ -41,8 +41,8 @@ use crate::ffi::{self, RawInput};
 use crate::tensor::TensorType;
 use crate::{ErrorCode, NnError, SessionCore};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Most prompt tokens in one run.
@@ -79,7 +79,12 @@ pub struct KvBudget {
 
 impl KvBudget {
     pub fn new(limit: u64, tenant_limit: u64) -> Arc<KvBudget> {
-        Arc::new(KvBudget { limit, tenant_limit: tenant_limit.min(limit), used: AtomicU64::new(0), tenants: Mutex::new(HashMap::new()) })
+        Arc::new(KvBudget {
+            limit,
+            tenant_limit: tenant_limit.min(limit),
+            used: AtomicU64::new(0),
+            tenants: Mutex::new(HashMap::new()),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64>> {
@@ -91,7 +96,12 @@ impl KvBudget {
     /// to the tenant only because the caller's sequence holds a batch other rows left
     /// (moved to it by [`BatchKv::leave`]), which the run being reserved lets go of; they
     /// do not count against the tenant's share here (they still count for the node).
-    pub(crate) fn reserve(self: &Arc<Self>, tenant: &Arc<str>, bytes: u64, credit: u64) -> Result<Charge, NnError> {
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        bytes: u64,
+        credit: u64,
+    ) -> Result<Charge, NnError> {
         let mut map = self.lock();
         let used = self.used.load(Ordering::Acquire);
         let charged = map.get(tenant).copied().unwrap_or(0);
@@ -99,10 +109,16 @@ impl KvBudget {
         if used.checked_add(bytes).is_none_or(|n| n > self.limit) {
             return Err(NnError::new(
                 ErrorCode::TooLarge,
-                format!("this node's KV-cache budget ({} MiB) is in use by other sequences; retry later", self.limit >> 20),
+                format!(
+                    "this node's KV-cache budget ({} MiB) is in use by other sequences; retry later",
+                    self.limit >> 20
+                ),
             ));
         }
-        if mine.checked_add(bytes).is_none_or(|n| n > self.tenant_limit) {
+        if mine
+            .checked_add(bytes)
+            .is_none_or(|n| n > self.tenant_limit)
+        {
             return Err(NnError::new(
                 ErrorCode::TooLarge,
                 format!(
@@ -115,7 +131,11 @@ impl KvBudget {
             map.insert(tenant.clone(), charged + bytes);
             self.used.store(used + bytes, Ordering::Release);
         }
-        Ok(Charge { budget: self.clone(), tenant: tenant.clone(), bytes })
+        Ok(Charge {
+            budget: self.clone(),
+            tenant: tenant.clone(),
+            bytes,
+        })
     }
 
     /// Bytes charged to `tenant` now.
@@ -135,7 +155,8 @@ impl KvBudget {
             }
         }
         let used = self.used.load(Ordering::Acquire);
-        self.used.store(used.saturating_sub(bytes), Ordering::Release);
+        self.used
+            .store(used.saturating_sub(bytes), Ordering::Release);
     }
 
     /// Moves `bytes` already charged to `from` onto `to` (the node total is unchanged).
@@ -167,7 +188,11 @@ impl Charge {
     fn split(&mut self, bytes: u64) -> Charge {
         let bytes = bytes.min(self.bytes);
         self.bytes -= bytes;
-        Charge { budget: self.budget.clone(), tenant: self.tenant.clone(), bytes }
+        Charge {
+            budget: self.budget.clone(),
+            tenant: self.tenant.clone(),
+            bytes,
+        }
     }
 
     /// Moves `bytes` of this charge onto `to` (whose tenant then pays for them).
@@ -202,7 +227,10 @@ enum Store {
     Empty,
     /// The outputs of a run this sequence had alone: `[1, heads, len, head_dim]` each,
     /// and their charge.
-    Solo(Vec<ffi::OrtTensor>, #[allow(dead_code)] /* held for its release on drop */ Charge),
+    Solo(
+        Vec<ffi::OrtTensor>,
+        #[allow(dead_code)] /* held for its release on drop */ Charge,
+    ),
     /// A row of a batch's outputs.
     Batch(BatchRow),
 }
@@ -246,7 +274,11 @@ struct RowCharge {
 
 impl RowCharge {
     fn new(charge: Charge) -> RowCharge {
-        RowCharge { own: charge.bytes, charge, live: true }
+        RowCharge {
+            own: charge.bytes,
+            charge,
+            live: true,
+        }
     }
 }
 
@@ -257,9 +289,16 @@ impl BatchKv {
 
     fn leave(&self, row: usize) {
         let mut charges = self.lock();
-        let Some(entry) = charges.get_mut(row) else { return };
+        let Some(entry) = charges.get_mut(row) else {
+            return;
+        };
         entry.live = false;
-        let live: Vec<usize> = charges.iter().enumerate().filter(|(_, c)| c.live).map(|(i, _)| i).collect();
+        let live: Vec<usize> = charges
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.live)
+            .map(|(i, _)| i)
+            .collect();
         if live.is_empty() {
             return; // the batch goes with its last holder; dropping it releases every charge
         }
@@ -275,7 +314,10 @@ impl BatchKv {
 
     /// Bytes row `row` holds for rows that left.
     fn inherited(&self, row: usize) -> u64 {
-        self.lock().get(row).map(|c| c.charge.bytes.saturating_sub(c.own)).unwrap_or(0)
+        self.lock()
+            .get(row)
+            .map(|c| c.charge.bytes.saturating_sub(c.own))
+            .unwrap_or(0)
     }
 }
 
@@ -390,13 +432,24 @@ impl CausalLm {
         budget: Arc<KvBudget>,
     ) -> Result<CausalLm, NnError> {
         let find = |name: &str| core.inputs.iter().find(|i| i.name == name);
-        for (name, ty) in [("input_ids", TensorType::I64), ("attention_mask", TensorType::I64), ("position_ids", TensorType::I64)] {
+        for (name, ty) in [
+            ("input_ids", TensorType::I64),
+            ("attention_mask", TensorType::I64),
+            ("position_ids", TensorType::I64),
+        ] {
             let i = find(name).ok_or_else(|| not_lm(&core, format!("no input {name}")))?;
             if i.ty != Some(ty) || i.shape.len() != 2 {
-                return Err(not_lm(&core, format!("input {name} must be int64 [batch, n]")));
+                return Err(not_lm(
+                    &core,
+                    format!("input {name} must be int64 [batch, n]"),
+                ));
             }
         }
-        let layers = core.inputs.iter().filter(|i| i.name.starts_with("past_key_values.") && i.name.ends_with(".key")).count();
+        let layers = core
+            .inputs
+            .iter()
+            .filter(|i| i.name.starts_with("past_key_values.") && i.name.ends_with(".key"))
+            .count();
         if layers == 0 {
             return Err(not_lm(&core, "no past_key_values inputs"));
         }
@@ -404,10 +457,20 @@ impl CausalLm {
         let mut outputs = vec!["logits".to_string()];
         for l in 0..layers {
             for kv in ["key", "value"] {
-                let i = find(&format!("past_key_values.{l}.{kv}")).ok_or_else(|| not_lm(&core, format!("no input past_key_values.{l}.{kv}")))?;
+                let i = find(&format!("past_key_values.{l}.{kv}"))
+                    .ok_or_else(|| not_lm(&core, format!("no input past_key_values.{l}.{kv}")))?;
                 let (h, d) = match i.shape.as_slice() {
-                    [_, h, _, d] if *h > 0 && *d > 0 && i.ty == Some(TensorType::Fp32) => (*h as usize, *d as usize),
-                    _ => return Err(not_lm(&core, format!("past_key_values.{l}.{kv} must be float32 [batch, heads, past, head_dim] with fixed heads and head_dim"))),
+                    [_, h, _, d] if *h > 0 && *d > 0 && i.ty == Some(TensorType::Fp32) => {
+                        (*h as usize, *d as usize)
+                    }
+                    _ => {
+                        return Err(not_lm(
+                            &core,
+                            format!(
+                                "past_key_values.{l}.{kv} must be float32 [batch, heads, past, head_dim] with fixed heads and head_dim"
+                            ),
+                        ));
+                    }
                 };
                 if *geometry.get_or_insert((h, d)) != (h, d) {
                     return Err(not_lm(&core, "layers disagree on the cache geometry"));
@@ -420,10 +483,19 @@ impl CausalLm {
             }
         }
         let (kv_heads, head_dim) = geometry.unwrap_or((1, 1));
-        let logits = core.outputs.iter().find(|o| o.name == "logits").ok_or_else(|| not_lm(&core, "no output logits"))?;
+        let logits = core
+            .outputs
+            .iter()
+            .find(|o| o.name == "logits")
+            .ok_or_else(|| not_lm(&core, "no output logits"))?;
         let vocab = match logits.shape.as_slice() {
             [_, _, v] if *v > 0 && logits.ty == Some(TensorType::Fp32) => *v as usize,
-            _ => return Err(not_lm(&core, "logits must be float32 [batch, seq, vocab] with a fixed vocab")),
+            _ => {
+                return Err(not_lm(
+                    &core,
+                    "logits must be float32 [batch, seq, vocab] with a fixed vocab",
+                ));
+            }
         };
         let stats = Arc::new(LmStats::default());
         let engine = Engine {
@@ -442,7 +514,12 @@ impl CausalLm {
         std::thread::Builder::new()
             .name("helixflow-lm".into())
             .spawn(move || engine.run(rx))
-            .map_err(|e| NnError::new(ErrorCode::RuntimeError, format!("cannot start the decode scheduler: {e}")))?;
+            .map_err(|e| {
+                NnError::new(
+                    ErrorCode::RuntimeError,
+                    format!("cannot start the decode scheduler: {e}"),
+                )
+            })?;
         tracing::info!(model = %core.display, layers, kv_heads, head_dim, vocab, context, max_batch, "causal LM scheduler started");
         Ok(CausalLm {
             display: core.display.clone(),
@@ -469,7 +546,11 @@ impl CausalLm {
         Sequence {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             lm: self.clone(),
-            kv: Some(Kv { len: 0, store: Store::Empty, tenant: Arc::from(tenant) }),
+            kv: Some(Kv {
+                len: 0,
+                store: Store::Empty,
+                tenant: Arc::from(tenant),
+            }),
         }
     }
 
@@ -507,12 +588,18 @@ impl Sequence {
     /// Appends `tokens` and runs the model over them: the logits of the last one.
     pub async fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>, NnError> {
         if tokens.is_empty() {
-            return Err(NnError::new(ErrorCode::InvalidArgument, "feed needs at least one token"));
+            return Err(NnError::new(
+                ErrorCode::InvalidArgument,
+                "feed needs at least one token",
+            ));
         }
         if let Some(bad) = tokens.iter().find(|t| **t as usize >= self.lm.vocab) {
             return Err(NnError::new(
                 ErrorCode::InvalidArgument,
-                format!("token id {bad} is outside the vocabulary of {} ({} tokens)", self.lm.display, self.lm.vocab),
+                format!(
+                    "token id {bad} is outside the vocabulary of {} ({} tokens)",
+                    self.lm.display, self.lm.vocab
+                ),
             ));
         }
         let len = self.len();
@@ -530,16 +617,32 @@ impl Sequence {
         }
         let mut logits = Vec::new();
         for chunk in tokens.chunks(PREFILL_CHUNK) {
-            let kv = self
-                .kv
-                .take()
-                .ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "this sequence lost its cache in an earlier failure; open a new one"))?;
+            let kv = self.kv.take().ok_or_else(|| {
+                NnError::new(
+                    ErrorCode::RuntimeError,
+                    "this sequence lost its cache in an earlier failure; open a new one",
+                )
+            })?;
             let (reply, rx) = tokio::sync::oneshot::channel();
-            let job = Job { seq: self.id, kv, tokens: chunk.iter().map(|t| i64::from(*t)).collect(), reply, refused_at: None };
+            let job = Job {
+                seq: self.id,
+                kv,
+                tokens: chunk.iter().map(|t| i64::from(*t)).collect(),
+                reply,
+                refused_at: None,
+            };
             if !self.lm.send(Msg::Step(job)) {
-                return Err(NnError::new(ErrorCode::RuntimeError, "the decode scheduler has stopped"));
+                return Err(NnError::new(
+                    ErrorCode::RuntimeError,
+                    "the decode scheduler has stopped",
+                ));
             }
-            let (kv, r) = rx.await.map_err(|_| NnError::new(ErrorCode::RuntimeError, "the decode scheduler dropped the step"))?;
+            let (kv, r) = rx.await.map_err(|_| {
+                NnError::new(
+                    ErrorCode::RuntimeError,
+                    "the decode scheduler dropped the step",
+                )
+            })?;
             self.kv = Some(kv);
             logits = r?;
         }
@@ -572,9 +675,14 @@ impl Engine {
             // Hold the batch briefly for the sequences that were in the last one.
             let deadline = Instant::now() + self.max_delay;
             loop {
-                let waiting = expected.iter().any(|id| !pending.iter().any(|j| j.seq == *id));
+                let waiting = expected
+                    .iter()
+                    .any(|id| !pending.iter().any(|j| j.seq == *id));
                 let now = Instant::now();
-                if !waiting || now >= deadline || pending.iter().filter(|j| j.tokens.len() == 1).count() >= self.max_batch {
+                if !waiting
+                    || now >= deadline
+                    || pending.iter().filter(|j| j.tokens.len() == 1).count() >= self.max_batch
+                {
                     break;
                 }
                 match rx.recv_timeout(deadline - now) {
@@ -635,13 +743,19 @@ impl Engine {
             let mut charges = Vec::with_capacity(jobs.len());
             let mut refused = Vec::new();
             for (i, j) in jobs.iter().enumerate() {
-                match self.budget.reserve(&j.kv.tenant, self.batch_row_bytes(j, &plan).0, j.kv.inherited()) {
+                match self.budget.reserve(
+                    &j.kv.tenant,
+                    self.batch_row_bytes(j, &plan).0,
+                    j.kv.inherited(),
+                ) {
                     Ok(c) => charges.push(c),
                     Err(_) => refused.push(i),
                 }
             }
             if refused.is_empty() {
-                self.finish(jobs, charges, |s, jobs, charges| s.run_batch(jobs, plan, charges));
+                self.finish(jobs, charges, |s, jobs, charges| {
+                    s.run_batch(jobs, plan, charges)
+                });
                 jobs = Vec::new();
                 ran = true;
                 break;
@@ -653,9 +767,14 @@ impl Engine {
         }
         alone.extend(jobs);
         for mut j in alone {
-            match self.budget.reserve(&j.kv.tenant, self.one_bytes(&j), j.kv.inherited()) {
+            match self
+                .budget
+                .reserve(&j.kv.tenant, self.one_bytes(&j), j.kv.inherited())
+            {
                 Ok(c) => {
-                    self.finish(vec![j], vec![c], |s, jobs, charges| s.run_one(&mut jobs[0], charges));
+                    self.finish(vec![j], vec![c], |s, jobs, charges| {
+                        s.run_one(&mut jobs[0], charges)
+                    });
                     ran = true;
                 }
                 Err(e) => {
@@ -700,7 +819,11 @@ impl Engine {
     fn one_bytes(&self, j: &Job) -> u64 {
         let (past, n) = (j.kv.len as u64, j.tokens.len() as u64);
         let per_pos = self.per_position();
-        let copied = if matches!(j.kv.store, Store::Batch(_)) { per_pos * past } else { 0 };
+        let copied = if matches!(j.kv.store, Store::Batch(_)) {
+            per_pos * past
+        } else {
+            0
+        };
         copied + per_pos * (past + n) + n * self.vocab as u64 * 4 + (3 * n + past) * 8
     }
 
@@ -713,15 +836,31 @@ impl Engine {
             Store::Batch(r) if r.batch.rows.len() == b => Some(r.batch.clone()),
             _ => None,
         };
-        let shared = shared.filter(|s| jobs.iter().all(|j| matches!(&j.kv.store, Store::Batch(r) if Arc::ptr_eq(&r.batch, s))));
+        let shared = shared.filter(|s| {
+            jobs.iter()
+                .all(|j| matches!(&j.kv.store, Store::Batch(r) if Arc::ptr_eq(&r.batch, s)))
+        });
         let tmax = match &shared {
             Some(s) => s.t,
             None => jobs.iter().map(|j| j.kv.len).max().unwrap_or(0),
         };
-        let padding = jobs.iter().map(|j| (tmax - j.kv.len.min(tmax)) as u64).sum();
+        let padding = jobs
+            .iter()
+            .map(|j| (tmax - j.kv.len.min(tmax)) as u64)
+            .sum();
         // The first of the longest rows: the padding exists because of its length.
-        let longest = jobs.iter().rev().max_by_key(|j| j.kv.len).map(|j| j.seq).unwrap_or(0);
-        BatchPlan { shared, tmax, padding, longest }
+        let longest = jobs
+            .iter()
+            .rev()
+            .max_by_key(|j| j.kv.len)
+            .map(|j| j.seq)
+            .unwrap_or(0);
+        BatchPlan {
+            shared,
+            tmax,
+            padding,
+            longest,
+        }
     }
 
     /// One row's part of a decode batch: (bytes at the run's peak, bytes that stay as the
@@ -733,10 +872,21 @@ impl Engine {
     fn batch_row_bytes(&self, j: &Job, plan: &BatchPlan) -> (u64, u64) {
         let per_pos = self.per_position();
         let len = j.kv.len as u64;
-        let pad = if j.seq == plan.longest { plan.padding } else { 0 };
+        let pad = if j.seq == plan.longest {
+            plan.padding
+        } else {
+            0
+        };
         let keep = per_pos * (len + 1 + pad);
-        let assembled = if plan.shared.is_some() { 0 } else { per_pos * (len + pad) };
-        (keep + assembled + self.vocab as u64 * 4 + (plan.tmax as u64 + 4) * 8, keep)
+        let assembled = if plan.shared.is_some() {
+            0
+        } else {
+            per_pos * (len + pad)
+        };
+        (
+            keep + assembled + self.vocab as u64 * 4 + (plan.tmax as u64 + 4) * 8,
+            keep,
+        )
     }
 
     fn per_position(&self) -> u64 {
@@ -744,20 +894,31 @@ impl Engine {
     }
 
     fn kv_names(&self) -> Vec<String> {
-        (0..self.layers).flat_map(|l| [format!("past_key_values.{l}.key"), format!("past_key_values.{l}.value")]).collect()
+        (0..self.layers)
+            .flat_map(|l| {
+                [
+                    format!("past_key_values.{l}.key"),
+                    format!("past_key_values.{l}.value"),
+                ]
+            })
+            .collect()
     }
 
     /// One sequence alone (a prompt chunk, or a decode step with nobody to share it):
     /// a cache ORT wrote goes back in as is.
     fn run_one(&self, j: &mut Job, mut charges: Vec<Charge>) -> Result<Vec<Vec<f32>>, NnError> {
-        let mut charge = charges.pop().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "a run without its KV charge"))?;
+        let mut charge = charges
+            .pop()
+            .ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "a run without its KV charge"))?;
         let n = j.tokens.len();
         let past = j.kv.len;
         let (h, d) = (self.kv_heads, self.head_dim);
         if n == 1 {
             self.stats.decode_rows.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.stats.prefill_tokens.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats
+                .prefill_tokens
+                .fetch_add(n as u64, Ordering::Relaxed);
         }
         let ids = bytes_i64(&j.tokens);
         let mask = bytes_i64(&vec![1i64; past + n]);
@@ -769,14 +930,33 @@ impl Engine {
         // A row of a batch is copied out; a solo cache is used in place.
         let copied: Vec<Vec<u8>> = match &j.kv.store {
             Store::Batch(_) => (0..2 * self.layers)
-                .map(|l| (0..h).flat_map(|hi| j.kv.head(l, hi, h, d * 4).iter().copied()).collect())
+                .map(|l| {
+                    (0..h)
+                        .flat_map(|hi| j.kv.head(l, hi, h, d * 4).iter().copied())
+                        .collect()
+                })
                 .collect(),
             _ => Vec::new(),
         };
         let mut inputs = vec![
-            RawInput { name: "input_ids", ty: TensorType::I64, shape: &ids_shape, data: &ids },
-            RawInput { name: "attention_mask", ty: TensorType::I64, shape: &mask_shape, data: &mask },
-            RawInput { name: "position_ids", ty: TensorType::I64, shape: &ids_shape, data: &pos },
+            RawInput {
+                name: "input_ids",
+                ty: TensorType::I64,
+                shape: &ids_shape,
+                data: &ids,
+            },
+            RawInput {
+                name: "attention_mask",
+                ty: TensorType::I64,
+                shape: &mask_shape,
+                data: &mask,
+            },
+            RawInput {
+                name: "position_ids",
+                ty: TensorType::I64,
+                shape: &ids_shape,
+                data: &pos,
+            },
         ];
         for (l, name) in names.iter().enumerate() {
             let data: &[u8] = match &j.kv.store {
@@ -784,21 +964,37 @@ impl Engine {
                 Store::Solo(t, _) => t[l].bytes(),
                 Store::Batch(_) => &copied[l],
             };
-            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data });
+            inputs.push(RawInput {
+                name,
+                ty: TensorType::Fp32,
+                shape: &kv_shape,
+                data,
+            });
         }
         let out_names: Vec<&str> = self.outputs.iter().map(String::as_str).collect();
         let mut outs = ffi::run_keep(&self.core.session, &inputs, &out_names)?;
         drop(copied);
         let presents = outs.split_off(1);
-        let logits = outs.pop().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
+        let logits = outs
+            .pop()
+            .ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
         let want = [1, n as i64, self.vocab as i64];
         if logits.shape != want || logits.ty != TensorType::Fp32 {
-            return Err(NnError::new(ErrorCode::RuntimeError, format!("logits came back {:?}, expected {want:?}", logits.shape)));
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                format!("logits came back {:?}, expected {want:?}", logits.shape),
+            ));
         }
         let last = f32s(&logits.bytes()[(n - 1) * self.vocab * 4..]);
         let want_kv = [1, h as i64, (past + n) as i64, d as i64];
-        if let Some(o) = presents.iter().find(|o| o.shape != want_kv || o.ty != TensorType::Fp32) {
-            return Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)));
+        if let Some(o) = presents
+            .iter()
+            .find(|o| o.shape != want_kv || o.ty != TensorType::Fp32)
+        {
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                format!("present came back {:?}, expected {want_kv:?}", o.shape),
+            ));
         }
         // The new cache keeps its part of the run's charge; the old one (and the rest of
         // the charge: inputs, logits) is given back as it goes.
@@ -814,30 +1010,49 @@ impl Engine {
     /// position with its padding masked out. When the same sequences come back together
     /// their shared cache (the last run's outputs) goes straight back in; otherwise the
     /// caches are assembled, left-padded to the longest.
-    fn run_batch(&self, jobs: &mut Vec<Job>, plan: BatchPlan, mut charges: Vec<Charge>) -> Result<Vec<Vec<f32>>, NnError> {
+    fn run_batch(
+        &self,
+        jobs: &mut Vec<Job>,
+        plan: BatchPlan,
+        mut charges: Vec<Charge>,
+    ) -> Result<Vec<Vec<f32>>, NnError> {
         let b = jobs.len();
         let (h, d) = (self.kv_heads, self.head_dim);
         let row = d * 4; // bytes per (head, position)
         if charges.len() != b {
-            return Err(NnError::new(ErrorCode::RuntimeError, "a batch without its KV charges"));
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                "a batch without its KV charges",
+            ));
         }
-        self.stats.decode_rows.fetch_add(b as u64, Ordering::Relaxed);
+        self.stats
+            .decode_rows
+            .fetch_add(b as u64, Ordering::Relaxed);
         self.stats.batched_runs.fetch_add(1, Ordering::Relaxed);
         self.stats.max_rows.fetch_max(b as u64, Ordering::Relaxed);
-        self.core.stats.batched_requests.fetch_add(b as u64, Ordering::Relaxed);
+        self.core
+            .stats
+            .batched_requests
+            .fetch_add(b as u64, Ordering::Relaxed);
         // Same batch as last time (every row back, nobody new)? Then keep its row order
         // (the charges follow their jobs).
         let shared = plan.shared.clone();
         let sticky = shared.is_some();
         // What each row keeps is computed from the plan it reserved by (before its `len`
         // moves on below).
-        let plan_keep = BatchPlan { shared: None, ..plan };
+        let plan_keep = BatchPlan {
+            shared: None,
+            ..plan
+        };
         if let Some(s) = &shared {
             let row_of = |j: &Job| match &j.kv.store {
                 Store::Batch(r) => r.row,
                 _ => 0,
             };
-            let mut paired: Vec<(Job, Charge)> = std::mem::take(jobs).into_iter().zip(std::mem::take(&mut charges)).collect();
+            let mut paired: Vec<(Job, Charge)> = std::mem::take(jobs)
+                .into_iter()
+                .zip(std::mem::take(&mut charges))
+                .collect();
             paired.sort_by_key(|(j, _)| row_of(j));
             (*jobs, charges) = paired.into_iter().unzip();
             debug_assert!(jobs.iter().zip(&s.rows).all(|(j, id)| j.seq == *id));
@@ -874,33 +1089,68 @@ impl Engine {
         let mask_shape = [b as i64, (tmax + 1) as i64];
         let kv_shape = [b as i64, h as i64, tmax as i64, d as i64];
         let mut inputs = vec![
-            RawInput { name: "input_ids", ty: TensorType::I64, shape: &ids_shape, data: &ids },
-            RawInput { name: "attention_mask", ty: TensorType::I64, shape: &mask_shape, data: &mask },
-            RawInput { name: "position_ids", ty: TensorType::I64, shape: &ids_shape, data: &pos },
+            RawInput {
+                name: "input_ids",
+                ty: TensorType::I64,
+                shape: &ids_shape,
+                data: &ids,
+            },
+            RawInput {
+                name: "attention_mask",
+                ty: TensorType::I64,
+                shape: &mask_shape,
+                data: &mask,
+            },
+            RawInput {
+                name: "position_ids",
+                ty: TensorType::I64,
+                shape: &ids_shape,
+                data: &pos,
+            },
         ];
         for (l, name) in names.iter().enumerate() {
             let data: &[u8] = match (&shared, sticky) {
                 (Some(s), true) => s.tensors[l].bytes(),
                 _ => &assembled[l],
             };
-            inputs.push(RawInput { name, ty: TensorType::Fp32, shape: &kv_shape, data });
+            inputs.push(RawInput {
+                name,
+                ty: TensorType::Fp32,
+                shape: &kv_shape,
+                data,
+            });
         }
         let out_names: Vec<&str> = self.outputs.iter().map(String::as_str).collect();
         let mut outs = ffi::run_keep(&self.core.session, &inputs, &out_names)?;
         drop(assembled);
         let presents = outs.split_off(1);
-        let logits = outs.pop().ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
+        let logits = outs
+            .pop()
+            .ok_or_else(|| NnError::new(ErrorCode::RuntimeError, "no logits"))?;
         let want = [b as i64, 1, self.vocab as i64];
         if logits.shape != want || logits.ty != TensorType::Fp32 {
-            return Err(NnError::new(ErrorCode::RuntimeError, format!("logits came back {:?}, expected {want:?}", logits.shape)));
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                format!("logits came back {:?}, expected {want:?}", logits.shape),
+            ));
         }
         let want_kv = [b as i64, h as i64, (tmax + 1) as i64, d as i64];
-        if let Some(o) = presents.iter().find(|o| o.shape != want_kv || o.ty != TensorType::Fp32) {
-            return Err(NnError::new(ErrorCode::RuntimeError, format!("present came back {:?}, expected {want_kv:?}", o.shape)));
+        if let Some(o) = presents
+            .iter()
+            .find(|o| o.shape != want_kv || o.ty != TensorType::Fp32)
+        {
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                format!("present came back {:?}, expected {want_kv:?}", o.shape),
+            ));
         }
         // Each row's padded part of the outputs stays charged to its tenant, with the
         // batch; the rest of each run charge (inputs, logits) goes back below.
-        let row_charges = jobs.iter().zip(charges.iter_mut()).map(|(j, c)| RowCharge::new(c.split(self.batch_row_bytes(j, &plan_keep).1))).collect();
+        let row_charges = jobs
+            .iter()
+            .zip(charges.iter_mut())
+            .map(|(j, c)| RowCharge::new(c.split(self.batch_row_bytes(j, &plan_keep).1)))
+            .collect();
         let batch = Arc::new(BatchKv {
             tensors: presents,
             rows: jobs.iter().map(|j| j.seq).collect(),
@@ -908,12 +1158,17 @@ impl Engine {
             charges: Mutex::new(row_charges),
         });
         for (bi, j) in jobs.iter_mut().enumerate() {
-            j.kv.store = Store::Batch(BatchRow { batch: batch.clone(), row: bi });
+            j.kv.store = Store::Batch(BatchRow {
+                batch: batch.clone(),
+                row: bi,
+            });
             j.kv.len += 1;
         }
         drop(shared);
         let v = self.vocab * 4;
-        let out = (0..b).map(|bi| f32s(&logits.bytes()[bi * v..(bi + 1) * v])).collect();
+        let out = (0..b)
+            .map(|bi| f32s(&logits.bytes()[bi * v..(bi + 1) * v]))
+            .collect();
         drop(logits);
         drop(charges);
         Ok(out)
@@ -946,7 +1201,8 @@ fn pick_decode_batch(pending: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> 
         }
         let len = pending[i].kv.len + 1;
         let t = tmax.max(len);
-        let fits = batch.is_empty() || (t * (batch.len() + 1)) as f64 * (1.0 - MAX_PADDING) <= (sum + len) as f64;
+        let fits = batch.is_empty()
+            || (t * (batch.len() + 1)) as f64 * (1.0 - MAX_PADDING) <= (sum + len) as f64;
         if fits {
             tmax = t;
             sum += len;
@@ -963,7 +1219,9 @@ fn bytes_i64(v: &[i64]) -> Vec<u8> {
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 #[cfg(test)]
@@ -972,16 +1230,37 @@ mod tests {
 
     fn job(seq: u64, len: usize, tokens: usize) -> Job {
         let (reply, _rx) = tokio::sync::oneshot::channel();
-        Job { seq, kv: Kv { len, store: Store::Empty, tenant: Arc::from("t") }, tokens: vec![7; tokens], reply, refused_at: None }
+        Job {
+            seq,
+            kv: Kv {
+                len,
+                store: Store::Empty,
+                tenant: Arc::from("t"),
+            },
+            tokens: vec![7; tokens],
+            reply,
+            refused_at: None,
+        }
     }
 
     #[test]
     fn batches_keep_padding_bounded_and_serve_the_oldest_first() {
         // A long sequence first, then short ones: only as many join its batch as keep
         // padding at most half of the positions; a prompt chunk never joins a batch.
-        let mut p: VecDeque<Job> = [job(1, 1000, 1), job(2, 10, 1), job(3, 900, 1), job(4, 12, 40), job(5, 8, 1), job(6, 12, 1)].into();
+        let mut p: VecDeque<Job> = [
+            job(1, 1000, 1),
+            job(2, 10, 1),
+            job(3, 900, 1),
+            job(4, 12, 40),
+            job(5, 8, 1),
+            job(6, 12, 1),
+        ]
+        .into();
         let first = pick_decode_batch(&mut p, 16);
-        assert_eq!(first.iter().map(|j| j.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            first.iter().map(|j| j.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         let second = pick_decode_batch(&mut p, 16);
         assert_eq!(second.iter().map(|j| j.seq).collect::<Vec<_>>(), vec![5, 6]);
         for batch in [&first, &second] {
@@ -1017,11 +1296,19 @@ mod tests {
         let a1 = b.reserve(&a, 50, 0).unwrap();
         let e = b.reserve(&a, 11, 0).unwrap_err();
         assert_eq!(e.code, ErrorCode::TooLarge);
-        assert!(e.message.contains("tenant's share") && e.message.contains("KV-cache budget"), "{}", e.message);
+        assert!(
+            e.message.contains("tenant's share") && e.message.contains("KV-cache budget"),
+            "{}",
+            e.message
+        );
         let z1 = b.reserve(&z, 50, 0).unwrap();
         assert_eq!(b.used.load(Ordering::Relaxed), 100);
         let e = b.reserve(&z, 1, 0).unwrap_err();
-        assert!(e.message.contains("node's KV-cache budget"), "{}", e.message);
+        assert!(
+            e.message.contains("node's KV-cache budget"),
+            "{}",
+            e.message
+        );
         drop(a1);
         assert_eq!((b.tenant_used("a"), b.tenant_used("z")), (0, 50));
         drop(z1);
@@ -1042,22 +1329,52 @@ mod tests {
             RowCharge::new(b.reserve(&a, 100, 0).unwrap()),
             RowCharge::new(b.reserve(&z, 100, 0).unwrap()),
         ];
-        let batch = Arc::new(BatchKv { tensors: Vec::new(), rows: vec![1, 2, 3], t: 4, charges: Mutex::new(charges) });
-        let rows: Vec<BatchRow> = (0..3).map(|row| BatchRow { batch: batch.clone(), row }).collect();
+        let batch = Arc::new(BatchKv {
+            tensors: Vec::new(),
+            rows: vec![1, 2, 3],
+            t: 4,
+            charges: Mutex::new(charges),
+        });
+        let rows: Vec<BatchRow> = (0..3)
+            .map(|row| BatchRow {
+                batch: batch.clone(),
+                row,
+            })
+            .collect();
         drop(batch);
         assert_eq!((b.tenant_used("a"), b.tenant_used("z")), (200, 100));
         let mut rows = rows.into_iter();
-        let (r0, r1, r2) = (rows.next().unwrap(), rows.next().unwrap(), rows.next().unwrap());
+        let (r0, r1, r2) = (
+            rows.next().unwrap(),
+            rows.next().unwrap(),
+            rows.next().unwrap(),
+        );
         drop(r0);
         // Row 0's bytes went to the two rows still holding the batch.
-        assert_eq!(b.used.load(Ordering::Relaxed), 300, "nothing is freed while the batch lives");
+        assert_eq!(
+            b.used.load(Ordering::Relaxed),
+            300,
+            "nothing is freed while the batch lives"
+        );
         assert_eq!((b.tenant_used("a"), b.tenant_used("z")), (150, 150));
         drop(r1);
-        assert_eq!((b.tenant_used("a"), b.tenant_used("z")), (0, 300), "the idle holder pays for the whole batch");
+        assert_eq!(
+            (b.tenant_used("a"), b.tenant_used("z")),
+            (0, 300),
+            "the idle holder pays for the whole batch"
+        );
         assert_eq!(b.used.load(Ordering::Relaxed), 300);
-        assert_eq!(r2.batch.inherited(r2.row), 200, "of which 200 came from the rows that left");
+        assert_eq!(
+            r2.batch.inherited(r2.row),
+            200,
+            "of which 200 came from the rows that left"
+        );
         drop(r2);
-        assert_eq!(b.used.load(Ordering::Relaxed), 0, "the last row frees every byte");
+        assert_eq!(
+            b.used.load(Ordering::Relaxed),
+            0,
+            "the last row frees every byte"
+        );
         // The credit: a tenant at its share may still run the step that lets its
         // inherited bytes go; the node still counts every byte.
         let tight = KvBudget::new(1000, 100);
@@ -1065,7 +1382,10 @@ mod tests {
         assert!(tight.reserve(&z, 50, 0).is_err());
         let step = tight.reserve(&z, 50, 60).unwrap();
         assert_eq!(tight.used.load(Ordering::Relaxed), 150);
-        assert!(tight.reserve(&z, 50, 60).is_err(), "the credit covers what the tenant holds beyond its share, no more");
+        assert!(
+            tight.reserve(&z, 50, 60).is_err(),
+            "the credit covers what the tenant holds beyond its share, no more"
+        );
         drop((held, step));
         assert_eq!((b.tenant_used("a"), b.tenant_used("z")), (0, 0));
     }

@@ -40,7 +40,13 @@ pub struct NnCtx {
 impl NnCtx {
     /// `inference: None` = wasi:nn is not enabled on this node (every call errors).
     pub fn new(inference: Option<Arc<Inference>>, tenant: impl Into<String>) -> NnCtx {
-        NnCtx { inference, tenant: tenant.into(), calls: 0, live_bytes: 0, sequences: 0 }
+        NnCtx {
+            inference,
+            tenant: tenant.into(),
+            calls: 0,
+            live_bytes: 0,
+            sequences: 0,
+        }
     }
 }
 
@@ -78,23 +84,31 @@ impl NnView<'_> {
 
     /// Counts a call against the invocation's budget; `Err` = over it.
     pub(crate) fn count(&mut self) -> Result<Arc<Inference>, NnError> {
-        let inf = self
-            .ctx
-            .inference
-            .clone()
-            .ok_or_else(|| NnError::new(ErrorCode::UnsupportedOperation, "wasi:nn is not enabled on this node"))?;
+        let inf = self.ctx.inference.clone().ok_or_else(|| {
+            NnError::new(
+                ErrorCode::UnsupportedOperation,
+                "wasi:nn is not enabled on this node",
+            )
+        })?;
         self.ctx.calls += 1;
         if self.ctx.calls > inf.config().max_calls_per_invocation {
             return Err(NnError::new(
                 ErrorCode::TooLarge,
-                format!("more than {} wasi:nn calls in one invocation", inf.config().max_calls_per_invocation),
+                format!(
+                    "more than {} wasi:nn calls in one invocation",
+                    inf.config().max_calls_per_invocation
+                ),
             ));
         }
         Ok(inf)
     }
 
     fn max_tensor_bytes(&self) -> usize {
-        self.ctx.inference.as_ref().map(|i| i.config().max_tensor_bytes).unwrap_or(64 << 20)
+        self.ctx
+            .inference
+            .as_ref()
+            .map(|i| i.config().max_tensor_bytes)
+            .unwrap_or(64 << 20)
     }
 }
 
@@ -109,7 +123,10 @@ impl wit::graph::Host for NnView<'_> {
             Ok(i) => i,
             Err(e) => return self.fail(e),
         };
-        if !matches!(encoding, wit::graph::GraphEncoding::Onnx | wit::graph::GraphEncoding::Autodetect) {
+        if !matches!(
+            encoding,
+            wit::graph::GraphEncoding::Onnx | wit::graph::GraphEncoding::Autodetect
+        ) {
             return self.fail(NnError::new(
                 ErrorCode::InvalidEncoding,
                 format!("this host runs ONNX models only (got {encoding:?})"),
@@ -137,7 +154,10 @@ impl wit::graph::Host for NnView<'_> {
             Err(e) => return self.fail(e),
         };
         if name.is_empty() || name.len() > 256 {
-            return self.fail(NnError::new(ErrorCode::InvalidArgument, "model name must be 1 to 256 bytes"));
+            return self.fail(NnError::new(
+                ErrorCode::InvalidArgument,
+                "model name must be 1 to 256 bytes",
+            ));
         }
         let tenant = self.ctx.tenant.clone();
         match inf.graph_by_name(&tenant, &name).await {
@@ -148,7 +168,10 @@ impl wit::graph::Host for NnView<'_> {
 }
 
 impl wit::graph::HostGraph for NnView<'_> {
-    async fn init_execution_context(&mut self, graph: Resource<GraphResource>) -> Res<Resource<ContextResource>> {
+    async fn init_execution_context(
+        &mut self,
+        graph: Resource<GraphResource>,
+    ) -> Res<Resource<ContextResource>> {
         let g = self.table.get(&graph)?.0.clone();
         Ok(Ok(self.table.push(ContextResource(g))?))
     }
@@ -188,7 +211,10 @@ impl wit::inference::HostGraphExecutionContext for NnView<'_> {
                 if let Some((n, t)) = outs.iter().find(|(_, t)| t.data.len() > max) {
                     let e = NnError::new(
                         ErrorCode::TooLarge,
-                        format!("output '{n}' is {} bytes, over this host's tensor limit of {max}", t.data.len()),
+                        format!(
+                            "output '{n}' is {} bytes, over this host's tensor limit of {max}",
+                            t.data.len()
+                        ),
                     );
                     return self.fail(e);
                 }
@@ -254,7 +280,11 @@ impl wit::tensor::HostTensor for NnView<'_> {
             ));
         }
         self.ctx.live_bytes = live;
-        Ok(self.table.push(Tensor { ty: from_wit(ty), dims: dimensions, data })?)
+        Ok(self.table.push(Tensor {
+            ty: from_wit(ty),
+            dims: dimensions,
+            data,
+        })?)
     }
 
     async fn dimensions(&mut self, t: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {

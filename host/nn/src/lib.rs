@@ -78,7 +78,10 @@ pub struct NnError {
 
 impl NnError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> NnError {
-        NnError { code, message: message.into() }
+        NnError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -124,7 +127,14 @@ impl Provider {
     pub fn parse_list(s: &str) -> Result<Vec<Provider>, String> {
         s.split(',')
             .filter(|p| !p.trim().is_empty())
-            .map(|p| Provider::parse(p).ok_or_else(|| format!("unknown execution provider '{}' (expected tensorrt, cuda or cpu)", p.trim())))
+            .map(|p| {
+                Provider::parse(p).ok_or_else(|| {
+                    format!(
+                        "unknown execution provider '{}' (expected tensorrt, cuda or cpu)",
+                        p.trim()
+                    )
+                })
+            })
             .collect()
     }
 }
@@ -198,7 +208,9 @@ impl Default for NnConfig {
 }
 
 /// Dynamic batching of one model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Batching {
     /// Most rows (dimension 0) in one run; 0 or 1 = batching off. (For a causal LM: the
     /// rows of a decode run, see [`generate`].)
@@ -289,12 +301,16 @@ impl LoadedGraph {
     /// a compute in flight, or an open `helixflow:llm` sequence of its decode scheduler.
     /// Call it on the `Arc` the cache holds.
     fn in_use(self: &Arc<Self>) -> bool {
-        Arc::strong_count(self) > 1 || matches!(self.lm.get(), Some(Ok(lm)) if Arc::strong_count(lm) > 1)
+        Arc::strong_count(self) > 1
+            || matches!(self.lm.get(), Some(Ok(lm)) if Arc::strong_count(lm) > 1)
     }
 
     /// Runs one request: validates inputs against the model, then runs it alone or,
     /// when the model batches, together with concurrent requests.
-    pub async fn compute(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, NnError> {
+    pub async fn compute(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, NnError> {
         let core = &self.core;
         core.stats.computes.fetch_add(1, Ordering::Relaxed);
         let r = async {
@@ -309,7 +325,14 @@ impl LoadedGraph {
                 .zip(outs)
                 .map(|(spec, o)| {
                     let dims = o.shape.iter().map(|d| *d as u32).collect();
-                    (spec.name.clone(), Tensor { ty: o.ty.wire(), dims, data: o.data })
+                    (
+                        spec.name.clone(),
+                        Tensor {
+                            ty: o.ty.wire(),
+                            dims,
+                            data: o.data,
+                        },
+                    )
                 })
                 .collect())
         }
@@ -330,28 +353,45 @@ impl SessionCore {
                 let known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
                 return Err(NnError::new(
                     ErrorCode::InvalidArgument,
-                    format!("unknown input '{name}'; model {} takes {known:?}", self.display),
+                    format!(
+                        "unknown input '{name}'; model {} takes {known:?}",
+                        self.display
+                    ),
                 ));
             }
             if by_name.insert(name.clone(), t).is_some() {
-                return Err(NnError::new(ErrorCode::InvalidArgument, format!("input '{name}' given twice")));
+                return Err(NnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("input '{name}' given twice"),
+                ));
             }
         }
         let mut out = Vec::with_capacity(self.inputs.len());
         for spec in &self.inputs {
             let t = by_name.remove(&spec.name).ok_or_else(|| {
-                NnError::new(ErrorCode::InvalidArgument, format!("missing input '{}' of model {}", spec.name, self.display))
+                NnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("missing input '{}' of model {}", spec.name, self.display),
+                )
             })?;
             let Some(want) = spec.ty else {
                 return Err(NnError::new(
                     ErrorCode::UnsupportedOperation,
-                    format!("input '{}' has an element type wasi:nn cannot represent", spec.name),
+                    format!(
+                        "input '{}' has an element type wasi:nn cannot represent",
+                        spec.name
+                    ),
                 ));
             };
             if t.ty != want.wire() {
                 return Err(NnError::new(
                     ErrorCode::InvalidArgument,
-                    format!("input '{}' is {} but the model expects {}", spec.name, t.ty.name(), want.wire().name()),
+                    format!(
+                        "input '{}' is {} but the model expects {}",
+                        spec.name,
+                        t.ty.name(),
+                        want.wire().name()
+                    ),
                 ));
             }
             if t.dims.len() != spec.shape.len() {
@@ -371,7 +411,10 @@ impl SessionCore {
                 if *want >= 0 && i64::from(*have) != *want {
                     return Err(NnError::new(
                         ErrorCode::InvalidArgument,
-                        format!("input '{}' dimension {i} is {have} but the model expects {want} ({:?})", spec.name, spec.shape),
+                        format!(
+                            "input '{}' dimension {i} is {have} but the model expects {want} ({:?})",
+                            spec.name, spec.shape
+                        ),
                     ));
                 }
             }
@@ -386,11 +429,19 @@ impl SessionCore {
     }
 
     /// One unbatched run on a blocking thread.
-    async fn run_blocking(self: &Arc<Self>, inputs: Vec<Tensor>) -> Result<Vec<ffi::RawOutput>, NnError> {
+    async fn run_blocking(
+        self: &Arc<Self>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<ffi::RawOutput>, NnError> {
         let core = self.clone();
         tokio::task::spawn_blocking(move || core.run_now(&inputs))
             .await
-            .map_err(|e| NnError::new(ErrorCode::RuntimeError, format!("inference task failed: {e}")))?
+            .map_err(|e| {
+                NnError::new(
+                    ErrorCode::RuntimeError,
+                    format!("inference task failed: {e}"),
+                )
+            })?
     }
 
     fn run_now(&self, inputs: &[Tensor]) -> Result<Vec<ffi::RawOutput>, NnError> {
@@ -400,7 +451,12 @@ impl SessionCore {
             .iter()
             .zip(&self.inputs)
             .zip(&shapes)
-            .map(|((t, spec), shape)| ffi::RawInput { name: &spec.name, ty: t.ty, shape, data: &t.data })
+            .map(|((t, spec), shape)| ffi::RawInput {
+                name: &spec.name,
+                ty: t.ty,
+                shape,
+                data: &t.data,
+            })
             .collect();
         let names: Vec<&str> = self.outputs.iter().map(|o| o.name.as_str()).collect();
         ffi::run(&self.session, &raw, &names)
@@ -473,11 +529,19 @@ fn environment(cfg: &NnConfig) -> Result<ort::environment::Environment, InitErro
         },
     };
     if !path.is_file() {
-        return Err(InitError::Missing(format!("{} does not exist", path.display())));
+        return Err(InitError::Missing(format!(
+            "{} does not exist",
+            path.display()
+        )));
     }
-    let builder = ort::init_from(&path).map_err(|e| InitError::Load { path: path.display().to_string(), message: e.to_string() })?;
+    let builder = ort::init_from(&path).map_err(|e| InitError::Load {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     let threads = if cfg.intra_threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         cfg.intra_threads
     };
@@ -523,19 +587,32 @@ impl Inference {
     }
 
     /// `load-by-name` for `tenant`.
-    pub async fn graph_by_name(&self, tenant: &str, name: &str) -> Result<Arc<LoadedGraph>, NnError> {
+    pub async fn graph_by_name(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Arc<LoadedGraph>, NnError> {
         let spec = self.source.resolve(tenant, name).await?;
         let source = self.source.clone();
         let spec2 = spec.clone();
-        self.graph(&spec, move || async move { source.fetch(&spec2).await }).await
+        self.graph(&spec, move || async move { source.fetch(&spec2).await })
+            .await
     }
 
     /// A tenant's model as a causal language model with host-resident KV caches
     /// (`helixflow:llm/sequence`); its scheduler starts on first use.
-    pub async fn causal_lm(&self, tenant: &str, name: &str) -> Result<Arc<generate::CausalLm>, NnError> {
+    pub async fn causal_lm(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Arc<generate::CausalLm>, NnError> {
         let g = self.graph_by_name(tenant, name).await?;
         g.lm.get_or_init(|| {
-            let context = g.core.context_length.unwrap_or(self.cfg.max_context).min(self.cfg.max_context);
+            let context = g
+                .core
+                .context_length
+                .unwrap_or(self.cfg.max_context)
+                .min(self.cfg.max_context);
             let max_batch = match g.batching.max_batch {
                 0 => generate::DEFAULT_MAX_BATCH,
                 n => n as usize,
@@ -544,14 +621,24 @@ impl Inference {
                 0 => generate::DEFAULT_MAX_DELAY,
                 us => std::time::Duration::from_micros(us),
             };
-            generate::CausalLm::start(g.core.clone(), context, max_batch, delay, self.kv_budget.clone()).map(Arc::new)
+            generate::CausalLm::start(
+                g.core.clone(),
+                context,
+                max_batch,
+                delay,
+                self.kv_budget.clone(),
+            )
+            .map(Arc::new)
         })
         .clone()
     }
 
     /// Bytes of KV cache held by open sequences, and the budget.
     pub fn kv_bytes(&self) -> (u64, u64) {
-        (self.kv_budget.used.load(Ordering::Relaxed), self.kv_budget.limit)
+        (
+            self.kv_budget.used.load(Ordering::Relaxed),
+            self.kv_budget.limit,
+        )
     }
 
     /// Guest-supplied bytes (`load`), when the policy allows it.
@@ -565,7 +652,11 @@ impl Inference {
         if bytes.len() > self.cfg.max_guest_model_bytes {
             return Err(NnError::new(
                 ErrorCode::TooLarge,
-                format!("model of {} bytes exceeds the guest-load limit of {} bytes", bytes.len(), self.cfg.max_guest_model_bytes),
+                format!(
+                    "model of {} bytes exceeds the guest-load limit of {} bytes",
+                    bytes.len(),
+                    self.cfg.max_guest_model_bytes
+                ),
             ));
         }
         let sha = hex::encode(sha2::Sha256::digest(&bytes));
@@ -603,7 +694,11 @@ impl Inference {
         format!(
             "{}|{}|{:?}|{}|{}/{}/{}",
             spec.sha256,
-            providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+            providers
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             spec.fallback.unwrap_or(self.cfg.default_fallback),
             spec.trt_fp16,
             spec.batching.max_batch,
@@ -613,7 +708,11 @@ impl Inference {
     }
 
     fn providers_of(&self, spec: &ModelSpec) -> Vec<Provider> {
-        if spec.providers.is_empty() { self.cfg.default_providers.clone() } else { spec.providers.clone() }
+        if spec.providers.is_empty() {
+            self.cfg.default_providers.clone()
+        } else {
+            spec.providers.clone()
+        }
     }
 
     async fn graph<F, Fut>(&self, spec: &ModelSpec, fetch: F) -> Result<Arc<LoadedGraph>, NnError>
@@ -625,7 +724,11 @@ impl Inference {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let slot = {
             let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            let e = map.entry(key.clone()).or_insert_with(|| CacheEntry { slot: Arc::default(), bytes: 0, last_used: tick });
+            let e = map.entry(key.clone()).or_insert_with(|| CacheEntry {
+                slot: Arc::default(),
+                bytes: 0,
+                last_used: tick,
+            });
             e.last_used = tick;
             e.slot.clone()
         };
@@ -677,7 +780,11 @@ impl Inference {
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(k, _)| k.clone());
             let Some(victim) = victim else {
-                tracing::debug!(total, budget = self.cfg.session_budget_bytes, "session cache over budget; every other session is in use");
+                tracing::debug!(
+                    total,
+                    budget = self.cfg.session_budget_bytes,
+                    "session cache over budget; every other session is in use"
+                );
                 return;
             };
             if let Some(g) = map.remove(&victim).as_ref().and_then(|e| e.slot.get()) {
@@ -718,7 +825,8 @@ impl Inference {
         })
         .await
         .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))??;
-        self.fallbacks.fetch_add(skipped.len() as u64, Ordering::Relaxed);
+        self.fallbacks
+            .fetch_add(skipped.len() as u64, Ordering::Relaxed);
         let (inputs, outputs) = io_specs(&session);
         let context_length = session
             .metadata()
@@ -745,15 +853,32 @@ impl Inference {
             context_length,
         });
         // A causal LM batches through its decode scheduler, not the generic batcher.
-        let is_lm = core.inputs.iter().any(|i| i.name.starts_with("past_key_values."));
-        let batcher = if is_lm { None } else { batch::Batcher::start(&core, spec.batching) };
-        Ok(Arc::new(LoadedGraph { core, batching: spec.batching, batcher, loaded_at: Instant::now(), lm: OnceLock::new() }))
+        let is_lm = core
+            .inputs
+            .iter()
+            .any(|i| i.name.starts_with("past_key_values."));
+        let batcher = if is_lm {
+            None
+        } else {
+            batch::Batcher::start(&core, spec.batching)
+        };
+        Ok(Arc::new(LoadedGraph {
+            core,
+            batching: spec.batching,
+            batcher,
+            loaded_at: Instant::now(),
+            lm: OnceLock::new(),
+        }))
     }
 
     /// Every session in memory, with its provider and counters.
     pub fn loaded(&self) -> Vec<LoadedInfo> {
         let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<LoadedInfo> = map.values().filter_map(|e| e.slot.get()).map(|g| info(g)).collect();
+        let mut v: Vec<LoadedInfo> = map
+            .values()
+            .filter_map(|e| e.slot.get())
+            .map(|g| info(g))
+            .collect();
         v.sort_by(|a, b| a.model.cmp(&b.model));
         v
     }
@@ -794,19 +919,31 @@ fn info(g: &LoadedGraph) -> LoadedInfo {
 fn io_specs(s: &ort::session::Session) -> (Vec<IoSpec>, Vec<IoSpec>) {
     let f = |o: &ort::value::Outlet| {
         let (ty, shape) = match o.dtype() {
-            ort::value::ValueType::Tensor { ty, shape, .. } => (TensorType::from_ort(ty), shape.to_vec()),
+            ort::value::ValueType::Tensor { ty, shape, .. } => {
+                (TensorType::from_ort(ty), shape.to_vec())
+            }
             _ => (None, vec![]),
         };
-        IoSpec { name: o.name().to_string(), ty, shape }
+        IoSpec {
+            name: o.name().to_string(),
+            ty,
+            shape,
+        }
     };
-    (s.inputs().iter().map(f).collect(), s.outputs().iter().map(f).collect())
+    (
+        s.inputs().iter().map(f).collect(),
+        s.outputs().iter().map(f).collect(),
+    )
 }
 
 fn ort_err(code: ErrorCode) -> impl Fn(String) -> NnError {
     move |m| NnError::new(code, m)
 }
 
-fn build_cpu(env: &ort::environment::Environment, bytes: &[u8]) -> Result<ort::session::Session, NnError> {
+fn build_cpu(
+    env: &ort::environment::Environment,
+    bytes: &[u8],
+) -> Result<ort::session::Session, NnError> {
     build(env, bytes, Provider::Cpu, false, None)
 }
 
@@ -821,7 +958,9 @@ fn build(
     let b = ort::session::Session::builder(env)
         .map_err(|e| e.to_string())
         .map_err(ort_err(ErrorCode::RuntimeError))?;
-    let b = b.with_no_environment_execution_providers().map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?;
+    let b = b
+        .with_no_environment_execution_providers()
+        .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?;
     let mut b = match p {
         Provider::Cpu => b,
         Provider::Cuda => b
@@ -844,8 +983,12 @@ fn build(
     if bytes.len() < 2 {
         return Err(NnError::new(ErrorCode::InvalidEncoding, "model is empty"));
     }
-    b.commit_from_memory(bytes)
-        .map_err(|e| NnError::new(ErrorCode::InvalidEncoding, format!("not a loadable ONNX model: {e}")))
+    b.commit_from_memory(bytes).map_err(|e| {
+        NnError::new(
+            ErrorCode::InvalidEncoding,
+            format!("not a loadable ONNX model: {e}"),
+        )
+    })
 }
 
 /// What the unit tests that need ONNX Runtime share: the library from `ORT_DYLIB_PATH`
@@ -858,24 +1001,29 @@ pub(crate) mod test_support {
     pub fn models_dir() -> PathBuf {
         match std::env::var_os("HELIXFLOW_MODELS_DIR") {
             Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => panic!("HELIXFLOW_MODELS_DIR is not set: run scripts/test.sh, or `source` scripts/lib.sh and call ensure_nn"),
+            _ => panic!(
+                "HELIXFLOW_MODELS_DIR is not set: run scripts/test.sh, or `source` scripts/lib.sh and call ensure_nn"
+            ),
         }
     }
 
     pub fn env() -> ort::environment::Environment {
-        environment(&NnConfig::default()).unwrap_or_else(|e| panic!("{e} (scripts/test.sh sets ORT_DYLIB_PATH)"))
+        environment(&NnConfig::default())
+            .unwrap_or_else(|e| panic!("{e} (scripts/test.sh sets ORT_DYLIB_PATH)"))
     }
 
     /// A CPU session of `{HELIXFLOW_MODELS_DIR}/{file}`.
     pub fn session(file: &str) -> ort::session::Session {
         let p = models_dir().join(file);
-        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", p.display()));
+        let bytes = std::fs::read(&p)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", p.display()));
         build_cpu(&env(), &bytes).unwrap_or_else(|e| panic!("{file}: {e}"))
     }
 
     pub fn inference(cfg: NnConfig) -> Arc<Inference> {
         let _ = env();
-        Inference::new(cfg, Arc::new(dir_source::DirModels::new(models_dir()))).unwrap_or_else(|e| panic!("{e}"))
+        Inference::new(cfg, Arc::new(dir_source::DirModels::new(models_dir())))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -889,17 +1037,33 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn sessions_in_use_are_not_evicted() {
         // Every session counts at least 1 MiB: a 1 MiB budget holds one.
-        let inf = test_support::inference(NnConfig { session_budget_bytes: 1 << 20, ..Default::default() });
+        let inf = test_support::inference(NnConfig {
+            session_budget_bytes: 1 << 20,
+            ..Default::default()
+        });
         let held = inf.graph_by_name("t", "identity_fp32").await.unwrap();
         let other = inf.graph_by_name("t", "identity_i32").await.unwrap();
         drop(other);
-        assert_eq!(inf.evictions.load(Ordering::Relaxed), 0, "the held session was not evicted");
+        assert_eq!(
+            inf.evictions.load(Ordering::Relaxed),
+            0,
+            "the held session was not evicted"
+        );
         let again = inf.graph_by_name("t", "identity_fp32").await.unwrap();
-        assert!(Arc::ptr_eq(&held, &again), "the same session, not a second one");
+        assert!(
+            Arc::ptr_eq(&held, &again),
+            "the same session, not a second one"
+        );
         assert_eq!(inf.loads.load(Ordering::Relaxed), 2);
         // Loading it again put the cache over budget, and now identity_i32 is not held: it goes.
         assert_eq!(inf.evictions.load(Ordering::Relaxed), 1);
-        assert_eq!(inf.loaded().iter().map(|l| l.model.as_str()).collect::<Vec<_>>(), vec!["identity_fp32"]);
+        assert_eq!(
+            inf.loaded()
+                .iter()
+                .map(|l| l.model.as_str())
+                .collect::<Vec<_>>(),
+            vec!["identity_fp32"]
+        );
         drop((held, again));
         // Nobody holds identity_fp32 now: loading another model evicts it.
         let _i64 = inf.graph_by_name("t", "identity_i64").await.unwrap();
@@ -912,12 +1076,25 @@ mod tests {
     async fn bool_inputs_other_than_0_or_1_are_refused() {
         let inf = test_support::inference(NnConfig::default());
         let g = inf.graph_by_name("t", "not_bool").await.unwrap();
-        let x = |data: Vec<u8>| vec![("x".to_string(), Tensor { ty: TensorType::U8, dims: vec![1, 4], data })];
+        let x = |data: Vec<u8>| {
+            vec![(
+                "x".to_string(),
+                Tensor {
+                    ty: TensorType::U8,
+                    dims: vec![1, 4],
+                    data,
+                },
+            )]
+        };
         let out = g.compute(x(vec![0, 1, 1, 0])).await.unwrap();
         assert_eq!(out[0].1.data, vec![1, 0, 0, 1]);
         let e = g.compute(x(vec![0, 7, 1, 0])).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
         assert!(e.message.contains("element 1 is 7"), "{}", e.message);
-        assert_eq!(g.core.stats.runs.load(Ordering::Relaxed), 1, "the bad request never reached ONNX Runtime");
+        assert_eq!(
+            g.core.stats.runs.load(Ordering::Relaxed),
+            1,
+            "the bad request never reached ONNX Runtime"
+        );
     }
 }

@@ -25,7 +25,10 @@ impl HasData for HasLlm {
 }
 
 /// Adds `helixflow:llm/sequence` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> NnView<'_>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> NnView<'_>,
+) -> wasmtime::Result<()> {
     wit::add_to_linker::<T, HasLlm>(linker, get)
 }
 
@@ -35,15 +38,23 @@ fn to_wit(e: NnError) -> wit::Error {
         ErrorCode::InvalidArgument | ErrorCode::InvalidEncoding => wit::ErrorCode::InvalidArgument,
         ErrorCode::TooLarge => wit::ErrorCode::TooLarge,
         ErrorCode::UnsupportedOperation | ErrorCode::Security => wit::ErrorCode::Unsupported,
-        ErrorCode::Timeout | ErrorCode::RuntimeError | ErrorCode::Unknown => wit::ErrorCode::RuntimeError,
+        ErrorCode::Timeout | ErrorCode::RuntimeError | ErrorCode::Unknown => {
+            wit::ErrorCode::RuntimeError
+        }
     };
-    wit::Error { code, message: e.message }
+    wit::Error {
+        code,
+        message: e.message,
+    }
 }
 
 impl wit::Host for NnView<'_> {}
 
 impl wit::HostSequence for NnView<'_> {
-    async fn open(&mut self, model: String) -> wasmtime::Result<Result<Resource<generate::Sequence>, wit::Error>> {
+    async fn open(
+        &mut self,
+        model: String,
+    ) -> wasmtime::Result<Result<Resource<generate::Sequence>, wit::Error>> {
         let inf = match self.count() {
             Ok(i) => i,
             Err(e) => return Ok(Err(to_wit(e))),
@@ -51,7 +62,10 @@ impl wit::HostSequence for NnView<'_> {
         if self.ctx.sequences >= inf.config().max_sequences_per_invocation {
             return Ok(Err(to_wit(NnError::new(
                 ErrorCode::UnsupportedOperation,
-                format!("at most {} sequences may be open at once in one invocation", inf.config().max_sequences_per_invocation),
+                format!(
+                    "at most {} sequences may be open at once in one invocation",
+                    inf.config().max_sequences_per_invocation
+                ),
             ))));
         }
         let lm = match inf.causal_lm(&self.ctx.tenant, &model).await {
@@ -74,7 +88,11 @@ impl wit::HostSequence for NnView<'_> {
         Ok(self.table.get(&s)?.len() as u32)
     }
 
-    async fn feed(&mut self, s: Resource<generate::Sequence>, tokens: Vec<u32>) -> wasmtime::Result<Result<Vec<f32>, wit::Error>> {
+    async fn feed(
+        &mut self,
+        s: Resource<generate::Sequence>,
+        tokens: Vec<u32>,
+    ) -> wasmtime::Result<Result<Vec<f32>, wit::Error>> {
         if let Err(e) = self.count() {
             return Ok(Err(to_wit(e)));
         }

@@ -29,7 +29,11 @@ impl TensorType {
 
     /// What the guest sees (`Bool` is `U8` on the wire).
     pub fn wire(self) -> TensorType {
-        if self == TensorType::Bool { TensorType::U8 } else { self }
+        if self == TensorType::Bool {
+            TensorType::U8
+        } else {
+            self
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -81,7 +85,12 @@ pub struct Tensor {
 
 impl Tensor {
     /// Builds a tensor, checking `data` holds exactly dims x element size bytes.
-    pub fn new(dims: Vec<u32>, ty: TensorType, data: Vec<u8>, max_bytes: usize) -> Result<Tensor, NnError> {
+    pub fn new(
+        dims: Vec<u32>,
+        ty: TensorType,
+        data: Vec<u8>,
+        max_bytes: usize,
+    ) -> Result<Tensor, NnError> {
         let t = Tensor { ty, dims, data };
         t.check(max_bytes)?;
         Ok(t)
@@ -90,10 +99,12 @@ impl Tensor {
     /// Checks the byte length against dimensions x element size, and the size limit.
     pub fn check(&self, max_bytes: usize) -> Result<(), NnError> {
         let dims = &self.dims;
-        let need = self
-            .ty
-            .byte_len(&self.shape())
-            .ok_or_else(|| NnError::new(ErrorCode::InvalidArgument, format!("dimensions {dims:?} overflow")))?;
+        let need = self.ty.byte_len(&self.shape()).ok_or_else(|| {
+            NnError::new(
+                ErrorCode::InvalidArgument,
+                format!("dimensions {dims:?} overflow"),
+            )
+        })?;
         if need > max_bytes {
             return Err(NnError::new(
                 ErrorCode::TooLarge,
@@ -103,7 +114,11 @@ impl Tensor {
         if need != self.data.len() {
             return Err(NnError::new(
                 ErrorCode::InvalidArgument,
-                format!("tensor data is {} bytes but dimensions {dims:?} of {} need {need}", self.data.len(), self.ty.name()),
+                format!(
+                    "tensor data is {} bytes but dimensions {dims:?} of {} need {need}",
+                    self.data.len(),
+                    self.ty.name()
+                ),
             ));
         }
         Ok(())
@@ -126,7 +141,13 @@ mod tests {
         assert!(e.message.contains("need 16"), "{}", e.message);
         let e = Tensor::new(vec![1 << 20, 1 << 20], TensorType::I64, vec![], 1 << 30).unwrap_err();
         assert_eq!(e.code, ErrorCode::TooLarge);
-        let e = Tensor::new(vec![u32::MAX, u32::MAX, u32::MAX], TensorType::I64, vec![], usize::MAX).unwrap_err();
+        let e = Tensor::new(
+            vec![u32::MAX, u32::MAX, u32::MAX],
+            TensorType::I64,
+            vec![],
+            usize::MAX,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
     }
 
@@ -158,7 +179,15 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let types = [TensorType::Fp16, TensorType::Fp32, TensorType::Fp64, TensorType::Bf16, TensorType::U8, TensorType::I32, TensorType::I64];
+        let types = [
+            TensorType::Fp16,
+            TensorType::Fp32,
+            TensorType::Fp64,
+            TensorType::Bf16,
+            TensorType::U8,
+            TensorType::I32,
+            TensorType::I64,
+        ];
         let max = 1 << 16;
         let mut accepted = 0;
         for _ in 0..50_000 {
@@ -173,20 +202,28 @@ mod tests {
             let ty = types[(next() as usize) % types.len()];
             // Shapes whose running product overflows are refused even when a later
             // dimension is 0 (ONNX Runtime multiplies them too): a deliberate policy.
-            let want: Option<u128> = dims
-                .iter()
-                .try_fold(ty.size() as u128, |acc, d| acc.checked_mul(u128::from(*d)).filter(|p| *p <= usize::MAX as u128));
+            let want: Option<u128> = dims.iter().try_fold(ty.size() as u128, |acc, d| {
+                acc.checked_mul(u128::from(*d))
+                    .filter(|p| *p <= usize::MAX as u128)
+            });
             let len = match (want, next() % 3) {
                 (Some(w), 0) if w <= 1 << 20 => w as usize,
                 (Some(w), 1) if w > 0 && w <= 1 << 20 => w as usize - 1,
                 _ => (next() % 512) as usize,
             };
-            let t = Tensor { ty, dims: dims.clone(), data: vec![0; len] };
+            let t = Tensor {
+                ty,
+                dims: dims.clone(),
+                data: vec![0; len],
+            };
             let ok = t.check(max).is_ok();
             let expected = want.is_some_and(|w| w == len as u128 && w <= max as u128);
             assert_eq!(ok, expected, "{dims:?} {ty:?} {len}");
             accepted += ok as usize;
         }
-        assert!(accepted > 1000, "the run exercised valid tensors too: {accepted}");
+        assert!(
+            accepted > 1000,
+            "the run exercised valid tensors too: {accepted}"
+        );
     }
 }

@@ -135,7 +135,13 @@ impl Reader {
     }
 
     /// Copy one field whose key was just read, verbatim.
-    fn copy_field(&mut self, field: u64, wire: u64, end: u64, out: &mut Vec<u8>) -> Result<(), SkeletonError> {
+    fn copy_field(
+        &mut self,
+        field: u64,
+        wire: u64,
+        end: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SkeletonError> {
         self.take(12)?;
         put_key(out, field, wire);
         match wire {
@@ -191,7 +197,11 @@ pub(crate) fn write_skeleton(model: &Path, skeleton: &Path) -> Result<usize, Ske
         .to_string();
     let file = std::fs::File::open(model)?;
     let len = file.metadata()?.len();
-    let mut rd = Reader { r: BufReader::with_capacity(1 << 16, file), pos: 0, budget: MAX_SKELETON_BYTES };
+    let mut rd = Reader {
+        r: BufReader::with_capacity(1 << 16, file),
+        pos: 0,
+        budget: MAX_SKELETON_BYTES,
+    };
     let mut out = Vec::new();
     let mut referenced = 0;
     while !rd.at_eof()? {
@@ -210,7 +220,12 @@ pub(crate) fn write_skeleton(model: &Path, skeleton: &Path) -> Result<usize, Ske
     Ok(referenced)
 }
 
-fn graph(rd: &mut Reader, end: u64, location: &str, referenced: &mut usize) -> Result<Vec<u8>, SkeletonError> {
+fn graph(
+    rd: &mut Reader,
+    end: u64,
+    location: &str,
+    referenced: &mut usize,
+) -> Result<Vec<u8>, SkeletonError> {
     let mut out = Vec::new();
     while rd.pos < end {
         let (field, wire) = rd.key()?;
@@ -230,7 +245,12 @@ fn graph(rd: &mut Reader, end: u64, location: &str, referenced: &mut usize) -> R
     Ok(out)
 }
 
-fn tensor(rd: &mut Reader, end: u64, location: &str, referenced: &mut usize) -> Result<Vec<u8>, SkeletonError> {
+fn tensor(
+    rd: &mut Reader,
+    end: u64,
+    location: &str,
+    referenced: &mut usize,
+) -> Result<Vec<u8>, SkeletonError> {
     let mut out = Vec::new();
     let mut raw: Option<(u64, u64)> = None;
     while rd.pos < end {
@@ -266,7 +286,11 @@ fn tensor(rd: &mut Reader, end: u64, location: &str, referenced: &mut usize) -> 
     if let Some((offset, length)) = raw {
         put_key(&mut out, TENSOR_DATA_LOCATION, WIRE_VARINT);
         put_varint(&mut out, DATA_LOCATION_EXTERNAL);
-        for (k, v) in [("location", location.to_string()), ("offset", offset.to_string()), ("length", length.to_string())] {
+        for (k, v) in [
+            ("location", location.to_string()),
+            ("offset", offset.to_string()),
+            ("length", length.to_string()),
+        ] {
             let mut entry = Vec::new();
             put_bytes(&mut entry, 1, k.as_bytes());
             put_bytes(&mut entry, 2, v.as_bytes());
@@ -290,21 +314,40 @@ impl Drop for RemoveOnDrop {
 /// A CPU session for validation only. Pre-packing is off: it copies (and so reads) the
 /// weights of MatMul-like nodes, which a session that only proves the model loads does
 /// not need.
-fn validation_session(env: &ort::environment::Environment, model: &Path) -> Result<ort::session::Session, NnError> {
+fn validation_session(
+    env: &ort::environment::Environment,
+    model: &Path,
+) -> Result<ort::session::Session, NnError> {
     let runtime = |e: String| NnError::new(ErrorCode::RuntimeError, e);
     let b = ort::session::Session::builder(env).map_err(|e| runtime(e.to_string()))?;
-    let b = b.with_no_environment_execution_providers().map_err(|e| runtime(e.to_string()))?;
-    let mut b = b.with_config_entry("session.disable_prepacking", "1").map_err(|e| runtime(e.to_string()))?;
-    b.commit_from_file(model)
-        .map_err(|e| NnError::new(ErrorCode::InvalidEncoding, format!("not a loadable ONNX model: {e}")))
+    let b = b
+        .with_no_environment_execution_providers()
+        .map_err(|e| runtime(e.to_string()))?;
+    let mut b = b
+        .with_config_entry("session.disable_prepacking", "1")
+        .map_err(|e| runtime(e.to_string()))?;
+    b.commit_from_file(model).map_err(|e| {
+        NnError::new(
+            ErrorCode::InvalidEncoding,
+            format!("not a loadable ONNX model: {e}"),
+        )
+    })
 }
 
-fn validate_file_blocking(env: &ort::environment::Environment, model: &Path) -> Result<(Vec<IoSpec>, Vec<IoSpec>), NnError> {
-    let size = std::fs::metadata(model).map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?.len();
+fn validate_file_blocking(
+    env: &ort::environment::Environment,
+    model: &Path,
+) -> Result<(Vec<IoSpec>, Vec<IoSpec>), NnError> {
+    let size = std::fs::metadata(model)
+        .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?
+        .len();
     if size < 2 {
         return Err(NnError::new(ErrorCode::InvalidEncoding, "model is empty"));
     }
-    let name = model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+    let name = model
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model");
     let skeleton = RemoveOnDrop(model.with_file_name(format!(".{name}.skeleton.onnx")));
     let session = match write_skeleton(model, &skeleton.0) {
         Ok(referenced) => {
@@ -322,7 +365,10 @@ fn validate_file_blocking(env: &ort::environment::Environment, model: &Path) -> 
             validation_session(env, model)?
         }
         Err(SkeletonError::Io(e)) => {
-            return Err(NnError::new(ErrorCode::RuntimeError, format!("reading the model file: {e}")));
+            return Err(NnError::new(
+                ErrorCode::RuntimeError,
+                format!("reading the model file: {e}"),
+            ));
         }
     };
     Ok(crate::io_specs(&session))
@@ -377,18 +423,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
         let small = vec![9u8; 10];
-        let file = model_bytes(&[tensor_bytes("big", &big, &[]), tensor_bytes("small", &small, &[])]);
+        let file = model_bytes(&[
+            tensor_bytes("big", &big, &[]),
+            tensor_bytes("small", &small, &[]),
+        ]);
         let model = dir.path().join("m.onnx");
         std::fs::write(&model, &file).unwrap();
         let skel = dir.path().join("s.onnx");
         assert_eq!(write_skeleton(&model, &skel).unwrap(), 1);
         let s = std::fs::read(&skel).unwrap();
-        assert!(s.len() < 400, "the skeleton holds no large weights ({} bytes)", s.len());
+        assert!(
+            s.len() < 400,
+            "the skeleton holds no large weights ({} bytes)",
+            s.len()
+        );
         // The reference names the upload and the exact range of the weights in it.
         let offset = file.windows(big.len()).position(|w| w == &big[..]).unwrap();
         let text = String::from_utf8_lossy(&s);
-        assert!(text.contains("m.onnx") && text.contains(&offset.to_string()) && text.contains("5000"), "{text}");
-        assert!(s.windows(small.len()).any(|w| w == &small[..]), "small tensors stay inline");
+        assert!(
+            text.contains("m.onnx") && text.contains(&offset.to_string()) && text.contains("5000"),
+            "{text}"
+        );
+        assert!(
+            s.windows(small.len()).any(|w| w == &small[..]),
+            "small tensors stay inline"
+        );
         assert!(text.contains("graph-name"));
     }
 
@@ -403,17 +462,33 @@ mod tests {
         let mut extra = Vec::new();
         put_bytes(&mut extra, TENSOR_EXTERNAL_DATA, &ext);
         std::fs::write(&model, model_bytes(&[tensor_bytes("t", &[1, 2], &extra)])).unwrap();
-        assert!(matches!(write_skeleton(&model, &skel), Err(SkeletonError::ExternalData)));
+        assert!(matches!(
+            write_skeleton(&model, &skel),
+            Err(SkeletonError::ExternalData)
+        ));
         let mut loc = Vec::new();
         put_key(&mut loc, TENSOR_DATA_LOCATION, WIRE_VARINT);
         put_varint(&mut loc, 1);
         std::fs::write(&model, model_bytes(&[tensor_bytes("t", &[1, 2], &loc)])).unwrap();
-        assert!(matches!(write_skeleton(&model, &skel), Err(SkeletonError::ExternalData)));
+        assert!(matches!(
+            write_skeleton(&model, &skel),
+            Err(SkeletonError::ExternalData)
+        ));
 
         // Garbage and truncated files: ORT gets the file itself (and refuses it).
-        for bad in [&b"GIF89a not a model"[..], &[0x3a, 0xff, 0xff, 0x03][..], &[0x0b][..]] {
+        for bad in [
+            &b"GIF89a not a model"[..],
+            &[0x3a, 0xff, 0xff, 0x03][..],
+            &[0x0b][..],
+        ] {
             std::fs::write(&model, bad).unwrap();
-            assert!(matches!(write_skeleton(&model, &skel), Err(SkeletonError::Unsupported(_))), "{bad:?}");
+            assert!(
+                matches!(
+                    write_skeleton(&model, &skel),
+                    Err(SkeletonError::Unsupported(_))
+                ),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -45,8 +45,9 @@ impl CompileCacheKey {
     /// A fresh random key: entries written under it verify only in this process.
     pub fn random() -> Result<Self, crate::LoadError> {
         let mut k = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut k)
-            .map_err(|_| crate::LoadError::Internal("no randomness for the compile-cache key".into()))?;
+        aws_lc_rs::rand::fill(&mut k).map_err(|_| {
+            crate::LoadError::Internal("no randomness for the compile-cache key".into())
+        })?;
         Ok(Self::new(k))
     }
 
@@ -88,7 +89,12 @@ impl std::fmt::Display for Rejected {
 }
 
 /// The file contents for `serialized`: itself, its tag, the format marker.
-pub fn seal(key: &CompileCacheKey, engine_hash: &str, sha256: &str, mut serialized: Vec<u8>) -> Vec<u8> {
+pub fn seal(
+    key: &CompileCacheKey,
+    engine_hash: &str,
+    sha256: &str,
+    mut serialized: Vec<u8>,
+) -> Vec<u8> {
     let tag = key.tag(engine_hash, sha256, &serialized);
     serialized.reserve_exact(TAG_LEN + MAGIC.len());
     serialized.extend_from_slice(tag.as_ref());
@@ -98,15 +104,23 @@ pub fn seal(key: &CompileCacheKey, engine_hash: &str, sha256: &str, mut serializ
 
 /// The serialized component in `file` (the whole entry as read), if its tag verifies
 /// for `engine_hash` and `sha256`: the trailer is cut off in place.
-pub fn open(key: &CompileCacheKey, engine_hash: &str, sha256: &str, mut file: Vec<u8>) -> Result<Vec<u8>, Rejected> {
+pub fn open(
+    key: &CompileCacheKey,
+    engine_hash: &str,
+    sha256: &str,
+    mut file: Vec<u8>,
+) -> Result<Vec<u8>, Rejected> {
     let n = file.len();
     if n < TAG_LEN + MAGIC.len() || &file[n - MAGIC.len()..] != MAGIC {
         return Err(Rejected::Unauthenticated);
     }
     let body = n - MAGIC.len() - TAG_LEN;
     let expected = key.tag(engine_hash, sha256, &file[..body]);
-    aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), &file[body..n - MAGIC.len()])
-        .map_err(|_| Rejected::BadTag)?;
+    aws_lc_rs::constant_time::verify_slices_are_equal(
+        expected.as_ref(),
+        &file[body..n - MAGIC.len()],
+    )
+    .map_err(|_| Rejected::BadTag)?;
     file.truncate(body);
     Ok(file)
 }
@@ -127,22 +141,47 @@ mod tests {
         assert_eq!(open(&key, E, S, file.clone()).unwrap(), code);
 
         // Any flipped bit, anywhere, is refused.
-        for i in [0, code.len() / 2, code.len() - 1, code.len() + 3, file.len() - 1] {
+        for i in [
+            0,
+            code.len() / 2,
+            code.len() - 1,
+            code.len() + 3,
+            file.len() - 1,
+        ] {
             let mut bad = file.clone();
             bad[i] ^= 0x01;
-            assert!(open(&key, E, S, bad).is_err(), "flipped byte {i} was accepted");
+            assert!(
+                open(&key, E, S, bad).is_err(),
+                "flipped byte {i} was accepted"
+            );
         }
         // Another key, engine or component: a valid entry moved elsewhere is refused.
-        assert_eq!(open(&CompileCacheKey::new([8; 32]), E, S, file.clone()), Err(Rejected::BadTag));
-        assert_eq!(open(&key, "ffffffffffffffff", S, file.clone()), Err(Rejected::BadTag));
+        assert_eq!(
+            open(&CompileCacheKey::new([8; 32]), E, S, file.clone()),
+            Err(Rejected::BadTag)
+        );
+        assert_eq!(
+            open(&key, "ffffffffffffffff", S, file.clone()),
+            Err(Rejected::BadTag)
+        );
         assert_eq!(open(&key, E, "cd34", file.clone()), Err(Rejected::BadTag));
         // Entries of older versions (no trailer), truncated files, empty files.
-        assert_eq!(open(&key, E, S, code.clone()), Err(Rejected::Unauthenticated));
-        assert_eq!(open(&key, E, S, file[..file.len() - 1].to_vec()), Err(Rejected::Unauthenticated));
+        assert_eq!(
+            open(&key, E, S, code.clone()),
+            Err(Rejected::Unauthenticated)
+        );
+        assert_eq!(
+            open(&key, E, S, file[..file.len() - 1].to_vec()),
+            Err(Rejected::Unauthenticated)
+        );
         assert_eq!(open(&key, E, S, Vec::new()), Err(Rejected::Unauthenticated));
         // A bare trailer authenticates the empty payload only for its own key.
         let empty = seal(&key, E, S, Vec::new());
         assert_eq!(open(&key, E, S, empty).unwrap(), Vec::<u8>::new());
-        assert_eq!(format!("{key:?}"), "CompileCacheKey(..)", "the key never shows in logs");
+        assert_eq!(
+            format!("{key:?}"),
+            "CompileCacheKey(..)",
+            "the key never shows in logs"
+        );
     }
 }

@@ -30,8 +30,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -41,13 +41,25 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 /// IPv4 ranges that are not public unicast (IANA IPv4 Special-Purpose Address Registry,
 /// plus multicast and the reserved block), with why.
 const V4_NON_PUBLIC: &[(Ipv4Net, &str)] = &[
-    (v4net(0, 0, 0, 0, 8), "this network (0.0.0.0/8; connects to the node itself)"),
+    (
+        v4net(0, 0, 0, 0, 8),
+        "this network (0.0.0.0/8; connects to the node itself)",
+    ),
     (v4net(10, 0, 0, 0, 8), "private (RFC 1918)"),
-    (v4net(100, 64, 0, 0, 10), "shared address space (CGNAT, RFC 6598)"),
+    (
+        v4net(100, 64, 0, 0, 10),
+        "shared address space (CGNAT, RFC 6598)",
+    ),
     (v4net(127, 0, 0, 0, 8), "loopback"),
-    (v4net(169, 254, 0, 0, 16), "link-local (incl. the cloud metadata service 169.254.169.254)"),
+    (
+        v4net(169, 254, 0, 0, 16),
+        "link-local (incl. the cloud metadata service 169.254.169.254)",
+    ),
     (v4net(172, 16, 0, 0, 12), "private (RFC 1918)"),
-    (v4net(192, 0, 0, 0, 24), "IETF protocol assignments (192.0.0.0/24)"),
+    (
+        v4net(192, 0, 0, 0, 24),
+        "IETF protocol assignments (192.0.0.0/24)",
+    ),
     (v4net(192, 0, 2, 0, 24), "documentation (TEST-NET-1)"),
     (v4net(192, 88, 99, 0, 24), "6to4 relay anycast (deprecated)"),
     (v4net(192, 168, 0, 0, 16), "private (RFC 1918)"),
@@ -55,28 +67,55 @@ const V4_NON_PUBLIC: &[(Ipv4Net, &str)] = &[
     (v4net(198, 51, 100, 0, 24), "documentation (TEST-NET-2)"),
     (v4net(203, 0, 113, 0, 24), "documentation (TEST-NET-3)"),
     (v4net(224, 0, 0, 0, 4), "multicast"),
-    (v4net(240, 0, 0, 0, 4), "reserved (240.0.0.0/4, incl. broadcast 255.255.255.255)"),
+    (
+        v4net(240, 0, 0, 0, 4),
+        "reserved (240.0.0.0/4, incl. broadcast 255.255.255.255)",
+    ),
 ];
 
 /// IPv6 ranges inside global unicast (2000::/3) that are nevertheless not public.
 const V6_NON_PUBLIC_IN_GLOBAL: &[(Ipv6Net, &str)] = &[
     // Teredo (2001::/32), benchmarking (2001:2::/48), ORCHID, AMT, AS112...: protocol
     // assignments, not servers a function calls; Teredo also tunnels to IPv4.
-    (v6net([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), "IETF protocol assignments (2001::/23, incl. Teredo)"),
-    (v6net([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), "documentation (2001:db8::/32)"),
-    (v6net([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), "documentation (3fff::/20)"),
+    (
+        v6net([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
+        "IETF protocol assignments (2001::/23, incl. Teredo)",
+    ),
+    (
+        v6net([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+        "documentation (2001:db8::/32)",
+    ),
+    (
+        v6net([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),
+        "documentation (3fff::/20)",
+    ),
 ];
 
 /// IPv6 ranges outside global unicast, named for the log (everything outside
 /// 2000::/3 is refused, named or not).
 const V6_NAMED: &[(Ipv6Net, &str)] = &[
-    (v6net([0, 0, 0, 0, 0, 0, 0, 0], 128), "unspecified (::; connects to the node itself)"),
+    (
+        v6net([0, 0, 0, 0, 0, 0, 0, 0], 128),
+        "unspecified (::; connects to the node itself)",
+    ),
     (v6net([0, 0, 0, 0, 0, 0, 0, 1], 128), "loopback"),
-    (v6net([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), "local-use NAT64 (64:ff9b:1::/48)"),
-    (v6net([0x100, 0, 0, 0, 0, 0, 0, 0], 64), "discard-only (100::/64)"),
-    (v6net([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), "unique-local (fc00::/7, incl. the metadata service fd00:ec2::254)"),
+    (
+        v6net([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+        "local-use NAT64 (64:ff9b:1::/48)",
+    ),
+    (
+        v6net([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
+        "discard-only (100::/64)",
+    ),
+    (
+        v6net([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+        "unique-local (fc00::/7, incl. the metadata service fd00:ec2::254)",
+    ),
     (v6net([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
-    (v6net([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), "site-local (deprecated)"),
+    (
+        v6net([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
+        "site-local (deprecated)",
+    ),
     (v6net([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
 ];
 
@@ -85,7 +124,10 @@ const fn v4net(a: u8, b: u8, c: u8, d: u8, len: u8) -> Ipv4Net {
 }
 
 const fn v6net(s: [u16; 8], len: u8) -> Ipv6Net {
-    Ipv6Net::new_assert(Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]), len)
+    Ipv6Net::new_assert(
+        Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
+        len,
+    )
 }
 
 /// The address a connection to `ip` really reaches: an IPv4-mapped (`::ffff:a.b.c.d`)
@@ -113,20 +155,30 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// judged as that IPv4 address.
 pub fn non_public_reason(ip: IpAddr) -> Option<&'static str> {
     match canonical(ip) {
-        IpAddr::V4(v4) => V4_NON_PUBLIC.iter().find(|(net, _)| net.contains(&v4)).map(|(_, why)| *why),
+        IpAddr::V4(v4) => V4_NON_PUBLIC
+            .iter()
+            .find(|(net, _)| net.contains(&v4))
+            .map(|(_, why)| *why),
         IpAddr::V6(v6) => {
             let s = v6.segments();
             // NAT64 well-known prefix: the gateway connects to the embedded IPv4.
             if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                return non_public_reason(IpAddr::V4(Ipv4Addr::from(((s[6] as u32) << 16) | s[7] as u32)));
+                return non_public_reason(IpAddr::V4(Ipv4Addr::from(
+                    ((s[6] as u32) << 16) | s[7] as u32,
+                )));
             }
             // 6to4: 2002:AABB:CCDD::/48 embeds AA.BB.CC.DD.
             if s[0] == 0x2002 {
-                return non_public_reason(IpAddr::V4(Ipv4Addr::from(((s[1] as u32) << 16) | s[2] as u32)));
+                return non_public_reason(IpAddr::V4(Ipv4Addr::from(
+                    ((s[1] as u32) << 16) | s[2] as u32,
+                )));
             }
             let global_unicast = (s[0] & 0xe000) == 0x2000;
             if global_unicast {
-                return V6_NON_PUBLIC_IN_GLOBAL.iter().find(|(net, _)| net.contains(&v6)).map(|(_, why)| *why);
+                return V6_NON_PUBLIC_IN_GLOBAL
+                    .iter()
+                    .find(|(net, _)| net.contains(&v6))
+                    .map(|(_, why)| *why);
             }
             Some(
                 V6_NAMED
@@ -157,7 +209,10 @@ impl EgressStats {
     pub fn denials(&self) -> [(&'static str, u64); 2] {
         [
             ("not_allowed", self.not_allowed.load(Ordering::Relaxed)),
-            ("private_address", self.private_address.load(Ordering::Relaxed)),
+            (
+                "private_address",
+                self.private_address.load(Ordering::Relaxed),
+            ),
         ]
     }
     pub(crate) fn count_not_allowed(&self) {
@@ -190,20 +245,34 @@ impl Egress {
                     .map_err(|_| format!("{ip}/{len} is not a CIDR range"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS client configuration: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Egress { allow_private, stats: Arc::default(), tls: Arc::new(tls) })
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS client configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Egress {
+            allow_private,
+            stats: Arc::default(),
+            tls: Arc::new(tls),
+        })
     }
 
     /// May a guest connect to `ip`? `Err` carries why not.
     pub fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
-        let Some(why) = non_public_reason(ip) else { return Ok(()) };
+        let Some(why) = non_public_reason(ip) else {
+            return Ok(());
+        };
         let canon = canonical(ip);
-        if self.allow_private.iter().any(|n| n.contains(&canon) || n.contains(&ip)) {
+        if self
+            .allow_private
+            .iter()
+            .any(|n| n.contains(&canon) || n.contains(&ip))
+        {
             return Ok(());
         }
         Err(why)
@@ -212,7 +281,9 @@ impl Egress {
     /// Checks every address a host resolved to: the first refused one, with why, or
     /// `Ok` when all of them may be reached.
     pub fn check_all(&self, addrs: &[SocketAddr]) -> Result<(), (SocketAddr, &'static str)> {
-        addrs.iter().try_for_each(|a| self.check(a.ip()).map_err(|why| (*a, why)))
+        addrs
+            .iter()
+            .try_for_each(|a| self.check(a.ip()).map_err(|why| (*a, why)))
     }
 }
 
@@ -228,7 +299,10 @@ pub struct Caller {
 /// else goes to the system resolver, which may well turn `0x7f.1` or `2130706433` into
 /// 127.0.0.1: the caller checks what comes back, never the spelling.
 pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
@@ -239,7 +313,10 @@ trait TokioStream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 impl<T> TokioStream for T where T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 
 /// The outcome of [`send`]: the response and the connection's I/O future.
-pub(crate) type Sent = (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>);
+pub(crate) type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+);
 
 /// Sends a guest's outbound request (already on its function's allow-list) after
 /// checking where it would go: resolves the host once, refuses (`HttpRequestDenied`,
@@ -258,18 +335,34 @@ pub(crate) async fn send(
     let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
     let use_tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
     let host = authority.host().to_string();
-    let port = authority.port_u16().unwrap_or(if use_tls { 443 } else { 80 });
-    let connect_timeout = options.and_then(|r| r.connect_timeout).unwrap_or(Duration::from_secs(600));
-    let first_byte_timeout = options.and_then(|r| r.first_byte_timeout).unwrap_or(Duration::from_secs(600));
-    let between_bytes_timeout = options.and_then(|r| r.between_bytes_timeout).unwrap_or(Duration::from_secs(600));
+    let port = authority
+        .port_u16()
+        .unwrap_or(if use_tls { 443 } else { 80 });
+    let connect_timeout = options
+        .and_then(|r| r.connect_timeout)
+        .unwrap_or(Duration::from_secs(600));
+    let first_byte_timeout = options
+        .and_then(|r| r.first_byte_timeout)
+        .unwrap_or(Duration::from_secs(600));
+    let between_bytes_timeout = options
+        .and_then(|r| r.between_bytes_timeout)
+        .unwrap_or(Duration::from_secs(600));
 
     let addrs = match tokio::time::timeout(connect_timeout, resolve(&host, port)).await {
         Err(_) => return Err(Error::DnsTimeout),
         Ok(Err(e)) => {
             tracing::debug!(tenant = %caller.tenant, function = %caller.function, %host, error = %e, "outbound request: name did not resolve");
-            return Err(Error::DnsError { rcode: None, info_code: None });
+            return Err(Error::DnsError {
+                rcode: None,
+                info_code: None,
+            });
         }
-        Ok(Ok(addrs)) if addrs.is_empty() => return Err(Error::DnsError { rcode: None, info_code: None }),
+        Ok(Ok(addrs)) if addrs.is_empty() => {
+            return Err(Error::DnsError {
+                rcode: None,
+                info_code: None,
+            });
+        }
         Ok(Ok(addrs)) => addrs,
     };
     if let Err((addr, reason)) = egress.check_all(&addrs) {
@@ -290,7 +383,10 @@ pub(crate) async fn send(
         Err(_) => return Err(Error::ConnectionTimeout),
     };
     let stream: Box<dyn TokioStream> = if use_tls {
-        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&host);
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&host);
         let name = rustls::pki_types::ServerName::try_from(bare.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(egress.tls.clone());
         match tokio::time::timeout(connect_timeout, connector.connect(name, stream)).await {
@@ -302,7 +398,8 @@ pub(crate) async fn send(
     };
     let (mut sender, conn) = tokio::time::timeout(
         connect_timeout,
-        hyper::client::conn::http1::Builder::new().handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
+        hyper::client::conn::http1::Builder::new()
+            .handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
@@ -332,7 +429,9 @@ pub(crate) async fn send(
     let res = poll_fn(|cx| match send.as_mut().poll(cx) {
         Poll::Ready(r) => Poll::Ready(r),
         Poll::Pending => {
-            let Some(fut) = conn.as_mut() else { return Poll::Pending };
+            let Some(fut) = conn.as_mut() else {
+                return Poll::Pending;
+            };
             let res = ready!(Pin::new(fut).poll(cx));
             conn = None;
             match res {
@@ -343,7 +442,9 @@ pub(crate) async fn send(
     })
     .await?;
     let io = async move {
-        let Some(conn) = conn.take() else { return Ok(()) };
+        let Some(conn) = conn.take() else {
+            return Ok(());
+        };
         match conn.await {
             Err(err) if err.is_timeout() => Err(Error::HttpResponseTimeout),
             Err(err) => Err(err.into()),
@@ -377,12 +478,17 @@ impl http_body::Body for IncomingResponseBody {
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.incoming).poll_frame(cx) {
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Ready(Some(Err(err))) => {
-                Poll::Ready(Some(Err(if err.is_timeout() { Error::HttpResponseTimeout } else { Error::from(err) })))
-            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(if err.is_timeout() {
+                Error::HttpResponseTimeout
+            } else {
+                Error::from(err)
+            }))),
             Poll::Ready(Some(Ok(frame))) => {
                 self.timeout.reset();
                 Poll::Ready(Some(Ok(frame)))
@@ -511,7 +617,11 @@ mod tests {
             "64:ff9b::808:808",
             "2002:808:808::1",
         ] {
-            assert!(is_public(ip(s)), "{s} must be public: {:?}", non_public_reason(ip(s)));
+            assert!(
+                is_public(ip(s)),
+                "{s} must be public: {:?}",
+                non_public_reason(ip(s))
+            );
         }
     }
 
@@ -528,14 +638,27 @@ mod tests {
     #[test]
     fn only_the_node_can_opt_ranges_in() {
         let none = Egress::new(&[]).unwrap();
-        for s in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "10.0.0.1", "fd00:ec2::254"] {
+        for s in [
+            "127.0.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "169.254.169.254",
+            "10.0.0.1",
+            "fd00:ec2::254",
+        ] {
             assert!(none.check(ip(s)).is_err(), "{s} refused by default");
         }
         assert!(none.check(ip("8.8.8.8")).is_ok());
         let loopback = Egress::new(&[(ip("127.0.0.0"), 8)]).unwrap();
         assert!(loopback.check(ip("127.0.0.1")).is_ok());
-        assert!(loopback.check(ip("::ffff:127.0.0.1")).is_ok(), "mapped form matches the IPv4 range");
-        assert!(loopback.check(ip("::1")).is_err(), "an IPv4 range does not open IPv6 loopback");
+        assert!(
+            loopback.check(ip("::ffff:127.0.0.1")).is_ok(),
+            "mapped form matches the IPv4 range"
+        );
+        assert!(
+            loopback.check(ip("::1")).is_err(),
+            "an IPv4 range does not open IPv6 loopback"
+        );
         assert!(loopback.check(ip("169.254.169.254")).is_err());
         assert!(loopback.check(ip("10.0.0.1")).is_err());
         // Host bits in the configured range are ignored.
@@ -563,9 +686,18 @@ mod tests {
     async fn names_resolving_to_loopback_and_odd_ip_spellings_are_refused() {
         let e = Egress::new(&[]).unwrap();
         // Literals need no resolver.
-        assert_eq!(resolve("[::1]", 81).await.unwrap(), vec![SocketAddr::new(ip("::1"), 81)]);
-        assert_eq!(resolve("[::ffff:127.0.0.1]", 81).await.unwrap(), vec![SocketAddr::new(ip("::ffff:127.0.0.1"), 81)]);
-        assert_eq!(resolve("127.0.0.1", 82).await.unwrap(), vec![SocketAddr::new(ip("127.0.0.1"), 82)]);
+        assert_eq!(
+            resolve("[::1]", 81).await.unwrap(),
+            vec![SocketAddr::new(ip("::1"), 81)]
+        );
+        assert_eq!(
+            resolve("[::ffff:127.0.0.1]", 81).await.unwrap(),
+            vec![SocketAddr::new(ip("::ffff:127.0.0.1"), 81)]
+        );
+        assert_eq!(
+            resolve("127.0.0.1", 82).await.unwrap(),
+            vec![SocketAddr::new(ip("127.0.0.1"), 82)]
+        );
         // A DNS name resolving to loopback (via /etc/hosts here; a tenant's own DNS
         // server answers the same way).
         let addrs = resolve("localhost", 80).await.unwrap();
@@ -575,7 +707,10 @@ mod tests {
         // address is refused; if it does not, there is nothing to connect to.
         for odd in ["0x7f.1", "2130706433", "0177.0.0.1", "127.1"] {
             if let Ok(addrs) = resolve(odd, 80).await {
-                assert!(addrs.is_empty() || e.check_all(&addrs).is_err(), "{odd} -> {addrs:?}");
+                assert!(
+                    addrs.is_empty() || e.check_all(&addrs).is_err(),
+                    "{odd} -> {addrs:?}"
+                );
             }
         }
     }
@@ -592,7 +727,11 @@ mod tests {
                 h.fetch_add(1, Ordering::SeqCst);
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
             }
         });
         (port, hits)
@@ -600,7 +739,11 @@ mod tests {
 
     fn get(url: &str) -> http::Request<WasiBody> {
         http::Request::get(url)
-            .body(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync())
+            .body(
+                http_body_util::Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
             .unwrap()
     }
 
@@ -608,21 +751,46 @@ mod tests {
     async fn send_refuses_loopback_without_connecting_and_reaches_it_when_the_node_opts_in() {
         let (port, hits) = server().await;
         let strict = Arc::new(Egress::new(&[]).unwrap());
-        for url in [format!("http://localhost:{port}/"), format!("http://127.0.0.1:{port}/"), format!("http://[::ffff:127.0.0.1]:{port}/")] {
+        for url in [
+            format!("http://localhost:{port}/"),
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+        ] {
             let r = send(strict.clone(), Caller::default(), get(&url), None).await;
-            assert!(matches!(r, Err(Error::HttpRequestDenied)), "{url}: {:?}", r.err());
+            assert!(
+                matches!(r, Err(Error::HttpRequestDenied)),
+                "{url}: {:?}",
+                r.err()
+            );
         }
-        assert_eq!(strict.stats.denials(), [("not_allowed", 0), ("private_address", 3)]);
+        assert_eq!(
+            strict.stats.denials(),
+            [("not_allowed", 0), ("private_address", 3)]
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(hits.load(Ordering::SeqCst), 0, "a refused request never connects");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            0,
+            "a refused request never connects"
+        );
 
         let open = Arc::new(Egress::new(&[(ip("127.0.0.0"), 8)]).unwrap());
-        let (res, io) = send(open.clone(), Caller::default(), get(&format!("http://localhost:{port}/x?y=1")), None).await.unwrap();
+        let (res, io) = send(
+            open.clone(),
+            Caller::default(),
+            get(&format!("http://localhost:{port}/x?y=1")),
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(res.status(), 200);
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"ok");
         let _ = Pin::from(io).await;
         assert_eq!(hits.load(Ordering::SeqCst), 1);
-        assert_eq!(open.stats.denials(), [("not_allowed", 0), ("private_address", 0)]);
+        assert_eq!(
+            open.stats.denials(),
+            [("not_allowed", 0), ("private_address", 0)]
+        );
     }
 }

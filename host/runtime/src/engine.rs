@@ -119,9 +119,11 @@ impl Inner {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(internal)?;
-        helixflow_nn::host::add_to_linker(&mut linker, |s: &mut HostState| helixflow_nn::host::NnView {
-            ctx: &mut s.nn,
-            table: &mut s.table,
+        helixflow_nn::host::add_to_linker(&mut linker, |s: &mut HostState| {
+            helixflow_nn::host::NnView {
+                ctx: &mut s.nn,
+                table: &mut s.table,
+            }
         })
         .map_err(internal)?;
 
@@ -132,7 +134,9 @@ impl Inner {
             format!("{:016x}", h.finish())
         };
         if config.cache_dir.is_some() && config.cache_key.is_none() {
-            tracing::warn!("compile cache disabled: it needs a cache key to authenticate its entries");
+            tracing::warn!(
+                "compile cache disabled: it needs a cache key to authenticate its entries"
+            );
         }
 
         let egress = crate::egress::Egress::new(&config.allow_private)
@@ -245,7 +249,9 @@ impl Inner {
     /// replaced by a fresh compile. Without a cache key the disk cache is not used.
     fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, LoadError> {
         let cache = match (&self.config.cache_dir, &self.config.cache_key) {
-            (Some(dir), Some(key)) => Some((crate::cache::path(dir, &self.engine_hash, sha256), key)),
+            (Some(dir), Some(key)) => {
+                Some((crate::cache::path(dir, &self.engine_hash, sha256), key))
+            }
             _ => None,
         };
         if let Some((path, key)) = &cache {
@@ -385,7 +391,10 @@ impl Inner {
             hooks: SandboxHooks {
                 allow: env.allow_outbound.clone(),
                 egress: self.egress.clone(),
-                caller: crate::egress::Caller { tenant: env.tenant.clone(), function: env.function.clone() },
+                caller: crate::egress::Caller {
+                    tenant: env.tenant.clone(),
+                    function: env.function.clone(),
+                },
             },
             nn: helixflow_nn::host::NnCtx::new(self.inference.clone(), env.tenant.clone()),
             limiter: MemoryLimiter {
@@ -529,7 +538,8 @@ mod tests {
             let _ = std::fs::remove_file(&pin);
             std::fs::hard_link(&path, &pin).unwrap();
         };
-        let rewritten = || std::fs::metadata(&path).unwrap().ino() != std::fs::metadata(&pin).unwrap().ino();
+        let rewritten =
+            || std::fs::metadata(&path).unwrap().ino() != std::fs::metadata(&pin).unwrap().ino();
         let opens = |key: &crate::CompileCacheKey, sha: &str| {
             crate::cache::open(key, &inner.engine_hash, sha, std::fs::read(&path).unwrap()).is_ok()
         };
@@ -572,7 +582,11 @@ mod tests {
         assert!(opens(&key_a, "aa"));
 
         // An entry from before authentication (bare `serialize` output) is recompiled.
-        std::fs::write(&path, inner2.compile("aa", &wasm).unwrap().serialize().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            inner2.compile("aa", &wasm).unwrap().serialize().unwrap(),
+        )
+        .unwrap();
         pin_entry();
         inner2.compile("aa", &wasm).unwrap();
         assert!(rewritten());
@@ -580,7 +594,11 @@ mod tests {
 
         // Without a key the disk cache is not used at all.
         let nokey = Inner::new(
-            RuntimeConfig { cache_dir: Some(dir.path().join("nokey")), max_instances: 2, ..Default::default() },
+            RuntimeConfig {
+                cache_dir: Some(dir.path().join("nokey")),
+                max_instances: 2,
+                ..Default::default()
+            },
             None,
         )
         .unwrap();

@@ -26,8 +26,8 @@ mod event;
 mod http;
 mod state;
 
-pub use egress::EgressStats;
 pub use cache::CompileCacheKey;
+pub use egress::EgressStats;
 pub use engine::RuntimeConfig;
 pub use event::{EventContext, EventOutput};
 pub use http::{InvocationReport, ReportSink};

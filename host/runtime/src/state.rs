@@ -66,7 +66,11 @@ pub struct SandboxHooks {
 fn split_port(s: &str) -> (String, Option<String>) {
     let s = s.to_ascii_lowercase();
     match s.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) => {
+        Some((h, p))
+            if !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
             (h.to_string(), Some(p.to_string()))
         }
         _ => (s, None),
@@ -82,7 +86,11 @@ pub fn outbound_allowed(allow: &[String], authority: &str) -> bool {
         let host_ok = match rule_host.strip_prefix("*.") {
             // Wildcards name DNS subdomains, never IP literals (`*.0.0.1` must not
             // allow 127.0.0.1).
-            Some(suffix) => host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') && host.ends_with(&format!(".{suffix}")),
+            Some(suffix) => {
+                host.parse::<std::net::IpAddr>().is_err()
+                    && !host.starts_with('[')
+                    && host.ends_with(&format!(".{suffix}"))
+            }
             None => rule_host == host,
         };
         host_ok && (rule_port.is_none() || rule_port == port)
@@ -106,7 +114,11 @@ impl WasiHttpHooks for SandboxHooks {
                 >,
             > + Send,
     > {
-        let authority = request.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
         // Userinfo (`user@host`) would make the allow-list see one host and the
         // connection another: refuse it outright.
         if authority.contains('@') {
@@ -123,7 +135,12 @@ impl WasiHttpHooks for SandboxHooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         // On the allow-list: now check where the name really leads, and connect there.
-        Box::new(crate::egress::send(self.egress.clone(), self.caller.clone(), request, options))
+        Box::new(crate::egress::send(
+            self.egress.clone(),
+            self.caller.clone(),
+            request,
+            options,
+        ))
     }
 }
 
@@ -267,7 +284,11 @@ mod tests {
 
     #[test]
     fn outbound_allow_list_matches_hosts_ports_and_subdomains() {
-        let allow = vec!["api.example.com".to_string(), "127.0.0.1:8080".to_string(), "*.internal.test".to_string()];
+        let allow = vec![
+            "api.example.com".to_string(),
+            "127.0.0.1:8080".to_string(),
+            "*.internal.test".to_string(),
+        ];
         assert!(outbound_allowed(&allow, "api.example.com"));
         assert!(outbound_allowed(&allow, "API.example.com:443"));
         assert!(outbound_allowed(&allow, "127.0.0.1:8080"));
@@ -278,7 +299,10 @@ mod tests {
         assert!(!outbound_allowed(&allow, "evil-example.com"));
         assert!(!outbound_allowed(&allow, "api.example.com.evil.net"));
         assert!(!outbound_allowed(&[], "api.example.com"));
-        assert!(!outbound_allowed(&["*.0.0.1".to_string()], "127.0.0.1:80"), "wildcards never match IP literals");
+        assert!(
+            !outbound_allowed(&["*.0.0.1".to_string()], "127.0.0.1:80"),
+            "wildcards never match IP literals"
+        );
     }
 
     #[test]

@@ -100,7 +100,13 @@ impl Revocable for AccessKeyRecord {
 
 impl Registry {
     /// Writes a credential record and its global id index in one transaction.
-    async fn add_credential<T: Serialize>(&self, kind: (&str, &str, &str), tenant: &str, id: &str, rec: &T) -> Result<()> {
+    async fn add_credential<T: Serialize>(
+        &self,
+        kind: (&str, &str, &str),
+        tenant: &str,
+        id: &str,
+        rec: &T,
+    ) -> Result<()> {
         self.tenant(tenant).await?;
         let ops = vec![
             WriteOp::Put {
@@ -118,44 +124,79 @@ impl Registry {
         ];
         match self.store().transact(ops).await {
             Ok(()) => Ok(()),
-            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!("{} id collision; retry", kind.2))),
+            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!(
+                "{} id collision; retry",
+                kind.2
+            ))),
             Err(e) => Err(e.into()),
         }
     }
 
     /// A credential by id, wherever it lives (`None`: no such credential).
-    async fn credential<T: for<'de> Deserialize<'de>>(&self, kind: (&str, &str, &str), id: &str) -> Result<Option<T>> {
-        let Some(idx) = self.store().get(kind.1, id).await? else { return Ok(None) };
-        let Some(tenant) = idx.str("tenant").map(str::to_string) else { return Ok(None) };
-        match self.store().get(&format!("T#{tenant}"), &format!("{}{id}", kind.0)).await? {
+    async fn credential<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: (&str, &str, &str),
+        id: &str,
+    ) -> Result<Option<T>> {
+        let Some(idx) = self.store().get(kind.1, id).await? else {
+            return Ok(None);
+        };
+        let Some(tenant) = idx.str("tenant").map(str::to_string) else {
+            return Ok(None);
+        };
+        match self
+            .store()
+            .get(&format!("T#{tenant}"), &format!("{}{id}", kind.0))
+            .await?
+        {
             Some(i) => Ok(Some(from(&i)?)),
             None => Ok(None),
         }
     }
 
-    async fn credentials<T: for<'de> Deserialize<'de>>(&self, kind: (&str, &str, &str), tenant: &str) -> Result<Vec<T>> {
+    async fn credentials<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: (&str, &str, &str),
+        tenant: &str,
+    ) -> Result<Vec<T>> {
         self.tenant(tenant).await?;
-        self.store().query_all(&format!("T#{tenant}"), kind.0).await?.iter().map(from).collect()
+        self.store()
+            .query_all(&format!("T#{tenant}"), kind.0)
+            .await?
+            .iter()
+            .map(from)
+            .collect()
     }
 
     /// Marks a credential revoked (the record stays, for the audit trail).
-    async fn revoke_credential<T: Revocable>(&self, kind: (&str, &str, &str), tenant: &str, id: &str) -> Result<T> {
+    async fn revoke_credential<T: Revocable>(
+        &self,
+        kind: (&str, &str, &str),
+        tenant: &str,
+        id: &str,
+    ) -> Result<T> {
         let pk = format!("T#{tenant}");
         let sk = format!("{}{id}", kind.0);
-        let item = self
-            .store()
-            .get(&pk, &sk)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("no {} {id:?} in tenant {tenant:?}", kind.2)))?;
+        let item = self.store().get(&pk, &sk).await?.ok_or_else(|| {
+            RegistryError::NotFound(format!("no {} {id:?} in tenant {tenant:?}", kind.2))
+        })?;
         let mut rec: T = from(&item)?;
         rec.revoke();
-        self.store().put(&pk, &sk, crate::registry::attrs_of(&rec)?, Condition::VersionIs(item.version)).await?;
+        self.store()
+            .put(
+                &pk,
+                &sk,
+                crate::registry::attrs_of(&rec)?,
+                Condition::VersionIs(item.version),
+            )
+            .await?;
         Ok(rec)
     }
 
     /// Records a new key (its hash) for `rec.tenant`.
     pub async fn add_key(&self, rec: &KeyRecord) -> Result<()> {
-        self.add_credential(API_KEY, &rec.tenant, &rec.prefix, rec).await
+        self.add_credential(API_KEY, &rec.tenant, &rec.prefix, rec)
+            .await
     }
 
     /// The key with this prefix, wherever it lives (`None`: no such key).
@@ -174,7 +215,8 @@ impl Registry {
 
     /// Records a new SigV4 access key pair for `rec.tenant`.
     pub async fn add_access_key(&self, rec: &AccessKeyRecord) -> Result<()> {
-        self.add_credential(ACCESS_KEY, &rec.tenant, &rec.access_key_id, rec).await
+        self.add_credential(ACCESS_KEY, &rec.tenant, &rec.access_key_id, rec)
+            .await
     }
 
     /// The access key with this id, wherever it lives (`None`: no such key).
@@ -194,18 +236,30 @@ impl Registry {
     pub async fn set_jwt_secret(&self, tenant: &str, secret: &str) -> Result<()> {
         self.tenant(tenant).await?;
         self.store()
-            .put(&format!("T#{tenant}"), "JWT", crate::registry::attrs_of(&serde_json::json!({"hs256_secret": secret}))?, Condition::Always)
+            .put(
+                &format!("T#{tenant}"),
+                "JWT",
+                crate::registry::attrs_of(&serde_json::json!({"hs256_secret": secret}))?,
+                Condition::Always,
+            )
             .await?;
         Ok(())
     }
 
     pub async fn jwt_secret(&self, tenant: &str) -> Result<Option<String>> {
-        Ok(self.store().get(&format!("T#{tenant}"), "JWT").await?.and_then(|i| i.str("hs256_secret").map(str::to_string)))
+        Ok(self
+            .store()
+            .get(&format!("T#{tenant}"), "JWT")
+            .await?
+            .and_then(|i| i.str("hs256_secret").map(str::to_string)))
     }
 
     /// Appends an audit record.
     pub async fn audit(&self, rec: &AuditRecord) -> Result<()> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let mut r = [0u8; 4];
         getrandom::fill(&mut r).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         self.store()
@@ -221,7 +275,13 @@ impl Registry {
 
     /// The newest `limit` audit records of `tenant`, newest first.
     pub async fn audit_log(&self, tenant: &str, limit: usize) -> Result<Vec<AuditRecord>> {
-        let mut all: Vec<AuditRecord> = self.store().query_all(&format!("AUDIT#{tenant}"), "").await?.iter().map(from).collect::<Result<_>>()?;
+        let mut all: Vec<AuditRecord> = self
+            .store()
+            .query_all(&format!("AUDIT#{tenant}"), "")
+            .await?
+            .iter()
+            .map(from)
+            .collect::<Result<_>>()?;
         all.reverse();
         all.truncate(limit);
         Ok(all)

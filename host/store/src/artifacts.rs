@@ -251,15 +251,21 @@ impl ArtifactStore {
     pub async fn put_file(&self, file: &std::path::Path, sha256: &str) -> Result<String> {
         use tokio::io::AsyncReadExt;
         if !valid_sha(sha256) {
-            return Err(StoreError::Invalid(format!("{sha256:?} is not a SHA-256 hex digest")));
+            return Err(StoreError::Invalid(format!(
+                "{sha256:?} is not a SHA-256 hex digest"
+            )));
         }
-        let io = |e: std::io::Error| StoreError::Unavailable(format!("reading {}: {e}", file.display()));
+        let io =
+            |e: std::io::Error| StoreError::Unavailable(format!("reading {}: {e}", file.display()));
         let size = tokio::fs::metadata(file).await.map_err(io)?.len();
         if size <= PUT_FILE_PART as u64 {
             let bytes = Bytes::from(tokio::fs::read(file).await.map_err(io)?);
             let actual = sha256_hex(&bytes);
             if actual != sha256 {
-                return Err(StoreError::Corrupt(format!("file {} has SHA-256 {actual}, expected {sha256}", file.display())));
+                return Err(StoreError::Corrupt(format!(
+                    "file {} has SHA-256 {actual}, expected {sha256}",
+                    file.display()
+                )));
             }
             return self.put(bytes).await;
         }
@@ -300,7 +306,10 @@ impl ArtifactStore {
         let actual = hex::encode(hasher.finalize());
         if actual != sha256 {
             let _ = w.abort().await;
-            return Err(StoreError::Corrupt(format!("file {} has SHA-256 {actual}, expected {sha256}", file.display())));
+            return Err(StoreError::Corrupt(format!(
+                "file {} has SHA-256 {actual}, expected {sha256}",
+                file.display()
+            )));
         }
         w.finish().await.map_err(map_err)?;
         Ok(sha256.to_string())
@@ -341,7 +350,10 @@ impl ArtifactStore {
     /// names (no `..`); an existing record is replaced (writes are idempotent by key).
     pub async fn put_record(&self, rel: &str, bytes: Bytes) -> Result<()> {
         let path = self.record_path(rel)?;
-        self.store.put(&path, PutPayload::from_bytes(bytes)).await.map_err(map_err)?;
+        self.store
+            .put(&path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -358,10 +370,22 @@ impl ArtifactStore {
         let dir = self.record_path(rel_prefix)?;
         let base = self.record_path("x")?;
         let base_parts = base.parts().count() - 1;
-        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&dir)).try_collect().await.map_err(map_err)?;
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(map_err)?;
         let mut out: Vec<String> = metas
             .into_iter()
-            .map(|m| m.location.parts().skip(base_parts).map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .map(|m| {
+                m.location
+                    .parts()
+                    .skip(base_parts)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .collect();
         out.sort();
         Ok(out)
@@ -372,9 +396,15 @@ impl ArtifactStore {
         parts.push("records".into());
         for seg in rel.split('/').filter(|s| !s.is_empty()) {
             if seg == "." || seg == ".." {
-                return Err(StoreError::Invalid(format!("record path {rel:?}: no '.' or '..' segments")));
+                return Err(StoreError::Invalid(format!(
+                    "record path {rel:?}: no '.' or '..' segments"
+                )));
             }
-            parts.push(object_store::path::PathPart::parse(seg).map_err(|e| StoreError::Invalid(format!("record path {rel:?}: {e}")))?.to_owned());
+            parts.push(
+                object_store::path::PathPart::parse(seg)
+                    .map_err(|e| StoreError::Invalid(format!("record path {rel:?}: {e}")))?
+                    .to_owned(),
+            );
         }
         Ok(ObjPath::from_iter(parts))
     }
@@ -457,24 +487,47 @@ mod tests {
         let url = format!("file://{}", dir.path().join("artifacts").display());
         let store = ArtifactStore::from_url(&url).unwrap();
         // Larger than one part: the multipart path.
-        let big: Vec<u8> = (0..(PUT_FILE_PART * 2 + 12345)).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..(PUT_FILE_PART * 2 + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let file = dir.path().join("upload");
         std::fs::write(&file, &big).unwrap();
         let sha = sha256_hex(&big);
         let wrong = sha256_hex(b"something else");
-        assert!(matches!(store.put_file(&file, &wrong).await, Err(StoreError::Corrupt(_))));
-        assert!(matches!(store.get(&wrong).await, Err(StoreError::NotFound(_))), "nothing stored under the wrong name");
-        let leftovers = std::fs::read_dir(dir.path().join("artifacts/sha256")).map(|d| d.count()).unwrap_or(0);
+        assert!(matches!(
+            store.put_file(&file, &wrong).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(
+            matches!(store.get(&wrong).await, Err(StoreError::NotFound(_))),
+            "nothing stored under the wrong name"
+        );
+        let leftovers = std::fs::read_dir(dir.path().join("artifacts/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert_eq!(leftovers, 0, "no partial object left behind");
         assert_eq!(store.put_file(&file, &sha).await.unwrap(), sha);
         assert_eq!(store.get(&sha).await.unwrap().as_ref(), &big[..]);
-        assert_eq!(store.put_file(&file, &sha).await.unwrap(), sha, "idempotent");
+        assert_eq!(
+            store.put_file(&file, &sha).await.unwrap(),
+            sha,
+            "idempotent"
+        );
         assert_eq!(store.list().await.unwrap().len(), 1);
         // Small files: the single-request path, same checks.
         std::fs::write(&file, b"small").unwrap();
-        assert!(matches!(store.put_file(&file, &wrong).await, Err(StoreError::Corrupt(_))));
-        assert_eq!(store.put_file(&file, &sha256_hex(b"small")).await.unwrap(), sha256_hex(b"small"));
-        assert!(matches!(store.put_file(&file, "../x").await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.put_file(&file, &wrong).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            store.put_file(&file, &sha256_hex(b"small")).await.unwrap(),
+            sha256_hex(b"small")
+        );
+        assert!(matches!(
+            store.put_file(&file, "../x").await,
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     #[tokio::test]
@@ -539,7 +592,9 @@ mod tests {
         );
         // gs:// is not offered: no GCS server reachable here speaks the XML API with
         // preconditions that object_store uses, so it could not be tested.
-        let e = ArtifactStore::from_url("gs://bucket/prefix").err().expect("gs:// refused");
+        let e = ArtifactStore::from_url("gs://bucket/prefix")
+            .err()
+            .expect("gs:// refused");
         assert!(e.to_string().contains("not supported"), "{e}");
     }
 }

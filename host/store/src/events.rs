@@ -117,18 +117,29 @@ impl AsyncConfig {
         if !(100..=3_600_000).contains(&self.retry_delay_ms) {
             return Err("async_invoke.retry_delay_ms must be between 100 and 3600000".into());
         }
-        for (what, d) in [("on_success", &self.on_success), ("on_failure", &self.on_failure)] {
+        for (what, d) in [
+            ("on_success", &self.on_success),
+            ("on_failure", &self.on_failure),
+        ] {
             let Some(d) = d else { continue };
             if d.function.is_none() && d.object_prefix.is_none() {
-                return Err(format!("async_invoke.{what} needs a function or an object_prefix"));
+                return Err(format!(
+                    "async_invoke.{what} needs a function or an object_prefix"
+                ));
             }
             if let Some(f) = &d.function {
-                crate::registry::validate_name("function", f).map_err(|e| format!("async_invoke.{what}.function: {e}"))?;
+                crate::registry::validate_name("function", f)
+                    .map_err(|e| format!("async_invoke.{what}.function: {e}"))?;
             }
             if let Some(p) = &d.object_prefix {
                 let ok = !p.is_empty()
                     && p.len() <= 200
-                    && p.split('/').filter(|s| !s.is_empty()).all(|s| s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+                    && p.split('/').filter(|s| !s.is_empty()).all(|s| {
+                        s != "."
+                            && s != ".."
+                            && s.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    });
                 if !ok || p.starts_with('/') {
                     return Err(format!(
                         "async_invoke.{what}.object_prefix {p:?}: use relative path segments of a-z, A-Z, 0-9, '-', '_', '.'"
@@ -228,7 +239,12 @@ fn from<T: for<'de> Deserialize<'de>>(i: &Item) -> Result<T> {
 
 /// A queue write to put in the same transaction as something else.
 pub fn enqueue_op(ev: &QueuedEvent) -> Result<WriteOp> {
-    Ok(WriteOp::Put { pk: queue_pk(&ev.id), sk: ev.id.clone(), attrs: attrs_of(ev)?, condition: Condition::NotExists })
+    Ok(WriteOp::Put {
+        pk: queue_pk(&ev.id),
+        sk: ev.id.clone(),
+        attrs: attrs_of(ev)?,
+        condition: Condition::NotExists,
+    })
 }
 
 impl Registry {
@@ -236,7 +252,10 @@ impl Registry {
     pub async fn enqueue_event(&self, ev: &QueuedEvent) -> Result<()> {
         match self.store().transact(vec![enqueue_op(ev)?]).await {
             Ok(()) => Ok(()),
-            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!("event {} already exists", ev.id))),
+            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!(
+                "event {} already exists",
+                ev.id
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -248,9 +267,28 @@ impl Registry {
 
     /// A page of a shard after the event id `start_after`; the second value is where the
     /// next page starts (`None`: this was the end of the shard).
-    pub async fn queued_events_after(&self, shard: u32, start_after: Option<String>, limit: usize) -> Result<(Vec<(QueuedEvent, u64)>, Option<String>)> {
-        let page = self.store().query(&format!("EVQ#{shard}"), "", crate::Page { limit: Some(limit), start_after }).await?;
-        let items = page.items.iter().map(|i| Ok((from(i)?, i.version))).collect::<Result<Vec<_>>>()?;
+    pub async fn queued_events_after(
+        &self,
+        shard: u32,
+        start_after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<(QueuedEvent, u64)>, Option<String>)> {
+        let page = self
+            .store()
+            .query(
+                &format!("EVQ#{shard}"),
+                "",
+                crate::Page {
+                    limit: Some(limit),
+                    start_after,
+                },
+            )
+            .await?;
+        let items = page
+            .items
+            .iter()
+            .map(|i| Ok((from(i)?, i.version)))
+            .collect::<Result<Vec<_>>>()?;
         Ok((items, page.next))
     }
 
@@ -265,7 +303,16 @@ impl Registry {
     /// Replaces a queued event if it is still at `version` (claims, retries, releases).
     /// `Ok(None)`: someone else changed or finished it; `Ok(Some(v))`: the new version.
     pub async fn update_event(&self, ev: &QueuedEvent, version: u64) -> Result<Option<u64>> {
-        match self.store().put(&queue_pk(&ev.id), &ev.id, attrs_of(ev)?, Condition::VersionIs(version)).await {
+        match self
+            .store()
+            .put(
+                &queue_pk(&ev.id),
+                &ev.id,
+                attrs_of(ev)?,
+                Condition::VersionIs(version),
+            )
+            .await
+        {
             Ok(v) => Ok(Some(v)),
             Err(StoreError::ConditionFailed { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -282,11 +329,20 @@ impl Registry {
         failed: Option<&FailedEvent>,
         follow_ups: &[QueuedEvent],
     ) -> Result<bool> {
-        let mut ops = vec![WriteOp::Delete { pk: queue_pk(&ev.id), sk: ev.id.clone(), condition: Condition::VersionIs(version) }];
+        let mut ops = vec![WriteOp::Delete {
+            pk: queue_pk(&ev.id),
+            sk: ev.id.clone(),
+            condition: Condition::VersionIs(version),
+        }];
         if let Some(f) = failed {
             let mut attrs = attrs_of(f)?;
             attrs.insert(crate::EXPIRES_AT.into(), f.expires_at.into());
-            ops.push(WriteOp::Put { pk: format!("EVF#{}", f.tenant), sk: f.id.clone(), attrs, condition: Condition::Always });
+            ops.push(WriteOp::Put {
+                pk: format!("EVF#{}", f.tenant),
+                sk: f.id.clone(),
+                attrs,
+                condition: Condition::Always,
+            });
         }
         for e in follow_ups {
             ops.push(enqueue_op(e)?);
@@ -300,7 +356,13 @@ impl Registry {
 
     /// Failed events of a tenant, newest first.
     pub async fn failed_events(&self, tenant: &str, limit: usize) -> Result<Vec<FailedEvent>> {
-        let mut all: Vec<FailedEvent> = self.store().query_all(&format!("EVF#{tenant}"), "").await?.iter().map(from).collect::<Result<_>>()?;
+        let mut all: Vec<FailedEvent> = self
+            .store()
+            .query_all(&format!("EVF#{tenant}"), "")
+            .await?
+            .iter()
+            .map(from)
+            .collect::<Result<_>>()?;
         all.reverse();
         all.truncate(limit);
         Ok(all)
@@ -315,18 +377,31 @@ impl Registry {
 
     /// Re-drives a failed event as `new_event`; the failure record remembers it, in the
     /// same transaction (so one failure is replayed once per request, not twice by a race).
-    pub async fn replay_failed(&self, failed: &FailedEvent, version: u64, new_event: &QueuedEvent) -> Result<()> {
+    pub async fn replay_failed(
+        &self,
+        failed: &FailedEvent,
+        version: u64,
+        new_event: &QueuedEvent,
+    ) -> Result<()> {
         let mut marked = failed.clone();
         marked.replayed_as = Some(new_event.id.clone());
         let mut attrs = attrs_of(&marked)?;
         attrs.insert(crate::EXPIRES_AT.into(), marked.expires_at.into());
         let ops = vec![
-            WriteOp::Put { pk: format!("EVF#{}", failed.tenant), sk: failed.id.clone(), attrs, condition: Condition::VersionIs(version) },
+            WriteOp::Put {
+                pk: format!("EVF#{}", failed.tenant),
+                sk: failed.id.clone(),
+                attrs,
+                condition: Condition::VersionIs(version),
+            },
             enqueue_op(new_event)?,
         ];
         match self.store().transact(ops).await {
             Ok(()) => Ok(()),
-            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!("event {} changed meanwhile; retry", failed.id))),
+            Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!(
+                "event {} changed meanwhile; retry",
+                failed.id
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -344,7 +419,14 @@ impl Registry {
 
     /// Fires one schedule tick: records the tick and enqueues `ev` in one transaction.
     /// `Ok(false)`: this tick had already fired (on this node or another).
-    pub async fn fire_tick(&self, tenant: &str, function: &str, schedule: &str, tick_unix: u64, ev: &QueuedEvent) -> Result<bool> {
+    pub async fn fire_tick(
+        &self,
+        tenant: &str,
+        function: &str,
+        schedule: &str,
+        tick_unix: u64,
+        ev: &QueuedEvent,
+    ) -> Result<bool> {
         let mut marker = serde_json::Map::new();
         marker.insert("event_id".into(), ev.id.clone().into());
         marker.insert(crate::EXPIRES_AT.into(), (tick_unix + 24 * 3600).into());
@@ -365,10 +447,18 @@ impl Registry {
     }
 
     /// The fired ticks of a function's schedule (markers), oldest first.
-    pub async fn fired_ticks(&self, tenant: &str, function: &str, schedule: &str) -> Result<Vec<(u64, String)>> {
+    pub async fn fired_ticks(
+        &self,
+        tenant: &str,
+        function: &str,
+        schedule: &str,
+    ) -> Result<Vec<(u64, String)>> {
         Ok(self
             .store()
-            .query_all(&format!("CRON#{tenant}#{function}"), &format!("{schedule}#"))
+            .query_all(
+                &format!("CRON#{tenant}#{function}"),
+                &format!("{schedule}#"),
+            )
             .await?
             .iter()
             .filter_map(|i| {
@@ -407,12 +497,19 @@ mod tests {
     #[tokio::test]
     async fn queue_claim_finish_and_tick_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(crate::RedbMetadataStore::open(&dir.path().join("m.redb")).unwrap());
+        let store = std::sync::Arc::new(
+            crate::RedbMetadataStore::open(&dir.path().join("m.redb")).unwrap(),
+        );
         let reg = Registry::new(store);
-        reg.create_tenant("acme", TenantLimits::default()).await.unwrap();
+        reg.create_tenant("acme", TenantLimits::default())
+            .await
+            .unwrap();
         let a = ev("0190a000-0000-7000-8000-000000000001");
         reg.enqueue_event(&a).await.unwrap();
-        assert!(matches!(reg.enqueue_event(&a).await, Err(RegistryError::Conflict(_))));
+        assert!(matches!(
+            reg.enqueue_event(&a).await,
+            Err(RegistryError::Conflict(_))
+        ));
         let (got, v) = reg.queued_event(&a.id).await.unwrap().unwrap();
         assert_eq!(got, a);
         // Two workers race for the claim: one wins.
@@ -440,24 +537,58 @@ mod tests {
             expires_at: crate::now_unix() + 60,
         };
         let follow = ev("0190a000-0000-7000-8000-000000000002");
-        assert!(reg.finish_event(&c, v2, Some(&failed), std::slice::from_ref(&follow)).await.unwrap());
+        assert!(
+            reg.finish_event(&c, v2, Some(&failed), std::slice::from_ref(&follow))
+                .await
+                .unwrap()
+        );
         assert!(reg.queued_event(&c.id).await.unwrap().is_none());
         assert!(reg.queued_event(&follow.id).await.unwrap().is_some());
-        assert_eq!(reg.failed_events("acme", 10).await.unwrap(), vec![failed.clone()]);
+        assert_eq!(
+            reg.failed_events("acme", 10).await.unwrap(),
+            vec![failed.clone()]
+        );
         // Replay marks the failure and enqueues once.
         let (f, fv) = reg.failed_event("acme", &c.id).await.unwrap().unwrap();
         let again = ev("0190a000-0000-7000-8000-000000000003");
         reg.replay_failed(&f, fv, &again).await.unwrap();
-        assert!(reg.replay_failed(&f, fv, &ev("0190a000-0000-7000-8000-000000000004")).await.is_err());
-        assert_eq!(reg.failed_event("acme", &c.id).await.unwrap().unwrap().0.replayed_as.as_deref(), Some(again.id.as_str()));
+        assert!(
+            reg.replay_failed(&f, fv, &ev("0190a000-0000-7000-8000-000000000004"))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            reg.failed_event("acme", &c.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .replayed_as
+                .as_deref(),
+            Some(again.id.as_str())
+        );
         // A tick fires once.
         let t1 = ev("0190a000-0000-7000-8000-000000000005");
         let t2 = ev("0190a000-0000-7000-8000-000000000006");
         let tick = crate::now_unix();
-        assert!(reg.fire_tick("acme", "f", "every", tick, &t1).await.unwrap());
-        assert!(!reg.fire_tick("acme", "f", "every", tick, &t2).await.unwrap());
-        assert!(reg.queued_event(&t2.id).await.unwrap().is_none(), "the losing tick enqueued nothing");
-        assert_eq!(reg.fired_ticks("acme", "f", "every").await.unwrap(), vec![(tick, t1.id.clone())]);
+        assert!(
+            reg.fire_tick("acme", "f", "every", tick, &t1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !reg.fire_tick("acme", "f", "every", tick, &t2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            reg.queued_event(&t2.id).await.unwrap().is_none(),
+            "the losing tick enqueued nothing"
+        );
+        assert_eq!(
+            reg.fired_ticks("acme", "f", "every").await.unwrap(),
+            vec![(tick, t1.id.clone())]
+        );
         // Shards list everything exactly once.
         let mut n = 0;
         for s in 0..QUEUE_SHARDS {
@@ -466,18 +597,41 @@ mod tests {
         assert_eq!(n, 3);
         // Schedules index follows the config.
         let sha = "ab".repeat(32);
-        reg.add_version("acme", "f", NewVersion { sha256: sha, size: 1, exports: Default::default(), description: String::new(), config: None })
+        reg.add_version(
+            "acme",
+            "f",
+            NewVersion {
+                sha256: sha,
+                size: 1,
+                exports: Default::default(),
+                description: String::new(),
+                config: None,
+            },
+        )
+        .await
+        .unwrap();
+        let mut cfg = FunctionConfig::default();
+        cfg.schedules.push(Schedule {
+            name: "every".into(),
+            cron: "* * * * * *".into(),
+            payload: serde_json::Value::Null,
+            enabled: true,
+        });
+        reg.set_config("acme", "f", cfg.clone()).await.unwrap();
+        assert_eq!(
+            reg.scheduled_functions().await.unwrap(),
+            vec![("acme".to_string(), "f".to_string())]
+        );
+        reg.set_config("acme", "f", FunctionConfig::default())
             .await
             .unwrap();
-        let mut cfg = FunctionConfig::default();
-        cfg.schedules.push(Schedule { name: "every".into(), cron: "* * * * * *".into(), payload: serde_json::Value::Null, enabled: true });
-        reg.set_config("acme", "f", cfg.clone()).await.unwrap();
-        assert_eq!(reg.scheduled_functions().await.unwrap(), vec![("acme".to_string(), "f".to_string())]);
-        reg.set_config("acme", "f", FunctionConfig::default()).await.unwrap();
         assert!(reg.scheduled_functions().await.unwrap().is_empty());
         reg.set_config("acme", "f", cfg).await.unwrap();
         reg.delete_function("acme", "f").await.unwrap();
-        assert!(reg.scheduled_functions().await.unwrap().is_empty(), "deleting the function drops its schedules");
+        assert!(
+            reg.scheduled_functions().await.unwrap().is_empty(),
+            "deleting the function drops its schedules"
+        );
     }
 
     #[test]
@@ -492,10 +646,19 @@ mod tests {
         assert!(bad(|c| c.max_event_age_s = 59));
         assert!(bad(|c| c.retry_delay_ms = 1));
         assert!(bad(|c| c.on_failure = Some(Destination::default())));
-        assert!(bad(|c| c.on_failure = Some(Destination { function: None, object_prefix: Some("../x".into()) })));
-        assert!(bad(|c| c.on_failure = Some(Destination { function: Some("Bad Name".into()), object_prefix: None })));
+        assert!(bad(|c| c.on_failure = Some(Destination {
+            function: None,
+            object_prefix: Some("../x".into())
+        })));
+        assert!(bad(|c| c.on_failure = Some(Destination {
+            function: Some("Bad Name".into()),
+            object_prefix: None
+        })));
         let mut ok = AsyncConfig::default();
-        ok.on_failure = Some(Destination { function: Some("dlq-handler".into()), object_prefix: Some("dead-letters/v1".into()) });
+        ok.on_failure = Some(Destination {
+            function: Some("dlq-handler".into()),
+            object_prefix: Some("dead-letters/v1".into()),
+        });
         assert!(ok.validate().is_ok());
     }
 }

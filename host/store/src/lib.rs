@@ -16,12 +16,12 @@
 //! Architecture invariant: nothing here knows HTTP, JSON wire formats of the API, or
 //! wasmtime. Callers get [`StoreError`]s, never backend-specific errors.
 
-mod artifacts;
-mod metadata;
-mod redb_backend;
 pub mod access;
+mod artifacts;
 pub mod events;
+mod metadata;
 pub mod models;
+mod redb_backend;
 pub mod registry;
 
 #[cfg(any(test, feature = "conformance"))]

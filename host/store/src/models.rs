@@ -106,9 +106,9 @@ pub fn parse_model_ref(s: &str) -> Result<(&str, Option<u32>)> {
     match s.split_once('@') {
         None => Ok((s, None)),
         Some((n, v)) => {
-            let v: u32 = v
-                .parse()
-                .map_err(|_| RegistryError::Invalid(format!("model version {v:?} is not a number")))?;
+            let v: u32 = v.parse().map_err(|_| {
+                RegistryError::Invalid(format!("model version {v:?} is not a number"))
+            })?;
             Ok((n, Some(v)))
         }
     }
@@ -123,10 +123,16 @@ impl Registry {
     }
 
     async fn model_item(&self, tenant: &str, name: &str) -> Result<Option<(u64, Model)>> {
-        match self.store().get(&format!("T#{tenant}"), &format!("MD#{name}")).await? {
+        match self
+            .store()
+            .get(&format!("T#{tenant}"), &format!("MD#{name}"))
+            .await?
+        {
             Some(item) => {
-                let m: Model = serde_json::from_value(serde_json::Value::Object(item.attrs.clone()))
-                    .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)))?;
+                let m: Model = serde_json::from_value(serde_json::Value::Object(
+                    item.attrs.clone(),
+                ))
+                .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)))?;
                 Ok(Some((item.version, m)))
             }
             None => Ok(None),
@@ -135,8 +141,19 @@ impl Registry {
 
     /// Records a new immutable model version (creating the model on first push). The
     /// model file must already be in the artifact store.
-    pub async fn add_model_version(&self, tenant: &str, name: &str, new: NewModelVersion) -> Result<ModelVersion> {
-        let NewModelVersion { sha256, size, signature, description, config } = new;
+    pub async fn add_model_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        new: NewModelVersion,
+    ) -> Result<ModelVersion> {
+        let NewModelVersion {
+            sha256,
+            size,
+            signature,
+            description,
+            config,
+        } = new;
         validate_name("model", name)?;
         self.namespace_exists(tenant).await?;
         for _ in 0..16 {
@@ -190,13 +207,22 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RegistryError::Conflict(format!("too many concurrent pushes of {tenant}/{name}; retry")))
+        Err(RegistryError::Conflict(format!(
+            "too many concurrent pushes of {tenant}/{name}; retry"
+        )))
     }
 
-    pub async fn set_model_config(&self, tenant: &str, name: &str, config: ModelConfig) -> Result<Model> {
+    pub async fn set_model_config(
+        &self,
+        tenant: &str,
+        name: &str,
+        config: ModelConfig,
+    ) -> Result<Model> {
         for _ in 0..16 {
             let Some((v, mut m)) = self.model_item(tenant, name).await? else {
-                return Err(RegistryError::NotFound(format!("model {name:?} does not exist in {tenant:?}")));
+                return Err(RegistryError::NotFound(format!(
+                    "model {name:?} does not exist in {tenant:?}"
+                )));
             };
             m.config = config.clone();
             m.updated_at = crate::registry::now_rfc3339();
@@ -212,7 +238,9 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RegistryError::Conflict("concurrent model updates; retry".into()))
+        Err(RegistryError::Conflict(
+            "concurrent model updates; retry".into(),
+        ))
     }
 
     pub async fn model(&self, tenant: &str, name: &str) -> Result<Model> {
@@ -220,7 +248,9 @@ impl Registry {
             Some((_, m)) => Ok(m),
             None => {
                 self.namespace_exists(tenant).await?;
-                Err(RegistryError::NotFound(format!("model {name:?} does not exist in {tenant:?}")))
+                Err(RegistryError::NotFound(format!(
+                    "model {name:?} does not exist in {tenant:?}"
+                )))
             }
         }
     }
@@ -252,14 +282,21 @@ impl Registry {
     }
 
     /// One version (`None` = latest).
-    pub async fn model_version(&self, tenant: &str, name: &str, version: Option<u32>) -> Result<(Model, ModelVersion)> {
+    pub async fn model_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(Model, ModelVersion)> {
         let m = self.model(tenant, name).await?;
         let n = version.unwrap_or(m.latest_version);
         let item = self
             .store()
             .get(&model_pk(tenant, name), &format!("V#{n:010}"))
             .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("model {tenant}/{name} has no version {n}")))?;
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!("model {tenant}/{name} has no version {n}"))
+            })?;
         let v = serde_json::from_value(serde_json::Value::Object(item.attrs.clone()))
             .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)))?;
         Ok((m, v))
@@ -267,7 +304,11 @@ impl Registry {
 
     /// `load-by-name` resolution for `tenant`: its own model, else a public one.
     /// Returns the namespace it was found in. Never looks at other tenants.
-    pub async fn resolve_model(&self, tenant: &str, reference: &str) -> Result<(Model, ModelVersion)> {
+    pub async fn resolve_model(
+        &self,
+        tenant: &str,
+        reference: &str,
+    ) -> Result<(Model, ModelVersion)> {
         let (name, version) = parse_model_ref(reference)?;
         validate_name("model", name)?;
         if tenant != PUBLIC_NAMESPACE && self.model_item(tenant, name).await?.is_some() {
@@ -276,7 +317,9 @@ impl Registry {
         if self.model_item(PUBLIC_NAMESPACE, name).await?.is_some() {
             return self.model_version(PUBLIC_NAMESPACE, name, version).await;
         }
-        Err(RegistryError::NotFound(format!("no model {name:?} in this tenant or among public models")))
+        Err(RegistryError::NotFound(format!(
+            "no model {name:?} in this tenant or among public models"
+        )))
     }
 
     /// Deletes a model and all its versions; returns their SHA-256s.
@@ -284,11 +327,21 @@ impl Registry {
         let versions = self.model_versions(tenant, name).await?;
         // The model item goes first: from then on nothing resolves to it, and version
         // items left by a crash here are unreferenced (garbage collection frees files).
-        self.store().delete(&format!("T#{tenant}"), &format!("MD#{name}"), Condition::Always).await?;
+        self.store()
+            .delete(
+                &format!("T#{tenant}"),
+                &format!("MD#{name}"),
+                Condition::Always,
+            )
+            .await?;
         let mut shas = Vec::new();
         for v in &versions {
             self.store()
-                .delete(&model_pk(tenant, name), &format!("V#{:010}", v.version), Condition::Always)
+                .delete(
+                    &model_pk(tenant, name),
+                    &format!("V#{:010}", v.version),
+                    Condition::Always,
+                )
                 .await?;
             shas.push(v.sha256.clone());
         }
@@ -325,39 +378,88 @@ mod tests {
     /// without the field, so older nodes keep reading it.
     #[test]
     fn row_independence_is_off_unless_declared_and_old_configs_still_read() {
-        let old: ModelConfig = serde_json::from_str(r#"{"providers":[],"max_batch":32,"max_delay_us":2000,"trt_fp16":false}"#).unwrap();
+        let old: ModelConfig = serde_json::from_str(
+            r#"{"providers":[],"max_batch":32,"max_delay_us":2000,"trt_fp16":false}"#,
+        )
+        .unwrap();
         assert_eq!((old.max_batch, old.row_independent), (32, false));
-        let on: ModelConfig = serde_json::from_str(r#"{"max_batch":32,"row_independent":true}"#).unwrap();
+        let on: ModelConfig =
+            serde_json::from_str(r#"{"max_batch":32,"row_independent":true}"#).unwrap();
         assert!(on.row_independent);
-        let again: ModelConfig = serde_json::from_str(&serde_json::to_string(&on).unwrap()).unwrap();
+        let again: ModelConfig =
+            serde_json::from_str(&serde_json::to_string(&on).unwrap()).unwrap();
         assert_eq!(again, on);
-        assert!(!serde_json::to_string(&old).unwrap().contains("row_independent"));
+        assert!(
+            !serde_json::to_string(&old)
+                .unwrap()
+                .contains("row_independent")
+        );
         assert!(serde_json::from_str::<ModelConfig>(r#"{"row_independent":"yes"}"#).is_err());
     }
 
     #[tokio::test]
     async fn models_are_tenant_scoped_with_public_fallback() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Registry::new(Arc::new(RedbMetadataStore::open(dir.path().join("m.redb")).unwrap()));
-        r.create_tenant("alice", TenantLimits::default()).await.unwrap();
-        r.create_tenant("bob", TenantLimits::default()).await.unwrap();
-        let v = |sha: &str| NewModelVersion { sha256: sha.into(), size: 1, ..Default::default() };
-        r.add_model_version("alice", "secret", v("aa")).await.unwrap();
-        r.add_model_version("alice", "secret", v("ab")).await.unwrap();
-        r.add_model_version(PUBLIC_NAMESPACE, "shared", v("bb")).await.unwrap();
+        let r = Registry::new(Arc::new(
+            RedbMetadataStore::open(dir.path().join("m.redb")).unwrap(),
+        ));
+        r.create_tenant("alice", TenantLimits::default())
+            .await
+            .unwrap();
+        r.create_tenant("bob", TenantLimits::default())
+            .await
+            .unwrap();
+        let v = |sha: &str| NewModelVersion {
+            sha256: sha.into(),
+            size: 1,
+            ..Default::default()
+        };
+        r.add_model_version("alice", "secret", v("aa"))
+            .await
+            .unwrap();
+        r.add_model_version("alice", "secret", v("ab"))
+            .await
+            .unwrap();
+        r.add_model_version(PUBLIC_NAMESPACE, "shared", v("bb"))
+            .await
+            .unwrap();
         r.add_model_version("bob", "shared", v("cc")).await.unwrap();
 
         // Own model, latest and pinned.
-        assert_eq!(r.resolve_model("alice", "secret").await.unwrap().1.sha256, "ab");
-        assert_eq!(r.resolve_model("alice", "secret@1").await.unwrap().1.sha256, "aa");
+        assert_eq!(
+            r.resolve_model("alice", "secret").await.unwrap().1.sha256,
+            "ab"
+        );
+        assert_eq!(
+            r.resolve_model("alice", "secret@1").await.unwrap().1.sha256,
+            "aa"
+        );
         // Bob can never reach alice's private model.
-        assert!(matches!(r.resolve_model("bob", "secret").await, Err(RegistryError::NotFound(_))));
+        assert!(matches!(
+            r.resolve_model("bob", "secret").await,
+            Err(RegistryError::NotFound(_))
+        ));
         // A tenant's own model shadows the public one; others get the public one.
-        assert_eq!(r.resolve_model("bob", "shared").await.unwrap().1.sha256, "cc");
-        assert_eq!(r.resolve_model("alice", "shared").await.unwrap().1.sha256, "bb");
-        assert!(matches!(r.resolve_model("alice", "secret@9").await, Err(RegistryError::NotFound(_))));
-        assert!(matches!(r.resolve_model("alice", "x@y").await, Err(RegistryError::Invalid(_))));
-        assert!(matches!(r.resolve_model("alice", "../etc").await, Err(RegistryError::Invalid(_))));
+        assert_eq!(
+            r.resolve_model("bob", "shared").await.unwrap().1.sha256,
+            "cc"
+        );
+        assert_eq!(
+            r.resolve_model("alice", "shared").await.unwrap().1.sha256,
+            "bb"
+        );
+        assert!(matches!(
+            r.resolve_model("alice", "secret@9").await,
+            Err(RegistryError::NotFound(_))
+        ));
+        assert!(matches!(
+            r.resolve_model("alice", "x@y").await,
+            Err(RegistryError::Invalid(_))
+        ));
+        assert!(matches!(
+            r.resolve_model("alice", "../etc").await,
+            Err(RegistryError::Invalid(_))
+        ));
         let refs = r.referenced_models().await.unwrap();
         assert!(["aa", "ab", "bb", "cc"].iter().all(|s| refs.contains(*s)));
         r.delete_model("alice", "secret").await.unwrap();

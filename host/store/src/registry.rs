@@ -232,7 +232,11 @@ impl Registry {
                 "tenant name {name:?} is reserved"
             )));
         }
-        if limits.max_memory_mb == 0 || limits.max_timeout_ms == 0 || limits.max_rps == Some(0) || limits.max_concurrency == Some(0) {
+        if limits.max_memory_mb == 0
+            || limits.max_timeout_ms == 0
+            || limits.max_rps == Some(0)
+            || limits.max_concurrency == Some(0)
+        {
             return Err(RegistryError::Invalid(
                 "tenant limits must be positive".into(),
             ));
@@ -403,7 +407,11 @@ impl Registry {
             f.updated_at = now();
             // The schedule index changes with the config, in the same transaction.
             let index = if f.config.schedules.is_empty() {
-                WriteOp::Delete { pk: crate::events::SCHEDULES_PK.into(), sk: crate::events::schedule_sk(tenant, function), condition: Condition::Always }
+                WriteOp::Delete {
+                    pk: crate::events::SCHEDULES_PK.into(),
+                    sk: crate::events::schedule_sk(tenant, function),
+                    condition: Condition::Always,
+                }
             } else {
                 WriteOp::Put {
                     pk: crate::events::SCHEDULES_PK.into(),
@@ -413,7 +421,12 @@ impl Registry {
                 }
             };
             let ops = vec![
-                WriteOp::Put { pk: item.pk.clone(), sk: item.sk.clone(), attrs: to_attrs(&f)?, condition: Condition::VersionIs(item.version) },
+                WriteOp::Put {
+                    pk: item.pk.clone(),
+                    sk: item.sk.clone(),
+                    attrs: to_attrs(&f)?,
+                    condition: Condition::VersionIs(item.version),
+                },
                 index,
             ];
             match self.store.transact(ops).await {
@@ -513,7 +526,11 @@ impl Registry {
                 e => e.into(),
             })?;
         self.store
-            .delete(crate::events::SCHEDULES_PK, &crate::events::schedule_sk(tenant, function), Condition::Always)
+            .delete(
+                crate::events::SCHEDULES_PK,
+                &crate::events::schedule_sk(tenant, function),
+                Condition::Always,
+            )
             .await?;
         for chunk in children.chunks(50) {
             let ops = chunk

@@ -71,7 +71,8 @@ fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
     };
     let req = OutgoingRequest::new(Fields::new());
     req.set_scheme(Some(&scheme)).map_err(|_| "scheme")?;
-    req.set_authority(Some(authority)).map_err(|_| "authority")?;
+    req.set_authority(Some(authority))
+        .map_err(|_| "authority")?;
     req.set_path_with_query(Some(path)).map_err(|_| "path")?;
     let fut = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
     fut.subscribe().block();
@@ -98,7 +99,9 @@ fn http(req: Request) -> Response {
     match req.path() {
         "/ok" => Response::text(200, "ok"),
         "/fetch" => match fetch(param(&req, "url").unwrap_or_default()) {
-            Ok((status, body)) => Response::new(200, [format!("{status} ").into_bytes(), body].concat()),
+            Ok((status, body)) => {
+                Response::new(200, [format!("{status} ").into_bytes(), body].concat())
+            }
             Err(e) => Response::text(502, format!("outbound failed: {e}")),
         },
         "/echo" => Response::new(200, req.body().to_vec()),
@@ -145,7 +148,11 @@ fn json_str<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 
 fn event(ev: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
     // Through the Lambda Invoke API payloads are JSON: a JSON string carries the command.
-    let cmd: &[u8] = if ev.len() >= 2 && ev[0] == b'"' && ev[ev.len() - 1] == b'"' { &ev[1..ev.len() - 1] } else { &ev };
+    let cmd: &[u8] = if ev.len() >= 2 && ev[0] == b'"' && ev[ev.len() - 1] == b'"' {
+        &ev[1..ev.len() - 1]
+    } else {
+        &ev
+    };
     let text = String::from_utf8_lossy(cmd).to_string();
     if let Some(url) = text.strip_prefix("fetch ") {
         return match fetch(url) {
@@ -155,7 +162,10 @@ fn event(ev: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
     }
     if let Some(url) = text.strip_prefix("fail-fetch ") {
         let _ = fetch(url);
-        return Err(FunctionError::new("ChaosError", "failed (after telling the counter)"));
+        return Err(FunctionError::new(
+            "ChaosError",
+            "failed (after telling the counter)",
+        ));
     }
     if let Some(ms) = text.strip_prefix("sleep ") {
         let ms: u64 = ms.trim().parse().unwrap_or(10);
@@ -164,7 +174,11 @@ fn event(ev: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
     }
     if text == "context" {
         let cc = ctx.client_context.clone().unwrap_or_else(|| "null".into());
-        return Ok(format!("{{\"request_id\":\"{}\",\"client_context\":{cc}}}", ctx.request_id).into_bytes());
+        return Ok(format!(
+            "{{\"request_id\":\"{}\",\"client_context\":{cc}}}",
+            ctx.request_id
+        )
+        .into_bytes());
     }
     // A scheduled event whose detail says {"fetch": url}: tell url which tick this is.
     if let (Some(url), Some(time)) = (json_str(&text, "fetch"), json_str(&text, "time")) {

@@ -38,15 +38,23 @@ fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
     let bad = |m: String| FunctionError::new("bad_request", m);
     let v: Value = serde_json::from_slice(&event).map_err(|e| bad(e.to_string()))?;
     let model = v["model"].as_str().ok_or_else(|| bad("model".into()))?;
-    let prompt: Vec<u32> = v["prompt"].as_array().ok_or_else(|| bad("prompt".into()))?.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect();
+    let prompt: Vec<u32> = v["prompt"]
+        .as_array()
+        .ok_or_else(|| bad("prompt".into()))?
+        .iter()
+        .filter_map(|x| x.as_u64().map(|x| x as u32))
+        .collect();
     let max_tokens = v["max_tokens"].as_u64().unwrap_or(32) as usize;
     let mut tokens = Vec::new();
     let t0 = Instant::now();
     let mut prefill_ms = 0.0;
     match v["mode"].as_str() {
         Some("sequence") => {
-            let mut seq = Sequence::open(model).map_err(|e| FunctionError::new(e.code, e.message))?;
-            let mut logits = seq.feed(&prompt).map_err(|e| FunctionError::new(e.code, e.message))?;
+            let mut seq =
+                Sequence::open(model).map_err(|e| FunctionError::new(e.code, e.message))?;
+            let mut logits = seq
+                .feed(&prompt)
+                .map_err(|e| FunctionError::new(e.code, e.message))?;
             prefill_ms = ms(t0);
             while tokens.len() < max_tokens {
                 let next = argmax(&logits);
@@ -57,7 +65,9 @@ fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
                 if tokens.len() == max_tokens {
                     break;
                 }
-                logits = seq.feed(&[next]).map_err(|e| FunctionError::new(e.code, e.message))?;
+                logits = seq
+                    .feed(&[next])
+                    .map_err(|e| FunctionError::new(e.code, e.message))?;
             }
         }
         Some("wasi-nn") => {
@@ -66,16 +76,40 @@ fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
             let ctx = g.context().map_err(err)?;
             let layers = v["layers"].as_u64().unwrap_or(30) as usize;
             let mut past: Vec<(String, Tensor)> = (0..layers)
-                .flat_map(|l| ["key", "value"].map(|k| (format!("past_key_values.{l}.{k}"), Tensor::from_bytes(TensorType::Fp32, &[1, 3, 0, 64], vec![]))))
+                .flat_map(|l| {
+                    ["key", "value"].map(|k| {
+                        (
+                            format!("past_key_values.{l}.{k}"),
+                            Tensor::from_bytes(TensorType::Fp32, &[1, 3, 0, 64], vec![]),
+                        )
+                    })
+                })
                 .collect();
             let mut len = 0usize;
             let mut feed: Vec<i64> = prompt.iter().map(|t| i64::from(*t)).collect();
             loop {
                 let n = feed.len();
                 let mut inputs = vec![
-                    ("input_ids".to_string(), Tensor::from_bytes(TensorType::I64, &[1, n as u32], i64s(&feed))),
-                    ("attention_mask".to_string(), Tensor::from_bytes(TensorType::I64, &[1, (len + n) as u32], i64s(&vec![1; len + n]))),
-                    ("position_ids".to_string(), Tensor::from_bytes(TensorType::I64, &[1, n as u32], i64s(&(len as i64..(len + n) as i64).collect::<Vec<_>>()))),
+                    (
+                        "input_ids".to_string(),
+                        Tensor::from_bytes(TensorType::I64, &[1, n as u32], i64s(&feed)),
+                    ),
+                    (
+                        "attention_mask".to_string(),
+                        Tensor::from_bytes(
+                            TensorType::I64,
+                            &[1, (len + n) as u32],
+                            i64s(&vec![1; len + n]),
+                        ),
+                    ),
+                    (
+                        "position_ids".to_string(),
+                        Tensor::from_bytes(
+                            TensorType::I64,
+                            &[1, n as u32],
+                            i64s(&(len as i64..(len + n) as i64).collect::<Vec<_>>()),
+                        ),
+                    ),
                 ];
                 inputs.append(&mut past);
                 let out = ctx.compute(inputs).map_err(err)?;
@@ -105,7 +139,11 @@ fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
         _ => return Err(bad("mode must be wasi-nn or sequence".into())),
     }
     let total = ms(t0);
-    Ok(json!({"tokens": tokens, "prefill_ms": prefill_ms, "decode_ms": total - prefill_ms}).to_string().into_bytes())
+    Ok(
+        json!({"tokens": tokens, "prefill_ms": prefill_ms, "decode_ms": total - prefill_ms})
+            .to_string()
+            .into_bytes(),
+    )
 }
 
 helixflow_guest_sdk::event_handler!(handle);

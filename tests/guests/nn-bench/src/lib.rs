@@ -6,7 +6,10 @@ use helixflow_guest_sdk::event::{Context, FunctionError};
 use helixflow_guest_sdk::nn::{Graph, Tensor, TensorType};
 
 fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
-    let nl = event.iter().position(|b| *b == b'\n').ok_or_else(|| FunctionError::new("bad", "MODEL\\n ids"))?;
+    let nl = event
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| FunctionError::new("bad", "MODEL\\n ids"))?;
     let model = std::str::from_utf8(&event[..nl]).map_err(|_| FunctionError::new("bad", "utf8"))?;
     let ids = event[nl + 1..].to_vec();
     let n = (ids.len() / 8) as u32;
@@ -18,12 +21,26 @@ fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
         .context()
         .map_err(err)?
         .compute(vec![
-            ("input_ids", Tensor::from_bytes(TensorType::I64, &[1, n], ids)),
-            ("attention_mask", Tensor::from_bytes(TensorType::I64, &[1, n], ones)),
-            ("token_type_ids", Tensor::from_bytes(TensorType::I64, &[1, n], zeros)),
+            (
+                "input_ids",
+                Tensor::from_bytes(TensorType::I64, &[1, n], ids),
+            ),
+            (
+                "attention_mask",
+                Tensor::from_bytes(TensorType::I64, &[1, n], ones),
+            ),
+            (
+                "token_type_ids",
+                Tensor::from_bytes(TensorType::I64, &[1, n], zeros),
+            ),
         ])
         .map_err(err)?;
-    Ok(out.0.into_iter().next().map(|(_, t)| t.data).unwrap_or_default())
+    Ok(out
+        .0
+        .into_iter()
+        .next()
+        .map(|(_, t)| t.data)
+        .unwrap_or_default())
 }
 
 helixflow_guest_sdk::event_handler!(handle);

@@ -68,13 +68,16 @@ fn nn_err(e: helixflow_guest_sdk::nn::Error) -> FunctionError {
 
 fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let spec: Spec = serde_json::from_slice(&event).map_err(|e| FunctionError::new("bad_spec", e.to_string()))?;
+    let spec: Spec = serde_json::from_slice(&event)
+        .map_err(|e| FunctionError::new("bad_spec", e.to_string()))?;
     let mut graph = None;
     for _ in 0..spec.loads.unwrap_or(1).max(1) {
         graph = Some(match (&spec.model, &spec.model_b64) {
             (Some(name), _) => Graph::load_by_name(name).map_err(nn_err)?,
             (None, Some(m)) => {
-                let bytes = b64.decode(m).map_err(|e| FunctionError::new("bad_spec", e.to_string()))?;
+                let bytes = b64
+                    .decode(m)
+                    .map_err(|e| FunctionError::new("bad_spec", e.to_string()))?;
                 Graph::load_onnx(bytes).map_err(nn_err)?
             }
             (None, None) => return Err(FunctionError::new("bad_spec", "model or model_b64")),
@@ -86,8 +89,11 @@ fn handle(event: Vec<u8>, _ctx: Context) -> Result<Vec<u8>, FunctionError> {
     for _ in 0..spec.repeat.unwrap_or(1).max(1) {
         let mut inputs = Vec::new();
         for i in &spec.inputs {
-            let ty = ty_of(&i.ty).ok_or_else(|| FunctionError::new("bad_spec", format!("type {}", i.ty)))?;
-            let data = b64.decode(&i.data_b64).map_err(|e| FunctionError::new("bad_spec", e.to_string()))?;
+            let ty = ty_of(&i.ty)
+                .ok_or_else(|| FunctionError::new("bad_spec", format!("type {}", i.ty)))?;
+            let data = b64
+                .decode(&i.data_b64)
+                .map_err(|e| FunctionError::new("bad_spec", e.to_string()))?;
             inputs.push((i.name.clone(), Tensor::from_bytes(ty, &i.dims, data)));
         }
         outputs = Some(ctx.compute(inputs).map_err(nn_err)?);

@@ -18,7 +18,10 @@ impl wasi::exports::http::incoming_handler::Guest for Raw {
         let body = resp.body().expect("fresh response has a body");
         ResponseOutparam::set(out, Ok(resp));
         let stream = body.write().expect("fresh body has a stream");
-        if let Some(mb) = path.strip_prefix("/stream?mb=").and_then(|v| v.parse::<usize>().ok()) {
+        if let Some(mb) = path
+            .strip_prefix("/stream?mb=")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             // A hostile response: stream `mb` MiB, 4 KiB (the most one blocking write may
             // carry) at a time, until the host says stop.
             let chunk = vec![b'x'; 4 << 10];
