@@ -228,7 +228,7 @@ impl Responder {
         let out = self.out.take().ok_or(Disconnected)?;
         let fields = Fields::new();
         for (k, v) in headers {
-            let _ = fields.append(&k.to_string(), &v.as_bytes().to_vec());
+            let _ = fields.append(k.as_ref(), v.as_bytes());
         }
         let outgoing = OutgoingResponse::new(fields);
         let _ = outgoing.set_status_code(status);

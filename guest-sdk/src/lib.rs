@@ -59,7 +59,7 @@ pub use wasi;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/function",
         world: "event-function",
         pub_export_macro: true,
         default_bindings_module: "helixflow_guest_sdk::bindings",
@@ -70,7 +70,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod llm_bindings {
     wit_bindgen::generate!({
-        path: "../host/nn/wit-llm",
+        path: "../wit/llm",
         world: "llm",
     });
 }
@@ -78,7 +78,7 @@ pub mod llm_bindings {
 #[doc(hidden)]
 pub mod nn_bindings {
     wit_bindgen::generate!({
-        path: "../host/nn/wit",
+        path: "../wit/wasi-nn",
         world: "ml",
     });
 }

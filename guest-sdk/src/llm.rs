@@ -1,5 +1,5 @@
 //! Autoregressive generation with the KV cache kept in the host
-//! (`helixflow:llm/sequence@0.1.0`, see `host/nn/wit-llm/llm.wit`).
+//! (`helixflow:llm/sequence@0.1.0`, see `wit/llm/llm.wit`).
 //!
 //! ```ignore
 //! use helixflow_guest_sdk::llm::Sequence;

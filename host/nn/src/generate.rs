@@ -213,7 +213,7 @@ impl Drop for Charge {
 /// One sequence's cache (per layer key then value, f32), wherever its bytes are.
 struct Kv {
     len: usize,
-    store: Store,
+    storage: KvStorage,
     /// The tenant that opened the sequence: its runs are charged to it.
     tenant: Arc<str>,
 }
@@ -222,7 +222,7 @@ struct Kv {
 /// copy out); a batch shares its outputs among its rows, so when the same sequences
 /// come back together the outputs are fed straight back in. Each holds the charge for
 /// exactly the bytes it keeps alive.
-enum Store {
+enum KvStorage {
     /// Empty (nothing fed yet).
     Empty,
     /// The outputs of a run this sequence had alone: `[1, heads, len, head_dim]` each,
@@ -336,8 +336,8 @@ impl Kv {
     /// Bytes charged to this sequence's tenant only because it still holds a batch that
     /// other rows left: its next run lets go of them.
     fn inherited(&self) -> u64 {
-        match &self.store {
-            Store::Batch(r) => r.batch.inherited(r.row),
+        match &self.storage {
+            KvStorage::Batch(r) => r.batch.inherited(r.row),
             _ => 0,
         }
     }
@@ -345,10 +345,10 @@ impl Kv {
     /// Bytes of head `h` of layer tensor `l`: `len` rows of `row_bytes`.
     fn head(&self, l: usize, h: usize, heads: usize, row_bytes: usize) -> &[u8] {
         let n = self.len * row_bytes;
-        match &self.store {
-            Store::Empty => &[],
-            Store::Solo(t, _) => &t[l].bytes()[h * n..(h + 1) * n],
-            Store::Batch(BatchRow { batch: b, row }) => {
+        match &self.storage {
+            KvStorage::Empty => &[],
+            KvStorage::Solo(t, _) => &t[l].bytes()[h * n..(h + 1) * n],
+            KvStorage::Batch(BatchRow { batch: b, row }) => {
                 let s = ((row * heads + h) * b.t + (b.t - self.len)) * row_bytes;
                 &b.tensors[l].bytes()[s..s + n]
             }
@@ -388,17 +388,14 @@ pub struct CausalLm {
     pub display: String,
     pub vocab: usize,
     pub context: usize,
-    layers: usize,
-    kv_heads: usize,
-    head_dim: usize,
     tx: std::sync::Mutex<std::sync::mpsc::Sender<Msg>>,
     next_id: AtomicU64,
-    budget: Arc<KvBudget>,
     pub stats: Arc<LmStats>,
 }
 
-/// What the scheduler thread needs (it must not keep the [`CausalLm`] alive).
-struct Engine {
+/// One model's decode scheduler: what its thread needs (it must not keep the
+/// [`CausalLm`] alive).
+struct DecodeScheduler {
     core: Arc<SessionCore>,
     layers: usize,
     kv_heads: usize,
@@ -498,7 +495,7 @@ impl CausalLm {
             }
         };
         let stats = Arc::new(LmStats::default());
-        let engine = Engine {
+        let scheduler = DecodeScheduler {
             core: core.clone(),
             layers,
             kv_heads,
@@ -506,14 +503,14 @@ impl CausalLm {
             vocab,
             max_batch: max_batch.max(1),
             max_delay,
-            budget: budget.clone(),
+            budget,
             stats: stats.clone(),
             outputs,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("helixflow-lm".into())
-            .spawn(move || engine.run(rx))
+            .spawn(move || scheduler.run(rx))
             .map_err(|e| {
                 NnError::new(
                     ErrorCode::RuntimeError,
@@ -525,19 +522,10 @@ impl CausalLm {
             display: core.display.clone(),
             vocab,
             context,
-            layers,
-            kv_heads,
-            head_dim,
             tx: std::sync::Mutex::new(tx),
             next_id: AtomicU64::new(1),
-            budget,
             stats,
         })
-    }
-
-    /// KV-cache bytes per cached position.
-    pub fn bytes_per_position(&self) -> u64 {
-        (2 * self.layers * self.kv_heads * self.head_dim * 4) as u64
     }
 
     /// A new, empty sequence of `tenant` (whose share of the KV budget its runs use).
@@ -548,15 +536,10 @@ impl CausalLm {
             lm: self.clone(),
             kv: Some(Kv {
                 len: 0,
-                store: Store::Empty,
+                storage: KvStorage::Empty,
                 tenant: Arc::from(tenant),
             }),
         }
-    }
-
-    /// The KV budget this model's sequences are charged to.
-    pub fn budget(&self) -> &Arc<KvBudget> {
-        &self.budget
     }
 
     fn send(&self, m: Msg) -> bool {
@@ -657,7 +640,7 @@ impl Drop for Sequence {
     }
 }
 
-impl Engine {
+impl DecodeScheduler {
     fn run(self, rx: std::sync::mpsc::Receiver<Msg>) {
         let mut pending: VecDeque<Job> = VecDeque::new();
         // Sequences of the last decode batch: worth a short wait for.
@@ -701,20 +684,21 @@ impl Engine {
             if !decode.is_empty() {
                 ran |= self.run_jobs(decode, &mut waiting);
             }
-            if let Some(pos) = pending.iter().position(|j| j.tokens.len() > 1) {
-                if let Some(j) = pending.remove(pos) {
-                    ran |= self.run_jobs(vec![j], &mut waiting);
-                }
+            if let Some(pos) = pending.iter().position(|j| j.tokens.len() > 1)
+                && let Some(j) = pending.remove(pos)
+            {
+                ran |= self.run_jobs(vec![j], &mut waiting);
             }
             // Steps waiting for capacity go first next time; when nothing could run, wait
             // a little for a release or a new step instead of spinning.
             for j in waiting.into_iter().rev() {
                 pending.push_front(j);
             }
-            if !ran && !pending.is_empty() {
-                if let Ok(m) = rx.recv_timeout(Duration::from_millis(2)) {
-                    self.take(m, &mut pending, &mut expected);
-                }
+            if !ran
+                && !pending.is_empty()
+                && let Ok(m) = rx.recv_timeout(Duration::from_millis(2))
+            {
+                self.take(m, &mut pending, &mut expected);
             }
         }
     }
@@ -819,7 +803,7 @@ impl Engine {
     fn one_bytes(&self, j: &Job) -> u64 {
         let (past, n) = (j.kv.len as u64, j.tokens.len() as u64);
         let per_pos = self.per_position();
-        let copied = if matches!(j.kv.store, Store::Batch(_)) {
+        let copied = if matches!(j.kv.storage, KvStorage::Batch(_)) {
             per_pos * past
         } else {
             0
@@ -832,13 +816,13 @@ impl Engine {
     /// the padding.
     fn batch_plan(&self, jobs: &[Job]) -> BatchPlan {
         let b = jobs.len();
-        let shared: Option<Arc<BatchKv>> = match &jobs[0].kv.store {
-            Store::Batch(r) if r.batch.rows.len() == b => Some(r.batch.clone()),
+        let shared: Option<Arc<BatchKv>> = match &jobs[0].kv.storage {
+            KvStorage::Batch(r) if r.batch.rows.len() == b => Some(r.batch.clone()),
             _ => None,
         };
         let shared = shared.filter(|s| {
             jobs.iter()
-                .all(|j| matches!(&j.kv.store, Store::Batch(r) if Arc::ptr_eq(&r.batch, s)))
+                .all(|j| matches!(&j.kv.storage, KvStorage::Batch(r) if Arc::ptr_eq(&r.batch, s)))
         });
         let tmax = match &shared {
             Some(s) => s.t,
@@ -928,8 +912,8 @@ impl Engine {
         let mask_shape = [1, (past + n) as i64];
         let kv_shape = [1, h as i64, past as i64, d as i64];
         // A row of a batch is copied out; a solo cache is used in place.
-        let copied: Vec<Vec<u8>> = match &j.kv.store {
-            Store::Batch(_) => (0..2 * self.layers)
+        let copied: Vec<Vec<u8>> = match &j.kv.storage {
+            KvStorage::Batch(_) => (0..2 * self.layers)
                 .map(|l| {
                     (0..h)
                         .flat_map(|hi| j.kv.head(l, hi, h, d * 4).iter().copied())
@@ -959,10 +943,10 @@ impl Engine {
             },
         ];
         for (l, name) in names.iter().enumerate() {
-            let data: &[u8] = match &j.kv.store {
-                Store::Empty => &[],
-                Store::Solo(t, _) => t[l].bytes(),
-                Store::Batch(_) => &copied[l],
+            let data: &[u8] = match &j.kv.storage {
+                KvStorage::Empty => &[],
+                KvStorage::Solo(t, _) => t[l].bytes(),
+                KvStorage::Batch(_) => &copied[l],
             };
             inputs.push(RawInput {
                 name,
@@ -999,7 +983,7 @@ impl Engine {
         // The new cache keeps its part of the run's charge; the old one (and the rest of
         // the charge: inputs, logits) is given back as it goes.
         let kept = charge.split(self.per_position() * (past + n) as u64);
-        j.kv.store = Store::Solo(presents, kept);
+        j.kv.storage = KvStorage::Solo(presents, kept);
         j.kv.len = past + n;
         drop(logits);
         drop(charge);
@@ -1045,8 +1029,8 @@ impl Engine {
             ..plan
         };
         if let Some(s) = &shared {
-            let row_of = |j: &Job| match &j.kv.store {
-                Store::Batch(r) => r.row,
+            let row_of = |j: &Job| match &j.kv.storage {
+                KvStorage::Batch(r) => r.row,
                 _ => 0,
             };
             let mut paired: Vec<(Job, Charge)> = std::mem::take(jobs)
@@ -1158,7 +1142,7 @@ impl Engine {
             charges: Mutex::new(row_charges),
         });
         for (bi, j) in jobs.iter_mut().enumerate() {
-            j.kv.store = Store::Batch(BatchRow {
+            j.kv.storage = KvStorage::Batch(BatchRow {
                 batch: batch.clone(),
                 row: bi,
             });
@@ -1234,7 +1218,7 @@ mod tests {
             seq,
             kv: Kv {
                 len,
-                store: Store::Empty,
+                storage: KvStorage::Empty,
                 tenant: Arc::from("t"),
             },
             tokens: vec![7; tokens],

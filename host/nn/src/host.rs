@@ -1,5 +1,5 @@
-//! The `wasi:nn@0.2.0-rc-2024-10-28` host: bindings generated from `wit/wasi-nn.wit`
-//! (async host calls), resources kept in the invocation's `ResourceTable`.
+//! The `wasi:nn@0.2.0-rc-2024-10-28` host: bindings generated from the repository's
+//! `wit/wasi-nn/` (async host calls), resources kept in the invocation's `ResourceTable`.
 
 use crate::tensor::{Tensor, TensorType};
 use crate::{ErrorCode, Inference, LoadedGraph, NnError};
@@ -9,7 +9,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 mod generated {
     wasmtime::component::bindgen!({
         world: "ml",
-        path: "wit/wasi-nn.wit",
+        path: "../../wit/wasi-nn",
         imports: { default: async | trappable },
         with: {
             "wasi:nn/graph.graph": super::GraphResource,

@@ -5,9 +5,9 @@
 //!   a cache of ORT sessions keyed by (model SHA-256, execution-provider preference,
 //!   options), single-flight creation, LRU eviction under a byte budget, and per-model
 //!   dynamic batching ([`batch`]).
-//! * [`host`] implements `wasi:nn@0.2.0-rc-2024-10-28` (bindings generated from
-//!   `wit/wasi-nn.wit`, async host calls) over it; the runtime links it into every
-//!   sandbox with a per-invocation [`host::NnCtx`] that carries the caller's tenant.
+//! * [`host`] implements `wasi:nn@0.2.0-rc-2024-10-28` (bindings generated from the
+//!   repository's `wit/wasi-nn/`, async host calls) over it; the runtime links it into
+//!   every sandbox with a per-invocation [`host::NnCtx`] that carries the caller's tenant.
 //! * Where model bytes come from is not this crate's business: a [`ModelSource`]
 //!   (implemented over the model registry by the api crate) resolves a tenant-scoped
 //!   name to a [`ModelSpec`] and fetches its bytes.
@@ -122,20 +122,6 @@ impl Provider {
             "cpu" => Some(Provider::Cpu),
             _ => None,
         }
-    }
-    /// Parses `tensorrt,cuda,cpu`.
-    pub fn parse_list(s: &str) -> Result<Vec<Provider>, String> {
-        s.split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| {
-                Provider::parse(p).ok_or_else(|| {
-                    format!(
-                        "unknown execution provider '{}' (expected tensorrt, cuda or cpu)",
-                        p.trim()
-                    )
-                })
-            })
-            .collect()
     }
 }
 

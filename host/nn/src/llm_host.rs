@@ -1,5 +1,5 @@
-//! The `helixflow:llm/sequence` host (bindings from `wit-llm/llm.wit`, async host
-//! calls): a guest's [`generate::Sequence`]s live in the invocation's resource table,
+//! The `helixflow:llm/sequence` host (bindings from the repository's `wit/llm/`, async
+//! host calls): a guest's [`generate::Sequence`]s live in the invocation's resource table,
 //! so a finished, trapped or killed invocation drops them and frees their caches.
 
 use crate::generate;
@@ -10,7 +10,7 @@ use wasmtime::component::{HasData, Linker, Resource};
 mod generated {
     wasmtime::component::bindgen!({
         world: "llm",
-        path: "wit-llm/llm.wit",
+        path: "../../wit/llm",
         imports: { default: async | trappable },
         with: {
             "helixflow:llm/sequence.sequence": crate::generate::Sequence,

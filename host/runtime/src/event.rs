@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "../../wit/function",
     world: "event-function",
     exports: { default: async },
 });
