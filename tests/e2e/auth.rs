@@ -463,7 +463,8 @@ async fn roles_public_functions_and_the_audit_log() {
     let u = |p: &str| api.url(p);
     let wasm = helixflow_e2e::guest("echo-event");
     // (what, method, path, body, roles allowed)
-    let matrix: Vec<(&str, &str, String, Vec<u8>, &[&str])> = vec![
+    type Case<'a> = (&'a str, &'a str, String, Vec<u8>, &'a [&'a str]);
+    let matrix: Vec<Case> = vec![
         (
             "create a key",
             "POST",
@@ -779,15 +780,14 @@ async fn stored_secrets_are_sealed_and_need_the_nodes_key() {
 
     // What the store holds.
     {
-        let store =
-            helixflow_store::RedbMetadataStore::open(dir.path().join("metadata.redb")).unwrap();
-        use helixflow_store::MetadataStore as _;
-        let ak = store
-            .get("T#acme", &format!("AK#{akid}"))
-            .await
-            .unwrap()
+        let store = helixflow_store_redb::RedbMetadataStore::open(dir.path().join("metadata.redb"))
             .unwrap();
-        let jwt = store.get("T#acme", "JWT").await.unwrap().unwrap();
+        use helixflow_store::MetadataStore as _;
+        use helixflow_store::keys::{self, Credential};
+        let key = keys::credential(Credential::AccessKey, "acme", &akid);
+        let ak = store.get(&key.pk, &key.sk).await.unwrap().unwrap();
+        let key = keys::jwt_secret("acme");
+        let jwt = store.get(&key.pk, &key.sk).await.unwrap().unwrap();
         let (ak_stored, jwt_stored) = (
             ak.str("secret").unwrap().to_string(),
             jwt.str("hs256_secret").unwrap().to_string(),

@@ -490,7 +490,7 @@ fn left_in_queue(
 /// The registry of a stopped node's embedded store.
 fn offline_registry(dir: &std::path::Path) -> helixflow_store::registry::Registry {
     let store = std::sync::Arc::new(
-        helixflow_store::RedbMetadataStore::open(dir.join("metadata.redb")).unwrap(),
+        helixflow_store_redb::RedbMetadataStore::open(dir.join("metadata.redb")).unwrap(),
     );
     helixflow_store::registry::Registry::new(store)
 }

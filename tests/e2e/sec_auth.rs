@@ -309,13 +309,14 @@ async fn sec_auth_a_node_refuses_empty_short_or_shared_admin_keys() {
         hex::encode(sha2::Sha256::digest(b""))
     };
     // (what, admin.key contents and mode, env, config, what stderr must say)
-    let cases: Vec<(
-        &str,
-        Option<(&str, u32)>,
-        Vec<(&str, &str)>,
+    type Case<'a> = (
+        &'a str,
+        Option<(&'a str, u32)>,
+        Vec<(&'a str, &'a str)>,
         Option<String>,
-        Vec<&str>,
-    )> = vec![
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "empty admin.key",
             Some(("", 0o600)),
@@ -740,13 +741,10 @@ async fn sec_auth_function_env_is_sealed_at_rest_and_hidden_from_viewers() {
     let db = dir.path().join("metadata.redb");
     {
         use helixflow_store::MetadataStore as _;
-        let store = helixflow_store::RedbMetadataStore::open(&db).unwrap();
+        let store = helixflow_store_redb::RedbMetadataStore::open(&db).unwrap();
         for f in ["hello", "hello2"] {
-            let item = store
-                .get("T#acme", &format!("FN#{f}"))
-                .await
-                .unwrap()
-                .unwrap();
+            let key = helixflow_store::keys::function("acme", f);
+            let item = store.get(&key.pk, &key.sk).await.unwrap().unwrap();
             let env = item.attrs["config"]["env"].as_object().unwrap().clone();
             println!(
                 "stored env of {f}: {}",
@@ -765,13 +763,14 @@ async fn sec_auth_function_env_is_sealed_at_rest_and_hidden_from_viewers() {
             }
         }
         // A record written before sealing existed: plain text.
-        let mut item = store.get("T#acme", "FN#hello").await.unwrap().unwrap();
+        let hello = helixflow_store::keys::function("acme", "hello");
+        let mut item = store.get(&hello.pk, &hello.sk).await.unwrap().unwrap();
         let legacy = random_tag("Legacy-");
         item.attrs["config"]["env"]["GREETING"] = json!(legacy);
         store
             .put(
-                "T#acme",
-                "FN#hello",
+                &hello.pk,
+                &hello.sk,
                 item.attrs.clone(),
                 helixflow_store::Condition::Always,
             )
@@ -809,8 +808,9 @@ async fn sec_auth_function_env_is_sealed_at_rest_and_hidden_from_viewers() {
                 .starts_with(&format!("{legacy}, Ada!"))
         );
         node.kill9();
-        let store = helixflow_store::RedbMetadataStore::open(&db).unwrap();
-        let item = store.get("T#acme", "FN#hello").await.unwrap().unwrap();
+        let store = helixflow_store_redb::RedbMetadataStore::open(&db).unwrap();
+        let hello = helixflow_store::keys::function("acme", "hello");
+        let item = store.get(&hello.pk, &hello.sk).await.unwrap().unwrap();
         let v = item.attrs["config"]["env"]["GREETING"]
             .as_str()
             .unwrap()

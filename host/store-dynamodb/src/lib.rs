@@ -440,11 +440,10 @@ impl MetadataStore for DynamoDbMetadataStore {
                         .cancellation_reasons()
                         .iter()
                         .position(|r| r.code() == Some("ConditionalCheckFailed"));
-                    if let Some(pos) = failed {
-                        if let Some((index, pk, sk)) = keys.get(pos).cloned() {
+                    if let Some(pos) = failed
+                        && let Some((index, pk, sk)) = keys.get(pos).cloned() {
                             return Err(StoreError::TransactionCancelled { index, pk, sk });
                         }
-                    }
                 }
                 Err(unavailable("TransactWriteItems", e))
             }

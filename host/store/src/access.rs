@@ -1,21 +1,14 @@
 //! Access records: API keys (hashed), per-tenant JWT secrets, and the audit log.
-//!
-//! | item          | pk                 | sk                          |
-//! |---------------|--------------------|-----------------------------|
-//! | api key       | `T#{tenant}`       | `KEY#{prefix}`              |
-//! | key index     | `KEYS`             | `{prefix}`                  |
-//! | JWT secret    | `T#{tenant}`       | `JWT`                       |
-//! | access key    | `T#{tenant}`       | `AK#{access_key_id}`        |
-//! | access index  | `ACCESS_KEYS`      | `{access_key_id}`           |
-//! | audit record  | `AUDIT#{tenant}`   | `{unix_nanos:020}#{rand}`   |
+//! Their keys are in [`crate::keys`].
 //!
 //! A key and its index item are written in one transaction; a key record holds the
 //! SHA-256 of the key, never the key. Audit records are only ever created (conditional
 //! on not existing), never updated or deleted by the API: append-only. Platform-level
 //! events (tenant creation, failures with no tenant) go to the `_platform` log.
 
+use crate::keys::{self, Credential};
 use crate::registry::{Registry, RegistryError, Result};
-use crate::{Condition, StoreError, WriteOp};
+use crate::{Condition, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// The audit log of events that belong to no tenant.
@@ -78,10 +71,10 @@ fn from<T: for<'de> Deserialize<'de>>(i: &crate::Item) -> Result<T> {
         .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", i.pk, i.sk)).into())
 }
 
-/// The two kinds of credential records: `(item sort-key prefix, index partition, what
-/// the caller calls them)`.
-const API_KEY: (&str, &str, &str) = ("KEY#", "KEYS", "key");
-const ACCESS_KEY: (&str, &str, &str) = ("AK#", "ACCESS_KEYS", "access key");
+/// The two kinds of credential records: `(where they are stored, what the caller calls
+/// them)`.
+const API_KEY: (Credential, &str) = (Credential::ApiKey, "key");
+const ACCESS_KEY: (Credential, &str) = (Credential::AccessKey, "access key");
 
 /// A credential record with a revocation flag.
 trait Revocable: Serialize + for<'de> Deserialize<'de> {
@@ -102,31 +95,25 @@ impl Registry {
     /// Writes a credential record and its global id index in one transaction.
     async fn add_credential<T: Serialize>(
         &self,
-        kind: (&str, &str, &str),
+        kind: (Credential, &str),
         tenant: &str,
         id: &str,
         rec: &T,
     ) -> Result<()> {
         self.tenant(tenant).await?;
         let ops = vec![
-            WriteOp::Put {
-                pk: format!("T#{tenant}"),
-                sk: format!("{}{id}", kind.0),
-                attrs: crate::registry::attrs_of(rec)?,
-                condition: Condition::NotExists,
-            },
-            WriteOp::Put {
-                pk: kind.1.into(),
-                sk: id.to_string(),
-                attrs: crate::registry::attrs_of(&serde_json::json!({"tenant": tenant}))?,
-                condition: Condition::NotExists,
-            },
+            keys::credential(kind.0, tenant, id)
+                .put(crate::registry::attrs_of(rec)?, Condition::NotExists),
+            keys::credential_index(kind.0, id).put(
+                crate::registry::attrs_of(&serde_json::json!({"tenant": tenant}))?,
+                Condition::NotExists,
+            ),
         ];
         match self.store().transact(ops).await {
             Ok(()) => Ok(()),
             Err(StoreError::TransactionCancelled { .. }) => Err(RegistryError::Conflict(format!(
                 "{} id collision; retry",
-                kind.2
+                kind.1
             ))),
             Err(e) => Err(e.into()),
         }
@@ -135,20 +122,18 @@ impl Registry {
     /// A credential by id, wherever it lives (`None`: no such credential).
     async fn credential<T: for<'de> Deserialize<'de>>(
         &self,
-        kind: (&str, &str, &str),
+        kind: (Credential, &str),
         id: &str,
     ) -> Result<Option<T>> {
-        let Some(idx) = self.store().get(kind.1, id).await? else {
+        let index = keys::credential_index(kind.0, id);
+        let Some(idx) = self.store().get(&index.pk, &index.sk).await? else {
             return Ok(None);
         };
         let Some(tenant) = idx.str("tenant").map(str::to_string) else {
             return Ok(None);
         };
-        match self
-            .store()
-            .get(&format!("T#{tenant}"), &format!("{}{id}", kind.0))
-            .await?
-        {
+        let key = keys::credential(kind.0, &tenant, id);
+        match self.store().get(&key.pk, &key.sk).await? {
             Some(i) => Ok(Some(from(&i)?)),
             None => Ok(None),
         }
@@ -156,12 +141,13 @@ impl Registry {
 
     async fn credentials<T: for<'de> Deserialize<'de>>(
         &self,
-        kind: (&str, &str, &str),
+        kind: (Credential, &str),
         tenant: &str,
     ) -> Result<Vec<T>> {
         self.tenant(tenant).await?;
+        let all = keys::credentials(kind.0, tenant);
         self.store()
-            .query_all(&format!("T#{tenant}"), kind.0)
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(from)
@@ -171,21 +157,20 @@ impl Registry {
     /// Marks a credential revoked (the record stays, for the audit trail).
     async fn revoke_credential<T: Revocable>(
         &self,
-        kind: (&str, &str, &str),
+        kind: (Credential, &str),
         tenant: &str,
         id: &str,
     ) -> Result<T> {
-        let pk = format!("T#{tenant}");
-        let sk = format!("{}{id}", kind.0);
-        let item = self.store().get(&pk, &sk).await?.ok_or_else(|| {
-            RegistryError::NotFound(format!("no {} {id:?} in tenant {tenant:?}", kind.2))
+        let key = keys::credential(kind.0, tenant, id);
+        let item = self.store().get(&key.pk, &key.sk).await?.ok_or_else(|| {
+            RegistryError::NotFound(format!("no {} {id:?} in tenant {tenant:?}", kind.1))
         })?;
         let mut rec: T = from(&item)?;
         rec.revoke();
         self.store()
             .put(
-                &pk,
-                &sk,
+                &key.pk,
+                &key.sk,
                 crate::registry::attrs_of(&rec)?,
                 Condition::VersionIs(item.version),
             )
@@ -235,10 +220,11 @@ impl Registry {
 
     pub async fn set_jwt_secret(&self, tenant: &str, secret: &str) -> Result<()> {
         self.tenant(tenant).await?;
+        let key = keys::jwt_secret(tenant);
         self.store()
             .put(
-                &format!("T#{tenant}"),
-                "JWT",
+                &key.pk,
+                &key.sk,
                 crate::registry::attrs_of(&serde_json::json!({"hs256_secret": secret}))?,
                 Condition::Always,
             )
@@ -247,9 +233,10 @@ impl Registry {
     }
 
     pub async fn jwt_secret(&self, tenant: &str) -> Result<Option<String>> {
+        let key = keys::jwt_secret(tenant);
         Ok(self
             .store()
-            .get(&format!("T#{tenant}"), "JWT")
+            .get(&key.pk, &key.sk)
             .await?
             .and_then(|i| i.str("hs256_secret").map(str::to_string)))
     }
@@ -262,10 +249,11 @@ impl Registry {
             .unwrap_or(0);
         let mut r = [0u8; 4];
         getrandom::fill(&mut r).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let key = keys::audit_record(&rec.tenant, nanos, r);
         self.store()
             .put(
-                &format!("AUDIT#{}", rec.tenant),
-                &format!("{nanos:020}#{}", hex::encode(r)),
+                &key.pk,
+                &key.sk,
                 crate::registry::attrs_of(rec)?,
                 Condition::NotExists,
             )
@@ -275,9 +263,10 @@ impl Registry {
 
     /// The newest `limit` audit records of `tenant`, newest first.
     pub async fn audit_log(&self, tenant: &str, limit: usize) -> Result<Vec<AuditRecord>> {
+        let log = keys::audit_log(tenant);
         let mut all: Vec<AuditRecord> = self
             .store()
-            .query_all(&format!("AUDIT#{tenant}"), "")
+            .query_all(&log.pk, &log.sk_prefix)
             .await?
             .iter()
             .map(from)

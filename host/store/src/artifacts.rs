@@ -343,8 +343,6 @@ impl ArtifactStore {
         Ok(bytes)
     }
 
-    /// Every stored artifact: (SHA-256, age, size). Objects that are not named by a
-    /// SHA-256 are skipped.
     /// Writes a record (not content-addressed) under `records/{rel}`: dead-letter and
     /// destination records of asynchronous invocations. `rel`'s segments must be plain
     /// names (no `..`); an existing record is replaced (writes are idempotent by key).
@@ -355,40 +353,6 @@ impl ArtifactStore {
             .await
             .map_err(map_err)?;
         Ok(())
-    }
-
-    /// Reads a record written by `put_record`.
-    pub async fn get_record(&self, rel: &str) -> Result<Bytes> {
-        let path = self.record_path(rel)?;
-        let r = self.store.get(&path).await.map_err(map_err)?;
-        r.bytes().await.map_err(map_err)
-    }
-
-    /// The records under `records/{rel_prefix}` (relative names).
-    pub async fn list_records(&self, rel_prefix: &str) -> Result<Vec<String>> {
-        use futures::TryStreamExt;
-        let dir = self.record_path(rel_prefix)?;
-        let base = self.record_path("x")?;
-        let base_parts = base.parts().count() - 1;
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let mut out: Vec<String> = metas
-            .into_iter()
-            .map(|m| {
-                m.location
-                    .parts()
-                    .skip(base_parts)
-                    .map(|p| p.as_ref().to_string())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
-            .collect();
-        out.sort();
-        Ok(out)
     }
 
     fn record_path(&self, rel: &str) -> Result<ObjPath> {
@@ -409,6 +373,8 @@ impl ArtifactStore {
         Ok(ObjPath::from_iter(parts))
     }
 
+    /// Every stored artifact: (SHA-256, age, size). Objects that are not named by a
+    /// SHA-256 are skipped.
     pub async fn list(&self) -> Result<Vec<StoredArtifact>> {
         use futures::TryStreamExt;
         let mut parts: Vec<_> = self.prefix.parts().collect();

@@ -1,11 +1,6 @@
 //! Durable asynchronous invocations (the Lambda `Event` type) and scheduled triggers.
-//!
-//! | item                 | pk                               | sk                     |
-//! |----------------------|----------------------------------|------------------------|
-//! | queued event         | `EVQ#{shard}` (0..8)             | `{event_id}`           |
-//! | failed event         | `EVF#{tenant}`                   | `{event_id}`           |
-//! | schedule index       | `SCHEDULES`                      | `{tenant}#{function}`  |
-//! | fired schedule tick  | `CRON#{tenant}#{function}`       | `{schedule}#{tick:012}`|
+//! Their keys (queue shards, failure records, the schedule index, tick markers) are in
+//! [`crate::keys`].
 //!
 //! Event ids are time-ordered (UUIDv7), so a shard lists oldest first. An event is
 //! written to its shard before the caller gets its 202 and stays there until a worker
@@ -18,21 +13,16 @@
 //! (`NotExists`) and the event, so across a fleet sharing the store each tick fires at
 //! most once.
 
+use crate::keys;
 use crate::registry::{Registry, RegistryError, Result, attrs_of};
 use crate::{Condition, Item, StoreError, WriteOp};
 use serde::{Deserialize, Serialize};
 
-/// Queue partitions (spreads write load over DynamoDB partitions).
-pub const QUEUE_SHARDS: u32 = 8;
-pub const SCHEDULES_PK: &str = "SCHEDULES";
+pub use crate::keys::{QUEUE_SHARDS, shard_of};
 /// How long a failed-event record is kept (for `events list` / `replay`).
 pub const FAILED_RETENTION_SECS: u64 = 14 * 24 * 3600;
 /// Largest Event payload: it must fit one metadata item with its envelope.
 pub const MAX_EVENT_PAYLOAD: usize = 256 * 1024;
-
-pub fn schedule_sk(tenant: &str, function: &str) -> String {
-    format!("{tenant}#{function}")
-}
 
 /// Retry policy and destinations of a function's Event invocations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,21 +207,6 @@ pub struct FailedEvent {
     pub expires_at: u64,
 }
 
-/// The queue shard of an event id.
-pub fn shard_of(id: &str) -> u32 {
-    // FNV-1a: stable across processes and builds.
-    let mut h: u32 = 0x811c9dc5;
-    for b in id.bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x01000193);
-    }
-    h % QUEUE_SHARDS
-}
-
-fn queue_pk(id: &str) -> String {
-    format!("EVQ#{}", shard_of(id))
-}
-
 fn from<T: for<'de> Deserialize<'de>>(i: &Item) -> Result<T> {
     serde_json::from_value(serde_json::Value::Object(i.attrs.clone()))
         .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", i.pk, i.sk)).into())
@@ -239,12 +214,7 @@ fn from<T: for<'de> Deserialize<'de>>(i: &Item) -> Result<T> {
 
 /// A queue write to put in the same transaction as something else.
 pub fn enqueue_op(ev: &QueuedEvent) -> Result<WriteOp> {
-    Ok(WriteOp::Put {
-        pk: queue_pk(&ev.id),
-        sk: ev.id.clone(),
-        attrs: attrs_of(ev)?,
-        condition: Condition::NotExists,
-    })
+    Ok(keys::queued_event(&ev.id).put(attrs_of(ev)?, Condition::NotExists))
 }
 
 impl Registry {
@@ -273,11 +243,12 @@ impl Registry {
         start_after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<(QueuedEvent, u64)>, Option<String>)> {
+        let partition = keys::queue_shard(shard);
         let page = self
             .store()
             .query(
-                &format!("EVQ#{shard}"),
-                "",
+                &partition.pk,
+                &partition.sk_prefix,
                 crate::Page {
                     limit: Some(limit),
                     start_after,
@@ -294,7 +265,8 @@ impl Registry {
 
     /// One queued event by id.
     pub async fn queued_event(&self, id: &str) -> Result<Option<(QueuedEvent, u64)>> {
-        match self.store().get(&queue_pk(id), id).await? {
+        let key = keys::queued_event(id);
+        match self.store().get(&key.pk, &key.sk).await? {
             Some(i) => Ok(Some((from(&i)?, i.version))),
             None => Ok(None),
         }
@@ -303,11 +275,12 @@ impl Registry {
     /// Replaces a queued event if it is still at `version` (claims, retries, releases).
     /// `Ok(None)`: someone else changed or finished it; `Ok(Some(v))`: the new version.
     pub async fn update_event(&self, ev: &QueuedEvent, version: u64) -> Result<Option<u64>> {
+        let key = keys::queued_event(&ev.id);
         match self
             .store()
             .put(
-                &queue_pk(&ev.id),
-                &ev.id,
+                &key.pk,
+                &key.sk,
                 attrs_of(ev)?,
                 Condition::VersionIs(version),
             )
@@ -329,20 +302,11 @@ impl Registry {
         failed: Option<&FailedEvent>,
         follow_ups: &[QueuedEvent],
     ) -> Result<bool> {
-        let mut ops = vec![WriteOp::Delete {
-            pk: queue_pk(&ev.id),
-            sk: ev.id.clone(),
-            condition: Condition::VersionIs(version),
-        }];
+        let mut ops = vec![keys::queued_event(&ev.id).delete(Condition::VersionIs(version))];
         if let Some(f) = failed {
             let mut attrs = attrs_of(f)?;
             attrs.insert(crate::EXPIRES_AT.into(), f.expires_at.into());
-            ops.push(WriteOp::Put {
-                pk: format!("EVF#{}", f.tenant),
-                sk: f.id.clone(),
-                attrs,
-                condition: Condition::Always,
-            });
+            ops.push(keys::failed_event(&f.tenant, &f.id).put(attrs, Condition::Always));
         }
         for e in follow_ups {
             ops.push(enqueue_op(e)?);
@@ -356,9 +320,10 @@ impl Registry {
 
     /// Failed events of a tenant, newest first.
     pub async fn failed_events(&self, tenant: &str, limit: usize) -> Result<Vec<FailedEvent>> {
+        let all = keys::failed_events(tenant);
         let mut all: Vec<FailedEvent> = self
             .store()
-            .query_all(&format!("EVF#{tenant}"), "")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(from)
@@ -369,7 +334,8 @@ impl Registry {
     }
 
     pub async fn failed_event(&self, tenant: &str, id: &str) -> Result<Option<(FailedEvent, u64)>> {
-        match self.store().get(&format!("EVF#{tenant}"), id).await? {
+        let key = keys::failed_event(tenant, id);
+        match self.store().get(&key.pk, &key.sk).await? {
             Some(i) => Ok(Some((from(&i)?, i.version))),
             None => Ok(None),
         }
@@ -388,12 +354,8 @@ impl Registry {
         let mut attrs = attrs_of(&marked)?;
         attrs.insert(crate::EXPIRES_AT.into(), marked.expires_at.into());
         let ops = vec![
-            WriteOp::Put {
-                pk: format!("EVF#{}", failed.tenant),
-                sk: failed.id.clone(),
-                attrs,
-                condition: Condition::VersionIs(version),
-            },
+            keys::failed_event(&failed.tenant, &failed.id)
+                .put(attrs, Condition::VersionIs(version)),
             enqueue_op(new_event)?,
         ];
         match self.store().transact(ops).await {
@@ -408,9 +370,10 @@ impl Registry {
 
     /// Every `(tenant, function)` with schedules.
     pub async fn scheduled_functions(&self) -> Result<Vec<(String, String)>> {
+        let all = keys::schedule_indexes();
         Ok(self
             .store()
-            .query_all(SCHEDULES_PK, "")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .filter_map(|i| Some((i.str("tenant")?.to_string(), i.str("function")?.to_string())))
@@ -431,12 +394,7 @@ impl Registry {
         marker.insert("event_id".into(), ev.id.clone().into());
         marker.insert(crate::EXPIRES_AT.into(), (tick_unix + 24 * 3600).into());
         let ops = vec![
-            WriteOp::Put {
-                pk: format!("CRON#{tenant}#{function}"),
-                sk: format!("{schedule}#{tick_unix:012}"),
-                attrs: marker,
-                condition: Condition::NotExists,
-            },
+            keys::tick(tenant, function, schedule, tick_unix).put(marker, Condition::NotExists),
             enqueue_op(ev)?,
         ];
         match self.store().transact(ops).await {
@@ -453,16 +411,14 @@ impl Registry {
         function: &str,
         schedule: &str,
     ) -> Result<Vec<(u64, String)>> {
+        let all = keys::ticks(tenant, function, schedule);
         Ok(self
             .store()
-            .query_all(
-                &format!("CRON#{tenant}#{function}"),
-                &format!("{schedule}#"),
-            )
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .filter_map(|i| {
-                let tick = i.sk.rsplit('#').next()?.parse().ok()?;
+                let tick = keys::tick_of(&i.sk)?;
                 Some((tick, i.str("event_id")?.to_string()))
             })
             .collect())
@@ -472,167 +428,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{FunctionConfig, NewVersion, TenantLimits};
-
-    fn ev(id: &str) -> QueuedEvent {
-        QueuedEvent {
-            id: id.into(),
-            tenant: "acme".into(),
-            function: "f".into(),
-            version: 1,
-            payload_b64: "e30=".into(),
-            client_context: None,
-            accepted_at_ms: 1,
-            attempts: 0,
-            failures: 0,
-            timeout_ms: 1000,
-            due_at_ms: 0,
-            lease_owner: String::new(),
-            lease_until_ms: 0,
-            last_error: None,
-            source: "invoke".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn queue_claim_finish_and_tick_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(
-            crate::RedbMetadataStore::open(&dir.path().join("m.redb")).unwrap(),
-        );
-        let reg = Registry::new(store);
-        reg.create_tenant("acme", TenantLimits::default())
-            .await
-            .unwrap();
-        let a = ev("0190a000-0000-7000-8000-000000000001");
-        reg.enqueue_event(&a).await.unwrap();
-        assert!(matches!(
-            reg.enqueue_event(&a).await,
-            Err(RegistryError::Conflict(_))
-        ));
-        let (got, v) = reg.queued_event(&a.id).await.unwrap().unwrap();
-        assert_eq!(got, a);
-        // Two workers race for the claim: one wins.
-        let mut c = got.clone();
-        c.attempts = 1;
-        c.lease_owner = "w1".into();
-        let v2 = reg.update_event(&c, v).await.unwrap().unwrap();
-        assert_eq!(reg.update_event(&c, v).await.unwrap(), None);
-        // The loser cannot finish it; the winner can, with a failure record.
-        assert!(!reg.finish_event(&c, v, None, &[]).await.unwrap());
-        let failed = FailedEvent {
-            id: c.id.clone(),
-            tenant: "acme".into(),
-            function: "f".into(),
-            version: 1,
-            payload_b64: c.payload_b64.clone(),
-            client_context: None,
-            accepted_at_ms: 1,
-            finished_at_ms: 2,
-            attempts: 1,
-            condition: "RetriesExhausted".into(),
-            last_error: None,
-            source: "invoke".into(),
-            replayed_as: None,
-            expires_at: crate::now_unix() + 60,
-        };
-        let follow = ev("0190a000-0000-7000-8000-000000000002");
-        assert!(
-            reg.finish_event(&c, v2, Some(&failed), std::slice::from_ref(&follow))
-                .await
-                .unwrap()
-        );
-        assert!(reg.queued_event(&c.id).await.unwrap().is_none());
-        assert!(reg.queued_event(&follow.id).await.unwrap().is_some());
-        assert_eq!(
-            reg.failed_events("acme", 10).await.unwrap(),
-            vec![failed.clone()]
-        );
-        // Replay marks the failure and enqueues once.
-        let (f, fv) = reg.failed_event("acme", &c.id).await.unwrap().unwrap();
-        let again = ev("0190a000-0000-7000-8000-000000000003");
-        reg.replay_failed(&f, fv, &again).await.unwrap();
-        assert!(
-            reg.replay_failed(&f, fv, &ev("0190a000-0000-7000-8000-000000000004"))
-                .await
-                .is_err()
-        );
-        assert_eq!(
-            reg.failed_event("acme", &c.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .0
-                .replayed_as
-                .as_deref(),
-            Some(again.id.as_str())
-        );
-        // A tick fires once.
-        let t1 = ev("0190a000-0000-7000-8000-000000000005");
-        let t2 = ev("0190a000-0000-7000-8000-000000000006");
-        let tick = crate::now_unix();
-        assert!(
-            reg.fire_tick("acme", "f", "every", tick, &t1)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !reg.fire_tick("acme", "f", "every", tick, &t2)
-                .await
-                .unwrap()
-        );
-        assert!(
-            reg.queued_event(&t2.id).await.unwrap().is_none(),
-            "the losing tick enqueued nothing"
-        );
-        assert_eq!(
-            reg.fired_ticks("acme", "f", "every").await.unwrap(),
-            vec![(tick, t1.id.clone())]
-        );
-        // Shards list everything exactly once.
-        let mut n = 0;
-        for s in 0..QUEUE_SHARDS {
-            n += reg.queued_events(s, 100).await.unwrap().len();
-        }
-        assert_eq!(n, 3);
-        // Schedules index follows the config.
-        let sha = "ab".repeat(32);
-        reg.add_version(
-            "acme",
-            "f",
-            NewVersion {
-                sha256: sha,
-                size: 1,
-                exports: Default::default(),
-                description: String::new(),
-                config: None,
-            },
-        )
-        .await
-        .unwrap();
-        let mut cfg = FunctionConfig::default();
-        cfg.schedules.push(Schedule {
-            name: "every".into(),
-            cron: "* * * * * *".into(),
-            payload: serde_json::Value::Null,
-            enabled: true,
-        });
-        reg.set_config("acme", "f", cfg.clone()).await.unwrap();
-        assert_eq!(
-            reg.scheduled_functions().await.unwrap(),
-            vec![("acme".to_string(), "f".to_string())]
-        );
-        reg.set_config("acme", "f", FunctionConfig::default())
-            .await
-            .unwrap();
-        assert!(reg.scheduled_functions().await.unwrap().is_empty());
-        reg.set_config("acme", "f", cfg).await.unwrap();
-        reg.delete_function("acme", "f").await.unwrap();
-        assert!(
-            reg.scheduled_functions().await.unwrap().is_empty(),
-            "deleting the function drops its schedules"
-        );
-    }
 
     #[test]
     fn async_config_validation() {
@@ -654,11 +449,13 @@ mod tests {
             function: Some("Bad Name".into()),
             object_prefix: None
         })));
-        let mut ok = AsyncConfig::default();
-        ok.on_failure = Some(Destination {
-            function: Some("dlq-handler".into()),
-            object_prefix: Some("dead-letters/v1".into()),
-        });
+        let ok = AsyncConfig {
+            on_failure: Some(Destination {
+                function: Some("dlq-handler".into()),
+                object_prefix: Some("dead-letters/v1".into()),
+            }),
+            ..AsyncConfig::default()
+        };
         assert!(ok.validate().is_ok());
     }
 }

@@ -6,12 +6,17 @@
 //!   optimistic concurrency (every item carries a `version`; writes can be conditional
 //!   on it), prefix queries within a partition, and all-or-nothing multi-item
 //!   transactions. The shape is DynamoDB's on purpose, so a DynamoDB backend is a
-//!   drop-in. The embedded default is [`RedbMetadataStore`] (one file, ACID, fsync on commit).
+//!   drop-in. The backends are crates of their own: `helixflow-store-redb` (embedded,
+//!   the default: one file, ACID, fsync on commit) and `helixflow-store-dynamodb`; both
+//!   pass the `conformance` suite (feature `conformance`).
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (component bytes, later model
 //!   files) in any `object_store` URL; `file://` under the data dir by default.
 //!
 //! [`registry::Registry`] is the typed layer on top (tenants, functions, versions,
-//! aliases): the only place that knows the key layout.
+//! aliases; with [`access`], [`events`] and [`models`]: credentials, the audit log,
+//! queued events, schedules, models). Where each record lives is [`keys`]' business:
+//! it is the only code that spells a partition or sort key (checked by
+//! `tests/key_layout.rs`).
 //!
 //! Architecture invariant: nothing here knows HTTP, JSON wire formats of the API, or
 //! wasmtime. Callers get [`StoreError`]s, never backend-specific errors.
@@ -19,9 +24,9 @@
 pub mod access;
 mod artifacts;
 pub mod events;
+pub mod keys;
 mod metadata;
 pub mod models;
-mod redb_backend;
 pub mod registry;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -32,7 +37,6 @@ pub use metadata::{
     Condition, EXPIRES_AT, Item, MAX_TRANSACTION_OPS, MetadataStore, Page, QueryPage, WriteOp,
     now_unix, validate_op, validate_transaction,
 };
-pub use redb_backend::RedbMetadataStore;
 
 /// How cloud backends retry throttling and transient failures (with exponential
 /// backoff and jitter). Node configuration: `[state] retry_*`.

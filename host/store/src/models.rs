@@ -1,9 +1,5 @@
 //! The model registry: tenant-scoped, versioned, content-addressed ONNX models.
-//!
-//! | item          | pk                      | sk                |
-//! |---------------|-------------------------|-------------------|
-//! | model         | `T#{tenant}`            | `MD#{model}`      |
-//! | model version | `M#{tenant}#{model}`    | `V#{version:010}` |
+//! Their keys are in [`crate::keys`].
 //!
 //! Public models live in the reserved namespace [`PUBLIC_NAMESPACE`] (no tenant can
 //! take that name). A tenant's `load-by-name` looks in its own namespace first, then in
@@ -11,8 +7,9 @@
 //! A push writes the model item (counter, compare-and-swap) and the version item in one
 //! transaction, like a function deploy.
 
+use crate::keys;
 use crate::registry::{Registry, RegistryError, Result, validate_name};
-use crate::{Condition, StoreError, WriteOp};
+use crate::{Condition, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// The namespace of models every tenant may load.
@@ -24,10 +21,10 @@ pub const PUBLIC_NAMESPACE: &str = "public";
 pub struct ModelConfig {
     /// Execution-provider preference (`tensorrt`, `cuda`, `cpu`); empty = node default.
     #[serde(default)]
-    pub providers: Vec<String>,
+    pub providers: Vec<ExecutionProvider>,
     /// `next` (fall back down the list) or `refuse`; unset = node default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<String>,
+    pub fallback: Option<ProviderFallback>,
     /// Dynamic batching: most rows per run (0/1 = off) and the wait for company.
     #[serde(default)]
     pub max_batch: u32,
@@ -45,8 +42,8 @@ pub struct ModelConfig {
     /// TensorRT: fp16 engines.
     #[serde(default)]
     pub trt_fp16: bool,
-    /// OpenAI-compatible serving: `/v1/embeddings` or `/v1/chat/completions` runs this
-    /// function of the model's tenant with this model.
+    /// OpenAI-compatible serving: embeddings or chat-completion requests naming this
+    /// model run this function of the model's tenant with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serve: Option<Serve>,
 }
@@ -54,10 +51,115 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Serve {
-    /// `embeddings` (`/v1/embeddings`) or `chat` (`/v1/chat/completions`).
-    pub kind: String,
+    /// What the model answers: embeddings or chat completions.
+    pub kind: ServeKind,
     /// The function (same tenant) that runs requests.
     pub function: String,
+}
+
+/// The choices of a model config: each is stored as its lowercase name (the JSON
+/// spelling configs have always used), and an unknown name is refused when the config is
+/// read, with a message that lists the allowed ones.
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $allowed:literal,
+     parse($s:ident) $parse:block, { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// The stored (JSON) spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str($s: &str) -> std::result::Result<Self, String> {
+                $parse.ok_or_else(|| format!(concat!($what, " {:?} ", $allowed), $s))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+choice! {
+    /// An execution provider of ONNX Runtime.
+    ExecutionProvider, "unknown execution provider", "(use tensorrt, cuda, cpu)",
+    // As configs have always been accepted (and stored): any case, surrounding blanks,
+    // and `trt` for TensorRT.
+    parse(s) {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tensorrt" | "trt" => Some(ExecutionProvider::Tensorrt),
+            "cuda" => Some(ExecutionProvider::Cuda),
+            "cpu" => Some(ExecutionProvider::Cpu),
+            _ => None,
+        }
+    },
+    {
+        Tensorrt = "tensorrt",
+        Cuda = "cuda",
+        Cpu = "cpu",
+    }
+}
+
+choice! {
+    /// What happens when a preferred execution provider cannot load the model.
+    ProviderFallback, "fallback", "is not next or refuse",
+    parse(s) {
+        match s {
+            "next" => Some(ProviderFallback::Next),
+            "refuse" => Some(ProviderFallback::Refuse),
+            _ => None,
+        }
+    },
+    {
+        /// Try the next provider of the list.
+        Next = "next",
+        /// Refuse to load the model.
+        Refuse = "refuse",
+    }
+}
+
+choice! {
+    /// The OpenAI-compatible requests a served model answers.
+    ServeKind, "serve.kind", "is not supported (embeddings, chat)",
+    parse(s) {
+        match s {
+            "embeddings" => Some(ServeKind::Embeddings),
+            "chat" => Some(ServeKind::Chat),
+            _ => None,
+        }
+    },
+    {
+        /// Embeddings requests.
+        Embeddings = "embeddings",
+        /// Chat-completion requests.
+        Chat = "chat",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,10 +199,6 @@ pub struct NewModelVersion {
     pub config: Option<ModelConfig>,
 }
 
-fn model_pk(tenant: &str, model: &str) -> String {
-    format!("M#{tenant}#{model}")
-}
-
 /// Splits `name` or `name@version`.
 pub fn parse_model_ref(s: &str) -> Result<(&str, Option<u32>)> {
     match s.split_once('@') {
@@ -123,11 +221,8 @@ impl Registry {
     }
 
     async fn model_item(&self, tenant: &str, name: &str) -> Result<Option<(u64, Model)>> {
-        match self
-            .store()
-            .get(&format!("T#{tenant}"), &format!("MD#{name}"))
-            .await?
-        {
+        let key = keys::model(tenant, name);
+        match self.store().get(&key.pk, &key.sk).await? {
             Some(item) => {
                 let m: Model = serde_json::from_value(serde_json::Value::Object(
                     item.attrs.clone(),
@@ -188,18 +283,9 @@ impl Registry {
                 description: description.clone(),
             };
             let ops = vec![
-                WriteOp::Put {
-                    pk: format!("T#{tenant}"),
-                    sk: format!("MD#{name}"),
-                    attrs: crate::registry::attrs_of(&m)?,
-                    condition: cond,
-                },
-                WriteOp::Put {
-                    pk: model_pk(tenant, name),
-                    sk: format!("V#{:010}", v.version),
-                    attrs: crate::registry::attrs_of(&v)?,
-                    condition: Condition::NotExists,
-                },
+                keys::model(tenant, name).put(crate::registry::attrs_of(&m)?, cond),
+                keys::model_version(tenant, name, v.version)
+                    .put(crate::registry::attrs_of(&v)?, Condition::NotExists),
             ];
             match self.store().transact(ops).await {
                 Ok(()) => return Ok(v),
@@ -226,12 +312,8 @@ impl Registry {
             };
             m.config = config.clone();
             m.updated_at = crate::registry::now_rfc3339();
-            let op = WriteOp::Put {
-                pk: format!("T#{tenant}"),
-                sk: format!("MD#{name}"),
-                attrs: crate::registry::attrs_of(&m)?,
-                condition: Condition::VersionIs(v),
-            };
+            let op = keys::model(tenant, name)
+                .put(crate::registry::attrs_of(&m)?, Condition::VersionIs(v));
             match self.store().transact(vec![op]).await {
                 Ok(()) => return Ok(m),
                 Err(StoreError::TransactionCancelled { .. }) => continue,
@@ -257,8 +339,9 @@ impl Registry {
 
     pub async fn models(&self, tenant: &str) -> Result<Vec<Model>> {
         self.namespace_exists(tenant).await?;
+        let all = keys::models(tenant);
         self.store()
-            .query_all(&format!("T#{tenant}"), "MD#")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(|i| {
@@ -270,8 +353,9 @@ impl Registry {
 
     pub async fn model_versions(&self, tenant: &str, name: &str) -> Result<Vec<ModelVersion>> {
         self.model(tenant, name).await?;
+        let all = keys::model_versions(tenant, name);
         self.store()
-            .query_all(&model_pk(tenant, name), "V#")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(|i| {
@@ -290,13 +374,10 @@ impl Registry {
     ) -> Result<(Model, ModelVersion)> {
         let m = self.model(tenant, name).await?;
         let n = version.unwrap_or(m.latest_version);
-        let item = self
-            .store()
-            .get(&model_pk(tenant, name), &format!("V#{n:010}"))
-            .await?
-            .ok_or_else(|| {
-                RegistryError::NotFound(format!("model {tenant}/{name} has no version {n}"))
-            })?;
+        let key = keys::model_version(tenant, name, n);
+        let item = self.store().get(&key.pk, &key.sk).await?.ok_or_else(|| {
+            RegistryError::NotFound(format!("model {tenant}/{name} has no version {n}"))
+        })?;
         let v = serde_json::from_value(serde_json::Value::Object(item.attrs.clone()))
             .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)))?;
         Ok((m, v))
@@ -327,21 +408,15 @@ impl Registry {
         let versions = self.model_versions(tenant, name).await?;
         // The model item goes first: from then on nothing resolves to it, and version
         // items left by a crash here are unreferenced (garbage collection frees files).
+        let key = keys::model(tenant, name);
         self.store()
-            .delete(
-                &format!("T#{tenant}"),
-                &format!("MD#{name}"),
-                Condition::Always,
-            )
+            .delete(&key.pk, &key.sk, Condition::Always)
             .await?;
         let mut shas = Vec::new();
         for v in &versions {
+            let key = keys::model_version(tenant, name, v.version);
             self.store()
-                .delete(
-                    &model_pk(tenant, name),
-                    &format!("V#{:010}", v.version),
-                    Condition::Always,
-                )
+                .delete(&key.pk, &key.sk, Condition::Always)
                 .await?;
             shas.push(v.sha256.clone());
         }
@@ -355,7 +430,12 @@ impl Registry {
         spaces.push(PUBLIC_NAMESPACE.into());
         for t in spaces {
             for m in self.models(&t).await? {
-                for v in self.store().query_all(&model_pk(&t, &m.name), "V#").await? {
+                let versions = keys::model_versions(&t, &m.name);
+                for v in self
+                    .store()
+                    .query_all(&versions.pk, &versions.sk_prefix)
+                    .await?
+                {
                     if let Some(sha) = v.str("sha256") {
                         out.insert(sha.to_string());
                     }
@@ -369,9 +449,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RedbMetadataStore;
-    use crate::registry::TenantLimits;
-    use std::sync::Arc;
 
     /// Configs stored before `row_independent` existed still read (as not declared, so
     /// not batched); one that declares it round-trips; one that does not is written
@@ -397,72 +474,60 @@ mod tests {
         assert!(serde_json::from_str::<ModelConfig>(r#"{"row_independent":"yes"}"#).is_err());
     }
 
-    #[tokio::test]
-    async fn models_are_tenant_scoped_with_public_fallback() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = Registry::new(Arc::new(
-            RedbMetadataStore::open(dir.path().join("m.redb")).unwrap(),
-        ));
-        r.create_tenant("alice", TenantLimits::default())
-            .await
-            .unwrap();
-        r.create_tenant("bob", TenantLimits::default())
-            .await
-            .unwrap();
-        let v = |sha: &str| NewModelVersion {
-            sha256: sha.into(),
-            size: 1,
-            ..Default::default()
-        };
-        r.add_model_version("alice", "secret", v("aa"))
-            .await
-            .unwrap();
-        r.add_model_version("alice", "secret", v("ab"))
-            .await
-            .unwrap();
-        r.add_model_version(PUBLIC_NAMESPACE, "shared", v("bb"))
-            .await
-            .unwrap();
-        r.add_model_version("bob", "shared", v("cc")).await.unwrap();
-
-        // Own model, latest and pinned.
+    /// The choices keep the JSON spelling configs have always had; what was accepted
+    /// before still reads (providers in any case, `trt`); anything else is refused when
+    /// the config is read, naming the allowed values.
+    #[test]
+    fn config_choices_keep_their_spelling_and_refuse_unknown_values() {
+        let json = r#"{"providers":["tensorrt","cuda","cpu"],"fallback":"next","max_batch":0,"max_delay_us":0,"trt_fp16":false,"serve":{"kind":"embeddings","function":"f"}}"#;
+        let c: ModelConfig = serde_json::from_str(json).unwrap();
         assert_eq!(
-            r.resolve_model("alice", "secret").await.unwrap().1.sha256,
-            "ab"
+            c.providers,
+            [
+                ExecutionProvider::Tensorrt,
+                ExecutionProvider::Cuda,
+                ExecutionProvider::Cpu
+            ]
         );
+        assert_eq!(c.fallback, Some(ProviderFallback::Next));
+        assert_eq!(c.serve.as_ref().unwrap().kind, ServeKind::Embeddings);
+        assert_eq!(serde_json::to_string(&c).unwrap(), json);
+        let c: ModelConfig = serde_json::from_str(
+            r#"{"providers":["TRT"," Cuda "],"fallback":"refuse","serve":{"kind":"chat","function":"f"}}"#,
+        )
+        .unwrap();
         assert_eq!(
-            r.resolve_model("alice", "secret@1").await.unwrap().1.sha256,
-            "aa"
+            c.providers,
+            [ExecutionProvider::Tensorrt, ExecutionProvider::Cuda]
         );
-        // Bob can never reach alice's private model.
-        assert!(matches!(
-            r.resolve_model("bob", "secret").await,
-            Err(RegistryError::NotFound(_))
-        ));
-        // A tenant's own model shadows the public one; others get the public one.
+        assert_eq!(c.fallback, Some(ProviderFallback::Refuse));
+        assert_eq!(c.serve.unwrap().kind, ServeKind::Chat);
+        for (bad, says) in [
+            (
+                r#"{"providers":["quantum"]}"#,
+                r#"unknown execution provider "quantum" (use tensorrt, cuda, cpu)"#,
+            ),
+            (
+                r#"{"fallback":"later"}"#,
+                r#"fallback "later" is not next or refuse"#,
+            ),
+            (
+                r#"{"fallback":"Next"}"#,
+                r#"fallback "Next" is not next or refuse"#,
+            ),
+            (
+                r#"{"serve":{"kind":"rerank","function":"f"}}"#,
+                r#"serve.kind "rerank" is not supported (embeddings, chat)"#,
+            ),
+        ] {
+            let err = serde_json::from_str::<ModelConfig>(bad).unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
         assert_eq!(
-            r.resolve_model("bob", "shared").await.unwrap().1.sha256,
-            "cc"
+            "cpu".parse::<ExecutionProvider>(),
+            Ok(ExecutionProvider::Cpu)
         );
-        assert_eq!(
-            r.resolve_model("alice", "shared").await.unwrap().1.sha256,
-            "bb"
-        );
-        assert!(matches!(
-            r.resolve_model("alice", "secret@9").await,
-            Err(RegistryError::NotFound(_))
-        ));
-        assert!(matches!(
-            r.resolve_model("alice", "x@y").await,
-            Err(RegistryError::Invalid(_))
-        ));
-        assert!(matches!(
-            r.resolve_model("alice", "../etc").await,
-            Err(RegistryError::Invalid(_))
-        ));
-        let refs = r.referenced_models().await.unwrap();
-        assert!(["aa", "ab", "bb", "cc"].iter().all(|s| refs.contains(*s)));
-        r.delete_model("alice", "secret").await.unwrap();
-        assert!(!r.referenced_models().await.unwrap().contains("aa"));
+        assert_eq!(ServeKind::Chat.to_string(), "chat");
+        assert_eq!(ProviderFallback::Refuse.as_str(), "refuse");
     }
 }

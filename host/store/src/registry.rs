@@ -1,25 +1,20 @@
 //! Typed records (tenants, functions, versions, aliases) over a [`MetadataStore`].
 //!
-//! This module is the only place that knows the key layout:
-//!
-//! | item      | pk                     | sk               |
-//! |-----------|------------------------|------------------|
-//! | tenant    | `TENANTS`              | `{tenant}`       |
-//! | function  | `T#{tenant}`           | `FN#{function}`  |
-//! | version   | `F#{tenant}#{function}`| `V#{version:010}`|
-//! | alias     | `F#{tenant}#{function}`| `A#{alias}`      |
+//! Where each record lives is [`crate::keys`]' business (its table lists every layout).
 //!
 //! A deploy writes the function item (its `next_version` counter, compare-and-swap on
 //! the item version) and the new version item in one transaction, so a version is
 //! either fully recorded or absent. Alias moves keep a bounded history for rollback.
 
+use crate::keys;
 use crate::{Condition, Item, MetadataStore, StoreError, WriteOp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Names a tenant cannot take: they are top-level routes of the API.
+/// Names a tenant cannot take: the layers above reserve them (the API's top-level
+/// paths, the public model namespace).
 pub const RESERVED_TENANT_NAMES: &[&str] = &[
     "api", "invoke", "metrics", "healthz", "readyz", "v1", "admin", "static", "internal", "public",
 ];
@@ -190,13 +185,6 @@ fn from_item<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T> {
         .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)).into())
 }
 
-fn fn_pk(tenant: &str, function: &str) -> String {
-    format!("F#{tenant}#{function}")
-}
-fn ver_sk(v: u32) -> String {
-    format!("V#{v:010}")
-}
-
 /// What a deploy records.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -246,9 +234,10 @@ impl Registry {
             limits,
             created_at: now(),
         };
+        let key = keys::tenant(name);
         match self
             .store
-            .put("TENANTS", name, to_attrs(&t)?, Condition::NotExists)
+            .put(&key.pk, &key.sk, to_attrs(&t)?, Condition::NotExists)
             .await
         {
             Ok(_) => Ok(t),
@@ -260,7 +249,8 @@ impl Registry {
     }
 
     pub async fn tenant(&self, name: &str) -> Result<Tenant> {
-        match self.store.get("TENANTS", name).await? {
+        let key = keys::tenant(name);
+        match self.store.get(&key.pk, &key.sk).await? {
             Some(item) => from_item(&item),
             None => Err(RegistryError::NotFound(format!(
                 "tenant {name:?} does not exist"
@@ -269,8 +259,9 @@ impl Registry {
     }
 
     pub async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let all = keys::tenants();
         self.store
-            .query_all("TENANTS", "")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(from_item)
@@ -280,11 +271,8 @@ impl Registry {
     // ---- functions ----
 
     async fn function_item(&self, tenant: &str, name: &str) -> Result<Option<(Item, Function)>> {
-        match self
-            .store
-            .get(&format!("T#{tenant}"), &format!("FN#{name}"))
-            .await?
-        {
+        let key = keys::function(tenant, name);
+        match self.store.get(&key.pk, &key.sk).await? {
             Some(item) => {
                 let f = from_item(&item)?;
                 Ok(Some((item, f)))
@@ -316,8 +304,9 @@ impl Registry {
 
     pub async fn functions(&self, tenant: &str) -> Result<Vec<Function>> {
         self.tenant(tenant).await?;
+        let all = keys::functions(tenant);
         self.store
-            .query_all(&format!("T#{tenant}"), "FN#")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(from_item)
@@ -369,18 +358,9 @@ impl Registry {
                 description: new.description.clone(),
             };
             let ops = vec![
-                WriteOp::Put {
-                    pk: format!("T#{tenant}"),
-                    sk: format!("FN#{function}"),
-                    attrs: to_attrs(&f)?,
-                    condition: cond,
-                },
-                WriteOp::Put {
-                    pk: fn_pk(tenant, function),
-                    sk: ver_sk(number),
-                    attrs: to_attrs(&v)?,
-                    condition: Condition::NotExists,
-                },
+                keys::function(tenant, function).put(to_attrs(&f)?, cond),
+                keys::function_version(tenant, function, number)
+                    .put(to_attrs(&v)?, Condition::NotExists),
             ];
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(v),
@@ -406,19 +386,14 @@ impl Registry {
             f.config = config.clone();
             f.updated_at = now();
             // The schedule index changes with the config, in the same transaction.
+            let index_key = keys::schedule_index(tenant, function);
             let index = if f.config.schedules.is_empty() {
-                WriteOp::Delete {
-                    pk: crate::events::SCHEDULES_PK.into(),
-                    sk: crate::events::schedule_sk(tenant, function),
-                    condition: Condition::Always,
-                }
+                index_key.delete(Condition::Always)
             } else {
-                WriteOp::Put {
-                    pk: crate::events::SCHEDULES_PK.into(),
-                    sk: crate::events::schedule_sk(tenant, function),
-                    attrs: to_attrs(&serde_json::json!({"tenant": tenant, "function": function}))?,
-                    condition: Condition::Always,
-                }
+                index_key.put(
+                    to_attrs(&serde_json::json!({"tenant": tenant, "function": function}))?,
+                    Condition::Always,
+                )
             };
             let ops = vec![
                 WriteOp::Put {
@@ -441,11 +416,8 @@ impl Registry {
     }
 
     pub async fn version(&self, tenant: &str, function: &str, version: u32) -> Result<Version> {
-        match self
-            .store
-            .get(&fn_pk(tenant, function), &ver_sk(version))
-            .await?
-        {
+        let key = keys::function_version(tenant, function, version);
+        match self.store.get(&key.pk, &key.sk).await? {
             Some(item) => from_item(&item),
             None => {
                 self.function(tenant, function).await?;
@@ -458,8 +430,9 @@ impl Registry {
 
     pub async fn versions(&self, tenant: &str, function: &str) -> Result<Vec<Version>> {
         self.function(tenant, function).await?;
+        let all = keys::function_versions(tenant, function);
         self.store
-            .query_all(&fn_pk(tenant, function), "V#")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(from_item)
@@ -478,16 +451,11 @@ impl Registry {
         }
         // Guard against a concurrent alias flip onto this version: each alias must be
         // unchanged while we delete.
-        let mut ops = vec![WriteOp::Delete {
-            pk: fn_pk(tenant, function),
-            sk: ver_sk(version),
-            condition: Condition::Exists,
-        }];
+        let mut ops =
+            vec![keys::function_version(tenant, function, version).delete(Condition::Exists)];
         for a in &aliases {
-            let item = self
-                .store
-                .get(&fn_pk(tenant, function), &format!("A#{}", a.name))
-                .await?;
+            let key = keys::alias(tenant, function, &a.name);
+            let item = self.store.get(&key.pk, &key.sk).await?;
             if let Some(item) = item {
                 ops.push(WriteOp::Check {
                     pk: item.pk,
@@ -508,16 +476,16 @@ impl Registry {
     /// Returns the SHA-256s its versions referenced (for artifact GC).
     pub async fn delete_function(&self, tenant: &str, function: &str) -> Result<Vec<String>> {
         self.function(tenant, function).await?;
-        let pk = fn_pk(tenant, function);
-        let children = self.store.query_all(&pk, "").await?;
+        let children = keys::function_children(tenant, function);
+        let children = self
+            .store
+            .query_all(&children.pk, &children.sk_prefix)
+            .await?;
         let mut shas = Vec::new();
         // Remove the function item first: from then on it is invisible to resolution.
+        let key = keys::function(tenant, function);
         self.store
-            .delete(
-                &format!("T#{tenant}"),
-                &format!("FN#{function}"),
-                Condition::Exists,
-            )
+            .delete(&key.pk, &key.sk, Condition::Exists)
             .await
             .map_err(|e| match e {
                 StoreError::ConditionFailed { .. } => RegistryError::NotFound(format!(
@@ -525,12 +493,9 @@ impl Registry {
                 )),
                 e => e.into(),
             })?;
+        let index = keys::schedule_index(tenant, function);
         self.store
-            .delete(
-                crate::events::SCHEDULES_PK,
-                &crate::events::schedule_sk(tenant, function),
-                Condition::Always,
-            )
+            .delete(&index.pk, &index.sk, Condition::Always)
             .await?;
         for chunk in children.chunks(50) {
             let ops = chunk
@@ -556,7 +521,12 @@ impl Registry {
         let mut out = std::collections::HashSet::new();
         for t in self.tenants().await? {
             for f in self.functions(&t.name).await? {
-                for v in self.store.query_all(&fn_pk(&t.name, &f.name), "V#").await? {
+                let versions = keys::function_versions(&t.name, &f.name);
+                for v in self
+                    .store
+                    .query_all(&versions.pk, &versions.sk_prefix)
+                    .await?
+                {
                     if let Some(sha) = v.str("sha256") {
                         out.insert(sha.to_string());
                     }
@@ -569,11 +539,8 @@ impl Registry {
     // ---- aliases ----
 
     pub async fn alias(&self, tenant: &str, function: &str, alias: &str) -> Result<Alias> {
-        match self
-            .store
-            .get(&fn_pk(tenant, function), &format!("A#{alias}"))
-            .await?
-        {
+        let key = keys::alias(tenant, function, alias);
+        match self.store.get(&key.pk, &key.sk).await? {
             Some(item) => from_item(&item),
             None => {
                 self.function(tenant, function).await?;
@@ -585,8 +552,9 @@ impl Registry {
     }
 
     pub async fn aliases(&self, tenant: &str, function: &str) -> Result<Vec<Alias>> {
+        let all = keys::aliases(tenant, function);
         self.store
-            .query_all(&fn_pk(tenant, function), "A#")
+            .query_all(&all.pk, &all.sk_prefix)
             .await?
             .iter()
             .map(from_item)
@@ -602,11 +570,11 @@ impl Registry {
         version: u32,
     ) -> Result<Alias> {
         validate_name("alias", alias)?;
-        let pk = fn_pk(tenant, function);
+        let key = keys::alias(tenant, function, alias);
         for _ in 0..16 {
             // The version must exist at commit time: a Check op guards it.
             self.version(tenant, function, version).await?;
-            let current = self.store.get(&pk, &format!("A#{alias}")).await?;
+            let current = self.store.get(&key.pk, &key.sk).await?;
             let (cond, history) = match &current {
                 Some(item) => {
                     let a: Alias = from_item(item)?;
@@ -628,17 +596,8 @@ impl Registry {
                 updated_at: now(),
             };
             let ops = vec![
-                WriteOp::Put {
-                    pk: pk.clone(),
-                    sk: format!("A#{alias}"),
-                    attrs: to_attrs(&a)?,
-                    condition: cond,
-                },
-                WriteOp::Check {
-                    pk: pk.clone(),
-                    sk: ver_sk(version),
-                    condition: Condition::Exists,
-                },
+                key.clone().put(to_attrs(&a)?, cond),
+                keys::function_version(tenant, function, version).check(Condition::Exists),
             ];
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(a),
@@ -653,9 +612,9 @@ impl Registry {
 
     /// Move `alias` back to its previous target.
     pub async fn rollback_alias(&self, tenant: &str, function: &str, alias: &str) -> Result<Alias> {
-        let pk = fn_pk(tenant, function);
+        let key = keys::alias(tenant, function, alias);
         for _ in 0..16 {
-            let Some(item) = self.store.get(&pk, &format!("A#{alias}")).await? else {
+            let Some(item) = self.store.get(&key.pk, &key.sk).await? else {
                 return self.alias(tenant, function, alias).await; // NotFound
             };
             let mut a: Alias = from_item(&item)?;
@@ -667,17 +626,9 @@ impl Registry {
             a.version = prev;
             a.updated_at = now();
             let ops = vec![
-                WriteOp::Put {
-                    pk: pk.clone(),
-                    sk: item.sk.clone(),
-                    attrs: to_attrs(&a)?,
-                    condition: Condition::VersionIs(item.version),
-                },
-                WriteOp::Check {
-                    pk: pk.clone(),
-                    sk: ver_sk(prev),
-                    condition: Condition::Exists,
-                },
+                key.clone()
+                    .put(to_attrs(&a)?, Condition::VersionIs(item.version)),
+                keys::function_version(tenant, function, prev).check(Condition::Exists),
             ];
             match self.store.transact(ops).await {
                 Ok(()) => return Ok(a),
@@ -697,12 +648,9 @@ impl Registry {
 
     pub async fn delete_alias(&self, tenant: &str, function: &str, alias: &str) -> Result<()> {
         self.alias(tenant, function, alias).await?;
+        let key = keys::alias(tenant, function, alias);
         self.store
-            .delete(
-                &fn_pk(tenant, function),
-                &format!("A#{alias}"),
-                Condition::Always,
-            )
+            .delete(&key.pk, &key.sk, Condition::Always)
             .await?;
         Ok(())
     }
@@ -711,103 +659,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RedbMetadataStore;
-
-    async fn registry() -> (tempfile::TempDir, Registry) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbMetadataStore::open(dir.path().join("m.redb")).unwrap();
-        (dir, Registry::new(Arc::new(store)))
-    }
-
-    fn nv(sha: &str) -> NewVersion {
-        NewVersion {
-            sha256: sha.into(),
-            size: 1,
-            exports: Exports {
-                http: true,
-                event: false,
-            },
-            description: String::new(),
-            config: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn versions_aliases_and_rollback() {
-        let (_d, r) = registry().await;
-        r.create_tenant("acme", TenantLimits::default())
-            .await
-            .unwrap();
-        assert!(matches!(
-            r.create_tenant("acme", TenantLimits::default()).await,
-            Err(RegistryError::Conflict(_))
-        ));
-        assert!(matches!(
-            r.create_tenant("api", TenantLimits::default()).await,
-            Err(RegistryError::Invalid(_))
-        ));
-        assert!(matches!(
-            r.add_version("ghost", "f", nv("a")).await,
-            Err(RegistryError::NotFound(_))
-        ));
-
-        let v1 = r.add_version("acme", "f", nv("a")).await.unwrap();
-        let v2 = r.add_version("acme", "f", nv("b")).await.unwrap();
-        assert_eq!((v1.version, v2.version), (1, 2));
-        assert_eq!(r.function("acme", "f").await.unwrap().latest_version, 2);
-
-        r.set_alias("acme", "f", "live", 1).await.unwrap();
-        let a = r.set_alias("acme", "f", "live", 2).await.unwrap();
-        assert_eq!((a.version, a.history.clone()), (2, vec![1]));
-        assert!(matches!(
-            r.set_alias("acme", "f", "live", 9).await,
-            Err(RegistryError::NotFound(_))
-        ));
-        assert!(matches!(
-            r.delete_version("acme", "f", 2).await,
-            Err(RegistryError::Conflict(_))
-        ));
-        let back = r.rollback_alias("acme", "f", "live").await.unwrap();
-        assert_eq!(back.version, 1);
-        assert!(matches!(
-            r.rollback_alias("acme", "f", "live").await,
-            Err(RegistryError::Conflict(_))
-        ));
-        r.delete_version("acme", "f", 2).await.unwrap();
-        assert_eq!(r.versions("acme", "f").await.unwrap().len(), 1);
-
-        let shas = r.delete_function("acme", "f").await.unwrap();
-        assert_eq!(shas, vec!["a".to_string()]);
-        assert!(matches!(
-            r.function("acme", "f").await,
-            Err(RegistryError::NotFound(_))
-        ));
-        assert!(r.versions("acme", "f").await.is_err());
-    }
-
-    #[tokio::test]
-    async fn concurrent_deploys_get_distinct_versions() {
-        let (_d, r) = registry().await;
-        r.create_tenant("acme", TenantLimits::default())
-            .await
-            .unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..8 {
-            let r = r.clone();
-            tasks.push(tokio::spawn(async move {
-                r.add_version("acme", "f", nv(&format!("{i}")))
-                    .await
-                    .unwrap()
-                    .version
-            }));
-        }
-        let mut got: Vec<u32> = Vec::new();
-        for t in tasks {
-            got.push(t.await.unwrap());
-        }
-        got.sort();
-        assert_eq!(got, (1..=8).collect::<Vec<_>>());
-    }
 
     #[test]
     fn names_are_validated() {

@@ -1,9 +1,15 @@
-//! The embedded `MetadataStore`: one redb file, ACID, durable on commit.
+//! # helixflow-store-redb: the embedded `MetadataStore`
+//!
+//! [`RedbMetadataStore`] keeps HelixFlow's metadata in one local redb file: ACID,
+//! durable on commit (fsync), one process at a time. It is the default backend of a
+//! node (`[state] metadata = "redb://..."`); `helixflow-store-dynamodb` is the shared,
+//! cloud one. Both pass the same conformance suite (`helixflow_store::conformance`).
+//! Nothing here knows what the items mean: the key layouts are `helixflow_store::keys`'.
 
-use crate::metadata::{
-    Condition, Item, MetadataStore, Page, QueryPage, WriteOp, now_unix, validate_transaction,
+use helixflow_store::{
+    Condition, Item, MetadataStore, Page, QueryPage, Result, StoreError, WriteOp, now_unix,
+    validate_transaction,
 };
-use crate::{Result, StoreError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -217,7 +223,7 @@ mod tests {
     async fn redb_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbMetadataStore::open(dir.path().join("meta.redb")).unwrap();
-        crate::conformance::run_all(&store).await;
+        helixflow_store::conformance::run_all(&store).await;
     }
 
     #[tokio::test]
