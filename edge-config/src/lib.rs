@@ -17,6 +17,7 @@
 //!
 //! [listen]
 //! http = "127.0.0.1:8080"
+//! tls_reload_secs = 2            # how often tls_cert/tls_key/client_ca are checked for changes
 //! # https = "0.0.0.0:8443"
 //! # tls_cert = "/etc/helixflow/tls/cert.pem"   (reloaded when it changes)
 //! # tls_key = "/etc/helixflow/tls/key.pem"
@@ -49,6 +50,7 @@
 //! allow_guest_load = false         # guests may not ship model bytes
 //! max_guest_model_mb = 64
 //! max_tensor_mb = 64
+//! max_calls_per_invocation = 10000  # wasi:nn calls one invocation may make
 //! max_kv_cache_mb = 2048           # KV caches of open helixflow:llm sequences, all together
 //! max_kv_cache_mb_per_tenant = 1024  # one tenant's share of it (capped at max_kv_cache_mb)
 //! max_context = 8192               # longest sequence (a model's own limit applies too)
@@ -92,6 +94,11 @@
 //! Environment overrides (what operators expect): `HELIXFLOW_NODE_ID`,
 //! `HELIXFLOW_LISTEN`, `HELIXFLOW_DATA_DIR`, `HELIXFLOW_METADATA_URL`,
 //! `HELIXFLOW_ARTIFACTS_URL`.
+//!
+//! Keys whose value is one of a few words parse into enums ([`AuthMode`],
+//! [`ExecutionProvider`], [`FallbackPolicy`]); another word is an error that names the
+//! key, the file, line and column. Each `[section]` is a `*Section` struct that checks
+//! itself (`validate`); [`NodeConfig::validate`] runs them all.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -122,67 +129,206 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NodeConfig {
-    pub node: Node,
-    pub listen: Listen,
-    pub state: State,
-    pub cache: Cache,
-    pub runtime: Runtime,
-    pub inference: Inference,
-    pub auth: Auth,
-    pub limits: Limits,
-    pub sandbox: Sandbox,
-    pub http: Http,
-}
-
-/// `[sandbox]`: what guests may reach. Only the node's operator can widen it; a
-/// tenant's function config never can.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Sandbox {
-    /// CIDR ranges of non-public addresses (loopback, RFC 1918, link-local, ...) that
-    /// outbound HTTP from guests may connect to, e.g. `["10.0.0.0/8"]`. Default: none.
-    pub allow_private: Vec<String>,
-}
-
-/// `[http]`: connection handling of the node's listeners.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Http {
-    /// A request head (HTTP/1) must arrive within this many ms of the connection
-    /// becoming ready for one.
-    pub header_read_timeout_ms: u64,
-    /// A connection with no request in flight is closed after this many ms. (An HTTP/1
-    /// keep-alive connection waits for its next request head at most
-    /// `header_read_timeout_ms`, which is usually shorter.)
-    pub idle_timeout_ms: u64,
-    /// Open connections per node; past it new ones wait in the accept backlog.
-    pub max_connections: usize,
-    /// Open connections per client IP address; past it new ones are closed at once.
-    pub max_connections_per_ip: usize,
-    pub h2_max_concurrent_streams: u32,
-    /// Largest request head (HTTP/1) or header list (HTTP/2), KiB.
-    pub max_header_kb: u32,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Http {
-            header_read_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-            max_connections: 25_000,
-            max_connections_per_ip: 1024,
-            h2_max_concurrent_streams: 256,
-            max_header_kb: 64,
-        }
+/// The `Invalid` error of `field` in `file`.
+fn invalid(file: &str, field: &'static str, message: String, hint: &str) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_string(),
+        field,
+        message,
+        hint: hint.to_string(),
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Keys whose value is one of a few words.
+// ---------------------------------------------------------------------------------------
+
+/// A value that is not one of the words its key accepts. In a file it becomes a
+/// [`ConfigError::Parse`] (file, line, column, this message and its hint); elsewhere
+/// (an environment override) [`InvalidChoice::into_config_error`] makes it a
+/// [`ConfigError::Invalid`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct InvalidChoice {
+    /// The key, e.g. `auth.mode`.
+    pub key: &'static str,
+    pub message: String,
+    pub hint: &'static str,
+}
+
+impl InvalidChoice {
+    /// The error of a value from `source` (a file name, `environment`, ...).
+    pub fn into_config_error(self, source: &str) -> ConfigError {
+        invalid(source, self.key, self.message, self.hint)
+    }
+}
+
+/// An enum a key's string value parses into: the words it accepts and what an
+/// unknown word's error says.
+trait Choice: Sized + Copy + PartialEq + 'static {
+    /// The key, e.g. `auth.mode`.
+    const KEY: &'static str;
+    /// Every value, as spelled in the file.
+    const WORDS: &'static [(&'static str, Self)];
+    const HINT: &'static str;
+    /// What the error says about `word` (not one of `WORDS`).
+    fn rejection(word: &str) -> String;
+}
+
+/// The hints of the keys whose values are [`Choice`]s (the TOML parse error carries
+/// only the message, which starts with the key).
+const CHOICE_HINTS: [(&str, &str); 3] = [
+    (AuthMode::KEY, AuthMode::HINT),
+    (ExecutionProvider::KEY, ExecutionProvider::HINT),
+    (FallbackPolicy::KEY, FallbackPolicy::HINT),
+];
+
+fn parse_choice<T: Choice>(word: &str) -> Result<T, InvalidChoice> {
+    T::WORDS
+        .iter()
+        .find(|(w, _)| *w == word)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| InvalidChoice {
+            key: T::KEY,
+            message: T::rejection(word),
+            hint: T::HINT,
+        })
+}
+
+fn choice_word<T: Choice>(value: T) -> &'static str {
+    T::WORDS
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map(|(w, _)| *w)
+        .expect("every value has a word")
+}
+
+fn deserialize_choice<'de, T: Choice, D: serde::Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    let word = String::deserialize(d)?;
+    parse_choice(&word).map_err(serde::de::Error::custom)
+}
+
+/// Implements `as_str`, `Display`, `FromStr` and `Deserialize` of a [`Choice`].
+macro_rules! choice_impls {
+    ($t:ty) => {
+        impl $t {
+            /// The word the config file spells this value with.
+            pub fn as_str(self) -> &'static str {
+                choice_word(self)
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = InvalidChoice;
+            fn from_str(s: &str) -> Result<Self, InvalidChoice> {
+                parse_choice(s)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                deserialize_choice(d)
+            }
+        }
+    };
+}
+
+/// `[auth] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AuthMode {
+    /// `"enforce"`: every route but `/healthz` needs credentials.
+    #[default]
+    Enforce,
+    /// `"off"`: every caller is the platform admin (local development only).
+    Off,
+}
+
+impl Choice for AuthMode {
+    const KEY: &'static str = "auth.mode";
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("enforce", AuthMode::Enforce), ("off", AuthMode::Off)];
+    const HINT: &'static str =
+        "use \"enforce\" (default) or \"off\" (no authentication: local development only)";
+    fn rejection(word: &str) -> String {
+        format!("{word:?} is not an auth mode")
+    }
+}
+choice_impls!(AuthMode);
+
+/// One entry of `[inference] providers`: an ONNX Runtime execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecutionProvider {
+    /// `"tensorrt"`
+    Tensorrt,
+    /// `"cuda"`
+    Cuda,
+    /// `"cpu"`
+    Cpu,
+}
+
+impl Choice for ExecutionProvider {
+    const KEY: &'static str = "inference.providers";
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("tensorrt", ExecutionProvider::Tensorrt),
+        ("cuda", ExecutionProvider::Cuda),
+        ("cpu", ExecutionProvider::Cpu),
+    ];
+    const HINT: &'static str = "use an ordered list of \"tensorrt\", \"cuda\", \"cpu\"";
+    fn rejection(word: &str) -> String {
+        format!("unknown execution provider {word:?}")
+    }
+}
+choice_impls!(ExecutionProvider);
+
+/// `[inference] fallback`: what happens when a preferred provider cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FallbackPolicy {
+    /// `"next"`: try the next provider (logged and counted, never silent).
+    #[default]
+    Next,
+    /// `"refuse"`: refuse to load the model.
+    Refuse,
+}
+
+impl Choice for FallbackPolicy {
+    const KEY: &'static str = "inference.fallback";
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("next", FallbackPolicy::Next),
+        ("refuse", FallbackPolicy::Refuse),
+    ];
+    const HINT: &'static str = "use \"next\" (try the next provider, logged) or \"refuse\"";
+    fn rejection(word: &str) -> String {
+        format!("{word:?} is not a fallback policy")
+    }
+}
+choice_impls!(FallbackPolicy);
+
+// ---------------------------------------------------------------------------------------
+// The file and its sections.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub listen: ListenSection,
+    pub state: StateSection,
+    pub cache: CacheSection,
+    pub runtime: RuntimeSection,
+    pub inference: InferenceSection,
+    pub auth: AuthSection,
+    pub limits: LimitsSection,
+    pub sandbox: SandboxSection,
+    pub http: HttpSection,
+}
+
+/// `[node]`: who this node is and whom it serves.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Node {
+pub struct NodeSection {
     /// Location id (e.g. `fra`), shown in metrics and responses.
     pub id: String,
     pub region: String,
@@ -190,30 +336,48 @@ pub struct Node {
     pub tenants: Vec<String>,
 }
 
-/// Node-local caches (compiled components, and artifacts of remote stores), each
-/// evicted least-recently-used past its size.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Cache {
-    /// Default: the data dir.
-    pub dir: Option<PathBuf>,
-    pub artifacts_max_mb: u64,
-    pub compiled_max_mb: u64,
-}
-
-impl Default for Cache {
+impl Default for NodeSection {
     fn default() -> Self {
-        Cache {
-            dir: None,
-            artifacts_max_mb: 2048,
-            compiled_max_mb: 2048,
+        NodeSection {
+            id: "local".into(),
+            region: "local".into(),
+            tenants: Vec::new(),
         }
     }
 }
 
+impl NodeSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 32
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !id_ok {
+            return Err(invalid(
+                file,
+                "node.id",
+                format!("{:?} is not a valid location id", self.id),
+                "use 1-32 letters, digits or '-', e.g. \"fra\"",
+            ));
+        }
+        if let Some(t) = self.tenants.iter().find(|t| t.is_empty() || t.len() > 63) {
+            return Err(invalid(
+                file,
+                "node.tenants",
+                format!("{t:?} is not a tenant name"),
+                "list tenant names, e.g. tenants = [\"acme\"]; leave empty to serve all",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[listen]`: the node's listeners.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Listen {
+pub struct ListenSection {
     /// Plain-HTTP listener (HTTP/1.1 and h2c); `""` turns it off.
     pub http: String,
     /// HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1), with `tls_cert`/`tls_key`.
@@ -225,11 +389,107 @@ pub struct Listen {
     /// Mutual TLS for the control plane: `/api` only over HTTPS with a client
     /// certificate signed by this CA (PEM).
     pub client_ca: Option<PathBuf>,
+    /// How often, in seconds, `tls_cert`, `tls_key` and `client_ca` are checked for
+    /// changes (a rotated certificate is served from the next check on). Default: 2.
+    pub tls_reload_secs: u64,
 }
 
+impl Default for ListenSection {
+    fn default() -> Self {
+        ListenSection {
+            http: "127.0.0.1:8080".into(),
+            https: None,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            tls_reload_secs: 2,
+        }
+    }
+}
+
+impl ListenSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if !self.http.is_empty() && self.http.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                file,
+                "listen.http",
+                format!("{:?} is not an address:port", self.http),
+                "e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"; \"\" turns plain HTTP off",
+            ));
+        }
+        match (&self.https, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => {}
+            (Some(addr), Some(cert), Some(key)) => {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return Err(invalid(
+                        file,
+                        "listen.https",
+                        format!("{addr:?} is not an address:port"),
+                        "e.g. \"0.0.0.0:8443\"",
+                    ));
+                }
+                for (field, path) in [("listen.tls_cert", cert), ("listen.tls_key", key)] {
+                    if !path.is_file() {
+                        return Err(invalid(
+                            file,
+                            field,
+                            format!("{} does not exist", path.display()),
+                            "give the path of a PEM file",
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    file,
+                    "listen.https",
+                    "https, tls_cert and tls_key go together".into(),
+                    "set all three, or none",
+                ));
+            }
+        }
+        if let Some(ca) = &self.client_ca {
+            if self.https.is_none() {
+                return Err(invalid(
+                    file,
+                    "listen.client_ca",
+                    "mutual TLS needs an HTTPS listener".into(),
+                    "set listen.https, tls_cert and tls_key too",
+                ));
+            }
+            if !ca.is_file() {
+                return Err(invalid(
+                    file,
+                    "listen.client_ca",
+                    format!("{} does not exist", ca.display()),
+                    "give the path of a PEM CA certificate",
+                ));
+            }
+        }
+        if self.http.is_empty() && self.https.is_none() {
+            return Err(invalid(
+                file,
+                "listen",
+                "no listener".into(),
+                "set listen.http and/or listen.https",
+            ));
+        }
+        if !(1..=3600).contains(&self.tls_reload_secs) {
+            return Err(invalid(
+                file,
+                "listen.tls_reload_secs",
+                format!("{} is out of range", self.tls_reload_secs),
+                "use 1..=3600; how often the certificate files are checked for changes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[state]`: where metadata and artifacts live.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct State {
+pub struct StateSection {
     pub data_dir: PathBuf,
     /// `redb://PATH` (default: `{data_dir}/metadata.redb`) or `dynamodb://TABLE`.
     pub metadata: Option<String>,
@@ -246,6 +506,83 @@ pub struct State {
     pub artifacts: Option<String>,
     /// Compiled-component cache (default: `{data_dir}/compiled`).
     pub compile_cache_dir: Option<PathBuf>,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            data_dir: PathBuf::from(".helixflow-data"),
+            metadata: None,
+            resolve_cache_ttl_ms: 1000,
+            retry_max_attempts: 4,
+            retry_initial_backoff_ms: 50,
+            retry_max_backoff_ms: 2000,
+            artifacts: None,
+            compile_cache_dir: None,
+        }
+    }
+}
+
+impl StateSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if let Some(m) = &self.metadata {
+            let table_ok = |t: &str| {
+                (3..=255).contains(&t.len())
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            };
+            let ok = match m.split_once("://") {
+                Some(("redb", path)) => !path.is_empty(),
+                Some(("dynamodb", table)) => table_ok(table),
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(
+                    file,
+                    "state.metadata",
+                    format!("{m:?} is not a supported metadata URL"),
+                    "use redb:///path/to/metadata.redb (embedded) or dynamodb://TABLE (AWS_* environment)",
+                ));
+            }
+        }
+        if !(1..=20).contains(&self.retry_max_attempts) {
+            return Err(invalid(
+                file,
+                "state.retry_max_attempts",
+                format!("{} is out of range", self.retry_max_attempts),
+                "use 1..=20 (1 = no retries)",
+            ));
+        }
+        if self.retry_initial_backoff_ms == 0
+            || self.retry_initial_backoff_ms > self.retry_max_backoff_ms
+        {
+            return Err(invalid(
+                file,
+                "state.retry_initial_backoff_ms",
+                "must be positive and at most retry_max_backoff_ms".into(),
+                "e.g. retry_initial_backoff_ms = 50, retry_max_backoff_ms = 2000",
+            ));
+        }
+        if self.resolve_cache_ttl_ms > 60_000 {
+            return Err(invalid(
+                file,
+                "state.resolve_cache_ttl_ms",
+                format!("{} is too long", self.resolve_cache_ttl_ms),
+                "use 0..=60000; it bounds how long a change made on another node takes to be served here",
+            ));
+        }
+        if let Some(a) = &self.artifacts
+            && !a.contains("://")
+        {
+            return Err(invalid(
+                file,
+                "state.artifacts",
+                format!("{a:?} is not a URL"),
+                "use an object_store URL such as file:///var/lib/helixflow/artifacts",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A node's metadata store.
@@ -266,9 +603,45 @@ impl std::fmt::Display for MetadataLocation {
     }
 }
 
+/// `[cache]`: node-local caches (compiled components, and artifacts of remote stores),
+/// each evicted least-recently-used past its size.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Runtime {
+pub struct CacheSection {
+    /// Default: the data dir.
+    pub dir: Option<PathBuf>,
+    pub artifacts_max_mb: u64,
+    pub compiled_max_mb: u64,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            dir: None,
+            artifacts_max_mb: 2048,
+            compiled_max_mb: 2048,
+        }
+    }
+}
+
+impl CacheSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if self.artifacts_max_mb == 0 || self.compiled_max_mb == 0 {
+            return Err(invalid(
+                file,
+                "cache",
+                "cache sizes must be positive".into(),
+                "e.g. artifacts_max_mb = 2048, compiled_max_mb = 2048",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[runtime]`: the wasmtime engine.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
     pub max_instances: u32,
     pub max_memory_mb: u32,
     pub epoch_tick_ms: u64,
@@ -277,11 +650,177 @@ pub struct Runtime {
     pub async_workers: u32,
 }
 
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            max_instances: 1000,
+            max_memory_mb: 1024,
+            epoch_tick_ms: 1,
+            max_wasm_stack_kb: 1024,
+            async_workers: 16,
+        }
+    }
+}
+
+impl RuntimeSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if self.max_instances == 0 || self.max_instances > 100_000 {
+            return Err(invalid(
+                file,
+                "runtime.max_instances",
+                format!("{} is out of range", self.max_instances),
+                "use 1..=100000",
+            ));
+        }
+        if self.async_workers == 0 || self.async_workers > 10_000 {
+            return Err(invalid(
+                file,
+                "runtime.async_workers",
+                format!("{} is out of range", self.async_workers),
+                "use 1..=10000",
+            ));
+        }
+        if self.max_memory_mb == 0 || self.max_memory_mb > 4096 {
+            return Err(invalid(
+                file,
+                "runtime.max_memory_mb",
+                format!("{} is out of range", self.max_memory_mb),
+                "use 1..=4096 (a 32-bit linear memory tops out at 4 GiB)",
+            ));
+        }
+        if self.epoch_tick_ms == 0 || self.epoch_tick_ms > 1000 {
+            return Err(invalid(
+                file,
+                "runtime.epoch_tick_ms",
+                format!("{} is out of range", self.epoch_tick_ms),
+                "use 1..=1000; smaller is more precise",
+            ));
+        }
+        if self.max_wasm_stack_kb < 64 {
+            return Err(invalid(
+                file,
+                "runtime.max_wasm_stack_kb",
+                format!("{} is too small", self.max_wasm_stack_kb),
+                "use at least 64",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[inference]`: the wasi:nn host (ONNX Runtime).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceSection {
+    pub ort_dylib: Option<PathBuf>,
+    pub intra_threads: usize,
+    pub intra_spin: bool,
+    pub session_budget_mb: u64,
+    /// Default provider preference, in order (`"tensorrt"`, `"cuda"`, `"cpu"`).
+    pub providers: Vec<ExecutionProvider>,
+    /// `"next"` or `"refuse"`.
+    pub fallback: FallbackPolicy,
+    pub trt_cache_dir: Option<PathBuf>,
+    pub allow_guest_load: bool,
+    pub max_guest_model_mb: u32,
+    pub max_tensor_mb: u32,
+    /// Most wasi:nn calls one invocation may make (a guest looping over `compute`
+    /// fails past it). Default: 10000.
+    pub max_calls_per_invocation: u32,
+    /// KV-cache bytes all open `helixflow:llm` sequences may hold together.
+    pub max_kv_cache_mb: u64,
+    /// One tenant's share of `max_kv_cache_mb` (a larger value means all of it).
+    pub max_kv_cache_mb_per_tenant: u64,
+    /// Longest sequence in tokens (a model's own context limit applies too).
+    pub max_context: usize,
+    pub max_sequences_per_invocation: u32,
+    /// `tenant/model[@version]` (or `public/model`) loaded at start-up.
+    pub preload: Vec<String>,
+}
+
+impl Default for InferenceSection {
+    fn default() -> Self {
+        InferenceSection {
+            ort_dylib: None,
+            intra_threads: 0,
+            intra_spin: false,
+            session_budget_mb: 4096,
+            providers: vec![ExecutionProvider::Cpu],
+            fallback: FallbackPolicy::Next,
+            trt_cache_dir: None,
+            allow_guest_load: false,
+            max_guest_model_mb: 64,
+            max_tensor_mb: 64,
+            max_calls_per_invocation: 10_000,
+            max_kv_cache_mb: 2048,
+            max_kv_cache_mb_per_tenant: 1024,
+            max_context: 8192,
+            max_sequences_per_invocation: 4,
+            preload: Vec::new(),
+        }
+    }
+}
+
+impl InferenceSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        // Each provider and the fallback policy were checked when they were parsed.
+        if self.providers.is_empty() {
+            return Err(invalid(
+                file,
+                "inference.providers",
+                "empty provider list".into(),
+                "e.g. [\"cpu\"] or [\"tensorrt\", \"cuda\", \"cpu\"]",
+            ));
+        }
+        if let Some(p) = &self.ort_dylib
+            && !p.is_file()
+        {
+            return Err(invalid(
+                file,
+                "inference.ort_dylib",
+                format!("{} does not exist", p.display()),
+                "pip install onnxruntime==1.31.1 and point at onnxruntime/capi/libonnxruntime.so.1.31.1",
+            ));
+        }
+        for m in &self.preload {
+            let ok = m
+                .split_once('/')
+                .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty());
+            if !ok {
+                return Err(invalid(
+                    file,
+                    "inference.preload",
+                    format!("{m:?} is not tenant/model[@version]"),
+                    "e.g. \"acme/minilm\" or \"public/minilm@2\"",
+                ));
+            }
+        }
+        if self.max_kv_cache_mb_per_tenant == 0 {
+            return Err(invalid(
+                file,
+                "inference.max_kv_cache_mb_per_tenant",
+                "must be positive".into(),
+                "e.g. 1024 (a value over max_kv_cache_mb means the whole budget)",
+            ));
+        }
+        if self.max_calls_per_invocation == 0 {
+            return Err(invalid(
+                file,
+                "inference.max_calls_per_invocation",
+                "must be positive".into(),
+                "e.g. 10000 (wasi:nn calls one invocation may make)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[auth]`: who may call what.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Auth {
-    pub mode: String,
+pub struct AuthSection {
+    /// `"enforce"` (default) or `"off"`.
+    pub mode: AuthMode,
     pub admin_key_sha256: Option<String>,
     pub jwks_file: Option<PathBuf>,
     /// Fetch the JWKS from here (HTTPS, or HTTP on loopback), refreshed every
@@ -295,10 +834,10 @@ pub struct Auth {
     pub jwt_leeway_secs: u64,
 }
 
-impl Default for Auth {
+impl Default for AuthSection {
     fn default() -> Self {
-        Auth {
-            mode: "enforce".into(),
+        AuthSection {
+            mode: AuthMode::Enforce,
             admin_key_sha256: None,
             jwks_file: None,
             jwks_url: None,
@@ -311,56 +850,84 @@ impl Default for Auth {
     }
 }
 
-/// `[inference]`: the wasi:nn host (ONNX Runtime).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Inference {
-    pub ort_dylib: Option<PathBuf>,
-    pub intra_threads: usize,
-    pub intra_spin: bool,
-    pub session_budget_mb: u64,
-    pub providers: Vec<String>,
-    pub fallback: String,
-    pub trt_cache_dir: Option<PathBuf>,
-    pub allow_guest_load: bool,
-    pub max_guest_model_mb: u32,
-    pub max_tensor_mb: u32,
-    /// KV-cache bytes all open `helixflow:llm` sequences may hold together.
-    pub max_kv_cache_mb: u64,
-    /// One tenant's share of `max_kv_cache_mb` (a larger value means all of it).
-    pub max_kv_cache_mb_per_tenant: u64,
-    /// Longest sequence in tokens (a model's own context limit applies too).
-    pub max_context: usize,
-    pub max_sequences_per_invocation: u32,
-    /// `tenant/model[@version]` (or `public/model`) loaded at start-up.
-    pub preload: Vec<String>,
-}
-
-impl Default for Inference {
-    fn default() -> Self {
-        Inference {
-            ort_dylib: None,
-            intra_threads: 0,
-            intra_spin: false,
-            session_budget_mb: 4096,
-            providers: vec!["cpu".into()],
-            fallback: "next".into(),
-            trt_cache_dir: None,
-            allow_guest_load: false,
-            max_guest_model_mb: 64,
-            max_tensor_mb: 64,
-            max_kv_cache_mb: 2048,
-            max_kv_cache_mb_per_tenant: 1024,
-            max_context: 8192,
-            max_sequences_per_invocation: 4,
-            preload: Vec::new(),
+impl AuthSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        // `mode` was checked when it was parsed.
+        if let Some(h) = &self.admin_key_sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(invalid(
+                file,
+                "auth.admin_key_sha256",
+                "not a SHA-256 hex digest".into(),
+                "printf %s \"$KEY\" | sha256sum",
+            ));
         }
+        if let Some(p) = &self.jwks_file
+            && !p.is_file()
+        {
+            return Err(invalid(
+                file,
+                "auth.jwks_file",
+                format!("{} does not exist", p.display()),
+                "give the path of a JWKS JSON file",
+            ));
+        }
+        if let Some(u) = &self.jwks_url {
+            if self.jwks_file.is_some() {
+                return Err(invalid(
+                    file,
+                    "auth.jwks_url",
+                    "both jwks_file and jwks_url are set".into(),
+                    "use one of them",
+                ));
+            }
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| u.starts_with(p));
+            if !(u.starts_with("https://") || loopback) {
+                return Err(invalid(
+                    file,
+                    "auth.jwks_url",
+                    format!("{u:?} is not an https:// URL"),
+                    "keys must come over TLS (http:// only on loopback)",
+                ));
+            }
+        }
+        if let Some(p) = &self.secrets_key_file
+            && !p.exists()
+        {
+            return Err(invalid(
+                file,
+                "auth.secrets_key_file",
+                format!("{} does not exist", p.display()),
+                "create it with 32 random bytes, base64: head -c32 /dev/urandom | base64",
+            ));
+        }
+        if !(1..=86_400).contains(&self.jwks_refresh_secs) {
+            return Err(invalid(
+                file,
+                "auth.jwks_refresh_secs",
+                format!("{} is out of range", self.jwks_refresh_secs),
+                "use 1..=86400",
+            ));
+        }
+        if self.jwt_leeway_secs > 300 {
+            return Err(invalid(
+                file,
+                "auth.jwt_leeway_secs",
+                "more than 5 minutes".into(),
+                "keep clock-skew leeway small, e.g. 30",
+            ));
+        }
+        Ok(())
     }
 }
 
+/// `[limits]`: per-function defaults and the node's upload and response caps.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Limits {
+pub struct LimitsSection {
     pub default_memory_mb: u32,
     pub default_timeout_ms: u64,
     pub max_component_mb: u32,
@@ -371,70 +938,9 @@ pub struct Limits {
     pub log_records_per_function: u32,
 }
 
-impl Default for NodeConfig {
+impl Default for LimitsSection {
     fn default() -> Self {
-        NodeConfig {
-            node: Node::default(),
-            listen: Listen::default(),
-            state: State::default(),
-            cache: Cache::default(),
-            runtime: Runtime::default(),
-            inference: Inference::default(),
-            auth: Auth::default(),
-            limits: Limits::default(),
-            sandbox: Sandbox::default(),
-            http: Http::default(),
-        }
-    }
-}
-impl Default for Node {
-    fn default() -> Self {
-        Node {
-            id: "local".into(),
-            region: "local".into(),
-            tenants: Vec::new(),
-        }
-    }
-}
-impl Default for Listen {
-    fn default() -> Self {
-        Listen {
-            http: "127.0.0.1:8080".into(),
-            https: None,
-            tls_cert: None,
-            tls_key: None,
-            client_ca: None,
-        }
-    }
-}
-impl Default for State {
-    fn default() -> Self {
-        State {
-            data_dir: PathBuf::from(".helixflow-data"),
-            metadata: None,
-            resolve_cache_ttl_ms: 1000,
-            retry_max_attempts: 4,
-            retry_initial_backoff_ms: 50,
-            retry_max_backoff_ms: 2000,
-            artifacts: None,
-            compile_cache_dir: None,
-        }
-    }
-}
-impl Default for Runtime {
-    fn default() -> Self {
-        Runtime {
-            max_instances: 1000,
-            max_memory_mb: 1024,
-            epoch_tick_ms: 1,
-            max_wasm_stack_kb: 1024,
-            async_workers: 16,
-        }
-    }
-}
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
+        LimitsSection {
             default_memory_mb: 128,
             default_timeout_ms: 10_000,
             max_component_mb: 50,
@@ -446,6 +952,136 @@ impl Default for Limits {
         }
     }
 }
+
+impl LimitsSection {
+    /// `runtime` bounds `default_memory_mb`.
+    fn validate(&self, file: &str, runtime: &RuntimeSection) -> Result<(), ConfigError> {
+        if self.default_memory_mb == 0 || self.default_memory_mb > runtime.max_memory_mb {
+            return Err(invalid(
+                file,
+                "limits.default_memory_mb",
+                format!(
+                    "{} must be 1..=runtime.max_memory_mb ({})",
+                    self.default_memory_mb, runtime.max_memory_mb
+                ),
+                "lower it or raise runtime.max_memory_mb",
+            ));
+        }
+        if self.default_timeout_ms == 0 {
+            return Err(invalid(
+                file,
+                "limits.default_timeout_ms",
+                "must be positive".into(),
+                "e.g. 10000",
+            ));
+        }
+        if self.max_component_mb == 0 || self.max_request_body_mb == 0 {
+            return Err(invalid(
+                file,
+                "limits",
+                "size limits must be positive".into(),
+                "e.g. max_component_mb = 50",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[sandbox]`: what guests may reach. Only the node's operator can widen it; a
+/// tenant's function config never can.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// CIDR ranges of non-public addresses (loopback, RFC 1918, link-local, ...) that
+    /// outbound HTTP from guests may connect to, e.g. `["10.0.0.0/8"]`. Default: none.
+    pub allow_private: Vec<String>,
+}
+
+impl SandboxSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        for range in &self.allow_private {
+            if parse_cidr(range).is_none() {
+                return Err(invalid(
+                    file,
+                    "sandbox.allow_private",
+                    format!("{range:?} is not a CIDR range"),
+                    "e.g. \"10.0.0.0/8\", \"127.0.0.0/8\" or \"fd00::/8\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[http]`: connection handling of the node's listeners.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// A request head (HTTP/1) must arrive within this many ms of the connection
+    /// becoming ready for one.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight is closed after this many ms. (An HTTP/1
+    /// keep-alive connection waits for its next request head at most
+    /// `header_read_timeout_ms`, which is usually shorter.)
+    pub idle_timeout_ms: u64,
+    /// Open connections per node; past it new ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// Open connections per client IP address; past it new ones are closed at once.
+    pub max_connections_per_ip: usize,
+    pub h2_max_concurrent_streams: u32,
+    /// Largest request head (HTTP/1) or header list (HTTP/2), KiB.
+    pub max_header_kb: u32,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 25_000,
+            max_connections_per_ip: 1024,
+            h2_max_concurrent_streams: 256,
+            max_header_kb: 64,
+        }
+    }
+}
+
+impl HttpSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if self.header_read_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return Err(invalid(
+                file,
+                "http",
+                "timeouts must be positive".into(),
+                "e.g. header_read_timeout_ms = 10000",
+            ));
+        }
+        if self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.h2_max_concurrent_streams == 0
+        {
+            return Err(invalid(
+                file,
+                "http",
+                "connection and stream limits must be positive".into(),
+                "e.g. max_connections_per_ip = 1024",
+            ));
+        }
+        if self.max_header_kb < 8 {
+            return Err(invalid(
+                file,
+                "http.max_header_kb",
+                format!("{} is too small", self.max_header_kb),
+                "use at least 8",
+            ));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing, overrides, validation, derived locations.
+// ---------------------------------------------------------------------------------------
 
 /// `a.b.c.d/n` or `v6::/n` -> (network address, prefix length), `None` if malformed.
 pub fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
@@ -467,7 +1103,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn hint_for(message: &str) -> String {
-    if message.contains("unknown field") {
+    if let Some((_, hint)) = CHOICE_HINTS.iter().find(|(key, _)| {
+        message
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(": "))
+    }) {
+        (*hint).into()
+    } else if message.contains("unknown field") {
         "remove the key or fix its spelling; the keys each table accepts are listed in the message and in edge-config/src/lib.rs".into()
     } else if message.contains("invalid type") {
         "check the value's type: numbers unquoted, strings in quotes".into()
@@ -504,7 +1146,9 @@ impl NodeConfig {
         Self::parse(&text, &file)
     }
 
-    /// Apply `HELIXFLOW_*` environment overrides (then re-validate).
+    /// Apply `HELIXFLOW_*` environment overrides (then re-validate). None of them sets
+    /// an enum key; one that does parses the variable with `str::parse` and reports an
+    /// unknown word with [`InvalidChoice::into_config_error`]`("environment")`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("HELIXFLOW_NODE_ID") {
             self.node.id = v;
@@ -524,373 +1168,19 @@ impl NodeConfig {
         self.validate("environment")
     }
 
+    /// Checks every section (`file` names the source in errors); the first problem
+    /// found is the error.
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let bad = |field: &'static str, message: String, hint: &str| ConfigError::Invalid {
-            file: file.to_string(),
-            field,
-            message,
-            hint: hint.to_string(),
-        };
-        let id_ok = !self.node.id.is_empty()
-            && self.node.id.len() <= 32
-            && self
-                .node
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !id_ok {
-            return Err(bad(
-                "node.id",
-                format!("{:?} is not a valid location id", self.node.id),
-                "use 1-32 letters, digits or '-', e.g. \"fra\"",
-            ));
-        }
-        if !self.listen.http.is_empty() && self.listen.http.parse::<SocketAddr>().is_err() {
-            return Err(bad(
-                "listen.http",
-                format!("{:?} is not an address:port", self.listen.http),
-                "e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"; \"\" turns plain HTTP off",
-            ));
-        }
-        match (
-            &self.listen.https,
-            &self.listen.tls_cert,
-            &self.listen.tls_key,
-        ) {
-            (None, None, None) => {}
-            (Some(addr), Some(cert), Some(key)) => {
-                if addr.parse::<SocketAddr>().is_err() {
-                    return Err(bad(
-                        "listen.https",
-                        format!("{addr:?} is not an address:port"),
-                        "e.g. \"0.0.0.0:8443\"",
-                    ));
-                }
-                for (field, path) in [("listen.tls_cert", cert), ("listen.tls_key", key)] {
-                    if !path.is_file() {
-                        return Err(bad(
-                            field,
-                            format!("{} does not exist", path.display()),
-                            "give the path of a PEM file",
-                        ));
-                    }
-                }
-            }
-            _ => {
-                return Err(bad(
-                    "listen.https",
-                    "https, tls_cert and tls_key go together".into(),
-                    "set all three, or none",
-                ));
-            }
-        }
-        if let Some(ca) = &self.listen.client_ca {
-            if self.listen.https.is_none() {
-                return Err(bad(
-                    "listen.client_ca",
-                    "mutual TLS needs an HTTPS listener".into(),
-                    "set listen.https, tls_cert and tls_key too",
-                ));
-            }
-            if !ca.is_file() {
-                return Err(bad(
-                    "listen.client_ca",
-                    format!("{} does not exist", ca.display()),
-                    "give the path of a PEM CA certificate",
-                ));
-            }
-        }
-        if self.listen.http.is_empty() && self.listen.https.is_none() {
-            return Err(bad(
-                "listen",
-                "no listener".into(),
-                "set listen.http and/or listen.https",
-            ));
-        }
-        if let Some(m) = &self.state.metadata {
-            let table_ok = |t: &str| {
-                (3..=255).contains(&t.len())
-                    && t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-            };
-            let ok = match m.split_once("://") {
-                Some(("redb", path)) => !path.is_empty(),
-                Some(("dynamodb", table)) => table_ok(table),
-                _ => false,
-            };
-            if !ok {
-                return Err(bad(
-                    "state.metadata",
-                    format!("{m:?} is not a supported metadata URL"),
-                    "use redb:///path/to/metadata.redb (embedded) or dynamodb://TABLE (AWS_* environment)",
-                ));
-            }
-        }
-        if !["enforce", "off"].contains(&self.auth.mode.as_str()) {
-            return Err(bad(
-                "auth.mode",
-                format!("{:?} is not an auth mode", self.auth.mode),
-                "use \"enforce\" (default) or \"off\" (no authentication: local development only)",
-            ));
-        }
-        if let Some(h) = &self.auth.admin_key_sha256 {
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad(
-                    "auth.admin_key_sha256",
-                    "not a SHA-256 hex digest".into(),
-                    "printf %s \"$KEY\" | sha256sum",
-                ));
-            }
-        }
-        if let Some(p) = &self.auth.jwks_file {
-            if !p.is_file() {
-                return Err(bad(
-                    "auth.jwks_file",
-                    format!("{} does not exist", p.display()),
-                    "give the path of a JWKS JSON file",
-                ));
-            }
-        }
-        if let Some(u) = &self.auth.jwks_url {
-            if self.auth.jwks_file.is_some() {
-                return Err(bad(
-                    "auth.jwks_url",
-                    "both jwks_file and jwks_url are set".into(),
-                    "use one of them",
-                ));
-            }
-            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-                .iter()
-                .any(|p| u.starts_with(p));
-            if !(u.starts_with("https://") || loopback) {
-                return Err(bad(
-                    "auth.jwks_url",
-                    format!("{u:?} is not an https:// URL"),
-                    "keys must come over TLS (http:// only on loopback)",
-                ));
-            }
-        }
-        if let Some(p) = &self.auth.secrets_key_file {
-            if !p.exists() {
-                return Err(bad(
-                    "auth.secrets_key_file",
-                    format!("{} does not exist", p.display()),
-                    "create it with 32 random bytes, base64: head -c32 /dev/urandom | base64",
-                ));
-            }
-        }
-        if !(1..=86_400).contains(&self.auth.jwks_refresh_secs) {
-            return Err(bad(
-                "auth.jwks_refresh_secs",
-                format!("{} is out of range", self.auth.jwks_refresh_secs),
-                "use 1..=86400",
-            ));
-        }
-        if self.auth.jwt_leeway_secs > 300 {
-            return Err(bad(
-                "auth.jwt_leeway_secs",
-                "more than 5 minutes".into(),
-                "keep clock-skew leeway small, e.g. 30",
-            ));
-        }
-        for p in &self.inference.providers {
-            if !["tensorrt", "cuda", "cpu"].contains(&p.as_str()) {
-                return Err(bad(
-                    "inference.providers",
-                    format!("unknown execution provider {p:?}"),
-                    "use an ordered list of \"tensorrt\", \"cuda\", \"cpu\"",
-                ));
-            }
-        }
-        if self.inference.providers.is_empty() {
-            return Err(bad(
-                "inference.providers",
-                "empty provider list".into(),
-                "e.g. [\"cpu\"] or [\"tensorrt\", \"cuda\", \"cpu\"]",
-            ));
-        }
-        if !["next", "refuse"].contains(&self.inference.fallback.as_str()) {
-            return Err(bad(
-                "inference.fallback",
-                format!("{:?} is not a fallback policy", self.inference.fallback),
-                "use \"next\" (try the next provider, logged) or \"refuse\"",
-            ));
-        }
-        if let Some(p) = &self.inference.ort_dylib {
-            if !p.is_file() {
-                return Err(bad(
-                    "inference.ort_dylib",
-                    format!("{} does not exist", p.display()),
-                    "pip install onnxruntime==1.31.1 and point at onnxruntime/capi/libonnxruntime.so.1.31.1",
-                ));
-            }
-        }
-        for m in &self.inference.preload {
-            let ok = m
-                .split_once('/')
-                .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty());
-            if !ok {
-                return Err(bad(
-                    "inference.preload",
-                    format!("{m:?} is not tenant/model[@version]"),
-                    "e.g. \"acme/minilm\" or \"public/minilm@2\"",
-                ));
-            }
-        }
-        if !(1..=20).contains(&self.state.retry_max_attempts) {
-            return Err(bad(
-                "state.retry_max_attempts",
-                format!("{} is out of range", self.state.retry_max_attempts),
-                "use 1..=20 (1 = no retries)",
-            ));
-        }
-        if self.state.retry_initial_backoff_ms == 0
-            || self.state.retry_initial_backoff_ms > self.state.retry_max_backoff_ms
-        {
-            return Err(bad(
-                "state.retry_initial_backoff_ms",
-                "must be positive and at most retry_max_backoff_ms".into(),
-                "e.g. retry_initial_backoff_ms = 50, retry_max_backoff_ms = 2000",
-            ));
-        }
-        if self.state.resolve_cache_ttl_ms > 60_000 {
-            return Err(bad(
-                "state.resolve_cache_ttl_ms",
-                format!("{} is too long", self.state.resolve_cache_ttl_ms),
-                "use 0..=60000; it bounds how long a change made on another node takes to be served here",
-            ));
-        }
-        if let Some(a) = &self.state.artifacts {
-            if !a.contains("://") {
-                return Err(bad(
-                    "state.artifacts",
-                    format!("{a:?} is not a URL"),
-                    "use an object_store URL such as file:///var/lib/helixflow/artifacts",
-                ));
-            }
-        }
-        if self.cache.artifacts_max_mb == 0 || self.cache.compiled_max_mb == 0 {
-            return Err(bad(
-                "cache",
-                "cache sizes must be positive".into(),
-                "e.g. artifacts_max_mb = 2048, compiled_max_mb = 2048",
-            ));
-        }
-        if let Some(t) = self
-            .node
-            .tenants
-            .iter()
-            .find(|t| t.is_empty() || t.len() > 63)
-        {
-            return Err(bad(
-                "node.tenants",
-                format!("{t:?} is not a tenant name"),
-                "list tenant names, e.g. tenants = [\"acme\"]; leave empty to serve all",
-            ));
-        }
-        let r = &self.runtime;
-        if r.max_instances == 0 || r.max_instances > 100_000 {
-            return Err(bad(
-                "runtime.max_instances",
-                format!("{} is out of range", r.max_instances),
-                "use 1..=100000",
-            ));
-        }
-        if r.async_workers == 0 || r.async_workers > 10_000 {
-            return Err(bad(
-                "runtime.async_workers",
-                format!("{} is out of range", r.async_workers),
-                "use 1..=10000",
-            ));
-        }
-        if r.max_memory_mb == 0 || r.max_memory_mb > 4096 {
-            return Err(bad(
-                "runtime.max_memory_mb",
-                format!("{} is out of range", r.max_memory_mb),
-                "use 1..=4096 (a 32-bit linear memory tops out at 4 GiB)",
-            ));
-        }
-        if r.epoch_tick_ms == 0 || r.epoch_tick_ms > 1000 {
-            return Err(bad(
-                "runtime.epoch_tick_ms",
-                format!("{} is out of range", r.epoch_tick_ms),
-                "use 1..=1000; smaller is more precise",
-            ));
-        }
-        if r.max_wasm_stack_kb < 64 {
-            return Err(bad(
-                "runtime.max_wasm_stack_kb",
-                format!("{} is too small", r.max_wasm_stack_kb),
-                "use at least 64",
-            ));
-        }
-        let l = &self.limits;
-        if l.default_memory_mb == 0 || l.default_memory_mb > r.max_memory_mb {
-            return Err(bad(
-                "limits.default_memory_mb",
-                format!(
-                    "{} must be 1..=runtime.max_memory_mb ({})",
-                    l.default_memory_mb, r.max_memory_mb
-                ),
-                "lower it or raise runtime.max_memory_mb",
-            ));
-        }
-        if l.default_timeout_ms == 0 {
-            return Err(bad(
-                "limits.default_timeout_ms",
-                "must be positive".into(),
-                "e.g. 10000",
-            ));
-        }
-        if l.max_component_mb == 0 || l.max_request_body_mb == 0 {
-            return Err(bad(
-                "limits",
-                "size limits must be positive".into(),
-                "e.g. max_component_mb = 50",
-            ));
-        }
-        for range in &self.sandbox.allow_private {
-            if parse_cidr(range).is_none() {
-                return Err(bad(
-                    "sandbox.allow_private",
-                    format!("{range:?} is not a CIDR range"),
-                    "e.g. \"10.0.0.0/8\", \"127.0.0.0/8\" or \"fd00::/8\"",
-                ));
-            }
-        }
-        let h = &self.http;
-        if h.header_read_timeout_ms == 0 || h.idle_timeout_ms == 0 {
-            return Err(bad(
-                "http",
-                "timeouts must be positive".into(),
-                "e.g. header_read_timeout_ms = 10000",
-            ));
-        }
-        if h.max_connections == 0
-            || h.max_connections_per_ip == 0
-            || h.h2_max_concurrent_streams == 0
-        {
-            return Err(bad(
-                "http",
-                "connection and stream limits must be positive".into(),
-                "e.g. max_connections_per_ip = 1024",
-            ));
-        }
-        if h.max_header_kb < 8 {
-            return Err(bad(
-                "http.max_header_kb",
-                format!("{} is too small", h.max_header_kb),
-                "use at least 8",
-            ));
-        }
-        let inf = &self.inference;
-        if inf.max_kv_cache_mb_per_tenant == 0 {
-            return Err(bad(
-                "inference.max_kv_cache_mb_per_tenant",
-                "must be positive".into(),
-                "e.g. 1024 (a value over max_kv_cache_mb means the whole budget)",
-            ));
-        }
+        self.node.validate(file)?;
+        self.listen.validate(file)?;
+        self.state.validate(file)?;
+        self.auth.validate(file)?;
+        self.inference.validate(file)?;
+        self.cache.validate(file)?;
+        self.runtime.validate(file)?;
+        self.limits.validate(file, &self.runtime)?;
+        self.sandbox.validate(file)?;
+        self.http.validate(file)?;
         Ok(())
     }
 
@@ -1035,6 +1325,146 @@ mod tests {
             c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "bogus".to_string()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn enum_keys_accept_their_words() {
+        let c = NodeConfig::parse(
+            "[auth]\nmode = \"off\"\n[inference]\nproviders = [\"tensorrt\", \"cuda\", \"cpu\"]\nfallback = \"refuse\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Off);
+        assert_eq!(
+            c.inference.providers,
+            [
+                ExecutionProvider::Tensorrt,
+                ExecutionProvider::Cuda,
+                ExecutionProvider::Cpu
+            ]
+        );
+        assert_eq!(c.inference.fallback, FallbackPolicy::Refuse);
+        let c = NodeConfig::parse(
+            "[auth]\nmode = \"enforce\"\n[inference]\nfallback = \"next\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Enforce);
+        assert_eq!(c.inference.fallback, FallbackPolicy::Next);
+        // Defaults are the words the file would spell.
+        let d = NodeConfig::default();
+        assert_eq!(d.auth.mode, AuthMode::Enforce);
+        assert_eq!(d.inference.providers, [ExecutionProvider::Cpu]);
+        assert_eq!(d.inference.fallback, FallbackPolicy::Next);
+        // Every value round-trips through its word.
+        for m in [AuthMode::Enforce, AuthMode::Off] {
+            assert_eq!(m.as_str().parse::<AuthMode>(), Ok(m));
+        }
+        for p in [
+            ExecutionProvider::Tensorrt,
+            ExecutionProvider::Cuda,
+            ExecutionProvider::Cpu,
+        ] {
+            assert_eq!(p.to_string().parse::<ExecutionProvider>(), Ok(p));
+        }
+        for f in [FallbackPolicy::Next, FallbackPolicy::Refuse] {
+            assert_eq!(f.as_str().parse::<FallbackPolicy>(), Ok(f));
+        }
+    }
+
+    #[test]
+    fn unknown_enum_words_name_the_key_file_line_and_hint() {
+        for (text, key, message, hint) in [
+            (
+                "[node]\nid = \"fra\"\n[auth]\nmode = \"bogus\"\n",
+                "auth.mode",
+                "\"bogus\" is not an auth mode",
+                "use \"enforce\" (default) or \"off\"",
+            ),
+            (
+                "[node]\nid = \"fra\"\n[inference]\nproviders = [\"cpu\", \"gpu\"]\n",
+                "inference.providers",
+                "unknown execution provider \"gpu\"",
+                "use an ordered list of \"tensorrt\", \"cuda\", \"cpu\"",
+            ),
+            (
+                // Spelled as the file must spell it: lowercase, no aliases.
+                "[node]\nid = \"fra\"\n[inference]\nproviders = [\"CPU\"]\n",
+                "inference.providers",
+                "unknown execution provider \"CPU\"",
+                "use an ordered list of",
+            ),
+            (
+                "[node]\nid = \"fra\"\n[inference]\nfallback = \"maybe\"\n",
+                "inference.fallback",
+                "\"maybe\" is not a fallback policy",
+                "use \"next\" (try the next provider, logged) or \"refuse\"",
+            ),
+        ] {
+            let s = NodeConfig::parse(text, "edge.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(s.starts_with("edge.toml:4:"), "{text:?} -> {s}");
+            assert!(s.contains(&format!("{key}: {message}")), "{text:?} -> {s}");
+            assert!(s.contains(&format!("hint: {hint}")), "{text:?} -> {s}");
+        }
+        // A value of the wrong type is a type error, as for every other key.
+        let s = NodeConfig::parse("[auth]\nmode = 5\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(s.starts_with("x.toml:2:"), "{s}");
+        assert!(s.contains("check the value's type"), "{s}");
+        // An empty provider list is still rejected by validation.
+        let s = NodeConfig::parse("[inference]\nproviders = []\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            s.contains("inference.providers: empty provider list"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn enum_words_from_elsewhere_become_errors_naming_the_key() {
+        let err = "gpu".parse::<ExecutionProvider>().unwrap_err();
+        assert_eq!(err.key, "inference.providers");
+        let s = err.into_config_error("environment").to_string();
+        assert!(
+            s.starts_with("environment: inference.providers: unknown execution provider \"gpu\""),
+            "{s}"
+        );
+        assert!(s.contains("hint: use an ordered list"), "{s}");
+        let s = "disabled".parse::<AuthMode>().unwrap_err().to_string();
+        assert_eq!(s, "auth.mode: \"disabled\" is not an auth mode");
+        assert!("".parse::<FallbackPolicy>().is_err());
+    }
+
+    #[test]
+    fn former_serve_constants_are_keys_with_their_old_defaults() {
+        let c = NodeConfig::default();
+        assert_eq!(c.inference.max_calls_per_invocation, 10_000);
+        assert_eq!(c.listen.tls_reload_secs, 2);
+        let c = NodeConfig::parse(
+            "[inference]\nmax_calls_per_invocation = 7\n[listen]\ntls_reload_secs = 30\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.inference.max_calls_per_invocation, 7);
+        assert_eq!(c.listen.tls_reload_secs, 30);
+        for (text, field) in [
+            (
+                "[inference]\nmax_calls_per_invocation = 0",
+                "inference.max_calls_per_invocation",
+            ),
+            ("[listen]\ntls_reload_secs = 0", "listen.tls_reload_secs"),
+            ("[listen]\ntls_reload_secs = 3601", "listen.tls_reload_secs"),
+        ] {
+            let s = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
+            assert!(
+                s.starts_with(&format!("x.toml: {field}:")),
+                "{text:?} -> {s}"
+            );
+        }
     }
 }
 
