@@ -1,5 +1,6 @@
 //! A small HTTP client for the control and data planes, with an upload progress bar.
 
+use crate::http_client;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -7,7 +8,6 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.filter(|t| !t.is_empty()),
-            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+            http: http_client::plain(),
         }
     }
 
@@ -61,12 +61,11 @@ impl Client {
                 },
             })?;
         let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
+        // No bound: the CLI reads whatever the node it was pointed at answers.
+        let body = http_client::read_body(resp.into_body(), usize::MAX)
             .await
-            .context("reading the response")?
-            .to_bytes();
+            .map_err(anyhow::Error::from_boxed)
+            .context("reading the response")?;
         if !status.is_success() {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             return Err(ClientError::Api {
@@ -116,69 +115,8 @@ impl Client {
         Ok(self.send(req).await?.1)
     }
 
-    /// Upload a component with a progress bar.
-    pub async fn deploy(
-        &self,
-        tenant: &str,
-        function: &str,
-        file: &Path,
-        alias: Option<&str>,
-        description: &str,
-        config: Option<serde_json::Value>,
-    ) -> Result<serde_json::Value> {
-        let mut query = vec![];
-        if let Some(a) = alias {
-            query.push(format!("alias={a}"));
-        }
-        if !description.is_empty() {
-            query.push(format!("description={}", enc(description)));
-        }
-        let headers = match config {
-            Some(cfg) => vec![("x-helixflow-config", serde_json::to_string(&cfg)?)],
-            None => vec![],
-        };
-        self.upload(
-            &format!(
-                "/api/v1/tenants/{tenant}/functions/{function}/versions{}",
-                qs(&query)
-            ),
-            file,
-            "application/wasm",
-            headers,
-        )
-        .await
-    }
-
-    /// Upload an ONNX model with a progress bar.
-    pub async fn push_model(
-        &self,
-        tenant: &str,
-        model: &str,
-        file: &Path,
-        description: &str,
-        config: Option<serde_json::Value>,
-    ) -> Result<serde_json::Value> {
-        let mut query = vec![];
-        if !description.is_empty() {
-            query.push(format!("description={}", enc(description)));
-        }
-        let headers = match config {
-            Some(cfg) => vec![("x-helixflow-model-config", serde_json::to_string(&cfg)?)],
-            None => vec![],
-        };
-        self.upload(
-            &format!(
-                "/api/v1/tenants/{tenant}/models/{model}/versions{}",
-                qs(&query)
-            ),
-            file,
-            "application/octet-stream",
-            headers,
-        )
-        .await
-    }
-
-    async fn upload(
+    /// Upload a file to `path` (a POST) with a progress bar; `headers` go with it.
+    pub async fn upload(
         &self,
         path: &str,
         file: &Path,
@@ -220,17 +158,5 @@ impl Client {
         pb.finish_and_clear();
         let (_, body) = result?;
         Ok(serde_json::from_slice(&body).unwrap_or_default())
-    }
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-fn qs(q: &[String]) -> String {
-    if q.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", q.join("&"))
     }
 }

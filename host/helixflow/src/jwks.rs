@@ -2,24 +2,15 @@
 //! loopback) at start-up and every `jwks_refresh_secs`. A fetch that fails keeps the
 //! keys already loaded; the node logs it and tries again at the next refresh.
 
+use crate::http_client;
 use anyhow::Context as _;
-use http_body_util::BodyExt;
 use std::time::Duration;
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
 async fn fetch(url: &str) -> anyhow::Result<String> {
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .context("loading the system's TLS roots")?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https);
+    let client = http_client::https_or_http::<http_body_util::Empty<bytes::Bytes>>()?;
     let req = http::Request::get(url)
         .header("accept", "application/json")
         .body(http_body_util::Empty::new())?;
@@ -27,12 +18,10 @@ async fn fetch(url: &str) -> anyhow::Result<String> {
         .await
         .context("timed out")??;
     anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-        .collect()
+    let body = http_client::read_body(resp.into_body(), MAX_JWKS_BYTES)
         .await
-        .map_err(|e| anyhow::anyhow!("reading the body: {e}"))?
-        .to_bytes();
-    Ok(String::from_utf8(body.to_vec()).context("the JWKS is not UTF-8")?)
+        .map_err(|e| anyhow::anyhow!("reading the body: {e}"))?;
+    String::from_utf8(body.to_vec()).context("the JWKS is not UTF-8")
 }
 
 /// Loads the JWKS once (start-up waits for it, but starts without it if the issuer is
