@@ -1,23 +1,22 @@
 //! Control plane: `/api/v1/...` (JSON).
 
+use crate::AppState;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
+use crate::request::{query, read_body, read_json};
 use crate::tracked::TrackedBody;
-use crate::{AppState, metrics};
-use bytes::Bytes;
+use helixflow_node::metrics;
+use helixflow_node::secrets::{present_env, seal_env};
+
 use helixflow_store::registry::{FunctionConfig, NewVersion, TenantLimits, validate_name};
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
-
-const MAX_JSON_BODY: usize = 1 << 20;
 
 pub fn healthz(state: &AppState) -> Response<Body> {
     json_response(
         StatusCode::OK,
-        &json!({"status": "ok", "location": state.settings.node_id}),
+        &json!({"status": "ok", "location": state.node.settings.node_id}),
     )
 }
 
@@ -29,87 +28,11 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         )
         .body(crate::body::full(
             state
+                .node
                 .metrics
-                .encode_with_inference(state.runtime.inference()),
+                .encode_with_inference(state.node.runtime.inference()),
         ))
         .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))
-}
-
-pub(crate) fn too_big(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the body exceeds the limit of {limit} bytes"),
-    )
-}
-
-/// Refuse a request whose declared `Content-Length` is over `limit` (before reading it).
-pub fn check_declared_length(headers: &http::HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(len) if len > limit as u64 => Err(too_big(limit)),
-        _ => Ok(()),
-    }
-}
-
-/// Read a whole body, refusing more than `limit` bytes with 413.
-pub async fn read_body(
-    body: TrackedBody,
-    headers: &http::HeaderMap,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    check_declared_length(headers, limit)?;
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_big(limit))
-        }
-        Err(e) => Err(ApiError::bad_request(
-            "bad_body",
-            format!("reading the request body: {e}"),
-        )),
-    }
-}
-
-async fn read_json<T: for<'de> Deserialize<'de>>(
-    req: http::Request<TrackedBody>,
-) -> Result<T, ApiError> {
-    let (parts, body) = req.into_parts();
-    let bytes = read_body(body, &parts.headers, MAX_JSON_BODY).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
-}
-
-pub(crate) fn query_of(req: &http::Request<TrackedBody>) -> HashMap<String, String> {
-    query(req)
-}
-
-fn query(req: &http::Request<TrackedBody>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| url_pairs(q).into_iter().collect::<HashMap<_, _>>())
-        .unwrap_or_default()
-}
-
-fn url_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
 }
 
 fn ok(value: serde_json::Value) -> Result<Response<Body>, ApiError> {
@@ -126,13 +49,15 @@ fn parse_version(s: &str) -> Result<u32, ApiError> {
     })
 }
 
+/// `segs`: the path's segments after `/api`.
 pub async fn route(
     state: &AppState,
     req: http::Request<TrackedBody>,
+    segs: &[&str],
     request_id: &str,
     principal: Option<&helixflow_auth::Principal>,
 ) -> Response<Body> {
-    match route_inner(state, req, request_id, principal).await {
+    match route_inner(state, req, segs, request_id, principal).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -141,20 +66,14 @@ pub async fn route(
 async fn route_inner(
     state: &AppState,
     req: http::Request<TrackedBody>,
+    segs: &[&str],
     request_id: &str,
     principal: Option<&helixflow_auth::Principal>,
 ) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path
-        .trim_start_matches('/')
-        .trim_end_matches('/')
-        .split('/')
-        .collect();
     let method = req.method().clone();
-    // segs[0] == "api"
-    match (&method, &segs[1..]) {
+    match (&method, segs) {
         (&Method::GET, ["v1", "tenants"]) => {
-            let ts = state.registry.tenants().await?;
+            let ts = state.node.registry.tenants().await?;
             ok(json!({"tenants": to_json(&ts)}))
         }
         (&Method::POST, ["v1", "tenants"]) => {
@@ -167,10 +86,11 @@ async fn route_inner(
             }
             let body: CreateTenant = read_json(req).await?;
             let t = state
+                .node
                 .registry
                 .create_tenant(&body.name, body.limits.unwrap_or_default())
                 .await?;
-            state.resolver.tenant_created(&t.name);
+            state.node.resolver.tenant_created(&t.name);
             tracing::info!(tenant = %t.name, "tenant created");
             Ok(json_response(StatusCode::CREATED, &to_json(&t)))
         }
@@ -198,7 +118,7 @@ async fn route_inner(
             crate::keys::access_route(state, req, t, rest).await
         }
         (_, ["v1", "tenants", t, "events", rest @ ..]) => {
-            crate::events::route(state, req, t, rest).await
+            crate::async_invoke::route(state, req, t, rest).await
         }
         (&Method::POST, ["v1", "tenants", t, "jwt-secret"]) => {
             crate::keys::rotate_jwt_secret(state, t).await
@@ -209,7 +129,7 @@ async fn route_inner(
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(100usize)
                 .min(10_000);
-            ok(json!({"records": state.registry.audit_log(t, limit).await?}))
+            ok(json!({"records": state.node.registry.audit_log(t, limit).await?}))
         }
         (_, ["v1", "tenants", t, "models", rest @ ..]) => {
             let t = t.to_string();
@@ -217,30 +137,36 @@ async fn route_inner(
             let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
             crate::models::route(state, req, &t, &rest, request_id).await
         }
-        (&Method::GET, ["v1", "tenants", t]) => ok(to_json(&state.registry.tenant(t).await?)),
+        (&Method::GET, ["v1", "tenants", t]) => ok(to_json(&state.node.registry.tenant(t).await?)),
         (&Method::GET, ["v1", "tenants", t, "functions"]) => {
-            let mut fs = state.registry.functions(t).await?;
+            let mut fs = state.node.registry.functions(t).await?;
             for func in &mut fs {
-                present_env(state, principal, &func.tenant, &func.name, &mut func.config)?;
+                present_env(
+                    &state.node,
+                    principal,
+                    &func.tenant,
+                    &func.name,
+                    &mut func.config,
+                )?;
             }
             ok(json!({"functions": to_json(&fs)}))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f]) => {
-            let mut func = state.registry.function(t, f).await?;
-            present_env(state, principal, t, f, &mut func.config)?;
-            let versions = state.registry.versions(t, f).await?;
-            let aliases = state.registry.aliases(t, f).await?;
+            let mut func = state.node.registry.function(t, f).await?;
+            present_env(&state.node, principal, t, f, &mut func.config)?;
+            let versions = state.node.registry.versions(t, f).await?;
+            let aliases = state.node.registry.aliases(t, f).await?;
             ok(
                 json!({"function": to_json(&func), "versions": to_json(&versions), "aliases": to_json(&aliases)}),
             )
         }
         (&Method::DELETE, ["v1", "tenants", t, "functions", f]) => {
-            let shas = state.registry.delete_function(t, f).await?;
-            state.resolver.invalidate();
+            let shas = state.node.registry.delete_function(t, f).await?;
+            state.node.resolver.invalidate();
             for sha in &shas {
-                state.runtime.evict(sha);
+                state.node.runtime.evict(sha);
             }
-            state.logs.forget(t, f);
+            state.node.logs.forget(t, f);
             tracing::info!(tenant = %t, function = %f, versions = shas.len(), "function deleted");
             ok(json!({"deleted": true, "versions": shas.len()}))
         }
@@ -252,6 +178,7 @@ async fn route_inner(
                 Err(e) => e.code,
             };
             state
+                .node
                 .metrics
                 .deploys
                 .get_or_create(&metrics::DeployLabels { outcome })
@@ -259,38 +186,38 @@ async fn route_inner(
             result
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "versions"]) => {
-            ok(json!({"versions": to_json(&state.registry.versions(t, f).await?)}))
+            ok(json!({"versions": to_json(&state.node.registry.versions(t, f).await?)}))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "versions", v]) => ok(to_json(
-            &state.registry.version(t, f, parse_version(v)?).await?,
+            &state.node.registry.version(t, f, parse_version(v)?).await?,
         )),
         (&Method::DELETE, ["v1", "tenants", t, "functions", f, "versions", v]) => {
             let n = parse_version(v)?;
-            state.registry.delete_version(t, f, n).await?;
-            state.resolver.invalidate();
+            state.node.registry.delete_version(t, f, n).await?;
+            state.node.resolver.invalidate();
             ok(json!({"deleted": true, "version": n}))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "config"]) => {
-            let mut cfg = state.registry.function(t, f).await?.config;
-            present_env(state, principal, t, f, &mut cfg)?;
+            let mut cfg = state.node.registry.function(t, f).await?.config;
+            present_env(&state.node, principal, t, f, &mut cfg)?;
             ok(to_json(&cfg))
         }
         (&Method::PUT, ["v1", "tenants", t, "functions", f, "config"]) => {
             let (t, f) = (t.to_string(), f.to_string());
             let mut cfg: FunctionConfig = read_json(req).await?;
             check_config(state, &t, &cfg).await?;
-            seal_env(state, &t, &f, &mut cfg)?;
-            let mut func = state.registry.set_config(&t, &f, cfg).await?;
-            state.resolver.invalidate();
-            present_env(state, principal, &t, &f, &mut func.config)?;
+            seal_env(&state.node, &t, &f, &mut cfg)?;
+            let mut func = state.node.registry.set_config(&t, &f, cfg).await?;
+            state.node.resolver.invalidate();
+            present_env(&state.node, principal, &t, &f, &mut func.config)?;
             ok(to_json(&func))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "aliases"]) => {
-            state.registry.function(t, f).await?;
-            ok(json!({"aliases": to_json(&state.registry.aliases(t, f).await?)}))
+            state.node.registry.function(t, f).await?;
+            ok(json!({"aliases": to_json(&state.node.registry.aliases(t, f).await?)}))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "aliases", a]) => {
-            ok(to_json(&state.registry.alias(t, f, a).await?))
+            ok(to_json(&state.node.registry.alias(t, f, a).await?))
         }
         (&Method::PUT, ["v1", "tenants", t, "functions", f, "aliases", a]) => {
             #[derive(Deserialize)]
@@ -306,35 +233,40 @@ async fn route_inner(
                 ));
             }
             let body: SetAlias = read_json(req).await?;
-            let alias = state.registry.set_alias(&t, &f, &a, body.version).await?;
-            state.resolver.invalidate();
+            let alias = state
+                .node
+                .registry
+                .set_alias(&t, &f, &a, body.version)
+                .await?;
+            state.node.resolver.invalidate();
             tracing::info!(tenant = %t, function = %f, alias = %a, version = body.version, "alias set");
             ok(to_json(&alias))
         }
         (&Method::DELETE, ["v1", "tenants", t, "functions", f, "aliases", a]) => {
-            state.registry.delete_alias(t, f, a).await?;
-            state.resolver.invalidate();
+            state.node.registry.delete_alias(t, f, a).await?;
+            state.node.resolver.invalidate();
             ok(json!({"deleted": true}))
         }
         (&Method::POST, ["v1", "tenants", t, "functions", f, "aliases", a, "rollback"]) => {
-            let alias = state.registry.rollback_alias(t, f, a).await?;
-            state.resolver.invalidate();
+            let alias = state.node.registry.rollback_alias(t, f, a).await?;
+            state.node.resolver.invalidate();
             tracing::info!(tenant = %t, function = %f, alias = %a, version = alias.version, "alias rolled back");
             ok(to_json(&alias))
         }
         (&Method::GET, ["v1", "tenants", t, "functions", f, "logs"]) => {
-            state.registry.function(t, f).await?;
+            state.node.registry.function(t, f).await?;
             let limit = query(&req)
                 .get("limit")
                 .and_then(|l| l.parse::<usize>().ok())
                 .unwrap_or(50)
                 .min(1000);
-            ok(json!({"logs": to_json(&state.logs.recent(t, f, limit))}))
+            ok(json!({"logs": to_json(&state.node.logs.recent(t, f, limit))}))
         }
         _ => {
-            if segs.len() >= 2 && segs[1] == "v1" {
+            if segs.first() == Some(&"v1") {
                 Err(ApiError::not_found(format!(
-                    "no control-plane route for {method} {path}"
+                    "no control-plane route for {method} {}",
+                    req.uri().path()
                 )))
             } else {
                 Err(ApiError::not_found("the control plane lives under /api/v1"))
@@ -351,9 +283,9 @@ async fn gc(
     grace: std::time::Duration,
     dry_run: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let mut referenced = state.registry.referenced_artifacts().await?;
-    referenced.extend(state.registry.referenced_models().await?);
-    let stored = state.artifacts.list().await?;
+    let mut referenced = state.node.registry.referenced_artifacts().await?;
+    referenced.extend(state.node.registry.referenced_models().await?);
+    let stored = state.node.artifacts.list().await?;
     let mut deleted = Vec::new();
     let mut young = 0;
     for a in stored.iter().filter(|a| !referenced.contains(&a.sha256)) {
@@ -362,15 +294,15 @@ async fn gc(
             continue;
         }
         if !dry_run {
-            state.artifacts.delete(&a.sha256).await?;
-            state.runtime.evict(&a.sha256);
+            state.node.artifacts.delete(&a.sha256).await?;
+            state.node.runtime.evict(&a.sha256);
         }
         deleted.push(a.sha256.clone());
     }
     let compiled_removed = if dry_run {
         0
     } else {
-        state.runtime.prune_compile_cache(&referenced)
+        state.node.runtime.prune_compile_cache(&referenced)
     };
     tracing::info!(
         deleted = deleted.len(),
@@ -389,111 +321,33 @@ async fn gc(
     }))
 }
 
-/// What viewers see instead of an `env` value.
-pub const REDACTED_ENV_VALUE: &str = "***";
-
-/// The associated data a function's `env` value is sealed with: the tenant, function and
-/// variable it belongs to (tenant and function names cannot contain `/`), so a sealed
-/// value copied to another variable or function does not open.
-fn env_context(tenant: &str, function: &str, name: &str) -> String {
-    format!("env:{tenant}/{function}/{name}")
-}
-
-/// Seals every `env` value of a config about to be stored (invariant: function `env`
-/// values reach the metadata store only sealed with the node's secrets key).
-fn seal_env(
-    state: &AppState,
-    tenant: &str,
-    function: &str,
-    cfg: &mut FunctionConfig,
-) -> Result<(), ApiError> {
-    for (name, value) in cfg.env.iter_mut() {
-        *value = state
-            .auth
-            .secrets
-            .seal(value, &env_context(tenant, function, name))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("sealing environment variable {name:?}: {e}"),
-                )
-            })?;
-    }
-    Ok(())
-}
-
-/// A function's `env` in the clear, for an invocation. Values stored before sealing
-/// existed (plain text) are used as they are; they are sealed at the next config write.
-pub(crate) fn open_env(
-    state: &AppState,
-    tenant: &str,
-    function: &str,
-    env: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<(String, String)>, ApiError> {
-    env.iter()
-        .map(|(name, stored)| {
-            let value = state.auth.secrets.open(stored, &env_context(tenant, function, name)).map_err(|e| {
-                tracing::error!(%tenant, %function, variable = %name, error = %e, "cannot open a sealed environment value");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "secrets_unavailable",
-                    "this node cannot open the function's sealed environment (secrets key mismatch); see its log",
-                )
-            })?;
-            Ok((name.clone(), value))
-        })
-        .collect()
-}
-
-/// What a caller is shown of a function's `env`: callers who may deploy in the tenant
-/// (developer, admin, the platform admin) see the values; everyone else (viewers) sees
-/// only the names, each value replaced by [`REDACTED_ENV_VALUE`].
-fn present_env(
-    state: &AppState,
-    principal: Option<&helixflow_auth::Principal>,
-    tenant: &str,
-    function: &str,
-    cfg: &mut FunctionConfig,
-) -> Result<(), ApiError> {
-    if principal.is_some_and(|p| p.allows(tenant, helixflow_auth::Action::Deploy)) {
-        let opened = open_env(state, tenant, function, &cfg.env)?;
-        cfg.env = opened.into_iter().collect();
-    } else {
-        for value in cfg.env.values_mut() {
-            *value = REDACTED_ENV_VALUE.to_string();
-        }
-    }
-    Ok(())
-}
-
 async fn check_config(
     state: &AppState,
     tenant: &str,
     cfg: &FunctionConfig,
 ) -> Result<(), ApiError> {
-    let t = state.registry.tenant(tenant).await?;
-    if let Some(m) = cfg.memory_mb {
-        if m == 0 || m > t.limits.max_memory_mb {
-            return Err(ApiError::bad_request(
-                "invalid_config",
-                format!(
-                    "memory_mb must be 1..={} for tenant {tenant:?}",
-                    t.limits.max_memory_mb
-                ),
-            ));
-        }
+    let t = state.node.registry.tenant(tenant).await?;
+    if let Some(m) = cfg.memory_mb
+        && (m == 0 || m > t.limits.max_memory_mb)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            format!(
+                "memory_mb must be 1..={} for tenant {tenant:?}",
+                t.limits.max_memory_mb
+            ),
+        ));
     }
-    if let Some(ms) = cfg.timeout_ms {
-        if ms == 0 || ms > t.limits.max_timeout_ms {
-            return Err(ApiError::bad_request(
-                "invalid_config",
-                format!(
-                    "timeout_ms must be 1..={} for tenant {tenant:?}",
-                    t.limits.max_timeout_ms
-                ),
-            ));
-        }
+    if let Some(ms) = cfg.timeout_ms
+        && (ms == 0 || ms > t.limits.max_timeout_ms)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            format!(
+                "timeout_ms must be 1..={} for tenant {tenant:?}",
+                t.limits.max_timeout_ms
+            ),
+        ));
     }
     if cfg.allow_outbound.len() > 64 {
         return Err(ApiError::bad_request(
@@ -528,7 +382,7 @@ async fn check_config(
         a.validate()
             .map_err(|m| ApiError::bad_request("invalid_config", m))?;
     }
-    crate::events::check_schedules(&cfg.schedules)?;
+    helixflow_node::schedule::check_schedules(&cfg.schedules)?;
     for (k, v) in &cfg.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(ApiError::bad_request(
@@ -558,7 +412,7 @@ async fn deploy(
     request_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     validate_name("function", function)?;
-    state.registry.tenant(tenant).await?;
+    state.node.registry.tenant(tenant).await?;
     let q = query(&req);
     let config: Option<FunctionConfig> = match req.headers().get("x-helixflow-config") {
         Some(v) => Some(serde_json::from_slice(v.as_bytes()).map_err(|e| {
@@ -569,7 +423,7 @@ async fn deploy(
     let mut config = config;
     if let Some(cfg) = &mut config {
         check_config(state, tenant, cfg).await?;
-        seal_env(state, tenant, function, cfg)?;
+        seal_env(&state.node, tenant, function, cfg)?;
     }
     let alias = q.get("alias").cloned();
     if let Some(a) = &alias {
@@ -584,10 +438,11 @@ async fn deploy(
         ));
     }
     let sha = helixflow_store::sha256_hex(&bytes);
-    let loaded = state.runtime.load(&sha, &bytes).await?;
-    state.artifacts.put(bytes.clone()).await?;
+    let loaded = state.node.runtime.load(&sha, &bytes).await?;
+    state.node.artifacts.put(bytes.clone()).await?;
     let exports = loaded.exports();
     let version = state
+        .node
         .registry
         .add_version(
             tenant,
@@ -607,13 +462,14 @@ async fn deploy(
     let alias_rec = match &alias {
         Some(a) => Some(
             state
+                .node
                 .registry
                 .set_alias(tenant, function, a, version.version)
                 .await?,
         ),
         None => None,
     };
-    state.resolver.invalidate();
+    state.node.resolver.invalidate();
     tracing::info!(%request_id, tenant, function, version = version.version, %sha, size = bytes.len(), "deployed");
     Ok(json_response(
         StatusCode::CREATED,

@@ -1,6 +1,7 @@
 //! The API's error shape: an HTTP status + `{"error":{"code","message"}}`.
 
 use crate::body::{Body, full};
+use helixflow_node::{ErrorKind, NodeError};
 use helixflow_runtime::{InvokeError, LoadError};
 use helixflow_store::StoreError;
 use helixflow_store::registry::RegistryError;
@@ -56,72 +57,49 @@ impl ApiError {
     }
 }
 
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let status = match e.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Limited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        };
+        ApiError {
+            status,
+            code: e.code,
+            message: e.message,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::NotFound(m) => ApiError::not_found(m),
-            RegistryError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            RegistryError::Invalid(m) => ApiError::bad_request("invalid_request", m),
-            RegistryError::Store(s) => s.into(),
-        }
+        NodeError::from(e).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::Invalid(m) => ApiError::bad_request("invalid_request", m),
-            StoreError::Unavailable(m) => {
-                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m);
-                e.retry_after = Some(1);
-                e
-            }
-            StoreError::Corrupt(m) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt", m)
-            }
-            e @ (StoreError::ConditionFailed { .. } | StoreError::TransactionCancelled { .. }) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-        }
+        NodeError::from(e).into()
     }
 }
 
 impl From<LoadError> for ApiError {
     fn from(e: LoadError) -> Self {
-        let code = match &e {
-            LoadError::NotAComponent(_) => "not_a_component",
-            LoadError::Compile(_) => "compile_error",
-            LoadError::UnsupportedImport(_) => "unsupported_import",
-            LoadError::NoSupportedExport => "no_supported_export",
-            LoadError::Internal(_) => {
-                return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    e.to_string(),
-                );
-            }
-        };
-        ApiError::bad_request(code, e.to_string())
+        NodeError::from(e).into()
     }
 }
 
 impl From<&InvokeError> for ApiError {
     fn from(e: &InvokeError) -> Self {
-        let status = match e {
-            InvokeError::Trap(_)
-            | InvokeError::MemoryLimit(_)
-            | InvokeError::StackOverflow
-            | InvokeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            InvokeError::NoResponse => StatusCode::BAD_GATEWAY,
-            InvokeError::WrongTrigger(_) => StatusCode::BAD_REQUEST,
-            InvokeError::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        let mut err = ApiError::new(status, e.code(), e.to_string());
-        if matches!(e, InvokeError::Capacity(_)) {
-            err.retry_after = Some(1);
-        }
-        err
+        NodeError::from(e).into()
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::AppState;
 use crate::body::{Body, json_response};
-use crate::control::read_body;
 use crate::error::ApiError;
+use crate::request::read_body;
 use crate::tracked::TrackedBody;
 use helixflow_auth::{ApiKey, Role};
 use helixflow_store::access::{AccessKeyRecord, KeyRecord};
@@ -104,13 +104,14 @@ pub async fn route(
                 valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
                 revoked: false,
             };
-            state.registry.add_key(&rec).await?;
+            state.node.registry.add_key(&rec).await?;
             let mut v = view(&rec);
             v["key"] = json!(key.key);
             Ok(json_response(StatusCode::CREATED, &v))
         }
         (Method::GET, []) => {
             let keys: Vec<_> = state
+                .node
                 .registry
                 .keys(tenant)
                 .await?
@@ -120,8 +121,8 @@ pub async fn route(
             Ok(json_response(StatusCode::OK, &json!({"keys": keys})))
         }
         (Method::DELETE, [prefix]) => {
-            let rec = state.registry.revoke_key(tenant, prefix).await?;
-            crate::access::invalidate_keys(state);
+            let rec = state.node.registry.revoke_key(tenant, prefix).await?;
+            state.node.credentials.clear();
             Ok(json_response(StatusCode::OK, &view(&rec)))
         }
         _ => Err(ApiError::not_found("no such key route")),
@@ -138,6 +139,7 @@ pub async fn rotate_jwt_secret(state: &AppState, tenant: &str) -> Result<Respons
         )
     })?;
     let sealed = state
+        .node
         .auth
         .secrets
         .seal(&secret, &format!("jwt:{tenant}"))
@@ -148,7 +150,7 @@ pub async fn rotate_jwt_secret(state: &AppState, tenant: &str) -> Result<Respons
                 e.to_string(),
             )
         })?;
-    state.registry.set_jwt_secret(tenant, &sealed).await?;
+    state.node.registry.set_jwt_secret(tenant, &sealed).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({"hs256_secret": secret, "audience": "helixflow"}),
@@ -163,7 +165,7 @@ fn access_view(k: &AccessKeyRecord) -> serde_json::Value {
         "created_at": k.created_at,
         "expires_at": k.valid_until,
         "revoked": k.revoked,
-        "account_id": crate::lambda::account_id(&k.tenant),
+        "account_id": helixflow_node::lambda::account_id(&k.tenant),
     })
 }
 
@@ -193,6 +195,7 @@ pub async fn access_route(
                 name: nk.name,
                 role: role.as_str().to_string(),
                 secret: state
+                    .node
                     .auth
                     .secrets
                     .seal(
@@ -210,13 +213,14 @@ pub async fn access_route(
                 valid_until: nk.expires_in_secs.map(|s| now.saturating_add(s)),
                 revoked: false,
             };
-            state.registry.add_access_key(&rec).await?;
+            state.node.registry.add_access_key(&rec).await?;
             let mut v = access_view(&rec);
             v["secret_access_key"] = json!(key.secret_access_key);
             Ok(json_response(StatusCode::CREATED, &v))
         }
         (Method::GET, []) => {
             let keys: Vec<_> = state
+                .node
                 .registry
                 .access_keys(tenant)
                 .await?
@@ -226,24 +230,10 @@ pub async fn access_route(
             Ok(json_response(StatusCode::OK, &json!({"access_keys": keys})))
         }
         (Method::DELETE, [id]) => {
-            let rec = state.registry.revoke_access_key(tenant, id).await?;
-            state.access_keys.clear();
+            let rec = state.node.registry.revoke_access_key(tenant, id).await?;
+            state.node.credentials.clear();
             Ok(json_response(StatusCode::OK, &access_view(&rec)))
         }
         _ => Err(ApiError::not_found("no such access-key route")),
     }
-}
-
-/// An access key by id, cached briefly (revocations elsewhere take effect within the
-/// resolve-cache TTL, at most 5 s).
-pub async fn lookup_access_key(
-    state: &AppState,
-    id: &str,
-) -> Result<Option<AccessKeyRecord>, ApiError> {
-    if let Some(rec) = state.access_keys.get(id) {
-        return Ok(rec);
-    }
-    let rec = state.registry.access_key(id).await?;
-    state.access_keys.insert(id, rec.clone());
-    Ok(rec)
 }

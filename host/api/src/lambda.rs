@@ -21,34 +21,16 @@ use crate::tracked::TrackedBody;
 use base64::Engine as _;
 use helixflow_auth::sigv4::{self, SigV4Error};
 use helixflow_auth::{Action, Principal, Role};
+use helixflow_node::Who;
+use helixflow_node::invoke::CallError;
+use helixflow_node::lambda::{account_id, function_arn, runtime_error_type};
 use http::{Response, StatusCode};
-use sha2::Digest;
 use std::sync::Arc;
 
 /// Largest synchronous request payload (AWS: 6 MB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Largest `X-Amz-Log-Result` tail (AWS: the last 4 KB).
 const LOG_TAIL: usize = 4096;
-
-/// The 12-digit account id HelixFlow shows for a tenant in ARNs.
-pub fn account_id(tenant: &str) -> String {
-    let d = sha2::Sha256::digest(tenant.as_bytes());
-    let n =
-        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % 1_000_000_000_000;
-    format!("{n:012}")
-}
-
-/// `arn:aws:lambda:{region}:{account}:function:{name}[:{qualifier}]`.
-pub fn function_arn(region: &str, tenant: &str, function: &str, qualifier: Option<&str>) -> String {
-    let base = format!(
-        "arn:aws:lambda:{region}:{}:function:{function}",
-        account_id(tenant)
-    );
-    match qualifier {
-        Some(q) => format!("{base}:{q}"),
-        None => base,
-    }
-}
 
 /// An AWS-shaped API error.
 #[derive(Debug)]
@@ -170,10 +152,10 @@ pub fn parse_function_name(s: &str) -> Result<FunctionRef, String> {
         }
         _ => return Err(format!("{s:?} is not a function name, partial ARN or ARN")),
     };
-    if let Some(q) = qualifier {
-        if q.is_empty() || q.len() > 128 {
-            return Err("the qualifier must be 1-128 characters".into());
-        }
+    if let Some(q) = qualifier
+        && (q.is_empty() || q.len() > 128)
+    {
+        return Err("the qualifier must be 1-128 characters".into());
     }
     Ok(FunctionRef {
         account: account.map(str::to_string),
@@ -187,14 +169,14 @@ async fn principal(
     state: &AppState,
     parts: &http::request::Parts,
     body: &[u8],
-    bearer: &crate::data::Who,
+    bearer: &Who,
 ) -> Result<Principal, AwsError> {
     let auth = parts
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !state.auth.enforce {
+    if !state.node.auth.enforce {
         return Ok(Principal::platform_admin());
     }
     if !sigv4::is_sigv4(auth) {
@@ -210,7 +192,7 @@ async fn principal(
     }
     let parsed = sigv4::parse_authorization(auth)?;
     let rec = if sigv4::AccessKey::valid_id(&parsed.access_key_id) {
-        crate::keys::lookup_access_key(state, &parsed.access_key_id)
+        helixflow_node::credentials::lookup_access_key(&state.node, &parsed.access_key_id)
             .await
             .map_err(|e| {
                 AwsError::new(
@@ -234,10 +216,10 @@ async fn principal(
         .map(|(k, v)| (k.as_str(), v.as_bytes()))
         .collect();
     // HTTP/2 carries the host as :authority.
-    if !parts.headers.contains_key(http::header::HOST) {
-        if let Some(a) = parts.uri.authority() {
-            headers.push(("host", a.as_str().as_bytes()));
-        }
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(a) = parts.uri.authority()
+    {
+        headers.push(("host", a.as_str().as_bytes()));
     }
     let req = sigv4::SignedRequest {
         method: parts.method.as_str(),
@@ -247,7 +229,7 @@ async fn principal(
         body,
     };
     let secret = match usable.as_ref() {
-        Some(r) => Some(state.auth.secrets.open(&r.secret, &format!("access-key:{}:{}", r.tenant, r.access_key_id)).map_err(|e| {
+        Some(r) => Some(state.node.auth.secrets.open(&r.secret, &format!("access-key:{}:{}", r.tenant, r.access_key_id)).map_err(|e| {
             tracing::error!(access_key_id = %r.access_key_id, error = %e, "cannot open a stored access-key secret");
             AwsError::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "this node cannot verify the credentials (secrets key mismatch); see its log")
         })?),
@@ -268,12 +250,13 @@ async fn principal(
 pub async fn route(
     state: &Arc<AppState>,
     req: http::Request<TrackedBody>,
+    segs: &[&str],
     request_id: &str,
-    bearer: &crate::data::Who,
+    bearer: &Who,
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
-    match invoke(state, req, request_id, bearer).await {
+    match invoke(state, req, segs, request_id, bearer).await {
         Ok(r) => r,
         Err((e, tenant)) => {
             if e.status == StatusCode::FORBIDDEN {
@@ -300,16 +283,11 @@ type Failure = (AwsError, Option<String>);
 async fn invoke(
     state: &Arc<AppState>,
     req: http::Request<TrackedBody>,
+    segs: &[&str],
     request_id: &str,
-    bearer: &crate::data::Who,
+    bearer: &Who,
 ) -> Result<Response<Body>, Failure> {
-    let segs: Vec<&str> = req
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .collect();
-    let ["2015-03-31", "functions", raw_name, "invocations"] = segs.as_slice() else {
+    let ["2015-03-31", "functions", raw_name, "invocations"] = segs else {
         return Err((
             AwsError::new(
                 StatusCode::NOT_FOUND,
@@ -331,7 +309,7 @@ async fn invoke(
     }
     let raw_name = raw_name.to_string();
     let (parts, body) = req.into_parts();
-    let payload = crate::control::read_body(body, &parts.headers, MAX_SYNC_PAYLOAD)
+    let payload = crate::request::read_body(body, &parts.headers, MAX_SYNC_PAYLOAD)
         .await
         .map_err(|e| (AwsError::from(e), None))?;
     let who = principal(state, &parts, &payload, bearer)
@@ -403,6 +381,7 @@ async fn invoke(
     let qualifier = match qualifier.as_deref() {
         Some("$LATEST") => Some(
             state
+                .node
                 .registry
                 .function(&tenant, &f.name)
                 .await
@@ -419,18 +398,19 @@ async fn invoke(
         .and_then(|a| sigv4::parse_authorization(a).ok())
         .map(|a| a.region)
         .unwrap_or_else(|| "us-east-1".into());
-    let target = crate::resolve::resolve(state, &tenant, &f.name, qualifier.as_deref())
-        .await
-        .map_err(|e| {
-            if e.status == StatusCode::NOT_FOUND {
-                fail(ApiError::not_found(format!(
-                    "Function not found: {}",
-                    function_arn(&region, &tenant, &f.name, qualifier.as_deref())
-                )))
-            } else {
-                fail(e)
-            }
-        })?;
+    let target =
+        helixflow_node::resolve::resolve(&state.node, &tenant, &f.name, qualifier.as_deref())
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    fail(ApiError::not_found(format!(
+                        "Function not found: {}",
+                        function_arn(&region, &tenant, &f.name, qualifier.as_deref())
+                    )))
+                } else {
+                    fail(e.into())
+                }
+            })?;
     if !target.loaded.exports().event {
         let msg = format!(
             "{tenant}/{} version {} has no event handler (only HTTP): call it at /{tenant}/{}/",
@@ -509,15 +489,15 @@ async fn invoke(
                     Some(tenant),
                 ));
             }
-            let id = crate::events::accept(
-                state,
+            let id = helixflow_node::async_invoke::accept(
+                &state.node,
                 &target,
                 payload.to_vec(),
                 client_context,
                 "invoke".into(),
             )
             .await
-            .map_err(fail)?;
+            .map_err(|e| fail(e.into()))?;
             let mut r = with_version(empty(StatusCode::ACCEPTED));
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 r.headers_mut().insert("x-amzn-requestid", v);
@@ -525,8 +505,8 @@ async fn invoke(
             Ok(r)
         }
         "RequestResponse" => {
-            let call = crate::data::call_event_logged(
-                state,
+            let call = helixflow_node::invoke::call_event_logged(
+                &state.node,
                 &target,
                 payload.to_vec(),
                 request_id,
@@ -542,8 +522,8 @@ async fn invoke(
             let mut resp = match call.result {
                 Ok(Ok(bytes)) => ok_body(bytes),
                 Ok(Err((error_type, message))) => function_error(&error_type, &message),
-                Err(crate::data::CallError::Quota(e)) => return Err(fail(e)),
-                Err(crate::data::CallError::Invoke(e)) => match runtime_error_type(&e) {
+                Err(CallError::Quota(e)) => return Err(fail(e.into())),
+                Err(CallError::Invoke(e)) => match runtime_error_type(&e) {
                     Some(t) => function_error(t, &e.to_string()),
                     None => return Err(fail(ApiError::from(&e))),
                 },
@@ -559,19 +539,6 @@ async fn invoke(
             )),
             Some(tenant),
         )),
-    }
-}
-
-/// The Lambda `errorType` of a failure that is the function's fault (AWS reports those
-/// as function errors, 200 + `X-Amz-Function-Error`); `None`: the platform's fault.
-pub fn runtime_error_type(e: &helixflow_runtime::InvokeError) -> Option<&'static str> {
-    use helixflow_runtime::InvokeError as E;
-    match e {
-        E::Timeout(_) => Some("Sandbox.Timedout"),
-        E::Trap(_) => Some("Runtime.Trap"),
-        E::StackOverflow => Some("Runtime.StackOverflow"),
-        E::MemoryLimit(_) => Some("Runtime.OutOfMemory"),
-        E::NoResponse | E::WrongTrigger(_) | E::Internal(_) | E::Capacity(_) => None,
     }
 }
 

@@ -129,7 +129,7 @@ pub async fn handle(
                 })),
                 Ok(Err((t, m))) => Err(LambdaFailure::new(&t, m)),
                 Err(e) => Err(LambdaFailure::new(
-                    crate::lambda::runtime_error_type(&e).unwrap_or(e.code()),
+                    helixflow_node::lambda::runtime_error_type(&e).unwrap_or(e.code()),
                     e.to_string(),
                 )),
             }
@@ -150,7 +150,7 @@ pub async fn handle(
                 .await
                 .map_err(|e| {
                     LambdaFailure::new(
-                        crate::lambda::runtime_error_type(&e).unwrap_or(e.code()),
+                        helixflow_node::lambda::runtime_error_type(&e).unwrap_or(e.code()),
                         e.to_string(),
                     )
                 })?;

@@ -12,23 +12,19 @@
 //! (status + `{"error":{"code","message"}}`).
 
 pub mod access;
+mod async_invoke;
 mod body;
-mod bounded;
 mod control;
-pub(crate) mod data;
 mod error;
-pub mod events;
 mod keys;
 pub mod lambda;
 pub mod lambda_host;
-mod logs;
-mod metrics;
-pub mod models;
+mod models;
 mod openai;
-mod quota;
-mod resolve;
+mod request;
 pub mod tls;
 mod tracked;
+mod trigger;
 pub mod upload;
 
 pub use body::Body;
@@ -37,31 +33,27 @@ pub use body::Body;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::access::requirement;
-    pub use crate::data::{TriggerPath, parse_trigger_path};
     pub use crate::lambda::parse_function_name;
     pub use crate::lambda_host::{classify, http_request};
-    pub use crate::resolve::split_qualifier;
+    pub use crate::trigger::{TriggerPath, parse_trigger_path};
+    pub use helixflow_node::resolve::split_qualifier;
 }
 pub use error::ApiError;
 
-use helixflow_runtime::Runtime;
-use helixflow_store::ArtifactStore;
-use helixflow_store::registry::Registry;
+use helixflow_node::{Node, metrics};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use request::Segments;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 use tracked::TrackedBody;
 
-/// Node-level API settings (from the edge config).
+/// The API's own settings (from the edge config): request and upload limits, the
+/// control plane's mTLS requirement, connection handling.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// Location id, e.g. `fra`: in metrics and responses.
-    pub node_id: String,
-    pub default_memory_mb: u32,
-    pub default_timeout_ms: u64,
     /// Largest component upload.
     pub max_component_bytes: usize,
     /// Largest model upload.
@@ -74,18 +66,8 @@ pub struct ApiSettings {
     pub max_request_body_bytes: usize,
     /// Largest HTTP response a function may stream (cut off past it).
     pub max_response_bytes: usize,
-    /// Cap on captured stdout and stderr per invocation.
-    pub max_log_bytes: usize,
-    /// Invocation log records kept per function.
-    pub log_records_per_function: usize,
-    /// How long a resolution is served from memory (bounds staleness across nodes).
-    pub resolve_cache_ttl: std::time::Duration,
     /// `/api` only over HTTPS with a client certificate verified against `client_ca`.
     pub control_plane_mtls: bool,
-    /// Tenants this node serves on its data plane (empty: all).
-    pub served_tenants: Vec<String>,
-    /// Event (asynchronous) invocations this node runs at once.
-    pub async_workers: usize,
     /// Connection handling of the listeners (`[http]`).
     pub http: HttpSettings,
 }
@@ -126,39 +108,22 @@ impl Default for HttpSettings {
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
-            node_id: "local".into(),
-            default_memory_mb: 128,
-            default_timeout_ms: 10_000,
             max_component_bytes: 50 << 20,
             max_model_bytes: 1 << 30,
             upload_dir: None,
             max_request_body_bytes: 6 << 20,
             max_response_bytes: 64 << 20,
-            max_log_bytes: 64 << 10,
-            log_records_per_function: 200,
-            resolve_cache_ttl: std::time::Duration::from_secs(1),
-            served_tenants: Vec::new(),
             control_plane_mtls: false,
-            async_workers: 16,
             http: HttpSettings::default(),
         }
     }
 }
 
-/// Everything a request handler needs.
+/// Everything a request handler needs: the node (application layer) and the API's own
+/// settings.
 pub struct AppState {
-    pub runtime: Arc<Runtime>,
-    pub registry: Registry,
-    pub artifacts: ArtifactStore,
+    pub node: Arc<Node>,
     pub settings: ApiSettings,
-    pub auth: access::AuthSettings,
-    keys: access::KeyCache,
-    access_keys: bounded::LookupCache<helixflow_store::access::AccessKeyRecord>,
-    events: events::EventRunner,
-    quotas: quota::Quotas,
-    metrics: metrics::Metrics,
-    logs: logs::LogBook,
-    resolver: resolve::Resolver,
     request_ids: RequestIds,
 }
 
@@ -185,35 +150,11 @@ impl RequestIds {
 }
 
 impl AppState {
-    pub fn new(
-        runtime: Arc<Runtime>,
-        registry: Registry,
-        artifacts: ArtifactStore,
-        settings: ApiSettings,
-        auth: access::AuthSettings,
-    ) -> Arc<Self> {
+    pub fn new(node: Arc<Node>, settings: ApiSettings) -> Arc<Self> {
         Arc::new(AppState {
-            auth,
-            keys: access::KeyCache::new(
-                100_000,
-                10_000,
-                access::key_cache_ttl(settings.resolve_cache_ttl),
-            ),
-            access_keys: bounded::LookupCache::new(
-                100_000,
-                10_000,
-                access::key_cache_ttl(settings.resolve_cache_ttl),
-            ),
-            events: events::EventRunner::new(&settings.node_id, settings.async_workers),
-            quotas: quota::Quotas::default(),
-            metrics: metrics::Metrics::new(&settings.node_id).with_egress(runtime.egress_stats()),
-            logs: logs::LogBook::new(settings.log_records_per_function),
-            resolver: resolve::Resolver::new(settings.resolve_cache_ttl),
-            request_ids: RequestIds::new(),
-            runtime,
-            registry,
-            artifacts,
+            node,
             settings,
+            request_ids: RequestIds::new(),
         })
     }
 }
@@ -233,7 +174,9 @@ pub async fn handle(
     let span = tracing::info_span!("request", %request_id, method = %req.method(), path = %req.uri().path(), %peer);
     async move {
         let path = req.uri().path().to_string();
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // The path is split here, once; routes get the segments.
+        let segs = Segments::of(&path);
+        let segs = segs.0.as_slice();
         // SigV4 requests are verified by the Invoke API itself (it needs the body).
         let sigv4 = req
             .headers()
@@ -252,8 +195,8 @@ pub async fn handle(
             },
             Some("api") => {
                 let method = req.method().clone();
-                let api_segs: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').skip(1).collect();
-                let need = access::requirement(&method, &api_segs);
+                let api_segs = &segs[1..];
+                let need = access::requirement(&method, api_segs);
                 let tenant = match &need {
                     access::Need::Tenant(t, _) => Some(t.clone()),
                     _ => None,
@@ -273,22 +216,35 @@ pub async fn handle(
                         ("control", e.into_response())
                     }
                     Ok(principal) => {
-                        let resp = control::route(&state, req, &request_id, principal.as_ref()).await;
+                        let resp = control::route(&state, req, api_segs, &request_id, principal.as_ref()).await;
                         if method != http::Method::GET && method != http::Method::HEAD {
                             let status = resp.status().as_u16();
                             let outcome = if status < 400 { "ok" } else { "error" };
                             let tenant = tenant.or_else(|| api_segs.get(2).map(|s| s.to_string()).filter(|_| api_segs.get(1) == Some(&"tenants")));
-                            let action = format!("{} {}", method, route_template(&api_segs));
-                            access::audit(&state, tenant.as_deref(), &who, &action, &path, outcome, status, peer, &request_id).await;
+                            let action = format!("{} {}", method, route_template(api_segs));
+                            helixflow_node::audit::record(
+                                &state.node,
+                                helixflow_node::audit::Entry {
+                                    tenant: tenant.as_deref(),
+                                    who: &who,
+                                    action: &action,
+                                    target: &path,
+                                    outcome,
+                                    status,
+                                    source: peer,
+                                    request_id: &request_id,
+                                },
+                            )
+                            .await;
                         }
                         ("control", resp)
                     }
                 }
             }
-            Some("v1") => ("openai", openai::route(&state, req, &request_id, &who).await),
-            Some("invoke") => ("data", data::invoke_event_route(&state, req, &request_id, &who, peer).await),
-            Some("2015-03-31") => ("lambda", lambda::route(&state, req, &request_id, &who, peer).await),
-            Some(s) if !s.is_empty() => ("data", data::http_trigger_route(&state, req, &request_id, &who, peer).await),
+            Some("v1") => ("openai", openai::route(&state, req, &segs[1..], &request_id, &who).await),
+            Some("invoke") => ("data", trigger::invoke_event_route(&state, req, segs, &request_id, &who, peer).await),
+            Some("2015-03-31") => ("lambda", lambda::route(&state, req, segs, &request_id, &who, peer).await),
+            Some(s) if !s.is_empty() => ("data", trigger::http_trigger_route(&state, req, segs, &request_id, &who, peer).await),
             _ => (
                 "other",
                 ApiError::not_found("no route here: see /api/v1, /{tenant}/{function}/..., /invoke/..., /metrics, /healthz")
@@ -296,6 +252,7 @@ pub async fn handle(
             ),
         };
         state
+            .node
             .metrics
             .requests
             .get_or_create(&metrics::RequestLabels {
@@ -307,7 +264,7 @@ pub async fn handle(
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-helixflow-request-id", v);
         }
-        if let Ok(v) = http::HeaderValue::from_str(&state.settings.node_id) {
+        if let Ok(v) = http::HeaderValue::from_str(&state.node.settings.node_id) {
             resp.headers_mut().insert("x-helixflow-location", v);
         }
         // Security headers on HelixFlow's own responses (a function's response headers
@@ -338,51 +295,32 @@ fn route_template(segs: &[&str]) -> String {
         .join("/")
 }
 
-/// Records a refused request in the audit log.
+/// Records a refused request in the audit log of the tenant it named (if it exists).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn denied(
     state: &AppState,
     tenant: Option<&str>,
-    who: &Result<Option<helixflow_auth::Principal>, helixflow_auth::AuthError>,
+    who: &helixflow_node::Who,
     plane: &str,
     path: &str,
     e: &ApiError,
     peer: SocketAddr,
     request_id: &str,
 ) {
-    // Refusals cost the caller nothing, so their records are rate-limited per log
-    // (50/s): a flood of bad requests cannot flood the metadata store. A refusal goes to
-    // a tenant's log only when that tenant exists (known from memory, or a store lookup
-    // itself rate-limited); every other name shares the platform log and its one
-    // budget, so made-up names create no buckets and no records beyond it.
-    let tenant = match tenant {
-        Some(t) => resolve::tenant_exists(state, t).await.then_some(t),
-        None => None,
-    };
-    let log = tenant.unwrap_or(helixflow_store::access::PLATFORM_AUDIT);
-    if state
-        .quotas
-        .rate(&format!("audit-denials/{log}"), 50)
-        .is_err()
-    {
-        tracing::warn!(
-            tenant = log,
-            path,
-            code = e.code,
-            "refusal not audited: over 50 refusal records/s"
-        );
-        return;
-    }
-    access::audit(
-        state,
-        tenant,
-        who,
-        &format!("auth.denied {plane}"),
-        path,
+    helixflow_node::audit::refusal(
+        &state.node,
+        plane,
         e.code,
-        e.status.as_u16(),
-        peer,
-        request_id,
+        helixflow_node::audit::Entry {
+            tenant,
+            who,
+            action: "",
+            target: path,
+            outcome: e.code,
+            status: e.status.as_u16(),
+            source: peer,
+            request_id,
+        },
     )
     .await;
 }
@@ -521,10 +459,12 @@ async fn accept_loop(
         };
         match l.tcp.accept().await {
             Ok((stream, peer)) => {
-                let Some(slot) = limits.admit(peer.ip(), permit, &state.metrics.connections_open)
+                let Some(slot) =
+                    limits.admit(peer.ip(), permit, &state.node.metrics.connections_open)
                 else {
                     tracing::debug!(%peer, "connection closed: over max_connections_per_ip");
                     state
+                        .node
                         .metrics
                         .connections_refused
                         .get_or_create(&metrics::RefusedLabels {

@@ -1,145 +1,15 @@
-//! Model registry routes (`/api/v1/tenants/{tenant|public}/models/...`) and the
-//! [`RegistryModels`] source that resolves wasi:nn `load-by-name` through the registry.
+//! Model registry routes (`/api/v1/tenants/{tenant|public}/models/...`).
 
 use crate::AppState;
 use crate::body::{Body, json_response};
-use crate::control::read_body;
 use crate::error::ApiError;
+use crate::request::read_body;
 use crate::tracked::TrackedBody;
-use helixflow_nn::{Batching, ErrorCode, Fallback, ModelSource, ModelSpec, NnError, Provider};
-use helixflow_store::ArtifactStore;
+use helixflow_nn::ErrorCode;
+use helixflow_node::models::spec_of;
 use helixflow_store::models::{ModelConfig, PUBLIC_NAMESPACE};
-use helixflow_store::registry::{Registry, RegistryError};
 use http::{Method, Response, StatusCode};
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// Resolves model names through the registry (tenant first, then public) and fetches
-/// model files from the artifact store (SHA-256 verified, locally cached). Resolutions
-/// are cached for `ttl`, like function resolutions.
-pub struct RegistryModels {
-    registry: Registry,
-    artifacts: ArtifactStore,
-    ttl: Duration,
-    cache: Mutex<HashMap<(String, String), (Instant, ModelSpec)>>,
-}
-
-impl RegistryModels {
-    pub fn new(registry: Registry, artifacts: ArtifactStore, ttl: Duration) -> Self {
-        RegistryModels {
-            registry,
-            artifacts,
-            ttl,
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-/// Checks a model config and turns it into what the inference service needs.
-pub fn spec_of(display: String, sha256: String, c: &ModelConfig) -> Result<ModelSpec, String> {
-    let providers = c
-        .providers
-        .iter()
-        .map(|p| {
-            Provider::parse(p).ok_or_else(|| {
-                format!("unknown execution provider {p:?} (use tensorrt, cuda, cpu)")
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let fallback = match c.fallback.as_deref() {
-        None => None,
-        Some("next") => Some(Fallback::Next),
-        Some("refuse") => Some(Fallback::Refuse),
-        Some(f) => return Err(format!("fallback {f:?} is not next or refuse")),
-    };
-    if c.max_batch > 4096 {
-        return Err("max_batch must be <= 4096".into());
-    }
-    if c.max_delay_us > 1_000_000 {
-        return Err("max_delay_us must be <= 1000000 (1 s)".into());
-    }
-    if let Some(s) = &c.serve {
-        if s.kind != "embeddings" && s.kind != "chat" {
-            return Err(format!(
-                "serve.kind {:?} is not supported (embeddings, chat)",
-                s.kind
-            ));
-        }
-    }
-    Ok(ModelSpec {
-        display,
-        sha256,
-        providers,
-        fallback,
-        batching: Batching {
-            max_batch: c.max_batch,
-            max_delay_us: c.max_delay_us,
-            row_independent: c.row_independent,
-        },
-        trt_fp16: c.trt_fp16,
-    })
-}
-
-fn nn_err(e: RegistryError) -> NnError {
-    match e {
-        RegistryError::NotFound(m) => NnError::new(ErrorCode::NotFound, m),
-        RegistryError::Invalid(m) => NnError::new(ErrorCode::InvalidArgument, m),
-        RegistryError::Conflict(m) => NnError::new(ErrorCode::RuntimeError, m),
-        RegistryError::Store(e) => NnError::new(
-            ErrorCode::RuntimeError,
-            format!("model registry unavailable: {e}"),
-        ),
-    }
-}
-
-#[async_trait::async_trait]
-impl ModelSource for RegistryModels {
-    async fn resolve(&self, tenant: &str, name: &str) -> Result<ModelSpec, NnError> {
-        let key = (tenant.to_string(), name.to_string());
-        if let Some((at, spec)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            if at.elapsed() < self.ttl {
-                return Ok(spec.clone());
-            }
-        }
-        let (m, v) = self
-            .registry
-            .resolve_model(tenant, name)
-            .await
-            .map_err(nn_err)?;
-        let spec = spec_of(
-            format!("{}/{}@{}", m.tenant, m.name, v.version),
-            v.sha256.clone(),
-            &m.config,
-        )
-        .map_err(|e| NnError::new(ErrorCode::InvalidArgument, e))?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(key, (Instant::now(), spec.clone()));
-        Ok(spec)
-    }
-
-    async fn fetch(&self, spec: &ModelSpec) -> Result<Vec<u8>, NnError> {
-        self.artifacts
-            .get(&spec.sha256)
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| {
-                NnError::new(
-                    ErrorCode::RuntimeError,
-                    format!("model file unavailable: {e}"),
-                )
-            })
-    }
-}
 
 fn ok(v: serde_json::Value) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &v))
@@ -155,7 +25,7 @@ fn namespace_ok(state: &AppState, t: &str) -> Result<(), ApiError> {
 }
 
 fn inference(state: &AppState) -> Result<&std::sync::Arc<helixflow_nn::Inference>, ApiError> {
-    state.runtime.inference().ok_or_else(|| {
+    state.node.runtime.inference().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "inference_disabled",
@@ -167,6 +37,7 @@ fn inference(state: &AppState) -> Result<&std::sync::Arc<helixflow_nn::Inference
 /// Sessions of this node serving `sha256` (the provider actually used, counters).
 fn sessions_of(state: &AppState, sha256: &str) -> serde_json::Value {
     let v: Vec<_> = state
+        .node
         .runtime
         .inference()
         .map(|i| {
@@ -191,12 +62,12 @@ pub async fn route(
     let method = req.method().clone();
     match (&method, segs) {
         (&Method::GET, []) => {
-            let models = state.registry.models(tenant).await?;
+            let models = state.node.registry.models(tenant).await?;
             ok(json!({ "models": models }))
         }
         (&Method::GET, [name]) => {
-            let m = state.registry.model(tenant, name).await?;
-            let versions = state.registry.model_versions(tenant, name).await?;
+            let m = state.node.registry.model(tenant, name).await?;
+            let versions = state.node.registry.model_versions(tenant, name).await?;
             let latest = versions
                 .iter()
                 .find(|v| v.version == m.latest_version)
@@ -205,7 +76,7 @@ pub async fn route(
             ok(json!({ "model": m, "versions": versions, "sessions": sessions }))
         }
         (&Method::DELETE, [name]) => {
-            let shas = state.registry.delete_model(tenant, name).await?;
+            let shas = state.node.registry.delete_model(tenant, name).await?;
             tracing::info!(%request_id, tenant, model = name, versions = shas.len(), "model deleted");
             ok(json!({ "deleted_versions": shas.len() }))
         }
@@ -216,7 +87,11 @@ pub async fn route(
                 ApiError::bad_request("invalid_config", format!("model config: {e}"))
             })?;
             check_config(state, tenant, &cfg).await?;
-            let m = state.registry.set_model_config(tenant, name, cfg).await?;
+            let m = state
+                .node
+                .registry
+                .set_model_config(tenant, name, cfg)
+                .await?;
             ok(json!({ "model": m }))
         }
         (&Method::POST, [name, "versions"]) => push(state, req, tenant, name, request_id).await,
@@ -232,7 +107,11 @@ pub async fn route(
             let n: u32 = v.parse().map_err(|_| {
                 ApiError::bad_request("invalid_version", "version must be a number")
             })?;
-            let (m, ver) = state.registry.model_version(tenant, name, Some(n)).await?;
+            let (m, ver) = state
+                .node
+                .registry
+                .model_version(tenant, name, Some(n))
+                .await?;
             let sessions = sessions_of(state, &ver.sha256);
             ok(json!({ "model": m, "version": ver, "sessions": sessions }))
         }
@@ -267,7 +146,7 @@ async fn push(
 ) -> Result<Response<Body>, ApiError> {
     helixflow_store::registry::validate_name("model", name)?;
     if tenant != PUBLIC_NAMESPACE {
-        state.registry.tenant(tenant).await?;
+        state.node.registry.tenant(tenant).await?;
     }
     let config: Option<ModelConfig> = match req.headers().get("x-helixflow-model-config") {
         Some(v) => Some(serde_json::from_slice(v.as_bytes()).map_err(|e| {
@@ -278,7 +157,7 @@ async fn push(
     if let Some(c) = &config {
         check_config(state, tenant, c).await?;
     }
-    let description = crate::control::query_of(&req)
+    let description = crate::request::query(&req)
         .get("description")
         .cloned()
         .unwrap_or_default();
@@ -319,11 +198,12 @@ async fn push(
             ),
         })?;
     let sha = upload.sha256.clone();
-    state.artifacts.put_file(&upload.path, &sha).await?;
+    state.node.artifacts.put_file(&upload.path, &sha).await?;
     let size = upload.size;
     drop(upload);
     let signature = json!({ "inputs": inputs, "outputs": outputs });
     let v = state
+        .node
         .registry
         .add_model_version(
             tenant,

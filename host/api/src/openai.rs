@@ -20,10 +20,12 @@
 
 use crate::AppState;
 use crate::body::{Body, json_response};
-use crate::control::read_body;
 use crate::error::ApiError;
+use crate::request::read_body;
 use crate::tracked::TrackedBody;
 use base64::Engine as _;
+use helixflow_node::Who;
+use helixflow_store::models::ServeKind;
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -54,6 +56,12 @@ impl OaiError {
     }
 }
 
+impl From<helixflow_node::NodeError> for OaiError {
+    fn from(e: helixflow_node::NodeError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<ApiError> for OaiError {
     fn from(e: ApiError) -> OaiError {
         let kind = match e.status.as_u16() {
@@ -72,13 +80,15 @@ impl From<ApiError> for OaiError {
     }
 }
 
+/// `segs`: the path's segments after `/v1`.
 pub async fn route(
     state: &std::sync::Arc<AppState>,
     req: http::Request<TrackedBody>,
+    segs: &[&str],
     request_id: &str,
-    who: &crate::data::Who,
+    who: &Who,
 ) -> Response<Body> {
-    match route_inner(state, req, request_id, who).await {
+    match route_inner(state, req, segs, request_id, who).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -86,7 +96,7 @@ pub async fn route(
 
 /// The caller's tenant: the one its key or token belongs to. The platform admin names
 /// one as the OpenAI organization (`OpenAI-Organization`, `organization=` in clients).
-fn tenant_of(req: &http::Request<TrackedBody>, who: &crate::data::Who) -> Result<String, OaiError> {
+fn tenant_of(req: &http::Request<TrackedBody>, who: &Who) -> Result<String, OaiError> {
     let p = match who {
         Ok(Some(p)) => p,
         Ok(None) => return Err(auth_err(&helixflow_auth::AuthError::Missing)),
@@ -136,16 +146,16 @@ fn auth_err(e: &helixflow_auth::AuthError) -> OaiError {
 async fn route_inner(
     state: &std::sync::Arc<AppState>,
     req: http::Request<TrackedBody>,
+    segs: &[&str],
     request_id: &str,
-    who: &crate::data::Who,
+    who: &Who,
 ) -> Result<Response<Body>, OaiError> {
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
-    match (&method, &segs[1..]) {
+    match (&method, segs) {
         (&Method::GET, ["models"]) => {
             let tenant = tenant_of(&req, who)?;
             let models = state
+                .node
                 .registry
                 .models(&tenant)
                 .await
@@ -153,7 +163,7 @@ async fn route_inner(
             let data: Vec<Value> = models
                 .iter()
                 .filter(|m| m.config.serve.is_some())
-                .map(|m| model_json(m))
+                .map(model_json)
                 .collect();
             Ok(json_response(
                 StatusCode::OK,
@@ -182,7 +192,8 @@ async fn route_inner(
             code: "unknown_url".into(),
             param: None,
             message: format!(
-                "unknown endpoint {path}: this node serves /v1/models, /v1/embeddings and /v1/chat/completions"
+                "unknown endpoint {}: this node serves /v1/models, /v1/embeddings and /v1/chat/completions",
+                req.uri().path().trim_end_matches('/')
             ),
         }),
     }
@@ -213,7 +224,7 @@ async fn served_model(
     if helixflow_store::registry::validate_name("model", id).is_err() {
         return Err(not_found());
     }
-    match state.registry.model(tenant, id).await {
+    match state.node.registry.model(tenant, id).await {
         Ok(m) if m.config.serve.is_some() => Ok(m),
         Ok(_) => Err(not_found()),
         Err(helixflow_store::registry::RegistryError::NotFound(_)) => Err(not_found()),
@@ -235,7 +246,7 @@ struct OaiRequest {
 async fn read_request(
     state: &AppState,
     req: http::Request<TrackedBody>,
-    who: &crate::data::Who,
+    who: &Who,
 ) -> Result<OaiRequest, OaiError> {
     let tenant = tenant_of(&req, who)?;
     let (parts, body) = req.into_parts();
@@ -270,7 +281,7 @@ async fn embeddings(
     state: &std::sync::Arc<AppState>,
     req: http::Request<TrackedBody>,
     request_id: &str,
-    who: &crate::data::Who,
+    who: &Who,
 ) -> Result<Response<Body>, OaiError> {
     let OaiRequest {
         tenant,
@@ -360,7 +371,7 @@ async fn embeddings(
         .serve
         .clone()
         .ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
-    if serve.kind != "embeddings" {
+    if serve.kind != ServeKind::Embeddings {
         return Err(OaiError::invalid(
             "wrong_model_kind",
             Some("model"),
@@ -368,15 +379,17 @@ async fn embeddings(
         ));
     }
     let target =
-        crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
+        // `tenant_of` authorized the caller to invoke in `tenant` (the only check).
+        helixflow_node::resolve::resolve(&state.node, &tenant, &serve.function, None).await?;
     let payload = serde_json::to_vec(&json!({"model": model, "input": inputs})).unwrap_or_default();
-    let out = crate::data::call_event(state, &target, payload, request_id, None).await;
+    let out =
+        helixflow_node::invoke::call_event(&state.node, &target, payload, request_id, None).await;
     let raw = match out {
         Ok(Ok(b)) => b,
         Ok(Err((ty, message))) => {
             return Err(OaiError::invalid(&ty, Some("input"), message));
         }
-        Err(e) => return Err(ApiError::from(e).into()),
+        Err(e) => return Err(ApiError::from(helixflow_node::NodeError::from(e)).into()),
     };
     #[derive(serde::Deserialize)]
     struct FnOut {
@@ -452,7 +465,7 @@ async fn chat(
     state: &std::sync::Arc<AppState>,
     req: http::Request<TrackedBody>,
     request_id: &str,
-    who: &crate::data::Who,
+    who: &Who,
 ) -> Result<Response<Body>, OaiError> {
     let OaiRequest {
         tenant,
@@ -490,7 +503,7 @@ async fn chat(
         .serve
         .clone()
         .ok_or_else(|| OaiError::invalid("model_not_found", Some("model"), "not served"))?;
-    if serve.kind != "chat" {
+    if serve.kind != ServeKind::Chat {
         return Err(OaiError::invalid(
             "wrong_model_kind",
             Some("model"),
@@ -498,7 +511,8 @@ async fn chat(
         ));
     }
     let target =
-        crate::data::authorized_target(state, &tenant, &serve.function, None, who, false).await?;
+        // `tenant_of` authorized the caller to invoke in `tenant` (the only check).
+        helixflow_node::resolve::resolve(&state.node, &tenant, &serve.function, None).await?;
     if !target.loaded.exports().http {
         return Err(OaiError {
             status: StatusCode::BAD_GATEWAY,
@@ -509,6 +523,7 @@ async fn chat(
         });
     }
     let held = state
+        .node
         .quotas
         .admit(
             &tenant,
@@ -529,7 +544,7 @@ async fn chat(
         ))
         .map_err(|e| OaiError::invalid("invalid_request", None, e.to_string()))?;
     // A failure before the function answered (trap, timeout, memory) in OpenAI's shape.
-    crate::data::run_http(state, &target, held, req, request_id)
+    crate::trigger::run_http(state, &target, held, req, request_id)
         .await
         .map_err(OaiError::from)
 }

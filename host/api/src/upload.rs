@@ -45,7 +45,7 @@ pub(crate) async fn spool(
     limit: usize,
     parent: &Path,
 ) -> Result<Spooled, ApiError> {
-    crate::control::check_declared_length(headers, limit)?;
+    crate::request::check_declared_length(headers, limit)?;
     tokio::fs::create_dir_all(parent)
         .await
         .map_err(|e| internal("creating the upload directory", e))?;
@@ -70,7 +70,7 @@ pub(crate) async fn spool(
         };
         size += data.len() as u64;
         if size > limit as u64 {
-            return Err(crate::control::too_big(limit));
+            return Err(crate::request::too_big(limit));
         }
         hasher.update(&data);
         out.write_all(&data)

@@ -2,11 +2,15 @@
 
 use anyhow::{Context, Result};
 use helixflow_api::{ApiSettings, AppState};
-use helixflow_edge_config::{MetadataLocation, NodeConfig};
+use helixflow_edge_config::{
+    AuthMode, ExecutionProvider, FallbackPolicy, MetadataLocation, NodeConfig,
+};
+use helixflow_node::{Node, NodeSettings};
 use helixflow_runtime::{Runtime, RuntimeConfig};
+use helixflow_store::ArtifactStore;
 use helixflow_store::MetadataStore;
 use helixflow_store::registry::Registry;
-use helixflow_store::{ArtifactStore, RedbMetadataStore};
+use helixflow_store_redb::RedbMetadataStore;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +98,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("creating data dir {}", cfg.state.data_dir.display()))?;
     let meta = open_metadata(&cfg).await?;
     // Fail at start-up, not on the first request, when the store is unusable.
-    meta.get("TENANTS", "-").await.with_context(|| {
+    let probe = helixflow_store::keys::probe();
+    meta.get(&probe.pk, &probe.sk).await.with_context(|| {
         format!(
             "metadata store {} is not usable (for DynamoDB: does the table exist? `helixflow state init`)",
             cfg.metadata()
@@ -135,21 +140,23 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .unwrap_or_else(|| cfg.state.data_dir.clone())
         .join("uploads");
     helixflow_api::upload::remove_stale(&upload_dir);
-    let settings = ApiSettings {
+    let node_settings = NodeSettings {
         node_id: cfg.node.id.clone(),
         default_memory_mb: cfg.limits.default_memory_mb,
         default_timeout_ms: cfg.limits.default_timeout_ms,
+        max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
+        log_records_per_function: cfg.limits.log_records_per_function as usize,
+        resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
+        served_tenants: cfg.node.tenants.clone(),
+        async_workers: cfg.runtime.async_workers as usize,
+    };
+    let settings = ApiSettings {
         max_component_bytes: (cfg.limits.max_component_mb as usize) << 20,
         max_model_bytes: (cfg.limits.max_model_mb as usize) << 20,
         upload_dir: Some(upload_dir),
         max_request_body_bytes: (cfg.limits.max_request_body_mb as usize) << 20,
         max_response_bytes: (cfg.limits.max_response_mb as usize) << 20,
-        max_log_bytes: (cfg.limits.max_log_kb as usize) << 10,
-        log_records_per_function: cfg.limits.log_records_per_function as usize,
-        resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
-        served_tenants: cfg.node.tenants.clone(),
         control_plane_mtls: cfg.listen.client_ca.is_some(),
-        async_workers: cfg.runtime.async_workers as usize,
         http: helixflow_api::HttpSettings {
             header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(cfg.http.idle_timeout_ms),
@@ -168,7 +175,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         )
         .await;
     }
-    let state = AppState::new(Arc::new(runtime), registry, artifacts, settings, auth);
+    let node = Node::new(Arc::new(runtime), registry, artifacts, node_settings, auth);
     if let Some(inf) = &inference {
         for m in &cfg.inference.preload {
             let (tenant, model) = m.split_once('/').unwrap_or((m, ""));
@@ -184,7 +191,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     // Durable Event invocations and schedules: run what is queued (also what a crashed
     // predecessor left behind) from now on.
-    helixflow_api::events::start(&state);
+    helixflow_node::async_invoke::start(&node);
+    let state = AppState::new(node, settings);
 
     let mut listeners = Vec::new();
     if !cfg.listen.http.is_empty() {
@@ -201,7 +209,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     {
         let tls =
             helixflow_api::tls::ReloadingTls::new(cert, key, cfg.listen.client_ca.as_deref())?;
-        tls.watch(Duration::from_secs(2));
+        tls.watch(Duration::from_secs(cfg.listen.tls_reload_secs));
         let tcp = tokio::net::TcpListener::bind(https)
             .await
             .with_context(|| format!("binding {https}"))?;
@@ -259,30 +267,27 @@ fn start_inference(
         return Ok(None);
     }
     let i = &cfg.inference;
-    let providers =
-        helixflow_nn::Provider::parse_list(&i.providers.join(",")).map_err(anyhow::Error::msg)?;
     let nn = helixflow_nn::NnConfig {
         ort_dylib: i.ort_dylib.clone(),
         intra_threads: i.intra_threads,
         intra_spin: i.intra_spin,
         session_budget_bytes: i.session_budget_mb << 20,
-        default_providers: providers,
-        default_fallback: if i.fallback == "refuse" {
-            helixflow_nn::Fallback::Refuse
-        } else {
-            helixflow_nn::Fallback::Next
+        default_providers: i.providers.iter().copied().map(nn_provider).collect(),
+        default_fallback: match i.fallback {
+            FallbackPolicy::Next => helixflow_nn::Fallback::Next,
+            FallbackPolicy::Refuse => helixflow_nn::Fallback::Refuse,
         },
         trt_cache_dir: i.trt_cache_dir.clone(),
         allow_guest_load: i.allow_guest_load,
         max_guest_model_bytes: (i.max_guest_model_mb as usize) << 20,
         max_tensor_bytes: (i.max_tensor_mb as usize) << 20,
-        max_calls_per_invocation: 10_000,
+        max_calls_per_invocation: i.max_calls_per_invocation,
         max_kv_bytes: i.max_kv_cache_mb << 20,
         max_kv_tenant_bytes: i.max_kv_cache_mb_per_tenant.min(i.max_kv_cache_mb) << 20,
         max_context: i.max_context,
         max_sequences_per_invocation: i.max_sequences_per_invocation,
     };
-    let source = Arc::new(helixflow_api::models::RegistryModels::new(
+    let source = Arc::new(helixflow_node::models::RegistryModels::new(
         registry.clone(),
         artifacts.clone(),
         Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
@@ -291,12 +296,21 @@ fn start_inference(
     Ok(Some(inf))
 }
 
+/// The wasi:nn host's execution provider for a configured one.
+fn nn_provider(p: ExecutionProvider) -> helixflow_nn::Provider {
+    match p {
+        ExecutionProvider::Tensorrt => helixflow_nn::Provider::Tensorrt,
+        ExecutionProvider::Cuda => helixflow_nn::Provider::Cuda,
+        ExecutionProvider::Cpu => helixflow_nn::Provider::Cpu,
+    }
+}
+
 /// Authentication settings. The platform admin key comes from `[auth] admin_key_sha256`,
 /// else `HELIXFLOW_ADMIN_KEY`, else `{data_dir}/admin.key` (generated atomically, mode
 /// 0600, on first start; its path is logged, never the key). An empty or short key, the
 /// digest of the empty key, or a key file other users can read stops start-up with a
 /// message that says how to fix it (`helixflow_auth::keyfile`).
-fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::AuthSettings> {
+fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_node::AuthSettings> {
     let a = &cfg.auth;
     let jwks = match &a.jwks_file {
         Some(p) => {
@@ -311,7 +325,10 @@ fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::Auth
         a.jwt_leeway_secs,
     )
     .map_err(anyhow::Error::msg)?;
-    let enforce = a.mode != "off";
+    let enforce = match a.mode {
+        AuthMode::Enforce => true,
+        AuthMode::Off => false,
+    };
     if !enforce {
         tracing::warn!(
             "[auth] mode = \"off\": every caller is the platform admin; never expose this node"
@@ -365,7 +382,7 @@ fn auth_settings(cfg: &NodeConfig) -> anyhow::Result<helixflow_api::access::Auth
         helixflow_auth::sha256_hex(&key)
     };
     let secrets = secrets_key(cfg)?;
-    Ok(helixflow_api::access::AuthSettings {
+    Ok(helixflow_node::AuthSettings {
         enforce,
         admin_key_sha256: Some(admin),
         jwt,

@@ -1,4 +1,4 @@
-//! Bounded in-memory maps for state that requests can create.
+//! Bounded in-memory maps for node that requests can create.
 //!
 //! Invariant: every map in this crate whose keys come from a request (a name in a path,
 //! a key prefix in a header) has a fixed upper bound on its entries, so a caller cannot
@@ -72,6 +72,11 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 }
 

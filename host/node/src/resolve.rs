@@ -1,11 +1,11 @@
 //! Resolving `{tenant}/{function}[@qualifier]` to a version, its limits and a loaded
 //! component, with an in-memory cache invalidated by every control-plane write.
 
-use crate::AppState;
+use crate::Node;
 use crate::bounded::TtlCache;
-use crate::error::ApiError;
+use crate::error::{ErrorKind, NodeError};
 use crate::metrics::{InvocationLabels, LatencyLabels, Metrics};
-use helixflow_runtime::{Limits, LoadedFunction};
+use helixflow_runtime::{InvocationEnv, Limits, LoadedFunction};
 use helixflow_store::registry::{Function, Tenant, Version};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -21,7 +21,9 @@ pub struct Target {
     pub function: Arc<Function>,
     pub version: Arc<Version>,
     pub limits: Limits,
-    pub env: Vec<(String, String)>,
+    /// What the runtime is told about the invocation (env opened, allow-list), built
+    /// once per resolution.
+    pub invocation: InvocationEnv,
     pub loaded: Arc<LoadedFunction>,
     /// Metric handles for the common case, looked up once per resolution.
     pub metrics: Arc<TargetMetrics>,
@@ -83,7 +85,7 @@ pub struct Resolver {
     cache: RwLock<HashMap<Key, Entry>>,
     /// Resolutions that ended in 404 (tenant, function, version or alias missing), for
     /// `NEGATIVE_TTL` at most: a flood of one bogus name costs one store read.
-    missing: TtlCache<Key, ApiError>,
+    missing: TtlCache<Key, NodeError>,
     /// `(tenant, function)` -> the function's `public` flag (metadata only).
     functions: TtlCache<(String, String), bool>,
     /// `(tenant, function)` pairs that do not exist.
@@ -177,19 +179,18 @@ pub fn split_qualifier(s: &str) -> (&str, Option<&str>) {
 const MAX_CACHED: usize = 10_000;
 
 pub async fn resolve(
-    state: &Arc<AppState>,
+    node: &Arc<Node>,
     tenant: &str,
     function: &str,
     qualifier: Option<&str>,
-) -> Result<Target, ApiError> {
-    let served = &state.settings.served_tenants;
-    if !served.is_empty() && !served.iter().any(|t| t == tenant) {
-        return Err(ApiError::new(
-            http::StatusCode::NOT_FOUND,
+) -> Result<Target, NodeError> {
+    if !node.settings.serves(tenant) {
+        return Err(NodeError::new(
+            ErrorKind::NotFound,
             "tenant_not_served",
             format!(
                 "tenant {tenant:?} is not served at location {:?}",
-                state.settings.node_id
+                node.settings.node_id
             ),
         ));
     }
@@ -198,9 +199,9 @@ pub async fn resolve(
         function.to_string(),
         cache_qualifier(qualifier),
     );
-    let generation = state.resolver.generation.load(Ordering::SeqCst);
+    let generation = node.resolver.generation.load(Ordering::SeqCst);
     let cached = {
-        let cache = state
+        let cache = node
             .resolver
             .cache
             .read()
@@ -210,7 +211,7 @@ pub async fn resolve(
             .filter(|e| e.generation == generation)
             .map(|e| {
                 (
-                    e.at.elapsed() < state.settings.resolve_cache_ttl,
+                    e.at.elapsed() < node.settings.resolve_cache_ttl,
                     e.target.clone(),
                     e.refreshing.clone(),
                 )
@@ -223,16 +224,15 @@ pub async fn resolve(
             // a target is known, and keep serving through a store outage) and refresh it
             // in the background, once.
             if !refreshing.swap(true, Ordering::SeqCst) {
-                let state = state.clone();
+                let node = node.clone();
                 let qualifier = qualifier.map(str::to_string);
                 tokio::spawn(async move {
                     let (t, f) = (key.0.clone(), key.1.clone());
-                    match resolve_uncached(&state, &t, &f, qualifier.as_deref()).await {
-                        Ok(fresh) => state.resolver.insert(key, generation, fresh),
-                        Err(e) if e.status == http::StatusCode::NOT_FOUND => {
+                    match resolve_uncached(&node, &t, &f, qualifier.as_deref()).await {
+                        Ok(fresh) => node.resolver.insert(key, generation, fresh),
+                        Err(e) if e.is_not_found() => {
                             // Deleted elsewhere: forget it; the next request gets the 404.
-                            state
-                                .resolver
+                            node.resolver
                                 .cache
                                 .write()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -241,7 +241,7 @@ pub async fn resolve(
                         Err(e) => {
                             tracing::warn!(tenant = %t, function = %f, code = e.code, error = %e.message,
                                 "metadata refresh failed; serving the last known version");
-                            let mut cache = state
+                            let mut cache = node
                                 .resolver
                                 .cache
                                 .write()
@@ -258,20 +258,20 @@ pub async fn resolve(
             Ok(target)
         }
         None => {
-            if let Some(e) = state.resolver.missing.get(&key) {
+            if let Some(e) = node.resolver.missing.get(&key) {
                 return Err(e);
             }
-            match resolve_uncached(state, tenant, function, qualifier).await {
+            match resolve_uncached(node, tenant, function, qualifier).await {
                 Ok(target) => {
-                    state.resolver.tenants.insert(tenant.to_string(), ());
-                    state.resolver.insert(key, generation, target.clone());
+                    node.resolver.tenants.insert(tenant.to_string(), ());
+                    node.resolver.insert(key, generation, target.clone());
                     Ok(target)
                 }
                 Err(e) => {
-                    if e.status == http::StatusCode::NOT_FOUND
-                        && state.resolver.generation.load(Ordering::SeqCst) == generation
+                    if e.is_not_found()
+                        && node.resolver.generation.load(Ordering::SeqCst) == generation
                     {
-                        state.resolver.missing.insert(key, e.clone());
+                        node.resolver.missing.insert(key, e.clone());
                     }
                     Err(e)
                 }
@@ -286,14 +286,8 @@ pub async fn resolve(
 /// the node do more than that. Missing functions and store errors answer `false` (the
 /// caller then gets the same 401/403 as for a private function); both answers are
 /// cached (bounded, briefly for "missing").
-pub async fn is_public(
-    state: &AppState,
-    tenant: &str,
-    function: &str,
-    qualifier: Option<&str>,
-) -> bool {
-    let served = &state.settings.served_tenants;
-    if !served.is_empty() && !served.iter().any(|t| t == tenant) {
+pub async fn is_public(node: &Node, tenant: &str, function: &str, qualifier: Option<&str>) -> bool {
+    if !node.settings.serves(tenant) {
         return false;
     }
     // A resolution already in memory (fresh or stale) knows the answer.
@@ -302,7 +296,7 @@ pub async fn is_public(
         function.to_string(),
         cache_qualifier(qualifier),
     );
-    if let Some(e) = state
+    if let Some(e) = node
         .resolver
         .cache
         .read()
@@ -312,26 +306,26 @@ pub async fn is_public(
         return e.target.function.config.public;
     }
     let fkey = (tenant.to_string(), function.to_string());
-    if let Some(public) = state.resolver.functions.get(&fkey) {
+    if let Some(public) = node.resolver.functions.get(&fkey) {
         return public;
     }
-    if state.resolver.functions_missing.get(&fkey).is_some() {
+    if node.resolver.functions_missing.get(&fkey).is_some() {
         return false;
     }
-    let generation = state.resolver.generation.load(Ordering::SeqCst);
+    let generation = node.resolver.generation.load(Ordering::SeqCst);
     // One read whether or not the tenant or function exists (no timing difference).
-    let found = state.registry.find_function(tenant, function).await;
-    let current = state.resolver.generation.load(Ordering::SeqCst) == generation;
+    let found = node.registry.find_function(tenant, function).await;
+    let current = node.resolver.generation.load(Ordering::SeqCst) == generation;
     match found {
         Ok(Some(f)) => {
             if current {
-                state.resolver.functions.insert(fkey, f.config.public);
+                node.resolver.functions.insert(fkey, f.config.public);
             }
             f.config.public
         }
         Ok(None) => {
             if current {
-                state.resolver.functions_missing.insert(fkey, ());
+                node.resolver.functions_missing.insert(fkey, ());
             }
             false
         }
@@ -347,13 +341,13 @@ pub async fn is_public(
 /// Answers from memory: tenants seen on this node, else the directory of every
 /// tenant's name (loaded from the store on first use and reloaded at most every
 /// `TENANT_DIR_TTL`, by one caller while the others use the copy they have). So a flood
-/// of refusals naming made-up tenants causes no store reads and keeps no state per
+/// of refusals naming made-up tenants causes no store reads and keeps no node per
 /// name, and cannot push a real tenant's refusals out of that tenant's log.
-pub async fn tenant_exists(state: &AppState, tenant: &str) -> bool {
+pub async fn tenant_exists(node: &Node, tenant: &str) -> bool {
     if helixflow_store::registry::validate_name("tenant", tenant).is_err() {
         return false;
     }
-    let r = &state.resolver;
+    let r = &node.resolver;
     if r.tenants.get(tenant).is_some() {
         return true;
     }
@@ -383,7 +377,7 @@ pub async fn tenant_exists(state: &AppState, tenant: &str) -> bool {
     if loaded_at.is_some_and(|at| at.elapsed() < TENANT_DIR_TTL) {
         return dir.contains(tenant);
     }
-    match state.registry.tenants().await {
+    match node.registry.tenants().await {
         Ok(ts) => {
             let dir: Arc<std::collections::HashSet<String>> =
                 Arc::new(ts.into_iter().map(|t| t.name).collect());
@@ -417,33 +411,33 @@ fn cache_qualifier(qualifier: Option<&str>) -> String {
 }
 
 async fn resolve_uncached(
-    state: &AppState,
+    node: &Node,
     tenant: &str,
     function: &str,
     qualifier: Option<&str>,
-) -> Result<Target, ApiError> {
-    let t = state.registry.tenant(tenant).await?;
-    let f = state.registry.function(tenant, function).await?;
+) -> Result<Target, NodeError> {
+    let t = node.registry.tenant(tenant).await?;
+    let f = node.registry.function(tenant, function).await?;
     let number = match qualifier {
         Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => {
             q.parse::<u32>().map_err(|_| {
-                ApiError::bad_request("invalid_request", format!("version {q:?} is out of range"))
+                NodeError::invalid("invalid_request", format!("version {q:?} is out of range"))
             })?
         }
         Some(alias) if !alias.is_empty() => {
-            state.registry.alias(tenant, function, alias).await?.version
+            node.registry.alias(tenant, function, alias).await?.version
         }
         Some(_) => {
-            return Err(ApiError::bad_request(
+            return Err(NodeError::invalid(
                 "invalid_request",
                 "empty qualifier after '@'",
             ));
         }
-        None => match state.registry.alias(tenant, function, "live").await {
+        None => match node.registry.alias(tenant, function, "live").await {
             Ok(a) => a.version,
             Err(helixflow_store::registry::RegistryError::NotFound(_)) => {
                 if f.latest_version == 0 {
-                    return Err(ApiError::not_found(format!(
+                    return Err(NodeError::not_found(format!(
                         "{tenant}/{function} has no versions"
                     )));
                 }
@@ -452,40 +446,46 @@ async fn resolve_uncached(
             Err(e) => return Err(e.into()),
         },
     };
-    let v = state.registry.version(tenant, function, number).await?;
-    let loaded = match state.runtime.loaded(&v.sha256) {
+    let v = node.registry.version(tenant, function, number).await?;
+    let loaded = match node.runtime.loaded(&v.sha256) {
         Some(l) => l,
         None => {
-            state.metrics.artifact_fetches.inc();
-            let bytes = state.artifacts.get(&v.sha256).await?;
-            state.metrics.component_loads.inc();
-            state.runtime.load(&v.sha256, &bytes).await?
+            node.metrics.artifact_fetches.inc();
+            let bytes = node.artifacts.get(&v.sha256).await?;
+            node.metrics.component_loads.inc();
+            node.runtime.load(&v.sha256, &bytes).await?
         }
     };
     let memory_mb = f
         .config
         .memory_mb
-        .unwrap_or(state.settings.default_memory_mb)
+        .unwrap_or(node.settings.default_memory_mb)
         .min(t.limits.max_memory_mb);
     let timeout_ms = f
         .config
         .timeout_ms
-        .unwrap_or(state.settings.default_timeout_ms)
+        .unwrap_or(node.settings.default_timeout_ms)
         .min(t.limits.max_timeout_ms);
     let limits = Limits {
         memory_bytes: (memory_mb as usize) << 20,
         timeout: Duration::from_millis(timeout_ms),
-        max_log_bytes: state.settings.max_log_bytes,
+        max_log_bytes: node.settings.max_log_bytes,
     };
-    // Stored sealed (control::seal_env); opened only here, for the invocation.
-    let env = crate::control::open_env(state, tenant, function, &f.config.env)?;
+    // Stored sealed (secrets::seal_env); opened only here, for the invocation.
+    let env = crate::secrets::open_env(node, tenant, function, &f.config.env)?;
+    let invocation = InvocationEnv {
+        env,
+        tenant: t.name.clone(),
+        function: f.name.clone(),
+        allow_outbound: f.config.allow_outbound.clone(),
+    };
     Ok(Target {
-        metrics: Arc::new(TargetMetrics::new(&state.metrics, tenant, function)),
+        metrics: Arc::new(TargetMetrics::new(&node.metrics, tenant, function)),
         tenant: Arc::new(t),
         function: Arc::new(f),
         version: Arc::new(v),
         limits,
-        env,
+        invocation,
         loaded,
     })
 }

@@ -2,8 +2,7 @@
 //! and per function. Over a limit, the caller gets 429 with `Retry-After`; nothing
 //! queues (a hostile tenant cannot build a backlog that delays others).
 
-use crate::error::ApiError;
-use http::StatusCode;
+use crate::error::{ErrorKind, NodeError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -40,7 +39,7 @@ pub struct Held(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
 
 impl Quotas {
     /// Takes one token from `tenant`'s bucket (refilled at `rps`, holding at most `rps`).
-    pub fn rate(&self, tenant: &str, rps: u32) -> Result<(), ApiError> {
+    pub fn rate(&self, tenant: &str, rps: u32) -> Result<(), NodeError> {
         let rate = f64::from(rps.max(1));
         let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -52,8 +51,8 @@ impl Quotas {
             return Ok(());
         }
         let wait = ((1.0 - *tokens) / rate).ceil().max(1.0) as u32;
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        let mut e = NodeError::new(
+            ErrorKind::Limited,
             "rate_limited",
             format!("tenant {tenant:?} is over its rate of {rps} requests/s"),
         );
@@ -62,7 +61,7 @@ impl Quotas {
     }
 
     /// One concurrency slot of `key` (at most `max` at once), without waiting.
-    fn slot(&self, key: &str, max: u32) -> Result<OwnedSemaphorePermit, ApiError> {
+    fn slot(&self, key: &str, max: u32) -> Result<OwnedSemaphorePermit, NodeError> {
         let sem = {
             let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             if m.len() >= MAX_SLOTS {
@@ -74,8 +73,8 @@ impl Quotas {
                 .clone()
         };
         sem.try_acquire_owned().map_err(|_| {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            let mut e = NodeError::new(
+                ErrorKind::Limited,
                 "concurrency_limited",
                 format!("{key} already runs {max} invocations at once"),
             );
@@ -99,7 +98,7 @@ impl Quotas {
         function: &str,
         limits: &helixflow_store::registry::TenantLimits,
         function_max: Option<u32>,
-    ) -> Result<Held, ApiError> {
+    ) -> Result<Held, NodeError> {
         if let Some(rps) = limits.max_rps {
             self.rate(tenant, rps)?;
         }

@@ -1,0 +1,259 @@
+//! One invoke service: who may call a function, running it (wasi:http or event
+//! handler) under its tenant's quotas, and recording how it went (metrics, recent logs).
+
+use crate::Node;
+use crate::access::{Need, check};
+use crate::error::NodeError;
+use crate::logs::LogRecord;
+use crate::metrics::InvocationLabels;
+use crate::resolve::{Target, resolve};
+use helixflow_runtime::{EventContext, InvokeError};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Who is calling: a principal, no credentials (`Ok(None)`), or credentials that failed.
+pub type Who = Result<Option<helixflow_auth::Principal>, helixflow_auth::AuthError>;
+
+/// Resolves a function for a caller. The caller needs the invoker role (or better) in
+/// the tenant, except for a public function's HTTP endpoint. A caller who may not
+/// invoke in that tenant gets 401/403 whether or not the function exists (no probing).
+///
+/// Invariant: authorization comes before work. For a caller who may not invoke in the
+/// tenant, only the function's metadata is read (cached: `resolve::is_public`); its
+/// versions are resolved, its artifact fetched and its component loaded only when it
+/// is public and this is its HTTP trigger.
+pub async fn authorized_target(
+    node: &Arc<Node>,
+    tenant: &str,
+    function: &str,
+    qualifier: Option<&str>,
+    who: &Who,
+    http_trigger: bool,
+) -> Result<Target, NodeError> {
+    let need = Need::Tenant(tenant.to_string(), helixflow_auth::Action::Invoke);
+    match check(who, &need) {
+        Ok(_) => resolve(node, tenant, function, qualifier).await,
+        Err(refused) => {
+            if !(http_trigger && crate::resolve::is_public(node, tenant, function, qualifier).await)
+            {
+                return Err(refused);
+            }
+            let target = resolve(node, tenant, function, qualifier).await?;
+            // The function may have been made private since its metadata was cached.
+            if target.function.config.public {
+                Ok(target)
+            } else {
+                Err(refused)
+            }
+        }
+    }
+}
+
+/// Record metrics and logs of a finished invocation.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    node: &Node,
+    target: &Target,
+    trigger: &'static str,
+    request_id: &str,
+    result: &Result<(), InvokeError>,
+    report: &helixflow_runtime::Logs,
+    duration: std::time::Duration,
+    handled_error: bool,
+) {
+    let outcome = match result {
+        Ok(()) if handled_error => "function_error",
+        Ok(()) => "ok",
+        Err(e) => e.code(),
+    };
+    let tenant = &target.tenant.name;
+    let function = &target.function.name;
+    let m = &target.metrics;
+    match (outcome, trigger) {
+        ("ok", "http") => m.http_ok.inc(),
+        ("ok", _) => m.event_ok.inc(),
+        _ => node
+            .metrics
+            .invocations
+            .get_or_create(&InvocationLabels {
+                tenant: tenant.clone(),
+                function: function.clone(),
+                trigger,
+                outcome,
+            })
+            .inc(),
+    };
+    if trigger == "http" {
+        &m.http_latency
+    } else {
+        &m.event_latency
+    }
+    .observe(duration.as_secs_f64());
+    if let Err(e) = result {
+        tracing::warn!(%request_id, %tenant, %function, version = target.version.version, code = e.code(), error = %e, "invocation failed");
+    }
+    node.logs.push(
+        tenant,
+        function,
+        LogRecord {
+            request_id: request_id.to_string(),
+            version: target.version.version,
+            trigger,
+            outcome,
+            duration,
+            at: std::time::SystemTime::now(),
+            stdout: report.stdout.clone(),
+            stderr: report.stderr.clone(),
+            truncated: report.truncated,
+        },
+    );
+}
+
+pub fn invocation_span(target: &Target, trigger: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "invocation",
+        tenant = %target.tenant.name,
+        function = %target.function.name,
+        version = target.version.version,
+        trigger
+    )
+}
+
+/// Runs `target`'s wasi:http handler on `req`; `held` (quota slots) is released, and the
+/// invocation recorded, once the guest is done (its body streamed too). Returns the
+/// guest's response head as soon as it sets it; `Err` when the invocation failed before
+/// it answered.
+pub async fn invoke_http<B, H>(
+    node: &Arc<Node>,
+    target: &Target,
+    held: H,
+    req: http::Request<B>,
+    request_id: &str,
+) -> Result<http::Response<helixflow_runtime::HyperOutgoingBody>, NodeError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<helixflow_runtime::HttpBodyError>,
+    H: Send + 'static,
+{
+    let on_report: helixflow_runtime::ReportSink = {
+        let node = node.clone();
+        let target = target.clone();
+        let request_id = request_id.to_string();
+        Box::new(move |r| {
+            let _held = held;
+            record(
+                &node,
+                &target,
+                "http",
+                &request_id,
+                &r.result,
+                &r.logs,
+                r.duration,
+                false,
+            )
+        })
+    };
+    node.runtime
+        .invoke_http(
+            &target.loaded,
+            target.limits.clone(),
+            target.invocation.clone(),
+            req,
+            on_report,
+        )
+        .instrument(invocation_span(target, "http"))
+        .await
+        .map_err(|e| NodeError::from(&e))
+}
+
+/// Runs `target`'s event handler on `payload` and records the invocation (metrics,
+/// logs). `Ok(Err((type, message)))` is an error the function returned.
+pub async fn call_event(
+    node: &Node,
+    target: &Target,
+    payload: Vec<u8>,
+    request_id: &str,
+    client_context: Option<String>,
+) -> Result<Result<Vec<u8>, (String, String)>, CallError> {
+    call_event_logged(node, target, payload, request_id, client_context)
+        .await
+        .result
+}
+
+/// An event invocation's result and its captured stdout/stderr.
+pub struct EventCall {
+    pub result: Result<Result<Vec<u8>, (String, String)>, CallError>,
+    pub logs: helixflow_runtime::Logs,
+}
+
+/// `call_event`, keeping the invocation's logs (for `X-Amz-Log-Type: Tail`).
+pub async fn call_event_logged(
+    node: &Node,
+    target: &Target,
+    payload: Vec<u8>,
+    request_id: &str,
+    client_context: Option<String>,
+) -> EventCall {
+    let held = node.quotas.admit(
+        &target.tenant.name,
+        &target.function.name,
+        &target.tenant.limits,
+        target.function.config.max_concurrency,
+    );
+    let _held = match held {
+        Ok(h) => h,
+        Err(e) => {
+            return EventCall {
+                result: Err(CallError::Quota(e)),
+                logs: Default::default(),
+            };
+        }
+    };
+    let out = node
+        .runtime
+        .invoke_event(
+            &target.loaded,
+            target.limits.clone(),
+            target.invocation.clone(),
+            EventContext {
+                request_id: request_id.to_string(),
+                tenant: target.tenant.name.clone(),
+                function_name: target.function.name.clone(),
+                function_version: target.version.version,
+                client_context,
+            },
+            payload,
+        )
+        .instrument(invocation_span(target, "event"))
+        .await;
+    let handled = matches!(out.result, Ok(Err(_)));
+    record(
+        node,
+        target,
+        "event",
+        request_id,
+        &out.report.result,
+        &out.report.logs,
+        out.report.duration,
+        handled,
+    );
+    EventCall {
+        result: out.result.map_err(CallError::Invoke),
+        logs: out.report.logs,
+    }
+}
+
+/// Why `call_event` did not run the function, or how it failed.
+pub enum CallError {
+    Quota(NodeError),
+    Invoke(InvokeError),
+}
+
+impl From<CallError> for NodeError {
+    fn from(e: CallError) -> NodeError {
+        match e {
+            CallError::Quota(e) => e,
+            CallError::Invoke(e) => NodeError::from(&e),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! # helixflow-node: the application layer of a HelixFlow node
+//!
+//! What a node does, without HTTP: it resolves `{tenant}/{function}[@qualifier]` to a
+//! loaded version (cached, refreshed in the background, see [`resolve`]), admits
+//! invocations under per-tenant quotas ([`quota`]), runs them through the runtime and
+//! records what happened (metrics, recent logs: [`invoke`]), runs durable asynchronous
+//! invocations ([`async_invoke`]) and cron schedules ([`schedule`]), serves model names to wasi:nn from the
+//! registry ([`models`]), authenticates credentials with bounded caches
+//! ([`credentials`]), and writes the audit log ([`audit`]).
+//!
+//! Architecture invariant: this crate knows no routes, statuses, headers or wire formats.
+//! Its failures are [`NodeError`]s (a kind, a machine-readable code, a message); the api
+//! crate maps each kind to one HTTP status. The only HTTP types here are the request and
+//! response a function's own wasi:http handler takes and gives.
+
+pub mod access;
+pub mod async_invoke;
+pub mod audit;
+pub mod bounded;
+pub mod credentials;
+pub mod error;
+pub mod invoke;
+pub mod lambda;
+pub mod logs;
+pub mod metrics;
+pub mod models;
+pub mod quota;
+pub mod resolve;
+pub mod schedule;
+pub mod secrets;
+
+pub use credentials::AuthSettings;
+pub use error::{ErrorKind, NodeError};
+pub use invoke::Who;
+pub use resolve::Target;
+
+use helixflow_runtime::Runtime;
+use helixflow_store::ArtifactStore;
+use helixflow_store::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a node is told about itself (from the edge config).
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// Location id, e.g. `fra`: in metrics, responses, ARNs' region.
+    pub node_id: String,
+    pub default_memory_mb: u32,
+    pub default_timeout_ms: u64,
+    /// Cap on captured stdout and stderr per invocation.
+    pub max_log_bytes: usize,
+    /// Invocation log records kept per function.
+    pub log_records_per_function: usize,
+    /// How long a resolution is served from memory (bounds staleness across nodes).
+    pub resolve_cache_ttl: Duration,
+    /// Tenants this node serves on its data plane (empty: all).
+    pub served_tenants: Vec<String>,
+    /// Event (asynchronous) invocations this node runs at once.
+    pub async_workers: usize,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            node_id: "local".into(),
+            default_memory_mb: 128,
+            default_timeout_ms: 10_000,
+            max_log_bytes: 64 << 10,
+            log_records_per_function: 200,
+            resolve_cache_ttl: Duration::from_secs(1),
+            served_tenants: Vec::new(),
+            async_workers: 16,
+        }
+    }
+}
+
+impl NodeSettings {
+    /// Whether this node serves `tenant`'s functions on its data plane.
+    pub fn serves(&self, tenant: &str) -> bool {
+        self.served_tenants.is_empty() || self.served_tenants.iter().any(|t| t == tenant)
+    }
+}
+
+/// One node: its stores, runtime, settings and the state its services share.
+pub struct Node {
+    pub runtime: Arc<Runtime>,
+    pub registry: Registry,
+    pub artifacts: ArtifactStore,
+    pub settings: NodeSettings,
+    pub auth: AuthSettings,
+    pub credentials: credentials::CredentialCache,
+    /// This node's side of the asynchronous-invocation queue.
+    pub worker: async_invoke::EventRunner,
+    pub quotas: quota::Quotas,
+    pub metrics: metrics::Metrics,
+    pub logs: logs::LogBook,
+    pub resolver: resolve::Resolver,
+}
+
+impl Node {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        registry: Registry,
+        artifacts: ArtifactStore,
+        settings: NodeSettings,
+        auth: AuthSettings,
+    ) -> Arc<Self> {
+        Arc::new(Node {
+            auth,
+            credentials: credentials::CredentialCache::new(settings.resolve_cache_ttl),
+            worker: async_invoke::EventRunner::new(&settings.node_id, settings.async_workers),
+            quotas: quota::Quotas::default(),
+            metrics: metrics::Metrics::new(&settings.node_id).with_egress(runtime.egress_stats()),
+            logs: logs::LogBook::new(settings.log_records_per_function),
+            resolver: resolve::Resolver::new(settings.resolve_cache_ttl),
+            runtime,
+            registry,
+            artifacts,
+            settings,
+        })
+    }
+
+    /// Forget every cached resolution and credential lookup: after a control-plane
+    /// write that can change one.
+    pub fn invalidate(&self) {
+        self.resolver.invalidate();
+    }
+}
