@@ -259,13 +259,12 @@ impl Http {
         body: impl Into<Bytes>,
     ) -> Resp {
         let mut b = http::Request::builder().method(method).uri(url);
-        if let Some(t) = &self.token {
-            if !headers
+        if let Some(t) = &self.token
+            && !headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-            {
-                b = b.header("authorization", format!("Bearer {t}"));
-            }
+        {
+            b = b.header("authorization", format!("Bearer {t}"));
         }
         for (k, v) in headers {
             b = b.header(*k, *v);

@@ -194,6 +194,12 @@ impl Decoder {
     }
 }
 
+/// The single-byte token of `bytes[0]` (tests).
+#[cfg(test)]
+pub fn encode_bytes_for_test(bytes: &[u8]) -> u32 {
+    tables::BYTE_TOKEN[bytes[0] as usize]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,10 +230,4 @@ mod tests {
         let v = ids("2024");
         assert_eq!(v.len(), 4, "{v:?}");
     }
-}
-
-/// The single-byte token of `bytes[0]` (tests).
-#[cfg(test)]
-pub fn encode_bytes_for_test(bytes: &[u8]) -> u32 {
-    tables::BYTE_TOKEN[bytes[0] as usize]
 }

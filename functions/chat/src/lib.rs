@@ -633,8 +633,8 @@ fn handle(req: Request, respond: Responder) {
         }
         c
     };
-    if let Sink::Stream(s) = &mut sink {
-        if sse(
+    if let Sink::Stream(s) = &mut sink
+        && sse(
             s,
             &chunk(
                 json!({"role": "assistant", "content": ""}),
@@ -643,9 +643,8 @@ fn handle(req: Request, respond: Responder) {
             ),
         )
         .is_err()
-        {
-            return;
-        }
+    {
+        return;
     }
 
     let mut sampler = sample::Sampler {
@@ -736,10 +735,10 @@ fn handle(req: Request, respond: Responder) {
             out.push_str(&filter.flush());
         }
         content.push_str(&out);
-        if !out.is_empty() {
-            if let Sink::Stream(s) = &mut sink {
-                let _ = sse(s, &chunk(json!({"content": out}), Value::Null, Value::Null));
-            }
+        if !out.is_empty()
+            && let Sink::Stream(s) = &mut sink
+        {
+            let _ = sse(s, &chunk(json!({"content": out}), Value::Null, Value::Null));
         }
     }
     let usage = json!({"prompt_tokens": prompt.len(), "completion_tokens": completion, "total_tokens": prompt.len() + completion});

@@ -65,6 +65,12 @@ fn is_cjk(c: char) -> bool {
         | 0x2B740..=0x2B81F | 0x2B820..=0x2CEAF | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
 }
 
+impl Default for WordPiece {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WordPiece {
     pub fn new() -> WordPiece {
         let vocab = Vocab;

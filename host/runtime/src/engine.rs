@@ -254,10 +254,10 @@ impl Inner {
             }
             _ => None,
         };
-        if let Some((path, key)) = &cache {
-            if let Some(component) = self.load_cached(path, key, sha256) {
-                return Ok(component);
-            }
+        if let Some((path, key)) = &cache
+            && let Some(component) = self.load_cached(path, key, sha256)
+        {
+            return Ok(component);
         }
         let started = std::time::Instant::now();
         let component = Component::new(&self.engine, bytes)
