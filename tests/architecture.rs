@@ -52,6 +52,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("host/store", "helixflow-store"),
     ("host/store-redb", "helixflow-store-redb"),
     ("host/store-dynamodb", "helixflow-store-dynamodb"),
+    ("host/usage", "helixflow-usage"),
     ("host/nn", "helixflow-nn"),
     ("host/runtime", "helixflow-runtime"),
     ("host/node", "helixflow-node"),

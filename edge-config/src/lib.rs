@@ -81,6 +81,11 @@
 //! h2_max_concurrent_streams = 256
 //! max_header_kb = 64               # request head (HTTP/1) / header list (HTTP/2)
 //!
+//! [usage]
+//! flush_interval_ms = 10000        # usage totals written to the store this often
+//! retention_days = 35              # usage records expire after this
+//! max_series = 100000              # in-memory series between flushes (then `overflow`)
+//!
 //! [limits]
 //! default_memory_mb = 128
 //! default_timeout_ms = 10000
@@ -323,6 +328,7 @@ pub struct NodeConfig {
     pub limits: LimitsSection,
     pub sandbox: SandboxSection,
     pub http: HttpSection,
+    pub usage: UsageSection,
 }
 
 /// `[node]`: who this node is and whom it serves.
@@ -1079,6 +1085,53 @@ impl HttpSection {
     }
 }
 
+/// `[usage]`: metering of every invocation (per-minute totals flushed to the metadata
+/// store; `GET /api/v1/tenants/{t}/usage`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageSection {
+    /// How often this node writes its usage totals to the metadata store; a node killed
+    /// with -9 loses at most this much usage.
+    pub flush_interval_ms: u64,
+    /// How long usage records are kept (they expire after it).
+    pub retention_days: u32,
+    /// Most usage series (tenant x minute x dimensions) held in memory between flushes;
+    /// past it new series fold into one `overflow` series.
+    pub max_series: usize,
+}
+
+impl Default for UsageSection {
+    fn default() -> Self {
+        UsageSection {
+            flush_interval_ms: 10_000,
+            retention_days: 35,
+            max_series: 100_000,
+        }
+    }
+}
+
+impl UsageSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if !(100..=3_600_000).contains(&self.flush_interval_ms) {
+            return Err(invalid(
+                file,
+                "usage.flush_interval_ms",
+                format!("{} is out of range", self.flush_interval_ms),
+                "use 100..=3600000 (default 10000)",
+            ));
+        }
+        if self.retention_days == 0 || self.max_series == 0 {
+            return Err(invalid(
+                file,
+                "usage",
+                "retention_days and max_series must be positive".into(),
+                "e.g. retention_days = 35",
+            ));
+        }
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Parsing, overrides, validation, derived locations.
 // ---------------------------------------------------------------------------------------
@@ -1181,6 +1234,7 @@ impl NodeConfig {
         self.limits.validate(file, &self.runtime)?;
         self.sandbox.validate(file)?;
         self.http.validate(file)?;
+        self.usage.validate(file)?;
         Ok(())
     }
 

@@ -23,3 +23,4 @@ mod sec_integrity;
 mod sec_nn;
 mod state;
 mod tls;
+mod usage;

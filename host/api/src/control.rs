@@ -123,6 +123,7 @@ async fn route_inner(
         (&Method::POST, ["v1", "tenants", t, "jwt-secret"]) => {
             crate::keys::rotate_jwt_secret(state, t).await
         }
+        (&Method::GET, ["v1", "tenants", t, "usage"]) => crate::usage::route(state, &req, t).await,
         (&Method::GET, ["v1", "tenants", t, "audit"]) => {
             let limit = query(&req)
                 .get("limit")

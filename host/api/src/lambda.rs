@@ -505,12 +505,14 @@ async fn invoke(
             Ok(r)
         }
         "RequestResponse" => {
+            let caller = helixflow_node::invoke::Caller::of(&Ok(Some(who.clone())), "lambda");
             let call = helixflow_node::invoke::call_event_logged(
                 &state.node,
                 &target,
                 payload.to_vec(),
                 request_id,
                 client_context,
+                &caller,
             )
             .await;
             let tail = header("x-amz-log-type").filter(|t| t == "Tail").map(|_| {

@@ -26,6 +26,7 @@ pub mod tls;
 mod tracked;
 mod trigger;
 pub mod upload;
+mod usage;
 
 pub use body::Body;
 

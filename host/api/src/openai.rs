@@ -25,6 +25,7 @@ use crate::request::read_body;
 use crate::tracked::TrackedBody;
 use base64::Engine as _;
 use helixflow_node::Who;
+use helixflow_node::invoke::Caller;
 use helixflow_store::models::ServeKind;
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -382,8 +383,16 @@ async fn embeddings(
         // `tenant_of` authorized the caller to invoke in `tenant` (the only check).
         helixflow_node::resolve::resolve(&state.node, &tenant, &serve.function, None).await?;
     let payload = serde_json::to_vec(&json!({"model": model, "input": inputs})).unwrap_or_default();
-    let out =
-        helixflow_node::invoke::call_event(&state.node, &target, payload, request_id, None).await;
+    let caller = Caller::of(who, "openai").with_model(&model);
+    let out = helixflow_node::invoke::call_event(
+        &state.node,
+        &target,
+        payload,
+        request_id,
+        None,
+        &caller,
+    )
+    .await;
     let raw = match out {
         Ok(Ok(b)) => b,
         Ok(Err((ty, message))) => {
@@ -455,6 +464,12 @@ async fn embeddings(
         })
         .collect();
     let n = fo.usage.prompt_tokens;
+    state.node.meter.add(
+        &tenant,
+        caller.dims(&state.node, &target),
+        "embedding_tokens",
+        n as u64,
+    );
     Ok(json_response(
         StatusCode::OK,
         &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": n, "total_tokens": n}}),
@@ -544,7 +559,8 @@ async fn chat(
         ))
         .map_err(|e| OaiError::invalid("invalid_request", None, e.to_string()))?;
     // A failure before the function answered (trap, timeout, memory) in OpenAI's shape.
-    crate::trigger::run_http(state, &target, held, req, request_id)
+    let caller = Caller::of(who, "openai").with_model(&model);
+    crate::trigger::run_http(state, &target, held, req, request_id, caller)
         .await
         .map_err(OaiError::from)
 }

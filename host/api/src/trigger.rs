@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::request::read_body;
 use crate::tracked::TrackedBody;
 use helixflow_node::Who;
-use helixflow_node::invoke::{self, authorized_target, call_event};
+use helixflow_node::invoke::{self, Caller, authorized_target, call_event};
 use helixflow_node::resolve::{Target, split_qualifier};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -121,7 +121,16 @@ async fn http_trigger(
         }
     });
     let req = http::Request::from_parts(head, body);
-    match run_http(state, &target, held, req, request_id).await {
+    match run_http(
+        state,
+        &target,
+        held,
+        req,
+        request_id,
+        Caller::of(who, "http"),
+    )
+    .await
+    {
         Ok(resp) => Ok(resp),
         Err(e) => {
             let mut resp = e.into_response();
@@ -141,13 +150,14 @@ pub(crate) async fn run_http<B, H>(
     held: H,
     req: http::Request<B>,
     request_id: &str,
+    caller: Caller,
 ) -> Result<Response<Body>, ApiError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<helixflow_runtime::HttpBodyError>,
     H: Send + 'static,
 {
-    let response = invoke::invoke_http(&state.node, target, held, req, request_id).await;
+    let response = invoke::invoke_http(&state.node, target, held, req, request_id, caller).await;
     match response {
         Ok(resp) => {
             let cap = state.settings.max_response_bytes as u64;
@@ -286,6 +296,7 @@ async fn invoke_event(
         payload.to_vec(),
         request_id,
         client_context,
+        &Caller::of(who, "invoke"),
     )
     .await;
     let mut resp = match result {

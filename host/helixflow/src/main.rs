@@ -17,7 +17,7 @@ mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{admin, events, functions, keys, models, tenants};
+use commands::{admin, events, functions, keys, models, tenants, usage};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -94,6 +94,9 @@ enum Command {
     Lambda(crate::lambda::LambdaArgs),
     /// A tenant's audit log (control-plane actions and refused requests), newest first.
     Audit(admin::AuditArgs),
+    /// What a tenant used: requests, errors, latency, GB-seconds, tokens, per minute,
+    /// hour or day, grouped by function, trigger, location, key or model.
+    Usage(usage::UsageArgs),
     /// ONNX models: push (upload, with a progress bar), list, get, delete.
     #[command(subcommand)]
     Models(models::ModelsCmd),
@@ -141,6 +144,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AccessKeys(cmd) => keys::access_keys(&c, cmd).await,
         Command::Events(cmd) => events::run(&c, cmd).await,
         Command::Audit(args) => admin::audit(&c, args).await,
+        Command::Usage(args) => usage::run(&c, args).await,
         Command::Invoke(args) => functions::invoke(&c, args).await,
         Command::Functions { cmd } => functions::functions(&c, cmd).await,
         Command::Alias { cmd } => functions::alias(&c, cmd).await,

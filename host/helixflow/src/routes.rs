@@ -46,6 +46,11 @@ pub fn audit(t: &str, limit: usize) -> String {
     )
 }
 
+/// `GET` a tenant's usage; `query`: `from`, `to`, `step`, `group_by`, `metrics` as given.
+pub fn usage(t: &str, query: &[(&str, &str)]) -> String {
+    with_query(format!("{}/usage", tenant(t)), query)
+}
+
 pub fn functions(t: &str) -> String {
     format!("{}/functions", tenant(t))
 }

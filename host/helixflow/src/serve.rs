@@ -149,6 +149,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
         served_tenants: cfg.node.tenants.clone(),
         async_workers: cfg.runtime.async_workers as usize,
+        usage_flush_interval: Duration::from_millis(cfg.usage.flush_interval_ms),
+        usage_retention: Duration::from_secs(u64::from(cfg.usage.retention_days) * 86_400),
+        usage_max_series: cfg.usage.max_series,
     };
     let settings = ApiSettings {
         max_component_bytes: (cfg.limits.max_component_mb as usize) << 20,
@@ -192,6 +195,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Durable Event invocations and schedules: run what is queued (also what a crashed
     // predecessor left behind) from now on.
     helixflow_node::async_invoke::start(&node);
+    // Usage totals go to the metadata store on an interval (and once more at shutdown).
+    helixflow_node::usage::start(&node);
+    let flush_on_exit = node.clone();
     let state = AppState::new(node, settings);
 
     let mut listeners = Vec::new();
@@ -249,6 +255,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tracing::info!("shutting down");
     };
     helixflow_api::serve(listeners, state, shutdown).await;
+    if let Err(e) = helixflow_node::usage::flush(&flush_on_exit).await {
+        tracing::warn!(error = %e.message, "usage not written at shutdown");
+    }
     Ok(())
 }
 

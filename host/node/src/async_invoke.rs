@@ -386,9 +386,21 @@ async fn run(node: &Arc<Node>, c: Claimed) {
     let payload = base64::engine::general_purpose::STANDARD
         .decode(&ev.payload_b64)
         .unwrap_or_default();
-    let call =
-        crate::invoke::call_event_logged(node, &target, payload, &ev.id, ev.client_context.clone())
-            .await;
+    let call = crate::invoke::call_event_logged(
+        node,
+        &target,
+        payload,
+        &ev.id,
+        ev.client_context.clone(),
+        &crate::invoke::Caller {
+            // What queued it (`invoke`, `schedule`, `destination`, `replay`), not the
+            // id after the colon: one series per kind, not per event.
+            principal: ev.source.split(':').next().unwrap_or_default().to_string(),
+            via: "async",
+            model: None,
+        },
+    )
+    .await;
     let error = match call.result {
         Ok(Ok(out)) => {
             let response = serde_json::from_slice::<serde_json::Value>(&out)

@@ -8,6 +8,7 @@ use crate::logs::LogRecord;
 use crate::metrics::InvocationLabels;
 use crate::resolve::{Target, resolve};
 use helixflow_runtime::{EventContext, InvokeError};
+use helixflow_usage::{Dims, Sample};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -49,17 +50,65 @@ pub async fn authorized_target(
     }
 }
 
-/// Record metrics and logs of a finished invocation.
+/// Who asked for an invocation and through which door: what usage is metered by.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `key:{prefix}`, `ak:{access key id}`, a token's subject, `admin`, `anonymous`
+    /// (a public function), or what queued the invocation. Never a secret.
+    pub principal: String,
+    /// `http` (a function's endpoint), `invoke`, `lambda`, `openai`, `async` (a queued
+    /// invocation, a schedule tick or a destination).
+    pub via: &'static str,
+    /// The model an OpenAI route served.
+    pub model: Option<String>,
+}
+
+impl Caller {
+    pub fn of(who: &Who, via: &'static str) -> Caller {
+        let principal = match who {
+            Ok(Some(p)) => p.subject.clone(),
+            _ => "anonymous".to_string(),
+        };
+        Caller {
+            principal,
+            via,
+            model: None,
+        }
+    }
+
+    pub fn with_model(mut self, model: &str) -> Caller {
+        self.model = Some(model.to_string());
+        self
+    }
+
+    /// The usage dimensions of an invocation of `target` by this caller on `node`.
+    pub fn dims(&self, node: &Node, target: &Target) -> Dims {
+        let d = Dims::default()
+            .with("function", target.function.name.clone())
+            .with("version", target.version.version.to_string())
+            .with("trigger", self.via)
+            .with("location", node.settings.node_id.clone())
+            .with("key", self.principal.clone());
+        match &self.model {
+            Some(m) => d.with("model", m.clone()),
+            None => d,
+        }
+    }
+}
+
+/// Record metrics, logs and usage of a finished invocation.
 #[allow(clippy::too_many_arguments)]
 fn record(
     node: &Node,
     target: &Target,
     trigger: &'static str,
     request_id: &str,
+    caller: &Caller,
     result: &Result<(), InvokeError>,
     report: &helixflow_runtime::Logs,
     duration: std::time::Duration,
     handled_error: bool,
+    bytes: (u64, u64),
 ) {
     let outcome = match result {
         Ok(()) if handled_error => "function_error",
@@ -92,6 +141,17 @@ fn record(
     if let Err(e) = result {
         tracing::warn!(%request_id, %tenant, %function, version = target.version.version, code = e.code(), error = %e, "invocation failed");
     }
+    node.meter.invocation(
+        tenant,
+        caller.dims(node, target),
+        &Sample {
+            wall: duration,
+            memory_mb: (target.limits.memory_bytes >> 20) as u64,
+            error: outcome != "ok",
+            bytes_in: bytes.0,
+            bytes_out: bytes.1,
+        },
+    );
     node.logs.push(
         tenant,
         function,
@@ -129,6 +189,7 @@ pub async fn invoke_http<B, H>(
     held: H,
     req: http::Request<B>,
     request_id: &str,
+    caller: Caller,
 ) -> Result<http::Response<helixflow_runtime::HyperOutgoingBody>, NodeError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -146,10 +207,12 @@ where
                 &target,
                 "http",
                 &request_id,
+                &caller,
                 &r.result,
                 &r.logs,
                 r.duration,
                 false,
+                (0, 0),
             )
         })
     };
@@ -174,8 +237,9 @@ pub async fn call_event(
     payload: Vec<u8>,
     request_id: &str,
     client_context: Option<String>,
+    caller: &Caller,
 ) -> Result<Result<Vec<u8>, (String, String)>, CallError> {
-    call_event_logged(node, target, payload, request_id, client_context)
+    call_event_logged(node, target, payload, request_id, client_context, caller)
         .await
         .result
 }
@@ -193,6 +257,7 @@ pub async fn call_event_logged(
     payload: Vec<u8>,
     request_id: &str,
     client_context: Option<String>,
+    caller: &Caller,
 ) -> EventCall {
     let held = node.quotas.admit(
         &target.tenant.name,
@@ -209,6 +274,7 @@ pub async fn call_event_logged(
             };
         }
     };
+    let bytes_in = payload.len() as u64;
     let out = node
         .runtime
         .invoke_event(
@@ -226,16 +292,22 @@ pub async fn call_event_logged(
         )
         .instrument(invocation_span(target, "event"))
         .await;
+    let bytes_out = match &out.result {
+        Ok(Ok(b)) => b.len() as u64,
+        _ => 0,
+    };
     let handled = matches!(out.result, Ok(Err(_)));
     record(
         node,
         target,
         "event",
         request_id,
+        caller,
         &out.report.result,
         &out.report.logs,
         out.report.duration,
         handled,
+        (bytes_in, bytes_out),
     );
     EventCall {
         result: out.result.map_err(CallError::Invoke),

@@ -6,7 +6,7 @@
 //! records what happened (metrics, recent logs: [`invoke`]), runs durable asynchronous
 //! invocations ([`async_invoke`]) and cron schedules ([`schedule`]), serves model names to wasi:nn from the
 //! registry ([`models`]), authenticates credentials with bounded caches
-//! ([`credentials`]), and writes the audit log ([`audit`]).
+//! ([`credentials`]), writes the audit log ([`audit`]) and meters usage ([`usage`]).
 //!
 //! Architecture invariant: this crate knows no routes, statuses, headers or wire formats.
 //! Its failures are [`NodeError`]s (a kind, a machine-readable code, a message); the api
@@ -28,6 +28,7 @@ pub mod quota;
 pub mod resolve;
 pub mod schedule;
 pub mod secrets;
+pub mod usage;
 
 pub use credentials::AuthSettings;
 pub use error::{ErrorKind, NodeError};
@@ -57,6 +58,12 @@ pub struct NodeSettings {
     pub served_tenants: Vec<String>,
     /// Event (asynchronous) invocations this node runs at once.
     pub async_workers: usize,
+    /// How often metered usage is written to the metadata store.
+    pub usage_flush_interval: Duration,
+    /// How long usage records are kept.
+    pub usage_retention: Duration,
+    /// Most usage series (tenant x minute x dimensions) held in memory.
+    pub usage_max_series: usize,
 }
 
 impl Default for NodeSettings {
@@ -70,6 +77,9 @@ impl Default for NodeSettings {
             resolve_cache_ttl: Duration::from_secs(1),
             served_tenants: Vec::new(),
             async_workers: 16,
+            usage_flush_interval: Duration::from_secs(10),
+            usage_retention: Duration::from_secs(35 * 86_400),
+            usage_max_series: 100_000,
         }
     }
 }
@@ -95,6 +105,8 @@ pub struct Node {
     pub metrics: metrics::Metrics,
     pub logs: logs::LogBook,
     pub resolver: resolve::Resolver,
+    /// This node's usage totals, waiting for the next flush ([`usage`]).
+    pub meter: helixflow_usage::Meter,
 }
 
 impl Node {
@@ -113,6 +125,7 @@ impl Node {
             metrics: metrics::Metrics::new(&settings.node_id).with_egress(runtime.egress_stats()),
             logs: logs::LogBook::new(settings.log_records_per_function),
             resolver: resolve::Resolver::new(settings.resolve_cache_ttl),
+            meter: helixflow_usage::Meter::new(&settings.node_id, settings.usage_max_series),
             runtime,
             registry,
             artifacts,

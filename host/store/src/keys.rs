@@ -25,6 +25,7 @@
 //! | failed event         | `EVF#{tenant}`                   | `{event_id}`                |
 //! | schedule index       | `SCHEDULES`                      | `{tenant}#{function}`       |
 //! | fired schedule tick  | `CRON#{tenant}#{function}`       | `{schedule}#{tick:012}`     |
+//! | usage (one minute)   | `U#{tenant}#{unix_hour:08}`      | `{unix_minute:010}#{node}#{dims_id}` |
 //!
 //! Public models live under the tenant name [`crate::models::PUBLIC_NAMESPACE`], and
 //! platform-level audit records under [`crate::access::PLATFORM_AUDIT`]; both are
@@ -345,6 +346,26 @@ pub fn tick_of(sk: &str) -> Option<u64> {
     sk.rsplit('#').next()?.parse().ok()
 }
 
+// ---- usage ----
+
+fn usage_pk(tenant: &str, unix_hour: u64) -> String {
+    format!("U#{tenant}#{unix_hour:08}")
+}
+
+/// One node's usage aggregate of one minute and one set of dimensions (`dims_id`: a
+/// digest of the dimensions, which may hold characters keys cannot).
+pub fn usage_minute(tenant: &str, unix_minute: u64, node: &str, dims_id: &str) -> Key {
+    Key::new(
+        usage_pk(tenant, unix_minute / 60),
+        format!("{unix_minute:010}#{node}#{dims_id}"),
+    )
+}
+
+/// Every usage aggregate of `tenant` in one hour (all nodes, all dimensions).
+pub fn usage_hour(tenant: &str, unix_hour: u64) -> KeyPrefix {
+    KeyPrefix::new(usage_pk(tenant, unix_hour), "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +443,12 @@ mod tests {
         assert_eq!(p(ticks("acme", "f", "every")), s("CRON#acme#f", "every#"));
         assert_eq!(tick_of("every#001700000000"), Some(1_700_000_000));
         assert_eq!(tick_of("every#x"), None);
+        // 28_333_333 minutes = hour 472_222 (the partition holds one hour of minutes).
+        assert_eq!(
+            k(usage_minute("acme", 28_333_333, "fra", "abc")),
+            s("U#acme#00472222", "0028333333#fra#abc")
+        );
+        assert_eq!(p(usage_hour("acme", 472_222)), s("U#acme#00472222", ""));
     }
 
     /// The shard function is part of the layout: these values are on disk.

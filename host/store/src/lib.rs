@@ -28,6 +28,7 @@ pub mod keys;
 mod metadata;
 pub mod models;
 pub mod registry;
+pub mod usage;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

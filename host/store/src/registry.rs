@@ -180,7 +180,7 @@ pub(crate) fn attrs_of<T: Serialize>(v: &T) -> Result<Map<String, Value>> {
     to_attrs(v)
 }
 
-fn from_item<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T> {
+pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T> {
     serde_json::from_value(Value::Object(item.attrs.clone()))
         .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)).into())
 }

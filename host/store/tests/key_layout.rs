@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Literals that start like a key: partition keys and sort-key prefixes.
 const KEY_PREFIXES: &[&str] = &[
     "T#", "F#", "FN#", "A#", "V#", "M#", "MD#", "KEY#", "AK#", "AUDIT#", "EVQ#", "EVF#", "CRON#",
+    "U#",
 ];
 /// Literals that are a whole key.
 const FIXED_KEYS: &[&str] = &["TENANTS", "KEYS", "ACCESS_KEYS", "JWT", "SCHEDULES"];

@@ -8,3 +8,4 @@ pub mod functions;
 pub mod keys;
 pub mod models;
 pub mod tenants;
+pub mod usage;

@@ -1,0 +1,38 @@
+//! # helixflow-usage: what each tenant used
+//!
+//! * [`Meter`]: every invocation a node runs is added, in memory, to the running totals
+//!   of its minute and its dimensions (function, trigger, location, key, model, ...);
+//!   the node flushes them to the metadata store on an interval
+//!   (`helixflow_store::usage`), rewriting each minute's item with its totals so a
+//!   repeated flush never counts twice. A node killed with -9 loses at most the totals
+//!   since its last flush.
+//! * [`Histogram`]: latency in fixed logarithmic buckets, so minutes, nodes and
+//!   dimensions merge by adding counts and percentiles stay computable after merging.
+//! * [`query`]: the usage API's parameters (validated: [`UsageError`]) and the series it
+//!   answers with.
+
+mod histogram;
+mod meter;
+pub mod query;
+
+pub use histogram::Histogram;
+pub use meter::{Dims, Meter, Sample};
+
+/// A usage request that cannot be answered as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    /// Machine-readable: `invalid_metric`, `invalid_dimension`, `invalid_range`,
+    /// `invalid_step`, `step_too_fine`, `invalid_time`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl UsageError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        UsageError {
+            code,
+            message: message.into(),
+        }
+    }
+}

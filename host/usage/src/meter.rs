@@ -1,0 +1,211 @@
+//! The in-memory side of metering: running totals per (tenant, minute, dimensions).
+
+use crate::Histogram;
+use helixflow_store::usage::UsageRow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The dimensions of a sample: `function`, `version`, `trigger`, `location`, `key` (the
+/// caller: key prefix, access key id or token subject; never a secret), `model`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dims(pub BTreeMap<String, String>);
+
+impl Dims {
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.0.insert(name.to_string(), value.into());
+        self
+    }
+}
+
+/// One finished invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub wall: Duration,
+    /// The invocation's memory ceiling (what GB-seconds are billed on).
+    pub memory_mb: u64,
+    pub error: bool,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Default)]
+struct Totals {
+    counters: BTreeMap<&'static str, u64>,
+    latency: Histogram,
+}
+
+impl Totals {
+    fn add(&mut self, name: &'static str, n: u64) {
+        *self.counters.entry(name).or_default() += n;
+    }
+}
+
+type Key = (String, u64, Dims);
+
+/// Per-minute usage totals of one node, waiting to be flushed.
+///
+/// Invariant: bounded. Past `max_series` distinct (tenant, minute, dimensions) keys, new
+/// keys are folded into one `overflow` series per tenant and minute (counted in
+/// [`Meter::overflowed`]), so no request can grow it without bound.
+pub struct Meter {
+    node: String,
+    max_series: usize,
+    series: Mutex<HashMap<Key, Totals>>,
+    overflowed: AtomicU64,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Meter {
+    pub fn new(node: &str, max_series: usize) -> Self {
+        Meter {
+            node: node.to_string(),
+            max_series: max_series.max(1),
+            series: Mutex::default(),
+            overflowed: AtomicU64::new(0),
+        }
+    }
+
+    /// Samples folded into an overflow series since start.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    fn with_totals(&self, tenant: &str, dims: Dims, f: impl FnOnce(&mut Totals)) {
+        let minute = now_unix() / 60;
+        let mut m = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut key = (tenant.to_string(), minute, dims);
+        if !m.contains_key(&key) && m.len() >= self.max_series {
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            key.2 = Dims::default().with("overflow", "true");
+        }
+        f(m.entry(key).or_default());
+    }
+
+    /// Adds one finished invocation.
+    pub fn invocation(&self, tenant: &str, dims: Dims, s: &Sample) {
+        let ms = s.wall.as_millis() as u64;
+        // Billed per started millisecond, as Lambda bills GB-seconds.
+        let billed_ms = (s.wall.as_micros() as u64).div_ceil(1000).max(1);
+        self.with_totals(tenant, dims, |t| {
+            t.add("requests", 1);
+            if s.error {
+                t.add("errors", 1);
+            }
+            t.add("wall_ms", ms);
+            // MB x ms; GB-seconds = mb_ms / 1024 / 1000.
+            t.add("mb_ms", s.memory_mb * billed_ms);
+            t.add("bytes_in", s.bytes_in);
+            t.add("bytes_out", s.bytes_out);
+            t.latency.observe_us(s.wall.as_micros() as u64);
+        });
+    }
+
+    /// Adds `n` to a counter (tokens, images) of a series.
+    pub fn add(&self, tenant: &str, dims: Dims, counter: &'static str, n: u64) {
+        self.with_totals(tenant, dims, |t| t.add(counter, n));
+    }
+
+    /// The totals to write now: every series, as rows. Series of minutes before the last
+    /// complete one are `closed`: once written they can be forgotten ([`Meter::forget`]).
+    pub fn snapshot(&self) -> (Vec<UsageRow>, Vec<(String, u64, Dims)>) {
+        let now_minute = now_unix() / 60;
+        let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows = Vec::with_capacity(m.len());
+        let mut closed = Vec::new();
+        for ((tenant, minute, dims), t) in m.iter() {
+            rows.push(UsageRow {
+                tenant: tenant.clone(),
+                minute: *minute,
+                node: self.node.clone(),
+                dims: dims.0.clone(),
+                counters: t
+                    .counters
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                latency: t.latency.0.clone(),
+            });
+            // One minute of grace: a sample stamped just before a minute ended may land
+            // after the snapshot; it is written by the next flush.
+            if minute + 1 < now_minute {
+                closed.push((tenant.clone(), *minute, dims.clone()));
+            }
+        }
+        (rows, closed)
+    }
+
+    /// Forgets series that were written and are closed.
+    pub fn forget(&self, closed: Vec<(String, u64, Dims)>) {
+        let mut m = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        for k in closed {
+            m.remove(&k);
+        }
+    }
+
+    /// Series held in memory.
+    pub fn len(&self) -> usize {
+        self.series.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_add_up_per_series_and_stay_bounded() {
+        let m = Meter::new("fra", 3);
+        let dims = |f: &str| Dims::default().with("function", f);
+        let s = Sample {
+            wall: Duration::from_millis(20),
+            memory_mb: 128,
+            error: false,
+            bytes_in: 10,
+            bytes_out: 5,
+        };
+        for _ in 0..4 {
+            m.invocation("acme", dims("a"), &s);
+        }
+        m.invocation(
+            "acme",
+            dims("b"),
+            &Sample {
+                error: true,
+                ..s.clone()
+            },
+        );
+        m.add("acme", dims("a"), "prompt_tokens", 7);
+        for i in 0..100 {
+            m.invocation("acme", dims(&format!("bogus{i}")), &s);
+        }
+        assert!(m.len() <= 4, "3 series + one overflow series: {}", m.len());
+        assert!(m.overflowed() >= 99);
+        let (rows, _) = m.snapshot();
+        let a = rows
+            .iter()
+            .find(|r| r.dims.get("function").map(String::as_str) == Some("a"))
+            .unwrap();
+        assert_eq!(a.counters["requests"], 4);
+        assert_eq!(a.counters["prompt_tokens"], 7);
+        assert_eq!(a.counters["mb_ms"], 4 * 128 * 20);
+        assert_eq!(a.counters["bytes_in"], 40);
+        assert_eq!(a.node, "fra");
+        let b = rows
+            .iter()
+            .find(|r| r.dims.get("function").map(String::as_str) == Some("b"))
+            .unwrap();
+        assert_eq!(b.counters["errors"], 1);
+    }
+}
