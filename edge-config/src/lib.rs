@@ -86,6 +86,12 @@
 //! retention_days = 35              # usage records expire after this
 //! max_series = 100000              # in-memory series between flushes (then `overflow`)
 //!
+//! [[usage.prices]]                 # cost = usage x the entry in force (latest `from`)
+//! from = 0                         # Unix seconds
+//! per_1m_requests = 0.20
+//! per_gb_second = 0.0000166667
+//! per_1m_embedding_tokens = 0.02
+//!
 //! [limits]
 //! default_memory_mb = 128
 //! default_timeout_ms = 10000
@@ -1098,6 +1104,25 @@ pub struct UsageSection {
     /// Most usage series (tenant x minute x dimensions) held in memory between flushes;
     /// past it new series fold into one `overflow` series.
     pub max_series: usize,
+    /// The price table (`[[usage.prices]]`); a tenant's own table replaces it for that
+    /// tenant. Cost is usage x the entry in force when it was used.
+    pub prices: Vec<PriceEntry>,
+}
+
+/// One `[[usage.prices]]` entry: rates in the table's currency (absent: zero), in force
+/// from `from` (Unix seconds; default: always) for `model`'s usage (absent: all usage
+/// without a more specific entry).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriceEntry {
+    pub from: u64,
+    pub model: Option<String>,
+    pub per_1m_prompt_tokens: f64,
+    pub per_1m_completion_tokens: f64,
+    pub per_1m_embedding_tokens: f64,
+    pub per_gb_second: f64,
+    pub per_1m_requests: f64,
+    pub per_image: f64,
 }
 
 impl Default for UsageSection {
@@ -1106,6 +1131,7 @@ impl Default for UsageSection {
             flush_interval_ms: 10_000,
             retention_days: 35,
             max_series: 100_000,
+            prices: Vec::new(),
         }
     }
 }
@@ -1119,6 +1145,24 @@ impl UsageSection {
                 format!("{} is out of range", self.flush_interval_ms),
                 "use 100..=3600000 (default 10000)",
             ));
+        }
+        for p in &self.prices {
+            let rates = [
+                p.per_1m_prompt_tokens,
+                p.per_1m_completion_tokens,
+                p.per_1m_embedding_tokens,
+                p.per_gb_second,
+                p.per_1m_requests,
+                p.per_image,
+            ];
+            if rates.iter().any(|r| !r.is_finite() || *r < 0.0) {
+                return Err(invalid(
+                    file,
+                    "usage.prices",
+                    "rates must be non-negative numbers".into(),
+                    "e.g. per_1m_requests = 0.20",
+                ));
+            }
         }
         if self.retention_days == 0 || self.max_series == 0 {
             return Err(invalid(

@@ -178,3 +178,81 @@ async fn usage_queries_are_validated_and_scoped_to_the_tenant() {
     let r = api.http.get(&api.url("/api/v1/tenants/nosuch/usage")).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cost_is_usage_at_the_price_in_force_and_tenants_can_have_their_own_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    // The node's table: 1.0 per request (1M per 1M requests).
+    let config = format!("{CONFIG}\n[[usage.prices]]\nper_1m_requests = 1000000.0\n");
+    let node = Node::start(dir.path(), Some(&config));
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "hello", "hello", "").await;
+    for _ in 0..4 {
+        let r = api.http.get(&api.url("/acme/hello/")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let cost = |v: &Value| {
+        series(v, &[("function", "hello")]).unwrap()["total"]["cost"]
+            .as_f64()
+            .unwrap()
+    };
+    let usage =
+        "/api/v1/tenants/acme/usage?group_by=function&metrics=requests,cost,cost_per_1k_tokens";
+    let v = api.http.get(&api.url(usage)).await.json();
+    println!("node prices: {v}");
+    assert!((cost(&v) - 4.0).abs() < 1e-9, "{v}");
+    assert_eq!(
+        series(&v, &[("function", "hello")]).unwrap()["total"]["cost_per_1k_tokens"],
+        Value::Null,
+        "no tokens"
+    );
+
+    // A tenant's own table replaces the node's; an entry from the future changes nothing yet.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let prices = json!({"prices": [
+        {"per_1m_requests": 2_000_000.0},
+        {"from": later, "per_1m_requests": 9_000_000.0},
+    ]});
+    let (viewer, _) = key(&api, "acme", "viewer").await;
+    let (tenant_admin, _) = key(&api, "acme", "admin").await;
+    let set = api.url("/api/v1/admin/tenants/acme/prices");
+    let r = Http::with_token(Some(&tenant_admin))
+        .put_json(&set, prices.clone())
+        .await;
+    assert_eq!(
+        r.status,
+        403,
+        "only the platform admin sets prices: {}",
+        r.text()
+    );
+    let r = api
+        .http
+        .put_json(&set, json!({"prices": [{"per_gb_second": -1.0}]}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "invalid_price");
+    let r = api.http.put_json(&set, prices).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = Http::with_token(Some(&viewer))
+        .get(&api.url("/api/v1/tenants/acme/prices"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["source"], "tenant");
+    let v = Http::with_token(Some(&viewer))
+        .get(&api.url(usage))
+        .await
+        .json();
+    println!("tenant prices: {v}");
+    assert!((cost(&v) - 8.0).abs() < 1e-9, "{v}");
+    // Removing the tenant's table brings the node's back.
+    let r = api.http.put_json(&set, json!({"prices": []})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["source"], "node");
+    let v = api.http.get(&api.url(usage)).await.json();
+    assert!((cost(&v) - 4.0).abs() < 1e-9, "{v}");
+}

@@ -124,6 +124,10 @@ async fn route_inner(
             crate::keys::rotate_jwt_secret(state, t).await
         }
         (&Method::GET, ["v1", "tenants", t, "usage"]) => crate::usage::route(state, &req, t).await,
+        (&Method::GET, ["v1", "tenants", t, "prices"]) => crate::usage::prices(state, t).await,
+        (&Method::PUT, ["v1", "admin", "tenants", t, "prices"]) => {
+            crate::usage::set_prices(state, req, t).await
+        }
         (&Method::GET, ["v1", "tenants", t, "audit"]) => {
             let limit = query(&req)
                 .get("limit")

@@ -152,6 +152,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         usage_flush_interval: Duration::from_millis(cfg.usage.flush_interval_ms),
         usage_retention: Duration::from_secs(u64::from(cfg.usage.retention_days) * 86_400),
         usage_max_series: cfg.usage.max_series,
+        prices: cfg
+            .usage
+            .prices
+            .iter()
+            .map(|p| helixflow_usage::Price {
+                from: p.from,
+                model: p.model.clone(),
+                per_1m_prompt_tokens: p.per_1m_prompt_tokens,
+                per_1m_completion_tokens: p.per_1m_completion_tokens,
+                per_1m_embedding_tokens: p.per_1m_embedding_tokens,
+                per_gb_second: p.per_gb_second,
+                per_1m_requests: p.per_1m_requests,
+                per_image: p.per_image,
+            })
+            .collect(),
     };
     let settings = ApiSettings {
         max_component_bytes: (cfg.limits.max_component_mb as usize) << 20,

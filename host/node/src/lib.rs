@@ -64,6 +64,8 @@ pub struct NodeSettings {
     pub usage_retention: Duration,
     /// Most usage series (tenant x minute x dimensions) held in memory.
     pub usage_max_series: usize,
+    /// The node's price table (a tenant's own replaces it).
+    pub prices: Vec<helixflow_usage::Price>,
 }
 
 impl Default for NodeSettings {
@@ -80,6 +82,7 @@ impl Default for NodeSettings {
             usage_flush_interval: Duration::from_secs(10),
             usage_retention: Duration::from_secs(35 * 86_400),
             usage_max_series: 100_000,
+            prices: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! meter's series cap). A node killed with -9 loses at most one interval.
 
 use crate::Node;
+use helixflow_usage::{Price, PriceBook};
 use std::sync::Arc;
 
 /// Writes the meter's totals once; `Err` keeps them for the next try.
@@ -60,4 +61,44 @@ pub async fn rows(
         .collect();
     out.extend(mine);
     Ok(out)
+}
+
+/// The price table that applies to `tenant`: its own, else the node's (`[[usage.prices]]`).
+pub async fn prices(
+    node: &Node,
+    tenant: &str,
+) -> Result<(PriceBook, &'static str), crate::NodeError> {
+    let own = match node.registry.tenant_prices(tenant).await? {
+        Some(v) => serde_json::from_value::<Vec<Price>>(v).map_err(|e| {
+            crate::NodeError::internal("store_corrupt", format!("stored prices of {tenant:?}: {e}"))
+        })?,
+        None => Vec::new(),
+    };
+    let source = if own.is_empty() { "node" } else { "tenant" };
+    Ok((
+        PriceBook::for_tenant(&node.settings.prices, Some(&own)),
+        source,
+    ))
+}
+
+/// Sets a tenant's own price table (an empty list removes it: the node's applies).
+pub async fn set_prices(
+    node: &Node,
+    tenant: &str,
+    prices: Vec<Price>,
+) -> Result<(), crate::NodeError> {
+    for (i, p) in prices.iter().enumerate() {
+        p.validate()
+            .map_err(|m| crate::NodeError::invalid("invalid_price", format!("prices[{i}]: {m}")))?;
+    }
+    let value = if prices.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_value(&prices)
+                .map_err(|e| crate::NodeError::internal("internal", e.to_string()))?,
+        )
+    };
+    node.registry.set_tenant_prices(tenant, value).await?;
+    Ok(())
 }

@@ -20,6 +20,7 @@
 //! | access key (SigV4)   | `T#{tenant}`                     | `AK#{access_key_id}`        |
 //! | access key index     | `ACCESS_KEYS`                    | `{access_key_id}`           |
 //! | JWT secret           | `T#{tenant}`                     | `JWT`                       |
+//! | price table          | `T#{tenant}`                     | `PRICES`                    |
 //! | audit record         | `AUDIT#{tenant}`                 | `{unix_nanos:020}#{rand}`   |
 //! | queued event         | `EVQ#{shard}` (0..8)             | `{event_id}`                |
 //! | failed event         | `EVF#{tenant}`                   | `{event_id}`                |
@@ -346,6 +347,11 @@ pub fn tick_of(sk: &str) -> Option<u64> {
     sk.rsplit('#').next()?.parse().ok()
 }
 
+/// A tenant's own price table (replacing the node's for it).
+pub fn prices(tenant: &str) -> Key {
+    Key::new(tenant_pk(tenant), "PRICES")
+}
+
 // ---- usage ----
 
 fn usage_pk(tenant: &str, unix_hour: u64) -> String {
@@ -449,6 +455,7 @@ mod tests {
             s("U#acme#00472222", "0028333333#fra#abc")
         );
         assert_eq!(p(usage_hour("acme", 472_222)), s("U#acme#00472222", ""));
+        assert_eq!(k(prices("acme")), s("T#acme", "PRICES"));
     }
 
     /// The shard function is part of the layout: these values are on disk.

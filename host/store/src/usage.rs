@@ -86,3 +86,40 @@ impl Registry {
         Ok(out)
     }
 }
+
+impl Registry {
+    /// A tenant's own price table (JSON, as the node's usage layer wrote it), if any.
+    pub async fn tenant_prices(&self, tenant: &str) -> Result<Option<serde_json::Value>> {
+        let key = keys::prices(tenant);
+        Ok(self
+            .store()
+            .get(&key.pk, &key.sk)
+            .await?
+            .and_then(|item| item.attrs.get("prices").cloned()))
+    }
+
+    /// Sets (`Some`) or removes (`None`) a tenant's own price table. The tenant must exist.
+    pub async fn set_tenant_prices(
+        &self,
+        tenant: &str,
+        prices: Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.tenant(tenant).await?;
+        let key = keys::prices(tenant);
+        match prices {
+            Some(p) => {
+                let mut attrs = serde_json::Map::new();
+                attrs.insert("prices".into(), p);
+                self.store()
+                    .put(&key.pk, &key.sk, attrs, Condition::Always)
+                    .await?;
+            }
+            None => {
+                self.store()
+                    .transact(vec![key.delete(Condition::Always)])
+                    .await?
+            }
+        }
+        Ok(())
+    }
+}

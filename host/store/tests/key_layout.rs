@@ -13,7 +13,14 @@ const KEY_PREFIXES: &[&str] = &[
     "U#",
 ];
 /// Literals that are a whole key.
-const FIXED_KEYS: &[&str] = &["TENANTS", "KEYS", "ACCESS_KEYS", "JWT", "SCHEDULES"];
+const FIXED_KEYS: &[&str] = &[
+    "TENANTS",
+    "KEYS",
+    "ACCESS_KEYS",
+    "JWT",
+    "SCHEDULES",
+    "PRICES",
+];
 
 /// Where a key may be spelled: the keys module, and the conformance suite's own generic
 /// test items (`V#0000` ... in a partition of its own; not a product layout).

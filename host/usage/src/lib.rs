@@ -8,15 +8,19 @@
 //!   since its last flush.
 //! * [`Histogram`]: latency in fixed logarithmic buckets, so minutes, nodes and
 //!   dimensions merge by adding counts and percentiles stay computable after merging.
+//! * [`price`]: price tables with effective-from times; cost is usage x the price in
+//!   force when it was used.
 //! * [`query`]: the usage API's parameters (validated: [`UsageError`]) and the series it
 //!   answers with.
 
 mod histogram;
 mod meter;
+pub mod price;
 pub mod query;
 
 pub use histogram::Histogram;
 pub use meter::{Dims, Meter, Sample};
+pub use price::{Price, PriceBook};
 
 /// A usage request that cannot be answered as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The usage query: `from`, `to`, `step`, `group_by`, `metrics` -> series.
 
-use crate::{Histogram, UsageError};
+use crate::{Histogram, PriceBook, UsageError};
 use helixflow_store::usage::UsageRow;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +22,8 @@ pub const METRICS: &[&str] = &[
     "latency_p50",
     "latency_p95",
     "latency_p99",
+    "cost",
+    "cost_per_1k_tokens",
 ];
 
 /// Most points one series may have (a finer step over a longer range is refused).
@@ -143,11 +145,13 @@ impl Query {
 
     /// The series of `rows` (any nodes, any minutes: those outside the range are
     /// ignored), one per distinct group, points in time order, only where there was use.
-    pub fn run(&self, rows: &[UsageRow]) -> Value {
+    /// Cost is each row's usage at the price in force at its minute for its model.
+    pub fn run(&self, rows: &[UsageRow], prices: &PriceBook) -> Value {
         #[derive(Default)]
         struct Acc {
             counters: BTreeMap<String, u64>,
             latency: Histogram,
+            cost: f64,
         }
         let mut groups: BTreeMap<Vec<String>, BTreeMap<u64, Acc>> = BTreeMap::new();
         let mut totals: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
@@ -161,6 +165,10 @@ impl Query {
                 .map(|d| r.dims.get(d).cloned().unwrap_or_default())
                 .collect();
             let bucket = self.from + (r.minute - self.from) / self.step * self.step;
+            let cost = prices
+                .at(r.minute * 60, r.dims.get("model").map(String::as_str))
+                .map(|p| p.cost(&r.counters))
+                .unwrap_or(0.0);
             for acc in [
                 groups
                     .entry(group.clone())
@@ -173,6 +181,7 @@ impl Query {
                     *acc.counters.entry(k.clone()).or_default() += v;
                 }
                 acc.latency.merge(&r.latency);
+                acc.cost += cost;
             }
         }
         let values = |acc: &Acc| -> Map<String, Value> {
@@ -193,6 +202,16 @@ impl Query {
                         "latency_p50" => json!(acc.latency.quantile_ms(0.5)),
                         "latency_p95" => json!(acc.latency.quantile_ms(0.95)),
                         "latency_p99" => json!(acc.latency.quantile_ms(0.99)),
+                        "cost" => json!(acc.cost),
+                        "cost_per_1k_tokens" => {
+                            let tokens =
+                                c("prompt_tokens") + c("completion_tokens") + c("embedding_tokens");
+                            if tokens == 0 {
+                                Value::Null
+                            } else {
+                                json!(acc.cost * 1000.0 / tokens as f64)
+                            }
+                        }
                         other => json!(c(other)),
                     };
                     (m.clone(), v)
@@ -321,9 +340,14 @@ mod tests {
                 "error_rate".into(),
                 "gb_seconds".into(),
                 "latency_p50".into(),
+                "cost".into(),
             ],
         };
-        let out = q.run(&rows);
+        let prices = PriceBook(vec![crate::Price {
+            per_gb_second: 2.0,
+            ..Default::default()
+        }]);
+        let out = q.run(&rows, &prices);
         let series = out["series"].as_array().unwrap();
         assert_eq!(series.len(), 2);
         let a = &series[0];
@@ -335,6 +359,7 @@ mod tests {
             "the row outside the range is ignored"
         );
         assert_eq!(a["total"]["gb_seconds"], 3.0);
+        assert_eq!(a["total"]["cost"], 6.0, "3 GB-s at 2.0");
         assert!((a["total"]["error_rate"].as_f64().unwrap() - 0.3).abs() < 1e-9);
         assert_eq!(
             a["total"]["latency_p50"].as_f64().unwrap(),
