@@ -256,3 +256,100 @@ async fn cost_is_usage_at_the_price_in_force_and_tenants_can_have_their_own_pric
     let v = api.http.get(&api.url(usage)).await.json();
     assert!((cost(&v) - 4.0).abs() < 1e-9, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboards_store_the_analytics_call_and_answer_its_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{CONFIG}\n[[usage.prices]]\nper_1m_requests = 1000000.0\n");
+    let node = Node::start(dir.path(), Some(&config));
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.create_tenant("globex").await;
+    api.deploy("acme", "hello", "hello", "").await;
+    for _ in 0..3 {
+        assert_eq!(api.http.get(&api.url("/acme/hello/")).await.status, 200);
+    }
+    let (viewer, _) = key(&api, "acme", "viewer").await;
+    let (developer, _) = key(&api, "acme", "developer").await;
+    let (stranger, _) = key(&api, "globex", "admin").await;
+    let base = api.url("/api/v1/tenants/acme/dashboards");
+    // The body of `client.analytics.create_dashboard(...)`.
+    let spec = json!({
+        "name": "ops",
+        "metrics": ["cost_per_token", "latency_by_region", "model_usage"],
+        "dimensions": ["time", "user_segment", "geography"],
+        "alerts": ["cost_threshold", "performance_degradation"],
+    });
+    let r = Http::with_token(Some(&viewer))
+        .post_json(&base, spec.clone())
+        .await;
+    assert_eq!(
+        r.status,
+        403,
+        "a viewer cannot create dashboards: {}",
+        r.text()
+    );
+    for (bad, code) in [
+        (json!({"metrics": ["vibes"]}), "invalid_metric"),
+        (
+            json!({"metrics": ["requests"], "dimensions": ["planet"]}),
+            "invalid_dimension",
+        ),
+        (
+            json!({"metrics": ["requests"], "alerts": ["panic"]}),
+            "invalid_alert",
+        ),
+        (json!({"metrics": []}), "invalid_dashboard"),
+    ] {
+        let r = Http::with_token(Some(&developer))
+            .post_json(&base, bad.clone())
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], code, "{bad}");
+    }
+    let r = Http::with_token(Some(&developer))
+        .post_json(&base, spec)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = Http::with_token(Some(&viewer)).get(&base).await;
+    assert_eq!(
+        r.json()["dashboards"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text()
+    );
+
+    let data_url = format!("{base}/{id}/data?step=1m");
+    let r = Http::with_token(Some(&viewer)).get(&data_url).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    println!("dashboard data: {v}");
+    let panels = v["panels"].as_array().unwrap();
+    assert_eq!(panels.len(), 3);
+    let latency = &panels[1];
+    assert_eq!(latency["name"], "latency_by_region");
+    assert_eq!(latency["group_by"], json!(["location", "key"]));
+    let s = &latency["series"][0];
+    assert_eq!(s["group"]["location"], "local", "the node's location");
+    assert_eq!(s["group"]["key"], "platform-admin");
+    assert!(s["points"][0]["latency_p95"].as_f64().unwrap() > 0.0);
+    let cost = &panels[0]["series"][0]["total"];
+    assert!(
+        (cost["cost"].as_f64().unwrap() - 3.0).abs() < 1e-9,
+        "{cost}"
+    );
+
+    let r = Http::with_token(Some(&stranger)).get(&data_url).await;
+    assert_eq!(r.status, 403, "another tenant: {}", r.text());
+    let r = api
+        .http
+        .get(&api.url(&format!("/api/v1/tenants/globex/dashboards/{id}")))
+        .await;
+    assert_eq!(r.status, 404, "dashboards are per tenant: {}", r.text());
+    let r = Http::with_token(Some(&developer))
+        .request("DELETE", &format!("{base}/{id}"), &[], Vec::new())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(api.http.get(&format!("{base}/{id}")).await.status, 404);
+}

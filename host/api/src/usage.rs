@@ -51,3 +51,53 @@ pub async fn set_prices(
     helixflow_node::usage::set_prices(&state.node, tenant, body.prices).await?;
     prices(state, tenant).await
 }
+
+/// `/api/v1/tenants/{t}/dashboards[/{id}[/data]]`: stored dashboards (create: developer
+/// and up; read: viewer and up).
+pub async fn dashboards(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    tenant: &str,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    use http::Method;
+    let node = &state.node;
+    match (req.method().clone(), rest) {
+        (Method::POST, []) => {
+            let spec: helixflow_usage::dashboard::DashboardSpec =
+                crate::request::read_json(req).await?;
+            let d = helixflow_node::usage::create_dashboard(node, tenant, spec).await?;
+            Ok(json_response(StatusCode::CREATED, &d))
+        }
+        (Method::GET, []) => {
+            state.node.registry.tenant(tenant).await?;
+            let list = node.registry.dashboards(tenant).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"dashboards": list}),
+            ))
+        }
+        (Method::GET, [id]) => Ok(json_response(
+            StatusCode::OK,
+            &helixflow_node::usage::dashboard(node, tenant, id).await?,
+        )),
+        (Method::DELETE, [id]) => {
+            helixflow_node::usage::delete_dashboard(node, tenant, id).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"deleted": id}),
+            ))
+        }
+        (Method::GET, [id, "data"]) => {
+            let params = crate::request::query(&req);
+            Ok(json_response(
+                StatusCode::OK,
+                &helixflow_node::usage::dashboard_data(node, tenant, id, &params).await?,
+            ))
+        }
+        (Method::POST | Method::GET | Method::DELETE, _) => {
+            Err(ApiError::not_found("no such dashboards route"))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}

@@ -7,6 +7,8 @@
 //! meter's series cap). A node killed with -9 loses at most one interval.
 
 use crate::Node;
+use helixflow_usage::dashboard::DashboardSpec;
+use helixflow_usage::query::Query;
 use helixflow_usage::{Price, PriceBook};
 use std::sync::Arc;
 
@@ -101,4 +103,113 @@ pub async fn set_prices(
     };
     node.registry.set_tenant_prices(tenant, value).await?;
     Ok(())
+}
+
+fn dashboard_not_found(id: &str) -> crate::NodeError {
+    crate::NodeError::not_found(format!("no dashboard {id:?} in this tenant"))
+}
+
+fn valid_dashboard_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Stores a dashboard definition (validated) and returns it with its `id`.
+pub async fn create_dashboard(
+    node: &Node,
+    tenant: &str,
+    spec: DashboardSpec,
+) -> Result<serde_json::Value, crate::NodeError> {
+    spec.validate()
+        .map_err(|e| crate::NodeError::invalid(e.code, e.message))?;
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let mut def = match serde_json::to_value(&spec) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => {
+            return Err(crate::NodeError::internal(
+                "internal",
+                "dashboard is not an object",
+            ));
+        }
+    };
+    def.insert("id".into(), id.clone().into());
+    def.insert(
+        "created_at".into(),
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+            .into(),
+    );
+    node.registry
+        .create_dashboard(tenant, &id, def.clone())
+        .await?;
+    Ok(serde_json::Value::Object(def))
+}
+
+/// A stored dashboard definition.
+pub async fn dashboard(
+    node: &Node,
+    tenant: &str,
+    id: &str,
+) -> Result<serde_json::Value, crate::NodeError> {
+    if !valid_dashboard_id(id) {
+        return Err(dashboard_not_found(id));
+    }
+    node.registry
+        .dashboard(tenant, id)
+        .await?
+        .map(serde_json::Value::Object)
+        .ok_or_else(|| dashboard_not_found(id))
+}
+
+/// Deletes a dashboard.
+pub async fn delete_dashboard(node: &Node, tenant: &str, id: &str) -> Result<(), crate::NodeError> {
+    if valid_dashboard_id(id) && node.registry.delete_dashboard(tenant, id).await? {
+        Ok(())
+    } else {
+        Err(dashboard_not_found(id))
+    }
+}
+
+/// The series of every panel of a dashboard over `params` (`from`, `to`, `step`).
+pub async fn dashboard_data(
+    node: &Node,
+    tenant: &str,
+    id: &str,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<serde_json::Value, crate::NodeError> {
+    let def = dashboard(node, tenant, id).await?;
+    let spec: DashboardSpec = serde_json::from_value(serde_json::json!({
+        "name": def["name"], "metrics": def["metrics"], "dimensions": def["dimensions"], "alerts": def["alerts"],
+    }))
+    .map_err(|e| crate::NodeError::internal("store_corrupt", format!("dashboard {id}: {e}")))?;
+    let mut range = params.clone();
+    range.retain(|k, _| matches!(k.as_str(), "from" | "to" | "step"));
+    let base = Query::parse(&range, helixflow_store::now_unix())
+        .map_err(|e| crate::NodeError::invalid(e.code, e.message))?;
+    let rows = rows(node, tenant, base.from, base.to).await?;
+    let (book, _) = prices(node, tenant).await?;
+    let panels: Vec<serde_json::Value> = spec
+        .panels()
+        .into_iter()
+        .map(|p| {
+            let q = Query {
+                group_by: p.group_by.clone(),
+                metrics: p.metrics.clone(),
+                ..base.clone()
+            };
+            let mut out = q.run(&rows, &book);
+            if !p.over_time
+                && let Some(series) = out["series"].as_array_mut()
+            {
+                for s in series {
+                    if let Some(o) = s.as_object_mut() {
+                        o.remove("points");
+                    }
+                }
+            }
+            out["name"] = p.name.into();
+            out
+        })
+        .collect();
+    Ok(serde_json::json!({"dashboard": def, "panels": panels}))
 }

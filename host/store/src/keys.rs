@@ -21,6 +21,7 @@
 //! | access key index     | `ACCESS_KEYS`                    | `{access_key_id}`           |
 //! | JWT secret           | `T#{tenant}`                     | `JWT`                       |
 //! | price table          | `T#{tenant}`                     | `PRICES`                    |
+//! | dashboard            | `T#{tenant}`                     | `DASH#{id}`                 |
 //! | audit record         | `AUDIT#{tenant}`                 | `{unix_nanos:020}#{rand}`   |
 //! | queued event         | `EVQ#{shard}` (0..8)             | `{event_id}`                |
 //! | failed event         | `EVF#{tenant}`                   | `{event_id}`                |
@@ -352,6 +353,16 @@ pub fn prices(tenant: &str) -> Key {
     Key::new(tenant_pk(tenant), "PRICES")
 }
 
+/// A stored dashboard definition.
+pub fn dashboard(tenant: &str, id: &str) -> Key {
+    Key::new(tenant_pk(tenant), format!("DASH#{id}"))
+}
+
+/// Every dashboard of a tenant.
+pub fn dashboards(tenant: &str) -> KeyPrefix {
+    KeyPrefix::new(tenant_pk(tenant), "DASH#")
+}
+
 // ---- usage ----
 
 fn usage_pk(tenant: &str, unix_hour: u64) -> String {
@@ -456,6 +467,8 @@ mod tests {
         );
         assert_eq!(p(usage_hour("acme", 472_222)), s("U#acme#00472222", ""));
         assert_eq!(k(prices("acme")), s("T#acme", "PRICES"));
+        assert_eq!(k(dashboard("acme", "d1")), s("T#acme", "DASH#d1"));
+        assert_eq!(p(dashboards("acme")), s("T#acme", "DASH#"));
     }
 
     /// The shard function is part of the layout: these values are on disk.

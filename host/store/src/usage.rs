@@ -123,3 +123,57 @@ impl Registry {
         Ok(())
     }
 }
+
+impl Registry {
+    /// Stores a new dashboard definition (`id` must be new). The tenant must exist.
+    pub async fn create_dashboard(
+        &self,
+        tenant: &str,
+        id: &str,
+        definition: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<()> {
+        self.tenant(tenant).await?;
+        let key = keys::dashboard(tenant, id);
+        self.store()
+            .put(&key.pk, &key.sk, definition, Condition::NotExists)
+            .await?;
+        Ok(())
+    }
+
+    /// A dashboard definition, if it exists.
+    pub async fn dashboard(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        let key = keys::dashboard(tenant, id);
+        Ok(self.store().get(&key.pk, &key.sk).await?.map(|i| i.attrs))
+    }
+
+    /// Every dashboard definition of a tenant.
+    pub async fn dashboards(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        let prefix = keys::dashboards(tenant);
+        Ok(self
+            .store()
+            .query_all(&prefix.pk, &prefix.sk_prefix)
+            .await?
+            .into_iter()
+            .map(|i| i.attrs)
+            .collect())
+    }
+
+    /// Deletes a dashboard; `false` if there was none.
+    pub async fn delete_dashboard(&self, tenant: &str, id: &str) -> Result<bool> {
+        let key = keys::dashboard(tenant, id);
+        if self.store().get(&key.pk, &key.sk).await?.is_none() {
+            return Ok(false);
+        }
+        self.store()
+            .transact(vec![key.delete(Condition::Always)])
+            .await?;
+        Ok(true)
+    }
+}

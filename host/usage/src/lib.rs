@@ -10,9 +10,12 @@
 //!   dimensions merge by adding counts and percentiles stay computable after merging.
 //! * [`price`]: price tables with effective-from times; cost is usage x the price in
 //!   force when it was used.
+//! * [`dashboard`]: stored dashboard definitions (the analytics vocabulary:
+//!   `cost_per_token`, `latency_by_region`, `model_usage`, ...) as usage queries.
 //! * [`query`]: the usage API's parameters (validated: [`UsageError`]) and the series it
 //!   answers with.
 
+pub mod dashboard;
 mod histogram;
 mod meter;
 pub mod price;
@@ -33,7 +36,7 @@ pub struct UsageError {
 }
 
 impl UsageError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         UsageError {
             code,
             message: message.into(),
