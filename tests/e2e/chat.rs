@@ -427,3 +427,39 @@ async fn chat_models_are_tenant_scoped_and_the_kv_budget_holds() {
     );
     assert_eq!(inf["kv_cache_limit_bytes"], 1 << 20);
 }
+
+/// The host counts a chat's tokens itself (helixflow:llm feeds), and they are what the
+/// function reports to the client, metered per model under the `openai` trigger.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_tokens_are_counted_by_the_host_and_metered_per_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = chat_node(
+        dir.path(),
+        &[(INT8, "smollm2-135m-instruct-int8.onnx", json!({}))],
+    )
+    .await;
+    let api = Api::new(&node);
+    let v = complete(&api, INT8, "What is the capital of France?", 8).await;
+    let reported = &v["usage"];
+    let u = api
+        .http
+        .get(&api.url(
+            "/api/v1/tenants/demo/usage?group_by=model,trigger&metrics=requests,prompt_tokens,completion_tokens",
+        ))
+        .await
+        .json();
+    println!("function reported {reported}; metered {u}");
+    let s = u["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["group"]["model"] == INT8 && s["group"]["trigger"] == "openai")
+        .unwrap_or_else(|| panic!("no {INT8}/openai series: {u}"));
+    assert_eq!(s["total"]["requests"], 1);
+    assert_eq!(s["total"]["prompt_tokens"], reported["prompt_tokens"]);
+    assert_eq!(
+        s["total"]["completion_tokens"],
+        reported["completion_tokens"]
+    );
+    assert!(reported["completion_tokens"].as_u64().unwrap() >= 1);
+}

@@ -35,6 +35,18 @@ pub struct NnCtx {
     live_bytes: usize,
     /// `helixflow:llm` sequences open now.
     pub(crate) sequences: u32,
+    /// What this invocation used (tokens), for usage metering.
+    pub(crate) usage: InferenceUsage,
+}
+
+/// Tokens one invocation ran through `helixflow:llm`, counted by the host: a sequence's
+/// first `feed` is its prompt; every successful `feed` returns the logits of one sampled
+/// token (a completion token); tokens fed after the first beyond the one sampled token
+/// count as prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InferenceUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 impl NnCtx {
@@ -46,7 +58,13 @@ impl NnCtx {
             calls: 0,
             live_bytes: 0,
             sequences: 0,
+            usage: InferenceUsage::default(),
         }
+    }
+
+    /// What this invocation used so far.
+    pub fn usage(&self) -> InferenceUsage {
+        self.usage
     }
 }
 

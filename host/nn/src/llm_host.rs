@@ -97,7 +97,15 @@ impl wit::HostSequence for NnView<'_> {
             return Ok(Err(to_wit(e)));
         }
         let seq = self.table.get_mut(&s)?;
-        Ok(seq.feed(&tokens).await.map_err(to_wit))
+        let first = seq.is_empty();
+        let out = seq.feed(&tokens).await.map_err(to_wit);
+        if out.is_ok() {
+            let n = tokens.len() as u64;
+            let u = &mut self.ctx.usage;
+            u.prompt_tokens += if first { n } else { n.saturating_sub(1) };
+            u.completion_tokens += 1;
+        }
+        Ok(out)
     }
 
     async fn drop(&mut self, s: Resource<generate::Sequence>) -> wasmtime::Result<()> {

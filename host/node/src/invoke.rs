@@ -104,12 +104,11 @@ fn record(
     trigger: &'static str,
     request_id: &str,
     caller: &Caller,
-    result: &Result<(), InvokeError>,
-    report: &helixflow_runtime::Logs,
-    duration: std::time::Duration,
+    report: &helixflow_runtime::InvocationReport,
     handled_error: bool,
     bytes: (u64, u64),
 ) {
+    let (result, duration) = (&report.result, report.duration);
     let outcome = match result {
         Ok(()) if handled_error => "function_error",
         Ok(()) => "ok",
@@ -150,6 +149,8 @@ fn record(
             error: outcome != "ok",
             bytes_in: bytes.0,
             bytes_out: bytes.1,
+            prompt_tokens: report.inference.prompt_tokens,
+            completion_tokens: report.inference.completion_tokens,
         },
     );
     node.logs.push(
@@ -162,9 +163,9 @@ fn record(
             outcome,
             duration,
             at: std::time::SystemTime::now(),
-            stdout: report.stdout.clone(),
-            stderr: report.stderr.clone(),
-            truncated: report.truncated,
+            stdout: report.logs.stdout.clone(),
+            stderr: report.logs.stderr.clone(),
+            truncated: report.logs.truncated,
         },
     );
 }
@@ -208,9 +209,7 @@ where
                 "http",
                 &request_id,
                 &caller,
-                &r.result,
-                &r.logs,
-                r.duration,
+                &r,
                 false,
                 (0, 0),
             )
@@ -303,9 +302,7 @@ pub async fn call_event_logged(
         "event",
         request_id,
         caller,
-        &out.report.result,
-        &out.report.logs,
-        out.report.duration,
+        &out.report,
         handled,
         (bytes_in, bytes_out),
     );

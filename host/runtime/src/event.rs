@@ -52,6 +52,7 @@ pub(crate) async fn invoke(
                 result: Err(err),
                 logs: Logs::default(),
                 duration: started.elapsed(),
+                inference: Default::default(),
             },
         };
     };
@@ -86,6 +87,7 @@ pub(crate) async fn invoke(
         Ok(Err(e)) => Err(classify(e, store.data().limiter.exceeded, &limits)),
         Err(_) => Err(InvokeError::Timeout(limits.timeout)),
     };
+    let inference = store.data().nn.usage();
     drop(store);
     let logs = capture.logs();
     let result = result.map_err(|e| crate::engine::enrich(e, &logs));
@@ -94,6 +96,7 @@ pub(crate) async fn invoke(
             result: result.as_ref().map(|_| ()).map_err(Clone::clone),
             logs,
             duration: started.elapsed(),
+            inference,
         },
         result,
     }

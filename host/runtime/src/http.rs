@@ -16,6 +16,8 @@ pub struct InvocationReport {
     pub result: Result<(), InvokeError>,
     pub logs: Logs,
     pub duration: Duration,
+    /// Tokens the invocation ran through `helixflow:llm` (host-counted).
+    pub inference: helixflow_nn::host::InferenceUsage,
 }
 
 /// Receives the report of an HTTP invocation when the guest is done (possibly after
@@ -47,6 +49,7 @@ where
             result: Err(err.clone()),
             logs: Logs::default(),
             duration: started.elapsed(),
+            inference: Default::default(),
         });
         Err(err)
     };
@@ -101,6 +104,7 @@ where
             Ok(Err(e)) => Err(classify(e, store.data().limiter.exceeded, &limits)),
             Err(_elapsed) => Err(InvokeError::Timeout(limits.timeout)),
         };
+        let inference = store.data().nn.usage();
         drop(store);
         let logs = capture.logs();
         if result.is_ok() {
@@ -119,6 +123,7 @@ where
             result: result.clone(),
             logs,
             duration: started.elapsed(),
+            inference,
         });
         result
     });

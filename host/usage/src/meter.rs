@@ -28,6 +28,9 @@ pub struct Sample {
     pub error: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Tokens through `helixflow:llm` (host-counted).
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 #[derive(Default)]
@@ -104,6 +107,8 @@ impl Meter {
             t.add("mb_ms", s.memory_mb * billed_ms);
             t.add("bytes_in", s.bytes_in);
             t.add("bytes_out", s.bytes_out);
+            t.add("prompt_tokens", s.prompt_tokens);
+            t.add("completion_tokens", s.completion_tokens);
             t.latency.observe_us(s.wall.as_micros() as u64);
         });
     }
@@ -174,6 +179,7 @@ mod tests {
             error: false,
             bytes_in: 10,
             bytes_out: 5,
+            ..Default::default()
         };
         for _ in 0..4 {
             m.invocation("acme", dims("a"), &s);
