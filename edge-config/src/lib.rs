@@ -82,6 +82,7 @@
 //! max_header_kb = 64               # request head (HTTP/1) / header list (HTTP/2)
 //!
 //! [usage]
+//! enabled = true                   # meter every invocation
 //! flush_interval_ms = 10000        # usage totals written to the store this often
 //! retention_days = 35              # usage records expire after this
 //! max_series = 100000              # in-memory series between flushes (then `overflow`)
@@ -1096,6 +1097,9 @@ impl HttpSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UsageSection {
+    /// Meter invocations on this node (default on; off only for nodes whose usage
+    /// nobody reads, e.g. a benchmark's baseline).
+    pub enabled: bool,
     /// How often this node writes its usage totals to the metadata store; a node killed
     /// with -9 loses at most this much usage.
     pub flush_interval_ms: u64,
@@ -1128,6 +1132,7 @@ pub struct PriceEntry {
 impl Default for UsageSection {
     fn default() -> Self {
         UsageSection {
+            enabled: true,
             flush_interval_ms: 10_000,
             retention_days: 35,
             max_series: 100_000,

@@ -464,12 +464,14 @@ async fn embeddings(
         })
         .collect();
     let n = fo.usage.prompt_tokens;
-    state.node.meter.add(
-        &tenant,
-        caller.dims(&state.node, &target),
-        "embedding_tokens",
-        n as u64,
-    );
+    if state.node.settings.usage_enabled {
+        state.node.meter.add(
+            &tenant,
+            caller.dims(&state.node, &target),
+            "embedding_tokens",
+            n as u64,
+        );
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": n, "total_tokens": n}}),

@@ -149,6 +149,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         resolve_cache_ttl: Duration::from_millis(cfg.state.resolve_cache_ttl_ms),
         served_tenants: cfg.node.tenants.clone(),
         async_workers: cfg.runtime.async_workers as usize,
+        usage_enabled: cfg.usage.enabled,
         usage_flush_interval: Duration::from_millis(cfg.usage.flush_interval_ms),
         usage_retention: Duration::from_secs(u64::from(cfg.usage.retention_days) * 86_400),
         usage_max_series: cfg.usage.max_series,

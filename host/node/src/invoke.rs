@@ -140,19 +140,21 @@ fn record(
     if let Err(e) = result {
         tracing::warn!(%request_id, %tenant, %function, version = target.version.version, code = e.code(), error = %e, "invocation failed");
     }
-    node.meter.invocation(
-        tenant,
-        caller.dims(node, target),
-        &Sample {
-            wall: duration,
-            memory_mb: (target.limits.memory_bytes >> 20) as u64,
-            error: outcome != "ok",
-            bytes_in: bytes.0,
-            bytes_out: bytes.1,
-            prompt_tokens: report.inference.prompt_tokens,
-            completion_tokens: report.inference.completion_tokens,
-        },
-    );
+    if node.settings.usage_enabled {
+        node.meter.invocation(
+            tenant,
+            caller.dims(node, target),
+            &Sample {
+                wall: duration,
+                memory_mb: (target.limits.memory_bytes >> 20) as u64,
+                error: outcome != "ok",
+                bytes_in: bytes.0,
+                bytes_out: bytes.1,
+                prompt_tokens: report.inference.prompt_tokens,
+                completion_tokens: report.inference.completion_tokens,
+            },
+        );
+    }
     node.logs.push(
         tenant,
         function,

@@ -58,6 +58,8 @@ pub struct NodeSettings {
     pub served_tenants: Vec<String>,
     /// Event (asynchronous) invocations this node runs at once.
     pub async_workers: usize,
+    /// Whether invocations are metered at all.
+    pub usage_enabled: bool,
     /// How often metered usage is written to the metadata store.
     pub usage_flush_interval: Duration,
     /// How long usage records are kept.
@@ -79,6 +81,7 @@ impl Default for NodeSettings {
             resolve_cache_ttl: Duration::from_secs(1),
             served_tenants: Vec::new(),
             async_workers: 16,
+            usage_enabled: true,
             usage_flush_interval: Duration::from_secs(10),
             usage_retention: Duration::from_secs(35 * 86_400),
             usage_max_series: 100_000,

@@ -10,11 +10,11 @@ use std::time::Duration;
 /// The dimensions of a sample: `function`, `version`, `trigger`, `location`, `key` (the
 /// caller: key prefix, access key id or token subject; never a secret), `model`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Dims(pub BTreeMap<String, String>);
+pub struct Dims(pub BTreeMap<&'static str, String>);
 
 impl Dims {
-    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.0.insert(name.to_string(), value.into());
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.0.insert(name, value.into());
         self
     }
 }
@@ -45,7 +45,8 @@ impl Totals {
     }
 }
 
-type Key = (String, u64, Dims);
+/// A series of one tenant: (minute, dimensions).
+type Series = (u64, Dims);
 
 /// Per-minute usage totals of one node, waiting to be flushed.
 ///
@@ -55,7 +56,10 @@ type Key = (String, u64, Dims);
 pub struct Meter {
     node: String,
     max_series: usize,
-    series: Mutex<HashMap<Key, Totals>>,
+    /// Tenant -> its series (looked up by `&str`: no allocation for a known tenant).
+    series: Mutex<HashMap<String, HashMap<Series, Totals>>>,
+    /// Series held, across tenants (the cap's count).
+    count: AtomicU64,
     overflowed: AtomicU64,
 }
 
@@ -72,6 +76,7 @@ impl Meter {
             node: node.to_string(),
             max_series: max_series.max(1),
             series: Mutex::default(),
+            count: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
         }
     }
@@ -84,12 +89,21 @@ impl Meter {
     fn with_totals(&self, tenant: &str, dims: Dims, f: impl FnOnce(&mut Totals)) {
         let minute = now_unix() / 60;
         let mut m = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let mut key = (tenant.to_string(), minute, dims);
-        if !m.contains_key(&key) && m.len() >= self.max_series {
-            self.overflowed.fetch_add(1, Ordering::Relaxed);
-            key.2 = Dims::default().with("overflow", "true");
+        let mine = match m.get_mut(tenant) {
+            Some(t) => t,
+            None => m.entry(tenant.to_string()).or_default(),
+        };
+        let mut key = (minute, dims);
+        if !mine.contains_key(&key) {
+            if self.count.load(Ordering::Relaxed) as usize >= self.max_series {
+                self.overflowed.fetch_add(1, Ordering::Relaxed);
+                key.1 = Dims::default().with("overflow", "true");
+            }
+            if !mine.contains_key(&key) {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        f(m.entry(key).or_default());
+        f(mine.entry(key).or_default());
     }
 
     /// Adds one finished invocation.
@@ -123,25 +137,31 @@ impl Meter {
     pub fn snapshot(&self) -> (Vec<UsageRow>, Vec<(String, u64, Dims)>) {
         let now_minute = now_unix() / 60;
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rows = Vec::with_capacity(m.len());
+        let mut rows = Vec::new();
         let mut closed = Vec::new();
-        for ((tenant, minute, dims), t) in m.iter() {
-            rows.push(UsageRow {
-                tenant: tenant.clone(),
-                minute: *minute,
-                node: self.node.clone(),
-                dims: dims.0.clone(),
-                counters: t
-                    .counters
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect(),
-                latency: t.latency.0.clone(),
-            });
-            // One minute of grace: a sample stamped just before a minute ended may land
-            // after the snapshot; it is written by the next flush.
-            if minute + 1 < now_minute {
-                closed.push((tenant.clone(), *minute, dims.clone()));
+        for (tenant, series) in m.iter() {
+            for ((minute, dims), t) in series {
+                rows.push(UsageRow {
+                    tenant: tenant.clone(),
+                    minute: *minute,
+                    node: self.node.clone(),
+                    dims: dims
+                        .0
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                    counters: t
+                        .counters
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                    latency: t.latency.0.clone(),
+                });
+                // One minute of grace: a sample stamped just before a minute ended may
+                // land after the snapshot; it is written by the next flush.
+                if minute + 1 < now_minute {
+                    closed.push((tenant.clone(), *minute, dims.clone()));
+                }
             }
         }
         (rows, closed)
@@ -150,14 +170,21 @@ impl Meter {
     /// Forgets series that were written and are closed.
     pub fn forget(&self, closed: Vec<(String, u64, Dims)>) {
         let mut m = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        for k in closed {
-            m.remove(&k);
+        for (tenant, minute, dims) in closed {
+            if let Some(series) = m.get_mut(&tenant) {
+                if series.remove(&(minute, dims)).is_some() {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                }
+                if series.is_empty() {
+                    m.remove(&tenant);
+                }
+            }
         }
     }
 
     /// Series held in memory.
     pub fn len(&self) -> usize {
-        self.series.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.count.load(Ordering::Relaxed) as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -172,7 +199,7 @@ mod tests {
     #[test]
     fn samples_add_up_per_series_and_stay_bounded() {
         let m = Meter::new("fra", 3);
-        let dims = |f: &str| Dims::default().with("function", f);
+        let dims = |f: &str| Dims::default().with("function", f.to_string());
         let s = Sample {
             wall: Duration::from_millis(20),
             memory_mb: 128,
