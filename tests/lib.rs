@@ -364,6 +364,20 @@ impl<'a> Api<'a> {
             .await;
         assert_eq!(r.status, 201, "create tenant: {}", r.text());
     }
+    /// A new API key of `tenant` with `role`: (the key, its prefix).
+    pub async fn create_key(&self, tenant: &str, role: &str) -> (String, String) {
+        let r = self
+            .http
+            .post_json(
+                &self.url(&format!("/api/v1/tenants/{tenant}/keys")),
+                serde_json::json!({"name": format!("{role}-key"), "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create key: {}", r.text());
+        let v = r.json();
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        (field("key"), field("prefix"))
+    }
     /// Deploy and return the response (status asserted by the caller).
     pub async fn deploy_raw(
         &self,

@@ -5,15 +5,7 @@ use helixflow_e2e::{Api, Http, Node, Resp};
 use serde_json::{Value, json};
 
 async fn key(api: &Api<'_>, tenant: &str, role: &str) -> String {
-    let r = api
-        .http
-        .post_json(
-            &api.url(&format!("/api/v1/tenants/{tenant}/keys")),
-            json!({"name": format!("{role}-key"), "role": role}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["key"].as_str().unwrap().to_string()
+    api.create_key(tenant, role).await.0
 }
 
 fn now() -> u64 {

@@ -28,15 +28,7 @@ async fn metric(node: &Node, name: &str, label: &str) -> f64 {
 }
 
 async fn tenant_key(api: &Api<'_>, tenant: &str, role: &str) -> String {
-    let r = api
-        .http
-        .post_json(
-            &api.url(&format!("/api/v1/tenants/{tenant}/keys")),
-            json!({"name": format!("{role}-key"), "role": role}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["key"].as_str().unwrap().to_string()
+    api.create_key(tenant, role).await.0
 }
 
 /// Item 4: a caller who may not invoke in a tenant never makes the node fetch an

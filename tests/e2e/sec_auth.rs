@@ -17,15 +17,7 @@ fn now() -> u64 {
 }
 
 async fn key(api: &Api<'_>, tenant: &str, role: &str) -> String {
-    let r = api
-        .http
-        .post_json(
-            &api.url(&format!("/api/v1/tenants/{tenant}/keys")),
-            json!({"name": format!("{role}-key"), "role": role}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["key"].as_str().unwrap().to_string()
+    api.create_key(tenant, role).await.0
 }
 
 /// A fresh random string (the secret a test hides, or a unique payload).

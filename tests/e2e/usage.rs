@@ -9,19 +9,7 @@ use std::time::Duration;
 const CONFIG: &str = "[usage]\nflush_interval_ms = 200\n";
 
 async fn key(api: &Api<'_>, tenant: &str, role: &str) -> (String, String) {
-    let r = api
-        .http
-        .post_json(
-            &api.url(&format!("/api/v1/tenants/{tenant}/keys")),
-            json!({"name": format!("{role}-key"), "role": role}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let v = r.json();
-    (
-        v["key"].as_str().unwrap().to_string(),
-        v["prefix"].as_str().unwrap().to_string(),
-    )
+    api.create_key(tenant, role).await
 }
 
 /// The series of `usage` whose group has these values.

@@ -47,10 +47,11 @@ pub async fn rows(
     from: u64,
     to: u64,
 ) -> Result<Vec<helixflow_store::usage::UsageRow>, crate::NodeError> {
-    let (mine, _) = node.meter.snapshot();
-    let mine: Vec<_> = mine
+    let mine: Vec<_> = node
+        .meter
+        .tenant_rows(tenant)
         .into_iter()
-        .filter(|r| r.tenant == tenant && (from..to).contains(&r.minute))
+        .filter(|r| (from..to).contains(&r.minute))
         .collect();
     let fresh: std::collections::HashSet<(u64, String)> =
         mine.iter().map(|r| (r.minute, r.dims_id())).collect();

@@ -167,6 +167,31 @@ impl Meter {
         (rows, closed)
     }
 
+    /// One tenant's series as rows (for answering a query; nothing is forgotten).
+    pub fn tenant_rows(&self, tenant: &str) -> Vec<UsageRow> {
+        let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(tenant)
+            .into_iter()
+            .flatten()
+            .map(|((minute, dims), t)| UsageRow {
+                tenant: tenant.to_string(),
+                minute: *minute,
+                node: self.node.clone(),
+                dims: dims
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                counters: t
+                    .counters
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                latency: t.latency.0.clone(),
+            })
+            .collect()
+    }
+
     /// Forgets series that were written and are closed.
     pub fn forget(&self, closed: Vec<(String, u64, Dims)>) {
         let mut m = self.series.lock().unwrap_or_else(|p| p.into_inner());
