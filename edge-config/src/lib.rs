@@ -85,7 +85,7 @@
 //! enabled = true                   # meter every invocation
 //! flush_interval_ms = 10000        # usage totals written to the store this often
 //! retention_days = 35              # usage records expire after this
-//! max_series = 100000              # in-memory series between flushes (then `overflow`)
+//! max_series = 10000               # in-memory series per tenant between flushes (then `overflow`)
 //!
 //! [[usage.prices]]                 # cost = usage x the entry in force (latest `from`)
 //! from = 0                         # Unix seconds
@@ -1105,8 +1105,8 @@ pub struct UsageSection {
     pub flush_interval_ms: u64,
     /// How long usage records are kept (they expire after it).
     pub retention_days: u32,
-    /// Most usage series (tenant x minute x dimensions) held in memory between flushes;
-    /// past it new series fold into one `overflow` series.
+    /// Most usage series (minute x dimensions) of one tenant held in memory between
+    /// flushes; past it the tenant's new series fold into one `overflow` series a minute.
     pub max_series: usize,
     /// The price table (`[[usage.prices]]`); a tenant's own table replaces it for that
     /// tenant. Cost is usage x the entry in force when it was used.
@@ -1135,7 +1135,7 @@ impl Default for UsageSection {
             enabled: true,
             flush_interval_ms: 10_000,
             retention_days: 35,
-            max_series: 100_000,
+            max_series: 10_000,
             prices: Vec::new(),
         }
     }

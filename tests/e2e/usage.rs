@@ -102,6 +102,27 @@ async fn invocations_are_metered_by_function_trigger_and_key_and_survive_kill9()
     assert_eq!(r.status, 200, "{}", r.text());
     check(&r.json(), "after kill -9 and a restart (the store)");
 
+    // The restarted node meters on without overwriting what its predecessor wrote for
+    // the same minute (each process writes its own rows), now and after its next flush.
+    let as_key = Http::with_token(Some(&invoker));
+    for _ in 0..2 {
+        assert_eq!(as_key.get(&api.url("/acme/hello/")).await.status, 200);
+    }
+    for when in ["right after", "after the next flush"] {
+        let v = api.http.get(&api.url(query)).await.json();
+        let k = format!("key:{prefix}");
+        let hello = series(
+            &v,
+            &[("function", "hello"), ("trigger", "http"), ("key", &k)],
+        )
+        .unwrap();
+        assert_eq!(
+            hello["total"]["requests"], 7,
+            "{when}: 5 before the restart + 2 after: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
     // Hourly points of the same data add up to the same totals.
     let r = api
         .http
@@ -115,7 +136,7 @@ async fn invocations_are_metered_by_function_trigger_and_key_and_survive_kill9()
         .iter()
         .map(|p| p["requests"].as_u64().unwrap())
         .sum();
-    assert_eq!(points, 5, "{v}");
+    assert_eq!(points, 7, "{v}");
     assert_eq!(v["step"], "1h");
 }
 

@@ -64,7 +64,7 @@ pub struct NodeSettings {
     pub usage_flush_interval: Duration,
     /// How long usage records are kept.
     pub usage_retention: Duration,
-    /// Most usage series (tenant x minute x dimensions) held in memory.
+    /// Most usage series (minute x dimensions) held in memory per tenant.
     pub usage_max_series: usize,
     /// The node's price table (a tenant's own replaces it).
     pub prices: Vec<helixflow_usage::Price>,
@@ -84,7 +84,7 @@ impl Default for NodeSettings {
             usage_enabled: true,
             usage_flush_interval: Duration::from_secs(10),
             usage_retention: Duration::from_secs(35 * 86_400),
-            usage_max_series: 100_000,
+            usage_max_series: 10_000,
             prices: Vec::new(),
         }
     }
@@ -131,7 +131,14 @@ impl Node {
             metrics: metrics::Metrics::new(&settings.node_id).with_egress(runtime.egress_stats()),
             logs: logs::LogBook::new(settings.log_records_per_function),
             resolver: resolve::Resolver::new(settings.resolve_cache_ttl),
-            meter: helixflow_usage::Meter::new(&settings.node_id, settings.usage_max_series),
+            meter: helixflow_usage::Meter::new(
+                &format!(
+                    "{}~{}",
+                    settings.node_id,
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ),
+                settings.usage_max_series,
+            ),
             runtime,
             registry,
             artifacts,

@@ -38,15 +38,22 @@ pub fn start(node: &Arc<Node>) {
     });
 }
 
-/// Usage rows of `tenant` in `[from, to)` (Unix minutes): what the store holds from every
-/// node, with this node's own series taken from memory (fresher than its last flush,
-/// and never counted twice).
+/// Usage rows of `tenant` in `[from, to)` (Unix minutes, clamped to the retention): what
+/// the store holds from every node process, with this process's own series taken from
+/// memory (fresher than its last flush, and never counted twice).
 pub async fn rows(
     node: &Node,
     tenant: &str,
     from: u64,
     to: u64,
 ) -> Result<Vec<helixflow_store::usage::UsageRow>, crate::NodeError> {
+    // Nothing older than the retention exists: never read partitions for it.
+    let oldest =
+        helixflow_store::now_unix().saturating_sub(node.settings.usage_retention.as_secs()) / 60;
+    let from = from.max(oldest);
+    if from >= to {
+        return Ok(Vec::new());
+    }
     let mine: Vec<_> = node
         .meter
         .tenant_rows(tenant)
@@ -60,7 +67,7 @@ pub async fn rows(
         .usage(tenant, from, to)
         .await?
         .into_iter()
-        .filter(|r| r.node != node.settings.node_id || !fresh.contains(&(r.minute, r.dims_id())))
+        .filter(|r| r.node != node.meter.writer() || !fresh.contains(&(r.minute, r.dims_id())))
         .collect();
     out.extend(mine);
     Ok(out)
@@ -106,6 +113,9 @@ pub async fn set_prices(
     Ok(())
 }
 
+/// Most dashboards one tenant keeps.
+pub const MAX_DASHBOARDS: usize = 100;
+
 fn dashboard_not_found(id: &str) -> crate::NodeError {
     crate::NodeError::not_found(format!("no dashboard {id:?} in this tenant"))
 }
@@ -122,6 +132,13 @@ pub async fn create_dashboard(
 ) -> Result<serde_json::Value, crate::NodeError> {
     spec.validate()
         .map_err(|e| crate::NodeError::invalid(e.code, e.message))?;
+    if node.registry.dashboards(tenant).await?.len() >= MAX_DASHBOARDS {
+        return Err(crate::NodeError::new(
+            crate::ErrorKind::Conflict,
+            "too_many_dashboards",
+            format!("a tenant keeps at most {MAX_DASHBOARDS} dashboards: delete one first"),
+        ));
+    }
     let id = uuid::Uuid::now_v7().simple().to_string();
     let mut def = match serde_json::to_value(&spec) {
         Ok(serde_json::Value::Object(m)) => m,

@@ -48,20 +48,30 @@ impl Totals {
 /// A series of one tenant: (minute, dimensions).
 type Series = (u64, Dims);
 
-/// Per-minute usage totals of one node, waiting to be flushed.
+/// Per-minute usage totals of one node process, waiting to be flushed.
 ///
-/// Invariant: bounded. Past `max_series` distinct (tenant, minute, dimensions) keys, new
-/// keys are folded into one `overflow` series per tenant and minute (counted in
-/// [`Meter::overflowed`]), so no request can grow it without bound.
+/// Invariant: bounded per tenant. Past `max_series` series of one tenant, its new
+/// series fold into one `overflow` series per minute (keeping the `model` dimension, so
+/// model prices still apply), counted in [`Meter::overflowed`]; past
+/// `max_series + OVERFLOW_HEADROOM` (a long store outage: nothing can be forgotten)
+/// samples are dropped and counted in [`Meter::dropped`]. Tenants are real tenants (an
+/// invocation needs one), so the whole meter is bounded too.
 pub struct Meter {
-    node: String,
+    /// Who writes these totals: the node id plus a per-process suffix, so a restarted
+    /// node (or two nodes given the same id) never overwrites totals written before.
+    writer: String,
     max_series: usize,
     /// Tenant -> its series (looked up by `&str`: no allocation for a known tenant).
     series: Mutex<HashMap<String, HashMap<Series, Totals>>>,
-    /// Series held, across tenants (the cap's count).
+    /// Series held, across tenants.
     count: AtomicU64,
     overflowed: AtomicU64,
+    dropped: AtomicU64,
 }
+
+/// Overflow series a tenant may add past its cap (one per minute while nothing can be
+/// flushed) before samples are dropped.
+const OVERFLOW_HEADROOM: usize = 240;
 
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -71,19 +81,31 @@ fn now_unix() -> u64 {
 }
 
 impl Meter {
-    pub fn new(node: &str, max_series: usize) -> Self {
+    /// `writer`: unique per process (e.g. `{node id}~{random}`).
+    pub fn new(writer: &str, max_series: usize) -> Self {
         Meter {
-            node: node.to_string(),
+            writer: writer.to_string(),
             max_series: max_series.max(1),
             series: Mutex::default(),
             count: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
     /// Samples folded into an overflow series since start.
     pub fn overflowed(&self) -> u64 {
         self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Samples dropped since start (a tenant past its cap and headroom).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Who writes this meter's totals (the `node` of its rows).
+    pub fn writer(&self) -> &str {
+        &self.writer
     }
 
     fn with_totals(&self, tenant: &str, dims: Dims, f: impl FnOnce(&mut Totals)) {
@@ -95,11 +117,19 @@ impl Meter {
         };
         let mut key = (minute, dims);
         if !mine.contains_key(&key) {
-            if self.count.load(Ordering::Relaxed) as usize >= self.max_series {
+            if mine.len() >= self.max_series {
                 self.overflowed.fetch_add(1, Ordering::Relaxed);
-                key.1 = Dims::default().with("overflow", "true");
+                let mut overflow = Dims::default().with("overflow", "true");
+                if let Some(model) = key.1.0.get("model") {
+                    overflow = overflow.with("model", model.clone());
+                }
+                key.1 = overflow;
             }
             if !mine.contains_key(&key) {
+                if mine.len() >= self.max_series + OVERFLOW_HEADROOM {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 self.count.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -144,7 +174,7 @@ impl Meter {
                 rows.push(UsageRow {
                     tenant: tenant.clone(),
                     minute: *minute,
-                    node: self.node.clone(),
+                    node: self.writer.clone(),
                     dims: dims
                         .0
                         .iter()
@@ -176,7 +206,7 @@ impl Meter {
             .map(|((minute, dims), t)| UsageRow {
                 tenant: tenant.to_string(),
                 minute: *minute,
-                node: self.node.clone(),
+                node: self.writer.clone(),
                 dims: dims
                     .0
                     .iter()
@@ -249,6 +279,7 @@ mod tests {
             m.invocation("acme", dims(&format!("bogus{i}")), &s);
         }
         assert!(m.len() <= 4, "3 series + one overflow series: {}", m.len());
+        assert_eq!(m.dropped(), 0);
         assert!(m.overflowed() >= 99);
         let (rows, _) = m.snapshot();
         let a = rows
@@ -260,6 +291,12 @@ mod tests {
         assert_eq!(a.counters["mb_ms"], 4 * 128 * 20);
         assert_eq!(a.counters["bytes_in"], 40);
         assert_eq!(a.node, "fra");
+        // Another tenant is not affected by acme's overflow.
+        m.invocation("globex", dims("g"), &s);
+        let (rows, _) = m.snapshot();
+        assert!(rows.iter().any(
+            |r| r.tenant == "globex" && r.dims.get("function").map(String::as_str) == Some("g")
+        ));
         let b = rows
             .iter()
             .find(|r| r.dims.get("function").map(String::as_str) == Some("b"))

@@ -1,9 +1,11 @@
 //! Prices and cost: what a unit of usage costs, and from when.
 //!
 //! A price table is a list of [`Price`]s, each in force from its `from` time until a
-//! later entry for the same model (or for every model) takes over, so a price change
-//! never rewrites the cost of usage recorded before it. A tenant's own table, when it
-//! has one, replaces the node's for that tenant.
+//! later entry of the same kind takes over, so a price change never rewrites the cost of
+//! usage recorded before it. Entries without a `model` price everything; an entry with a
+//! `model` prices that model's tokens and images (requests and GB-seconds stay priced by
+//! the generic entry in force). A tenant's own table, when it has one, replaces the
+//! node's for that tenant.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,15 +52,25 @@ impl Price {
         Ok(())
     }
 
-    /// The cost of `counters` (a usage row's totals) at this price.
-    pub fn cost(&self, counters: &BTreeMap<String, u64>) -> f64 {
+    /// The cost of the tokens and images in `counters` (a usage row's totals).
+    pub fn model_cost(&self, counters: &BTreeMap<String, u64>) -> f64 {
         let c = |k: &str| counters.get(k).copied().unwrap_or(0) as f64;
         c("prompt_tokens") * self.per_1m_prompt_tokens / 1e6
             + c("completion_tokens") * self.per_1m_completion_tokens / 1e6
             + c("embedding_tokens") * self.per_1m_embedding_tokens / 1e6
-            + c("mb_ms") / 1024.0 / 1000.0 * self.per_gb_second
-            + c("requests") * self.per_1m_requests / 1e6
             + c("images") * self.per_image
+    }
+
+    /// The cost of the requests and GB-seconds in `counters`.
+    pub fn compute_cost(&self, counters: &BTreeMap<String, u64>) -> f64 {
+        let c = |k: &str| counters.get(k).copied().unwrap_or(0) as f64;
+        c("mb_ms") / 1024.0 / 1000.0 * self.per_gb_second
+            + c("requests") * self.per_1m_requests / 1e6
+    }
+
+    /// Everything in `counters` at this one price.
+    pub fn cost(&self, counters: &BTreeMap<String, u64>) -> f64 {
+        self.model_cost(counters) + self.compute_cost(counters)
     }
 }
 
@@ -75,21 +87,29 @@ impl PriceBook {
         }
     }
 
-    /// The entry in force at `unix` for usage of `model`: the latest one (by `from`, not
-    /// after `unix`) naming that model, else the latest naming no model.
+    /// The latest entry in force at `unix` naming `model` (`None`: naming no model).
+    fn latest(&self, unix: u64, model: Option<&str>) -> Option<&Price> {
+        self.0
+            .iter()
+            .filter(|p| p.from <= unix && p.model.as_deref() == model)
+            .max_by_key(|p| p.from)
+    }
+
+    /// The entry pricing `model`'s tokens at `unix`: the model's own, else the generic one.
     pub fn at(&self, unix: u64, model: Option<&str>) -> Option<&Price> {
-        let latest = |specific: bool| {
-            self.0
-                .iter()
-                .filter(|p| p.from <= unix)
-                .filter(|p| match (&p.model, model) {
-                    (Some(pm), Some(m)) => specific && pm == m,
-                    (None, _) => !specific,
-                    (Some(_), None) => false,
-                })
-                .max_by_key(|p| p.from)
-        };
-        latest(true).or_else(|| latest(false))
+        model
+            .and_then(|m| self.latest(unix, Some(m)))
+            .or_else(|| self.latest(unix, None))
+    }
+
+    /// The cost of a usage row's `counters` at `unix` for `model`: tokens and images at
+    /// the model's entry (else the generic one), requests and GB-seconds at the generic.
+    pub fn cost(&self, unix: u64, model: Option<&str>, counters: &BTreeMap<String, u64>) -> f64 {
+        let tokens = self.at(unix, model).map_or(0.0, |p| p.model_cost(counters));
+        let compute = self
+            .latest(unix, None)
+            .map_or(0.0, |p| p.compute_cost(counters));
+        tokens + compute
     }
 }
 

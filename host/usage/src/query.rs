@@ -164,11 +164,13 @@ impl Query {
                 .iter()
                 .map(|d| r.dims.get(d).cloned().unwrap_or_default())
                 .collect();
-            let bucket = self.from + (r.minute - self.from) / self.step * self.step;
-            let cost = prices
-                .at(r.minute * 60, r.dims.get("model").map(String::as_str))
-                .map(|p| p.cost(&r.counters))
-                .unwrap_or(0.0);
+            // Points start on whole steps (hours, UTC days), whatever `from` is.
+            let bucket = r.minute / self.step * self.step;
+            let cost = prices.cost(
+                r.minute * 60,
+                r.dims.get("model").map(String::as_str),
+                &r.counters,
+            );
             for acc in [
                 groups
                     .entry(group.clone())
