@@ -441,13 +441,17 @@ async fn chat_tokens_are_counted_by_the_host_and_metered_per_model() {
     let api = Api::new(&node);
     let v = complete(&api, INT8, "What is the capital of France?", 8).await;
     let reported = &v["usage"];
-    let u = api
-        .http
-        .get(&api.url(
-            "/api/v1/tenants/demo/usage?group_by=model,trigger&metrics=requests,prompt_tokens,completion_tokens",
-        ))
-        .await
-        .json();
+    // The invocation is recorded when the guest is done, possibly just after the client
+    // has its answer: ask until it is there (5 s at most).
+    let query = "/api/v1/tenants/demo/usage?group_by=model,trigger&metrics=requests,prompt_tokens,completion_tokens";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let u = loop {
+        let u = api.http.get(&api.url(query)).await.json();
+        if u["series"].as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            break u;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     println!("function reported {reported}; metered {u}");
     let s = u["series"]
         .as_array()

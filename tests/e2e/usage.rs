@@ -20,6 +20,28 @@ fn series<'a>(usage: &'a Value, group: &[(&str, &str)]) -> Option<&'a Value> {
         .find(|s| group.iter().all(|(k, v)| s["group"][*k] == *v))
 }
 
+/// The usage at `query` once its series count `total` requests (or after 5 s, as it is).
+async fn settled(api: &Api<'_>, query: &str, total: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = api.http.get(&api.url(query)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let n: u64 = v["series"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["total"]["requests"].as_u64())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if n >= total || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn invocations_are_metered_by_function_trigger_and_key_and_survive_kill9() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,9 +111,10 @@ async fn invocations_are_metered_by_function_trigger_and_key_and_survive_kill9()
             .sum();
         assert_eq!(all, 10, "{when}: every invocation once, nothing else");
     };
-    let r = api.http.get(&api.url(query)).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    check(&r.json(), "live (this node's memory)");
+    // An HTTP invocation is recorded when its guest is done, which can be just after the
+    // client has its response: wait (briefly) for all ten.
+    let v = settled(&api, query, 10).await;
+    check(&v, "live (this node's memory)");
 
     // Past a flush interval the totals are in the store: kill -9 loses none of them.
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -109,7 +132,7 @@ async fn invocations_are_metered_by_function_trigger_and_key_and_survive_kill9()
         assert_eq!(as_key.get(&api.url("/acme/hello/")).await.status, 200);
     }
     for when in ["right after", "after the next flush"] {
-        let v = api.http.get(&api.url(query)).await.json();
+        let v = settled(&api, query, 12).await;
         let k = format!("key:{prefix}");
         let hello = series(
             &v,
@@ -208,7 +231,7 @@ async fn cost_is_usage_at_the_price_in_force_and_tenants_can_have_their_own_pric
     };
     let usage =
         "/api/v1/tenants/acme/usage?group_by=function&metrics=requests,cost,cost_per_1k_tokens";
-    let v = api.http.get(&api.url(usage)).await.json();
+    let v = settled(&api, usage, 4).await;
     println!("node prices: {v}");
     assert!((cost(&v) - 4.0).abs() < 1e-9, "{v}");
     assert_eq!(
@@ -278,6 +301,7 @@ async fn dashboards_store_the_analytics_call_and_answer_its_series() {
     for _ in 0..3 {
         assert_eq!(api.http.get(&api.url("/acme/hello/")).await.status, 200);
     }
+    settled(&api, "/api/v1/tenants/acme/usage", 3).await;
     let (viewer, _) = key(&api, "acme", "viewer").await;
     let (developer, _) = key(&api, "acme", "developer").await;
     let (stranger, _) = key(&api, "globex", "admin").await;
