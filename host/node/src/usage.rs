@@ -38,7 +38,7 @@ pub fn start(node: &Arc<Node>) {
     });
 }
 
-/// Usage rows of `tenant` in `[from, to)` (Unix minutes, clamped to the retention): what
+/// Usage rows of `tenant` in `[from, to)` (Unix minutes, clamped to the retention and to now): what
 /// the store holds from every node process, with this process's own series taken from
 /// memory (fresher than its last flush, and never counted twice).
 pub async fn rows(
@@ -51,6 +51,8 @@ pub async fn rows(
     let oldest =
         helixflow_store::now_unix().saturating_sub(node.settings.usage_retention.as_secs()) / 60;
     let from = from.max(oldest);
+    // Nor any in the future.
+    let to = to.min(helixflow_store::now_unix() / 60 + 2);
     if from >= to {
         return Ok(Vec::new());
     }

@@ -171,22 +171,7 @@ impl Meter {
         let mut closed = Vec::new();
         for (tenant, series) in m.iter() {
             for ((minute, dims), t) in series {
-                rows.push(UsageRow {
-                    tenant: tenant.clone(),
-                    minute: *minute,
-                    node: self.writer.clone(),
-                    dims: dims
-                        .0
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.clone()))
-                        .collect(),
-                    counters: t
-                        .counters
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), *v))
-                        .collect(),
-                    latency: t.latency.0.clone(),
-                });
+                rows.push(self.row(tenant, *minute, dims, t));
                 // One minute of grace: a sample stamped just before a minute ended may
                 // land after the snapshot; it is written by the next flush.
                 if minute + 1 < now_minute {
@@ -197,28 +182,32 @@ impl Meter {
         (rows, closed)
     }
 
+    fn row(&self, tenant: &str, minute: u64, dims: &Dims, t: &Totals) -> UsageRow {
+        UsageRow {
+            tenant: tenant.to_string(),
+            minute,
+            node: self.writer.clone(),
+            dims: dims
+                .0
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            counters: t
+                .counters
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            latency: t.latency.0.clone(),
+        }
+    }
+
     /// One tenant's series as rows (for answering a query; nothing is forgotten).
     pub fn tenant_rows(&self, tenant: &str) -> Vec<UsageRow> {
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
         m.get(tenant)
             .into_iter()
             .flatten()
-            .map(|((minute, dims), t)| UsageRow {
-                tenant: tenant.to_string(),
-                minute: *minute,
-                node: self.writer.clone(),
-                dims: dims
-                    .0
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
-                counters: t
-                    .counters
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect(),
-                latency: t.latency.0.clone(),
-            })
+            .map(|((minute, dims), t)| self.row(tenant, *minute, dims, t))
             .collect()
     }
 
