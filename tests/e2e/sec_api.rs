@@ -364,7 +364,10 @@ async fn normal_client(node: &Node, n: usize, gap: Duration) -> Vec<Duration> {
 
 /// Item 6: 2,000 trickling connections from one address neither hold the node nor slow
 /// a normal client: past the per-IP cap they are closed at once, the rest when the
-/// header-read timeout passes; oversized request heads are refused.
+/// header-read timeout passes; oversized request heads are refused. The timeout (5 s)
+/// is set well above the time 2,000 connects take on a loaded CI machine: were it shorter,
+/// the first connections could time out and free slots before the last attackers arrive,
+/// and fewer than 500 would meet the cap.
 #[tokio::test(flavor = "multi_thread")]
 async fn sec_api_slowloris_does_not_stop_normal_clients() {
     let nofile = raise_nofile();
@@ -376,7 +379,7 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
     let node = Node::start(
         dir.path(),
         Some(
-            "[http]\nheader_read_timeout_ms = 2000\nmax_connections_per_ip = 1500\nmax_header_kb = 16\n",
+            "[http]\nheader_read_timeout_ms = 5000\nmax_connections_per_ip = 1500\nmax_header_kb = 16\n",
         ),
     );
     let addr: std::net::SocketAddr = node.url.trim_start_matches("http://").parse().unwrap();
@@ -388,7 +391,7 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let t = Instant::now();
         let mut buf = [0u8; 64];
-        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        let r = tokio::time::timeout(Duration::from_secs(12), s.read(&mut buf)).await;
         (
             t.elapsed(),
             r.map(|r| r.map(|n| n == 0).unwrap_or(true))
@@ -400,8 +403,8 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
         .map(|_| tokio::spawn(slowloris(addr, stop.clone())))
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // Over 5 s: the attack's reconnection waves (every 2 s) included.
-    let during = normal_client(&node, 100, Duration::from_millis(50)).await;
+    // Over 8 s: the attack's first reconnection wave (after the 5 s timeout) included.
+    let during = normal_client(&node, 100, Duration::from_millis(80)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut firsts = Vec::new();
     for a in attackers {
@@ -427,14 +430,14 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
         .iter()
         .filter(|t| {
             t.closed_after
-                .is_some_and(|d| d < Duration::from_millis(1000))
+                .is_some_and(|d| d < Duration::from_millis(2500))
         })
         .count();
     let timed_out = firsts
         .iter()
         .filter(|t| {
             t.closed_after.is_some_and(|d| {
-                d >= Duration::from_millis(1500) && d < Duration::from_millis(4500)
+                d >= Duration::from_millis(4000) && d < Duration::from_millis(8000)
             })
         })
         .count();
@@ -454,7 +457,7 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
     let (silent_for, silent_closed) = silent.await.unwrap();
     println!("a silent connection was closed after {silent_for:?}");
     assert!(
-        silent_closed && silent_for < Duration::from_secs(5),
+        silent_closed && silent_for < Duration::from_secs(8),
         "a silent connection stayed open {silent_for:?}"
     );
     let refused = metric(&node, "helixflow_connections_refused_total", "per_ip_limit").await;
