@@ -180,6 +180,27 @@ ensure_dynamodb_local() {
     fi
 }
 
+# Prometheus and promtool from Debian's `prometheus` package. The tests run the binary
+# themselves (loopback, a temp config and storage path); the package's own service is
+# not needed, so it is stopped and disabled where a service manager started it.
+ensure_prometheus() {
+    if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+        log "installing Prometheus (Debian package prometheus)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+        if [ -d /run/systemd/system ]; then
+            $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+        elif [ -x /etc/init.d/prometheus ]; then
+            $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        fi
+    fi
+    HELIXFLOW_PROMETHEUS="$(command -v prometheus)"
+    HELIXFLOW_PROMTOOL="$(command -v promtool)"
+    export HELIXFLOW_PROMETHEUS HELIXFLOW_PROMTOOL
+}
+
 # start_dynamodb_local PORT LOGFILE: in-memory DynamoDB Local on 127.0.0.1:PORT; prints the pid.
 start_dynamodb_local() {
     local port="$1" logfile="$2"

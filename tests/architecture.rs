@@ -47,6 +47,7 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
 /// before it in this list (no arrow runs back up).
 const LAYERS: &[(&str, &str)] = &[
     ("edge-config", "helixflow-edge-config"),
+    ("host/telemetry", "helixflow-telemetry"),
     ("host/disk-cache", "helixflow-disk-cache"),
     ("host/auth", "helixflow-auth"),
     ("host/store", "helixflow-store"),

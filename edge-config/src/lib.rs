@@ -86,12 +86,35 @@
 //! flush_interval_ms = 10000        # usage totals written to the store this often
 //! retention_days = 35              # usage records expire after this
 //! max_series = 10000               # in-memory series per tenant between flushes (then `overflow`)
+//! budget_refresh_ms = 2000         # an invoked tenant's spend and other nodes' use re-read this often
+//! rollup_interval_ms = 60000       # complete hours are rolled up this often (by one node of the fleet)
+//! rollup_retention_days = 400      # hourly roll-ups expire after this
 //!
 //! [[usage.prices]]                 # cost = usage x the entry in force (latest `from`)
-//! from = 0                         # Unix seconds
+//! from = 0                         # Unix seconds, a whole hour
 //! per_1m_requests = 0.20
 //! per_gb_second = 0.0000166667
 //! per_1m_embedding_tokens = 0.02
+//!
+//! [alerts]
+//! enabled = true                   # evaluate alert rules (one node of the fleet at a time, by lease)
+//! evaluation_interval_ms = 30000   # rules are judged this often
+//! webhook_timeout_ms = 10000       # each webhook attempt's limit
+//! webhook_max_attempts = 4         # attempts per notification (exponential backoff between)
+//! webhook_retry_initial_ms = 1000  # first backoff; doubles, at most 60 s
+//!
+//! [metrics]
+//! max_tenant_labels = 50           # tenants with their own `tenant` label in /metrics; later ones are "other"
+//!
+//! [telemetry]
+//! # otlp_endpoint = "http://127.0.0.1:4318"   (OTLP/HTTP collector; default "": no span export,
+//! #                                              W3C traceparent is still accepted and passed on)
+//! service_name = "helixflow"       # service.name of the exported spans
+//! sample_ratio = 1.0               # share of new traces sampled; a caller's sampled flag wins
+//! export_queue_size = 2048         # finished spans waiting for export (then dropped, never waited on)
+//! export_batch_size = 512          # spans per export request
+//! export_interval_ms = 5000        # queued spans are sent this often (sooner when a batch is full)
+//! export_timeout_ms = 10000        # one export request, retries included
 //!
 //! [limits]
 //! default_memory_mb = 128
@@ -105,7 +128,7 @@
 //!
 //! Environment overrides (what operators expect): `HELIXFLOW_NODE_ID`,
 //! `HELIXFLOW_LISTEN`, `HELIXFLOW_DATA_DIR`, `HELIXFLOW_METADATA_URL`,
-//! `HELIXFLOW_ARTIFACTS_URL`.
+//! `HELIXFLOW_ARTIFACTS_URL`, `HELIXFLOW_OTLP_ENDPOINT`.
 //!
 //! Keys whose value is one of a few words parse into enums ([`AuthMode`],
 //! [`ExecutionProvider`], [`FallbackPolicy`]); another word is an error that names the
@@ -336,6 +359,9 @@ pub struct NodeConfig {
     pub sandbox: SandboxSection,
     pub http: HttpSection,
     pub usage: UsageSection,
+    pub telemetry: TelemetrySection,
+    pub alerts: AlertsSection,
+    pub metrics: MetricsSection,
 }
 
 /// `[node]`: who this node is and whom it serves.
@@ -1108,6 +1134,16 @@ pub struct UsageSection {
     /// Most usage series (minute x dimensions) of one tenant held in memory between
     /// flushes; past it the tenant's new series fold into one `overflow` series a minute.
     pub max_series: usize,
+    /// How often the spend of a tenant with a budget (and the requests and tokens other
+    /// nodes used against its rate limits) is re-read while it is invoked: with the
+    /// flush interval, how late a node learns of the rest of the fleet's use.
+    pub budget_refresh_ms: u64,
+    /// How often complete hours of usage are summed into hourly roll-ups (by the node
+    /// holding the fleet lease `usage-rollup`); queries with a step of an hour or more
+    /// read them instead of minutes.
+    pub rollup_interval_ms: u64,
+    /// How long hourly roll-ups are kept (minute rows: `retention_days`).
+    pub rollup_retention_days: u32,
     /// The price table (`[[usage.prices]]`); a tenant's own table replaces it for that
     /// tenant. Cost is usage x the entry in force when it was used.
     pub prices: Vec<PriceEntry>,
@@ -1136,6 +1172,9 @@ impl Default for UsageSection {
             flush_interval_ms: 10_000,
             retention_days: 35,
             max_series: 10_000,
+            budget_refresh_ms: 2_000,
+            rollup_interval_ms: 60_000,
+            rollup_retention_days: 400,
             prices: Vec::new(),
         }
     }
@@ -1151,6 +1190,26 @@ impl UsageSection {
                 "use 100..=3600000 (default 10000)",
             ));
         }
+        if !(100..=600_000).contains(&self.budget_refresh_ms) {
+            return Err(invalid(
+                file,
+                "usage.budget_refresh_ms",
+                format!("{} is out of range", self.budget_refresh_ms),
+                "use 100..=600000 (default 2000)",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.rollup_interval_ms) || self.rollup_retention_days == 0
+        {
+            return Err(invalid(
+                file,
+                "usage.rollup_interval_ms",
+                format!(
+                    "rollup_interval_ms {} / rollup_retention_days {} out of range",
+                    self.rollup_interval_ms, self.rollup_retention_days
+                ),
+                "rollup_interval_ms 100..=3600000 (default 60000), rollup_retention_days at least 1 (default 400)",
+            ));
+        }
         for p in &self.prices {
             let rates = [
                 p.per_1m_prompt_tokens,
@@ -1160,6 +1219,14 @@ impl UsageSection {
                 p.per_1m_requests,
                 p.per_image,
             ];
+            if !p.from.is_multiple_of(3600) {
+                return Err(invalid(
+                    file,
+                    "usage.prices",
+                    format!("from = {} is not a whole hour", p.from),
+                    "prices change on whole hours (Unix seconds divisible by 3600)",
+                ));
+            }
             if rates.iter().any(|r| !r.is_finite() || *r < 0.0) {
                 return Err(invalid(
                     file,
@@ -1176,6 +1243,220 @@ impl UsageSection {
                 "retention_days and max_series must be positive".into(),
                 "e.g. retention_days = 35",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// `[metrics]`: the Prometheus series of `GET /metrics`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// How many tenants get a `tenant` label of their own (the first this process
+    /// records); every later tenant, and its functions and models, is labelled `other`,
+    /// so the node's series stay bounded however many tenants it serves (default 50;
+    /// 0: every tenant is `other`).
+    pub max_tenant_labels: usize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            max_tenant_labels: 50,
+        }
+    }
+}
+
+impl MetricsSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if self.max_tenant_labels > 10_000 {
+            return Err(invalid(
+                file,
+                "metrics.max_tenant_labels",
+                format!("{} is too many", self.max_tenant_labels),
+                "use 0..=10000 (default 50): each labelled tenant adds series to every scrape",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[alerts]`: evaluation of tenants' alert rules (one node of the fleet at a time,
+/// by a lease in the metadata store) and delivery of their notifications.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Take part in alert evaluation (default on; the fleet's lease holder evaluates).
+    pub enabled: bool,
+    /// How often the rules are evaluated.
+    pub evaluation_interval_ms: u64,
+    /// Each webhook delivery attempt's limit (connect, TLS, answer).
+    pub webhook_timeout_ms: u64,
+    /// Attempts per webhook notification, the first included.
+    pub webhook_max_attempts: u32,
+    /// Wait after the first failed attempt; doubles after each (at most 60 s).
+    pub webhook_retry_initial_ms: u64,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection {
+            enabled: true,
+            evaluation_interval_ms: 30_000,
+            webhook_timeout_ms: 10_000,
+            webhook_max_attempts: 4,
+            webhook_retry_initial_ms: 1_000,
+        }
+    }
+}
+
+impl AlertsSection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        for (key, value, range, hint) in [
+            (
+                "alerts.evaluation_interval_ms",
+                self.evaluation_interval_ms,
+                100..=3_600_000,
+                "use 100..=3600000 (default 30000)",
+            ),
+            (
+                "alerts.webhook_timeout_ms",
+                self.webhook_timeout_ms,
+                100..=60_000,
+                "use 100..=60000 (default 10000)",
+            ),
+            (
+                "alerts.webhook_retry_initial_ms",
+                self.webhook_retry_initial_ms,
+                10..=60_000,
+                "use 10..=60000 (default 1000)",
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(file, key, format!("{value} is out of range"), hint));
+            }
+        }
+        if !(1..=10).contains(&self.webhook_max_attempts) {
+            return Err(invalid(
+                file,
+                "alerts.webhook_max_attempts",
+                format!("{} is out of range", self.webhook_max_attempts),
+                "use 1..=10 (default 4)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[telemetry]`: distributed tracing. A W3C `traceparent` is always accepted and passed
+/// on (into the function's request and onto its outbound requests); the spans (request
+/// -> invocation -> wasi:nn compute / helixflow:llm steps) are exported over OTLP/HTTP
+/// (protobuf) when `otlp_endpoint` is set, in batches from a background thread (a
+/// collector that is down costs a warning, never a request's time).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// OTLP/HTTP collector, e.g. `http://127.0.0.1:4318` (`/v1/traces` is appended
+    /// unless the path already ends with it). Empty (default): no span export.
+    /// `OTEL_EXPORTER_OTLP_HEADERS` adds headers (e.g. a collector's API key).
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans (default `helixflow`).
+    pub service_name: String,
+    /// Share of new traces sampled, 0.0..=1.0 (default 1.0); an incoming
+    /// `traceparent`'s sampled flag decides for its trace.
+    pub sample_ratio: f64,
+    /// Finished spans waiting for export (default 2048); past it new spans are dropped.
+    pub export_queue_size: usize,
+    /// Spans per export request (default 512; at most `export_queue_size`).
+    pub export_batch_size: usize,
+    /// How often queued spans are sent (default 5000; sooner when a batch is full).
+    pub export_interval_ms: u64,
+    /// One export request, connect to answer, retries included (default 10000); also
+    /// the most that flushing at shutdown waits.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            otlp_endpoint: String::new(),
+            service_name: "helixflow".into(),
+            sample_ratio: 1.0,
+            export_queue_size: 2048,
+            export_batch_size: 512,
+            export_interval_ms: 5000,
+            export_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl TelemetrySection {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let e = &self.otlp_endpoint;
+        let host = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("");
+        if !e.is_empty()
+            && (host.is_empty() || host.contains('@') || e.chars().any(|c| c.is_whitespace()))
+        {
+            return Err(invalid(
+                file,
+                "telemetry.otlp_endpoint",
+                format!("{e:?} is not an http:// or https:// URL"),
+                "e.g. otlp_endpoint = \"http://127.0.0.1:4318\" (an OTLP/HTTP collector); \"\" turns export off",
+            ));
+        }
+        if self.service_name.is_empty()
+            || self.service_name.len() > 255
+            || self.service_name.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                file,
+                "telemetry.service_name",
+                format!("{:?} is not a service name", self.service_name),
+                "use 1-255 printable characters (default \"helixflow\")",
+            ));
+        }
+        if !(self.sample_ratio.is_finite() && (0.0..=1.0).contains(&self.sample_ratio)) {
+            return Err(invalid(
+                file,
+                "telemetry.sample_ratio",
+                format!("{} is out of range", self.sample_ratio),
+                "use 0.0..=1.0 (default 1.0: every new trace)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.export_queue_size)
+            || !(1..=self.export_queue_size).contains(&self.export_batch_size)
+        {
+            return Err(invalid(
+                file,
+                "telemetry.export_batch_size",
+                format!(
+                    "export_batch_size {} / export_queue_size {} are out of range",
+                    self.export_batch_size, self.export_queue_size
+                ),
+                "use 1 <= export_batch_size <= export_queue_size <= 1000000 (defaults 512 and 2048)",
+            ));
+        }
+        for (key, value, range, hint) in [
+            (
+                "telemetry.export_interval_ms",
+                self.export_interval_ms,
+                10..=600_000,
+                "use 10..=600000 (default 5000)",
+            ),
+            (
+                "telemetry.export_timeout_ms",
+                self.export_timeout_ms,
+                100..=120_000,
+                "use 100..=120000 (default 10000)",
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(file, key, format!("{value} is out of range"), hint));
+            }
         }
         Ok(())
     }
@@ -1267,6 +1548,9 @@ impl NodeConfig {
         if let Some(v) = get("HELIXFLOW_ARTIFACTS_URL") {
             self.state.artifacts = Some(v);
         }
+        if let Some(v) = get("HELIXFLOW_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = v;
+        }
         self.validate("environment")
     }
 
@@ -1284,6 +1568,9 @@ impl NodeConfig {
         self.sandbox.validate(file)?;
         self.http.validate(file)?;
         self.usage.validate(file)?;
+        self.telemetry.validate(file)?;
+        self.alerts.validate(file)?;
+        self.metrics.validate(file)?;
         Ok(())
     }
 
@@ -1407,6 +1694,22 @@ mod tests {
             ),
             ("[state]\nmetadata = \"postgres://x\"", "state.metadata"),
             ("[state]\nmetadata = \"dynamodb://a b\"", "state.metadata"),
+            (
+                "[metrics]\nmax_tenant_labels = 20000",
+                "metrics.max_tenant_labels",
+            ),
+            (
+                "[alerts]\nevaluation_interval_ms = 5",
+                "alerts.evaluation_interval_ms",
+            ),
+            (
+                "[alerts]\nwebhook_max_attempts = 0",
+                "alerts.webhook_max_attempts",
+            ),
+            (
+                "[alerts]\nwebhook_timeout_ms = 600000",
+                "alerts.webhook_timeout_ms",
+            ),
         ] {
             let s = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
             assert!(s.contains(field), "{text:?} -> {s}");
@@ -1426,6 +1729,55 @@ mod tests {
         let mut c = NodeConfig::default();
         assert!(
             c.apply_env(|k| (k == "HELIXFLOW_LISTEN").then(|| "bogus".to_string()))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_checked_when_set() {
+        let c = NodeConfig::parse("", "x.toml").unwrap();
+        assert_eq!(c.telemetry.otlp_endpoint, "");
+        assert_eq!(c.telemetry.service_name, "helixflow");
+        assert_eq!(c.telemetry.sample_ratio, 1.0);
+        let c = NodeConfig::parse(
+            "[telemetry]\notlp_endpoint = \"https://otel.example:4318/otlp\"\nsample_ratio = 0.25\nservice_name = \"edge-fra\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.telemetry.otlp_endpoint, "https://otel.example:4318/otlp");
+        assert_eq!(c.telemetry.sample_ratio, 0.25);
+        for (text, field) in [
+            (
+                "otlp_endpoint = \"127.0.0.1:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            ("otlp_endpoint = \"http://\"", "telemetry.otlp_endpoint"),
+            (
+                "otlp_endpoint = \"http://u:p@c:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            ("service_name = \"\"", "telemetry.service_name"),
+            ("sample_ratio = 1.5", "telemetry.sample_ratio"),
+            ("sample_ratio = -0.1", "telemetry.sample_ratio"),
+            ("sample_ratio = nan", "telemetry.sample_ratio"),
+            ("export_batch_size = 4096", "telemetry.export_batch_size"),
+            ("export_queue_size = 0", "telemetry.export_batch_size"),
+            ("export_interval_ms = 1", "telemetry.export_interval_ms"),
+            ("export_timeout_ms = 0", "telemetry.export_timeout_ms"),
+        ] {
+            let text = format!("[telemetry]\n{text}\n");
+            let s = NodeConfig::parse(&text, "x.toml").unwrap_err().to_string();
+            assert!(s.contains(field), "{text:?} -> {s}");
+        }
+        let mut c = NodeConfig::default();
+        c.apply_env(|k| {
+            (k == "HELIXFLOW_OTLP_ENDPOINT").then(|| "http://127.0.0.1:4318".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.telemetry.otlp_endpoint, "http://127.0.0.1:4318");
+        let mut c = NodeConfig::default();
+        assert!(
+            c.apply_env(|k| (k == "HELIXFLOW_OTLP_ENDPOINT").then(|| "nope".to_string()))
                 .is_err()
         );
     }

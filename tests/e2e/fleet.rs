@@ -11,6 +11,29 @@ fn shared_config(node: &str, table: &str, bucket: &str, prefix: &str) -> String 
     )
 }
 
+/// Two nodes (`a`, `b`) sharing a fresh DynamoDB table and S3 prefix, each also given
+/// `extra` (more TOML sections).
+pub(crate) async fn two_nodes_on_one_store(root: &std::path::Path, extra: &str) -> (Node, Node) {
+    required_env("AWS_ENDPOINT_URL_DYNAMODB");
+    let bucket = required_env("HELIXFLOW_TEST_S3_BUCKET");
+    let tag = unique_tag(root);
+    let table = format!("hf-e2e-{tag}");
+    let prefix = format!("pair-{tag}");
+    let init_cfg = root.join("init.toml");
+    std::fs::write(&init_cfg, shared_config("init", &table, &bucket, &prefix)).unwrap();
+    state_init(&init_cfg, &[]);
+    let start = |n: &str| {
+        Node::start(
+            &root.join(n),
+            Some(&format!(
+                "{}\n{extra}",
+                shared_config(n, &table, &bucket, &prefix)
+            )),
+        )
+    };
+    (start("a"), start("b"))
+}
+
 /// `helixflow state init --config FILE` (with extra environment), asserting success.
 fn state_init(config_file: &std::path::Path, env: &[(&str, &str)]) -> String {
     let out = std::process::Command::new(helixflow_bin())

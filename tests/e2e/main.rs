@@ -1,8 +1,10 @@
 //! End-to-end tests: each starts its own `helixflow serve` on loopback with its own
 //! data dir and talks to it over real sockets.
 
+mod alerts;
 mod auth;
 mod bad_input;
+mod budget;
 mod chat;
 mod cli;
 mod crash;
@@ -15,6 +17,7 @@ mod limits;
 mod nn;
 mod onnx_conformance;
 mod openai;
+mod prometheus;
 mod quota;
 mod sec_api;
 mod sec_auth;
@@ -23,4 +26,5 @@ mod sec_integrity;
 mod sec_nn;
 mod state;
 mod tls;
+mod traces;
 mod usage;

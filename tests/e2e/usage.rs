@@ -250,11 +250,13 @@ async fn cost_is_usage_at_the_price_in_force_and_tenants_can_have_their_own_pric
     );
 
     // A tenant's own table replaces the node's; an entry from the future changes nothing yet.
-    let later = std::time::SystemTime::now()
+    let later = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 3600;
+        / 3600
+        + 2)
+        * 3600;
     let prices = json!({"prices": [
         {"per_1m_requests": 2_000_000.0},
         {"from": later, "per_1m_requests": 9_000_000.0},
@@ -274,6 +276,16 @@ async fn cost_is_usage_at_the_price_in_force_and_tenants_can_have_their_own_pric
     let r = api
         .http
         .put_json(&set, json!({"prices": [{"per_gb_second": -1.0}]}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "invalid_price");
+    // Prices change on whole hours (hourly roll-ups are priced at one price).
+    let r = api
+        .http
+        .put_json(
+            &set,
+            json!({"prices": [{"from": later + 60, "per_1m_requests": 1.0}]}),
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "invalid_price");
@@ -394,4 +406,39 @@ async fn dashboards_store_the_analytics_call_and_answer_its_series() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(api.http.get(&format!("{base}/{id}")).await.status, 404);
+}
+
+/// With the roll-up job running (every 200 ms here), an hourly query over the last
+/// hours reads roll-ups for the hours before the mark and minutes for the current one:
+/// what was just used is there, counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn hourly_queries_count_the_current_hour_once_while_rollups_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        Some(&format!("{CONFIG}rollup_interval_ms = 200\n")),
+    );
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    api.deploy("acme", "hello", "hello", "").await;
+    for _ in 0..3 {
+        let r = api.http.get(&api.url("/acme/hello/")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Several roll-up rounds.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let q = format!(
+        "/api/v1/tenants/acme/usage?from={}&to={}&step=1h&group_by=function&metrics=requests",
+        now - 3 * 3600,
+        now + 60
+    );
+    let v = settled(&api, &q, 3).await;
+    println!("{v}");
+    let s = series(&v, &[("function", "hello")]).expect("a series for hello");
+    assert_eq!(s["total"]["requests"], 3, "{v}");
+    assert_eq!(v["step"], "1h");
 }

@@ -59,6 +59,11 @@ pub fn requirement(method: &http::Method, segs: &[&str]) -> Need {
             | ["v1", "tenants", t, "access-keys", ..]
             | ["v1", "tenants", t, "jwt-secret"],
         ) => Need::Tenant(t.to_string(), Action::Manage),
+        // A budget is a tenant setting: its admins cap their own spend (reading it is
+        // viewer and up, below).
+        (&M::PUT | &M::DELETE, ["v1", "tenants", t, "budget"]) => {
+            Need::Tenant(t.to_string(), Action::Manage)
+        }
         (&M::GET, ["v1", "tenants", t, "audit"]) => Need::Tenant(t.to_string(), Action::Read),
         (&M::GET, ["v1", "tenants", t, ..]) => Need::Tenant(t.to_string(), Action::Read),
         (_, ["v1", "tenants", t, ..]) => Need::Tenant(t.to_string(), Action::Deploy),

@@ -125,8 +125,12 @@ async fn route_inner(
         }
         (&Method::GET, ["v1", "tenants", t, "usage"]) => crate::usage::route(state, &req, t).await,
         (&Method::GET, ["v1", "tenants", t, "prices"]) => crate::usage::prices(state, t).await,
+        (_, ["v1", "tenants", t, "budget"]) => crate::usage::budget(state, req, t).await,
         (_, ["v1", "tenants", t, "dashboards", rest @ ..]) => {
             crate::usage::dashboards(state, req, t, rest).await
+        }
+        (_, ["v1", "tenants", t, "alerts", rest @ ..]) => {
+            crate::alerts::route(state, req, t, rest).await
         }
         (&Method::PUT, ["v1", "admin", "tenants", t, "prices"]) => {
             crate::usage::set_prices(state, req, t).await

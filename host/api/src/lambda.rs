@@ -106,7 +106,7 @@ impl From<ApiError> for AwsError {
         let mut out = AwsError::new(status, kind, e.message);
         out.retry_after = e.retry_after;
         if e.status == StatusCode::TOO_MANY_REQUESTS {
-            out.reason = Some(if e.code == "rate_limited" {
+            out.reason = Some(if e.code == "rate_limited" || e.code == "budget_exceeded" {
                 "CallerRateLimitExceeded"
             } else {
                 "ReservedFunctionConcurrentInvocationLimitExceeded"

@@ -12,6 +12,7 @@
 //! (status + `{"error":{"code","message"}}`).
 
 pub mod access;
+mod alerts;
 mod async_invoke;
 mod body;
 mod control;
@@ -27,6 +28,7 @@ mod tracked;
 mod trigger;
 pub mod upload;
 mod usage;
+pub mod webhook;
 
 pub use body::Body;
 
@@ -173,6 +175,11 @@ pub async fn handle(
     let req = http::Request::from_parts(parts, body);
     let request_id = state.request_ids.next();
     let span = tracing::info_span!("request", %request_id, method = %req.method(), path = %req.uri().path(), %peer);
+    // A valid W3C `traceparent` makes this request part of the caller's trace; a missing
+    // or invalid one starts a new trace (never an error).
+    if let Some(parent) = helixflow_telemetry::TraceContext::from_headers(req.headers()) {
+        helixflow_telemetry::set_parent(&span, &parent);
+    }
     async move {
         let path = req.uri().path().to_string();
         // The path is split here, once; routes get the segments.

@@ -71,15 +71,90 @@ impl From<ApiError> for OaiError {
             429 => "rate_limit_error",
             _ => "server_error",
         };
-        OaiError {
-            status: e.status,
-            kind,
-            code: e.code.to_string(),
-            param: None,
-            message: e.message,
+        match e.code {
+            // OpenAI's shape for a spent quota: clients stop instead of retrying.
+            "budget_exceeded" => OaiError {
+                status: e.status,
+                kind: "insufficient_quota",
+                code: "insufficient_quota".into(),
+                param: None,
+                message: format!(
+                    "You exceeded your current quota, please check your plan and billing details. ({})",
+                    e.message
+                ),
+            },
+            // OpenAI names the limit that was hit as the type: `requests` or `tokens`.
+            "rate_limit_exceeded" => OaiError {
+                status: e.status,
+                kind: if e.message.contains(" tokens per minute") {
+                    "tokens"
+                } else {
+                    "requests"
+                },
+                code: e.code.to_string(),
+                param: None,
+                message: e.message,
+            },
+            _ => OaiError {
+                status: e.status,
+                kind,
+                code: e.code.to_string(),
+                param: None,
+                message: e.message,
+            },
         }
     }
 }
+
+/// What the rate limits said about a request: OpenAI's `x-ratelimit-*` headers, and
+/// `retry-after` on a 429 (the official clients wait that long before retrying).
+#[derive(Default)]
+struct RateCtx {
+    info: helixflow_node::budget::RateInfo,
+    retry_after: Option<u32>,
+}
+
+impl RateCtx {
+    /// Keeps a refusal's wait for the `retry-after` header.
+    fn refused(&mut self, e: helixflow_node::NodeError) -> OaiError {
+        self.retry_after = e.retry_after;
+        OaiError::from(e)
+    }
+
+    fn apply(&self, resp: &mut Response<Body>) {
+        use helixflow_usage::budget::openai_duration;
+        let h = resp.headers_mut();
+        let mut put = |name: &'static str, v: String| {
+            if let Ok(v) = http::HeaderValue::from_str(&v) {
+                h.insert(name, v);
+            }
+        };
+        if let Some((limit, remaining, reset)) = self.info.requests {
+            put("x-ratelimit-limit-requests", limit.to_string());
+            put("x-ratelimit-remaining-requests", remaining.to_string());
+            put("x-ratelimit-reset-requests", openai_duration(reset));
+        }
+        if let Some((limit, remaining, reset)) = self.info.tokens {
+            put("x-ratelimit-limit-tokens", limit.to_string());
+            put("x-ratelimit-remaining-tokens", remaining.to_string());
+            put("x-ratelimit-reset-tokens", openai_duration(reset));
+        }
+        if let Some(s) = self.retry_after {
+            put("retry-after", s.to_string());
+            put("retry-after-ms", (u64::from(s) * 1000).to_string());
+        }
+    }
+}
+
+/// Tokens a request reserves against `tpm` before it runs: its text at ~4 bytes a token,
+/// plus the completion it may generate (`max_tokens`, else [`DEFAULT_RESERVED_COMPLETION`]).
+/// Settled against the tokens it used when it ends.
+fn estimate_tokens(text_bytes: usize, max_tokens: Option<u64>) -> u64 {
+    (text_bytes as u64).div_ceil(4) + max_tokens.unwrap_or(0)
+}
+
+/// Completion tokens reserved for a chat request without `max_tokens`.
+const DEFAULT_RESERVED_COMPLETION: u64 = 256;
 
 /// `segs`: the path's segments after `/v1`.
 pub async fn route(
@@ -89,10 +164,13 @@ pub async fn route(
     request_id: &str,
     who: &Who,
 ) -> Response<Body> {
-    match route_inner(state, req, segs, request_id, who).await {
+    let mut rate = RateCtx::default();
+    let mut resp = match route_inner(state, req, segs, request_id, who, &mut rate).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    }
+    };
+    rate.apply(&mut resp);
+    resp
 }
 
 /// The caller's tenant: the one its key or token belongs to. The platform admin names
@@ -150,6 +228,7 @@ async fn route_inner(
     segs: &[&str],
     request_id: &str,
     who: &Who,
+    rate: &mut RateCtx,
 ) -> Result<Response<Body>, OaiError> {
     let method = req.method().clone();
     match (&method, segs) {
@@ -176,8 +255,8 @@ async fn route_inner(
             let m = served_model(state, &tenant, id).await?;
             Ok(json_response(StatusCode::OK, &model_json(&m)))
         }
-        (&Method::POST, ["embeddings"]) => embeddings(state, req, request_id, who).await,
-        (&Method::POST, ["chat", "completions"]) => chat(state, req, request_id, who).await,
+        (&Method::POST, ["embeddings"]) => embeddings(state, req, request_id, who, rate).await,
+        (&Method::POST, ["chat", "completions"]) => chat(state, req, request_id, who, rate).await,
         (_, ["models"] | ["models", _] | ["embeddings"] | ["chat", "completions"]) => {
             Err(OaiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
@@ -283,6 +362,7 @@ async fn embeddings(
     req: http::Request<TrackedBody>,
     request_id: &str,
     who: &Who,
+    rate: &mut RateCtx,
 ) -> Result<Response<Body>, OaiError> {
     let OaiRequest {
         tenant,
@@ -384,6 +464,14 @@ async fn embeddings(
         helixflow_node::resolve::resolve(&state.node, &tenant, &serve.function, None).await?;
     let payload = serde_json::to_vec(&json!({"model": model, "input": inputs})).unwrap_or_default();
     let caller = Caller::of(who, "openai").with_model(&model);
+    let reserved = estimate_tokens(inputs.iter().map(|s| s.len() + 4).sum(), None);
+    rate.info =
+        helixflow_node::budget::admit_rate(&state.node, &tenant, &caller.principal, reserved)
+            .await
+            .map_err(|(e, info)| {
+                rate.info = info;
+                rate.refused(e)
+            })?;
     let out = helixflow_node::invoke::call_event(
         &state.node,
         &target,
@@ -393,11 +481,21 @@ async fn embeddings(
         &caller,
     )
     .await;
+    // The reservation becomes the tokens used (none when it failed).
+    let used = match &out {
+        Ok(Ok(raw)) => serde_json::from_slice::<Value>(raw)
+            .ok()
+            .and_then(|v| v.pointer("/usage/prompt_tokens").and_then(Value::as_u64))
+            .unwrap_or(0),
+        _ => 0,
+    };
+    helixflow_node::budget::settle_tokens(&state.node, &tenant, &caller.principal, reserved, used);
     let raw = match out {
         Ok(Ok(b)) => b,
         Ok(Err((ty, message))) => {
             return Err(OaiError::invalid(&ty, Some("input"), message));
         }
+        Err(helixflow_node::invoke::CallError::Quota(e)) => return Err(rate.refused(e)),
         Err(e) => return Err(ApiError::from(helixflow_node::NodeError::from(e)).into()),
     };
     #[derive(serde::Deserialize)]
@@ -469,8 +567,17 @@ async fn embeddings(
             &tenant,
             caller.dims(&state.node, &target),
             "embedding_tokens",
-            n as u64,
+            n,
         );
+        helixflow_node::budget::charge(
+            &state.node,
+            &tenant,
+            &caller.principal,
+            Some(&model),
+            || std::collections::BTreeMap::from([("embedding_tokens".to_string(), n)]),
+        );
+        // OpenAI counts an embedding's input as prompt tokens.
+        state.node.metrics.usage_tokens(&tenant, &model, n, 0);
     }
     Ok(json_response(
         StatusCode::OK,
@@ -483,6 +590,7 @@ async fn chat(
     req: http::Request<TrackedBody>,
     request_id: &str,
     who: &Who,
+    rate: &mut RateCtx,
 ) -> Result<Response<Body>, OaiError> {
     let OaiRequest {
         tenant,
@@ -539,16 +647,40 @@ async fn chat(
             message: format!("the chat function {} has no HTTP handler", serve.function),
         });
     }
-    let held = state
-        .node
-        .quotas
-        .admit(
-            &tenant,
-            &target.function.name,
-            &target.tenant.limits,
-            target.function.config.max_concurrency,
-        )
-        .map_err(OaiError::from)?;
+    let caller = Caller::of(who, "openai").with_model(&model);
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64));
+    let reserved = estimate_tokens(
+        bytes.len(),
+        Some(max_tokens.unwrap_or(DEFAULT_RESERVED_COMPLETION)),
+    );
+    rate.info =
+        helixflow_node::budget::admit_rate(&state.node, &tenant, &caller.principal, reserved)
+            .await
+            .map_err(|(e, info)| {
+                rate.info = info;
+                rate.refused(e)
+            })?;
+    // From here, the reservation is settled when the invocation is recorded, or below.
+    let unreserve = |e: helixflow_node::NodeError, rate: &mut RateCtx| {
+        helixflow_node::budget::settle_tokens(&state.node, &tenant, &caller.principal, reserved, 0);
+        rate.refused(e)
+    };
+    if let Err(e) =
+        helixflow_node::budget::admit_spend(&state.node, &tenant, &caller.principal).await
+    {
+        return Err(unreserve(e, rate));
+    }
+    let held = match state.node.quotas.admit(
+        &tenant,
+        &target.function.name,
+        &target.tenant.limits,
+        target.function.config.max_concurrency,
+    ) {
+        Ok(h) => h,
+        Err(e) => return Err(unreserve(e, rate)),
+    };
     let req = http::Request::builder()
         .method(Method::POST)
         .uri("/v1/chat/completions")
@@ -561,7 +693,7 @@ async fn chat(
         ))
         .map_err(|e| OaiError::invalid("invalid_request", None, e.to_string()))?;
     // A failure before the function answered (trap, timeout, memory) in OpenAI's shape.
-    let caller = Caller::of(who, "openai").with_model(&model);
+    let caller = caller.with_reserved_tokens(reserved);
     crate::trigger::run_http(state, &target, held, req, request_id, caller)
         .await
         .map_err(OaiError::from)

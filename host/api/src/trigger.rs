@@ -96,6 +96,8 @@ async fn http_trigger(
         ));
     }
 
+    helixflow_node::budget::admit_spend(&state.node, &tenant, &Caller::of(who, "http").principal)
+        .await?;
     let held = state.node.quotas.admit(
         &tenant,
         &target.function.name,

@@ -18,8 +18,10 @@ pub async fn route(
     let now = helixflow_store::now_unix();
     let q = Query::parse(&crate::request::query(req), now)
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    let rows = helixflow_node::usage::rows(&state.node, tenant, q.from, q.to).await?;
     let (prices, _) = helixflow_node::usage::prices(&state.node, tenant).await?;
+    let rows =
+        helixflow_node::usage::query_rows(&state.node, tenant, q.from, q.to, q.step, &prices)
+            .await?;
     let mut out = q.run(&rows, &prices);
     out["tenant"] = tenant.into();
     Ok(json_response(StatusCode::OK, &out))
@@ -50,6 +52,31 @@ pub async fn set_prices(
     let body: Body = crate::request::read_json(req).await?;
     helixflow_node::usage::set_prices(&state.node, tenant, body.prices).await?;
     prices(state, tenant).await
+}
+
+/// `/api/v1/tenants/{t}/budget`: `GET` (viewer and up) the budget and the month's spend;
+/// `PUT` (tenant admin) sets it, `DELETE` removes it.
+pub async fn budget(
+    state: &AppState,
+    req: http::Request<TrackedBody>,
+    tenant: &str,
+) -> Result<Response<Body>, ApiError> {
+    use http::Method;
+    let node = &state.node;
+    match req.method().clone() {
+        Method::GET => {}
+        Method::PUT => {
+            let b: helixflow_usage::budget::Budget = crate::request::read_json(req).await?;
+            helixflow_node::budget::set_budget(node, tenant, Some(b)).await?;
+        }
+        Method::DELETE => helixflow_node::budget::set_budget(node, tenant, None).await?,
+        _ => return Err(ApiError::method_not_allowed()),
+    }
+    state.node.registry.tenant(tenant).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &helixflow_node::budget::status(node, tenant).await?,
+    ))
 }
 
 /// `/api/v1/tenants/{t}/dashboards[/{id}[/data]]`: stored dashboards (create: developer

@@ -97,6 +97,9 @@ enum Command {
     /// What a tenant used: requests, errors, latency, GB-seconds, tokens, per minute,
     /// hour or day, grouped by function, trigger, location, key or model.
     Usage(usage::UsageArgs),
+    /// A tenant's budget and its month's spend; `--set JSON` sets it (monthly spend caps
+    /// and OpenAI rpm/tpm, per tenant and per caller), `--remove` removes it.
+    Budget(usage::BudgetArgs),
     /// ONNX models: push (upload, with a progress bar), list, get, delete.
     #[command(subcommand)]
     Models(models::ModelsCmd),
@@ -145,6 +148,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Events(cmd) => events::run(&c, cmd).await,
         Command::Audit(args) => admin::audit(&c, args).await,
         Command::Usage(args) => usage::run(&c, args).await,
+        Command::Budget(args) => usage::budget(&c, args).await,
         Command::Invoke(args) => functions::invoke(&c, args).await,
         Command::Functions { cmd } => functions::functions(&c, cmd).await,
         Command::Alias { cmd } => functions::alias(&c, cmd).await,

@@ -51,6 +51,10 @@ pub fn usage(t: &str, query: &[(&str, &str)]) -> String {
     with_query(format!("{}/usage", tenant(t)), query)
 }
 
+pub fn budget(t: &str) -> String {
+    format!("{}/budget", tenant(t))
+}
+
 pub fn functions(t: &str) -> String {
     format!("{}/functions", tenant(t))
 }

@@ -67,21 +67,6 @@ pub async fn open_metadata(cfg: &NodeConfig) -> Result<Arc<dyn MetadataStore>> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    }
-
     let mut cfg = load_config(args.config.as_deref())?;
     if let Some(l) = args.listen {
         cfg.listen.http = l;
@@ -93,6 +78,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         cfg.node.id = n;
     }
     cfg.validate("command line")?;
+    let telemetry = init_tracing(&cfg, args.log_json)?;
 
     std::fs::create_dir_all(&cfg.state.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.state.data_dir.display()))?;
@@ -153,6 +139,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         usage_flush_interval: Duration::from_millis(cfg.usage.flush_interval_ms),
         usage_retention: Duration::from_secs(u64::from(cfg.usage.retention_days) * 86_400),
         usage_max_series: cfg.usage.max_series,
+        budget_refresh: Duration::from_millis(cfg.usage.budget_refresh_ms),
+        usage_rollup_interval: Duration::from_millis(cfg.usage.rollup_interval_ms),
+        usage_rollup_retention: Duration::from_secs(
+            u64::from(cfg.usage.rollup_retention_days) * 86_400,
+        ),
+        metrics_max_tenant_labels: cfg.metrics.max_tenant_labels,
+        alerts: helixflow_node::alerts::AlertSettings {
+            enabled: cfg.alerts.enabled,
+            evaluation_interval: Duration::from_millis(cfg.alerts.evaluation_interval_ms),
+            webhook_timeout: Duration::from_millis(cfg.alerts.webhook_timeout_ms),
+            webhook_max_attempts: cfg.alerts.webhook_max_attempts,
+            webhook_retry_initial: Duration::from_millis(cfg.alerts.webhook_retry_initial_ms),
+        },
         prices: cfg
             .usage
             .prices
@@ -213,6 +212,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     helixflow_node::async_invoke::start(&node);
     // Usage totals go to the metadata store on an interval (and once more at shutdown).
     helixflow_node::usage::start(&node);
+    // Spend caps and rate limits: invoked tenants' spend is re-read on an interval.
+    helixflow_node::budget::start(&node);
+    // Alert rules: the fleet's lease holder evaluates them; webhooks go out under the
+    // same egress policy as guests' outbound HTTP.
+    let webhooks = helixflow_api::webhook::WebhookClient::new(&node.runtime.config().allow_private)
+        .map_err(anyhow::Error::msg)?;
+    helixflow_node::alerts::start(&node, Arc::new(webhooks));
     let flush_on_exit = node.clone();
     let state = AppState::new(node, settings);
 
@@ -274,7 +280,48 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Err(e) = helixflow_node::usage::flush(&flush_on_exit).await {
         tracing::warn!(error = %e.message, "usage not written at shutdown");
     }
+    // The spans still queued go to the collector (bounded by its export timeout).
+    telemetry.shutdown().await;
     Ok(())
+}
+
+/// Logs (stderr, `RUST_LOG`, text or JSON) and trace context / OTLP span export
+/// (`[telemetry]`). The telemetry layer has its own filter, so trace context flows
+/// whatever the log level.
+fn init_tracing(cfg: &NodeConfig, json: bool) -> Result<helixflow_telemetry::Telemetry> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let t = &cfg.telemetry;
+    let telemetry = helixflow_telemetry::Telemetry::start(&helixflow_telemetry::TelemetryConfig {
+        otlp_endpoint: t.otlp_endpoint.clone(),
+        service_name: t.service_name.clone(),
+        instance_id: cfg.node.id.clone(),
+        sample_ratio: t.sample_ratio,
+        max_queue_size: t.export_queue_size,
+        max_export_batch_size: t.export_batch_size,
+        export_interval: Duration::from_millis(t.export_interval_ms),
+        export_timeout: Duration::from_millis(t.export_timeout_ms),
+    })
+    .context("[telemetry]")?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs: Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync> =
+        if json {
+            logs.json().with_filter(filter).boxed()
+        } else {
+            logs.with_filter(filter).boxed()
+        };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(telemetry.layer())
+        .try_init()
+        .context("installing the log subscriber")?;
+    if let Some(url) = telemetry.export_url() {
+        tracing::info!(%url, sample_ratio = t.sample_ratio, "exporting spans over OTLP/HTTP");
+    }
+    Ok(telemetry)
 }
 
 /// Loads ONNX Runtime when the node is configured for it (`[inference].ort_dylib` or

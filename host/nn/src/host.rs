@@ -224,7 +224,14 @@ impl wit::inference::HostGraphExecutionContext for NnView<'_> {
             }
         }
         let graph = self.table.get(&ctx)?.0.clone();
-        match graph.compute(owned).await {
+        // One span per compute call (the model run, batching wait included).
+        let span = tracing::info_span!(
+            "wasi_nn.compute",
+            tenant = %self.ctx.tenant,
+            model = %graph.core.display,
+            provider = graph.core.provider.as_str(),
+        );
+        match tracing::Instrument::instrument(graph.compute(owned), span).await {
             Ok(outs) => {
                 if let Some((n, t)) = outs.iter().find(|(_, t)| t.data.len() > max) {
                     let e = NnError::new(

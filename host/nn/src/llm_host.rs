@@ -98,7 +98,17 @@ impl wit::HostSequence for NnView<'_> {
         }
         let seq = self.table.get_mut(&s)?;
         let first = seq.is_empty();
-        let out = seq.feed(&tokens).await.map_err(to_wit);
+        // One span per feed (a prompt chunk or one decode step), none per inner loop.
+        let span = tracing::info_span!(
+            "llm.feed",
+            tenant = %self.ctx.tenant,
+            model = %seq.model().display,
+            tokens = tokens.len(),
+            prompt = first,
+        );
+        let out = tracing::Instrument::instrument(seq.feed(&tokens), span)
+            .await
+            .map_err(to_wit);
         if out.is_ok() {
             let n = tokens.len() as u64;
             let u = &mut self.ctx.usage;

@@ -134,6 +134,8 @@ pub async fn accept(
     client_context: Option<String>,
     source: String,
 ) -> Result<String, NodeError> {
+    // Refused now rather than queued behind a spent budget.
+    crate::budget::admit_spend(node, &target.tenant.name, "").await?;
     let ev = new_event(node, target, &payload, client_context, source);
     node.registry.enqueue_event(&ev).await?;
     count(node, "accepted");
@@ -398,6 +400,7 @@ async fn run(node: &Arc<Node>, c: Claimed) {
             principal: ev.source.split(':').next().unwrap_or_default().to_string(),
             via: "async",
             model: None,
+            reserved_tokens: 0,
         },
     )
     .await;
@@ -423,8 +426,15 @@ async fn run(node: &Arc<Node>, c: Claimed) {
             error_type,
             message,
         },
-        Err(crate::invoke::CallError::Quota(_)) => {
-            release(node, ev, version, RELEASE_DELAY_MS).await;
+        Err(crate::invoke::CallError::Quota(e)) => {
+            // A spent budget lasts until the month ends or the budget is raised: check
+            // back once a minute, not at the quota pace.
+            let delay = if e.code == "budget_exceeded" {
+                60_000
+            } else {
+                RELEASE_DELAY_MS
+            };
+            release(node, ev, version, delay).await;
             return;
         }
         Err(crate::invoke::CallError::Invoke(e)) => EventError {

@@ -5,7 +5,6 @@ use crate::Node;
 use crate::access::{Need, check};
 use crate::error::NodeError;
 use crate::logs::LogRecord;
-use crate::metrics::InvocationLabels;
 use crate::resolve::{Target, resolve};
 use helixflow_runtime::{EventContext, InvokeError};
 use helixflow_usage::{Dims, Sample};
@@ -61,6 +60,9 @@ pub struct Caller {
     pub via: &'static str,
     /// The model an OpenAI route served.
     pub model: Option<String>,
+    /// Tokens reserved against the caller's OpenAI rate limits, settled against the
+    /// tokens the invocation used when it is recorded ([`crate::budget`]).
+    pub reserved_tokens: u64,
 }
 
 impl Caller {
@@ -73,11 +75,17 @@ impl Caller {
             principal,
             via,
             model: None,
+            reserved_tokens: 0,
         }
     }
 
     pub fn with_model(mut self, model: &str) -> Caller {
         self.model = Some(model.to_string());
+        self
+    }
+
+    pub fn with_reserved_tokens(mut self, tokens: u64) -> Caller {
+        self.reserved_tokens = tokens;
         self
     }
 
@@ -122,13 +130,7 @@ fn record(
         ("ok", _) => m.event_ok.inc(),
         _ => node
             .metrics
-            .invocations
-            .get_or_create(&InvocationLabels {
-                tenant: tenant.clone(),
-                function: function.clone(),
-                trigger,
-                outcome,
-            })
+            .invocation(tenant, function, trigger, outcome)
             .inc(),
     };
     if trigger == "http" {
@@ -140,21 +142,44 @@ fn record(
     if let Err(e) = result {
         tracing::warn!(%request_id, %tenant, %function, version = target.version.version, code = e.code(), error = %e, "invocation failed");
     }
+    let (prompt_tokens, completion_tokens) = (
+        report.inference.prompt_tokens,
+        report.inference.completion_tokens,
+    );
     if node.settings.usage_enabled {
-        node.meter.invocation(
+        let sample = Sample {
+            wall: duration,
+            memory_mb: (target.limits.memory_bytes >> 20) as u64,
+            error: outcome != "ok",
+            bytes_in: bytes.0,
+            bytes_out: bytes.1,
+            prompt_tokens,
+            completion_tokens,
+        };
+        node.meter
+            .invocation(tenant, caller.dims(node, target), &sample);
+        node.metrics.observe_meter(&node.meter);
+        node.metrics.usage_tokens(
             tenant,
-            caller.dims(node, target),
-            &Sample {
-                wall: duration,
-                memory_mb: (target.limits.memory_bytes >> 20) as u64,
-                error: outcome != "ok",
-                bytes_in: bytes.0,
-                bytes_out: bytes.1,
-                prompt_tokens: report.inference.prompt_tokens,
-                completion_tokens: report.inference.completion_tokens,
-            },
+            caller.model.as_deref().unwrap_or("none"),
+            prompt_tokens,
+            completion_tokens,
+        );
+        crate::budget::charge(
+            node,
+            tenant,
+            &caller.principal,
+            caller.model.as_deref(),
+            || sample.counters(),
         );
     }
+    crate::budget::settle_tokens(
+        node,
+        tenant,
+        &caller.principal,
+        caller.reserved_tokens,
+        prompt_tokens + completion_tokens,
+    );
     node.logs.push(
         tenant,
         function,
@@ -172,14 +197,26 @@ fn record(
     );
 }
 
+/// The span of one invocation (a child of the request's span, so of an incoming W3C
+/// `traceparent`; exported over OTLP when configured). `model` is recorded when the
+/// caller names one (OpenAI routes). Never a key or secret.
 pub fn invocation_span(target: &Target, trigger: &'static str) -> tracing::Span {
     tracing::info_span!(
         "invocation",
         tenant = %target.tenant.name,
         function = %target.function.name,
         version = target.version.version,
-        trigger
+        trigger,
+        model = tracing::field::Empty,
     )
+}
+
+fn invocation_span_of(target: &Target, trigger: &'static str, caller: &Caller) -> tracing::Span {
+    let span = invocation_span(target, trigger);
+    if let Some(m) = &caller.model {
+        span.record("model", m.as_str());
+    }
+    span
 }
 
 /// Runs `target`'s wasi:http handler on `req`; `held` (quota slots) is released, and the
@@ -199,6 +236,7 @@ where
     B::Error: Into<helixflow_runtime::HttpBodyError>,
     H: Send + 'static,
 {
+    let span = invocation_span_of(target, "http", &caller);
     let on_report: helixflow_runtime::ReportSink = {
         let node = node.clone();
         let target = target.clone();
@@ -225,7 +263,7 @@ where
             req,
             on_report,
         )
-        .instrument(invocation_span(target, "http"))
+        .instrument(span)
         .await
         .map_err(|e| NodeError::from(&e))
 }
@@ -260,6 +298,12 @@ pub async fn call_event_logged(
     client_context: Option<String>,
     caller: &Caller,
 ) -> EventCall {
+    if let Err(e) = crate::budget::admit_spend(node, &target.tenant.name, &caller.principal).await {
+        return EventCall {
+            result: Err(CallError::Quota(e)),
+            logs: Default::default(),
+        };
+    }
     let held = node.quotas.admit(
         &target.tenant.name,
         &target.function.name,
@@ -291,7 +335,7 @@ pub async fn call_event_logged(
             },
             payload,
         )
-        .instrument(invocation_span(target, "event"))
+        .instrument(invocation_span_of(target, "event", caller))
         .await;
     let bytes_out = match &out.result {
         Ok(Ok(b)) => b.len() as u64,

@@ -6,7 +6,9 @@
 //! records what happened (metrics, recent logs: [`invoke`]), runs durable asynchronous
 //! invocations ([`async_invoke`]) and cron schedules ([`schedule`]), serves model names to wasi:nn from the
 //! registry ([`models`]), authenticates credentials with bounded caches
-//! ([`credentials`]), writes the audit log ([`audit`]) and meters usage ([`usage`]).
+//! ([`credentials`]), writes the audit log ([`audit`]), meters usage ([`usage`]) and
+//! holds tenants to their spend caps and rate limits ([`budget`]); one node of the
+//! fleet at a time evaluates tenants' alert rules and notifies ([`alerts`]).
 //!
 //! Architecture invariant: this crate knows no routes, statuses, headers or wire formats.
 //! Its failures are [`NodeError`]s (a kind, a machine-readable code, a message); the api
@@ -14,9 +16,11 @@
 //! response a function's own wasi:http handler takes and gives.
 
 pub mod access;
+pub mod alerts;
 pub mod async_invoke;
 pub mod audit;
 pub mod bounded;
+pub mod budget;
 pub mod credentials;
 pub mod error;
 pub mod invoke;
@@ -68,6 +72,16 @@ pub struct NodeSettings {
     pub usage_max_series: usize,
     /// The node's price table (a tenant's own replaces it).
     pub prices: Vec<helixflow_usage::Price>,
+    /// Alert evaluation and notification ([`alerts`]).
+    pub alerts: alerts::AlertSettings,
+    /// Tenants with a metric label of their own; later ones are `other` ([`metrics`]).
+    pub metrics_max_tenant_labels: usize,
+    /// How often an invoked tenant's spend and other nodes' use are re-read ([`budget`]).
+    pub budget_refresh: Duration,
+    /// How often the fleet's lease holder rolls complete hours of usage up.
+    pub usage_rollup_interval: Duration,
+    /// How long hourly roll-ups are kept.
+    pub usage_rollup_retention: Duration,
 }
 
 impl Default for NodeSettings {
@@ -86,6 +100,11 @@ impl Default for NodeSettings {
             usage_retention: Duration::from_secs(35 * 86_400),
             usage_max_series: 10_000,
             prices: Vec::new(),
+            alerts: alerts::AlertSettings::default(),
+            metrics_max_tenant_labels: metrics::DEFAULT_MAX_TENANT_LABELS,
+            budget_refresh: Duration::from_secs(2),
+            usage_rollup_interval: Duration::from_secs(60),
+            usage_rollup_retention: Duration::from_secs(400 * 86_400),
         }
     }
 }
@@ -113,6 +132,8 @@ pub struct Node {
     pub resolver: resolve::Resolver,
     /// This node's usage totals, waiting for the next flush ([`usage`]).
     pub meter: helixflow_usage::Meter,
+    /// Spend caps and rate limits ([`budget`]).
+    pub budgets: budget::Budgets,
 }
 
 impl Node {
@@ -128,9 +149,11 @@ impl Node {
             credentials: credentials::CredentialCache::new(settings.resolve_cache_ttl),
             worker: async_invoke::EventRunner::new(&settings.node_id, settings.async_workers),
             quotas: quota::Quotas::default(),
-            metrics: metrics::Metrics::new(&settings.node_id).with_egress(runtime.egress_stats()),
+            metrics: metrics::Metrics::new(&settings.node_id, settings.metrics_max_tenant_labels)
+                .with_egress(runtime.egress_stats()),
             logs: logs::LogBook::new(settings.log_records_per_function),
             resolver: resolve::Resolver::new(settings.resolve_cache_ttl),
+            budgets: budget::Budgets::new(settings.resolve_cache_ttl, settings.budget_refresh),
             meter: helixflow_usage::Meter::new(
                 &format!(
                     "{}~{}",

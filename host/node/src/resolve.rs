@@ -4,7 +4,7 @@
 use crate::Node;
 use crate::bounded::TtlCache;
 use crate::error::{ErrorKind, NodeError};
-use crate::metrics::{InvocationLabels, LatencyLabels, Metrics};
+use crate::metrics::Metrics;
 use helixflow_runtime::{InvocationEnv, Limits, LoadedFunction};
 use helixflow_store::registry::{Function, Tenant, Version};
 use prometheus_client::metrics::counter::Counter;
@@ -38,30 +38,11 @@ pub struct TargetMetrics {
 
 impl TargetMetrics {
     fn new(m: &Metrics, tenant: &str, function: &str) -> Self {
-        let inv = |trigger| {
-            m.invocations
-                .get_or_create(&InvocationLabels {
-                    tenant: tenant.into(),
-                    function: function.into(),
-                    trigger,
-                    outcome: "ok",
-                })
-                .clone()
-        };
-        let lat = |trigger| {
-            m.latency
-                .get_or_create(&LatencyLabels {
-                    tenant: tenant.into(),
-                    function: function.into(),
-                    trigger,
-                })
-                .clone()
-        };
         TargetMetrics {
-            http_ok: inv("http"),
-            event_ok: inv("event"),
-            http_latency: lat("http"),
-            event_latency: lat("event"),
+            http_ok: m.invocation(tenant, function, "http", "ok"),
+            event_ok: m.invocation(tenant, function, "event", "ok"),
+            http_latency: m.latency(tenant, function, "http"),
+            event_latency: m.latency(tenant, function, "event"),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! meter's series cap). A node killed with -9 loses at most one interval.
 
 use crate::Node;
+use helixflow_store::usage::UsageRow;
 use helixflow_usage::dashboard::DashboardSpec;
 use helixflow_usage::query::Query;
 use helixflow_usage::{Price, PriceBook};
@@ -25,8 +26,197 @@ pub async fn flush(node: &Node) -> Result<(), crate::NodeError> {
     Ok(())
 }
 
-/// Flushes every `usage_flush_interval` until the process ends.
+/// Minutes an hour waits, once over, before it is rolled up: every node's last flush
+/// of it is in by then (a node flushes every `flush_interval`; a minute is written for
+/// a minute after it ends).
+pub const ROLLUP_DELAY_MINUTES: u64 = 5;
+/// Hours one tenant is rolled up per round (a new fleet catches up over a few rounds).
+const ROLLUP_HOURS_PER_ROUND: u64 = 48;
+/// The fleet lease of the roll-up job.
+pub const ROLLUP_LEASE: &str = "usage-rollup";
+
+/// One roll-up round, if this node holds (or takes) the fleet lease: for every tenant,
+/// each complete hour after its mark is summed into hourly rows and the mark moved past
+/// it. Idempotent (a repeated hour rewrites the same rows). `Ok(false)`: another node
+/// holds the lease.
+pub async fn rollup_round(node: &Node) -> Result<bool, crate::NodeError> {
+    let now = helixflow_store::now_unix();
+    let lease = helixflow_store::keys::lease(ROLLUP_LEASE);
+    let ttl = (node.settings.usage_rollup_interval.as_secs() * 3).max(30);
+    if !helixflow_store::lease::try_acquire(
+        node.registry.store().as_ref(),
+        &lease.pk,
+        &lease.sk,
+        node.meter.writer(),
+        now,
+        ttl,
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    // The first hour that is not complete everywhere yet.
+    let ready = (now / 60).saturating_sub(ROLLUP_DELAY_MINUTES) / 60;
+    let oldest = now.saturating_sub(node.settings.usage_retention.as_secs()) / 3600;
+    let retention = node.settings.usage_rollup_retention.as_secs();
+    for tenant in node.registry.tenants().await? {
+        let t = &tenant.name;
+        let (mark, day_mark) = node.registry.rollup_marks(t).await?;
+        let start = mark.unwrap_or(oldest).max(oldest);
+        let end = ready.min(start + ROLLUP_HOURS_PER_ROUND);
+        let hour = rollup_hours(&node.registry, t, start, end, retention).await?;
+        // Days whose 24 hours are all rolled up.
+        let first_day = day_mark.unwrap_or(start / 24);
+        let day = rollup_days(
+            &node.registry,
+            t,
+            first_day,
+            (hour / 24).min(first_day + ROLLUP_HOURS_PER_ROUND / 24),
+            retention,
+        )
+        .await?;
+        if (mark, day_mark) != (Some(hour), Some(day)) {
+            node.registry.set_rollup_mark(t, hour, day).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Rolls `tenant`'s UTC days `[from_day, to_day)` up from their hourly roll-ups;
+/// returns the first day not rolled up. Does not move the mark.
+pub async fn rollup_days(
+    registry: &helixflow_store::registry::Registry,
+    tenant: &str,
+    from_day: u64,
+    to_day: u64,
+    retention_secs: u64,
+) -> Result<u64, crate::NodeError> {
+    let mut day = from_day;
+    while day < to_day {
+        let hours = registry
+            .hour_rollups(tenant, day * 24, day * 24 + 24)
+            .await?;
+        let rolled = helixflow_usage::rollup::merge_day(tenant, day, &hours);
+        registry.put_day_rollups(&rolled, retention_secs).await?;
+        day += 1;
+    }
+    Ok(day.max(from_day))
+}
+
+/// Rolls `tenant`'s hours `[from_hour, to_hour)` up (every node's minute rows of each
+/// hour, summed per dimensions); returns the first hour not rolled up. Does not move
+/// the mark.
+pub async fn rollup_hours(
+    registry: &helixflow_store::registry::Registry,
+    tenant: &str,
+    from_hour: u64,
+    to_hour: u64,
+    retention_secs: u64,
+) -> Result<u64, crate::NodeError> {
+    let mut hour = from_hour;
+    while hour < to_hour {
+        let minutes = registry.usage(tenant, hour * 60, hour * 60 + 60).await?;
+        let rolled = helixflow_usage::rollup::merge_hour(tenant, hour, &minutes);
+        registry.put_hour_rollups(&rolled, retention_secs).await?;
+        hour += 1;
+    }
+    Ok(hour)
+}
+
+/// The rows a usage query over `[from, to)` at `step` minutes reads
+/// ([`period_rows`]): days from daily roll-ups when the step is a day, whole hours
+/// from hourly roll-ups when it is an hour or more, minutes otherwise.
+pub async fn query_rows(
+    node: &Node,
+    tenant: &str,
+    from: u64,
+    to: u64,
+    step: u64,
+    prices: &PriceBook,
+) -> Result<Vec<UsageRow>, crate::NodeError> {
+    if step < 60 {
+        return rows(node, tenant, from, to).await;
+    }
+    period_rows(node, tenant, from, to, prices, step >= 1440).await
+}
+
+/// The usage rows of `tenant` covering the minutes `[from, to)`, each minute counted
+/// once: every whole UTC day already rolled up (when `days`, and no price entry starts
+/// inside it, so one price covers it) as its daily rows, every other whole hour already
+/// rolled up as its hourly rows, and the rest as minute rows ([`rows`]).
+pub async fn period_rows(
+    node: &Node,
+    tenant: &str,
+    from: u64,
+    to: u64,
+    prices: &PriceBook,
+    days: bool,
+) -> Result<Vec<UsageRow>, crate::NodeError> {
+    let now = helixflow_store::now_unix();
+    let oldest_hour = now.saturating_sub(node.settings.usage_rollup_retention.as_secs()) / 3600;
+    let (hour_mark, day_mark) = node.registry.rollup_marks(tenant).await?;
+    let (hour_mark, day_mark) = (hour_mark.unwrap_or(0), day_mark.unwrap_or(0));
+    let mut out = Vec::new();
+    // Whole days usable from daily roll-ups.
+    let mut gaps = vec![(from, to)];
+    if days {
+        let priced_once = |d: u64| {
+            !prices
+                .0
+                .iter()
+                .any(|p| p.from > d * 86_400 && p.from < (d + 1) * 86_400)
+        };
+        let first = from.div_ceil(1440).max(oldest_hour.div_ceil(24));
+        let last = (to / 1440).min(day_mark);
+        let usable: Vec<u64> = (first..last).filter(|d| priced_once(*d)).collect();
+        if let (Some(&lo), Some(&hi)) = (usable.first(), usable.last()) {
+            let wanted: std::collections::HashSet<u64> = usable.iter().copied().collect();
+            out.extend(
+                node.registry
+                    .day_rollups(tenant, lo, hi + 1)
+                    .await?
+                    .into_iter()
+                    .filter(|r| wanted.contains(&(r.minute / 1440))),
+            );
+            gaps.clear();
+            let mut at = from;
+            for d in usable {
+                if d * 1440 > at {
+                    gaps.push((at, d * 1440));
+                }
+                at = (d + 1) * 1440;
+            }
+            if at < to {
+                gaps.push((at, to));
+            }
+        }
+    }
+    // Whole hours from hourly roll-ups; minutes at the edges.
+    for (a, b) in gaps {
+        let (h0, h1) = (a.div_ceil(60).max(oldest_hour), (b / 60).min(hour_mark));
+        if h0 >= h1 {
+            out.extend(rows(node, tenant, a, b).await?);
+            continue;
+        }
+        out.extend(node.registry.hour_rollups(tenant, h0, h1).await?);
+        out.extend(rows(node, tenant, a, h0 * 60).await?);
+        out.extend(rows(node, tenant, h1 * 60, b).await?);
+    }
+    Ok(out)
+}
+
+/// Flushes every `usage_flush_interval` until the process ends; rolls up complete
+/// hours every `usage_rollup_interval` (the fleet lease holder does).
 pub fn start(node: &Arc<Node>) {
+    let rolling = node.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(rolling.settings.usage_rollup_interval).await;
+            if let Err(e) = rollup_round(&rolling).await {
+                tracing::warn!(code = e.code, error = %e.message, "usage roll-up failed; the next round retries");
+            }
+        }
+    });
     let node = node.clone();
     tokio::spawn(async move {
         loop {
@@ -206,8 +396,8 @@ pub async fn dashboard_data(
     range.retain(|k, _| matches!(k.as_str(), "from" | "to" | "step"));
     let base = Query::parse(&range, helixflow_store::now_unix())
         .map_err(|e| crate::NodeError::invalid(e.code, e.message))?;
-    let rows = rows(node, tenant, base.from, base.to).await?;
     let (book, _) = prices(node, tenant).await?;
+    let rows = query_rows(node, tenant, base.from, base.to, base.step, &book).await?;
     let panels: Vec<serde_json::Value> = spec
         .panels()
         .into_iter()

@@ -5,6 +5,7 @@ use crate::state::{Capture, Logs};
 use crate::{InvocationEnv, InvokeError, Limits, LoadedFunction};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -59,6 +60,12 @@ where
             on_report,
         );
     };
+    // The guest sees the invocation span as its caller: its `traceparent` replaces the
+    // client's (whose span is the invocation's grandparent).
+    let mut req = req;
+    if let Some(tc) = helixflow_telemetry::current() {
+        tc.inject(req.headers_mut());
+    }
     let capture = Capture::new(limits.max_log_bytes);
     let mut store = inner.new_store(&limits, &env, &capture);
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -90,7 +97,7 @@ where
 
     // The guest runs in its own task so it can keep streaming the body after the
     // response head is returned; the task reports when the guest is done.
-    let task = tokio::spawn(async move {
+    let guest = async move {
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -126,7 +133,10 @@ where
             inference,
         });
         result
-    });
+    };
+    // The guest's task stays in the invocation span (its wasi:nn calls are children;
+    // the span ends when the guest is done, body streamed).
+    let task = tokio::spawn(guest.in_current_span());
 
     match rx.await {
         Ok(Ok(resp)) => Ok(resp),

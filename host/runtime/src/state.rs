@@ -100,7 +100,7 @@ pub fn outbound_allowed(allow: &[String], authority: &str) -> bool {
 impl WasiHttpHooks for SandboxHooks {
     fn send_request(
         &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        mut request: http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<
@@ -133,6 +133,14 @@ impl WasiHttpHooks for SandboxHooks {
                 "outbound request denied (not on the function's allow-list)"
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        // Trace context goes on with the request unless the guest set its own.
+        if !request
+            .headers()
+            .contains_key(helixflow_telemetry::TRACEPARENT)
+            && let Some(tc) = helixflow_telemetry::current()
+        {
+            tc.inject(request.headers_mut());
         }
         // On the allow-list: now check where the name really leads, and connect there.
         Box::new(crate::egress::send(

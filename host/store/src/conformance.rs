@@ -18,6 +18,61 @@ pub async fn run_all(store: &dyn MetadataStore) {
     transactions_are_all_or_nothing(store, &ns).await;
     limits_are_enforced(store, &ns).await;
     expired_items_are_absent(store, &ns).await;
+    leases_have_one_holder(store, &ns).await;
+}
+
+/// `lease::try_acquire`: one holder at a time, renewals by the holder, takeover once the
+/// lease has expired (judged by the backend, as for every expiring item).
+async fn leases_have_one_holder(store: &dyn MetadataStore, ns: &str) {
+    use crate::lease::{release, try_acquire};
+    let pk = format!("{ns}#lease");
+    let now = crate::now_unix();
+    assert!(
+        try_acquire(store, &pk, "l", "a", now, 60).await.unwrap(),
+        "a free lease is taken"
+    );
+    assert!(
+        !try_acquire(store, &pk, "l", "b", now, 60).await.unwrap(),
+        "a held lease is refused"
+    );
+    assert!(
+        try_acquire(store, &pk, "l", "a", now, 60).await.unwrap(),
+        "the holder renews"
+    );
+    // The holder's renewal written as already expired: the lease is free again.
+    assert!(
+        try_acquire(store, &pk, "l", "a", now - 100, 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        try_acquire(store, &pk, "l", "b", now, 60).await.unwrap(),
+        "an expired lease is taken over"
+    );
+    assert!(
+        !try_acquire(store, &pk, "l", "a", now, 60).await.unwrap(),
+        "the old holder is out"
+    );
+    release(store, &pk, "l", "a").await.unwrap();
+    assert!(
+        !try_acquire(store, &pk, "l", "a", now, 60).await.unwrap(),
+        "only the holder releases"
+    );
+    release(store, &pk, "l", "b").await.unwrap();
+    assert!(
+        try_acquire(store, &pk, "l", "a", now, 60).await.unwrap(),
+        "a released lease is free"
+    );
+    // Racing for a free lease: exactly one wins.
+    let free = format!("{ns}#lease2");
+    let (x, y) = tokio::join!(
+        try_acquire(store, &free, "l", "x", now, 60),
+        try_acquire(store, &free, "l", "y", now, 60),
+    );
+    assert!(
+        x.unwrap() ^ y.unwrap(),
+        "exactly one of two racers holds the lease"
+    );
 }
 
 async fn expired_items_are_absent(store: &dyn MetadataStore, ns: &str) {

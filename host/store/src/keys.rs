@@ -21,7 +21,14 @@
 //! | access key index     | `ACCESS_KEYS`                    | `{access_key_id}`           |
 //! | JWT secret           | `T#{tenant}`                     | `JWT`                       |
 //! | price table          | `T#{tenant}`                     | `PRICES`                    |
+//! | budget               | `T#{tenant}`                     | `BUDGET`                    |
+//! | usage roll-up mark   | `T#{tenant}`                     | `ROLLUP`                    |
 //! | dashboard            | `T#{tenant}`                     | `DASH#{id}`                 |
+//! | alert rule           | `T#{tenant}`                     | `ALERT#{id}`                |
+//! | alert state          | `T#{tenant}`                     | `ALERT_STATE#{id}`          |
+//! | alert history        | `T#{tenant}`                     | `ALERT_HISTORY#{id}`        |
+//! | tenants with alerts  | `ALERTING`                       | `{tenant}`                  |
+//! | fleet lease          | `LEASES`                         | `{name}`                    |
 //! | audit record         | `AUDIT#{tenant}`                 | `{unix_nanos:020}#{rand}`   |
 //! | queued event         | `EVQ#{shard}` (0..8)             | `{event_id}`                |
 //! | failed event         | `EVF#{tenant}`                   | `{event_id}`                |
@@ -353,6 +360,11 @@ pub fn prices(tenant: &str) -> Key {
     Key::new(tenant_pk(tenant), "PRICES")
 }
 
+/// A tenant's budget (spend caps, rate limits; per tenant and per caller).
+pub fn budget(tenant: &str) -> Key {
+    Key::new(tenant_pk(tenant), "BUDGET")
+}
+
 /// A stored dashboard definition.
 pub fn dashboard(tenant: &str, id: &str) -> Key {
     Key::new(tenant_pk(tenant), format!("DASH#{id}"))
@@ -361,6 +373,47 @@ pub fn dashboard(tenant: &str, id: &str) -> Key {
 /// Every dashboard of a tenant.
 pub fn dashboards(tenant: &str) -> KeyPrefix {
     KeyPrefix::new(tenant_pk(tenant), "DASH#")
+}
+
+// ---- alerts ----
+
+/// An alert rule of a tenant.
+pub fn alert_rule(tenant: &str, id: &str) -> Key {
+    Key::new(tenant_pk(tenant), format!("ALERT#{id}"))
+}
+
+/// Every alert rule of a tenant.
+pub fn alert_rules(tenant: &str) -> KeyPrefix {
+    KeyPrefix::new(tenant_pk(tenant), "ALERT#")
+}
+
+/// The evaluation state of an alert rule (ok/firing, since, last value).
+pub fn alert_state(tenant: &str, id: &str) -> Key {
+    Key::new(tenant_pk(tenant), format!("ALERT_STATE#{id}"))
+}
+
+/// The bounded transition history of an alert rule (one item).
+pub fn alert_history(tenant: &str, id: &str) -> Key {
+    Key::new(tenant_pk(tenant), format!("ALERT_HISTORY#{id}"))
+}
+
+const ALERTING_PK: &str = "ALERTING";
+
+/// The fleet index item of a tenant that has alert rules (its rule count).
+pub fn alerting_tenant(tenant: &str) -> Key {
+    Key::new(ALERTING_PK, tenant)
+}
+
+/// Every tenant that has alert rules.
+pub fn alerting_tenants() -> KeyPrefix {
+    KeyPrefix::new(ALERTING_PK, "")
+}
+
+const LEASES_PK: &str = "LEASES";
+
+/// A fleet-wide lease (one holder at a time, with an expiry), e.g. the alert evaluator's.
+pub fn lease(name: &str) -> Key {
+    Key::new(LEASES_PK, name)
 }
 
 // ---- usage ----
@@ -375,6 +428,55 @@ pub fn usage_minute(tenant: &str, unix_minute: u64, node: &str, dims_id: &str) -
     Key::new(
         usage_pk(tenant, unix_minute / 60),
         format!("{unix_minute:010}#{node}#{dims_id}"),
+    )
+}
+
+fn usage_rollup_pk(tenant: &str, unix_day: u64) -> String {
+    format!("UH#{tenant}#{unix_day:06}")
+}
+
+/// The fleet's usage of `tenant` in one hour and one set of dimensions (every node and
+/// minute of the hour summed), in a partition per UTC day.
+pub fn usage_hour_rollup(tenant: &str, unix_hour: u64, dims_id: &str) -> Key {
+    Key::new(
+        usage_rollup_pk(tenant, unix_hour / 24),
+        format!("{unix_hour:08}#{dims_id}"),
+    )
+}
+
+/// Every hourly roll-up of `tenant` in one UTC day.
+pub fn usage_rollups_of_day(tenant: &str, unix_day: u64) -> KeyPrefix {
+    KeyPrefix::new(usage_rollup_pk(tenant, unix_day), "")
+}
+
+fn usage_day_rollup_pk(tenant: &str, unix_day: u64) -> String {
+    format!("UD#{tenant}#{:05}", unix_day / 32)
+}
+
+/// The fleet's usage of `tenant` in one UTC day and one set of dimensions, in a
+/// partition per 32 days.
+pub fn usage_day_rollup(tenant: &str, unix_day: u64, dims_id: &str) -> Key {
+    Key::new(
+        usage_day_rollup_pk(tenant, unix_day),
+        format!("{unix_day:06}#{dims_id}"),
+    )
+}
+
+/// Every daily roll-up of `tenant` in the 32-day partition holding `unix_day`.
+pub fn usage_day_rollups_near(tenant: &str, unix_day: u64) -> KeyPrefix {
+    KeyPrefix::new(usage_day_rollup_pk(tenant, unix_day), "")
+}
+
+/// How far `tenant`'s usage is rolled up into hours and days (the first hour and day not yet).
+pub fn usage_rollup_mark(tenant: &str) -> Key {
+    Key::new(tenant_pk(tenant), "ROLLUP")
+}
+
+/// Every usage aggregate of `tenant` in one minute (all nodes, all dimensions).
+pub fn usage_of_minute(tenant: &str, unix_minute: u64) -> KeyPrefix {
+    KeyPrefix::new(
+        usage_pk(tenant, unix_minute / 60),
+        format!("{unix_minute:010}#"),
     )
 }
 
@@ -466,9 +568,41 @@ mod tests {
             s("U#acme#00472222", "0028333333#fra#abc")
         );
         assert_eq!(p(usage_hour("acme", 472_222)), s("U#acme#00472222", ""));
+        assert_eq!(
+            p(usage_of_minute("acme", 28_333_333)),
+            s("U#acme#00472222", "0028333333#")
+        );
         assert_eq!(k(prices("acme")), s("T#acme", "PRICES"));
+        assert_eq!(k(budget("acme")), s("T#acme", "BUDGET"));
+        assert_eq!(
+            k(usage_hour_rollup("acme", 472_222, "abc")),
+            s("UH#acme#019675", "00472222#abc")
+        );
+        assert_eq!(
+            p(usage_rollups_of_day("acme", 19_675)),
+            s("UH#acme#019675", "")
+        );
+        assert_eq!(k(usage_rollup_mark("acme")), s("T#acme", "ROLLUP"));
+        assert_eq!(
+            k(usage_day_rollup("acme", 19_675, "abc")),
+            s("UD#acme#00614", "019675#abc")
+        );
+        assert_eq!(
+            p(usage_day_rollups_near("acme", 19_675)),
+            s("UD#acme#00614", "")
+        );
         assert_eq!(k(dashboard("acme", "d1")), s("T#acme", "DASH#d1"));
         assert_eq!(p(dashboards("acme")), s("T#acme", "DASH#"));
+        assert_eq!(k(alert_rule("acme", "a1")), s("T#acme", "ALERT#a1"));
+        assert_eq!(p(alert_rules("acme")), s("T#acme", "ALERT#"));
+        assert_eq!(k(alert_state("acme", "a1")), s("T#acme", "ALERT_STATE#a1"));
+        assert_eq!(
+            k(alert_history("acme", "a1")),
+            s("T#acme", "ALERT_HISTORY#a1")
+        );
+        assert_eq!(k(alerting_tenant("acme")), s("ALERTING", "acme"));
+        assert_eq!(p(alerting_tenants()), s("ALERTING", ""));
+        assert_eq!(k(lease("alerts")), s("LEASES", "alerts"));
     }
 
     /// The shard function is part of the layout: these values are on disk.

@@ -22,9 +22,11 @@
 //! wasmtime. Callers get [`StoreError`]s, never backend-specific errors.
 
 pub mod access;
+pub mod alerts;
 mod artifacts;
 pub mod events;
 pub mod keys;
+pub mod lease;
 mod metadata;
 pub mod models;
 pub mod registry;

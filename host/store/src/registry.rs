@@ -185,6 +185,13 @@ pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T> 
         .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.pk, item.sk)).into())
 }
 
+/// [`from_item`] without copying the item's attributes (bulk reads).
+pub(crate) fn from_item_owned<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T> {
+    let Item { pk, sk, attrs, .. } = item;
+    serde_json::from_value(Value::Object(attrs))
+        .map_err(|e| StoreError::Corrupt(format!("{pk}/{sk}: {e}")).into())
+}
+
 /// What a deploy records.
 #[derive(Debug, Clone)]
 pub struct NewVersion {

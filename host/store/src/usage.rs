@@ -8,13 +8,14 @@
 
 use crate::keys;
 use crate::metadata::{Condition, EXPIRES_AT, MAX_TRANSACTION_OPS};
-use crate::registry::{Registry, Result, attrs_of, from_item};
+use crate::registry::{Registry, Result, attrs_of, from_item_owned};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::collections::BTreeMap;
 
 /// One node's totals for one minute and one set of dimensions.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(from = "StoredRow", into = "StoredRow")]
 pub struct UsageRow {
     pub tenant: String,
     /// Unix minute (seconds / 60).
@@ -27,6 +28,70 @@ pub struct UsageRow {
     pub counters: BTreeMap<String, u64>,
     /// Latency histogram: count per bucket (bucket bounds: `helixflow-usage`).
     pub latency: Vec<u64>,
+}
+
+/// A usage row as stored: the latency histogram as its non-empty buckets (`lat`:
+/// `[bucket, count]` pairs; most of a row's buckets are empty, and rows are read by the
+/// thousand). Rows written before hold it dense (`latency`); both read the same.
+#[derive(Serialize, Deserialize)]
+struct StoredRow {
+    tenant: String,
+    minute: u64,
+    node: String,
+    dims: BTreeMap<String, String>,
+    counters: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    latency: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lat: Vec<(u32, u64)>,
+}
+
+/// Most histogram buckets a stored row may name (more is a corrupt row, not a reason
+/// to allocate).
+const MAX_STORED_BUCKETS: u32 = 4096;
+
+impl From<StoredRow> for UsageRow {
+    fn from(s: StoredRow) -> UsageRow {
+        let mut latency = s.latency;
+        for (i, n) in s.lat {
+            if i >= MAX_STORED_BUCKETS {
+                continue;
+            }
+            let i = i as usize;
+            if latency.len() <= i {
+                latency.resize(i + 1, 0);
+            }
+            latency[i] += n;
+        }
+        UsageRow {
+            tenant: s.tenant,
+            minute: s.minute,
+            node: s.node,
+            dims: s.dims,
+            counters: s.counters,
+            latency,
+        }
+    }
+}
+
+impl From<UsageRow> for StoredRow {
+    fn from(r: UsageRow) -> StoredRow {
+        StoredRow {
+            lat: r
+                .latency
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (i as u32, *n))
+                .collect(),
+            latency: Vec::new(),
+            tenant: r.tenant,
+            minute: r.minute,
+            node: r.node,
+            dims: r.dims,
+            counters: r.counters,
+        }
+    }
 }
 
 impl UsageRow {
@@ -70,14 +135,23 @@ impl Registry {
         if to_minute <= from_minute {
             return Ok(out);
         }
-        for hour in from_minute / 60..=(to_minute - 1) / 60 {
-            let prefix = keys::usage_hour(tenant, hour);
+        // A short range (a budget's refresh) reads its minutes, not their whole hours.
+        let prefixes: Vec<keys::KeyPrefix> = if to_minute - from_minute <= SHORT_RANGE_MINUTES {
+            (from_minute..to_minute)
+                .map(|m| keys::usage_of_minute(tenant, m))
+                .collect()
+        } else {
+            (from_minute / 60..=(to_minute - 1) / 60)
+                .map(|h| keys::usage_hour(tenant, h))
+                .collect()
+        };
+        for prefix in prefixes {
             for item in self
                 .store()
                 .query_all(&prefix.pk, &prefix.sk_prefix)
                 .await?
             {
-                let row: UsageRow = from_item(&item)?;
+                let row: UsageRow = from_item_owned(item)?;
                 if (from_minute..to_minute).contains(&row.minute) {
                     out.push(row);
                 }
@@ -88,6 +162,166 @@ impl Registry {
 }
 
 impl Registry {
+    /// Writes (replaces) hourly roll-ups: rows whose `minute` is their hour's first
+    /// minute, summed over every node; each expires `retention_secs` after its hour.
+    pub async fn put_hour_rollups(&self, rows: &[UsageRow], retention_secs: u64) -> Result<()> {
+        for chunk in rows.chunks(MAX_TRANSACTION_OPS) {
+            let mut ops = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let mut attrs = attrs_of(r)?;
+                attrs.insert(EXPIRES_AT.into(), (r.minute * 60 + retention_secs).into());
+                let key = keys::usage_hour_rollup(&r.tenant, r.minute / 60, &r.dims_id());
+                ops.push(key.put(attrs, Condition::Always));
+            }
+            self.store().transact(ops).await?;
+        }
+        Ok(())
+    }
+
+    /// The hourly roll-ups of `tenant` with `from_hour <= hour < to_hour`.
+    pub async fn hour_rollups(
+        &self,
+        tenant: &str,
+        from_hour: u64,
+        to_hour: u64,
+    ) -> Result<Vec<UsageRow>> {
+        let mut out = Vec::new();
+        if to_hour <= from_hour {
+            return Ok(out);
+        }
+        for day in from_hour / 24..=(to_hour - 1) / 24 {
+            let prefix = keys::usage_rollups_of_day(tenant, day);
+            for item in self
+                .store()
+                .query_all(&prefix.pk, &prefix.sk_prefix)
+                .await?
+            {
+                let row: UsageRow = from_item_owned(item)?;
+                if (from_hour..to_hour).contains(&(row.minute / 60)) {
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes (replaces) daily roll-ups (rows at their UTC day's first minute); each
+    /// expires `retention_secs` after its day.
+    pub async fn put_day_rollups(&self, rows: &[UsageRow], retention_secs: u64) -> Result<()> {
+        for chunk in rows.chunks(MAX_TRANSACTION_OPS) {
+            let mut ops = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let mut attrs = attrs_of(r)?;
+                attrs.insert(EXPIRES_AT.into(), (r.minute * 60 + retention_secs).into());
+                let key = keys::usage_day_rollup(&r.tenant, r.minute / 1440, &r.dims_id());
+                ops.push(key.put(attrs, Condition::Always));
+            }
+            self.store().transact(ops).await?;
+        }
+        Ok(())
+    }
+
+    /// The daily roll-ups of `tenant` with `from_day <= day < to_day`.
+    pub async fn day_rollups(
+        &self,
+        tenant: &str,
+        from_day: u64,
+        to_day: u64,
+    ) -> Result<Vec<UsageRow>> {
+        let mut out = Vec::new();
+        if to_day <= from_day {
+            return Ok(out);
+        }
+        for part in from_day / 32..=(to_day - 1) / 32 {
+            let prefix = keys::usage_day_rollups_near(tenant, part * 32);
+            for item in self
+                .store()
+                .query_all(&prefix.pk, &prefix.sk_prefix)
+                .await?
+            {
+                let row: UsageRow = from_item_owned(item)?;
+                if (from_day..to_day).contains(&(row.minute / 1440)) {
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first hour of `tenant` not yet rolled up (`None`: none is).
+    pub async fn rollup_mark(&self, tenant: &str) -> Result<Option<u64>> {
+        Ok(self.rollup_marks(tenant).await?.0)
+    }
+
+    /// The first hour and the first day of `tenant` not yet rolled up.
+    pub async fn rollup_marks(&self, tenant: &str) -> Result<(Option<u64>, Option<u64>)> {
+        let key = keys::usage_rollup_mark(tenant);
+        let item = self.store().get(&key.pk, &key.sk).await?;
+        let get = |name: &str| {
+            item.as_ref()
+                .and_then(|i| i.attrs.get(name).and_then(|v| v.as_u64()))
+        };
+        Ok((get("until_hour"), get("until_day")))
+    }
+
+    /// Records that every hour before `until_hour` and every day before `until_day` is
+    /// rolled up.
+    pub async fn set_rollup_mark(
+        &self,
+        tenant: &str,
+        until_hour: u64,
+        until_day: u64,
+    ) -> Result<()> {
+        let key = keys::usage_rollup_mark(tenant);
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("until_hour".into(), until_hour.into());
+        attrs.insert("until_day".into(), until_day.into());
+        self.store()
+            .put(&key.pk, &key.sk, attrs, Condition::Always)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Ranges up to this many minutes are read minute by minute.
+const SHORT_RANGE_MINUTES: u64 = 10;
+
+impl Registry {
+    /// A tenant's budget (JSON, as the node's budget layer wrote it), if any.
+    pub async fn tenant_budget(&self, tenant: &str) -> Result<Option<serde_json::Value>> {
+        let key = keys::budget(tenant);
+        Ok(self
+            .store()
+            .get(&key.pk, &key.sk)
+            .await?
+            .and_then(|item| item.attrs.get("budget").cloned()))
+    }
+
+    /// Sets (`Some`) or removes (`None`) a tenant's budget. The tenant must exist.
+    pub async fn set_tenant_budget(
+        &self,
+        tenant: &str,
+        budget: Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.tenant(tenant).await?;
+        let key = keys::budget(tenant);
+        match budget {
+            Some(b) => {
+                let mut attrs = serde_json::Map::new();
+                attrs.insert("budget".into(), b);
+                self.store()
+                    .put(&key.pk, &key.sk, attrs, Condition::Always)
+                    .await?;
+            }
+            None => {
+                self.store()
+                    .transact(vec![key.delete(Condition::Always)])
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
     /// A tenant's own price table (JSON, as the node's usage layer wrote it), if any.
     pub async fn tenant_prices(&self, tenant: &str) -> Result<Option<serde_json::Value>> {
         let key = keys::prices(tenant);

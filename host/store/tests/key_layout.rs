@@ -9,8 +9,25 @@ use std::path::{Path, PathBuf};
 
 /// Literals that start like a key: partition keys and sort-key prefixes.
 const KEY_PREFIXES: &[&str] = &[
-    "T#", "F#", "FN#", "A#", "V#", "M#", "MD#", "KEY#", "AK#", "AUDIT#", "EVQ#", "EVF#", "CRON#",
+    "T#",
+    "F#",
+    "FN#",
+    "A#",
+    "V#",
+    "M#",
+    "MD#",
+    "KEY#",
+    "AK#",
+    "AUDIT#",
+    "EVQ#",
+    "EVF#",
+    "CRON#",
     "U#",
+    "UH#",
+    "UD#",
+    "ALERT#",
+    "ALERT_STATE#",
+    "ALERT_HISTORY#",
 ];
 /// Literals that are a whole key.
 const FIXED_KEYS: &[&str] = &[
@@ -20,6 +37,10 @@ const FIXED_KEYS: &[&str] = &[
     "JWT",
     "SCHEDULES",
     "PRICES",
+    "ALERTING",
+    "LEASES",
+    "BUDGET",
+    "ROLLUP",
 ];
 
 /// Where a key may be spelled: the keys module, and the conformance suite's own generic

@@ -18,7 +18,9 @@ use crate::UsageError;
 use crate::query::{DIMENSIONS, METRICS};
 use serde::{Deserialize, Serialize};
 
-/// Alert kinds a dashboard may carry.
+/// Alert kinds a dashboard may carry: labels, stored with the dashboard. The rules
+/// themselves are created with `POST /api/v1/tenants/{t}/alerts`, whose `kind` takes
+/// these same names ([`crate::alert::KINDS`]).
 pub const ALERTS: &[&str] = &["cost_threshold", "performance_degradation"];
 
 /// What a tenant asks to chart (the body of `POST .../dashboards`).

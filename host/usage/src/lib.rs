@@ -10,16 +10,25 @@
 //!   dimensions merge by adding counts and percentiles stay computable after merging.
 //! * [`price`]: price tables with effective-from times; cost is usage x the price in
 //!   force when it was used.
+//! * [`budget`]: monthly spend caps and requests/tokens-per-minute limits per tenant
+//!   and per caller, and the token bucket that enforces the rates.
 //! * [`dashboard`]: stored dashboard definitions (the analytics vocabulary:
 //!   `cost_per_token`, `latency_by_region`, `model_usage`, ...) as usage queries.
+//! * [`rollup`]: an hour of minute rows (every node's) summed per dimensions, so long
+//!   ranges read hours, not minutes.
 //! * [`query`]: the usage API's parameters (validated: [`UsageError`]) and the series it
 //!   answers with.
+//! * [`alert`]: alert rules (`cost_threshold`, `performance_degradation`), validated
+//!   ([`alert::AlertError`]) and judged over usage rows with the query engine.
 
+pub mod alert;
+pub mod budget;
 pub mod dashboard;
 mod histogram;
 mod meter;
 pub mod price;
 pub mod query;
+pub mod rollup;
 
 pub use histogram::Histogram;
 pub use meter::{Dims, Meter, Sample};

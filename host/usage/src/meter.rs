@@ -33,6 +33,34 @@ pub struct Sample {
     pub completion_tokens: u64,
 }
 
+impl Sample {
+    /// What the sample adds to its series' counters (the names usage rows and prices use).
+    fn counter_values(&self) -> [(&'static str, u64); 8] {
+        // Billed per started millisecond, as Lambda bills GB-seconds.
+        let billed_ms = (self.wall.as_micros() as u64).div_ceil(1000).max(1);
+        [
+            ("requests", 1),
+            ("errors", u64::from(self.error)),
+            ("wall_ms", self.wall.as_millis() as u64),
+            // MB x ms; GB-seconds = mb_ms / 1024 / 1000.
+            ("mb_ms", self.memory_mb * billed_ms),
+            ("bytes_in", self.bytes_in),
+            ("bytes_out", self.bytes_out),
+            ("prompt_tokens", self.prompt_tokens),
+            ("completion_tokens", self.completion_tokens),
+        ]
+    }
+
+    /// The sample's counters, as a usage row holds them (for pricing one invocation).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.counter_values()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct Totals {
     counters: BTreeMap<&'static str, u64>,
@@ -138,21 +166,13 @@ impl Meter {
 
     /// Adds one finished invocation.
     pub fn invocation(&self, tenant: &str, dims: Dims, s: &Sample) {
-        let ms = s.wall.as_millis() as u64;
-        // Billed per started millisecond, as Lambda bills GB-seconds.
-        let billed_ms = (s.wall.as_micros() as u64).div_ceil(1000).max(1);
         self.with_totals(tenant, dims, |t| {
-            t.add("requests", 1);
-            if s.error {
-                t.add("errors", 1);
+            for (name, n) in s.counter_values() {
+                // A series without errors has no `errors` counter (as before).
+                if name != "errors" || n > 0 {
+                    t.add(name, n);
+                }
             }
-            t.add("wall_ms", ms);
-            // MB x ms; GB-seconds = mb_ms / 1024 / 1000.
-            t.add("mb_ms", s.memory_mb * billed_ms);
-            t.add("bytes_in", s.bytes_in);
-            t.add("bytes_out", s.bytes_out);
-            t.add("prompt_tokens", s.prompt_tokens);
-            t.add("completion_tokens", s.completion_tokens);
             t.latency.observe_us(s.wall.as_micros() as u64);
         });
     }

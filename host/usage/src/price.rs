@@ -37,6 +37,12 @@ pub struct Price {
 impl Price {
     /// Checks the rates (finite, not negative).
     pub fn validate(&self) -> Result<(), String> {
+        if !self.from.is_multiple_of(3600) {
+            return Err(format!(
+                "from ({}) must be a whole hour (Unix seconds divisible by 3600): usage is rolled up by the hour, and each hour is priced at one price",
+                self.from
+            ));
+        }
         for (name, v) in [
             ("per_1m_prompt_tokens", self.per_1m_prompt_tokens),
             ("per_1m_completion_tokens", self.per_1m_completion_tokens),

@@ -97,5 +97,80 @@ pub async fn run(c: &Client, args: UsageArgs) -> Result<()> {
             .collect();
         println!("{}", cells.join("  ").trim_end());
     }
+    // In a terminal, a small chart per series: the first metric over time.
+    if std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && let Some(first) = metrics.first()
+    {
+        println!();
+        for s in v["series"].as_array().into_iter().flatten() {
+            let values: Vec<f64> = s["points"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p[*first].as_f64().unwrap_or(0.0))
+                .collect();
+            let label: Vec<String> = group_by.iter().map(|g| show(&s["group"][*g])).collect();
+            let label = if label.is_empty() {
+                "all".to_string()
+            } else {
+                label.join("/")
+            };
+            println!("{label:<24} {first:<12} {}", sparkline(&values));
+        }
+    }
     Ok(())
+}
+
+/// Values as a row of block characters, scaled from 0 to their maximum.
+fn sparkline(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    values
+        .iter()
+        .map(|v| {
+            if max <= 0.0 || !v.is_finite() {
+                BARS[0]
+            } else {
+                BARS[((v / max) * 7.0).round().clamp(0.0, 7.0) as usize]
+            }
+        })
+        .collect()
+}
+
+// `helixflow budget` (its help text is the `Command::Budget` variant's).
+#[derive(Args)]
+pub struct BudgetArgs {
+    #[arg(long, short)]
+    tenant: String,
+    /// Set the budget to this JSON (`{"tenant": {"monthly_spend": 100, "rpm": 600}, "callers": {...}}`).
+    #[arg(long, conflicts_with = "remove")]
+    set: Option<String>,
+    /// Remove the budget.
+    #[arg(long)]
+    remove: bool,
+}
+
+pub async fn budget(c: &Client, args: BudgetArgs) -> Result<()> {
+    let path = routes::budget(&args.tenant);
+    let v = if let Some(json) = &args.set {
+        let body: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| anyhow::anyhow!("--set is not JSON: {e}"))?;
+        c.json(http::Method::PUT, &path, Some(body)).await?
+    } else if args.remove {
+        c.json(http::Method::DELETE, &path, None).await?
+    } else {
+        c.json(http::Method::GET, &path, None).await?
+    };
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sparklines_scale_to_the_maximum() {
+        assert_eq!(super::sparkline(&[0.0, 5.0, 10.0]), "▁▅█");
+        assert_eq!(super::sparkline(&[0.0, 0.0]), "▁▁");
+        assert_eq!(super::sparkline(&[]), "");
+    }
 }

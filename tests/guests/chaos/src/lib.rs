@@ -2,7 +2,8 @@
 //!
 //! HTTP paths: `/ok`, `/echo` (body back), `/trap`, `/loop` (infinite loop),
 //! `/grow` (allocates until the memory limit), `/recurse` (until the stack runs out), `/sleep?ms=N`, `/log?n=N` (prints N lines),
-//! `/env?k=NAME`, `/id?v=X` (echoes X after a little work; used for the concurrency test),
+//! `/env?k=NAME`, `/header?name=NAME` (the request header's value, 404 without it),
+//! `/id?v=X` (echoes X after a little work; used for the concurrency test),
 //! `/fetch?url=http://host:port/path` (an outbound wasi:http GET; answers its status and
 //! body, or 502 with the error the host gave).
 //! Event: the event body (raw, or a JSON string) selects the same behaviours (`trap`,
@@ -126,6 +127,10 @@ fn http(req: Request) -> Response {
             let k = param(&req, "k").unwrap_or("");
             Response::text(200, std::env::var(k).unwrap_or_default())
         }
+        "/header" => match req.header(param(&req, "name").unwrap_or("")) {
+            Some(v) => Response::text(200, v.to_string()),
+            None => Response::text(404, "no such header"),
+        },
         "/id" => {
             let v = param(&req, "v").unwrap_or("").to_string();
             // A little work so concurrent instances overlap.
