@@ -1182,12 +1182,13 @@ impl Default for UsageSection {
 
 impl UsageSection {
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        if !(100..=3_600_000).contains(&self.flush_interval_ms) {
+        // At most a minute: roll-ups and budgets treat minutes 5 minutes old as complete.
+        if !(100..=60_000).contains(&self.flush_interval_ms) {
             return Err(invalid(
                 file,
                 "usage.flush_interval_ms",
                 format!("{} is out of range", self.flush_interval_ms),
-                "use 100..=3600000 (default 10000)",
+                "use 100..=60000 (default 10000): roll-ups and budgets take minutes 5 minutes old as complete",
             ));
         }
         if !(100..=600_000).contains(&self.budget_refresh_ms) {

@@ -494,7 +494,8 @@ async fn invoke(
                 &target,
                 payload.to_vec(),
                 client_context,
-                "invoke".into(),
+                // Who queued it: its spend cap applies when it runs.
+                format!("invoke:{}", who.subject),
             )
             .await
             .map_err(|e| fail(e.into()))?;

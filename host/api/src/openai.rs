@@ -72,7 +72,8 @@ impl From<ApiError> for OaiError {
             _ => "server_error",
         };
         match e.code {
-            // OpenAI's shape for a spent quota: clients stop instead of retrying.
+            // OpenAI's shape for a spent quota (its `retry-after` is the month's end:
+            // the official clients retry only waits up to a minute, and then stop).
             "budget_exceeded" => OaiError {
                 status: e.status,
                 kind: "insufficient_quota",
@@ -150,7 +151,9 @@ impl RateCtx {
 /// plus the completion it may generate (`max_tokens`, else [`DEFAULT_RESERVED_COMPLETION`]).
 /// Settled against the tokens it used when it ends.
 fn estimate_tokens(text_bytes: usize, max_tokens: Option<u64>) -> u64 {
-    (text_bytes as u64).div_ceil(4) + max_tokens.unwrap_or(0)
+    (text_bytes as u64)
+        .div_ceil(4)
+        .saturating_add(max_tokens.unwrap_or(0))
 }
 
 /// Completion tokens reserved for a chat request without `max_tokens`.

@@ -134,14 +134,20 @@ pub async fn accept(
     client_context: Option<String>,
     source: String,
 ) -> Result<String, NodeError> {
-    // Refused now rather than queued behind a spent budget.
-    crate::budget::admit_spend(node, &target.tenant.name, "").await?;
+    // Refused now rather than queued behind a spent budget (the tenant's, or the
+    // caller's: `source` is `invoke:{principal}` for an Invoke API call).
+    crate::budget::admit_spend(node, &target.tenant.name, queued_by(&source)).await?;
     let ev = new_event(node, target, &payload, client_context, source);
     node.registry.enqueue_event(&ev).await?;
     count(node, "accepted");
     let id = ev.id.clone();
     dispatch(node, ev, 1);
     Ok(id)
+}
+
+/// The principal that queued an event (`invoke:{principal}`), if a caller did.
+fn queued_by(source: &str) -> &str {
+    source.strip_prefix("invoke:").unwrap_or("")
 }
 
 pub(crate) fn new_event(
@@ -395,9 +401,13 @@ async fn run(node: &Arc<Node>, c: Claimed) {
         &ev.id,
         ev.client_context.clone(),
         &crate::invoke::Caller {
-            // What queued it (`invoke`, `schedule`, `destination`, `replay`), not the
-            // id after the colon: one series per kind, not per event.
-            principal: ev.source.split(':').next().unwrap_or_default().to_string(),
+            // Who queued it: the caller of an Invoke API call (metered, and held to its
+            // spend cap, as that caller), else the kind (`schedule`, `destination`,
+            // `replay`; not the id after the colon: one series per kind, not per event).
+            principal: match queued_by(&ev.source) {
+                "" => ev.source.split(':').next().unwrap_or_default().to_string(),
+                who => who.to_string(),
+            },
             via: "async",
             model: None,
             reserved_tokens: 0,

@@ -27,13 +27,12 @@
 //! least recently used first out; per caller at most `helixflow_usage::budget::MAX_CALLERS`.
 
 use crate::Node;
-use crate::bounded::TtlCache;
 use crate::error::{ErrorKind, NodeError};
 use helixflow_store::usage::UsageRow;
 use helixflow_usage::PriceBook;
 use helixflow_usage::budget::{Bucket, Budget, Limits, month_of};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Minutes this old are settled: every node has flushed them.
@@ -43,14 +42,24 @@ const MAX_TENANTS: usize = 10_000;
 /// How long an admission waits for a tenant's first spend refresh.
 const FIRST_REFRESH_WAIT: Duration = Duration::from_secs(2);
 
+type Cache<V> = Mutex<lru::LruCache<String, (Instant, V)>>;
+
 /// Live budget state of the node.
+///
+/// Budgets and price tables are cached with the time they were read: a fresh one (read
+/// within the TTL) is served, a stale one is served too while one background task
+/// re-reads it (a store outage keeps the last known value: invocations never wait on
+/// the store once a tenant's budget is known, as resolutions never do).
 pub struct Budgets {
-    /// Budget per tenant (`None`: it has none), read through.
-    configs: TtlCache<String, Option<Arc<Budget>>>,
-    /// Price table per tenant (for the cost of each finished invocation), with when it
-    /// was read: served at any age, re-read by admissions once older than `ttl`.
-    prices: Mutex<lru::LruCache<String, (Instant, Arc<PriceBook>)>>,
+    /// Budget per tenant (`None`: it has none).
+    configs: Cache<Option<Arc<Budget>>>,
+    /// Price table per tenant (for the cost of each finished invocation).
+    prices: Cache<Arc<PriceBook>>,
     ttl: Duration,
+    /// Tenants whose budget and prices are being re-read in the background.
+    reloading: Mutex<std::collections::HashSet<String>>,
+    /// The node itself, for background re-reads.
+    pub(crate) me: OnceLock<Weak<Node>>,
     states: Mutex<lru::LruCache<String, Arc<TenantState>>>,
     refresh: Duration,
     epoch: Instant,
@@ -65,6 +74,8 @@ struct TenantState {
     active: std::sync::atomic::AtomicBool,
 }
 
+/// Spend of the tenant, and of the callers its budget names (at most
+/// `helixflow_usage::budget::MAX_CALLERS`; nobody else's is kept).
 #[derive(Default)]
 struct Spend {
     total: f64,
@@ -72,11 +83,14 @@ struct Spend {
 }
 
 impl Spend {
-    fn add(&mut self, caller: &str, usd: f64) {
+    fn add(&mut self, caller: &str, usd: f64, named: bool) {
         self.total += usd;
+        if !named {
+            return;
+        }
         if let Some(v) = self.callers.get_mut(caller) {
             *v += usd;
-        } else if self.callers.len() < helixflow_usage::budget::MAX_CALLERS * 4 {
+        } else {
             self.callers.insert(caller.to_string(), usd);
         }
     }
@@ -94,8 +108,42 @@ struct Live {
     local: Spend,
     refreshed_at: Option<Instant>,
     soft_noted: HashMap<String, u32>,
-    /// Rate buckets per scope (`""`: the tenant; else the caller): (requests, tokens).
-    buckets: HashMap<String, (Option<Bucket>, Option<Bucket>)>,
+    /// Rate buckets per scope (`""`: the tenant; else the caller).
+    buckets: HashMap<String, ScopeBuckets>,
+}
+
+/// The rate buckets of one scope, and the limits they were made for (a change of the
+/// limits, written through any node, makes new ones).
+struct ScopeBuckets {
+    limits: (Option<u32>, Option<u64>),
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+}
+
+impl ScopeBuckets {
+    fn new(l: &Limits, now: f64) -> ScopeBuckets {
+        ScopeBuckets {
+            limits: (l.rpm, l.tpm),
+            requests: l.rpm.map(|n| Bucket::new(u64::from(n), now)),
+            tokens: l.tpm.map(|n| Bucket::new(n, now)),
+        }
+    }
+}
+
+/// The buckets of `scope` for limits `l` (new ones when `l` changed).
+fn buckets_for<'a>(
+    all: &'a mut HashMap<String, ScopeBuckets>,
+    scope: &str,
+    l: &Limits,
+    now: f64,
+) -> &'a mut ScopeBuckets {
+    let b = all
+        .entry(scope.to_string())
+        .or_insert_with(|| ScopeBuckets::new(l, now));
+    if b.limits != (l.rpm, l.tpm) {
+        *b = ScopeBuckets::new(l, now);
+    }
+    b
 }
 
 /// What the refresh keeps between runs: the settled part of the month.
@@ -105,6 +153,8 @@ struct Settled {
     /// Minutes before this are summed in `spend`.
     until: u64,
     spend: Spend,
+    /// The callers the budget named when `spend` was summed (another set: re-sum).
+    named: Vec<String>,
     /// Other writers' counters last seen per (writer, minute, dims), for rate deltas.
     seen: HashMap<(String, u64, String), (u64, u64)>,
 }
@@ -121,11 +171,15 @@ pub struct RateInfo {
 impl Budgets {
     pub fn new(ttl: Duration, refresh: Duration) -> Budgets {
         Budgets {
-            configs: TtlCache::new(MAX_TENANTS, ttl),
+            configs: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(MAX_TENANTS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             prices: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(MAX_TENANTS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
-            ttl: ttl.max(Duration::from_secs(5)),
+            ttl,
+            reloading: Mutex::default(),
+            me: OnceLock::new(),
             states: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(MAX_TENANTS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
@@ -162,7 +216,10 @@ impl Budgets {
 
     /// Forgets the cached budget and prices of `tenant` (after a write through this node).
     pub fn invalidate(&self, tenant: &str) {
-        self.configs.remove(tenant);
+        self.configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop(tenant);
         self.prices
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -176,19 +233,83 @@ impl Budgets {
     }
 }
 
-/// The budget of `tenant` (cached for the resolve TTL).
-pub async fn budget(node: &Node, tenant: &str) -> Result<Option<Arc<Budget>>, NodeError> {
-    if let Some(b) = node.budgets.configs.get(tenant) {
-        return Ok(b);
-    }
+fn cached<V: Clone>(cache: &Cache<V>, tenant: &str) -> Option<(Instant, V)> {
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(tenant)
+        .map(|(at, v)| (*at, v.clone()))
+}
+
+async fn load_budget(node: &Node, tenant: &str) -> Result<Option<Arc<Budget>>, NodeError> {
     let b = match node.registry.tenant_budget(tenant).await? {
         Some(v) => Some(Arc::new(serde_json::from_value::<Budget>(v).map_err(
             |e| NodeError::internal("store_corrupt", format!("stored budget of {tenant:?}: {e}")),
         )?)),
         None => None,
     };
-    node.budgets.configs.insert(tenant.to_string(), b.clone());
+    node.budgets
+        .configs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .put(tenant.to_string(), (Instant::now(), b.clone()));
     Ok(b)
+}
+
+async fn load_prices(node: &Node, tenant: &str) -> Result<Arc<PriceBook>, NodeError> {
+    let (book, _) = crate::usage::prices(node, tenant).await?;
+    let book = Arc::new(book);
+    node.budgets
+        .prices
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .put(tenant.to_string(), (Instant::now(), book.clone()));
+    Ok(book)
+}
+
+/// Re-reads `tenant`'s budget and prices in one background task (none when one runs);
+/// a failed read keeps what is cached.
+fn reload_in_background(node: &Node, tenant: &str) {
+    let Some(me) = node.budgets.me.get().and_then(Weak::upgrade) else {
+        return;
+    };
+    if !node
+        .budgets
+        .reloading
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(tenant.to_string())
+    {
+        return;
+    }
+    let tenant = tenant.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = load_budget(&me, &tenant).await {
+            tracing::warn!(%tenant, code = e.code, error = %e.message, "budget not re-read; keeping the last one");
+        }
+        if let Err(e) = load_prices(&me, &tenant).await {
+            tracing::warn!(%tenant, code = e.code, error = %e.message, "prices not re-read; keeping the last ones");
+        }
+        me.budgets
+            .reloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&tenant);
+    });
+}
+
+/// The budget of `tenant`: read from the store the first time, then served from memory
+/// (re-read in the background once older than the resolve TTL).
+pub async fn budget(node: &Node, tenant: &str) -> Result<Option<Arc<Budget>>, NodeError> {
+    match cached(&node.budgets.configs, tenant) {
+        Some((at, b)) => {
+            if at.elapsed() >= node.budgets.ttl {
+                reload_in_background(node, tenant);
+            }
+            Ok(b)
+        }
+        None => load_budget(node, tenant).await,
+    }
 }
 
 /// Sets (`Some`) or removes (`None`) a tenant's budget.
@@ -211,35 +332,26 @@ pub async fn set_budget(node: &Node, tenant: &str, b: Option<Budget>) -> Result<
 impl Budgets {
     /// The cached price table of `tenant`, at any age.
     fn cached_book(&self, tenant: &str) -> Option<Arc<PriceBook>> {
-        self.prices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-            .map(|(_, b)| b.clone())
+        cached(&self.prices, tenant).map(|(_, b)| b)
+    }
+
+    /// The cached budget of `tenant`, at any age (`None`: not read yet).
+    fn cached_budget(&self, tenant: &str) -> Option<Option<Arc<Budget>>> {
+        cached(&self.configs, tenant).map(|(_, b)| b)
     }
 }
 
-/// The price table of `tenant`, re-read once the cached one is older than the TTL.
+/// The price table of `tenant`, as [`budget`] serves budgets.
 async fn price_book(node: &Node, tenant: &str) -> Result<Arc<PriceBook>, NodeError> {
-    let cached = node
-        .budgets
-        .prices
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(tenant)
-        .filter(|(at, _)| at.elapsed() < node.budgets.ttl)
-        .map(|(_, b)| b.clone());
-    if let Some(b) = cached {
-        return Ok(b);
+    match cached(&node.budgets.prices, tenant) {
+        Some((at, b)) => {
+            if at.elapsed() >= node.budgets.ttl.max(Duration::from_secs(5)) {
+                reload_in_background(node, tenant);
+            }
+            Ok(b)
+        }
+        None => load_prices(node, tenant).await,
     }
-    let (book, _) = crate::usage::prices(node, tenant).await?;
-    let book = Arc::new(book);
-    node.budgets
-        .prices
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .put(tenant.to_string(), (Instant::now(), book.clone()));
-    Ok(book)
 }
 
 fn row_cost(book: &PriceBook, r: &UsageRow) -> f64 {
@@ -272,13 +384,20 @@ async fn refresh(node: &Node, tenant: &str, st: &TenantState) -> Result<(), Node
     let now_unix = helixflow_store::now_unix();
     let now_min = now_unix / 60;
     let (month, month_start, _) = month_of(now_unix);
-    if settled.month != month {
+    let named: Vec<String> = config
+        .as_ref()
+        .map(|b| b.callers.keys().cloned().collect())
+        .unwrap_or_default();
+    // A new month, or another set of capped callers: sum the month again.
+    if settled.month != month || settled.named != named {
         *settled = Settled {
             month,
             until: month_start,
+            named: named.clone(),
             ..Default::default()
         };
     }
+    let is_named = |c: &str| named.binary_search_by(|n| n.as_str().cmp(c)).is_ok();
     let settle_to = now_min.saturating_sub(SETTLED_MINUTES).max(settled.until);
     // Settled time already rolled up: days and hours, one row per period and dimensions.
     let rolled = node.registry.rollup_mark(tenant).await?.unwrap_or(0) * 60;
@@ -286,7 +405,7 @@ async fn refresh(node: &Node, tenant: &str, st: &TenantState) -> Result<(), Node
     if settled.until < to {
         for r in crate::usage::period_rows(node, tenant, settled.until, to, &book, true).await? {
             let c = row_cost(&book, &r);
-            settled.spend.add(caller_of(&r), c);
+            settled.spend.add(caller_of(&r), c, is_named(caller_of(&r)));
         }
         settled.until = to;
     }
@@ -295,7 +414,7 @@ async fn refresh(node: &Node, tenant: &str, st: &TenantState) -> Result<(), Node
         let to = ((settled.until / 60 + 1) * 60).min(settle_to);
         for r in crate::usage::rows(node, tenant, settled.until, to).await? {
             let c = row_cost(&book, &r);
-            settled.spend.add(caller_of(&r), c);
+            settled.spend.add(caller_of(&r), c, is_named(caller_of(&r)));
         }
         settled.until = to;
     }
@@ -320,7 +439,7 @@ async fn refresh(node: &Node, tenant: &str, st: &TenantState) -> Result<(), Node
     let me = node.meter.writer().to_string();
     let mut drained: HashMap<String, (u64, u64)> = HashMap::new();
     for r in &recent {
-        base.add(caller_of(r), row_cost(&book, r));
+        base.add(caller_of(r), row_cost(&book, r), is_named(caller_of(r)));
         if r.node == me
             || r.minute + 1 < now_min
             || r.dims.get("trigger").map(String::as_str) != Some("openai")
@@ -376,14 +495,11 @@ async fn refresh(node: &Node, tenant: &str, st: &TenantState) -> Result<(), Node
                 let Some(l) = limits.filter(|l| l.limits_rate()) else {
                     continue;
                 };
-                let (rb, tb) = live
-                    .buckets
-                    .entry(scope)
-                    .or_insert_with(|| buckets_of(l, t));
-                if let Some(b) = rb {
+                let b = buckets_for(&mut live.buckets, &scope, l, t);
+                if let Some(b) = &mut b.requests {
                     b.take(req, t);
                 }
-                if let Some(b) = tb {
+                if let Some(b) = &mut b.tokens {
                     b.take(tok, t);
                 }
             }
@@ -565,60 +681,79 @@ pub async fn admit_rate(
         .chain(b.caller(caller).map(|l| (caller, l)))
         .filter(|(_, l)| l.limits_rate())
         .collect();
-    // The wait of the tightest limit, and which it is.
-    let mut wait: Option<(f64, &'static str, u64)> = None;
+    // A request larger than a token limit can never be admitted (OpenAI refuses it too).
     for (scope, l) in &scopes {
-        let (rb, tb) = live
-            .buckets
-            .entry(scope.to_string())
-            .or_insert_with(|| buckets_of(l, t));
-        if let Some(b) = rb {
-            let w = b.wait_for(1, t);
-            if w > 0.0 && wait.is_none_or(|(x, _, _)| w > x) {
-                wait = Some((w, "requests", b.capacity()));
-            }
+        if let Some(cap) = l.tpm.filter(|cap| tokens > *cap) {
+            let who = if scope.is_empty() {
+                "this tenant"
+            } else {
+                "this key"
+            };
+            return Err((
+                NodeError::new(
+                    ErrorKind::Limited,
+                    "rate_limit_exceeded",
+                    format!(
+                        "Request too large for {who}: it may use {tokens} tokens (its input and max_tokens), and the limit is {cap} tokens per minute. Send less input or a lower max_tokens."
+                    ),
+                ),
+                RateInfo::default(),
+            ));
         }
-        if let Some(b) = tb {
-            let w = b.wait_for(tokens, t);
-            if w > 0.0 && wait.is_none_or(|(x, _, _)| w > x) {
-                wait = Some((w, "tokens", b.capacity()));
+    }
+    // The wait of the tightest limit: (seconds, what, limit, the caller's own limit).
+    let mut wait: Option<(f64, &'static str, u64, bool)> = None;
+    for (scope, l) in &scopes {
+        let b = buckets_for(&mut live.buckets, scope, l, t);
+        for (what, bucket, n) in [
+            ("requests", &mut b.requests, 1),
+            ("tokens", &mut b.tokens, tokens),
+        ] {
+            if let Some(bucket) = bucket {
+                let w = bucket.wait_for(n, t);
+                if w > 0.0 && wait.is_none_or(|(x, ..)| w > x) {
+                    wait = Some((w, what, bucket.capacity(), !scope.is_empty()));
+                }
             }
         }
     }
     if wait.is_none() {
         for (scope, _) in &scopes {
-            if let Some((rb, tb)) = live.buckets.get_mut(*scope) {
-                if let Some(b) = rb {
+            if let Some(b) = live.buckets.get_mut(*scope) {
+                if let Some(b) = &mut b.requests {
                     b.take(1, t);
                 }
-                if let Some(b) = tb {
+                if let Some(b) = &mut b.tokens {
                     b.take(tokens, t);
                 }
             }
         }
     }
-    // Headers: the caller's own limits when it has them, else the tenant's.
-    let shown = scopes
-        .last()
-        .map(|(s, _)| s.to_string())
-        .unwrap_or_default();
+    // Headers: the scope that refused; else the caller's own limits when it has them,
+    // else the tenant's.
+    let shown = match wait {
+        Some((.., true)) => caller.to_string(),
+        Some((.., false)) => String::new(),
+        None => scopes
+            .last()
+            .map(|(s, _)| s.to_string())
+            .unwrap_or_default(),
+    };
     let mut info = RateInfo::default();
-    if let Some((rb, tb)) = live.buckets.get_mut(&shown) {
-        info.requests = rb
+    if let Some(b) = live.buckets.get_mut(&shown) {
+        info.requests = b
+            .requests
             .as_mut()
             .map(|b| (b.capacity(), b.remaining(t), b.reset_secs(t)));
-        info.tokens = tb
+        info.tokens = b
+            .tokens
             .as_mut()
             .map(|b| (b.capacity(), b.remaining(t), b.reset_secs(t)));
     }
     match wait {
         None => Ok(info),
-        Some((w, what, limit)) => {
-            let scope = if scopes.iter().any(|(s, _)| !s.is_empty()) && shown == caller {
-                "this key"
-            } else {
-                "this tenant"
-            };
+        Some((w, what, limit, own)) => {
+            let scope = if own { "this key" } else { "this tenant" };
             let mut e = NodeError::new(
                 ErrorKind::Limited,
                 "rate_limit_exceeded",
@@ -633,14 +768,6 @@ pub async fn admit_rate(
     }
 }
 
-/// Full buckets for `l`'s limits: (requests, tokens).
-fn buckets_of(l: &Limits, now: f64) -> (Option<Bucket>, Option<Bucket>) {
-    (
-        l.rpm.map(|n| Bucket::new(u64::from(n), now)),
-        l.tpm.map(|n| Bucket::new(n, now)),
-    )
-}
-
 /// Replaces a rate reservation of `reserved` tokens by the `used` ones, once a request
 /// finished.
 pub fn settle_tokens(node: &Node, tenant: &str, caller: &str, reserved: u64, used: u64) {
@@ -653,7 +780,10 @@ pub fn settle_tokens(node: &Node, tenant: &str, caller: &str, reserved: u64, use
     let t = node.budgets.now();
     let mut live = st.live.lock().unwrap_or_else(|p| p.into_inner());
     for scope in ["", caller] {
-        if let Some((_, Some(b))) = live.buckets.get_mut(scope) {
+        if let Some(ScopeBuckets {
+            tokens: Some(b), ..
+        }) = live.buckets.get_mut(scope)
+        {
             if used > reserved {
                 b.take(used - reserved, t);
             } else {
@@ -683,11 +813,12 @@ pub fn charge(
     }
     node.metrics.add_cost(tenant, usd);
     if let Some(st) = node.budgets.existing_state(tenant) {
+        let named = matches!(node.budgets.cached_budget(tenant), Some(Some(b)) if b.callers.contains_key(caller));
         st.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .local
-            .add(caller, usd);
+            .add(caller, usd, named);
     }
 }
 

@@ -173,13 +173,17 @@ fn record(
             || sample.counters(),
         );
     }
-    crate::budget::settle_tokens(
-        node,
-        tenant,
-        &caller.principal,
-        caller.reserved_tokens,
-        prompt_tokens + completion_tokens,
-    );
+    // Only OpenAI-API requests count against rpm/tpm (other triggers' tokens are not
+    // seen by other nodes' buckets either).
+    if caller.via == "openai" {
+        crate::budget::settle_tokens(
+            node,
+            tenant,
+            &caller.principal,
+            caller.reserved_tokens,
+            prompt_tokens + completion_tokens,
+        );
+    }
     node.logs.push(
         tenant,
         function,

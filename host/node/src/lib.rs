@@ -144,7 +144,7 @@ impl Node {
         settings: NodeSettings,
         auth: AuthSettings,
     ) -> Arc<Self> {
-        Arc::new(Node {
+        let node = Arc::new(Node {
             auth,
             credentials: credentials::CredentialCache::new(settings.resolve_cache_ttl),
             worker: async_invoke::EventRunner::new(&settings.node_id, settings.async_workers),
@@ -166,7 +166,10 @@ impl Node {
             registry,
             artifacts,
             settings,
-        })
+        });
+        // Background re-reads of budgets need the node itself.
+        let _ = node.budgets.me.set(Arc::downgrade(&node));
+        node
     }
 
     /// Forget every cached resolution and credential lookup: after a control-plane

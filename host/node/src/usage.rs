@@ -62,11 +62,19 @@ pub async fn rollup_round(node: &Node) -> Result<bool, crate::NodeError> {
     for tenant in node.registry.tenants().await? {
         let t = &tenant.name;
         let (mark, day_mark) = node.registry.rollup_marks(t).await?;
-        let start = mark.unwrap_or(oldest).max(oldest);
+        // The last rolled-up hour and day are rolled up again (idempotent), so rows that
+        // reached the store late (a node's failed flush retried) are in them.
+        let start = mark
+            .map(|m| m.saturating_sub(1))
+            .unwrap_or(oldest)
+            .max(oldest);
         let end = ready.min(start + ROLLUP_HOURS_PER_ROUND);
-        let hour = rollup_hours(&node.registry, t, start, end, retention).await?;
+        // The mark never moves back (a round that re-rolls only the last hour keeps it).
+        let hour = rollup_hours(&node.registry, t, start, end, retention)
+            .await?
+            .max(mark.unwrap_or(0));
         // Days whose 24 hours are all rolled up.
-        let first_day = day_mark.unwrap_or(start / 24);
+        let first_day = day_mark.map(|d| d.saturating_sub(1)).unwrap_or(start / 24);
         let day = rollup_days(
             &node.registry,
             t,
@@ -74,7 +82,8 @@ pub async fn rollup_round(node: &Node) -> Result<bool, crate::NodeError> {
             (hour / 24).min(first_day + ROLLUP_HOURS_PER_ROUND / 24),
             retention,
         )
-        .await?;
+        .await?
+        .max(day_mark.unwrap_or(0));
         if (mark, day_mark) != (Some(hour), Some(day)) {
             node.registry.set_rollup_mark(t, hour, day).await?;
         }
