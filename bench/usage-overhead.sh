@@ -59,7 +59,10 @@ start_node off 18282 false
 : >"$WORK/on.txt"
 : >"$WORK/off.txt"
 for r in $(seq 1 "$ROUNDS"); do
-    for side in on off; do
+    # Which node runs first alternates too, so neither gets a systematic position.
+    order="on off"
+    [ $((r % 2)) -eq 0 ] && order="off on"
+    for side in $order; do
         port=18281
         [ "$side" = off ] && port=18282
         res="$(run_wrk "http://127.0.0.1:$port/bench/hello/")"
@@ -81,3 +84,9 @@ echo "hello over HTTP, wrk -t1 -c$CONNS, $ROUNDS x $DURATION per node, alternati
 printf '  metering on (default):  %s RPS, p99 %s ms  (%s requests metered)\n' "$ON_RPS" "$ON_P99" "$METERED"
 printf '  metering off:           %s RPS, p99 %s ms\n' "$OFF_RPS" "$OFF_P99"
 awk -v a="$ON_RPS" -v b="$OFF_RPS" 'BEGIN { printf "  on/off: %.3f (overhead %.1f%%)\n", a / b, (1 - a / b) * 100 }'
+# Per-round ratios (each pair ran back to back) and their median: less swayed by one
+# noisy round than the means.
+paste "$WORK/on.txt" "$WORK/off.txt" | awk '{ print $1 / $3 }' | sort -n |
+    awk '{ r[NR] = $1 } END { m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2;
+        printf "  per-round on/off:"; for (i = 1; i <= NR; i++) printf " %.3f", r[i];
+        printf "; median %.3f (overhead %.1f%%)\n", m, (1 - m) * 100 }'
