@@ -116,6 +116,27 @@ struct RateCtx {
 }
 
 impl RateCtx {
+    /// Takes one request and `reserved` tokens from `caller`'s rate limits (the
+    /// headers are kept either way).
+    async fn admit(
+        &mut self,
+        state: &AppState,
+        tenant: &str,
+        caller: &str,
+        reserved: u64,
+    ) -> Result<(), OaiError> {
+        match helixflow_node::budget::admit_rate(&state.node, tenant, caller, reserved).await {
+            Ok(info) => {
+                self.info = info;
+                Ok(())
+            }
+            Err((e, info)) => {
+                self.info = info;
+                Err(self.refused(e))
+            }
+        }
+    }
+
     /// Keeps a refusal's wait for the `retry-after` header.
     fn refused(&mut self, e: helixflow_node::NodeError) -> OaiError {
         self.retry_after = e.retry_after;
@@ -468,13 +489,8 @@ async fn embeddings(
     let payload = serde_json::to_vec(&json!({"model": model, "input": inputs})).unwrap_or_default();
     let caller = Caller::of(who, "openai").with_model(&model);
     let reserved = estimate_tokens(inputs.iter().map(|s| s.len() + 4).sum(), None);
-    rate.info =
-        helixflow_node::budget::admit_rate(&state.node, &tenant, &caller.principal, reserved)
-            .await
-            .map_err(|(e, info)| {
-                rate.info = info;
-                rate.refused(e)
-            })?;
+    rate.admit(state, &tenant, &caller.principal, reserved)
+        .await?;
     let out = helixflow_node::invoke::call_event(
         &state.node,
         &target,
@@ -658,13 +674,8 @@ async fn chat(
         bytes.len(),
         Some(max_tokens.unwrap_or(DEFAULT_RESERVED_COMPLETION)),
     );
-    rate.info =
-        helixflow_node::budget::admit_rate(&state.node, &tenant, &caller.principal, reserved)
-            .await
-            .map_err(|(e, info)| {
-                rate.info = info;
-                rate.refused(e)
-            })?;
+    rate.admit(state, &tenant, &caller.principal, reserved)
+        .await?;
     // From here, the reservation is settled when the invocation is recorded, or below.
     let unreserve = |e: helixflow_node::NodeError, rate: &mut RateCtx| {
         helixflow_node::budget::settle_tokens(&state.node, &tenant, &caller.principal, reserved, 0);

@@ -109,19 +109,54 @@ impl UsageRow {
 }
 
 impl Registry {
-    /// Writes (replaces) usage rows; each row expires `retention_secs` after its minute.
-    pub async fn put_usage(&self, rows: &[UsageRow], retention_secs: u64) -> Result<()> {
+    /// Writes (replaces) `rows`, each under `key_of(row)`, expiring `retention_secs`
+    /// after its minute.
+    async fn put_rows(
+        &self,
+        rows: &[UsageRow],
+        retention_secs: u64,
+        key_of: impl Fn(&UsageRow) -> keys::Key,
+    ) -> Result<()> {
         for chunk in rows.chunks(MAX_TRANSACTION_OPS) {
             let mut ops = Vec::with_capacity(chunk.len());
             for r in chunk {
                 let mut attrs = attrs_of(r)?;
                 attrs.insert(EXPIRES_AT.into(), (r.minute * 60 + retention_secs).into());
-                let key = keys::usage_minute(&r.tenant, r.minute, &r.node, &r.dims_id());
-                ops.push(key.put(attrs, Condition::Always));
+                ops.push(key_of(r).put(attrs, Condition::Always));
             }
             self.store().transact(ops).await?;
         }
         Ok(())
+    }
+
+    /// The rows under `prefixes` whose minute is in `minutes` (decoded without a copy).
+    async fn read_rows(
+        &self,
+        prefixes: impl IntoIterator<Item = keys::KeyPrefix>,
+        minutes: std::ops::Range<u64>,
+    ) -> Result<Vec<UsageRow>> {
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            for item in self
+                .store()
+                .query_all(&prefix.pk, &prefix.sk_prefix)
+                .await?
+            {
+                let row: UsageRow = from_item_owned(item)?;
+                if minutes.contains(&row.minute) {
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes (replaces) usage rows; each row expires `retention_secs` after its minute.
+    pub async fn put_usage(&self, rows: &[UsageRow], retention_secs: u64) -> Result<()> {
+        self.put_rows(rows, retention_secs, |r| {
+            keys::usage_minute(&r.tenant, r.minute, &r.node, &r.dims_id())
+        })
+        .await
     }
 
     /// Every usage row of `tenant` with `from_minute <= minute < to_minute`, all nodes.
@@ -131,9 +166,8 @@ impl Registry {
         from_minute: u64,
         to_minute: u64,
     ) -> Result<Vec<UsageRow>> {
-        let mut out = Vec::new();
         if to_minute <= from_minute {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         // A short range (a budget's refresh) reads its minutes, not their whole hours.
         let prefixes: Vec<keys::KeyPrefix> = if to_minute - from_minute <= SHORT_RANGE_MINUTES {
@@ -145,19 +179,7 @@ impl Registry {
                 .map(|h| keys::usage_hour(tenant, h))
                 .collect()
         };
-        for prefix in prefixes {
-            for item in self
-                .store()
-                .query_all(&prefix.pk, &prefix.sk_prefix)
-                .await?
-            {
-                let row: UsageRow = from_item_owned(item)?;
-                if (from_minute..to_minute).contains(&row.minute) {
-                    out.push(row);
-                }
-            }
-        }
-        Ok(out)
+        self.read_rows(prefixes, from_minute..to_minute).await
     }
 }
 
@@ -165,17 +187,10 @@ impl Registry {
     /// Writes (replaces) hourly roll-ups: rows whose `minute` is their hour's first
     /// minute, summed over every node; each expires `retention_secs` after its hour.
     pub async fn put_hour_rollups(&self, rows: &[UsageRow], retention_secs: u64) -> Result<()> {
-        for chunk in rows.chunks(MAX_TRANSACTION_OPS) {
-            let mut ops = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let mut attrs = attrs_of(r)?;
-                attrs.insert(EXPIRES_AT.into(), (r.minute * 60 + retention_secs).into());
-                let key = keys::usage_hour_rollup(&r.tenant, r.minute / 60, &r.dims_id());
-                ops.push(key.put(attrs, Condition::Always));
-            }
-            self.store().transact(ops).await?;
-        }
-        Ok(())
+        self.put_rows(rows, retention_secs, |r| {
+            keys::usage_hour_rollup(&r.tenant, r.minute / 60, &r.dims_id())
+        })
+        .await
     }
 
     /// The hourly roll-ups of `tenant` with `from_hour <= hour < to_hour`.
@@ -185,40 +200,21 @@ impl Registry {
         from_hour: u64,
         to_hour: u64,
     ) -> Result<Vec<UsageRow>> {
-        let mut out = Vec::new();
         if to_hour <= from_hour {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        for day in from_hour / 24..=(to_hour - 1) / 24 {
-            let prefix = keys::usage_rollups_of_day(tenant, day);
-            for item in self
-                .store()
-                .query_all(&prefix.pk, &prefix.sk_prefix)
-                .await?
-            {
-                let row: UsageRow = from_item_owned(item)?;
-                if (from_hour..to_hour).contains(&(row.minute / 60)) {
-                    out.push(row);
-                }
-            }
-        }
-        Ok(out)
+        let days =
+            (from_hour / 24..=(to_hour - 1) / 24).map(|d| keys::usage_rollups_of_day(tenant, d));
+        self.read_rows(days, from_hour * 60..to_hour * 60).await
     }
 
     /// Writes (replaces) daily roll-ups (rows at their UTC day's first minute); each
     /// expires `retention_secs` after its day.
     pub async fn put_day_rollups(&self, rows: &[UsageRow], retention_secs: u64) -> Result<()> {
-        for chunk in rows.chunks(MAX_TRANSACTION_OPS) {
-            let mut ops = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let mut attrs = attrs_of(r)?;
-                attrs.insert(EXPIRES_AT.into(), (r.minute * 60 + retention_secs).into());
-                let key = keys::usage_day_rollup(&r.tenant, r.minute / 1440, &r.dims_id());
-                ops.push(key.put(attrs, Condition::Always));
-            }
-            self.store().transact(ops).await?;
-        }
-        Ok(())
+        self.put_rows(rows, retention_secs, |r| {
+            keys::usage_day_rollup(&r.tenant, r.minute / 1440, &r.dims_id())
+        })
+        .await
     }
 
     /// The daily roll-ups of `tenant` with `from_day <= day < to_day`.
@@ -228,24 +224,12 @@ impl Registry {
         from_day: u64,
         to_day: u64,
     ) -> Result<Vec<UsageRow>> {
-        let mut out = Vec::new();
         if to_day <= from_day {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        for part in from_day / 32..=(to_day - 1) / 32 {
-            let prefix = keys::usage_day_rollups_near(tenant, part * 32);
-            for item in self
-                .store()
-                .query_all(&prefix.pk, &prefix.sk_prefix)
-                .await?
-            {
-                let row: UsageRow = from_item_owned(item)?;
-                if (from_day..to_day).contains(&(row.minute / 1440)) {
-                    out.push(row);
-                }
-            }
-        }
-        Ok(out)
+        let parts = (from_day / 32..=(to_day - 1) / 32)
+            .map(|p| keys::usage_day_rollups_near(tenant, p * 32));
+        self.read_rows(parts, from_day * 1440..to_day * 1440).await
     }
 
     /// The first hour of `tenant` not yet rolled up (`None`: none is).
