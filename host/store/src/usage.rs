@@ -271,14 +271,48 @@ impl Registry {
 const SHORT_RANGE_MINUTES: u64 = 10;
 
 impl Registry {
-    /// A tenant's budget (JSON, as the node's budget layer wrote it), if any.
-    pub async fn tenant_budget(&self, tenant: &str) -> Result<Option<serde_json::Value>> {
-        let key = keys::budget(tenant);
+    /// One JSON setting of a tenant stored as attribute `attr` of item `key`, if set.
+    async fn tenant_setting(
+        &self,
+        key: keys::Key,
+        attr: &str,
+    ) -> Result<Option<serde_json::Value>> {
         Ok(self
             .store()
             .get(&key.pk, &key.sk)
             .await?
-            .and_then(|item| item.attrs.get("budget").cloned()))
+            .and_then(|item| item.attrs.get(attr).cloned()))
+    }
+
+    /// Sets (`Some`) or removes (`None`) a tenant's setting. The tenant must exist.
+    async fn set_tenant_setting(
+        &self,
+        tenant: &str,
+        key: keys::Key,
+        attr: &str,
+        value: Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.tenant(tenant).await?;
+        match value {
+            Some(v) => {
+                let mut attrs = serde_json::Map::new();
+                attrs.insert(attr.into(), v);
+                self.store()
+                    .put(&key.pk, &key.sk, attrs, Condition::Always)
+                    .await?;
+            }
+            None => {
+                self.store()
+                    .transact(vec![key.delete(Condition::Always)])
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// A tenant's budget (JSON, as the node's budget layer wrote it), if any.
+    pub async fn tenant_budget(&self, tenant: &str) -> Result<Option<serde_json::Value>> {
+        self.tenant_setting(keys::budget(tenant), "budget").await
     }
 
     /// Sets (`Some`) or removes (`None`) a tenant's budget. The tenant must exist.
@@ -287,33 +321,13 @@ impl Registry {
         tenant: &str,
         budget: Option<serde_json::Value>,
     ) -> Result<()> {
-        self.tenant(tenant).await?;
-        let key = keys::budget(tenant);
-        match budget {
-            Some(b) => {
-                let mut attrs = serde_json::Map::new();
-                attrs.insert("budget".into(), b);
-                self.store()
-                    .put(&key.pk, &key.sk, attrs, Condition::Always)
-                    .await?;
-            }
-            None => {
-                self.store()
-                    .transact(vec![key.delete(Condition::Always)])
-                    .await?
-            }
-        }
-        Ok(())
+        self.set_tenant_setting(tenant, keys::budget(tenant), "budget", budget)
+            .await
     }
 
     /// A tenant's own price table (JSON, as the node's usage layer wrote it), if any.
     pub async fn tenant_prices(&self, tenant: &str) -> Result<Option<serde_json::Value>> {
-        let key = keys::prices(tenant);
-        Ok(self
-            .store()
-            .get(&key.pk, &key.sk)
-            .await?
-            .and_then(|item| item.attrs.get("prices").cloned()))
+        self.tenant_setting(keys::prices(tenant), "prices").await
     }
 
     /// Sets (`Some`) or removes (`None`) a tenant's own price table. The tenant must exist.
@@ -322,23 +336,8 @@ impl Registry {
         tenant: &str,
         prices: Option<serde_json::Value>,
     ) -> Result<()> {
-        self.tenant(tenant).await?;
-        let key = keys::prices(tenant);
-        match prices {
-            Some(p) => {
-                let mut attrs = serde_json::Map::new();
-                attrs.insert("prices".into(), p);
-                self.store()
-                    .put(&key.pk, &key.sk, attrs, Condition::Always)
-                    .await?;
-            }
-            None => {
-                self.store()
-                    .transact(vec![key.delete(Condition::Always)])
-                    .await?
-            }
-        }
-        Ok(())
+        self.set_tenant_setting(tenant, keys::prices(tenant), "prices", prices)
+            .await
     }
 }
 
