@@ -333,7 +333,9 @@ mod tests {
         assert_eq!(a.counters["prompt_tokens"], 7);
         assert_eq!(a.counters["images"], 2);
         // Counters that stayed zero are not written (absent reads as zero).
-        assert!(!a.counters.contains_key("errors") && !a.counters.contains_key("completion_tokens"));
+        assert!(
+            !a.counters.contains_key("errors") && !a.counters.contains_key("completion_tokens")
+        );
         assert_eq!(a.counters["mb_ms"], 4 * 128 * 20);
         assert_eq!(a.counters["bytes_in"], 40);
         assert_eq!(a.node, "fra");
