@@ -14,6 +14,9 @@ ensure_dynamodb_local
 ensure_azurite
 # Real Prometheus + promtool for tests/e2e/prometheus.rs (rules, scrapes, dashboards).
 ensure_prometheus
+ensure_sdk_python
+ensure_go
+ensure_sdk_js
 S3_PORT="${HELIXFLOW_TEST_S3_PORT:-$(free_port)}"
 DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-$(free_port)}"
 AZ_PORT="${HELIXFLOW_TEST_AZURE_PORT:-$(free_port)}"
