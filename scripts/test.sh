@@ -14,6 +14,8 @@ ensure_dynamodb_local
 ensure_azurite
 # Real Prometheus + promtool for tests/e2e/prometheus.rs (rules, scrapes, dashboards).
 ensure_prometheus
+# openapi-spec-validator for tests/e2e/openapi.rs.
+ensure_openapi_validator
 S3_PORT="${HELIXFLOW_TEST_S3_PORT:-$(free_port)}"
 DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-$(free_port)}"
 AZ_PORT="${HELIXFLOW_TEST_AZURE_PORT:-$(free_port)}"
