@@ -185,6 +185,16 @@ fn operation(route: &Route, method: &str, several: bool) -> Operation {
                 .schema(Some(ObjectBuilder::new().schema_type(ty))),
         );
     }
+    for (name, _, description) in route.headers {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(*description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
     let body = match route.request {
         Req::None => None,
         Req::Json(c) => Some(("application/json", json_content(c))),

@@ -67,6 +67,8 @@ pub struct Route {
     pub summary: &'static str,
     pub auth: Auth,
     pub query: &'static [Query],
+    /// Request headers the route reads (same shape as `query`).
+    pub headers: &'static [Query],
     pub request: Req,
     /// The status and body of the main successful response.
     pub ok: (u16, Res),
@@ -133,6 +135,7 @@ const fn r(
         summary,
         auth: Auth::Key,
         query: &[],
+        headers: &[],
         request,
         ok,
     }
@@ -140,6 +143,11 @@ const fn r(
 
 const fn with_query(mut route: Route, query: &'static [Query]) -> Route {
     route.query = query;
+    route
+}
+
+const fn with_headers(mut route: Route, headers: &'static [Query]) -> Route {
+    route.headers = headers;
     route
 }
 
@@ -183,12 +191,15 @@ pub const ROUTES: &[Route] = &[
     r(R_GET, t!("/functions"), "listFunctions", "functions", "List functions", Req::None, (200, Res::Json("FunctionList"))),
     r(R_GET, t!("/functions/{function}"), "getFunction", "functions", "A function with its versions and aliases", Req::None, (200, Res::Json("FunctionDetail"))),
     r(R_DELETE, t!("/functions/{function}"), "deleteFunction", "functions", "Delete a function and all its versions", Req::None, (200, Res::Json("FunctionDeleted"))),
-    with_query(
-        r(R_POST, t!("/functions/{function}/versions"), "deployFunction", "functions", "Deploy a component (the request body) as a new immutable version", Req::Bytes("application/wasm"), (201, Res::Json("Deployed"))),
-        &[
-            ("alias", "string", "Point this alias at the new version."),
-            ("description", "string", "A description of the version."),
-        ],
+    with_headers(
+        with_query(
+            r(R_POST, t!("/functions/{function}/versions"), "deployFunction", "functions", "Deploy a component (the request body) as a new immutable version", Req::Bytes("application/wasm"), (201, Res::Json("Deployed"))),
+            &[
+                ("alias", "string", "Point this alias at the new version."),
+                ("description", "string", "A description of the version."),
+            ],
+        ),
+        &[("x-helixflow-config", "string", "The function's configuration (a `FunctionConfig` as JSON).")],
     ),
     r(R_GET, t!("/functions/{function}/versions"), "listVersions", "functions", "List a function's versions", Req::None, (200, Res::Json("VersionList"))),
     r(R_GET, t!("/functions/{function}/versions/{version}"), "getVersion", "functions", "Get a version", Req::None, (200, Res::Json("Version"))),
@@ -209,7 +220,10 @@ pub const ROUTES: &[Route] = &[
     r(R_GET, t!("/models/{model}"), "getModel", "models", "A model with its versions and this node's sessions", Req::None, (200, Res::Json("ModelDetail"))),
     r(R_DELETE, t!("/models/{model}"), "deleteModel", "models", "Delete a model and its versions", Req::None, (200, Res::Json("ModelDeleted"))),
     r(R_PUT, t!("/models/{model}/config"), "setModelConfig", "models", "Replace a model's configuration", Req::Json("ModelConfig"), (200, Res::Json("ModelResponse"))),
-    r(R_POST, t!("/models/{model}/versions"), "pushModel", "models", "Upload an ONNX model (the request body) as a new version", Req::Bytes("application/octet-stream"), (201, Res::Json("ModelPushed"))),
+    with_headers(
+        r(R_POST, t!("/models/{model}/versions"), "pushModel", "models", "Upload an ONNX model (the request body) as a new version", Req::Bytes("application/octet-stream"), (201, Res::Json("ModelPushed"))),
+        &[("x-helixflow-model-config", "string", "The model's configuration (a `ModelConfig` as JSON).")],
+    ),
     r(R_POST, t!("/models/{model}/preload"), "preloadModel", "models", "Load a model's latest version on this node", Req::None, (200, Res::Json("Object"))),
     r(R_GET, t!("/models/{model}/versions/{version}"), "getModelVersion", "models", "Get a model version", Req::None, (200, Res::Json("ModelVersionDetail"))),
     // Keys
@@ -289,10 +303,23 @@ pub const ROUTES: &[Route] = &[
     r(R_POST, "/v1/embeddings", "createEmbeddings", "openai", "Embeddings (OpenAI's API)", Req::Json("Object"), (200, Res::Json("Object"))),
     r(R_POST, "/v1/chat/completions", "createChatCompletion", "openai", "Chat completions (OpenAI's API; `stream: true` answers server-sent events)", Req::Json("Object"), (200, Res::Json("Object"))),
     // Invoking functions
-    r(R_POST, "/invoke/{tenant}/{function}", "invokeEvent", "invoke", "Invoke a function's event handler with the body as the event", Req::Any, (200, Res::Any)),
-    with_auth(
-        r(R_POST, "/2015-03-31/functions/{function_name}/invocations", "lambdaInvoke", "invoke", "AWS Lambda's Invoke API", Req::Any, (200, Res::Any)),
-        Auth::KeyOrSigV4,
+    with_headers(
+        r(R_POST, "/invoke/{tenant}/{function}", "invokeEvent", "invoke", "Invoke a function's event handler with the body as the event", Req::Any, (200, Res::Any)),
+        &[("x-helixflow-client-context", "string", "Passed to the function as its client context.")],
+    ),
+    with_headers(
+        with_query(
+            with_auth(
+                r(R_POST, "/2015-03-31/functions/{function_name}/invocations", "lambdaInvoke", "invoke", "AWS Lambda's Invoke API", Req::Any, (200, Res::Any)),
+                Auth::KeyOrSigV4,
+            ),
+            &[("Qualifier", "string", "A version number, an alias or `$LATEST`.")],
+        ),
+        &[
+            ("X-Amz-Invocation-Type", "string", "`RequestResponse` (default), `Event` or `DryRun`."),
+            ("X-Amz-Log-Type", "string", "`Tail`: the end of the function's log in `X-Amz-Log-Result`."),
+            ("X-Amz-Client-Context", "string", "Base64 JSON passed to the function."),
+        ],
     ),
     r(ANY_HTTP, "/{tenant}/{function}", "httpTriggerRoot", "invoke", "Call a function's HTTP handler at its root", Req::Any, (200, Res::Any)),
     r(ANY_HTTP, "/{tenant}/{function}/{path}", "httpTrigger", "invoke", "Call a function's HTTP handler; it sees `/{path}` and the query", Req::Any, (200, Res::Any)),
