@@ -215,6 +215,85 @@ start_dynamodb_local() {
     wait_port_http "$port" "$pid" "$logfile" "DynamoDB Local" && echo "$pid"
 }
 
+# Go 1.19 from Debian (package golang-go) for the Go SDK (sdk/go) and its end-to-end test
+# (tests/e2e/sdk_go.rs). The SDK uses the standard library only: no module is fetched.
+# Exports HELIXFLOW_GO and a build cache and GOPATH under ~/.cache/helixflow.
+ensure_go() {
+    local go=/usr/lib/go-1.19/bin/go
+    if [ ! -x "$go" ]; then
+        log "installing Go 1.19 (Debian package golang-go)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+    fi
+    HELIXFLOW_GO="$go"
+    GOCACHE="$HOME/.cache/helixflow/go-1.19/build"
+    GOPATH="$HOME/.cache/helixflow/go-1.19/path"
+    GOFLAGS=-mod=mod
+    mkdir -p "$GOCACHE" "$GOPATH"
+    export HELIXFLOW_GO GOCACHE GOPATH GOFLAGS
+}
+
+# The Python SDK (sdk/python) and its test runner: a venv keyed by the pinned packages
+# and the SDK's pyproject.toml, with the SDK installed editable (its sources stay live;
+# a clone elsewhere re-points it). Exports HELIXFLOW_SDK_PYTHON.
+SDK_PY_PACKAGES="openai==3.57.0 httpx==0.28.1 pytest==9.2.0"
+ensure_sdk_python() {
+    local key venv
+    key="$( (echo "$SDK_PY_PACKAGES"; cat "$ROOT/sdk/python/pyproject.toml") | sha256sum | cut -c1-12)"
+    venv="$HOME/.cache/helixflow/venv-sdk-python-$key"
+    if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.done" ]; then
+        log "installing the Python SDK's environment ($SDK_PY_PACKAGES) into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        # shellcheck disable=SC2086
+        "$venv/bin/pip" install -q --disable-pip-version-check $SDK_PY_PACKAGES
+        touch "$venv/.done"
+    fi
+    if [ "$(cat "$venv/.helixflow-root" 2>/dev/null)" != "$ROOT" ]; then
+        "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$ROOT/sdk/python"
+        echo "$ROOT" >"$venv/.helixflow-root"
+    fi
+    export HELIXFLOW_SDK_PYTHON="$venv/bin/python"
+}
+
+# The JavaScript SDK (sdk/js): Node.js 20+ (Debian's nodejs + npm if missing), its npm
+# packages from the committed package-lock.json (`npm ci`; npm's download cache under
+# ~/.cache/helixflow/npm, so a fresh clone installs offline-fast), then its build (tsc:
+# dist/esm and dist/cjs with .d.ts), each redone only when its inputs changed.
+# Exports HELIXFLOW_SDK_JS (the package directory) and HELIXFLOW_NODEJS (node).
+ensure_sdk_js() {
+    local dir="$ROOT/sdk/js" key
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        log "installing Node.js and npm (Debian packages nodejs, npm)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+        echo "the JavaScript SDK needs Node.js 20 or later; $(command -v node) is $(node --version)" >&2
+        return 1
+    fi
+    key="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -c1-12)"
+    if [ "$(cat "$dir/node_modules/.helixflow-key" 2>/dev/null)" != "$key" ]; then
+        log "installing the JavaScript SDK's npm packages (npm ci) in $dir"
+        (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline \
+            --cache "$HOME/.cache/helixflow/npm" >/dev/null)
+        echo "$key" >"$dir/node_modules/.helixflow-key"
+    fi
+    key="$(cd "$dir" && cat package-lock.json tsconfig*.json scripts/build.mjs src/*.ts | sha256sum | cut -c1-12)"
+    if [ "$(cat "$dir/dist/.helixflow-key" 2>/dev/null)" != "$key" ]; then
+        log "building the JavaScript SDK (tsc) in $dir/dist"
+        (cd "$dir" && node scripts/build.mjs)
+        echo "$key" >"$dir/dist/.helixflow-key"
+    fi
+    HELIXFLOW_SDK_JS="$dir"
+    HELIXFLOW_NODEJS="$(command -v node)"
+    export HELIXFLOW_SDK_JS HELIXFLOW_NODEJS
+}
+
 # openapi-spec-validator from PyPI, in its own venv: tests/e2e/openapi.rs validates the
 # node's OpenAPI document with it (HELIXFLOW_OPENAPI_PYTHON runs `-m openapi_spec_validator`).
 OPENAPI_VALIDATOR_VERSION="0.7.1"

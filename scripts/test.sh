@@ -16,6 +16,9 @@ ensure_azurite
 ensure_prometheus
 # openapi-spec-validator for tests/e2e/openapi.rs.
 ensure_openapi_validator
+ensure_sdk_python
+ensure_go
+ensure_sdk_js
 S3_PORT="${HELIXFLOW_TEST_S3_PORT:-$(free_port)}"
 DDB_PORT="${HELIXFLOW_TEST_DYNAMODB_PORT:-$(free_port)}"
 AZ_PORT="${HELIXFLOW_TEST_AZURE_PORT:-$(free_port)}"

@@ -211,6 +211,87 @@ async fn a_callers_cap_blocks_that_key_only() {
     );
 }
 
+/// An Event queued through the Lambda Invoke API runs as its caller: held to that
+/// caller's cap when it is accepted, and metered under that caller's key.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_is_held_to_and_metered_as_the_caller_that_queued_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), Some(CONFIG));
+    let api = Api::new(&node);
+    api.create_tenant("evq").await;
+    api.deploy("evq", "echo", "echo-event", "").await;
+    let (a, a_prefix) = api.create_key("evq", "invoker").await;
+    let (b, _) = api.create_key("evq", "invoker").await;
+    put_budget(
+        &api,
+        "evq",
+        json!({"callers": {format!("key:{a_prefix}"): {"monthly_spend": 2.0}}}),
+    )
+    .await;
+    let url = api.url("/2015-03-31/functions/evq:function:echo/invocations");
+    let queue = |http: Http| {
+        let url = url.clone();
+        async move {
+            http.request(
+                "POST",
+                &url,
+                &[("x-amz-invocation-type", "Event")],
+                b"{}".to_vec(),
+            )
+            .await
+        }
+    };
+    // Accepted while key A's spend (the events it queued, as they run) is under 2.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut accepted = 0;
+    let refused = loop {
+        let r = queue(Http::with_token(Some(&a))).await;
+        if r.status != 202 {
+            break r;
+        }
+        accepted += 1;
+        assert!(
+            Instant::now() < deadline,
+            "key A was never held to its cap ({accepted} events accepted)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "key A queued {accepted} events before its cap: {}",
+        refused.text()
+    );
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(
+        refused.header("x-amzn-errortype"),
+        Some("TooManyRequestsException"),
+        "{}",
+        refused.text()
+    );
+    assert!(refused.text().contains("caller"), "{}", refused.text());
+    assert!(accepted >= 2, "{accepted}");
+    // Key B is not capped.
+    let r = queue(Http::with_token(Some(&b))).await;
+    assert_eq!(r.status, 202, "another caller is not held: {}", r.text());
+    // What key A queued is metered as key A.
+    let q = "/api/v1/tenants/evq/usage?group_by=key,trigger&metrics=requests";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let u = api.http.get(&api.url(q)).await.json();
+        let of_a = u["series"].as_array().unwrap().iter().find(|s| {
+            s["group"]["key"] == format!("key:{a_prefix}") && s["group"]["trigger"] == "async"
+        });
+        if let Some(s) = of_a.filter(|s| s["total"]["requests"].as_u64() >= Some(2)) {
+            println!("key A's events metered: {s}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "key A's events not metered as key A: {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Deploys the MiniLM embeddings model (served at `/v1/embeddings`) in `tenant`.
 async fn serve_embeddings(api: &Api<'_>, tenant: &str) {
     api.deploy(tenant, "embed-minilm", "embed-minilm", "").await;
@@ -414,5 +495,37 @@ async fn two_nodes_hold_a_rate_limit_fleet_wide() {
     assert!(
         through_b <= 8,
         "node B served {through_b}: it did not count node A's 15"
+    );
+
+    // A limit raised through node A holds on node B too, once B re-reads the budget:
+    // B's buckets follow the new limit (not just a refill of the old one).
+    put_budget(
+        &api_a,
+        "fw",
+        json!({"callers": {format!("key:{prefix}"): {"rpm": 600}}}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = embed(&http, &api_b, "hi").await;
+        if r.status == 200 && r.header("x-ratelimit-limit-requests") == Some("600") {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node B still holds the old limit: {} {:?}",
+            r.status,
+            r.header("x-ratelimit-limit-requests")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let left: u64 = r
+        .header("x-ratelimit-remaining-requests")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        left >= 500,
+        "the raised limit leaves room on node B: {left} of 600 remaining"
     );
 }

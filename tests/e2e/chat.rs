@@ -466,4 +466,47 @@ async fn chat_tokens_are_counted_by_the_host_and_metered_per_model() {
         reported["completion_tokens"]
     );
     assert!(reported["completion_tokens"].as_u64().unwrap() >= 1);
+
+    // A token limit: a request that may use more than it (input + max_tokens) can never
+    // be admitted and is refused at once, OpenAI's way; a max_tokens near u64::MAX does
+    // not overflow the reservation; the tokens of refused requests are not kept.
+    let r = api
+        .http
+        .put_json(
+            &api.url("/api/v1/tenants/demo/budget"),
+            json!({"tenant": {"tpm": 2000}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for max_tokens in [json!(5000), json!(u64::MAX)] {
+        let r = api
+            .http
+            .request(
+                "POST",
+                &api.url("/v1/chat/completions"),
+                &[
+                    ("openai-organization", "demo"),
+                    ("content-type", "application/json"),
+                ],
+                json!({"model": INT8, "max_tokens": max_tokens,
+                       "messages": [{"role": "user", "content": "Hi"}]})
+                .to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 429, "max_tokens {max_tokens}: {}", r.text());
+        assert_eq!(r.code(), "rate_limit_exceeded", "{}", r.text());
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Request too large"),
+            "{}",
+            r.text()
+        );
+    }
+    let v = complete(&api, INT8, "Hi", 4).await;
+    assert!(
+        v["usage"]["completion_tokens"].as_u64().unwrap() >= 1,
+        "a request within the limit is served after the refusals: {v}"
+    );
 }

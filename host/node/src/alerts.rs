@@ -8,9 +8,10 @@
 //!   (bound to the tenant and rule), opened only to sign a delivery.
 //! * Evaluation: every node runs the loop ([`start`]); each round, the node that holds
 //!   (or takes) the fleet lease `alerts` in the metadata store evaluates every tenant
-//!   with rules: one usage read per tenant over its longest window
-//!   ([`crate::usage::rows`]: the store's rows of every node, this node's unflushed ones
-//!   from memory), costed with the tenant's prices, judged by each rule.
+//!   with rules: one usage read per tenant and distinct window
+//!   ([`crate::usage::period_rows`]: rolled-up hours as hourly rows, the rest as minute
+//!   rows of every node, this node's unflushed ones from memory), costed with the
+//!   tenant's prices, judged by each rule of that window.
 //! * A status change (ok -> firing, firing -> ok: `resolved`) is recorded with a
 //!   compare-and-swap on the state, in one transaction with the history entry and, for
 //!   a rule that notifies a function, the queued Event invocation carrying the alert:
@@ -564,17 +565,26 @@ async fn evaluate_tenant(
             }
         }
     }
-    let Some(longest) = rules.iter().map(|r| r.rule.window_minutes).max() else {
+    if rules.is_empty() {
         return Ok(());
-    };
+    }
     let now = helixflow_store::now_unix();
-    let to = now / 60 + 1;
-    let rows = crate::usage::rows(node, tenant, to.saturating_sub(longest), to).await?;
     let (prices, _) = crate::usage::prices(node, tenant).await?;
-    for r in &rules {
-        let ev = r.rule.evaluate(&rows, &prices, now);
-        if let Err(e) = apply(node, sender, deliveries, tenant, r, &ev, now).await {
-            tracing::warn!(%tenant, alert = %r.id, code = e.code, error = %e.message, "alert state not recorded");
+    // One read per distinct window: whole hours already rolled up come as hourly rows
+    // (a day-long window reads 24 rows per series, not 1,440), the edges as minutes. A
+    // rolled-up hour is one row stamped with its first minute, so rows read for a longer
+    // window would miscount a shorter one: each window gets its own.
+    let mut windows: Vec<u64> = rules.iter().map(|r| r.rule.window_minutes).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    for w in windows {
+        let (from, to) = helixflow_usage::alert::window_of(w, now / 60);
+        let rows = crate::usage::period_rows(node, tenant, from, to, &prices, false).await?;
+        for r in rules.iter().filter(|r| r.rule.window_minutes == w) {
+            let ev = r.rule.evaluate(&rows, &prices, now);
+            if let Err(e) = apply(node, sender, deliveries, tenant, r, &ev, now).await {
+                tracing::warn!(%tenant, alert = %r.id, code = e.code, error = %e.message, "alert state not recorded");
+            }
         }
     }
     Ok(())

@@ -222,6 +222,14 @@ pub struct Evaluation {
     pub to_minute: u64,
 }
 
+/// The `minutes`-long window ending with minute `now_minute` (included): `[from, to)`.
+/// The minute in progress is in it: a cost only grows, and a rate judged on it is
+/// guarded by the rule's `min_requests`.
+pub fn window_of(minutes: u64, now_minute: u64) -> (u64, u64) {
+    let to = now_minute + 1;
+    (to.saturating_sub(minutes), to)
+}
+
 /// Parses `"5m"`, `"2h"`, `"1d"` into minutes (1 ..= [`MAX_WINDOW_MINUTES`]).
 pub fn parse_window(w: &str) -> Result<u64, AlertError> {
     let bad = || AlertError::InvalidWindow(w.to_string());
@@ -355,8 +363,7 @@ impl Rule {
 
     /// The window ending with minute `now_minute` (included): `[from, to)`.
     pub fn window(&self, now_minute: u64) -> (u64, u64) {
-        let to = now_minute + 1;
-        (to.saturating_sub(self.window_minutes), to)
+        window_of(self.window_minutes, now_minute)
     }
 
     /// Judges `rows` (the tenant's usage: any minutes, nodes and dimensions; those

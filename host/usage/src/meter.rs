@@ -2,6 +2,7 @@
 
 use crate::Histogram;
 use helixflow_store::usage::UsageRow;
+use rustc_hash::FxBuildHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,45 +34,77 @@ pub struct Sample {
     pub completion_tokens: u64,
 }
 
+/// The counters every invocation adds to (in this order in [`Totals::fixed`]).
+const INVOCATION_COUNTERS: [&str; 8] = [
+    "requests",
+    "errors",
+    "wall_ms",
+    "mb_ms",
+    "bytes_in",
+    "bytes_out",
+    "prompt_tokens",
+    "completion_tokens",
+];
+
 impl Sample {
-    /// What the sample adds to its series' counters (the names usage rows and prices use).
-    fn counter_values(&self) -> [(&'static str, u64); 8] {
+    /// What the sample adds to its series' counters, in [`INVOCATION_COUNTERS`] order.
+    fn counter_values(&self) -> [u64; 8] {
         // Billed per started millisecond, as Lambda bills GB-seconds.
         let billed_ms = (self.wall.as_micros() as u64).div_ceil(1000).max(1);
         [
-            ("requests", 1),
-            ("errors", u64::from(self.error)),
-            ("wall_ms", self.wall.as_millis() as u64),
+            1,
+            u64::from(self.error),
+            self.wall.as_millis() as u64,
             // MB x ms; GB-seconds = mb_ms / 1024 / 1000.
-            ("mb_ms", self.memory_mb * billed_ms),
-            ("bytes_in", self.bytes_in),
-            ("bytes_out", self.bytes_out),
-            ("prompt_tokens", self.prompt_tokens),
-            ("completion_tokens", self.completion_tokens),
+            self.memory_mb * billed_ms,
+            self.bytes_in,
+            self.bytes_out,
+            self.prompt_tokens,
+            self.completion_tokens,
         ]
     }
 
     /// The sample's counters, as a usage row holds them (for pricing one invocation).
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.counter_values()
-            .into_iter()
+        INVOCATION_COUNTERS
+            .iter()
+            .zip(self.counter_values())
             .filter(|(_, n)| *n > 0)
             .map(|(k, n)| (k.to_string(), n))
             .collect()
     }
 }
 
+/// Running totals of one series. The counters every invocation touches are a fixed
+/// array (no map lookups on the hot path); others (`add`) go to `extra`.
 #[derive(Default)]
 struct Totals {
-    counters: BTreeMap<&'static str, u64>,
+    fixed: [u64; 8],
+    extra: BTreeMap<&'static str, u64>,
     latency: Histogram,
 }
 
 impl Totals {
     fn add(&mut self, name: &'static str, n: u64) {
-        *self.counters.entry(name).or_default() += n;
+        match INVOCATION_COUNTERS.iter().position(|c| *c == name) {
+            Some(i) => self.fixed[i] += n,
+            None => *self.extra.entry(name).or_default() += n,
+        }
+    }
+
+    /// The counters as a row holds them: only those that are not zero.
+    fn counters(&self) -> BTreeMap<String, u64> {
+        INVOCATION_COUNTERS
+            .iter()
+            .zip(self.fixed)
+            .chain(self.extra.iter().map(|(k, v)| (k, *v)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect()
     }
 }
+
+type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
 
 /// A series of one tenant: (minute, dimensions).
 type Series = (u64, Dims);
@@ -90,7 +123,9 @@ pub struct Meter {
     writer: String,
     max_series: usize,
     /// Tenant -> its series (looked up by `&str`: no allocation for a known tenant).
-    series: Mutex<HashMap<String, HashMap<Series, Totals>>>,
+    /// Keys are hashed with FxHash: they are the node's own names (tenant, function,
+    /// caller), and a known series costs one hash of its dimensions per sample.
+    series: Mutex<FxHashMap<String, FxHashMap<Series, Totals>>>,
     /// Series held, across tenants.
     count: AtomicU64,
     overflowed: AtomicU64,
@@ -144,34 +179,36 @@ impl Meter {
             None => m.entry(tenant.to_string()).or_default(),
         };
         let mut key = (minute, dims);
-        if !mine.contains_key(&key) {
-            if mine.len() >= self.max_series {
-                self.overflowed.fetch_add(1, Ordering::Relaxed);
-                let mut overflow = Dims::default().with("overflow", "true");
-                if let Some(model) = key.1.0.get("model") {
-                    overflow = overflow.with("model", model.clone());
-                }
-                key.1 = overflow;
+        // The common case: a known series, one lookup.
+        if let Some(t) = mine.get_mut(&key) {
+            f(t);
+            return;
+        }
+        if mine.len() >= self.max_series {
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            let mut overflow = Dims::default().with("overflow", "true");
+            if let Some(model) = key.1.0.get("model") {
+                overflow = overflow.with("model", model.clone());
             }
-            if !mine.contains_key(&key) {
-                if mine.len() >= self.max_series + OVERFLOW_HEADROOM {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                self.count.fetch_add(1, Ordering::Relaxed);
+            key.1 = overflow;
+            if let Some(t) = mine.get_mut(&key) {
+                f(t);
+                return;
+            }
+            if mine.len() >= self.max_series + OVERFLOW_HEADROOM {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
             }
         }
+        self.count.fetch_add(1, Ordering::Relaxed);
         f(mine.entry(key).or_default());
     }
 
     /// Adds one finished invocation.
     pub fn invocation(&self, tenant: &str, dims: Dims, s: &Sample) {
         self.with_totals(tenant, dims, |t| {
-            for (name, n) in s.counter_values() {
-                // A series without errors has no `errors` counter (as before).
-                if name != "errors" || n > 0 {
-                    t.add(name, n);
-                }
+            for (total, n) in t.fixed.iter_mut().zip(s.counter_values()) {
+                *total += n;
             }
             t.latency.observe_us(s.wall.as_micros() as u64);
         });
@@ -212,11 +249,7 @@ impl Meter {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
-            counters: t
-                .counters
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            counters: t.counters(),
             latency: t.latency.0.clone(),
         }
     }
@@ -284,6 +317,7 @@ mod tests {
             },
         );
         m.add("acme", dims("a"), "prompt_tokens", 7);
+        m.add("acme", dims("a"), "images", 2);
         for i in 0..100 {
             m.invocation("acme", dims(&format!("bogus{i}")), &s);
         }
@@ -297,6 +331,11 @@ mod tests {
             .unwrap();
         assert_eq!(a.counters["requests"], 4);
         assert_eq!(a.counters["prompt_tokens"], 7);
+        assert_eq!(a.counters["images"], 2);
+        // Counters that stayed zero are not written (absent reads as zero).
+        assert!(
+            !a.counters.contains_key("errors") && !a.counters.contains_key("completion_tokens")
+        );
         assert_eq!(a.counters["mb_ms"], 4 * 128 * 20);
         assert_eq!(a.counters["bytes_in"], 40);
         assert_eq!(a.node, "fra");

@@ -1,0 +1,3 @@
+module helixflow
+
+go 1.19
