@@ -293,3 +293,17 @@ ensure_sdk_js() {
     HELIXFLOW_NODEJS="$(command -v node)"
     export HELIXFLOW_SDK_JS HELIXFLOW_NODEJS
 }
+
+# openapi-spec-validator from PyPI, in its own venv: tests/e2e/openapi.rs validates the
+# node's OpenAPI document with it (HELIXFLOW_OPENAPI_PYTHON runs `-m openapi_spec_validator`).
+OPENAPI_VALIDATOR_VERSION="0.7.1"
+ensure_openapi_validator() {
+    local venv="$HOME/.cache/helixflow/openapi-validator-$OPENAPI_VALIDATOR_VERSION"
+    if ! "$venv/bin/python" -c "import openapi_spec_validator" >/dev/null 2>&1; then
+        log "installing openapi-spec-validator $OPENAPI_VALIDATOR_VERSION (PyPI)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"
+    fi
+    export HELIXFLOW_OPENAPI_PYTHON="$venv/bin/python"
+}

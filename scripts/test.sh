@@ -14,6 +14,8 @@ ensure_dynamodb_local
 ensure_azurite
 # Real Prometheus + promtool for tests/e2e/prometheus.rs (rules, scrapes, dashboards).
 ensure_prometheus
+# openapi-spec-validator for tests/e2e/openapi.rs.
+ensure_openapi_validator
 ensure_sdk_python
 ensure_go
 ensure_sdk_js

@@ -17,6 +17,7 @@ mod limits;
 mod nn;
 mod onnx_conformance;
 mod openai;
+mod openapi;
 mod prometheus;
 mod quota;
 mod sdk_go;

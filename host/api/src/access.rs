@@ -48,6 +48,8 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Who {
 pub fn requirement(method: &http::Method, segs: &[&str]) -> Need {
     use http::Method as M;
     match (method, segs) {
+        // The API's description: no credentials needed.
+        (&M::GET, ["v1", "openapi.json"]) => Need::Nothing,
         (_, ["v1", "admin", ..]) => Need::PlatformAdmin,
         (&M::GET | &M::POST, ["v1", "tenants"]) => Need::PlatformAdmin,
         (_, ["v1", "tenants", "public", "models", ..]) if method == M::GET => Need::Authenticated,

@@ -8,9 +8,8 @@ use crate::tracked::TrackedBody;
 use helixflow_node::metrics;
 use helixflow_node::secrets::{present_env, seal_env};
 
-use helixflow_store::registry::{FunctionConfig, NewVersion, TenantLimits, validate_name};
+use helixflow_store::registry::{FunctionConfig, NewVersion, validate_name};
 use http::{Method, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::json;
 
 pub fn healthz(state: &AppState) -> Response<Body> {
@@ -72,19 +71,16 @@ async fn route_inner(
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     match (&method, segs) {
+        (&Method::GET, ["v1", "openapi.json"]) => Ok(Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(crate::body::full(crate::openapi::served()))
+            .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))),
         (&Method::GET, ["v1", "tenants"]) => {
             let ts = state.node.registry.tenants().await?;
             ok(json!({"tenants": to_json(&ts)}))
         }
         (&Method::POST, ["v1", "tenants"]) => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct CreateTenant {
-                name: String,
-                #[serde(default)]
-                limits: Option<TenantLimits>,
-            }
-            let body: CreateTenant = read_json(req).await?;
+            let body: crate::wire::CreateTenant = read_json(req).await?;
             let t = state
                 .node
                 .registry
@@ -232,11 +228,6 @@ async fn route_inner(
             ok(to_json(&state.node.registry.alias(t, f, a).await?))
         }
         (&Method::PUT, ["v1", "tenants", t, "functions", f, "aliases", a]) => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct SetAlias {
-                version: u32,
-            }
             let (t, f, a) = (t.to_string(), f.to_string(), a.to_string());
             if a.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(ApiError::bad_request(
@@ -244,7 +235,7 @@ async fn route_inner(
                     "an alias name cannot be a number",
                 ));
             }
-            let body: SetAlias = read_json(req).await?;
+            let body: crate::wire::SetAlias = read_json(req).await?;
             let alias = state
                 .node
                 .registry

@@ -26,18 +26,9 @@ async fn new_key_request(
     req: http::Request<TrackedBody>,
     default_role: Option<Role>,
 ) -> Result<NewKey, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        name: String,
-        #[serde(default)]
-        role: Option<String>,
-        #[serde(default)]
-        expires_in_secs: Option<u64>,
-    }
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, &parts.headers, 16 << 10).await?;
-    let b: Body = serde_json::from_slice(&bytes)
+    let b: crate::wire::NewKey = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
     let role = match (b.role.as_deref(), default_role) {
         (Some(r), _) => Role::parse(r),

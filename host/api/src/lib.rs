@@ -22,13 +22,16 @@ pub mod lambda;
 pub mod lambda_host;
 mod models;
 mod openai;
+pub mod openapi;
 mod request;
+pub mod routes;
 pub mod tls;
 mod tracked;
 mod trigger;
 pub mod upload;
 mod usage;
 pub mod webhook;
+mod wire;
 
 pub use body::Body;
 

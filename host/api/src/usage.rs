@@ -44,12 +44,7 @@ pub async fn set_prices(
     req: http::Request<TrackedBody>,
     tenant: &str,
 ) -> Result<Response<Body>, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        prices: Vec<helixflow_usage::Price>,
-    }
-    let body: Body = crate::request::read_json(req).await?;
+    let body: crate::wire::SetPrices = crate::request::read_json(req).await?;
     helixflow_node::usage::set_prices(&state.node, tenant, body.prices).await?;
     prices(state, tenant).await
 }

@@ -17,7 +17,7 @@ mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{admin, events, functions, keys, models, tenants, usage};
+use commands::{admin, events, functions, keys, models, openapi, tenants, usage};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -105,6 +105,9 @@ enum Command {
     Models(models::ModelsCmd),
     /// Recent invocation logs (captured stdout/stderr) of a function.
     Logs(functions::LogsArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /api/v1/openapi.json`
+    /// serves), e.g. `helixflow openapi > host/api/openapi.json`.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -154,5 +157,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Alias { cmd } => functions::alias(&c, cmd).await,
         Command::Gc(args) => admin::gc(&c, args).await,
         Command::Logs(args) => functions::logs(&c, args).await,
+        Command::Openapi => openapi::print(),
     }
 }

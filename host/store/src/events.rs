@@ -25,7 +25,7 @@ pub const FAILED_RETENTION_SECS: u64 = 14 * 24 * 3600;
 pub const MAX_EVENT_PAYLOAD: usize = 256 * 1024;
 
 /// Retry policy and destinations of a function's Event invocations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AsyncConfig {
     /// Retries after a failed attempt: 0, 1 or 2 (default 2, as Lambda).
@@ -67,7 +67,7 @@ impl Default for AsyncConfig {
 
 /// Where a finished event's record goes: another function of the same tenant (as an
 /// Event invocation) and/or a prefix in the tenant's part of the object store.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,7 +77,7 @@ pub struct Destination {
 }
 
 /// A scheduled trigger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// Unique per function: `[a-z][a-z0-9-]*`.

@@ -16,14 +16,16 @@ use serde::{Deserialize, Serialize};
 pub const PUBLIC_NAMESPACE: &str = "public";
 
 /// How a model is served.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Execution-provider preference (`tensorrt`, `cuda`, `cpu`); empty = node default.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub providers: Vec<ExecutionProvider>,
     /// `next` (fall back down the list) or `refuse`; unset = node default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub fallback: Option<ProviderFallback>,
     /// Dynamic batching: most rows per run (0/1 = off) and the wait for company.
     #[serde(default)]
@@ -48,10 +50,11 @@ pub struct ModelConfig {
     pub serve: Option<Serve>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Serve {
     /// What the model answers: embeddings or chat completions.
+    #[schema(value_type = String)]
     pub kind: ServeKind,
     /// The function (same tenant) that runs requests.
     pub function: String,
@@ -162,7 +165,7 @@ choice! {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Model {
     pub tenant: String,
     pub name: String,
@@ -172,7 +175,7 @@ pub struct Model {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     pub tenant: String,
     pub model: String,

@@ -35,7 +35,7 @@ pub const MAX_NAME_LEN: usize = 200;
 const FILTER_DIMENSIONS: &[&str] = &["function", "model", "location"];
 
 /// A rule as a tenant writes it (the body of `POST .../alerts`), and as it is stored.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSpec {
     #[serde(default)]
@@ -72,7 +72,7 @@ fn enabled_by_default() -> bool {
 }
 
 /// Which usage a rule looks at (unset: all of the tenant's).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,7 +100,7 @@ impl Filter {
 }
 
 /// Where a rule's transitions go. Checked by the node (URL policy, the function exists).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Notify {
     /// An HTTPS URL that receives each transition as a signed JSON POST.

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 pub const MAX_CALLERS: usize = 1000;
 
 /// Limits of one scope (the tenant, or one caller in it). Absent: no limit.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Hard cap on the calendar month's spend (UTC; in the price table's currency).
@@ -70,7 +70,7 @@ impl Limits {
 
 /// A tenant's budget: its own limits and those of single callers (`key:{prefix}`,
 /// `jwt:{sub}`, `ak:{access key id}`: the `key` dimension of usage).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     #[serde(default)]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub const ALERTS: &[&str] = &["cost_threshold", "performance_degradation"];
 
 /// What a tenant asks to chart (the body of `POST .../dashboards`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DashboardSpec {
     #[serde(default)]

@@ -7,5 +7,6 @@ pub mod events;
 pub mod functions;
 pub mod keys;
 pub mod models;
+pub mod openapi;
 pub mod tenants;
 pub mod usage;
