@@ -818,3 +818,34 @@ async fn stored_secrets_are_sealed_and_need_the_nodes_key() {
         node.log()
     );
 }
+
+/// `GET /api/v1/whoami` tells a credential who it is (how a client learns its key's
+/// tenant), for every kind of credential; without one it is 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn whoami_names_the_tenant_and_role_of_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("alice").await;
+    let url = api.url("/api/v1/whoami");
+    for role in ["admin", "developer", "invoker", "viewer"] {
+        let (k, prefix) = api.create_key("alice", role).await;
+        let r = Http::with_token(Some(&k)).get(&url).await;
+        assert_eq!(r.status, 200, "{role}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["tenant"], "alice", "{v}");
+        assert_eq!(v["role"], role, "{v}");
+        assert_eq!(v["subject"], format!("key:{prefix}"), "{v}");
+        assert_eq!(v["via"], "api_key", "{v}");
+        assert!(!r.text().contains(&k), "the secret is never echoed: {v}");
+    }
+    let v = api.http.get(&url).await.json();
+    assert_eq!(
+        v,
+        json!({"tenant": null, "role": "admin", "subject": "platform-admin", "via": "admin_key"})
+    );
+    let r = Http::anonymous().get(&url).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = Http::with_token(Some("hfk_nope_nope")).get(&url).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+}

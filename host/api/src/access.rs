@@ -50,6 +50,7 @@ pub fn requirement(method: &http::Method, segs: &[&str]) -> Need {
     match (method, segs) {
         // The API's description: no credentials needed.
         (&M::GET, ["v1", "openapi.json"]) => Need::Nothing,
+        (&M::GET, ["v1", "whoami"]) => Need::Authenticated,
         (_, ["v1", "admin", ..]) => Need::PlatformAdmin,
         (&M::GET | &M::POST, ["v1", "tenants"]) => Need::PlatformAdmin,
         (_, ["v1", "tenants", "public", "models", ..]) if method == M::GET => Need::Authenticated,

@@ -75,6 +75,21 @@ async fn route_inner(
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(crate::body::full(crate::openapi::served()))
             .unwrap_or_else(|_| Response::new(crate::body::full(Vec::new())))),
+        (&Method::GET, ["v1", "whoami"]) => {
+            let p = principal.ok_or_else(|| {
+                ApiError::new(
+                    http::StatusCode::UNAUTHORIZED,
+                    "missing_credentials",
+                    "send an API key, a JWT or the admin key",
+                )
+            })?;
+            ok(json!(crate::wire::WhoAmI {
+                tenant: p.tenant.clone(),
+                role: p.role.as_str(),
+                subject: p.subject.clone(),
+                via: p.via,
+            }))
+        }
         (&Method::GET, ["v1", "tenants"]) => {
             let ts = state.node.registry.tenants().await?;
             ok(json!({"tenants": to_json(&ts)}))

@@ -293,6 +293,7 @@ pub fn schemas() -> BTreeMap<String, RefOr<Schema>> {
     add::<wire::SetPrices>(&mut s);
     add::<wire::NewKey>(&mut s);
     add::<wire::Health>(&mut s);
+    add::<wire::WhoAmI>(&mut s);
     add::<wire::TenantList>(&mut s);
     add::<wire::AuditLog>(&mut s);
     add::<wire::FunctionList>(&mut s);

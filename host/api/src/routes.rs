@@ -179,6 +179,7 @@ pub const ROUTES: &[Route] = &[
         r(R_GET, "/api/v1/openapi.json", "getOpenApi", "node", "This OpenAPI document", Req::None, (200, Res::Json("OpenApiDocument"))),
         Auth::Public,
     ),
+    r(R_GET, "/api/v1/whoami", "whoAmI", "keys", "Who the presented credentials are: tenant, role, subject", Req::None, (200, Res::Json("WhoAmI"))),
     // Tenants
     r(R_GET, "/api/v1/tenants", "listTenants", "tenants", "List tenants", Req::None, (200, Res::Json("TenantList"))),
     r(R_POST, "/api/v1/tenants", "createTenant", "tenants", "Create a tenant", Req::Json("CreateTenant"), (201, Res::Json("Tenant"))),

@@ -50,6 +50,20 @@ pub struct NewKey {
     pub expires_in_secs: Option<u64>,
 }
 
+/// `GET /api/v1/whoami`: who the presented credentials are (how a client learns the
+/// tenant of its key).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// The caller's tenant; `null` for the platform admin (every tenant).
+    pub tenant: Option<String>,
+    /// `admin`, `developer`, `invoker` or `viewer`.
+    pub role: &'static str,
+    /// What the audit log records: `key:{prefix}`, `jwt:{sub}`, or `platform-admin`.
+    pub subject: String,
+    /// `api_key`, `jwt` or `admin_key`.
+    pub via: &'static str,
+}
+
 /// `GET /healthz`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
