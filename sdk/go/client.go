@@ -46,7 +46,7 @@ type Client struct {
 	// sleep waits between retries (replaced by tests).
 	sleep func(ctx context.Context, d time.Duration) error
 
-	// The discovered tenant, shared by the copies ForTenant makes.
+	// The credential's WhoAmI once asked, shared by the copies ForTenant makes.
 	discovery *discovery
 
 	Functions  *FunctionsService
@@ -61,8 +61,21 @@ type Client struct {
 }
 
 type discovery struct {
-	mu     sync.Mutex
-	tenant string
+	mu sync.Mutex
+	me *WhoAmI
+}
+
+// WhoAmI is who a client's credential is (GET /api/v1/whoami).
+type WhoAmI struct {
+	// Tenant is the credential's tenant; "" for the platform admin key (every tenant).
+	Tenant string `json:"tenant"`
+	// Role is "admin", "developer", "invoker" or "viewer".
+	Role string `json:"role"`
+	// Subject is what the audit log records: the key prefix, the JWT sub, or
+	// "platform-admin".
+	Subject string `json:"subject"`
+	// Via is "api_key", "jwt" or "admin_key".
+	Via string `json:"via"`
 }
 
 // Option configures a Client.
@@ -148,42 +161,40 @@ func (c *Client) bind() {
 	c.Dashboards = &DashboardsService{c}
 }
 
+// WhoAmI asks the node who the client's credential is (GET /api/v1/whoami): its
+// tenant, role, subject and kind. The answer is asked once per client (and the copies
+// ForTenant makes) and kept; a failure is not kept.
+func (c *Client) WhoAmI(ctx context.Context) (*WhoAmI, error) {
+	d := c.discovery
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.me == nil {
+		var me WhoAmI
+		if err := c.getJSON(ctx, "/api/v1/whoami", nil, &me); err != nil {
+			return nil, err
+		}
+		d.me = &me
+	}
+	me := *d.me
+	return &me, nil
+}
+
 // Tenant is the tenant tenant-scoped calls act in: the one given with WithTenant or
-// ForTenant, else the key's own, asked of the node once (its served models' owner,
-// GET /v1/models). Fails with ErrNoTenant when the node cannot tell.
+// ForTenant, else the key's own, asked of the node once ([Client.WhoAmI]). Fails with
+// ErrNoTenant, before any tenant-scoped request, for the platform admin key (which
+// belongs to no tenant).
 func (c *Client) Tenant(ctx context.Context) (string, error) {
 	if c.tenant != "" {
 		return c.tenant, nil
 	}
-	d := c.discovery
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.tenant != "" {
-		return d.tenant, nil
-	}
-	var list struct {
-		Data []struct {
-			OwnedBy string `json:"owned_by"`
-		} `json:"data"`
-	}
-	err := c.do(ctx, &request{method: http.MethodGet, path: "/v1/models", idempotent: true, noTenantHeader: true}, &list)
+	me, err := c.WhoAmI(ctx)
 	if err != nil {
-		if IsUnauthorized(err) || IsForbidden(err) {
-			var ae *APIError
-			if errors.As(err, &ae) && ae.Code == "missing_tenant" {
-				return "", fmt.Errorf("%w: this credential belongs to no tenant (the platform admin key?): pass helixflow.WithTenant(name)", ErrNoTenant)
-			}
-			return "", err
-		}
-		return "", fmt.Errorf("%w: discovering this key's tenant failed (%v): pass helixflow.WithTenant(name)", ErrNoTenant, err)
+		return "", err
 	}
-	for _, m := range list.Data {
-		if m.OwnedBy != "" && m.OwnedBy != "public" {
-			d.tenant = m.OwnedBy
-			return d.tenant, nil
-		}
+	if me.Tenant == "" {
+		return "", fmt.Errorf("%w: this credential (%s) belongs to no tenant: pass helixflow.WithTenant(name) or use client.ForTenant(name)", ErrNoTenant, me.Subject)
 	}
-	return "", fmt.Errorf("%w: the node does not say which tenant this key belongs to (its tenant serves no model): pass helixflow.WithTenant(name)", ErrNoTenant)
+	return me.Tenant, nil
 }
 
 // tenantPath returns "/api/v1/tenants/{tenant}" + suffix for a tenant-scoped call.
@@ -213,8 +224,6 @@ type request struct {
 	header     http.Header
 	// idempotent: may be retried on 429/503 and network errors.
 	idempotent bool
-	// noTenantHeader: do not name the client's tenant as the OpenAI organization.
-	noTenantHeader bool
 }
 
 func (c *Client) url(r *request) string {
@@ -329,7 +338,7 @@ func (c *Client) newHTTPRequest(ctx context.Context, r *request, payload []byte)
 	req.Header.Set("User-Agent", "helixflow-go/"+Version)
 	// The platform admin names the tenant of OpenAI calls as the organization; a
 	// tenant's key ignores it (its own tenant applies).
-	if strings.HasPrefix(r.path, "/v1/") && c.tenant != "" && !r.noTenantHeader {
+	if strings.HasPrefix(r.path, "/v1/") && c.tenant != "" {
 		req.Header.Set("OpenAI-Organization", c.tenant)
 	}
 	return req, nil

@@ -270,13 +270,76 @@ func TestBadInputFailsBeforeAnyRequest(t *testing.T) {
 	if got := atomic.LoadInt32(n); got != 0 {
 		t.Fatalf("%d requests sent", got)
 	}
-	// Without a tenant, the platform admin key cannot be placed in one.
+	// Without a tenant, the platform admin key (whoami: no tenant) cannot be placed in
+	// one: only whoami is sent.
+	var paths []string
 	srv2, _ := countingServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
-		writeError(w, 401, "missing_tenant", "the platform admin key must name a tenant")
+		paths = append(paths, r.URL.Path)
+		fmt.Fprint(w, `{"tenant":null,"role":"admin","subject":"platform-admin","via":"admin_key"}`)
 	})
-	_, err := NewClient("admin", WithBaseURL(srv2.URL)).Functions.List(ctx)
-	if !errors.Is(err, ErrNoTenant) || !strings.Contains(err.Error(), "WithTenant") {
-		t.Fatalf("no tenant: %v", err)
+	admin := NewClient("admin", WithBaseURL(srv2.URL))
+	for _, call := range []func() error{
+		func() error { _, err := admin.Functions.List(ctx); return err },
+		func() error { _, err := admin.Keys.List(ctx); return err },
+	} {
+		if err := call(); !errors.Is(err, ErrNoTenant) || !strings.Contains(err.Error(), "WithTenant") {
+			t.Fatalf("no tenant: %v", err)
+		}
+	}
+	if strings.Join(paths, " ") != "/api/v1/whoami" {
+		t.Fatalf("requests: %v", paths)
+	}
+}
+
+// Without WithTenant, the key's tenant is asked once (concurrent calls share it, the
+// copies ForTenant makes too); a failed whoami is not kept; WithTenant sends none.
+func TestTenantDiscoveredOnceWithWhoAmI(t *testing.T) {
+	ctx := context.Background()
+	var whoamis, tenantCalls int32
+	srv, _ := countingServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v1/whoami":
+			if atomic.AddInt32(&whoamis, 1) == 1 {
+				writeError(w, 503, "store_unavailable", "try later")
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+			fmt.Fprint(w, `{"tenant":"acme","role":"developer","subject":"hfk_ab","via":"api_key"}`)
+		case "/api/v1/tenants/acme/functions":
+			atomic.AddInt32(&tenantCalls, 1)
+			fmt.Fprint(w, `{"functions":[]}`)
+		default:
+			writeError(w, 404, "not_found", r.URL.Path)
+		}
+	})
+	c := NewClient("k", WithBaseURL(srv.URL), WithMaxRetries(0))
+	if _, err := c.Functions.List(ctx); !IsUnavailable(err) {
+		t.Fatalf("a failed whoami: %v", err)
+	}
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() { _, err := c.Functions.List(ctx); errs <- err }()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	me, err := c.ForTenant("").WhoAmI(ctx)
+	if err != nil || *me != (WhoAmI{Tenant: "acme", Role: "developer", Subject: "hfk_ab", Via: "api_key"}) {
+		t.Fatalf("WhoAmI: %+v, %v", me, err)
+	}
+	if got := atomic.LoadInt32(&whoamis); got != 2 {
+		t.Fatalf("%d whoami requests, want 2 (one failed, one kept)", got)
+	}
+	if got := atomic.LoadInt32(&tenantCalls); got != 8 {
+		t.Fatalf("%d tenant calls", got)
+	}
+	if _, err := NewClient("k", WithBaseURL(srv.URL), WithTenant("acme")).Functions.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := atomic.LoadInt32(&whoamis); got != 2 {
+		t.Fatalf("WithTenant sent a whoami (%d)", got)
 	}
 }
 

@@ -13,10 +13,10 @@
 // variable, else http://127.0.0.1:8080.
 //
 // Tenant-scoped calls (everything under client.Functions, client.Models, ...) act in
-// the tenant given with [WithTenant] (or [Client.ForTenant]); without one, the client
-// asks the node which tenant its key belongs to (the owner of the models GET /v1/models
-// lists for the key) and fails with [ErrNoTenant] when the node cannot tell (a tenant
-// serving no model, or the platform admin key).
+// the tenant given with [WithTenant] (or [Client.ForTenant]); without one, in the
+// key's own tenant, which the client asks the node for once ([Client.WhoAmI], GET
+// /api/v1/whoami). The platform admin key belongs to no tenant: its tenant-scoped calls
+// fail with [ErrNoTenant] unless it names one.
 //
 // Errors: a call with a missing or invalid argument fails before any request with an
 // error matching [ErrInvalidArgument]; an error answered by the node is an *[APIError]

@@ -18,10 +18,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -474,26 +476,101 @@ func TestE2EChatCompletionWholeAndStreamed(t *testing.T) {
 	}
 }
 
-// The key's tenant is discovered when none is given; the platform admin key names one.
+// pathRecorder is an http.RoundTripper that records the path of every request.
+type pathRecorder struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (p *pathRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.mu.Lock()
+	p.paths = append(p.paths, r.URL.Path)
+	p.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (p *pathRecorder) count(path string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, q := range p.paths {
+		if q == path {
+			n++
+		}
+	}
+	return n
+}
+
+// The key's tenant is discovered (GET /api/v1/whoami, once per client) when none is
+// given, even in a tenant that serves no model; the platform admin key names one.
 func TestE2ETenantDiscovery(t *testing.T) {
 	env := e2e(t)
 	ctx := testContext(t, time.Minute)
-	c := NewClient(env.key, WithBaseURL(env.baseURL))
-	tenant, err := c.Tenant(ctx)
-	if err != nil || tenant != env.tenant {
+	rec := &pathRecorder{}
+	c := NewClient(env.key, WithBaseURL(env.baseURL), WithHTTPClient(&http.Client{Transport: rec}))
+	if _, err := c.Functions.DeployFile(ctx, "go-found", env.guest("hello"), nil); err != nil {
+		t.Fatalf("deploy without a tenant: %v", err)
+	}
+	fs, err := c.Functions.List(ctx)
+	if err != nil || !hasFunction(fs, "go-found") {
+		t.Fatalf("list without a tenant: %+v, %v", fs, err)
+	}
+	me, err := c.WhoAmI(ctx)
+	if err != nil || me.Tenant != env.tenant || me.Role != "admin" || me.Via != "api_key" || me.Subject == "" || me.Subject == "platform-admin" {
+		t.Fatalf("WhoAmI: %+v, %v", me, err)
+	}
+	if tenant, err := c.Tenant(ctx); err != nil || tenant != env.tenant {
 		t.Fatalf("discovered %q, %v; want %q", tenant, err, env.tenant)
 	}
-	if _, err := c.Functions.List(ctx); err != nil {
-		t.Fatal(err)
+	if n := rec.count("/api/v1/whoami"); n != 1 {
+		t.Fatalf("%d whoami requests: %v", n, rec.paths)
 	}
-	admin := NewClient(env.adminKey, WithBaseURL(env.baseURL))
-	if _, err := admin.Functions.List(ctx); !errors.Is(err, ErrNoTenant) {
+	if rec.count("/api/v1/tenants/"+env.tenant+"/functions/go-found/versions") != 1 {
+		t.Fatalf("the deploy went elsewhere: %v", rec.paths)
+	}
+
+	// The platform admin: no tenant of its own, so nothing tenant-scoped is sent.
+	rec = &pathRecorder{}
+	admin := NewClient(env.adminKey, WithBaseURL(env.baseURL), WithHTTPClient(&http.Client{Transport: rec}))
+	if _, err := admin.Functions.List(ctx); !errors.Is(err, ErrNoTenant) || !strings.Contains(err.Error(), "WithTenant") {
 		t.Fatalf("admin without a tenant: %v", err)
+	}
+	if len(rec.paths) != 1 || rec.paths[0] != "/api/v1/whoami" {
+		t.Fatalf("admin without a tenant sent %v", rec.paths)
+	}
+	if me, err := admin.WhoAmI(ctx); err != nil || *me != (WhoAmI{Role: "admin", Subject: "platform-admin", Via: "admin_key"}) {
+		t.Fatalf("admin's WhoAmI: %+v, %v", me, err)
 	}
 	models, err := admin.ForTenant(env.tenant).ListOpenAIModels(ctx)
 	if err != nil || len(models) == 0 || models[0].OwnedBy != env.tenant {
 		t.Fatalf("admin's /v1/models of %s: %+v, %v", env.tenant, models, err)
 	}
+
+	// A fresh tenant serving no model: its key still finds its tenant.
+	name := "go-bare-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if _, err := admin.Tenants.Create(ctx, name, nil); err != nil {
+		t.Fatal(err)
+	}
+	k, err := admin.ForTenant(name).Keys.Create(ctx, CreateKeyRequest{Name: "go-bare", Role: "developer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := NewClient(k.Key, WithBaseURL(env.baseURL))
+	if fs, err := bare.Functions.List(ctx); err != nil || len(fs) != 0 {
+		t.Fatalf("a fresh tenant's functions: %+v, %v", fs, err)
+	}
+	if me, err := bare.WhoAmI(ctx); err != nil || me.Tenant != name || me.Role != "developer" {
+		t.Fatalf("a fresh tenant's WhoAmI: %+v, %v", me, err)
+	}
+}
+
+func hasFunction(fs []Function, name string) bool {
+	for _, f := range fs {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // API keys: created (secret once), listed, used (a viewer reads but cannot deploy:

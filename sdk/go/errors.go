@@ -15,8 +15,8 @@ var (
 	// ErrInvalidArgument: a call was made with a missing or invalid argument (no
 	// request was sent).
 	ErrInvalidArgument = errors.New("helixflow: invalid argument")
-	// ErrNoTenant: a tenant-scoped call without a tenant, on a client whose key's
-	// tenant could not be discovered (no request of the call was sent).
+	// ErrNoTenant: a tenant-scoped call without a tenant on the platform admin's
+	// client, whose key belongs to no tenant (no request of the call was sent).
 	ErrNoTenant = errors.New("helixflow: no tenant")
 	// ErrNotFound: 404.
 	ErrNotFound = errors.New("helixflow: not found")

@@ -22,6 +22,7 @@ import {
   Tenants,
   Usage,
 } from './resources.js';
+import type { WhoAmI } from './types.js';
 
 export interface ClientOptions {
   /** An API key (`hfk_...`), a JWT or the platform admin key (default: `HELIXFLOW_API_KEY`). */
@@ -30,8 +31,9 @@ export interface ClientOptions {
   baseURL?: string;
   /**
    * The tenant of control-plane calls (default: `HELIXFLOW_TENANT`, else the `tenant`
-   * claim of a JWT `apiKey`). An `hfk_` key does not say its tenant, and the API has
-   * no route that tells it, so name the tenant for tenant-scoped calls.
+   * claim of a JWT `apiKey`). Without one, the key's own tenant is asked of the node
+   * once, on the first tenant-scoped call (`client.whoami()`); the platform admin key
+   * has none, so it names the tenant (here, or per call with `{ tenant }`).
    */
   tenant?: string;
   /** Milliseconds per attempt of a request (default 60000). */
@@ -90,6 +92,7 @@ export class Client {
   /** @internal */
   readonly transport: Transport;
   private readonly options: ClientOptions;
+  private me: Promise<WhoAmI> | undefined;
 
   constructor(options: ClientOptions = {}) {
     const apiKey = options.apiKey ?? env('HELIXFLOW_API_KEY');
@@ -171,14 +174,32 @@ export class Client {
     return this.transport.json('GET', '/healthz');
   }
 
-  private tenantFor(options: TenantOptions | undefined, call: string): string {
-    const t = options?.tenant ?? this.tenant;
-    if (!t) {
+  /**
+   * `GET /api/v1/whoami`: the key's tenant (`null` for the platform admin key), role,
+   * subject and kind. Asked once per client and kept (concurrent callers share the one
+   * request; a failure is not kept).
+   */
+  whoami(): Promise<WhoAmI> {
+    if (!this.me) {
+      const me: Promise<WhoAmI> = this.transport.json('GET', '/api/v1/whoami');
+      this.me = me;
+      me.catch(() => {
+        if (this.me === me) this.me = undefined;
+      });
+    }
+    return this.me;
+  }
+
+  private async tenantFor(options: TenantOptions | undefined, call: string): Promise<string> {
+    const named = options?.tenant ?? this.tenant;
+    if (named) return named;
+    const { tenant } = await this.whoami();
+    if (!tenant) {
       throw new InvalidArgumentError(
-        `${call} needs a tenant: pass { tenant } to the Client (or to this call) or set HELIXFLOW_TENANT ` +
-          '(an hfk_ API key does not tell the API which tenant it belongs to)',
+        `${call} needs a tenant and the platform admin key has none of its own: pass { tenant } to the ` +
+          'Client (or to this call) or set HELIXFLOW_TENANT',
       );
     }
-    return t;
+    return tenant;
   }
 }

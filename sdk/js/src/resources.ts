@@ -1,7 +1,7 @@
 /**
  * The control plane (`/api/v1/...`) and the invoke routes, one class per resource.
  * Every method checks its required arguments before sending anything, and takes the
- * tenant from its options (`{ tenant }`), else from the client.
+ * tenant from its options (`{ tenant }`), else from the client (named, or its key's own).
  */
 
 import { HelixFlowError, InvalidArgumentError } from './errors.js';
@@ -47,8 +47,11 @@ export interface TenantOptions extends CallOptions {
 /** What a resource needs from the client. */
 export interface ClientContext {
   readonly transport: Transport;
-  /** The tenant for `call` (throws a clear error when there is none). */
-  tenantFor(options: TenantOptions | undefined, call: string): string;
+  /**
+   * The tenant for `call`: named, else the key's own (asked once with `whoami`); rejects
+   * with a clear error, before anything tenant-scoped is sent, when there is none.
+   */
+  tenantFor(options: TenantOptions | undefined, call: string): Promise<string>;
 }
 
 const API = '/api/v1';
@@ -61,8 +64,8 @@ abstract class Resource {
   }
 
   /** `/api/v1/tenants/{tenant}` for `call`. */
-  protected base(options: TenantOptions | undefined, call: string): string {
-    return `${API}/tenants/${seg(this.ctx.tenantFor(options, call))}`;
+  protected async base(options: TenantOptions | undefined, call: string): Promise<string> {
+    return `${API}/tenants/${seg(await this.ctx.tenantFor(options, call))}`;
   }
 }
 
@@ -124,7 +127,7 @@ export class Functions extends Resource {
   async deploy(name: string, source: UploadSource, options?: DeployOptions): Promise<DeployResult> {
     required(name, 'functions.deploy: name (the function)');
     required(source, 'functions.deploy: source (a .wasm path or the component bytes)');
-    const base = this.base(options, 'functions.deploy');
+    const base = await this.base(options, 'functions.deploy');
     const upload = await Upload.of(source, 'functions.deploy', options?.onProgress);
     const headers: Record<string, string> = {};
     if (options?.config) headers['x-helixflow-config'] = JSON.stringify(options.config);
@@ -137,26 +140,26 @@ export class Functions extends Resource {
   }
 
   async list(options?: TenantOptions): Promise<FunctionInfo[]> {
-    const r = await this.http.json('GET', `${this.base(options, 'functions.list')}/functions`, call(options));
+    const r = await this.http.json('GET', `${await this.base(options, 'functions.list')}/functions`, call(options));
     return r.functions;
   }
 
   /** The function with its versions and aliases. */
   async get(name: string, options?: TenantOptions): Promise<FunctionDetails> {
     required(name, 'functions.get: name');
-    return this.http.json('GET', `${this.base(options, 'functions.get')}/functions/${seg(name)}`, call(options));
+    return this.http.json('GET', `${await this.base(options, 'functions.get')}/functions/${seg(name)}`, call(options));
   }
 
   async delete(name: string, options?: TenantOptions): Promise<{ deleted: boolean; versions: number }> {
     required(name, 'functions.delete: name');
-    return this.http.json('DELETE', `${this.base(options, 'functions.delete')}/functions/${seg(name)}`, call(options));
+    return this.http.json('DELETE', `${await this.base(options, 'functions.delete')}/functions/${seg(name)}`, call(options));
   }
 
   async versions(name: string, options?: TenantOptions): Promise<Version[]> {
     required(name, 'functions.versions: name');
     const r = await this.http.json(
       'GET',
-      `${this.base(options, 'functions.versions')}/functions/${seg(name)}/versions`,
+      `${await this.base(options, 'functions.versions')}/functions/${seg(name)}/versions`,
       call(options),
     );
     return r.versions;
@@ -167,7 +170,7 @@ export class Functions extends Resource {
     versionNumber(required(version, 'functions.getVersion: version'), 'functions.getVersion: version');
     return this.http.json(
       'GET',
-      `${this.base(options, 'functions.getVersion')}/functions/${seg(name)}/versions/${version}`,
+      `${await this.base(options, 'functions.getVersion')}/functions/${seg(name)}/versions/${version}`,
       call(options),
     );
   }
@@ -177,21 +180,21 @@ export class Functions extends Resource {
     versionNumber(required(version, 'functions.deleteVersion: version'), 'functions.deleteVersion: version');
     return this.http.json(
       'DELETE',
-      `${this.base(options, 'functions.deleteVersion')}/functions/${seg(name)}/versions/${version}`,
+      `${await this.base(options, 'functions.deleteVersion')}/functions/${seg(name)}/versions/${version}`,
       call(options),
     );
   }
 
   async getConfig(name: string, options?: TenantOptions): Promise<FunctionConfig> {
     required(name, 'functions.getConfig: name');
-    return this.http.json('GET', `${this.base(options, 'functions.getConfig')}/functions/${seg(name)}/config`, call(options));
+    return this.http.json('GET', `${await this.base(options, 'functions.getConfig')}/functions/${seg(name)}/config`, call(options));
   }
 
   /** Replaces the function's config (memory, timeout, env, async_invoke, schedules...). */
   async setConfig(name: string, config: FunctionConfig, options?: TenantOptions): Promise<FunctionInfo> {
     required(name, 'functions.setConfig: name');
     required(config, 'functions.setConfig: config');
-    return this.http.json('PUT', `${this.base(options, 'functions.setConfig')}/functions/${seg(name)}/config`, {
+    return this.http.json('PUT', `${await this.base(options, 'functions.setConfig')}/functions/${seg(name)}/config`, {
       ...call(options),
       json: config,
     });
@@ -205,7 +208,7 @@ export class Functions extends Resource {
    */
   async invoke(name: string, payload?: unknown, options?: InvokeOptions): Promise<unknown> {
     required(name, 'functions.invoke: name');
-    const tenant = this.ctx.tenantFor(options, 'functions.invoke');
+    const tenant = await this.ctx.tenantFor(options, 'functions.invoke');
     const q = options?.qualifier;
     const target = q === undefined ? seg(name) : `${seg(name)}@${seg(String(q))}`;
     const { body, headers } = payloadBody(payload);
@@ -225,7 +228,7 @@ export class Functions extends Resource {
     if (payload instanceof Uint8Array || payload instanceof ArrayBuffer) {
       throw new InvalidArgumentError('functions.invokeAsync: payload must be JSON-serialisable (not bytes)');
     }
-    const tenant = this.ctx.tenantFor(options, 'functions.invokeAsync');
+    const tenant = await this.ctx.tenantFor(options, 'functions.invokeAsync');
     const { body, headers } = payloadBody(payload);
     headers['x-amz-invocation-type'] = 'Event';
     if (options?.clientContext) {
@@ -246,7 +249,7 @@ export class Functions extends Resource {
   /** Recent invocations with their captured stdout/stderr (newest first). */
   async logs(name: string, options?: TenantOptions & { limit?: number }): Promise<LogEntry[]> {
     required(name, 'functions.logs: name');
-    const r = await this.http.json('GET', `${this.base(options, 'functions.logs')}/functions/${seg(name)}/logs`, {
+    const r = await this.http.json('GET', `${await this.base(options, 'functions.logs')}/functions/${seg(name)}/logs`, {
       ...call(options),
       query: { limit: options?.limit },
     });
@@ -258,7 +261,7 @@ export class Functions extends Resource {
 export class Aliases extends Resource {
   async list(fn: string, options?: TenantOptions): Promise<Alias[]> {
     required(fn, 'aliases.list: function');
-    const r = await this.http.json('GET', `${this.base(options, 'aliases.list')}/functions/${seg(fn)}/aliases`, call(options));
+    const r = await this.http.json('GET', `${await this.base(options, 'aliases.list')}/functions/${seg(fn)}/aliases`, call(options));
     return r.aliases;
   }
 
@@ -267,7 +270,7 @@ export class Aliases extends Resource {
     required(alias, 'aliases.get: alias');
     return this.http.json(
       'GET',
-      `${this.base(options, 'aliases.get')}/functions/${seg(fn)}/aliases/${seg(alias)}`,
+      `${await this.base(options, 'aliases.get')}/functions/${seg(fn)}/aliases/${seg(alias)}`,
       call(options),
     );
   }
@@ -277,7 +280,7 @@ export class Aliases extends Resource {
     required(fn, 'aliases.set: function');
     required(alias, 'aliases.set: alias');
     versionNumber(required(version, 'aliases.set: version'), 'aliases.set: version');
-    return this.http.json('PUT', `${this.base(options, 'aliases.set')}/functions/${seg(fn)}/aliases/${seg(alias)}`, {
+    return this.http.json('PUT', `${await this.base(options, 'aliases.set')}/functions/${seg(fn)}/aliases/${seg(alias)}`, {
       ...call(options),
       json: { version },
     });
@@ -289,7 +292,7 @@ export class Aliases extends Resource {
     required(alias, 'aliases.rollback: alias');
     return this.http.json(
       'POST',
-      `${this.base(options, 'aliases.rollback')}/functions/${seg(fn)}/aliases/${seg(alias)}/rollback`,
+      `${await this.base(options, 'aliases.rollback')}/functions/${seg(fn)}/aliases/${seg(alias)}/rollback`,
       call(options),
     );
   }
@@ -299,7 +302,7 @@ export class Aliases extends Resource {
     required(alias, 'aliases.delete: alias');
     return this.http.json(
       'DELETE',
-      `${this.base(options, 'aliases.delete')}/functions/${seg(fn)}/aliases/${seg(alias)}`,
+      `${await this.base(options, 'aliases.delete')}/functions/${seg(fn)}/aliases/${seg(alias)}`,
       call(options),
     );
   }
@@ -319,7 +322,7 @@ export class Models extends Resource {
   async push(name: string, source: UploadSource, options?: PushOptions): Promise<Record<string, unknown>> {
     required(name, 'models.push: name (the model)');
     required(source, 'models.push: source (an .onnx path or the model bytes)');
-    const base = this.base(options, 'models.push');
+    const base = await this.base(options, 'models.push');
     const upload = await Upload.of(source, 'models.push', options?.onProgress);
     const headers: Record<string, string> = {};
     if (options?.config) headers['x-helixflow-model-config'] = JSON.stringify(options.config);
@@ -332,7 +335,7 @@ export class Models extends Resource {
   }
 
   async list(options?: TenantOptions): Promise<Model[]> {
-    const r = await this.http.json('GET', `${this.base(options, 'models.list')}/models`, call(options));
+    const r = await this.http.json('GET', `${await this.base(options, 'models.list')}/models`, call(options));
     return r.models;
   }
 
@@ -342,7 +345,7 @@ export class Models extends Resource {
     options?: TenantOptions,
   ): Promise<{ model: Model; versions: Record<string, unknown>[]; sessions: unknown[] }> {
     required(name, 'models.get: name');
-    return this.http.json('GET', `${this.base(options, 'models.get')}/models/${seg(name)}`, call(options));
+    return this.http.json('GET', `${await this.base(options, 'models.get')}/models/${seg(name)}`, call(options));
   }
 
   async getVersion(name: string, version: number, options?: TenantOptions): Promise<Record<string, unknown>> {
@@ -350,7 +353,7 @@ export class Models extends Resource {
     versionNumber(required(version, 'models.getVersion: version'), 'models.getVersion: version');
     return this.http.json(
       'GET',
-      `${this.base(options, 'models.getVersion')}/models/${seg(name)}/versions/${version}`,
+      `${await this.base(options, 'models.getVersion')}/models/${seg(name)}/versions/${version}`,
       call(options),
     );
   }
@@ -359,7 +362,7 @@ export class Models extends Resource {
   async config(name: string, config: ModelConfig, options?: TenantOptions): Promise<{ model: Model }> {
     required(name, 'models.config: name');
     required(config, 'models.config: config');
-    return this.http.json('PUT', `${this.base(options, 'models.config')}/models/${seg(name)}/config`, {
+    return this.http.json('PUT', `${await this.base(options, 'models.config')}/models/${seg(name)}/config`, {
       ...call(options),
       json: config,
     });
@@ -367,13 +370,13 @@ export class Models extends Resource {
 
   async delete(name: string, options?: TenantOptions): Promise<{ deleted_versions: number }> {
     required(name, 'models.delete: name');
-    return this.http.json('DELETE', `${this.base(options, 'models.delete')}/models/${seg(name)}`, call(options));
+    return this.http.json('DELETE', `${await this.base(options, 'models.delete')}/models/${seg(name)}`, call(options));
   }
 
   /** Creates this node's inference session for the model now. */
   async preload(name: string, options?: TenantOptions): Promise<Record<string, unknown>> {
     required(name, 'models.preload: name');
-    return this.http.json('POST', `${this.base(options, 'models.preload')}/models/${seg(name)}/preload`, {
+    return this.http.json('POST', `${await this.base(options, 'models.preload')}/models/${seg(name)}/preload`, {
       ...call(options),
       idempotent: true,
     });
@@ -393,14 +396,14 @@ export class Keys extends Resource {
     required(params, 'keys.create: { name, role }');
     required(params.name, 'keys.create: name');
     required(params.role, 'keys.create: role (admin, developer, invoker or viewer)');
-    return this.http.json('POST', `${this.base(params, 'keys.create')}/keys`, {
+    return this.http.json('POST', `${await this.base(params, 'keys.create')}/keys`, {
       ...call(params),
       json: { name: params.name, role: params.role, expires_in_secs: params.expiresInSecs },
     });
   }
 
   async list(options?: TenantOptions): Promise<ApiKey[]> {
-    const r = await this.http.json('GET', `${this.base(options, 'keys.list')}/keys`, call(options));
+    const r = await this.http.json('GET', `${await this.base(options, 'keys.list')}/keys`, call(options));
     return r.keys;
   }
 
@@ -408,7 +411,7 @@ export class Keys extends Resource {
   async revoke(prefix: string, options?: TenantOptions): Promise<ApiKey> {
     required(prefix, 'keys.revoke: prefix');
     const p = /^hfk_([0-9a-f]{12})_/.exec(prefix)?.[1] ?? prefix;
-    return this.http.json('DELETE', `${this.base(options, 'keys.revoke')}/keys/${seg(p)}`, call(options));
+    return this.http.json('DELETE', `${await this.base(options, 'keys.revoke')}/keys/${seg(p)}`, call(options));
   }
 }
 
@@ -424,20 +427,20 @@ export class AccessKeys extends Resource {
   async create(params: CreateAccessKeyParams): Promise<AccessKey & { secret_access_key: string }> {
     required(params, 'accessKeys.create: { name }');
     required(params.name, 'accessKeys.create: name');
-    return this.http.json('POST', `${this.base(params, 'accessKeys.create')}/access-keys`, {
+    return this.http.json('POST', `${await this.base(params, 'accessKeys.create')}/access-keys`, {
       ...call(params),
       json: { name: params.name, role: params.role, expires_in_secs: params.expiresInSecs },
     });
   }
 
   async list(options?: TenantOptions): Promise<AccessKey[]> {
-    const r = await this.http.json('GET', `${this.base(options, 'accessKeys.list')}/access-keys`, call(options));
+    const r = await this.http.json('GET', `${await this.base(options, 'accessKeys.list')}/access-keys`, call(options));
     return r.access_keys;
   }
 
   async revoke(accessKeyId: string, options?: TenantOptions): Promise<AccessKey> {
     required(accessKeyId, 'accessKeys.revoke: accessKeyId');
-    return this.http.json('DELETE', `${this.base(options, 'accessKeys.revoke')}/access-keys/${seg(accessKeyId)}`, call(options));
+    return this.http.json('DELETE', `${await this.base(options, 'accessKeys.revoke')}/access-keys/${seg(accessKeyId)}`, call(options));
   }
 }
 
@@ -451,7 +454,7 @@ export interface ListEventsOptions extends TenantOptions {
 /** Event (asynchronous) invocations that are pending or failed; replaying failures. */
 export class Events extends Resource {
   async list(options?: ListEventsOptions): Promise<EventRecord[]> {
-    const r = await this.http.json('GET', `${this.base(options, 'events.list')}/events`, {
+    const r = await this.http.json('GET', `${await this.base(options, 'events.list')}/events`, {
       ...call(options),
       query: { status: options?.status, function: options?.function, limit: options?.limit },
     });
@@ -461,13 +464,13 @@ export class Events extends Resource {
   /** A pending or failed event (a `NotFoundError` once it succeeded or its record expired). */
   async get(id: string, options?: TenantOptions): Promise<EventRecord> {
     required(id, 'events.get: id');
-    return this.http.json('GET', `${this.base(options, 'events.get')}/events/${seg(id)}`, call(options));
+    return this.http.json('GET', `${await this.base(options, 'events.get')}/events/${seg(id)}`, call(options));
   }
 
   /** Runs a failed event again as a new event; a second replay is a `ConflictError`. */
   async replay(id: string, options?: TenantOptions): Promise<{ id: string; replay_of: string }> {
     required(id, 'events.replay: id');
-    return this.http.json('POST', `${this.base(options, 'events.replay')}/events/${seg(id)}/replay`, call(options));
+    return this.http.json('POST', `${await this.base(options, 'events.replay')}/events/${seg(id)}/replay`, call(options));
   }
 }
 
@@ -493,7 +496,7 @@ export class Tenants extends Resource {
 
   /** The tenant's audit log (default: the client's tenant). */
   async audit(options?: TenantOptions & { limit?: number }): Promise<Record<string, unknown>[]> {
-    const r = await this.http.json('GET', `${this.base(options, 'tenants.audit')}/audit`, {
+    const r = await this.http.json('GET', `${await this.base(options, 'tenants.audit')}/audit`, {
       ...call(options),
       query: { limit: options?.limit },
     });
@@ -511,7 +514,7 @@ function timeParam(v: Date | number | string | undefined): string | undefined {
 export class Usage extends Resource {
   /** Usage over a time range, grouped by dimensions, as series of points and totals. */
   async query(params?: UsageQuery & TenantOptions): Promise<UsageResult> {
-    return this.http.json('GET', `${this.base(params, 'usage.query')}/usage`, {
+    return this.http.json('GET', `${await this.base(params, 'usage.query')}/usage`, {
       ...call(params),
       query: {
         from: timeParam(params?.from),
@@ -525,21 +528,21 @@ export class Usage extends Resource {
 
   /** The price table that applies to the tenant. */
   async prices(options?: TenantOptions): Promise<Record<string, unknown>> {
-    return this.http.json('GET', `${this.base(options, 'usage.prices')}/prices`, call(options));
+    return this.http.json('GET', `${await this.base(options, 'usage.prices')}/prices`, call(options));
   }
 
   /** The budget and this month's spend. */
   async budget(options?: TenantOptions): Promise<Record<string, unknown>> {
-    return this.http.json('GET', `${this.base(options, 'usage.budget')}/budget`, call(options));
+    return this.http.json('GET', `${await this.base(options, 'usage.budget')}/budget`, call(options));
   }
 
   async setBudget(budget: Record<string, unknown>, options?: TenantOptions): Promise<Record<string, unknown>> {
     required(budget, 'usage.setBudget: budget');
-    return this.http.json('PUT', `${this.base(options, 'usage.setBudget')}/budget`, { ...call(options), json: budget });
+    return this.http.json('PUT', `${await this.base(options, 'usage.setBudget')}/budget`, { ...call(options), json: budget });
   }
 
   async deleteBudget(options?: TenantOptions): Promise<Record<string, unknown>> {
-    return this.http.json('DELETE', `${this.base(options, 'usage.deleteBudget')}/budget`, call(options));
+    return this.http.json('DELETE', `${await this.base(options, 'usage.deleteBudget')}/budget`, call(options));
   }
 }
 
@@ -550,20 +553,20 @@ export class Analytics extends Resource {
     if (!Array.isArray(spec.metrics) || spec.metrics.length === 0) {
       throw new InvalidArgumentError('analytics.createDashboard: metrics is required (e.g. ["cost_per_token"])');
     }
-    return this.http.json('POST', `${this.base(options, 'analytics.createDashboard')}/dashboards`, {
+    return this.http.json('POST', `${await this.base(options, 'analytics.createDashboard')}/dashboards`, {
       ...call(options),
       json: spec,
     });
   }
 
   async listDashboards(options?: TenantOptions): Promise<Dashboard[]> {
-    const r = await this.http.json('GET', `${this.base(options, 'analytics.listDashboards')}/dashboards`, call(options));
+    const r = await this.http.json('GET', `${await this.base(options, 'analytics.listDashboards')}/dashboards`, call(options));
     return r.dashboards;
   }
 
   async getDashboard(id: string, options?: TenantOptions): Promise<Dashboard> {
     required(id, 'analytics.getDashboard: id');
-    return this.http.json('GET', `${this.base(options, 'analytics.getDashboard')}/dashboards/${seg(id)}`, call(options));
+    return this.http.json('GET', `${await this.base(options, 'analytics.getDashboard')}/dashboards/${seg(id)}`, call(options));
   }
 
   /** The dashboard's panels filled with data (`params`: from, to, step as for usage). */
@@ -572,7 +575,7 @@ export class Analytics extends Resource {
     params?: TenantOptions & Pick<UsageQuery, 'from' | 'to' | 'step'>,
   ): Promise<Record<string, unknown>> {
     required(id, 'analytics.dashboardData: id');
-    return this.http.json('GET', `${this.base(params, 'analytics.dashboardData')}/dashboards/${seg(id)}/data`, {
+    return this.http.json('GET', `${await this.base(params, 'analytics.dashboardData')}/dashboards/${seg(id)}/data`, {
       ...call(params),
       query: { from: timeParam(params?.from), to: timeParam(params?.to), step: params?.step },
     });
@@ -580,6 +583,6 @@ export class Analytics extends Resource {
 
   async deleteDashboard(id: string, options?: TenantOptions): Promise<{ deleted: string }> {
     required(id, 'analytics.deleteDashboard: id');
-    return this.http.json('DELETE', `${this.base(options, 'analytics.deleteDashboard')}/dashboards/${seg(id)}`, call(options));
+    return this.http.json('DELETE', `${await this.base(options, 'analytics.deleteDashboard')}/dashboards/${seg(id)}`, call(options));
   }
 }

@@ -5,6 +5,17 @@
 
 export type Role = 'admin' | 'developer' | 'invoker' | 'viewer';
 
+/** `GET /api/v1/whoami`: who the client's credentials are. */
+export interface WhoAmI {
+  /** The key's tenant; `null` for the platform admin key (every tenant). */
+  tenant: string | null;
+  role: Role;
+  /** What the audit log records: the key prefix, the JWT `sub`, or `platform-admin`. */
+  subject: string;
+  via: 'api_key' | 'jwt' | 'admin_key';
+  [key: string]: unknown;
+}
+
 export interface TenantLimits {
   max_memory_mb?: number;
   max_timeout_ms?: number;

@@ -16,6 +16,7 @@ def transform(sync: str) -> str:
     out = re.sub(r"^    def (?!__init__)", "    async def ", out, flags=re.M)
     out = out.replace("return self._run(", "return await self._run(")
     out = out.replace("return self._transport.run(", "return await self._transport.run(")
+    out = out.replace("self._scope.bind(", "await self._scope.abind(")
     out = re.sub(r"^class (?!_)(\w+)\(", r"class Async\1(", out, flags=re.M)
     head = (
         '"""The resources of :class:`helixflow.AsyncClient`: generated from _resources.py\n'

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import List, Tuple
 
+import httpx
 import openai
 import pytest
 
@@ -269,3 +270,38 @@ def test_typed_errors_from_the_node(dev: helixflow.Client, base_url: str, tenant
     assert e4.value.code == "not_a_component", e4.value
     with pytest.raises(helixflow.InvalidArgumentError):
         dev.functions.invoke("", {})
+
+
+def test_a_tenant_key_without_a_tenant_learns_it_once(base_url: str, tenant: str, guests: Path) -> None:
+    sent: List[str] = []
+    http = httpx.Client(event_hooks={"request": [lambda req: sent.append(req.url.path)]})
+    with helixflow.Client(api_key=env("HELIXFLOW_TEST_DEV_KEY"), base_url=base_url, http_client=http) as c:
+        assert c.tenant is None
+        c.functions.deploy("sdk-found", guests / "hello.wasm")
+        assert "sdk-found" in {f["name"] for f in c.functions.list()}
+        assert c.functions.get("sdk-found")["function"]["name"] == "sdk-found"
+        me = c.whoami()
+        assert (me["tenant"], me["role"], me["via"]) == (tenant, "developer", "api_key"), me
+        assert me["subject"] and me["subject"] != "platform-admin", me
+    http.close()
+    assert sent.count("/api/v1/whoami") == 1, sent
+    assert f"/api/v1/tenants/{tenant}/functions/sdk-found/versions" in sent, sent
+
+    async def main() -> None:
+        async with helixflow.AsyncClient(api_key=env("HELIXFLOW_TEST_TENANT_ADMIN_KEY"), base_url=base_url) as a:
+            got = await asyncio.gather(a.functions.list(), a.keys.list(), a.whoami())
+            assert "sdk-found" in {f["name"] for f in got[0]}
+            assert (got[2]["tenant"], got[2]["role"]) == (tenant, "admin"), got[2]
+
+    asyncio.run(main())
+
+
+def test_the_platform_admin_without_a_tenant_is_told_to_name_one(base_url: str) -> None:
+    sent: List[str] = []
+    http = httpx.Client(event_hooks={"request": [lambda req: sent.append(req.url.path)]})
+    with helixflow.Client(api_key=env("HELIXFLOW_TEST_ADMIN_KEY"), base_url=base_url, http_client=http) as c:
+        with pytest.raises(helixflow.InvalidArgumentError, match="functions.list is scoped to a tenant"):
+            c.functions.list()
+        assert c.whoami() == {"tenant": None, "role": "admin", "subject": "platform-admin", "via": "admin_key"}
+    http.close()
+    assert sent == ["/api/v1/whoami"], "nothing tenant-scoped was sent"

@@ -155,7 +155,6 @@ def test_errors_carry_status_code_message_and_request_id(scripted: Scripted) -> 
 
 def test_missing_arguments_fail_before_any_request(scripted: Scripted) -> None:
     c = client(scripted)
-    no_tenant = helixflow.Client(api_key="k", base_url=scripted.url)
     bad = [
         (lambda: c.functions.deploy("", b"\0asm"), "functions.deploy: name is required"),
         (lambda: c.functions.deploy("f", b""), "functions.deploy: component"),
@@ -168,8 +167,6 @@ def test_missing_arguments_fail_before_any_request(scripted: Scripted) -> None:
         (lambda: c.models.push("m", None), "models.push: model"),  # type: ignore[arg-type]
         (lambda: c.analytics.create_dashboard("d", []), "metrics is a non-empty list"),
         (lambda: c.usage.query(start=True), "usage.query: start"),  # type: ignore[arg-type]
-        (lambda: no_tenant.functions.list(), "scoped to a tenant"),
-        (lambda: no_tenant.usage.query(), "usage.query is scoped to a tenant"),
     ]
     for call, message in bad:
         with pytest.raises(helixflow.InvalidArgumentError, match=message):
@@ -220,3 +217,64 @@ def test_async_resources_are_generated_from_the_sync_ones() -> None:
     assert (src / "_async_resources.py").read_text() == gen.transform((src / "_resources.py").read_text()), \
         "run python sdk/python/scripts/gen_async.py"
     assert (src / "py.typed").exists()
+
+
+WHOAMI = "/api/v1/whoami"
+
+
+def test_a_tenant_keys_tenant_is_asked_once_and_kept(scripted: Scripted) -> None:
+    me = {"tenant": "acme", "role": "developer", "subject": "hfk_1234", "via": "api_key"}
+    scripted.replies = [(200, {}, me), (200, {}, {"functions": []}), (200, {}, {"usage": []}),
+                        (200, {}, {"name": "acme"})]
+    c = client(scripted, tenant=None)
+    assert c.functions.list() == []
+    c.usage.query()
+    c.tenants.get("acme")  # not tenant-scoped
+    assert c.whoami() == me
+    assert [r[1:3] for r in scripted.requests] == [
+        ("GET", WHOAMI), ("GET", "/api/v1/tenants/acme/functions"), ("GET", "/api/v1/tenants/acme/usage"),
+        ("GET", "/api/v1/tenants/acme")]
+
+
+def test_a_named_tenant_sends_no_whoami(scripted: Scripted) -> None:
+    scripted.replies = [(200, {}, {"functions": []})]
+    assert client(scripted, tenant="named").functions.list() == []
+    assert [r[1:3] for r in scripted.requests] == [("GET", "/api/v1/tenants/named/functions")]
+
+
+def test_the_platform_admin_must_name_a_tenant(scripted: Scripted) -> None:
+    scripted.replies = [(200, {}, {"tenant": None, "role": "admin", "subject": "platform-admin",
+                                   "via": "admin_key"})]
+    c = client(scripted, tenant=None)
+    with pytest.raises(helixflow.InvalidArgumentError, match="functions.list is scoped to a tenant"):
+        c.functions.list()
+    with pytest.raises(helixflow.InvalidArgumentError, match="usage.query is scoped to a tenant"):
+        c.usage.query()
+    assert c.whoami()["tenant"] is None
+    assert [r[1:3] for r in scripted.requests] == [("GET", WHOAMI)], "nothing tenant-scoped was sent"
+
+
+def test_a_failed_whoami_is_raised_and_asked_again(scripted: Scripted) -> None:
+    scripted.replies = [(401, {}, {"error": {"code": "unauthorized", "message": "bad key"}}),
+                        (200, {}, {"tenant": "acme", "role": "viewer", "subject": "s", "via": "jwt"}),
+                        (200, {}, {"functions": []})]
+    c = client(scripted, tenant=None)
+    with pytest.raises(helixflow.AuthenticationError):
+        c.functions.list()
+    assert c.functions.list() == []
+    assert [r[2] for r in scripted.requests] == [WHOAMI, WHOAMI, "/api/v1/tenants/acme/functions"]
+
+
+def test_concurrent_async_calls_ask_whoami_once(scripted: Scripted) -> None:
+    me = {"tenant": "acme", "role": "admin", "subject": "s", "via": "api_key"}
+    scripted.replies = [(200, {}, me)] + [(200, {}, {"functions": []})] * 5
+
+    async def main() -> None:
+        async with helixflow.AsyncClient(api_key="k", base_url=scripted.url) as c:
+            got = await asyncio.gather(*(c.functions.list() for _ in range(5)))
+            assert got == [[]] * 5
+            assert (await c.whoami())["role"] == "admin"
+
+    asyncio.run(main())
+    paths = [r[2] for r in scripted.requests]
+    assert paths == [WHOAMI] + ["/api/v1/tenants/acme/functions"] * 5, paths

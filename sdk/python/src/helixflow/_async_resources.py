@@ -34,7 +34,7 @@ class _Resource:
         self._scope = scope
 
     async def _run(self, op: Op[T]) -> T:
-        return await self._transport.run(op)
+        return await self._transport.run(await self._scope.abind(op, self._transport))
 
 
 class AsyncFunctions(FunctionsOps, _Resource):

@@ -65,9 +65,10 @@ class Client:
         ``$HELIXFLOW_API_KEY``.
     :param base_url: the node; default ``$HELIXFLOW_BASE_URL`` or http://127.0.0.1:8080.
     :param tenant: the tenant of tenant-scoped calls; default ``$HELIXFLOW_TENANT``.
-        Needed for everything but chat/embeddings with a tenant key and the platform
-        admin's ``tenants`` calls (the API has no route that tells a key its tenant).
-        With the admin key it is also sent as the OpenAI organization.
+        Without one, a tenant key's (or JWT's) tenant is learnt from the node on the
+        first tenant-scoped call (``GET /api/v1/whoami``, once per client). The
+        platform admin key has no tenant: name one (or use :meth:`with_tenant`) for
+        its tenant-scoped calls; with it, it is also sent as the OpenAI organization.
     :param timeout: seconds to wait for a connection, a write or a read.
     :param max_retries: retries of an idempotent call (GET, PUT, DELETE; invocations
         with ``retry=True``) after a 429, a 503 or a network failure, with exponential
@@ -97,6 +98,7 @@ class Client:
         self._openai: Optional["OpenAI"] = None
         t = SyncTransport(self._http, max_retries, max_retry_wait)
         s = Scope(self.tenant)
+        self._transport, self._scope = t, s
         self.functions = r.Functions(t, s)
         self.aliases = r.Aliases(t, s)
         self.models = r.Models(t, s)
@@ -107,6 +109,12 @@ class Client:
         self.usage = r.Usage(t, s)
         self.budget = r.Budget(t, s)
         self.analytics = r.Analytics(t, s)
+
+    def whoami(self) -> Dict[str, Any]:
+        """Who the client's key is: ``{"tenant": "acme" or None, "role": ..., "subject":
+        ..., "via": "api_key" | "jwt" | "admin_key"}`` (``GET /api/v1/whoami``, asked once
+        per client and kept; ``tenant`` is ``None`` for the platform admin)."""
+        return dict(self._scope.whoami(self._transport))
 
     def with_tenant(self, tenant: str) -> "Client":
         """The same client (connection pool shared) scoped to ``tenant``."""
@@ -186,6 +194,7 @@ class AsyncClient:
         self._openai: Optional["AsyncOpenAI"] = None
         t = AsyncTransport(self._http, max_retries, max_retry_wait)
         s = Scope(self.tenant)
+        self._transport, self._scope = t, s
         self.functions = ar.AsyncFunctions(t, s)
         self.aliases = ar.AsyncAliases(t, s)
         self.models = ar.AsyncModels(t, s)
@@ -196,6 +205,10 @@ class AsyncClient:
         self.usage = ar.AsyncUsage(t, s)
         self.budget = ar.AsyncBudget(t, s)
         self.analytics = ar.AsyncAnalytics(t, s)
+
+    async def whoami(self) -> Dict[str, Any]:
+        """:meth:`Client.whoami`, awaited."""
+        return dict(await self._scope.awhoami(self._transport))
 
     def with_tenant(self, tenant: str) -> "AsyncClient":
         """The same client (connection pool shared) scoped to ``tenant``."""

@@ -7,9 +7,13 @@ before anything is sent.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as _dt
 import json as _json
 import os
+import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
@@ -120,20 +124,70 @@ def _int_header(resp: httpx.Response, name: str) -> Optional[int]:
     return int(v) if v is not None and v.isdigit() else None
 
 
+#: Where a tenant-scoped path names its tenant until the client has learnt it (GET
+#: /api/v1/whoami); never a real segment (``seg`` escapes ``{`` and ``}``).
+_TENANT_SLOT = re.compile(r"\{tenant:([^}]*)\}")
+
+
 class Scope:
-    """The tenant of tenant-scoped calls, shared by a client's resources."""
+    """The tenant of tenant-scoped calls, shared by a client's resources.
+
+    Named (``tenant=``, ``$HELIXFLOW_TENANT``, ``with_tenant``), it is used as given.
+    Otherwise the first tenant-scoped call asks the node once (``GET /api/v1/whoami``)
+    and the answer is kept for the client's life; the platform admin key has no tenant,
+    so its tenant-scoped calls raise before anything tenant-scoped is sent.
+    """
 
     def __init__(self, tenant: Optional[str]) -> None:
         self.tenant_name = tenant
+        self._whoami: Optional[JSON] = None
+        self._lock = threading.Lock()
+        self._alock: Optional[asyncio.Lock] = None
 
     def tenant(self, call: str) -> str:
-        if not self.tenant_name:
+        """The tenant's path segment, or a slot :meth:`bind` fills in before sending."""
+        if self.tenant_name:
+            return seg(self.tenant_name)
+        return "{tenant:" + call + "}"
+
+    @staticmethod
+    def _whoami_op() -> Op[JSON]:
+        return Op("GET", f"{API}/whoami")
+
+    def whoami(self, transport: Any) -> JSON:
+        """The node's ``GET /api/v1/whoami`` answer for this client's key, asked once."""
+        with self._lock:
+            if self._whoami is None:
+                self._whoami = transport.run(self._whoami_op())
+            return self._whoami
+
+    async def awhoami(self, transport: Any) -> JSON:
+        if self._alock is None:
+            self._alock = asyncio.Lock()
+        async with self._alock:
+            if self._whoami is None:
+                self._whoami = await transport.run(self._whoami_op())
+            return self._whoami
+
+    def bind(self, op: Op[Any], transport: Any) -> Op[Any]:
+        """``op`` with its tenant filled in (learnt with :meth:`whoami` if need be)."""
+        m = _TENANT_SLOT.search(op.path)
+        return op if m is None else self._fill(op, m.group(1), self.whoami(transport))
+
+    async def abind(self, op: Op[Any], transport: Any) -> Op[Any]:
+        m = _TENANT_SLOT.search(op.path)
+        return op if m is None else self._fill(op, m.group(1), await self.awhoami(transport))
+
+    @staticmethod
+    def _fill(op: Op[Any], call: str, me: JSON) -> Op[Any]:
+        tenant = me.get("tenant")
+        if not tenant:
             raise InvalidArgumentError(
-                f"{call} is scoped to a tenant: pass tenant=... to the client (or set "
-                "HELIXFLOW_TENANT), or use client.with_tenant(name). HelixFlow's API has "
-                "no route that tells a key which tenant it belongs to."
+                f"{call} is scoped to a tenant and the platform admin key has none of its "
+                "own: pass tenant=... to the client (or set HELIXFLOW_TENANT), or use "
+                "client.with_tenant(name)."
             )
-        return seg(self.tenant_name)
+        return dataclasses.replace(op, path=_TENANT_SLOT.sub(seg(tenant), op.path))
 
 
 # --- functions -------------------------------------------------------------------

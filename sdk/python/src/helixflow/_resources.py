@@ -37,7 +37,7 @@ class _Resource:
         self._scope = scope
 
     def _run(self, op: Op[T]) -> T:
-        return self._transport.run(op)
+        return self._transport.run(self._scope.bind(op, self._transport))
 
 
 class Functions(FunctionsOps, _Resource):
