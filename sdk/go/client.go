@@ -224,6 +224,9 @@ type request struct {
 	header     http.Header
 	// idempotent: may be retried on 429/503 and network errors.
 	idempotent bool
+	// refusalsOnly: retried only when the node refused it (429/503), never after a
+	// network failure or timeout, which may have reached the model (and been metered).
+	refusalsOnly bool
 }
 
 func (c *Client) url(r *request) string {
@@ -376,6 +379,9 @@ func (c *Client) shouldRetry(ctx context.Context, r *request, attempt int, err e
 			wait = ae.RetryAfter
 		}
 	case errors.As(err, &te):
+		if r.refusalsOnly {
+			return 0, false
+		}
 		// Our own timeout or cancellation is not the network's fault.
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			if ctx.Err() != nil {

@@ -159,6 +159,16 @@ func TestNetworkErrorsAreRetriedOnlyWhenIdempotent(t *testing.T) {
 	if got := atomic.LoadInt32(&accepted); got != 1 {
 		t.Fatalf("Invoke: %d connections, want 1 (never retried)", got)
 	}
+	// A chat completion may have reached the model before the connection broke: it is
+	// retried only when the node refuses it (429/503), not after a network failure.
+	atomic.StoreInt32(&accepted, 0)
+	chat := ChatCompletionRequest{Model: "m", Messages: []ChatMessage{{Role: "user", Content: "hi"}}}
+	if _, err := c.CreateChatCompletion(ctx, chat); err == nil {
+		t.Fatal("CreateChatCompletion succeeded against a closed connection")
+	}
+	if got := atomic.LoadInt32(&accepted); got != 1 {
+		t.Fatalf("CreateChatCompletion: %d connections, want 1 (not retried after a network failure)", got)
+	}
 }
 
 // A Retry-After longer than a minute (e.g. a monthly budget) is not waited out.

@@ -136,7 +136,7 @@ func (c *Client) CreateChatCompletion(ctx context.Context, req ChatCompletionReq
 		return nil, argError(call, "Stream", "is set: use CreateChatCompletionStream for a streamed completion")
 	}
 	var out ChatCompletion
-	err := c.do(ctx, &request{method: http.MethodPost, path: "/v1/chat/completions", jsonBody: req, idempotent: true}, &out)
+	err := c.do(ctx, &request{method: http.MethodPost, path: "/v1/chat/completions", jsonBody: req, idempotent: true, refusalsOnly: true}, &out)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (c *Client) CreateChatCompletionStream(ctx context.Context, req ChatComplet
 	if err != nil {
 		return nil, fmt.Errorf("helixflow: encoding the request: %w", err)
 	}
-	r := &request{method: http.MethodPost, path: "/v1/chat/completions", rawBody: payload, idempotent: true,
+	r := &request{method: http.MethodPost, path: "/v1/chat/completions", rawBody: payload, idempotent: true, refusalsOnly: true,
 		header: http.Header{"Content-Type": {"application/json"}, "Accept": {"text/event-stream"}}}
 	for attempt := 0; ; attempt++ {
 		s, err := c.openStream(ctx, r, payload)
@@ -374,7 +374,7 @@ func (c *Client) CreateEmbeddings(ctx context.Context, req EmbeddingRequest) (*E
 		return nil, argError(call, "Input", "is required (at least one text)")
 	}
 	var out EmbeddingResponse
-	err := c.do(ctx, &request{method: http.MethodPost, path: "/v1/embeddings", jsonBody: req, idempotent: true}, &out)
+	err := c.do(ctx, &request{method: http.MethodPost, path: "/v1/embeddings", jsonBody: req, idempotent: true, refusalsOnly: true}, &out)
 	if err != nil {
 		return nil, err
 	}

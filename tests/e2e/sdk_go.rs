@@ -144,7 +144,7 @@ async fn sdk_go_suite_passes_against_a_real_node() {
             .to_string_lossy()
             .into_owned()
     });
-    let mut cmd = go(&["test", "-v", "-count=1", "-timeout", "10m", "./..."]);
+    let mut cmd = go(&["test", "-v", "-count=1", "-timeout", "20m", "./..."]);
     cmd.env("HELIXFLOW_SDK_E2E", "1")
         .env("HELIXFLOW_BASE_URL", &node.url)
         .env("HELIXFLOW_ADMIN_KEY", admin_key())

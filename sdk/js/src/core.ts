@@ -237,9 +237,17 @@ function encodeQuery(query: Record<string, QueryValue> | undefined): string {
   return s ? `?${s}` : '';
 }
 
-/** A path segment, percent-encoded (names the API validates pass through unchanged). */
+/**
+ * A path segment, percent-encoded (names the API validates pass through unchanged).
+ * An empty, `.` or `..` segment is refused: URL parsing resolves dot segments, so
+ * `aliases.delete('f', '..')` would otherwise become a request for the function itself.
+ */
 export function seg(value: string): string {
-  return encodeURIComponent(value);
+  const text = String(value);
+  if (text === '' || text === '.' || text === '..') {
+    throw new InvalidArgumentError(`'${text}' is not a valid name or id`);
+  }
+  return encodeURIComponent(text);
 }
 
 /** Throws an {@link InvalidArgumentError} when a required argument is missing or empty. */
@@ -329,7 +337,9 @@ export class Transport {
         if (init.body instanceof Upload) {
           response = await upload(url, method, headers, init.body, controller.signal);
         } else {
-          const r = await this.options.fetch(url, { method, headers, body, signal: controller.signal });
+          // Redirects are not followed: the node never sends one, and following would
+          // rewrite a POST and resend its body elsewhere.
+          const r = await this.options.fetch(url, { method, headers, body, signal: controller.signal, redirect: 'manual' });
           response = { status: r.status, headers: r.headers, body: new Uint8Array(await r.arrayBuffer()) };
         }
       } catch (e) {

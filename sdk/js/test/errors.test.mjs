@@ -51,6 +51,10 @@ test('missing arguments fail before any request, with a clear message', async ()
     [() => c.events.replay(), /events\.replay: id is required/],
     [() => c.analytics.createDashboard({ metrics: [] }), /metrics is required/],
     [() => c.functions.invokeAsync('f', new Uint8Array(1)), /JSON-serialisable/],
+    // Dot segments would be resolved away by URL parsing: '..' would turn an alias
+    // delete into a delete of the function.
+    [() => c.aliases.delete('f', '..'), /not a valid name or id/],
+    [() => c.functions.get('.'), /not a valid name or id/],
   ];
   for (const [call, message] of cases) {
     const err = await call().then(

@@ -283,6 +283,8 @@ def test_a_tenant_key_without_a_tenant_learns_it_once(base_url: str, tenant: str
         me = c.whoami()
         assert (me["tenant"], me["role"], me["via"]) == (tenant, "developer", "api_key"), me
         assert me["subject"] and me["subject"] != "platform-admin", me
+    # The caller's own httpx client is not changed: no key on it, no base URL.
+    assert "authorization" not in http.headers and str(http.base_url) == "", http.headers
     http.close()
     assert sent.count("/api/v1/whoami") == 1, sent
     assert f"/api/v1/tenants/{tenant}/functions/sdk-found/versions" in sent, sent

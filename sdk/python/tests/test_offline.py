@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import socket
 from pathlib import Path
 
 import pytest
@@ -95,11 +96,11 @@ def test_network_failures_are_retried_only_when_idempotent(scripted: Scripted) -
 
 
 def test_timeouts_raise_and_are_retried_only_when_idempotent(scripted: Scripted) -> None:
-    scripted.replies = [1.0, (200, {}, {"keys": [{"prefix": "p"}]})]
-    c = client(scripted, timeout=0.3, max_retries=1)
+    scripted.replies = [4.0, (200, {}, {"keys": [{"prefix": "p"}]})]
+    c = client(scripted, timeout=2.0, max_retries=1)
     assert c.keys.list() == [{"prefix": "p"}]
     assert len(scripted.requests) == 2
-    scripted.replies = [1.0]
+    scripted.replies = [4.0]
     with pytest.raises(helixflow.APITimeoutError) as e:
         c.functions.invoke("f", b"x")
     assert isinstance(e.value, helixflow.APIConnectionError) and e.value.code == "timeout"
@@ -107,7 +108,11 @@ def test_timeouts_raise_and_are_retried_only_when_idempotent(scripted: Scripted)
 
 
 def test_nothing_listening_is_a_connection_error() -> None:
-    c = helixflow.Client(api_key="k", base_url="http://127.0.0.1:9", tenant="t", max_retries=0)
+    # A port that was free a moment ago (bound, then closed).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = helixflow.Client(api_key="k", base_url=f"http://127.0.0.1:{port}", tenant="t", max_retries=0)
     with pytest.raises(helixflow.APIConnectionError):
         c.functions.list()
 
@@ -167,6 +172,10 @@ def test_missing_arguments_fail_before_any_request(scripted: Scripted) -> None:
         (lambda: c.models.push("m", None), "models.push: model"),  # type: ignore[arg-type]
         (lambda: c.analytics.create_dashboard("d", []), "metrics is a non-empty list"),
         (lambda: c.usage.query(start=True), "usage.query: start"),  # type: ignore[arg-type]
+        # Dot segments would be resolved away by the HTTP client: ".." would turn an
+        # alias delete into a delete of the function.
+        (lambda: c.aliases.delete("f", ".."), "not a valid name or id"),
+        (lambda: c.functions.get("."), "not a valid name or id"),
     ]
     for call, message in bad:
         with pytest.raises(helixflow.InvalidArgumentError, match=message):

@@ -93,10 +93,8 @@ class Client:
         self.max_retry_wait = max_retry_wait
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout)
-        self._http.base_url = httpx.URL(self.base_url)
-        self._http.headers.update(_headers(self.api_key))
         self._openai: Optional["OpenAI"] = None
-        t = SyncTransport(self._http, max_retries, max_retry_wait)
+        t = SyncTransport(self._http, max_retries, max_retry_wait, self.base_url, _headers(self.api_key))
         s = Scope(self.tenant)
         self._transport, self._scope = t, s
         self.functions = r.Functions(t, s)
@@ -189,10 +187,8 @@ class AsyncClient:
         self.max_retry_wait = max_retry_wait
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
-        self._http.base_url = httpx.URL(self.base_url)
-        self._http.headers.update(_headers(self.api_key))
         self._openai: Optional["AsyncOpenAI"] = None
-        t = AsyncTransport(self._http, max_retries, max_retry_wait)
+        t = AsyncTransport(self._http, max_retries, max_retry_wait, self.base_url, _headers(self.api_key))
         s = Scope(self.tenant)
         self._transport, self._scope = t, s
         self.functions = ar.AsyncFunctions(t, s)

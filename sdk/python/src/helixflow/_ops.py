@@ -68,8 +68,15 @@ def need(value: Any, what: str) -> None:
 
 
 def seg(s: Any) -> str:
-    """A path segment: names go as given (the node validates them), anything else escaped."""
-    return quote(str(s), safe="-_.")
+    """A path segment: names go as given (the node validates them), anything else escaped.
+
+    An empty, ``.`` or ``..`` segment is refused: HTTP clients resolve dot segments
+    before sending, so ``aliases.delete("f", "..")`` would otherwise become a request
+    for the function itself."""
+    text = str(s)
+    if text in ("", ".", ".."):
+        raise InvalidArgumentError(f"{text!r} is not a valid name or id")
+    return quote(text, safe="-_.")
 
 
 def csv(v: Union[None, str, Sequence[str]], what: str) -> Optional[str]:

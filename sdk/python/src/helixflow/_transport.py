@@ -127,14 +127,19 @@ class Op(Generic[T]):
 
 
 class _Base:
-    def __init__(self, max_retries: int, max_retry_wait: float) -> None:
+    def __init__(self, max_retries: int, max_retry_wait: float, base_url: str, headers: Dict[str, str]) -> None:
         if max_retries < 0:
             raise InvalidArgumentError("max_retries must be >= 0")
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
+        # The node and the credentials go on each request, never onto the httpx client:
+        # a client the caller passed in keeps its own settings (and never carries the
+        # key to other hosts).
+        self.base_url = base_url
+        self.headers = headers
 
     def _request_args(self, op: "Op[Any]") -> Dict[str, Any]:
-        headers = dict(op.headers)
+        headers = {**self.headers, **op.headers}
         content: Any = None
         if op.json is not None:
             content = _json.dumps(op.json).encode()
@@ -145,7 +150,8 @@ class _Base:
             headers.setdefault("content-type", "application/octet-stream")
         elif op.body is not None:
             content = op.body
-        return {"method": op.method, "url": op.path, "params": op.params, "headers": headers, "content": content}
+        url = self.base_url + op.path
+        return {"method": op.method, "url": url, "params": op.params, "headers": headers, "content": content}
 
     def retry_delay(self, op: "Op[Any]", err: APIError, attempt: int) -> Optional[float]:
         """Seconds to wait before retrying ``op`` after ``err``, or ``None`` to give up."""
@@ -172,8 +178,10 @@ def _transport_error(e: httpx.TransportError, op: "Op[Any]") -> APIError:
 
 
 class SyncTransport(_Base):
-    def __init__(self, http: httpx.Client, max_retries: int, max_retry_wait: float) -> None:
-        super().__init__(max_retries, max_retry_wait)
+    def __init__(
+        self, http: httpx.Client, max_retries: int, max_retry_wait: float, base_url: str, headers: Dict[str, str]
+    ) -> None:
+        super().__init__(max_retries, max_retry_wait, base_url, headers)
         self.http = http
 
     def run(self, op: Op[T]) -> T:
@@ -187,7 +195,7 @@ class SyncTransport(_Base):
             except httpx.TransportError as e:
                 err: APIError = _transport_error(e, op)
             else:
-                if resp.status_code < 400:
+                if resp.status_code < 300:
                     return op.parse(resp)
                 err = error_from_response(resp)
             delay = self.retry_delay(op, err, attempt)
@@ -198,8 +206,10 @@ class SyncTransport(_Base):
 
 
 class AsyncTransport(_Base):
-    def __init__(self, http: httpx.AsyncClient, max_retries: int, max_retry_wait: float) -> None:
-        super().__init__(max_retries, max_retry_wait)
+    def __init__(
+        self, http: httpx.AsyncClient, max_retries: int, max_retry_wait: float, base_url: str, headers: Dict[str, str]
+    ) -> None:
+        super().__init__(max_retries, max_retry_wait, base_url, headers)
         self.http = http
 
     async def run(self, op: Op[T]) -> T:
@@ -213,7 +223,7 @@ class AsyncTransport(_Base):
             except httpx.TransportError as e:
                 err: APIError = _transport_error(e, op)
             else:
-                if resp.status_code < 400:
+                if resp.status_code < 300:
                     return op.parse(resp)
                 err = error_from_response(resp)
             delay = self.retry_delay(op, err, attempt)
