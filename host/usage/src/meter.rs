@@ -2,7 +2,6 @@
 
 use crate::Histogram;
 use helixflow_store::usage::UsageRow;
-use rustc_hash::FxBuildHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,8 +103,6 @@ impl Totals {
     }
 }
 
-type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
-
 /// A series of one tenant: (minute, dimensions).
 type Series = (u64, Dims);
 
@@ -122,10 +119,11 @@ pub struct Meter {
     /// node (or two nodes given the same id) never overwrites totals written before.
     writer: String,
     max_series: usize,
-    /// Tenant -> its series (looked up by `&str`: no allocation for a known tenant).
-    /// Keys are hashed with FxHash: they are the node's own names (tenant, function,
-    /// caller), and a known series costs one hash of its dimensions per sample.
-    series: Mutex<FxHashMap<String, FxHashMap<Series, Totals>>>,
+    /// Tenant -> its series (looked up by `&str`: no allocation for a known tenant). A
+    /// known series costs one hash of its dimensions per sample. The hasher is std's
+    /// randomly keyed SipHash: dimension values come from tenants (function names, a
+    /// JWT's `sub`), so colliding keys must not be craftable.
+    series: Mutex<HashMap<String, HashMap<Series, Totals>>>,
     /// Series held, across tenants.
     count: AtomicU64,
     overflowed: AtomicU64,
