@@ -5,7 +5,7 @@
 #
 # Two figures per round, each as an on/off ratio with the median over the rounds:
 # - throughput (RPS): what a client sees, but on a shared 2-core machine it moves with
-#   whatever else runs (an A/A run of two metered nodes has shown 4% between them);
+#   whatever else runs (an A/A run of two metered nodes has spread 0.64-1.26 per round);
 # - CPU time per request (the node process's user + system time from /proc over the
 #   round, divided by the requests served): the cost metering adds to each request,
 #   which is what bounds throughput on a CPU-bound node, and far less sensitive to
@@ -13,7 +13,7 @@
 # `AA=1` runs two metered nodes instead (the method's own noise floor).
 #
 # Then, unless CALLGRIND=0: instructions per request under valgrind's callgrind, which
-# counts instructions rather than time, so it is repeatable whatever else the machine
+# counts (user-space) instructions rather than time, so it is repeatable whatever else the machine
 # does (two runs of one node agree within 0.1%): each node serves `wrk -t1 -c4` for
 # 20 s under callgrind after a warm-up; the count covers everything the process does in
 # that window (the flush and other background loops included) divided by the requests
@@ -45,7 +45,12 @@ fi
 GUEST="$HELIXFLOW_GUEST_DIR/hello.wasm"
 WORK="$(mktemp -d)"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# (Valgrind-run nodes start in a subshell, so they are found by their data dir.)
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    pkill -f -- "--data-dir $WORK/" 2>/dev/null || true
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
 
@@ -153,7 +158,6 @@ callgrind_node() {
         "$HELIXFLOW_BIN" serve --listen "127.0.0.1:$3" --data-dir "$dir" --config "$dir/node.toml" \
         >/dev/null 2>"$dir/valgrind.log" &
     vpid=$!
-    PIDS+=("$vpid")
     for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$3/bench/hello/" 2>/dev/null && break; sleep 0.2; done
     wrk -t1 -c4 -d10s "http://127.0.0.1:$3/bench/hello/" >/dev/null # warm-up
     callgrind_control -z "$vpid" >/dev/null

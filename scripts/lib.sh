@@ -220,6 +220,11 @@ start_dynamodb_local() {
 # Exports HELIXFLOW_GO and a build cache and GOPATH under ~/.cache/helixflow.
 ensure_go() {
     local go=/usr/lib/go-1.19/bin/go
+    # Another Go (1.19 or later) on PATH does as well.
+    if [ ! -x "$go" ] && command -v go >/dev/null &&
+        go version | grep -Eq 'go1\.(19|[2-9][0-9])'; then
+        go="$(command -v go)"
+    fi
     if [ ! -x "$go" ]; then
         log "installing Go 1.19 (Debian package golang-go)"
         local sudo=""
