@@ -14,7 +14,7 @@
 #
 # Then, unless CALLGRIND=0: instructions per request under valgrind's callgrind, which
 # counts (user-space) instructions rather than time, so it is repeatable whatever else the machine
-# does (two runs of one node agree within 0.1%): each node serves `wrk -t1 -c4` for
+# does (two runs of one node agree within about 0.1%): each node serves `wrk -t1 -c4` for
 # 20 s under callgrind after a warm-up; the count covers everything the process does in
 # that window (the flush and other background loops included) divided by the requests
 # it served. Under valgrind the node runs with `[runtime] max_instances = 16` (the
