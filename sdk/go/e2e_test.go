@@ -244,10 +244,15 @@ func TestE2EFunctionsDeployInvokeAndManage(t *testing.T) {
 		}
 		return false, err
 	})
-	// It succeeded, so it is neither pending nor failed.
-	if _, err := c.Events.Get(ctx, ev.ID); !IsNotFound(err) {
-		t.Fatalf("Events.Get of a finished event: %v", err)
-	}
+	// It succeeded, so it leaves the queue (just after its log record is written): it
+	// is then neither pending nor failed.
+	eventually(t, 30*time.Second, "the finished event left the queue", func() (bool, error) {
+		_, err := c.Events.Get(ctx, ev.ID)
+		if IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
 
 	if err := c.Functions.Delete(ctx, "hello-go"); err != nil {
 		t.Fatal(err)
