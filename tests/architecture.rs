@@ -46,6 +46,7 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
 /// The host's library crates, lowest layer first. A crate may depend only on crates
 /// before it in this list (no arrow runs back up).
 const LAYERS: &[(&str, &str)] = &[
+    ("host/console", "helixflow-console"),
     ("edge-config", "helixflow-edge-config"),
     ("host/telemetry", "helixflow-telemetry"),
     ("host/disk-cache", "helixflow-disk-cache"),

@@ -93,6 +93,33 @@ async fn three_locations_share_state_see_alias_flips_and_survive_a_lost_node() {
         assert_eq!(r.header("x-helixflow-location"), Some(*name));
     }
 
+    // The fleet's roll call: any node lists all three (each process's heartbeat), and
+    // knows which one it is.
+    let listed = http
+        .get(&format!("{}/api/v1/admin/nodes", url(1, &nodes)))
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let listed = listed.json()["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let locations: Vec<&str> = listed
+        .iter()
+        .filter_map(|n| n["location"].as_str())
+        .collect();
+    assert_eq!(locations, names, "{listed:?}");
+    for n in &listed {
+        assert_eq!(n["this_node"] == true, n["location"] == "iad", "{n}");
+        assert_eq!(n["stale"], false, "{n}");
+        assert!(
+            n["instance"]
+                .as_str()
+                .is_some_and(|i| i.starts_with(n["location"].as_str().unwrap_or("?"))),
+            "{n}"
+        );
+        assert!(n["version"].is_string() && n["providers"].is_array(), "{n}");
+    }
+
     // Flip the alias through fra; measure how long until iad and sin serve v2.
     let flip = Instant::now();
     let r = http

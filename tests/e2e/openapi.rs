@@ -89,7 +89,7 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String, bool)> {
 }
 
 /// First path segments that are not a tenant (the data plane's `/{tenant}/...`).
-const RESERVED: &[&str] = &["api", "v1", "invoke", "2015-03-31"];
+const RESERVED: &[&str] = &["api", "v1", "invoke", "2015-03-31", "console"];
 
 /// Whether `path` (concrete) matches the template `t`.
 fn matches(t: &str, path: &str) -> bool {

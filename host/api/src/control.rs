@@ -122,6 +122,10 @@ async fn route_inner(
             gc(state, std::time::Duration::from_secs(grace), dry_run).await
         }
         (&Method::GET, ["v1", "admin", "inference"]) => crate::models::sessions(state),
+        (&Method::GET, ["v1", "admin", "nodes"]) => {
+            let nodes = helixflow_node::fleet::list(&state.node).await?;
+            Ok(json_response(StatusCode::OK, &json!({ "nodes": nodes })))
+        }
         (_, ["v1", "tenants", t, "keys", rest @ ..]) => {
             crate::keys::route(state, req, t, rest, principal).await
         }

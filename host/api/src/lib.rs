@@ -15,6 +15,7 @@ pub mod access;
 mod alerts;
 mod async_invoke;
 mod body;
+mod console;
 mod control;
 mod error;
 mod keys;
@@ -252,13 +253,14 @@ pub async fn handle(
                     }
                 }
             }
+            Some("console") => ("console", console::route(&req, &segs[1..])),
             Some("v1") => ("openai", openai::route(&state, req, &segs[1..], &request_id, &who).await),
             Some("invoke") => ("data", trigger::invoke_event_route(&state, req, segs, &request_id, &who, peer).await),
             Some("2015-03-31") => ("lambda", lambda::route(&state, req, segs, &request_id, &who, peer).await),
             Some(s) if !s.is_empty() => ("data", trigger::http_trigger_route(&state, req, segs, &request_id, &who, peer).await),
             _ => (
                 "other",
-                ApiError::not_found("no route here: see /api/v1, /{tenant}/{function}/..., /invoke/..., /metrics, /healthz")
+                ApiError::not_found("no route here: see /console, /api/v1, /{tenant}/{function}/..., /invoke/..., /metrics, /healthz")
                     .into_response(),
             ),
         };
@@ -284,7 +286,11 @@ pub async fn handle(
             let h = resp.headers_mut();
             h.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
             h.insert("x-frame-options", http::HeaderValue::from_static("DENY"));
-            h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            // The console's assets are revalidated by ETag (`no-cache`); API answers are
+            // never stored.
+            if plane != "console" {
+                h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            }
         }
         if http1 && !body_done.load(std::sync::atomic::Ordering::Acquire) && !resp.headers().contains_key(http::header::CONNECTION) {
             resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));

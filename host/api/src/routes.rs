@@ -101,6 +101,10 @@ pub const TAGS: &[(&str, &str)] = &[
         "Invoking functions: HTTP triggers, events, the Lambda Invoke API",
     ),
     ("node", "Health, metrics and this document"),
+    (
+        "console",
+        "The web console and playground (static assets; every view calls this API with the user's credential)",
+    ),
 ];
 
 const R_GET: Methods = Methods::One("GET");
@@ -177,6 +181,14 @@ pub const ROUTES: &[Route] = &[
     r(ANY_GET, "/metrics", "metrics", "node", "Prometheus/OpenMetrics metrics (platform admin)", Req::None, (200, Res::Text("application/openmetrics-text"))),
     with_auth(
         r(R_GET, "/api/v1/openapi.json", "getOpenApi", "node", "This OpenAPI document", Req::None, (200, Res::Json("OpenApiDocument"))),
+        Auth::Public,
+    ),
+    with_auth(
+        r(R_GET, "/console", "getConsole", "console", "The web console's page (views are chosen by the URL fragment)", Req::None, (200, Res::Text("text/html"))),
+        Auth::Public,
+    ),
+    with_auth(
+        r(R_GET, "/console/{path}", "getConsoleAsset", "console", "A script, stylesheet or image of the console", Req::None, (200, Res::Any)),
         Auth::Public,
     ),
     r(R_GET, "/api/v1/whoami", "whoAmI", "keys", "Who the presented credentials are: tenant, role, subject", Req::None, (200, Res::Json("WhoAmI"))),
@@ -297,6 +309,7 @@ pub const ROUTES: &[Route] = &[
             ("dry_run", "boolean", "Only report what would be deleted."),
         ],
     ),
+    r(R_GET, "/api/v1/admin/nodes", "listNodes", "admin", "The fleet's nodes (each node's last heartbeat: location, version, sessions, providers)", Req::None, (200, Res::Json("Object"))),
     r(R_GET, "/api/v1/admin/inference", "listInferenceSessions", "admin", "This node's loaded inference sessions", Req::None, (200, Res::Json("Object"))),
     // OpenAI-compatible
     r(R_GET, "/v1/models", "openaiListModels", "openai", "Models served for chat or embeddings", Req::None, (200, Res::Json("OpenAiModelList"))),

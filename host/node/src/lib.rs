@@ -23,6 +23,7 @@ pub mod bounded;
 pub mod budget;
 pub mod credentials;
 pub mod error;
+pub mod fleet;
 pub mod invoke;
 pub mod lambda;
 pub mod logs;
@@ -134,6 +135,11 @@ pub struct Node {
     pub meter: helixflow_usage::Meter,
     /// Spend caps and rate limits ([`budget`]).
     pub budgets: budget::Budgets,
+    /// This process: `{node_id}~{8 hex}`, new at every start (usage rows and the fleet
+    /// heartbeat are written under it, so two processes of one location never clash).
+    pub instance: String,
+    /// When this process started (Unix seconds).
+    pub started_at: u64,
 }
 
 impl Node {
@@ -144,6 +150,11 @@ impl Node {
         settings: NodeSettings,
         auth: AuthSettings,
     ) -> Arc<Self> {
+        let instance = format!(
+            "{}~{}",
+            settings.node_id,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let node = Arc::new(Node {
             auth,
             credentials: credentials::CredentialCache::new(settings.resolve_cache_ttl),
@@ -154,14 +165,9 @@ impl Node {
             logs: logs::LogBook::new(settings.log_records_per_function),
             resolver: resolve::Resolver::new(settings.resolve_cache_ttl),
             budgets: budget::Budgets::new(settings.resolve_cache_ttl, settings.budget_refresh),
-            meter: helixflow_usage::Meter::new(
-                &format!(
-                    "{}~{}",
-                    settings.node_id,
-                    &uuid::Uuid::new_v4().simple().to_string()[..8]
-                ),
-                settings.usage_max_series,
-            ),
+            meter: helixflow_usage::Meter::new(&instance, settings.usage_max_series),
+            instance,
+            started_at: helixflow_store::now_unix(),
             runtime,
             registry,
             artifacts,

@@ -29,6 +29,7 @@
 //! | alert history        | `T#{tenant}`                     | `ALERT_HISTORY#{id}`        |
 //! | tenants with alerts  | `ALERTING`                       | `{tenant}`                  |
 //! | fleet lease          | `LEASES`                         | `{name}`                    |
+//! | node heartbeat       | `NODES`                          | `{instance}`                |
 //! | audit record         | `AUDIT#{tenant}`                 | `{unix_nanos:020}#{rand}`   |
 //! | queued event         | `EVQ#{shard}` (0..8)             | `{event_id}`                |
 //! | failed event         | `EVF#{tenant}`                   | `{event_id}`                |
@@ -416,6 +417,18 @@ pub fn lease(name: &str) -> Key {
     Key::new(LEASES_PK, name)
 }
 
+const NODES_PK: &str = "NODES";
+
+/// One node process's last heartbeat (it expires when the process stops beating).
+pub fn node_heartbeat(instance: &str) -> Key {
+    Key::new(NODES_PK, instance)
+}
+
+/// Every node's heartbeat.
+pub fn node_heartbeats() -> KeyPrefix {
+    KeyPrefix::new(NODES_PK, "")
+}
+
 // ---- usage ----
 
 fn usage_pk(tenant: &str, unix_hour: u64) -> String {
@@ -603,6 +616,11 @@ mod tests {
         assert_eq!(k(alerting_tenant("acme")), s("ALERTING", "acme"));
         assert_eq!(p(alerting_tenants()), s("ALERTING", ""));
         assert_eq!(k(lease("alerts")), s("LEASES", "alerts"));
+        assert_eq!(
+            k(node_heartbeat("fra~0a1b2c3d")),
+            s("NODES", "fra~0a1b2c3d")
+        );
+        assert_eq!(p(node_heartbeats()), s("NODES", ""));
     }
 
     /// The shard function is part of the layout: these values are on disk.

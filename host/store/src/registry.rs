@@ -17,6 +17,7 @@ use std::sync::Arc;
 /// paths, the public model namespace).
 pub const RESERVED_TENANT_NAMES: &[&str] = &[
     "api", "invoke", "metrics", "healthz", "readyz", "v1", "admin", "static", "internal", "public",
+    "console",
 ];
 /// How many earlier targets an alias remembers for rollback.
 pub const ALIAS_HISTORY: usize = 20;
