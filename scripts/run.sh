@@ -63,6 +63,10 @@ if [ ! -s "$DATA_DIR/demo-invoker.key" ]; then
     (umask 077; "$HF" keys create -t demo -r invoker -n demo-curl >"$DATA_DIR/demo-invoker.key")
 fi
 DEMO_KEY="$(cat "$DATA_DIR/demo-invoker.key")"
+if [ ! -s "$DATA_DIR/demo-admin.key" ]; then
+    # The tenant's own admin key: what a person signs in to the console with.
+    (umask 077; "$HF" keys create -t demo -r admin -n demo-console >"$DATA_DIR/demo-admin.key")
+fi
 if [ ! -s "$DATA_DIR/demo-access.env" ]; then
     # A SigV4 access key pair for the Lambda Invoke API (AWS CLI, boto3).
     (umask 077; "$HF" access-keys create -t demo -n demo-aws >"$DATA_DIR/demo-access.env")
@@ -74,7 +78,13 @@ fi
 
 cat <<MSG
 
-HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed. Try:
+HelixFlow is serving on $HELIXFLOW_URL with the demo functions deployed.
+
+Console and playground: $HELIXFLOW_URL/console
+  sign in with tenant demo's admin key: \$(cat $DATA_DIR/demo-admin.key)
+  (or the platform admin key in $DATA_DIR/admin.key for the tenants and fleet views)
+
+Try:
 
   curl '$HELIXFLOW_URL/demo/hello/world?name=Ada'
   curl -X POST --data '{"hello":"event"}' -H "Authorization: Bearer $DEMO_KEY" $HELIXFLOW_URL/invoke/demo/echo-event
