@@ -11,6 +11,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         .collect();
     entries.sort();
     for p in entries {
+        // Editor and OS leftovers (`.app.js.swp`, `.DS_Store`, `app.js~`, `#app.js#`) are
+        // not assets.
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || name.starts_with('#') || name.ends_with('~') {
+            continue;
+        }
         if p.is_dir() {
             walk(&p, out);
         } else {

@@ -4,7 +4,7 @@
 
 use helixflow_e2e::*;
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
 
 #[tokio::test]
 async fn console_assets_are_embedded_and_served_under_a_strict_policy() {
@@ -175,4 +175,86 @@ async fn fleet_nodes_are_listed_for_the_platform_admin_only() {
     assert_eq!(r.status, 403, "{}", r.text());
     let r = Http::anonymous().get(&url).await;
     assert_eq!(r.status, 401, "{}", r.text());
+}
+
+/// The node's origin is shared by every tenant's functions and the console, so a
+/// function gets neither the caller's HelixFlow credential nor a way to take the origin
+/// over: its documents are sandboxed (an opaque origin) and service-worker scripts are
+/// refused.
+#[tokio::test]
+async fn functions_never_see_the_callers_credential_nor_control_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    api.create_tenant("acme").await;
+    let (key, _) = api.create_key("acme", "admin").await;
+    let r = api
+        .http
+        .request(
+            "POST",
+            &api.url("/api/v1/tenants/acme/functions/chaos/versions"),
+            &[("x-helixflow-config", r#"{"public": true}"#)],
+            guest("chaos"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let u = |p: &str| format!("{}/acme/chaos{p}", node.url);
+    let anon = Http::anonymous();
+
+    // A key the node accepted (Bearer, or x-api-key) is removed before the function runs.
+    let r = Http::with_token(Some(&key))
+        .get(&u("/header?name=authorization"))
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (404, "no such header"));
+    let r = anon
+        .request(
+            "GET",
+            &u("/header?name=x-api-key"),
+            &[("x-api-key", &key)],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (404, "no such header"));
+    // Only the header the credential came from: the function's own headers pass.
+    let bearer = format!("Bearer {key}");
+    let r = anon
+        .request(
+            "GET",
+            &u("/header?name=x-api-key"),
+            &[
+                ("authorization", &bearer),
+                ("x-api-key", "the-functions-own"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "the-functions-own"));
+    let r = anon
+        .request(
+            "GET",
+            &u("/header?name=x-custom"),
+            &[("x-custom", "kept")],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "kept"));
+
+    // Every data-plane answer is sandboxed: a tenant's page runs in an opaque origin.
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.starts_with("sandbox allow-scripts"), "{csp}");
+    assert!(!csp.contains("allow-same-origin"), "{csp}");
+    // A service worker's script request (what `navigator.serviceWorker.register` sends)
+    // never reaches a function.
+    let r = anon
+        .request("GET", &u("/echo"), &[("service-worker", "script")], "")
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.code(), "service_worker_refused");
+    // The console itself is not sandboxed (it has its own policy).
+    let r = anon.get(&format!("{}/console", node.url)).await;
+    assert!(
+        !r.header("content-security-policy")
+            .unwrap_or_default()
+            .contains("sandbox")
+    );
 }

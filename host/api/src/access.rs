@@ -34,6 +34,23 @@ fn bearer(headers: &http::HeaderMap) -> Result<Option<String>, AuthError> {
     Ok(None)
 }
 
+/// Removes the HelixFlow credential from a request a function will see: a caller's key
+/// or JWT is for the node, never for the tenant's code (a function that printed its
+/// `Authorization` header would otherwise hand a signed-in admin's key to whoever reads
+/// its logs). Only a credential the node accepted is removed, the header [`bearer`]
+/// took it from; a public function's own scheme (a header the node did not accept)
+/// passes through.
+pub fn strip_credential(who: &Who, headers: &mut http::HeaderMap) {
+    if !matches!(who, Ok(Some(_))) {
+        return;
+    }
+    if headers.contains_key(http::header::AUTHORIZATION) {
+        headers.remove(http::header::AUTHORIZATION);
+    } else {
+        headers.remove("x-api-key");
+    }
+}
+
 /// Who is calling. `Ok(None)`: no credentials at all.
 pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Who {
     let token = if state.node.auth.enforce {

@@ -38,9 +38,11 @@ pub fn route<B>(req: &http::Request<B>, rest: &[&str]) -> Response<Body> {
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
+        // Weak comparison (RFC 9110 13.1.2): a proxy may have weakened the tag (`W/"..."`).
         .is_some_and(|v| {
             v.split(',')
-                .any(|t| t.trim() == asset.etag || t.trim() == "*")
+                .map(str::trim)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == asset.etag)
         });
     let mut b = Response::builder()
         .header(header::ETAG, asset.etag)

@@ -86,6 +86,7 @@ pub const ERROR_CODES: &[&str] = &[
     "response_too_large",
     "revoked_credentials",
     "secrets_unavailable",
+    "service_worker_refused",
     "step_too_fine",
     "store_corrupt",
     "store_unavailable",

@@ -257,6 +257,17 @@ pub async fn handle(
             Some("v1") => ("openai", openai::route(&state, req, &segs[1..], &request_id, &who).await),
             Some("invoke") => ("data", trigger::invoke_event_route(&state, req, segs, &request_id, &who, peer).await),
             Some("2015-03-31") => ("lambda", lambda::route(&state, req, segs, &request_id, &who, peer).await),
+            // A service worker registered from a function's URL would control the whole
+            // origin, which every tenant and the console share: its script is refused.
+            Some(s) if !s.is_empty() && req.headers().contains_key("service-worker") => (
+                "data",
+                ApiError::new(
+                    http::StatusCode::FORBIDDEN,
+                    "service_worker_refused",
+                    "functions cannot register service workers: this origin is shared by every tenant and the console",
+                )
+                .into_response(),
+            ),
             Some(s) if !s.is_empty() => ("data", trigger::http_trigger_route(&state, req, segs, &request_id, &who, peer).await),
             _ => (
                 "other",
@@ -282,7 +293,14 @@ pub async fn handle(
         }
         // Security headers on HelixFlow's own responses (a function's response headers
         // are its own business).
-        if plane != "data" {
+        if plane == "data" {
+            // A function's documents run sandboxed (an opaque origin): the origin is shared
+            // by every tenant and the console, so a tenant's page must not read another's
+            // storage or cookies, nor the console's credential in the same tab.
+            let h = resp.headers_mut();
+            h.remove("service-worker-allowed");
+            h.append(http::header::CONTENT_SECURITY_POLICY, http::HeaderValue::from_static(FUNCTION_SANDBOX));
+        } else {
             let h = resp.headers_mut();
             h.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
             h.insert("x-frame-options", http::HeaderValue::from_static("DENY"));
@@ -301,6 +319,11 @@ pub async fn handle(
     .instrument(span)
     .await
 }
+
+/// The policy added to every data-plane response (a function's own policies still apply
+/// too: browsers enforce each one).
+pub const FUNCTION_SANDBOX: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
 /// `POST v1/tenants/{t}/functions/{f}/versions` -> `POST tenants/*/functions/*/versions`.
 fn route_template(segs: &[&str]) -> String {

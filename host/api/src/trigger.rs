@@ -109,6 +109,7 @@ async fn http_trigger(
     // The guest sees the path below its function, the original query, method and headers.
     let (mut head, body) = req.into_parts();
     head.uri = inner;
+    crate::access::strip_credential(who, &mut head.headers);
     if !head.headers.contains_key(http::header::HOST) {
         head.headers.insert(
             http::header::HOST,

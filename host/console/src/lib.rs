@@ -31,8 +31,10 @@ pub const INDEX: &str = "index.html";
 /// The policy of every console response: scripts, styles and connections only from
 /// this origin, no inline script or style, no framing, no forms posting elsewhere, no
 /// plugins. Images may also be `data:`/`blob:` URLs (a picture the user picked in the
-/// playground is shown from a blob).
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'";
+/// playground is shown from a blob). Trusted Types with no policy make every HTML sink
+/// (`innerHTML` and the like) throw in browsers that enforce them, whatever the scripts
+/// do: the no-HTML-parsing invariant below, held by the browser too.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
 
 /// The asset at `path` (relative to `/console/`; empty means the index page).
 pub fn get(path: &str) -> Option<&'static Asset> {

@@ -220,7 +220,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     helixflow_node::alerts::start(&node, Arc::new(webhooks));
     // The fleet's roll call (GET /api/v1/admin/nodes, the console's fleet view).
-    helixflow_node::fleet::start(&node);
+    let heartbeats = helixflow_node::fleet::start(&node);
     let flush_on_exit = node.clone();
     let state = AppState::new(node, settings);
 
@@ -282,7 +282,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Err(e) = helixflow_node::usage::flush(&flush_on_exit).await {
         tracing::warn!(error = %e.message, "usage not written at shutdown");
     }
-    helixflow_node::fleet::leave(&flush_on_exit).await;
+    helixflow_node::fleet::leave(&flush_on_exit, heartbeats).await;
     // The spans still queued go to the collector (bounded by its export timeout).
     telemetry.shutdown().await;
     Ok(())

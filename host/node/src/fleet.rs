@@ -66,8 +66,12 @@ pub async fn beat(node: &Node) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Removes this node's heartbeat (a clean shutdown).
-pub async fn leave(node: &Node) {
+/// Stops the heartbeat loop [`start`] returned, then removes this node's heartbeat (a
+/// clean shutdown). The loop is stopped first so that no beat in flight, or one due
+/// while the process winds down, writes the item back after the delete.
+pub async fn leave(node: &Node, beats: tokio::task::JoinHandle<()>) {
+    beats.abort();
+    let _ = beats.await;
     let k = keys::node_heartbeat(&node.instance);
     if let Err(e) = node
         .registry
@@ -79,8 +83,8 @@ pub async fn leave(node: &Node) {
     }
 }
 
-/// Beats now and then every [`HEARTBEAT_EVERY`], for the life of the process.
-pub fn start(node: &Arc<Node>) {
+/// Beats now and then every [`HEARTBEAT_EVERY`] until [`leave`] stops it.
+pub fn start(node: &Arc<Node>) -> tokio::task::JoinHandle<()> {
     let node = node.clone();
     tokio::spawn(async move {
         loop {
@@ -89,7 +93,7 @@ pub fn start(node: &Arc<Node>) {
             }
             tokio::time::sleep(HEARTBEAT_EVERY).await;
         }
-    });
+    })
 }
 
 /// Every node with a live heartbeat, by location then instance; each with `stale`
@@ -97,7 +101,19 @@ pub fn start(node: &Arc<Node>) {
 pub async fn list(node: &Node) -> Result<Vec<Value>, NodeError> {
     let p = keys::node_heartbeats();
     let now = now_unix();
-    let mut items = node.registry.store().query_all(&p.pk, &p.sk_prefix).await?;
+    let store = node.registry.store();
+    let mut items = store.query_all(&p.pk, &p.sk_prefix).await?;
+    // Heartbeats of processes that died without leaving: expired items are absent to
+    // every reader already, but the embedded store keeps their bytes, so the listing
+    // removes them (only that version: a process that comes back to life beats anew).
+    for gone in items.iter().filter(|i| i.expired(now)) {
+        if let Err(e) = store
+            .delete(&gone.pk, &gone.sk, Condition::VersionIs(gone.version))
+            .await
+        {
+            tracing::debug!(error = %e, instance = %gone.sk, "fleet: could not remove an expired heartbeat");
+        }
+    }
     items.retain(|i| !i.expired(now));
     items.sort_by(|a, b| (a.str("location"), &a.sk).cmp(&(b.str("location"), &b.sk)));
     Ok(items

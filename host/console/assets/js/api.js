@@ -28,10 +28,14 @@ export const session = {
   },
   // Who the credential is (GET /api/v1/whoami), set by the app after login.
   who: null,
+  // The platform admin's tenant list (GET /api/v1/tenants), fetched once per session for
+  // the tenant picker; set to null to refetch it (after creating a tenant).
+  tenantsCache: null,
   clear() {
     sessionStorage.removeItem(CREDENTIAL);
     sessionStorage.removeItem(TENANT);
     this.who = null;
+    this.tenantsCache = null;
   },
 };
 
@@ -56,7 +60,33 @@ export function isPlatformAdmin() {
   return !!session.who && session.who.tenant == null && session.who.role === 'admin';
 }
 
-export const enc = encodeURIComponent;
+/**
+ * One path segment, percent-encoded. Refuses empty, `.` and `..`: fetch resolves dot
+ * segments, so `functions/..` would silently address the parent resource.
+ */
+export function enc(segment) {
+  const s = String(segment ?? '');
+  if (s === '' || s === '.' || s === '..') throw new Error(`not a valid name: "${s}"`);
+  return encodeURIComponent(s);
+}
+
+/**
+ * A JSON value for an HTTP header (x-helixflow-config, the model config): header values
+ * must be ASCII (fetch/XHR refuse others), so every non-ASCII character is sent as a
+ * JSON \uXXXX escape; the server's JSON parser reads the same value back.
+ */
+export function headerJson(v) {
+  return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * A 401 on a request made with the session's credential: it expired or was revoked.
+ * Forgets the session and tells the app (which shows the sign-in page).
+ */
+function signedOut(err) {
+  session.clear();
+  window.dispatchEvent(new CustomEvent('helixflow:signed-out', { detail: err.message }));
+}
 
 /** `/api/v1/tenants/{tenant}{rest}` for the tenant the console shows. */
 export function tenantPath(rest = '') {
@@ -105,6 +135,17 @@ export async function request(method, path, opts = {}) {
   const resp = await fetch(withQuery(path, opts.query), {
     method, headers, body, signal: opts.signal, cache: 'no-store', credentials: 'omit', redirect: 'error',
   });
+  if (resp.status === 401 && !opts.signingIn && session.credential) {
+    if (!opts.raw) {
+      const err = await errorOf(resp);
+      signedOut(err);
+      throw err;
+    }
+    // A raw answer may come from a tenant's function (which may answer 401 itself):
+    // sign out only if the node refuses the credential too.
+    const check = await fetch('/api/v1/whoami', { headers: authHeaders(), cache: 'no-store', credentials: 'omit' }).catch(() => null);
+    if (check && check.status === 401) signedOut(await errorOf(check));
+  }
   if (opts.raw) return resp;
   if (!resp.ok) throw await errorOf(resp);
   const type = resp.headers.get('content-type') || '';
@@ -139,9 +180,11 @@ export function upload(method, path, bytes, { headers = {}, query, onProgress } 
         resolve(body);
       } else {
         const e = body && body.error;
-        reject(new ApiError(xhr.status, (e && e.code) || `http_${xhr.status}`,
+        const err = new ApiError(xhr.status, (e && e.code) || `http_${xhr.status}`,
           (e && e.message) || xhr.responseText || `HTTP ${xhr.status}`,
-          xhr.getResponseHeader('x-helixflow-request-id'), body));
+          xhr.getResponseHeader('x-helixflow-request-id'), body);
+        if (xhr.status === 401 && session.credential) signedOut(err);
+        reject(err);
       }
     };
     xhr.send(bytes);
@@ -150,24 +193,39 @@ export function upload(method, path, bytes, { headers = {}, query, onProgress } 
 
 /**
  * Reads a server-sent-events response (OpenAI streaming): calls `onData(json)` per
- * `data:` event until `[DONE]` or the end of the stream.
+ * `data:` event until `[DONE]` or the end of the stream. Lines may end in CRLF, LF or
+ * CR; a last event not followed by a blank line is still delivered.
  */
 export async function readSse(resp, onData) {
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   let buf = '';
+  // One event's lines -> false when it was `[DONE]`.
+  const dispatch = (event) => {
+    const data = event.split('\n').filter((l) => l.startsWith('data:'))
+      .map((l) => (l[5] === ' ' ? l.slice(6) : l.slice(5))).join('\n');
+    if (!data) return true;
+    if (data === '[DONE]') return false;
+    onData(JSON.parse(data));
+    return true;
+  };
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
+    buf += done ? decoder.decode() : decoder.decode(value, { stream: true });
+    // Normalise line ends; a trailing CR may be half of a CRLF split across chunks.
+    const keep = !done && buf.endsWith('\r');
+    if (keep) buf = buf.slice(0, -1);
+    buf = buf.replace(/\r\n?/g, '\n');
     let i;
     while ((i = buf.indexOf('\n\n')) >= 0) {
       const event = buf.slice(0, i);
       buf = buf.slice(i + 2);
-      const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
-      if (!data) continue;
-      if (data === '[DONE]') return;
-      onData(JSON.parse(data));
+      if (!dispatch(event)) return;
+    }
+    if (keep) buf += '\r';
+    if (done) {
+      if (buf.trim()) dispatch(buf);
+      return;
     }
   }
 }

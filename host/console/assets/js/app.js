@@ -101,14 +101,20 @@ function loginPage(message) {
 }
 
 async function signIn() {
-  const who = await api.get('/api/v1/whoami');
+  // A 401 here is handled by the callers (the sign-in form, render), not by api.js.
+  const who = await api.get('/api/v1/whoami', { signingIn: true });
   session.who = who;
   if (who.tenant) session.tenant = who.tenant;
   else if (!session.tenant) {
-    const t = await api.get('/api/v1/tenants');
-    const list = tenantNames(t);
+    const list = await tenantList();
     if (list.length) session.tenant = list[0];
   }
+}
+
+/** The platform admin's tenant names, fetched once per session (session.tenantsCache). */
+async function tenantList() {
+  if (!session.tenantsCache) session.tenantsCache = tenantNames(await api.get('/api/v1/tenants'));
+  return session.tenantsCache;
 }
 
 export function tenantNames(resp) {
@@ -130,13 +136,20 @@ async function tenantPicker() {
   }
   const sel = h('select', { id: 'tenant-picker', 'aria-label': 'Tenant' });
   try {
-    const names = tenantNames(await api.get('/api/v1/tenants'));
+    const names = await tenantList();
     for (const n of names) sel.appendChild(h('option', { value: n }, n));
     sel.value = session.tenant || '';
   } catch (e) {
     sel.appendChild(h('option', { value: '' }, '(tenants unavailable)'));
   }
-  sel.addEventListener('change', () => { session.tenant = sel.value; render(); });
+  sel.addEventListener('change', () => {
+    session.tenant = sel.value;
+    // A detail page (functions/:name, models/:name) names something of the old tenant:
+    // go to its section's list in the new one instead.
+    const m = match(parseHash().path);
+    if (m && m.route.path.includes('/:')) navigate(`#/${m.route.path.split('/:')[0]}`);
+    else render();
+  });
   return sel;
 }
 
@@ -157,7 +170,8 @@ function navFor(current) {
   return nav;
 }
 
-async function shell(current) {
+/** Lays out the page for `current`; null when render `seq` has been superseded meanwhile. */
+async function shell(current, seq) {
   const who = session.who;
   const header = h('header', { class: 'top' },
     h('a', { class: 'brand', href: '#/' }, h('img', { src: '/console/favicon.svg', alt: '' }), 'HelixFlow'),
@@ -166,6 +180,7 @@ async function shell(current) {
       h('span', { class: ['badge', 'role'], 'data-role': who.role, title: who.subject }, who.tenant ? who.role : 'platform admin'),
       h('span', { class: 'muted small subject' }, who.subject),
       button('Sign out', signOut, { kind: 'ghost small', action: 'logout' })));
+  if (seq !== renderSeq) return null;
   const main = h('main', { id: 'main', tabindex: '-1' });
   replace(root, header, h('div', { class: 'body' }, navFor(current && current.route), main));
   return main;
@@ -173,10 +188,15 @@ async function shell(current) {
 
 // ---- routing ----
 
+function leave() {
+  const fs = leaving;
+  leaving = [];
+  for (const f of fs) { try { f(); } catch (_) { /* a view's cleanup */ } }
+}
+
 async function render() {
   const seq = ++renderSeq;
-  for (const f of leaving) { try { f(); } catch (_) { /* a view's cleanup */ } }
-  leaving = [];
+  leave();
   delete document.documentElement.dataset.ready;
   if (!session.credential) { loginPage(); return; }
   if (!session.who) {
@@ -189,8 +209,8 @@ async function render() {
   const { path, query } = parseHash();
   if (!path) { navigate(`#/${defaultPath()}`); return; }
   const m = match(path);
-  const main = await shell(m);
-  if (seq !== renderSeq) return;
+  const main = await shell(m, seq);
+  if (!main || seq !== renderSeq) return;
   if (!m) {
     replace(main, errorBox(new Error(`No page at #/${path}.`)));
     document.documentElement.dataset.ready = 'not-found';
@@ -208,7 +228,8 @@ async function render() {
   const ctx = {
     params: m.params,
     query,
-    onLeave: (f) => leaving.push(f),
+    // A superseded render's cleanups run at once (its page is already gone).
+    onLeave: (f) => (seq === renderSeq ? leaving.push(f) : f()),
     navigate,
     rerender: render,
     isCurrent: () => seq === renderSeq,
@@ -226,6 +247,12 @@ async function render() {
 }
 
 window.addEventListener('hashchange', render);
+// api.js: a request was answered 401 (the credential expired or was revoked).
+window.addEventListener('helixflow:signed-out', () => {
+  renderSeq += 1; // a render in progress must not draw over the sign-in page
+  leave();
+  loginPage('Your credential expired or was revoked; sign in again.');
+});
 window.addEventListener('unhandledrejection', (e) => {
   toast(errorText(e.reason), 'error');
 });

@@ -49,6 +49,7 @@ function createTenantCard(ctx) {
     };
     for (const k of Object.keys(limits)) if (limits[k] === undefined) delete limits[k];
     const t = await api.post('/api/v1/tenants', { name: n, limits });
+    session.tenantsCache = null; // the tenant picker lists the new one
     toast(`Created tenant ${t.name}.`, 'ok');
     ctx.rerender();
   }));

@@ -2,7 +2,7 @@
 // form) and one function's page (versions, aliases with flip and rollback, config,
 // a live log tail, delete). Write actions are only rendered when the role may do them.
 
-import { api, upload, can, session, tenantPath, enc } from '../api.js';
+import { api, upload, can, session, tenantPath, enc, headerJson } from '../api.js';
 import {
   h, replace, table, section, pageHead, button, busy, errorBox, errorText, toast,
   confirmAction, field, progress, fmt, badge,
@@ -20,11 +20,6 @@ function act(label, action, fn, kind = 'small') {
 
 function functionHref(name) {
   return `#/functions/${enc(name)}`;
-}
-
-/** JSON for an HTTP header value: one line, non-ASCII escaped (headers carry Latin-1 at most). */
-function headerJson(value) {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Parses a JSON object typed by the user; throws an Error naming `what`. */
@@ -103,10 +98,17 @@ function deployCard(onDeployed, prefill) {
         ` · ${fmt.bytes(v.size)} · sha256 ${v.sha256.slice(0, 12)}…`,
         out.alias ? ` · alias ${out.alias.name} → v${out.alias.version}` : ''));
       toast(`Deployed ${v.function} v${v.version}`, 'ok');
-      await onDeployed();
     } catch (e) {
       bar.el.classList.add('hidden');
       replace(result, errorBox(e));
+      return;
+    }
+    // The deploy succeeded whatever happens to the list reload: its failure is a toast,
+    // not an error in the deploy result.
+    try {
+      await onDeployed();
+    } catch (e) {
+      toast(`Deployed, but reloading the list failed: ${errorText(e)}`, 'error');
     }
   }));
 

@@ -2,7 +2,7 @@
 // model's page: versions, config, this node's sessions (the execution provider actually
 // used, batching counters, LLM decode counters) and delete.
 
-import { api, upload, tenantPath, can, isPlatformAdmin, enc, session } from '../api.js';
+import { api, upload, tenantPath, can, isPlatformAdmin, enc, session, headerJson } from '../api.js';
 import {
   h, section, pageHead, table, button, busy, toast, confirmAction, field, progress, fmt, badge, errorText,
 } from '../dom.js';
@@ -94,7 +94,7 @@ function pushCard(ctx) {
     status.textContent = `Uploading ${fmt.bytes(f.size)}…`;
     try {
       const r = await upload('POST', nsPath(ns, `/models/${enc(n)}/versions`), f, {
-        headers: cfg ? { 'x-helixflow-model-config': JSON.stringify(cfg) } : {},
+        headers: cfg ? { 'x-helixflow-model-config': headerJson(cfg) } : {},
         query: { description: description.value.trim() },
         onProgress: (sent, total) => {
           bar.set(total ? sent / total : 0);

@@ -486,6 +486,11 @@ async function logRecord(fn, requestId, isCurrent) {
 }
 
 /** Base64 (X-Amz-Log-Result) -> text. */
+/** The header (as typed) that would carry a credential of its own, if any: the console sends the session's. */
+function credentialHeader(hdrs) {
+  return Object.keys(hdrs).find((k) => ['authorization', 'x-api-key'].includes(k.toLowerCase()));
+}
+
 function unbase64(b64) {
   const bin = atob(b64);
   return new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
@@ -497,9 +502,15 @@ async function invokeView(ctx) {
   const names = await functionNames();
   const wanted = ctx.query.function || (names && names[0]) || '';
   const fn = functionPicker('invoke-function', names, wanted);
+  // An invoker cannot read logs: an Event invocation then goes through the Lambda
+  // Invoke API (synchronous too), whose X-Amz-Log-Type: Tail answers the end of the log
+  // with the response. The form and the snippets say so.
+  const lambdaEvents = !can('read');
   const trigger = h('select', { id: 'invoke-trigger', name: 'trigger' },
     h('option', { value: 'http' }, 'HTTP (/{tenant}/{function}/…)'),
-    h('option', { value: 'event' }, 'Event (POST /invoke/{tenant}/{function})'));
+    h('option', { value: 'event' }, lambdaEvents
+      ? 'Event (synchronous, through the Lambda Invoke API (X-Amz-Log-Type: Tail))'
+      : 'Event (POST /invoke/{tenant}/{function})'));
   if (ctx.query.trigger === 'event') trigger.value = 'event';
   const handlers = h('span', { id: 'invoke-handlers', class: 'hint' });
   const method = h('select', { id: 'invoke-method', name: 'method' }, METHODS.map((m) => h('option', { value: m }, m)));
@@ -507,11 +518,15 @@ async function invokeView(ctx) {
   const path = h('input', { id: 'invoke-path', name: 'path', type: 'text', value: '/', spellcheck: 'false' });
   const headers = h('textarea', { id: 'invoke-headers', name: 'headers', rows: '2', spellcheck: 'false', placeholder: 'Name: value (one per line)' });
   headers.value = 'content-type: application/json';
+  const headersError = h('div', { id: 'invoke-headers-error' });
   const payload = h('textarea', { id: 'invoke-payload', name: 'payload', rows: '8', spellcheck: 'false' });
   payload.value = '{\n  "hello": "world"\n}';
   const httpOnly = h('div', { class: 'pg-http' },
     h('div', { class: 'row' }, field('Method', method), field('Path', path, 'Below the function, with an optional ?query.')),
-    field('Headers', headers));
+    field('Headers', headers), headersError);
+  const eventNote = h('p', { class: 'muted small', id: 'invoke-event-note' }, lambdaEvents
+    ? 'Your role cannot read the function\'s logs, so the console sends an Event synchronously through the Lambda Invoke API (POST /2015-03-31/functions/{tenant}:function:{function}/invocations with X-Amz-Log-Type: Tail), which returns the end of the log with the response. The snippets show that request.'
+    : 'Sent as POST /invoke/{tenant}/{function}; the logs are then read from the function\'s log.');
 
   const status = h('b', { id: 'invoke-status' }, '—');
   const duration = h('b', { id: 'invoke-duration' }, '—');
@@ -537,9 +552,22 @@ async function invokeView(ctx) {
     const p = path.value.trim() || '/';
     return p.startsWith('/') || p.startsWith('?') ? p : `/${p}`;
   };
+  const viaLambda = () => isEvent() && lambdaEvents;
+  /** `/2015-03-31/functions/{tenant}:function:{name}/invocations`. */
+  const lambdaUrl = (name) => `/2015-03-31/functions/${enc(`${session.tenant}:function:${name}`)}/invocations`;
+  const LAMBDA_HEADERS = { 'x-amz-log-type': 'Tail', 'content-type': 'application/json' };
+  // A typed Authorization / x-api-key would be merged with the console's own credential.
+  const credentialRefusal = () => {
+    const bad = !isEvent() && credentialHeader(headersOf(headers.value, false));
+    return bad ? `the console sends your credential; remove the ${bad} header` : null;
+  };
   const syncForm = () => {
     httpOnly.classList.toggle('hidden', isEvent());
+    eventNote.classList.toggle('hidden', !isEvent());
     payload.disabled = !hasBody();
+    const refusal = credentialRefusal();
+    if (!refusal) replace(headersError);
+    else if (headersError.textContent !== `Error: ${refusal}`) replace(headersError, errorBox(new Error(refusal)));
   };
 
   // Which handlers the function exports (its latest version), to preselect the trigger.
@@ -575,14 +603,18 @@ async function invokeView(ctx) {
       hdrs = isEvent() ? {} : headersOf(headers.value, true);
       if (!isEvent() && pathOf().split(/[/?]/).some((s) => s === '..' || s === '.')) throw new Error('the path may not contain . or .. segments');
     } catch (e) { toast(errorText(e), 'error'); return; }
-    // An invoker cannot read logs: an Event invocation then goes through the Lambda
-    // Invoke API, whose X-Amz-Log-Type: Tail answers the log tail with the response.
-    const viaLambda = isEvent() && !can('read');
+    const refusal = credentialRefusal();
+    if (refusal) {
+      replace(headersError, errorBox(new Error(refusal)));
+      headers.focus();
+      return;
+    }
+    const lambda = viaLambda();
     let url;
     let opts;
-    if (viaLambda) {
-      url = `/2015-03-31/functions/${enc(`${session.tenant}:function:${name}`)}/invocations`;
-      opts = { body: payload.value, headers: { 'x-amz-log-type': 'Tail', 'content-type': 'application/json' } };
+    if (lambda) {
+      url = lambdaUrl(name);
+      opts = { body: payload.value, headers: { ...LAMBDA_HEADERS } };
     } else if (isEvent()) {
       url = `/invoke/${enc(session.tenant)}/${enc(name)}`;
       opts = { body: payload.value, headers: { 'content-type': 'application/json' } };
@@ -612,7 +644,7 @@ async function invokeView(ctx) {
       replace(respHeaders, [...resp.headers.entries()].flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
       replace(bodyOut, h('code', null, text ? prettyBody(text, resp.headers.get('content-type')) : '(empty body)'));
       const ran = resp.headers.has('x-helixflow-version') || resp.headers.has('x-amz-executed-version');
-      if (viaLambda) {
+      if (lambda) {
         const tail = resp.headers.get('x-amz-log-result');
         replace(logsNote, 'The end of the log (X-Amz-Log-Result of the Lambda Invoke API; your role cannot read the function\'s logs).');
         replace(logs, tail ? logView({ stdout: unbase64(tail) }) : logView(null));
@@ -640,17 +672,23 @@ async function invokeView(ctx) {
 
   const form = h('div', { class: 'pg-form', 'data-form': 'invoke' },
     field('Function', fn), field('Trigger', trigger, handlers),
+    eventNote,
     httpOnly,
     field('Payload', payload, 'The request body (the event, for an Event invocation).'),
     h('div', { class: 'actions' }, go));
   const snippets = snippetPanel('invoke');
+  // The snippets show the request the Invoke button sends (less the credential).
   const refresh = () => {
-    const name = fn.value.trim() || 'FUNCTION';
-    snippets.update(isEvent()
-      ? httpSnippets({ origin: origin(), method: 'POST', path: `/invoke/${enc(session.tenant)}/${enc(name)}`,
-        headers: { 'content-type': 'application/json' }, body: payload.value })
-      : httpSnippets({ origin: origin(), method: method.value, path: `${functionUrl(name)}${pathOf()}`,
-        headers: headersOf(headers.value, false), body: hasBody() ? payload.value : undefined }));
+    const typed = fn.value.trim();
+    const name = typed && typed !== '.' && typed !== '..' ? typed : 'FUNCTION';
+    const typedHeaders = headersOf(headers.value, false);
+    const bad = credentialHeader(typedHeaders);
+    if (bad) delete typedHeaders[bad];
+    let req;
+    if (viaLambda()) req = { method: 'POST', path: lambdaUrl(name), headers: LAMBDA_HEADERS, body: payload.value };
+    else if (isEvent()) req = { method: 'POST', path: `/invoke/${enc(session.tenant)}/${enc(name)}`, headers: { 'content-type': 'application/json' }, body: payload.value };
+    else req = { method: method.value, path: `${functionUrl(name)}${pathOf()}`, headers: typedHeaders, body: hasBody() ? payload.value : undefined };
+    snippets.update(httpSnippets({ origin: origin(), ...req }));
   };
   form.addEventListener('change', (e) => { if (e.target === fn) probeHandlers(); });
   form.addEventListener('input', syncForm);
