@@ -46,17 +46,24 @@ export function lineChart(series, { yLabel = '', format = defaultFormat, empty =
   const t1 = Math.max(...times);
   const vmax = Math.max(0, ...pts.map((p) => p.v));
   const vmin = Math.min(0, ...pts.map((p) => p.v));
-  const ystep = niceStep((vmax - vmin) || 1, 4);
+  // Counts (every value whole) get whole ticks: no "1, 1, 2, 2" from rounded halves.
+  const whole = pts.every((p) => Number.isInteger(p.v));
+  const ystep = whole ? Math.max(1, niceStep((vmax - vmin) || 1, 4)) : niceStep((vmax - vmin) || 1, 4);
   const ylo = Math.floor(vmin / ystep) * ystep;
   const yhi = Math.max(ylo + ystep, Math.ceil(vmax / ystep) * ystep);
-  const x = (t) => PAD.left + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (W - PAD.left - PAD.right);
+  // The left margin fits the longest tick label (about 6 px per character at 10 px).
+  const labels = [];
+  for (let v = ylo; v <= yhi + ystep / 2; v += ystep) labels.push(format(v));
+  const left = Math.max(PAD.left, 12 + 6 * Math.max(...labels.map((l) => String(l).length)));
+  const x = (t) => left + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (W - left - PAD.right);
   const y = (v) => H - PAD.bottom - ((v - ylo) / (yhi - ylo)) * (H - PAD.top - PAD.bottom);
 
   const grid = [];
-  for (let v = ylo; v <= yhi + ystep / 2; v += ystep) {
-    grid.push(svg('line', { class: 'grid-line', x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v) }));
-    grid.push(svg('text', { x: PAD.left - 6, y: y(v) + 3, 'text-anchor': 'end' }, format(v)));
-  }
+  labels.forEach((label, i) => {
+    const v = ylo + i * ystep;
+    grid.push(svg('line', { class: 'grid-line', x1: left, x2: W - PAD.right, y1: y(v), y2: y(v) }));
+    grid.push(svg('text', { x: left - 6, y: y(v) + 3, 'text-anchor': 'end' }, label));
+  });
   const xticks = [];
   // Up to five ticks, on points' own times (whole minutes, hours or days).
   const uniq = [...new Set(times)].sort((a, b) => a - b);
@@ -91,8 +98,8 @@ export function lineChart(series, { yLabel = '', format = defaultFormat, empty =
     'aria-label': `${yLabel} over time: ${series.map((s) => s.label).join(', ')}`,
   },
   grid,
-  svg('line', { class: 'axis', x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: H - PAD.bottom }),
-  svg('line', { class: 'axis', x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom }),
+  svg('line', { class: 'axis', x1: left, x2: left, y1: PAD.top, y2: H - PAD.bottom }),
+  svg('line', { class: 'axis', x1: left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom }),
   xticks,
   yLabel ? svg('text', { class: 'y-label', x: 4, y: 11 }, yLabel) : null,
   lines);
