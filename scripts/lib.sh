@@ -312,3 +312,31 @@ ensure_openapi_validator() {
     fi
     export HELIXFLOW_OPENAPI_PYTHON="$venv/bin/python"
 }
+
+# Headless Chromium + ChromeDriver from Debian (packages chromium, chromium-driver) for the
+# console's browser tests (tests/console, driven by tests/e2e/console.rs).
+# Exports HELIXFLOW_CHROMIUM and HELIXFLOW_CHROMEDRIVER.
+ensure_browser() {
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        log "installing Chromium and ChromeDriver (Debian packages chromium, chromium-driver)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+    fi
+    export HELIXFLOW_CHROMIUM=/usr/bin/chromium HELIXFLOW_CHROMEDRIVER=/usr/bin/chromedriver
+}
+
+# Selenium from PyPI, in its own venv: the console's browser tests (tests/console) drive
+# Chromium with it. Exports HELIXFLOW_SELENIUM_PYTHON.
+SELENIUM_VERSION="4.27.1"
+ensure_selenium() {
+    local venv="$HOME/.cache/helixflow/selenium-$SELENIUM_VERSION"
+    if ! "$venv/bin/python" -c "import selenium" >/dev/null 2>&1; then
+        log "installing Selenium $SELENIUM_VERSION (PyPI)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "selenium==$SELENIUM_VERSION"
+    fi
+    export HELIXFLOW_SELENIUM_PYTHON="$venv/bin/python"
+}

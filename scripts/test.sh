@@ -14,6 +14,9 @@ ensure_dynamodb_local
 ensure_azurite
 # Real Prometheus + promtool for tests/e2e/prometheus.rs (rules, scrapes, dashboards).
 ensure_prometheus
+# Headless Chromium + Selenium for the console's browser tests (tests/e2e/console.rs).
+ensure_browser
+ensure_selenium
 # openapi-spec-validator for tests/e2e/openapi.rs.
 ensure_openapi_validator
 ensure_sdk_python

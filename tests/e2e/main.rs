@@ -7,6 +7,8 @@ mod bad_input;
 mod budget;
 mod chat;
 mod cli;
+mod console;
+mod console_http;
 mod crash;
 mod fleet;
 mod invoke;

@@ -5,10 +5,13 @@
 //! `/env?k=NAME`, `/header?name=NAME` (the request header's value, 404 without it),
 //! `/id?v=X` (echoes X after a little work; used for the concurrency test),
 //! `/fetch?url=http://host:port/path` (an outbound wasi:http GET; answers its status and
-//! body, or 502 with the error the host gave).
+//! body, or 502 with the error the host gave), `/print` (writes the request body to
+//! stdout and stderr: what a function writes into its logs, e.g. markup for the console's
+//! escaping test).
 //! Event: the event body (raw, or a JSON string) selects the same behaviours (`trap`,
 //! `loop`, `grow`, `error`), or `fetch URL` / `fail-fetch URL` (outbound GET, then
-//! answer / fail), `sleep MS`, `context` (request id + client context); a scheduled
+//! answer / fail), `sleep MS`, `context` (request id + client context), `print TEXT`
+//! (writes TEXT to stdout and stderr, answers `"printed"`); a scheduled
 //! event whose detail is `{"fetch": URL}` GETs `URL?t={tick time}`; anything else echoes.
 
 use helixflow_guest_sdk::event::{Context, FunctionError};
@@ -106,6 +109,12 @@ fn http(req: Request) -> Response {
             Err(e) => Response::text(502, format!("outbound failed: {e}")),
         },
         "/echo" => Response::new(200, req.body().to_vec()),
+        "/print" => {
+            let text = String::from_utf8_lossy(req.body());
+            println!("{text}");
+            eprintln!("{text}");
+            Response::text(200, "printed")
+        }
         "/trap" => panic!("chaos: deliberate trap"),
         "/loop" => Response::text(200, format!("{}", spin())),
         "/grow" => Response::text(200, format!("{}", grow())),
@@ -176,6 +185,11 @@ fn event(ev: Vec<u8>, ctx: Context) -> Result<Vec<u8>, FunctionError> {
         let ms: u64 = ms.trim().parse().unwrap_or(10);
         std::thread::sleep(std::time::Duration::from_millis(ms));
         return Ok(format!("\"slept {ms}\"").into_bytes());
+    }
+    if let Some(words) = text.strip_prefix("print ") {
+        println!("{words}");
+        eprintln!("{words}");
+        return Ok(b"\"printed\"".to_vec());
     }
     if text == "context" {
         let cc = ctx.client_context.clone().unwrap_or_else(|| "null".into());
