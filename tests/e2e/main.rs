@@ -8,6 +8,7 @@ mod budget;
 mod chat;
 mod cli;
 mod crash;
+mod devloop;
 mod fleet;
 mod invoke;
 mod lambda_api;
