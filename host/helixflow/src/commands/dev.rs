@@ -434,7 +434,7 @@ impl Dev {
                 println!("change detected");
                 self.build_and_deploy(changed_at).await?;
             }
-            if n % 4 == 0 && self.live.is_some() {
+            if n.is_multiple_of(4) && self.live.is_some() {
                 self.print_new_logs(true).await;
             }
         }
@@ -481,10 +481,15 @@ pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> 
         .await
     {
         Ok(_) => println!("created tenant {tenant}"),
+        // 409: it exists; 403: a tenant's own key may not create tenants (the deploy
+        // says whether it may deploy there).
         Err(e)
             if matches!(
                 e.downcast_ref::<ClientError>(),
-                Some(ClientError::Api { status: 409, .. })
+                Some(ClientError::Api {
+                    status: 409 | 403,
+                    ..
+                })
             ) => {}
         Err(e) => return Err(e.context(format!("creating tenant {tenant}"))),
     }
@@ -507,11 +512,27 @@ pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> 
     };
     let out = tokio::select! {
         r = run => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = stop_signal() => Ok(()),
     };
     if let Some(node) = node {
         println!("stopping the dev node (pid {})", node.child.id());
         drop(node);
     }
     out
+}
+
+/// Ctrl-C (SIGINT), or SIGTERM on Unix: either way the node dev started goes with it.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -14,12 +14,18 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Template {
     /// An HTTP handler (wasi:http): `GET /{tenant}/{name}/...`.
-    RustHttp,
+    #[value(name = "rust-http")]
+    Http,
     /// An event handler (Lambda-style, JSON in and out): `helixflow invoke`.
-    RustEvent,
+    #[value(name = "rust-event")]
+    Event,
     /// Sentence embeddings through wasi:nn (`Graph::load_by_name("all-minilm-l6-v2")`).
-    RustEmbeddings,
+    #[value(name = "rust-embeddings")]
+    Embeddings,
 }
+
+/// A template's files: (relative path, contents).
+type Files = &'static [(&'static str, &'static str)];
 
 macro_rules! files {
     ($dir:literal: $($path:literal => $src:literal),* $(,)?) => {
@@ -29,7 +35,7 @@ macro_rules! files {
 
 /// `rust-embeddings`' tokenizer and vocabulary: those of `functions/embed-minilm`
 /// (one copy in the tree, tested there against HF `tokenizers`).
-const EMBED_MINILM: &[(&str, &str)] = &[
+const EMBED_MINILM: Files = &[
     (
         "build.rs",
         include_str!("../../../../functions/embed-minilm/build.rs"),
@@ -51,20 +57,20 @@ const EMBED_MINILM: &[(&str, &str)] = &[
 impl Template {
     /// (relative path, contents with `{{name}}`, `{{crate}}` and `{{sdk}}` placeholders).
     fn files(self) -> Vec<(&'static str, &'static str)> {
-        let (own, extra): (&[(&str, &str)], &[(&str, &str)]) = match self {
-            Template::RustHttp => (
+        let (own, extra): (Files, Files) = match self {
+            Template::Http => (
                 files!("rust-http": "Cargo.toml" => "Cargo.toml", "src/lib.rs" => "src/lib.rs",
                     "src/tests.rs" => "src/tests.rs", "README.md" => "README.md",
                     ".gitignore" => "gitignore"),
                 &[],
             ),
-            Template::RustEvent => (
+            Template::Event => (
                 files!("rust-event": "Cargo.toml" => "Cargo.toml", "src/lib.rs" => "src/lib.rs",
                     "src/tests.rs" => "src/tests.rs", "README.md" => "README.md",
                     ".gitignore" => "gitignore"),
                 &[],
             ),
-            Template::RustEmbeddings => (
+            Template::Embeddings => (
                 files!("rust-embeddings": "Cargo.toml" => "Cargo.toml", "src/lib.rs" => "src/lib.rs",
                     "src/tests.rs" => "src/tests.rs", "README.md" => "README.md",
                     ".gitignore" => "gitignore"),
