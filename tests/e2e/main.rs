@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod console_http;
 mod crash;
+mod devloop;
 mod fleet;
 mod invoke;
 mod lambda_api;

@@ -41,6 +41,11 @@ impl Client {
         }
     }
 
+    /// The node's base URL, without a trailing '/'.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     async fn send(&self, mut req: http::Request<ReqBody>) -> Result<(http::StatusCode, Bytes)> {
         if let Some(t) = &self.token {
             let v = http::HeaderValue::from_str(&format!("Bearer {t}"))

@@ -17,7 +17,9 @@ mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{admin, events, functions, keys, models, openapi, tenants, usage};
+use commands::{
+    admin, dev, doctor, events, functions, keys, models, openapi, scaffold, tenants, usage,
+};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -105,6 +107,18 @@ enum Command {
     Models(models::ModelsCmd),
     /// Recent invocation logs (captured stdout/stderr) of a function.
     Logs(functions::LogsArgs),
+    /// Write a new function project from a template built into this binary (Rust only
+    /// for now: rust-http, rust-event, rust-embeddings; no python-*/js-* templates yet).
+    New(scaffold::NewArgs),
+    /// Build the function project in --dir (Rust: `cargo build --release --target
+    /// wasm32-wasip2`) and print the component's path.
+    Build(dev::BuildArgs),
+    /// Check the local setup, one line each: cargo, rustc, the wasm32-wasip2 target,
+    /// ONNX Runtime, the node at --url and the credentials (--token).
+    Doctor(doctor::DoctorArgs),
+    /// The local loop: start a node at --url if none answers, build, deploy (alias
+    /// live), then rebuild and redeploy on every change and print the function's logs.
+    Dev(dev::DevArgs),
     /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /api/v1/openapi.json`
     /// serves), e.g. `helixflow openapi > host/api/openapi.json`.
     Openapi,
@@ -158,5 +172,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Gc(args) => admin::gc(&c, args).await,
         Command::Logs(args) => functions::logs(&c, args).await,
         Command::Openapi => openapi::print(),
+        Command::New(args) => scaffold::new(args),
+        Command::Build(args) => dev::build(args).await,
+        Command::Doctor(_) => doctor::doctor(&cli.url, cli.token.clone()).await,
+        Command::Dev(args) => dev::dev(&cli.url, cli.token.clone(), args).await,
     }
 }

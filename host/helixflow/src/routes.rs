@@ -30,6 +30,11 @@ fn with_query(path: String, query: &[(&str, &str)]) -> String {
     format!("{path}?{}", q.join("&"))
 }
 
+/// Who the presented credentials are.
+pub fn whoami() -> String {
+    format!("{API}/whoami")
+}
+
 /// `POST` creates a tenant, `GET` lists them.
 pub fn tenants() -> String {
     format!("{API}/tenants")

@@ -3,10 +3,13 @@
 //! requests through [`crate::client::Client`]) and prints the result.
 
 pub mod admin;
+pub mod dev;
+pub mod doctor;
 pub mod events;
 pub mod functions;
 pub mod keys;
 pub mod models;
 pub mod openapi;
+pub mod scaffold;
 pub mod tenants;
 pub mod usage;

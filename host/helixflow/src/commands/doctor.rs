@@ -1,0 +1,152 @@
+//! `helixflow doctor`: is this machine ready for the local loop? One line per check,
+//! `OK`/`FAIL` (or `WARN` for optional ones) with the fix: cargo, rustc, the
+//! wasm32-wasip2 target, ONNX Runtime (optional: only wasi:nn functions need it), the
+//! node at --url (`GET /healthz`) and the credentials (`GET /api/v1/whoami`).
+
+use super::dev::{ADD_TARGET, TARGET, output, target_installed};
+use crate::client::Client;
+use crate::routes;
+use anyhow::{Result, bail};
+use clap::Args;
+use std::path::Path;
+
+// `helixflow doctor` (the node is the global --url, the credentials --token).
+#[derive(Args)]
+pub struct DoctorArgs {}
+
+pub async fn doctor(url: &str, token: Option<String>) -> Result<()> {
+    let mut failed = 0;
+    let mut line = |ok: bool, required: bool, what: &str, detail: String| {
+        let tag = match (ok, required) {
+            (true, _) => "OK  ",
+            (false, true) => "FAIL",
+            (false, false) => "WARN",
+        };
+        if !ok && required {
+            failed += 1;
+        }
+        println!("{tag} {what}: {detail}");
+    };
+    match output("cargo", &["--version"]) {
+        Ok(v) => line(true, true, "cargo", v),
+        Err(e) => line(
+            false,
+            true,
+            "cargo",
+            format!("{e}; fix: install Rust from https://rustup.rs"),
+        ),
+    }
+    match output("rustc", &["--version"]) {
+        Ok(v) => {
+            // Templates use edition 2024: Rust 1.85 or later.
+            let minor = v
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.split('.').nth(1))
+                .and_then(|m| m.parse::<u32>().ok());
+            match minor {
+                Some(m) if m >= 85 => line(true, true, "rustc", v),
+                _ => line(
+                    false,
+                    true,
+                    "rustc",
+                    format!("{v}: 1.85 or later needed; fix: rustup update"),
+                ),
+            }
+        }
+        Err(e) => line(
+            false,
+            true,
+            "rustc",
+            format!("{e}; fix: install Rust from https://rustup.rs"),
+        ),
+    }
+    match target_installed() {
+        Ok(true) => line(true, true, "target", format!("{TARGET} installed")),
+        Ok(false) => line(
+            false,
+            true,
+            "target",
+            format!("{TARGET} missing; fix: {ADD_TARGET}"),
+        ),
+        Err(e) => line(
+            false,
+            true,
+            "target",
+            format!("{e}; fix: install Rust from https://rustup.rs"),
+        ),
+    }
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if Path::new(&p).is_file() => {
+            line(true, false, "ONNX Runtime", format!("ORT_DYLIB_PATH={}", p.to_string_lossy()))
+        }
+        Some(p) => line(false, false, "ONNX Runtime", format!(
+            "ORT_DYLIB_PATH={} does not exist; fix: point it at libonnxruntime.so (only wasi:nn functions need it)",
+            p.to_string_lossy()
+        )),
+        None => line(false, false, "ONNX Runtime", "ORT_DYLIB_PATH is not set; fix: point it at libonnxruntime.so (only wasi:nn functions need it)".to_string()),
+    }
+    let anonymous = Client::new(url, None);
+    let up = anonymous.json(http::Method::GET, "/healthz", None).await;
+    match &up {
+        Ok(v) => line(
+            true,
+            true,
+            "node",
+            format!(
+                "{url} is up (location {})",
+                v["location"].as_str().unwrap_or("?")
+            ),
+        ),
+        Err(e) => line(
+            false,
+            true,
+            "node",
+            format!(
+                "{e:#}; fix: start one (`helixflow serve`, or `helixflow dev` starts one) or set --url / HELIXFLOW_URL"
+            ),
+        ),
+    }
+    match (&token, &up) {
+        (None, _) => line(
+            false,
+            true,
+            "credentials",
+            "HELIXFLOW_TOKEN is not set; fix: export HELIXFLOW_TOKEN=<API key, JWT or admin key>"
+                .to_string(),
+        ),
+        (Some(_), Err(_)) => line(
+            false,
+            true,
+            "credentials",
+            "not checked: the node is not reachable".to_string(),
+        ),
+        (Some(_), Ok(_)) => {
+            let c = Client::new(url, token.clone());
+            match c.json(http::Method::GET, &routes::whoami(), None).await {
+                Ok(v) => line(
+                    true,
+                    true,
+                    "credentials",
+                    format!(
+                        "accepted: tenant {}, role {}",
+                        v["tenant"].as_str().unwrap_or("(all: platform admin)"),
+                        v["role"].as_str().unwrap_or("?")
+                    ),
+                ),
+                Err(e) => line(
+                    false,
+                    true,
+                    "credentials",
+                    format!(
+                        "refused ({e:#}); fix: export HELIXFLOW_TOKEN=<a valid API key, JWT or admin key>"
+                    ),
+                ),
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} required check(s) failed");
+    }
+    Ok(())
+}
