@@ -17,12 +17,19 @@ MAX_API_CALLS = 6
 
 
 def run_suite(fx, names):
+    """Runs the tests named in `names` (all when empty); returns the names that failed."""
+    known = [t.__name__ for t in flows.SUITE]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"no such test: {', '.join(unknown)} (the tests: {', '.join(known)})")
     b = Browser(fx.url)
     failed = []
+    ran = []
     try:
         for test in flows.SUITE:
             if names and test.__name__ not in names:
                 continue
+            ran.append(test.__name__)
             started = time.time()
             print(f"{test.__name__} ...", flush=True)
             try:
@@ -43,6 +50,8 @@ def run_suite(fx, names):
         print(f"{b.requests} requests seen by the browser")
     finally:
         b.quit()
+    assert ran, "no test ran"
+    assert not names or set(names) <= set(ran), f"asked for {names}, ran {ran}"
     return failed
 
 
@@ -53,21 +62,23 @@ def page_loads(fx, rounds):
     try:
         b.sign_in(fx.keys["admin"])
         pages = [(r, r) for r in b.nav_routes()]
+        assert pages, "no pages in the tenant admin's navigation"
         pages.append((f"functions/{fx.deployed}", "functions/:name"))
         b.go("functions")
         rows = len(b.all("table.functions tbody tr[data-row]"))
         assert rows >= fx.functions, f"the functions page lists {rows} functions, the tenant has {fx.functions}"
-        results = time_pages(b, pages, rounds)
+        results = time_pages(b, pages, rounds, "tenant admin")
         b.sign_in(fx.platform_key)
         own = [(r, r) for r in b.nav_routes() if r.startswith("admin/")]
-        results += time_pages(b, own, rounds)
+        results += time_pages(b, own, rounds, "platform admin")
         b.check_clean()
         return rows, results
     finally:
         b.quit()
 
 
-def time_pages(b, pages, rounds):
+def time_pages(b, pages, rounds, who):
+    assert pages, f"no pages to time for the {who}"
     results = []
     for route, ready in pages:
         times = []

@@ -10,6 +10,10 @@
     xss_texts      the markup, e.g. ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
     failed_event   {"id": ..., "function": ...}: an Event invocation that failed
     chat_model     a chat model served in the tenant
+    embed_model    an embeddings model served in the tenant (all-MiniLM-L6-v2)
+    classify       {"function", "model", "image", "top"}: an image classification function
+                   (classify-image), the model it answers with, a picture (absolute path)
+                   and the label it must rank first
     functions      (loadtime) how many functions the tenant has
     load_limit_ms  (loadtime) the bound on each page's median full load (default 1000)
     load_rounds    (loadtime) loads per page (default 3)

@@ -5,7 +5,10 @@ credential typed into the sign-in form), waits for `<html data-ready="{route}">`
 console sets it once a view has rendered), saves screenshots, and after every test
 checks the browser itself: no console error (a SEVERE browser log entry) and no failed
 request (from Chromium's performance log: a response with status >= 400, or a request
-that failed on the network), except the ones a test declares with `expect_failure`.
+that failed on the network), except the ones a test declares with `expect_failure`: each
+declaration allows ONE failed request (and Chromium's console line about it), made after
+it, and fails the test if that request never fails. At start-up the Browser proves these
+checks work: a console.error and a 404 made on purpose must be reported.
 
 Inputs (environment): HELIXFLOW_CHROMIUM, HELIXFLOW_CHROMEDRIVER (scripts/lib.sh
 ensure_browser), HELIXFLOW_CONSOLE_SCREENSHOTS (where screenshots go; created).
@@ -52,6 +55,21 @@ class BrowserProblem(AssertionError):
     """A console error or a failed request the test did not expect."""
 
 
+class Allowance:
+    """One declared failure (Browser.expect_failure): a request and its console line."""
+
+    def __init__(self, url, status, method):
+        self.url, self.status, self.method = url, status, method
+        self.request_used = self.console_used = False
+
+    def matches(self, url, status, method):
+        return bool(self.url.search(url or "")) and self.status in (None, status) \
+            and (self.method is None or self.method == (method or "").upper())
+
+    def __str__(self):
+        return f"{self.method or 'any method'} /{self.url.pattern}/ {self.status or 'any status'}"
+
+
 class Browser:
     def __init__(self, base_url, screenshots=None, timeout=20):
         self.base = base_url.rstrip("/")
@@ -71,59 +89,128 @@ class Browser:
         self.driver = webdriver.Chrome(options=opts, service=service)
         self.driver.set_window_size(1440, 900)
         self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": READY_PROBE})
-        self.expected = []  # [(url regex, status or None)] for the current test
+        self.expected = []  # the current test's Allowance-s (expect_failure), one failure each
         self.requests = 0
+        self._sent = {}  # requestId -> (url, method, timestamp) of every request seen so far
+        try:
+            self._canary()
+        except BaseException:
+            self.driver.quit()
+            raise
+
+    def _canary(self):
+        """Proves the checks can fail: a console error and a failed request (404) made on
+        purpose in the page must both be reported by problems(); then they are dropped."""
+        self.driver.get(f"{self.base}/console")
+        self.problems()  # whatever loading the sign-in page did is not the canary's
+        self.driver.execute_script("console.error('hf-canary');")
+        status = self.driver.execute_async_script(
+            "const done = arguments[0];"
+            "fetch('/console/nope', {cache: 'no-store'}).then(r => done(r.status)).catch(e => done(String(e)));")
+        assert status == 404, f"canary: GET /console/nope answered {status!r}, not 404"
+        want = {"console error": lambda p: p.startswith("console error:") and "hf-canary" in p,
+                "failed request": lambda p: p.startswith("failed request: HTTP 404 ") and p.endswith("/console/nope")}
+        found = []
+        deadline = time.monotonic() + 10
+        while True:
+            found += self.problems()
+            missing = [k for k, hit in want.items() if not any(hit(p) for p in found)]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert not missing, f"canary: the harness did not report the {' and '.join(missing)} made on purpose: {found}"
+        # Besides the canary: Chromium's own console line about the 404. Anything else is real.
+        other = [p for p in found if not any(hit(p) for hit in want.values()) and "/console/nope" not in p]
+        assert not other, f"the console's sign-in page is not clean: {other}"
 
     def quit(self):
         self.driver.quit()
 
     # ---- checks of the browser itself ----
 
-    def expect_failure(self, url_pattern, status=None):
-        """Declares that a request whose URL matches `url_pattern` may fail (with `status`)."""
-        self.expected.append((re.compile(url_pattern), status))
+    def expect_failure(self, url_pattern, status=None, method=None):
+        """Declares that the NEXT request whose URL matches `url_pattern` (and method, status
+        when given) fails: one such failure is allowed, once, and it must happen before
+        the test's next check_clean(). The logs are checked first, so the allowance covers
+        nothing that happened before this call."""
+        self.check_clean()
+        self.expected.append(Allowance(re.compile(url_pattern), status, method and method.upper()))
 
-    def _expected(self, url, status):
-        return any(p.search(url or "") and (s is None or s == status) for p, s in self.expected)
+    def _allow_request(self, url, method, status):
+        """Consumes the first unused allowance matching a failed request; False if none."""
+        for a in self.expected:
+            if not a.request_used and a.matches(url, status, method):
+                a.request_used = True
+                return True
+        return False
+
+    def _allow_console(self, url, status):
+        """Chromium's console line about a failed request an allowance covers (once)."""
+        for a in self.expected:
+            # (The console line names no method; it may come before the request's own
+            # events, which chromedriver's performance log delivers late.)
+            if not a.console_used and a.matches(url, status, a.method):
+                a.console_used = True
+                return True
+        return False
 
     def problems(self):
         """Drains the browser's logs; returns the unexpected errors and failed requests."""
         found = []
-        urls = {}
         for entry in self.driver.get_log("performance"):
             msg = json.loads(entry["message"])["message"]
             method, params = msg.get("method"), msg.get("params", {})
+            rid = params.get("requestId")
             if method == "Network.requestWillBeSent":
-                urls[params["requestId"]] = params["request"]["url"]
+                req = params["request"]
+                self._sent[rid] = (req["url"], req.get("method"), params.get("timestamp"))
                 self.requests += 1
             elif method == "Network.responseReceived":
                 resp = params["response"]
-                urls[params["requestId"]] = resp["url"]
-                if resp["status"] >= 400 and not self._expected(resp["url"], resp["status"]):
-                    found.append(f"failed request: HTTP {resp['status']} {resp['url']}")
+                verb = self._sent.get(rid, (None, None, None))[1]
+                if resp["status"] >= 400 and not self._allow_request(resp["url"], verb, resp["status"]):
+                    found.append(f"failed request: HTTP {resp['status']} {verb or '?'} {resp['url']}")
             elif method == "Network.loadingFailed":
-                url = urls.get(params["requestId"], "?")
-                # A request the page itself cancelled (an AbortController when a view is
-                # left, e.g. a log tail) is not a failure.
+                url, verb, sent_at = self._sent.get(rid, ("?", None, None))
                 if params.get("canceled"):
+                    # Chromium reports a streamed (SSE) chat completion as canceled even
+                    # when the page read it to the end: never a failure.
+                    if re.search(r"/v1/chat/completions(\?|$)", url):
+                        continue
+                    # Any other cancel within ~2 s of the request is the harness leaving
+                    # the page (open() goes through about:blank; a hash change drops the
+                    # view, whose onLeave aborts what it had in flight, e.g. a log-tail
+                    # poll): not the console's fault. One pending longer was hanging.
+                    pending = (params["timestamp"] - sent_at) if sent_at is not None and "timestamp" in params else None
+                    if pending is not None and pending <= 2.0:
+                        continue
+                    pending_text = f"{pending:.1f} s" if pending is not None else "an unknown time"
+                    found.append(f"failed request: canceled after {pending_text} pending {verb or '?'} {url}")
                     continue
-                if not self._expected(url, None):
-                    found.append(f"failed request: {params.get('errorText')} {url}"
+                if not self._allow_request(url, verb, None):
+                    found.append(f"failed request: {params.get('errorText')} {verb or '?'} {url}"
                                  f"{' (blocked: ' + params['blockedReason'] + ')' if params.get('blockedReason') else ''}")
         for entry in self.driver.get_log("browser"):
             if entry["level"] != "SEVERE":
                 continue
             text = entry["message"]
-            # Chromium logs every 4xx/5xx answer as a console error too: those of an
-            # expected failure are expected.
+            # Chromium logs every 4xx/5xx answer as a console error too: the one of an
+            # expected failure is expected.
             m = re.match(r"(\S+) - Failed to load resource: the server responded with a status of (\d+)", text)
-            if m and self._expected(m.group(1), int(m.group(2))):
+            if m and self._allow_console(m.group(1), int(m.group(2))):
                 continue
             found.append(f"console error: {text}")
         return found
 
     def check_clean(self):
+        """Drains the logs: fails on any unexpected problem, or on an expect_failure that
+        did not happen; then forgets the test's allowances."""
+        # chromedriver hands out the performance log (the requests) later than the
+        # console's: drain, let it catch up, drain again.
         found = self.problems()
+        time.sleep(0.3)
+        found += self.problems()
+        found += [f"expected failure did not happen: {a}" for a in self.expected if not a.request_used]
         self.expected = []
         if found:
             raise BrowserProblem("the browser reported:\n  " + "\n  ".join(found))

@@ -6,8 +6,12 @@
 //! * `console_browser_flows`: sign in with a key, deploy through the upload form and
 //!   invoke, stream a chat answer (SmolLM2), create a key (shown once) and revoke it,
 //!   replay a failed event, a viewer sees no write action, markup a function printed
-//!   into its logs shows as text, every main page renders; the suite fails on any
-//!   console error or failed request. Screenshots of each page land in
+//!   into its logs shows as text, the embeddings playground's similarity matrix
+//!   (all-MiniLM-L6-v2), the image classification playground (EfficientNet-Lite0 on
+//!   coffee.png), every main page renders; the suite fails on any
+//!   console error or failed request but the one-shot failures a test declares (and
+//!   first proves it would: a `console.error` and a 404 made on purpose at start-up
+//!   must be reported). Screenshots of each page land in
 //!   `$CARGO_TARGET_DIR/console-screenshots` (printed).
 //! * `console_pages_load_fast_with_100_functions`: full page loads (navigationStart to
 //!   `<html data-ready>`) of every main page with 100 functions in the tenant, printed
@@ -21,6 +25,10 @@ use std::time::{Duration, Instant};
 
 const TENANT: &str = "acme";
 const CHAT_MODEL: &str = "smollm2-135m-instruct";
+/// The embeddings model the embeddings playground runs (served by `embed-minilm`).
+const EMBED_MODEL: &str = "all-minilm-l6-v2";
+/// The model `classify-image` loads (its default `MODEL`), from the `public` tenant.
+const CLASSIFY_MODEL: &str = "efficientnet-lite0";
 /// What the `chaos` function prints into its logs (and the failed event carries).
 const SCRIPT: &str = "<script>alert(1)</script>";
 const IMG: &str = "<img src=x onerror=alert(1)>";
@@ -168,6 +176,37 @@ async fn seed_chat(api: &Api<'_>, key: &str) {
     println!("chat model loaded and answered in {:?}", started.elapsed());
 }
 
+/// `embed-minilm` serving all-MiniLM-L6-v2 on /v1/embeddings (as tests/e2e/openai.rs).
+async fn seed_embeddings(api: &Api<'_>) {
+    api.deploy(TENANT, "embed-minilm", "embed-minilm", "").await;
+    let r = crate::nn::push(
+        api,
+        TENANT,
+        EMBED_MODEL,
+        "minilm-int8.onnx",
+        json!({"serve": {"kind": "embeddings", "function": "embed-minilm"}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "push {EMBED_MODEL}: {}", r.text());
+}
+
+/// `classify-image` and the model it loads, pushed to `public` (as scripts/run.sh);
+/// returns the picture the browser uploads.
+async fn seed_classify(api: &Api<'_>) -> PathBuf {
+    api.deploy(TENANT, "classify-image", "classify-image", "")
+        .await;
+    let file = format!("{CLASSIFY_MODEL}.onnx");
+    let r = crate::nn::push(api, "public", CLASSIFY_MODEL, &file, json!({})).await;
+    assert_eq!(r.status, 201, "push public/{CLASSIFY_MODEL}: {}", r.text());
+    let image = PathBuf::from(required_env("HELIXFLOW_MODELS_DIR")).join("coffee.png");
+    assert!(
+        image.exists(),
+        "{} is missing: run scripts/test.sh",
+        image.display()
+    );
+    image
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn console_browser_flows() {
     let _lock = browser_lock();
@@ -188,6 +227,8 @@ async fn console_browser_flows() {
     assert_eq!((r.status, r.text()), (200, "printed".to_string()));
     let event_id = failed_event(&api).await;
     seed_chat(&api, keys["developer"].as_str().unwrap()).await;
+    seed_embeddings(&api).await;
+    let picture = seed_classify(&api).await;
 
     let upload = std::env::var_os("HELIXFLOW_GUEST_DIR")
         .map(PathBuf::from)
@@ -209,6 +250,9 @@ async fn console_browser_flows() {
         "xss_texts": [SCRIPT, IMG],
         "failed_event": {"id": event_id, "function": "flaky", "payload_contains": [IMG]},
         "chat_model": CHAT_MODEL,
+        "embed_model": EMBED_MODEL,
+        "classify": {"function": "classify-image", "model": CLASSIFY_MODEL,
+                     "image": picture, "top": "espresso"},
     });
     let shots = screenshot_dir();
     println!("console screenshots: {}", shots.display());
@@ -225,6 +269,8 @@ async fn console_browser_flows() {
         "playground-chat",
         "keys-created",
         "events-failed",
+        "playground-embeddings",
+        "playground-classify",
     ] {
         let png = shots.join(format!("{page}.png"));
         let len = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
