@@ -4,6 +4,9 @@
 //! starts its own node, redeploys on an edit, keeps serving through a broken build and
 //! stops its node on SIGINT).
 //!
+//! Each test builds crates of its own names: the shared target dir holds one
+//! `wasm32-wasip2/release/NAME.wasm` per name, which concurrent tests must not swap.
+//!
 //! The template projects build in one shared target dir,
 //! `$CARGO_TARGET_DIR/devloop-templates`, so they reuse compiled dependencies.
 
@@ -314,6 +317,7 @@ async fn devloop_doctor() {
         "cargo",
         "rustc",
         "target",
+        "guest SDK",
         "ONNX Runtime",
         "node",
         "credentials",
@@ -394,23 +398,66 @@ async fn until_served(http: &Http, url: &str, want: &str, secs: u64) -> Duration
     }
 }
 
+/// Send `sig` (e.g. "-INT") to `pid`.
+fn kill(sig: &str, pid: u32) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A running `helixflow dev`: whatever happens to the test (a failed assert included),
+/// it and its node are gone afterwards. Drop: SIGINT, 5 s to stop, then SIGKILL; then
+/// SIGKILL to the node if it is still there.
+struct DevProcess {
+    child: std::process::Child,
+    node_pid: Option<u32>,
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            kill("-INT", self.child.id());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(pid) = self.node_pid
+            && Path::new(&format!("/proc/{pid}")).exists()
+        {
+            kill("-KILL", pid);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn devloop_dev_redeploys_on_change_and_stops_its_node() {
     let dir = tempfile::tempdir().unwrap();
-    let proj = new_project(dir.path(), "hello-dev", "rust-http");
+    let proj = new_project(dir.path(), "watch-dev", "rust-http");
     let url = format!("http://127.0.0.1:{}", dead_port());
     let stderr_path = dir.path().join("dev.stderr");
-    let mut child = Command::new(helixflow_bin())
+    let child = Command::new(helixflow_bin())
         .args(["dev", "--url", &url, "--dir", proj.to_str().unwrap()])
         .env("CARGO_TARGET_DIR", templates_target())
         .env_remove("HELIXFLOW_TOKEN")
         .env_remove("HELIXFLOW_URL")
+        // The caller's HELIXFLOW_* settings must not reach the dev node: an empty
+        // secrets key would stop it from starting.
+        .env("HELIXFLOW_SECRETS_KEY", "")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
+    let mut dev = DevProcess {
+        child,
+        node_pid: None,
+    };
+    let out = dev.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(out).lines().map_while(Result::ok) {
@@ -426,18 +473,40 @@ async fn devloop_dev_redeploys_on_change_and_stops_its_node() {
         .and_then(|s| s.split(',').next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{started}"));
-    let key_line = lines.wait(10, "admin key", |l| l.starts_with("its admin key"));
-    let key = key_line.rsplit(' ').next().unwrap().to_string();
+    dev.node_pid = Some(node_pid);
+    // The key is in a file only its owner reads, not on the terminal.
+    let key_path = proj.join("target/helixflow-dev/admin.key");
+    lines.wait(10, "admin key", |l| {
+        l == format!(
+            "its admin key (this dev node only) is in {}",
+            key_path.display()
+        )
+    });
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    assert!(key.len() >= 32, "{key}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
     lines.wait(600, "first deploy", |l| {
-        l.starts_with("deployed dev/hello-dev version 1")
+        l.starts_with("deployed dev/watch-dev version 1")
     });
     lines.wait(10, "function URL", |l| {
-        l == format!("function URL: {url}/dev/hello-dev/")
+        l == format!("function URL: {url}/dev/watch-dev/")
+    });
+    lines.wait(10, "curl line", |l| {
+        l.starts_with("try: curl") && l.contains(&format!("$(cat {})", key_path.display()))
     });
     lines.wait(10, "watching", |l| l.starts_with("watching"));
+    assert!(
+        lines.seen.iter().all(|l| !l.contains(&key)),
+        "dev printed the admin key:\n{}",
+        lines.seen.join("\n")
+    );
 
     let http = Http::with_token(Some(&key));
-    let fn_url = format!("{url}/dev/hello-dev/?name=Ada");
+    let fn_url = format!("{url}/dev/watch-dev/?name=Ada");
     until_served(&http, &fn_url, "Hello, Ada!", 10).await;
     // dev prints the function's logs as they come.
     lines.wait(20, "the request's log", |l| l.contains("GET / name=Ada"));
@@ -455,7 +524,7 @@ async fn devloop_dev_redeploys_on_change_and_stops_its_node() {
         l.starts_with("change-to-served:")
     });
     let f = http
-        .get(&format!("{url}/api/v1/tenants/dev/functions/hello-dev"))
+        .get(&format!("{url}/api/v1/tenants/dev/functions/watch-dev"))
         .await;
     assert_eq!(f.status, 200, "{}", f.text());
     let f = f.json();
@@ -490,14 +559,10 @@ async fn devloop_dev_redeploys_on_change_and_stops_its_node() {
     until_served(&http, &fn_url, "Howdy, Ada!", 5).await;
 
     // SIGINT: dev ends and takes its node with it.
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    assert!(kill("-INT", dev.child.id()), "kill -INT");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = dev.child.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "dev did not stop on SIGINT");
@@ -514,5 +579,30 @@ async fn devloop_dev_redeploys_on_change_and_stops_its_node() {
             .await
             .is_err(),
         "something still answers at {url}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn devloop_dev_refuses_a_foreign_node_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"), None);
+    let proj = new_project(dir.path(), "foreign-dev", "rust-http");
+    let o = Command::new(helixflow_bin())
+        .args(["dev", "--url", &node.url, "--dir", proj.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", templates_target())
+        .env_remove("HELIXFLOW_TOKEN")
+        .env_remove("HELIXFLOW_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "the node at {} was not started by this dev",
+            node.url
+        )) && err.contains("HELIXFLOW_TOKEN/--token"),
+        "{}",
+        both(&o)
     );
 }

@@ -45,6 +45,8 @@ pub struct DevArgs {
 struct Project {
     dir: PathBuf,
     package: String,
+    /// Cargo's target directory (not watched by `dev`).
+    target_dir: PathBuf,
     /// The component `cargo build --release --target wasm32-wasip2` writes.
     artifact: PathBuf,
 }
@@ -67,10 +69,27 @@ fn project(dir: &Path) -> Result<Project> {
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("parsing `cargo metadata`")?;
-    let pkg = &meta["packages"][0];
+    // In a workspace, `packages` lists every member: take the one of this directory.
+    let manifest = dir.join("Cargo.toml").canonicalize()?;
+    let pkg = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| {
+            p["manifest_path"]
+                .as_str()
+                .and_then(|m| Path::new(m).canonicalize().ok())
+                .is_some_and(|m| m == manifest)
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no package in it (a workspace's root manifest? run in the function's own directory, or pass --dir)",
+                manifest.display()
+            )
+        })?;
     let package = pkg["name"]
         .as_str()
-        .ok_or_else(|| anyhow!("{}: no package in Cargo.toml", dir.display()))?;
+        .ok_or_else(|| anyhow!("{}: a package without a name", manifest.display()))?;
     let lib = pkg["targets"]
         .as_array()
         .into_iter()
@@ -92,8 +111,9 @@ fn project(dir: &Path) -> Result<Project> {
         .as_str()
         .ok_or_else(|| anyhow!("`cargo metadata` gave no target_directory"))?;
     Ok(Project {
-        dir: dir.to_path_buf(),
+        dir: manifest.parent().unwrap_or(dir).to_path_buf(),
         package: package.to_string(),
+        target_dir: PathBuf::from(target_dir),
         artifact: Path::new(target_dir)
             .join(TARGET)
             .join("release")
@@ -167,13 +187,42 @@ pub async fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// A node `dev` started: killed (and only it) when `dev` ends.
+/// A node `dev` started: stopped (and only it) when `dev` ends, however it ends.
 struct StartedNode {
     child: std::process::Child,
+    log: PathBuf,
+}
+
+impl StartedNode {
+    /// The last `n` lines of its log.
+    fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
 }
 
 impl Drop for StartedNode {
+    /// SIGTERM (serve writes its usage then), up to 5 s to exit, then SIGKILL.
     fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = self.child.id();
+        println!("stopping the dev node (pid {pid})");
+        let termed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while termed && Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -211,9 +260,29 @@ fn loopback_listen(url: &str) -> Result<String> {
     Ok(hostport.to_string())
 }
 
+/// Write the admin key to `path`, readable by its owner only.
+fn write_key(path: &Path, key: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new();
+    f.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        f.mode(0o600);
+        // An older file keeps its mode through `create`: tighten it first.
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    f.open(path)
+        .and_then(|mut f| f.write_all(key.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Start `helixflow serve` (this binary) at `url` with embedded defaults and a fresh
-/// admin key, data and log under `target/helixflow-dev/`.
-async fn start_node(url: &str, p: &Project) -> Result<(StartedNode, String)> {
+/// admin key (written to `target/helixflow-dev/admin.key`, whose path is returned), data
+/// and log under `target/helixflow-dev/`.
+async fn start_node(url: &str, p: &Project) -> Result<(StartedNode, String, PathBuf)> {
     let listen = loopback_listen(url)?;
     let home = p.dir.join("target/helixflow-dev");
     std::fs::create_dir_all(home.join("data"))
@@ -222,16 +291,31 @@ async fn start_node(url: &str, p: &Project) -> Result<(StartedNode, String)> {
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let key = random_key();
-    let child = std::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--listen", &listen, "--data-dir"])
+    let key_path = home.join("admin.key");
+    write_key(&key_path, &key)?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["serve", "--listen", &listen, "--data-dir"])
         .arg(home.join("data"))
-        .env("HELIXFLOW_ADMIN_KEY", &key)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting helixflow serve")?;
-    let mut node = StartedNode { child };
+        .stderr(log);
+    // A dev node is on its own: the caller's HELIXFLOW_* settings (a fleet's metadata
+    // and artifact stores, node id, OTLP endpoint, secrets key, ...) must not reach it.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HELIXFLOW_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HELIXFLOW_ADMIN_KEY", &key);
+    // Its own process group: a terminal's Ctrl-C reaches dev only, which stops the node
+    // with SIGTERM so that it writes its usage.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().context("starting helixflow serve")?;
+    let mut node = StartedNode {
+        child,
+        log: log_path.clone(),
+    };
     let probe = Client::new(url, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -254,32 +338,61 @@ async fn start_node(url: &str, p: &Project) -> Result<(StartedNode, String)> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // What answered must be our node: still running, and taking our key.
+    let taken = || {
+        format!(
+            "another process holds {listen}: pass --url http://127.0.0.1:<free port>, or stop what listens there"
+        )
+    };
+    if let Some(status) = node.child.try_wait()? {
+        bail!(
+            "the dev node exited ({status}) but something answers at {url}: {}; the node's log:\n{}",
+            taken(),
+            node.log_tail(20)
+        );
+    }
+    if let Err(e) = Client::new(url, Some(key.clone()))
+        .json(http::Method::GET, &routes::whoami(), None)
+        .await
+    {
+        bail!(
+            "the node at {url} refuses the dev node's admin key ({e:#}): {}",
+            taken()
+        );
+    }
     println!(
         "started a dev node at {url} (pid {}, data and log in {})",
         node.child.id(),
         home.display()
     );
-    Ok((node, key))
+    Ok((node, key, key_path))
 }
 
-/// Modification times of what a build reads: Cargo.toml, build.rs and everything under src/.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, SystemTime)> {
-    fn walk(p: &Path, out: &mut Vec<(PathBuf, SystemTime)>) {
-        let Ok(meta) = std::fs::metadata(p) else {
+/// A file's path, modification time and length.
+type Stamp = (PathBuf, SystemTime, u64);
+
+/// Stamps of what a build may read: every file of the project (Cargo.toml, build.rs,
+/// src/, data such as a vocab.txt that build.rs reads, ...), except Cargo's target
+/// directory and hidden entries (.git). Symbolic links are stamped, not followed.
+fn snapshot(dir: &Path, target_dir: &Path) -> Vec<Stamp> {
+    fn walk(p: &Path, target_dir: &Path, out: &mut Vec<Stamp>) {
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
             return;
         };
         if meta.is_dir() {
             for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-                walk(&e.path(), out);
+                let path = e.path();
+                let hidden = e.file_name().to_string_lossy().starts_with('.');
+                if !hidden && path != target_dir && e.file_name() != "target" {
+                    walk(&path, target_dir, out);
+                }
             }
         } else if let Ok(m) = meta.modified() {
-            out.push((p.to_path_buf(), m));
+            out.push((p.to_path_buf(), m, meta.len()));
         }
     }
     let mut out = Vec::new();
-    for rel in ["Cargo.toml", "build.rs", "src"] {
-        walk(&dir.join(rel), &mut out);
-    }
+    walk(dir, target_dir, &mut out);
     out.sort();
     out
 }
@@ -294,9 +407,11 @@ struct Dev {
     live: Option<u64>,
     http: bool,
     seen_logs: HashSet<String>,
-    /// How the printed curl/invoke lines authenticate: the key of the node dev started,
-    /// else `$HELIXFLOW_TOKEN`.
+    /// How the printed curl/invoke lines authenticate: the key file of the node dev
+    /// started, else `$HELIXFLOW_TOKEN`.
     shown_token: String,
+    /// The node dev started, if it did.
+    node: Option<StartedNode>,
 }
 
 impl Dev {
@@ -321,6 +436,20 @@ impl Dev {
         {
             Ok(v) => v,
             Err(e) => {
+                // Refused or not found on the first deploy: no edit will fix that.
+                if self.live.is_none()
+                    && let Some(ClientError::Api {
+                        status: 401 | 403 | 404,
+                        ..
+                    }) = e.downcast_ref::<ClientError>()
+                {
+                    return Err(e.context(format!(
+                        "deploying {}/{} to {}",
+                        self.tenant,
+                        self.name,
+                        self.c.base()
+                    )));
+                }
                 eprintln!("deploy failed: {e:#}");
                 return Ok(());
             }
@@ -333,8 +462,9 @@ impl Dev {
             "deployed {}/{} version {version}, alias live -> {version}",
             self.tenant, self.name
         );
+        let mut served_ok = true;
         if self.http {
-            // Served: one request through the alias answers.
+            // Served: one request through the alias answers 2xx (`raw` fails otherwise).
             let served = self
                 .c
                 .raw(
@@ -344,13 +474,14 @@ impl Dev {
                 )
                 .await;
             if let Err(e) = served {
+                served_ok = false;
                 eprintln!(
                     "GET /{}/{}/ after the deploy: {e:#}",
                     self.tenant, self.name
                 );
             }
         }
-        if let Some(at) = changed_at {
+        if let Some(at) = changed_at.filter(|_| served_ok) {
             let secs = SystemTime::now()
                 .duration_since(at)
                 .unwrap_or_default()
@@ -372,7 +503,7 @@ impl Dev {
         } else {
             println!("function URL: {base}{}", routes::invoke(t, f, None));
             let k = &self.shown_token;
-            println!("try: helixflow --url {base} --token {k} invoke -t {t} -f {f} -d '{{}}'");
+            println!("try: helixflow --url {base} --token \"{k}\" invoke -t {t} -f {f} -d '{{}}'");
         }
     }
 
@@ -405,21 +536,42 @@ impl Dev {
         }
     }
 
+    /// The project's stamps now.
+    fn snapshot(&self) -> Vec<Stamp> {
+        snapshot(&self.project.dir, &self.project.target_dir)
+    }
+
+    /// An error when the node dev started has exited.
+    fn check_node(&mut self) -> Result<()> {
+        if let Some(node) = &mut self.node
+            && let Some(status) = node.child.try_wait()?
+        {
+            bail!(
+                "the dev node exited ({status}); the end of its log ({}):\n{}",
+                node.log.display(),
+                node.log_tail(30)
+            );
+        }
+        Ok(())
+    }
+
     /// Poll the sources every 250 ms; after a change and 200 ms of quiet, rebuild and
-    /// redeploy. Print new log records every second. Runs until cancelled.
+    /// redeploy. Print new log records every second. Runs until cancelled, or until the
+    /// node dev started exits.
     async fn watch(&mut self) -> Result<()> {
-        let mut last = snapshot(&self.project.dir);
+        let mut last = self.snapshot();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut n: u64 = 0;
         loop {
             tick.tick().await;
             n += 1;
-            let mut now = snapshot(&self.project.dir);
+            self.check_node()?;
+            let mut now = self.snapshot();
             if now != last {
                 // Debounce: wait for 200 ms without a further change.
                 loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    let again = snapshot(&self.project.dir);
+                    let again = self.snapshot();
                     if again == now {
                         break;
                     }
@@ -428,7 +580,7 @@ impl Dev {
                 let changed_at = now
                     .iter()
                     .filter(|e| !last.contains(e))
-                    .map(|(_, t)| *t)
+                    .map(|(_, t, _)| *t)
                     .max();
                 last = now;
                 println!("change detected");
@@ -442,6 +594,19 @@ impl Dev {
 }
 
 pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> {
+    // First: from here on a signal ends dev cleanly, and takes any node it started
+    // with it (StartedNode's Drop), whatever dev is doing then.
+    let mut stop = StopSignals::install()?;
+    tokio::select! {
+        r = run(url, token, args) => r,
+        s = stop.recv() => {
+            println!("{s}: stopping");
+            Ok(())
+        }
+    }
+}
+
+async fn run(url: &str, token: Option<String>, args: DevArgs) -> Result<()> {
     let DevArgs { dir, tenant, name } = args;
     check_toolchain()?;
     let dir = dir
@@ -450,10 +615,10 @@ pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> 
     let project = project(&dir)?;
     let name = name.unwrap_or_else(|| project.package.clone());
     let probe = Client::new(url, None);
-    let (node, token) = match probe.json(http::Method::GET, "/healthz", None).await {
+    let (node, token, shown_token) = match probe.json(http::Method::GET, "/healthz", None).await {
         Ok(_) => {
             println!("using the node at {url}");
-            (None, token)
+            (None, token, "$HELIXFLOW_TOKEN".to_string())
         }
         Err(e)
             if matches!(
@@ -461,15 +626,18 @@ pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> 
                 Some(ClientError::Connect { .. })
             ) =>
         {
-            let (node, key) = start_node(url, &project).await?;
-            println!("its admin key (this dev node only): {key}");
-            (Some(node), Some(key))
+            let (node, key, key_path) = start_node(url, &project).await?;
+            println!(
+                "its admin key (this dev node only) is in {}",
+                key_path.display()
+            );
+            (
+                Some(node),
+                Some(key),
+                format!("$(cat {})", key_path.display()),
+            )
         }
         Err(e) => return Err(e),
-    };
-    let shown_token = match &node {
-        Some(_) => token.clone().unwrap_or_default(),
-        None => "$HELIXFLOW_TOKEN".to_string(),
     };
     let c = Client::new(url, token);
     match c
@@ -491,6 +659,16 @@ pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> 
                     ..
                 })
             ) => {}
+        Err(e)
+            if matches!(
+                e.downcast_ref::<ClientError>(),
+                Some(ClientError::Api { status: 401, .. })
+            ) =>
+        {
+            bail!(
+                "the node at {url} was not started by this dev and refuses the credentials ({e:#}): set HELIXFLOW_TOKEN/--token, or use --url http://127.0.0.1:<free port> to start one"
+            )
+        }
         Err(e) => return Err(e.context(format!("creating tenant {tenant}"))),
     }
     let mut d = Dev {
@@ -502,37 +680,59 @@ pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> 
         http: false,
         seen_logs: HashSet::new(),
         shown_token,
+        node,
     };
-    let run = async {
-        d.build_and_deploy(None).await?;
-        // Earlier records (of earlier sessions) are not news.
-        d.print_new_logs(false).await;
-        println!("watching {} (Ctrl-C stops)", d.project.dir.display());
-        d.watch().await
-    };
-    let out = tokio::select! {
-        r = run => r,
-        _ = stop_signal() => Ok(()),
-    };
-    if let Some(node) = node {
-        println!("stopping the dev node (pid {})", node.child.id());
-        drop(node);
-    }
-    out
+    d.build_and_deploy(None).await?;
+    // Earlier records (of earlier sessions) are not news.
+    d.print_new_logs(false).await;
+    println!("watching {} (Ctrl-C stops)", d.project.dir.display());
+    d.watch().await
 }
 
-/// Ctrl-C (SIGINT), or SIGTERM on Unix: either way the node dev started goes with it.
-async fn stop_signal() {
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP, listened for from the start of `dev`.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    signals: Vec<(&'static str, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut signals = Vec::new();
+            for (name, kind) in [
+                ("SIGINT", SignalKind::interrupt()),
+                ("SIGTERM", SignalKind::terminate()),
+                ("SIGHUP", SignalKind::hangup()),
+            ] {
+                signals.push((
+                    name,
+                    signal(kind).with_context(|| format!("listening for {name}"))?,
+                ));
             }
-            return;
+            Ok(Self { signals })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The name of the first signal that arrives.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let waits = self.signals.iter_mut().map(|(name, s)| {
+                Box::pin(async move {
+                    s.recv().await;
+                    *name
+                })
+            });
+            futures::future::select_all(waits).await.0
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

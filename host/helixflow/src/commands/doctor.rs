@@ -1,14 +1,16 @@
 //! `helixflow doctor`: is this machine ready for the local loop? One line per check,
-//! `OK`/`FAIL` (or `WARN` for optional ones) with the fix: cargo, rustc, the
-//! wasm32-wasip2 target, ONNX Runtime (optional: only wasi:nn functions need it), the
-//! node at --url (`GET /healthz`) and the credentials (`GET /api/v1/whoami`).
+//! `OK`/`FAIL` (or `WARN` for optional ones) with the fix: cargo, rustc (the guest
+//! SDK's rust-version or later), the wasm32-wasip2 target, the guest SDK `helixflow new`
+//! depends on, ONNX Runtime (optional: only wasi:nn functions need it), the node at
+//! --url (`GET /healthz`) and the credentials (`GET /api/v1/whoami`).
 
 use super::dev::{ADD_TARGET, TARGET, output, target_installed};
+use super::scaffold::guest_sdk;
 use crate::client::Client;
 use crate::routes;
 use anyhow::{Result, bail};
 use clap::Args;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 // `helixflow doctor` (the node is the global --url, the credentials --token).
 #[derive(Args)]
@@ -38,19 +40,22 @@ pub async fn doctor(url: &str, token: Option<String>) -> Result<()> {
     }
     match output("rustc", &["--version"]) {
         Ok(v) => {
-            // Templates use edition 2024: Rust 1.85 or later.
-            let minor = v
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.split('.').nth(1))
-                .and_then(|m| m.parse::<u32>().ok());
-            match minor {
-                Some(m) if m >= 85 => line(true, true, "rustc", v),
+            // The guest SDK's (and so every template's) rust-version: this workspace's.
+            let need = env!("CARGO_PKG_RUST_VERSION");
+            let version = |s: &str| -> Option<(u32, u32)> {
+                let mut it = s.split('.').map(|n| n.parse::<u32>().ok());
+                Some((it.next()??, it.next()??))
+            };
+            let have = v.split_whitespace().nth(1).and_then(version);
+            match (have, version(need)) {
+                (Some(h), Some(n)) if h >= n => line(true, true, "rustc", v),
                 _ => line(
                     false,
                     true,
                     "rustc",
-                    format!("{v}: 1.85 or later needed; fix: rustup update"),
+                    format!(
+                        "{v}: {need} or later needed (the guest SDK's rust-version); fix: rustup update"
+                    ),
                 ),
             }
         }
@@ -74,6 +79,20 @@ pub async fn doctor(url: &str, token: Option<String>) -> Result<()> {
             true,
             "target",
             format!("{e}; fix: install Rust from https://rustup.rs"),
+        ),
+    }
+    // Where `helixflow new` finds the guest SDK (HELIXFLOW_GUEST_SDK, else this build's
+    // source tree).
+    let sdk_env = std::env::var_os("HELIXFLOW_GUEST_SDK").map(PathBuf::from);
+    match guest_sdk(sdk_env.as_deref()) {
+        Ok(p) => line(true, true, "guest SDK", p.display().to_string()),
+        Err(e) => line(
+            false,
+            true,
+            "guest SDK",
+            format!(
+                "{e:#}; fix: pass `helixflow new --sdk PATH` or export HELIXFLOW_GUEST_SDK=PATH (the guest-sdk/ directory of a HelixFlow checkout)"
+            ),
         ),
     }
     match std::env::var_os("ORT_DYLIB_PATH") {

@@ -103,7 +103,7 @@ pub struct NewArgs {
 }
 
 /// The guest SDK to depend on, canonical: `--sdk`, else this build's source tree.
-fn guest_sdk(flag: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn guest_sdk(flag: Option<&Path>) -> Result<PathBuf> {
     let is_sdk = |p: &Path| p.join("Cargo.toml").is_file() && p.join("src/lib.rs").is_file();
     if let Some(p) = flag {
         return p
