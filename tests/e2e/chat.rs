@@ -31,6 +31,14 @@ async fn push_llm(api: &Api<'_>, tenant: &str, name: &str, file: &str, cfg: Valu
         .await
 }
 
+/// Pushes `{file}` of the LLM dir as model `name` of `tenant`, served for chat by its
+/// `chat` function (which the caller deployed); asserts it was stored.
+pub async fn push_chat_model(api: &Api<'_>, tenant: &str, name: &str, file: &str) {
+    let cfg = json!({"serve": {"kind": "chat", "function": "chat"}});
+    let r = push_llm(api, tenant, name, file, cfg).await;
+    assert_eq!(r.status, 201, "push {tenant}/{name}: {}", r.text());
+}
+
 /// A node with tenant `demo`, the `chat` function and both SmolLM2 models served by it.
 async fn chat_node(dir: &std::path::Path, models: &[(&str, &str, Value)]) -> Node {
     let node = Node::start(dir, None);

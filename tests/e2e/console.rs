@@ -148,22 +148,7 @@ async fn seed_chat(api: &Api<'_>, key: &str) {
     api.deploy(TENANT, "chat", "chat", "").await;
     // Loading the model is the first request's work: give it the tenant's longest deadline.
     put_config(api, "chat", json!({"timeout_ms": 30000})).await;
-    let file = PathBuf::from(required_env("HELIXFLOW_LLM_DIR")).join(format!("{CHAT_MODEL}.onnx"));
-    let bytes = std::fs::read(&file)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", file.display()));
-    let cfg = json!({"serve": {"kind": "chat", "function": "chat"}}).to_string();
-    let r = api
-        .http
-        .request(
-            "POST",
-            &api.url(&format!(
-                "/api/v1/tenants/{TENANT}/models/{CHAT_MODEL}/versions"
-            )),
-            &[("x-helixflow-model-config", &cfg)],
-            bytes,
-        )
-        .await;
-    assert_eq!(r.status, 201, "push {CHAT_MODEL}: {}", r.text());
+    crate::chat::push_chat_model(api, TENANT, CHAT_MODEL, &format!("{CHAT_MODEL}.onnx")).await;
     let started = Instant::now();
     let r = Http::with_token(Some(key))
         .post_json(

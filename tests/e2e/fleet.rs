@@ -256,6 +256,28 @@ async fn store_outage_keeps_cached_functions_serving_fails_deploys_fast_and_reco
     assert_eq!((r.status, r.text().as_str()), (200, "raw hello /after\n"));
 }
 
+/// Waits until the node's heartbeat is stored (it lists itself in the fleet); the next
+/// one is `HEARTBEAT_EVERY` (10 s) away.
+async fn first_heartbeat(api: &Api<'_>) {
+    let started = Instant::now();
+    loop {
+        let r = api.http.get(&api.url("/api/v1/admin/nodes")).await;
+        let listed = r.status == 200
+            && r.json()["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["this_node"] == true));
+        if listed {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no heartbeat: {}",
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_is_retried_with_backoff_up_to_the_configured_attempts() {
     use helixflow_e2e::{Throttle, ThrottleProxy};
@@ -305,6 +327,9 @@ async fn throttling_is_retried_with_backoff_up_to_the_configured_attempts() {
         + "retry_max_attempts = 1\nretry_initial_backoff_ms = 10\nretry_max_backoff_ms = 200\n";
     let node = Node::start_with_env(&root.path().join("b"), Some(&strict), &env);
     let api = Api::new(&node);
+    // The node's first heartbeat is a DynamoDB write of its own: armed before it landed,
+    // the throttle could hit it instead of the request under test.
+    first_heartbeat(&api).await;
     ddb_proxy.fail_next(1);
     let r = api
         .http

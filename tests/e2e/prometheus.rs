@@ -379,24 +379,8 @@ fn substitute(expr: &str, tenant: &str) -> String {
 }
 
 async fn push_chat_model(api: &Api<'_>, tenant: &str) {
-    let dir = PathBuf::from(required_env("HELIXFLOW_LLM_DIR"));
-    let p = dir.join("smollm2-135m-instruct-int8.onnx");
-    let bytes =
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", p.display()));
-    let cfg = json!({"serve": {"kind": "chat", "function": "chat"}}).to_string();
-    let r = api
-        .http
-        .request(
-            "POST",
-            &api.url(&format!(
-                "/api/v1/tenants/{tenant}/models/{}/versions",
-                crate::chat::INT8
-            )),
-            &[("x-helixflow-model-config", &cfg)],
-            bytes,
-        )
-        .await;
-    assert_eq!(r.status, 201, "push model: {}", r.text());
+    let file = format!("{}.onnx", crate::chat::INT8);
+    crate::chat::push_chat_model(api, tenant, crate::chat::INT8, &file).await;
 }
 
 /// One short greedy chat completion as `who`: (prompt tokens, completion tokens).

@@ -107,24 +107,7 @@ async fn sdk_go_suite_passes_against_a_real_node() {
         )
         .await;
     assert_eq!(r.status, 201, "deploy chat: {}", r.text());
-    let llm = PathBuf::from(required_env("HELIXFLOW_LLM_DIR")).join(format!("{CHAT_MODEL}.onnx"));
-    let bytes = std::fs::read(&llm)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", llm.display()));
-    let r = api
-        .http
-        .request(
-            "POST",
-            &api.url(&format!(
-                "/api/v1/tenants/{TENANT}/models/{CHAT_MODEL}/versions"
-            )),
-            &[(
-                "x-helixflow-model-config",
-                r#"{"serve": {"kind": "chat", "function": "chat"}}"#,
-            )],
-            bytes,
-        )
-        .await;
-    assert_eq!(r.status, 201, "push {CHAT_MODEL}: {}", r.text());
+    crate::chat::push_chat_model(&api, TENANT, CHAT_MODEL, &format!("{CHAT_MODEL}.onnx")).await;
     let r = api
         .http
         .post(

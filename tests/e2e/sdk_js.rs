@@ -9,7 +9,6 @@
 //! package and sets `HELIXFLOW_SDK_JS` and `HELIXFLOW_NODEJS`.
 
 use helixflow_e2e::{Api, Node, admin_key, required_env};
-use serde_json::json;
 use std::path::PathBuf;
 
 const CHAT_MODEL: &str = "smollm2-135m-instruct";
@@ -48,22 +47,7 @@ async fn sdk_js_suite_passes_against_a_real_node() {
     // The chat function and SmolLM2 served by it, as tests/e2e/chat.rs deploys them; the
     // suite deploys and pushes everything else itself, through the SDK.
     api.deploy("demo", "chat", "chat", "").await;
-    let llm = PathBuf::from(required_env("HELIXFLOW_LLM_DIR")).join(format!("{CHAT_MODEL}.onnx"));
-    let bytes = std::fs::read(&llm)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", llm.display()));
-    let cfg = json!({"serve": {"kind": "chat", "function": "chat"}}).to_string();
-    let r = api
-        .http
-        .request(
-            "POST",
-            &api.url(&format!(
-                "/api/v1/tenants/demo/models/{CHAT_MODEL}/versions"
-            )),
-            &[("x-helixflow-model-config", &cfg)],
-            bytes,
-        )
-        .await;
-    assert_eq!(r.status, 201, "push {CHAT_MODEL}: {}", r.text());
+    crate::chat::push_chat_model(&api, "demo", CHAT_MODEL, &format!("{CHAT_MODEL}.onnx")).await;
     let (tenant_admin_key, _) = api.create_key("demo", "admin").await;
 
     let mut cmd = std::process::Command::new(&node_bin);
