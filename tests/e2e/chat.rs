@@ -44,7 +44,18 @@ async fn chat_node(dir: &std::path::Path, models: &[(&str, &str, Value)]) -> Nod
     let node = Node::start(dir, None);
     let api = Api::new(&node);
     api.create_tenant("demo").await;
-    api.deploy("demo", "chat", "chat", "").await;
+    // These tests check answers, not latency: a first request that loads a 650 MB model
+    // on a busy 2-core CI machine gets the tenant's longest deadline, not the 10 s default.
+    let r = api
+        .http
+        .request(
+            "POST",
+            &api.url("/api/v1/tenants/demo/functions/chat/versions"),
+            &[("x-helixflow-config", r#"{"timeout_ms": 30000}"#)],
+            helixflow_e2e::guest("chat"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "deploy chat: {}", r.text());
     for (name, file, extra) in models {
         let mut cfg = json!({"serve": {"kind": "chat", "function": "chat"}});
         if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
