@@ -8,6 +8,8 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 HOST_PROFILE="${HELIXFLOW_PROFILE:-release}"
 export HELIXFLOW_BIN="$TARGET_DIR/$HOST_PROFILE/helixflow"
 export HELIXFLOW_GUEST_DIR="$TARGET_DIR/wasm32-wasip2/guest"
+# WASI preview1 command modules (guests built for the witx wasi-nn ABI, run WAGI-style).
+export HELIXFLOW_MODULE_DIR="$TARGET_DIR/wasm32-wasip1/guest"
 JOBS="${HELIXFLOW_BUILD_JOBS:-$(nproc)}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -19,10 +21,12 @@ ensure_toolchain() {
         log "installing curl"
         apt-get update -qq && apt-get install -y -qq curl >/dev/null
     fi
-    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
-        log "adding the wasm32-wasip2 Rust target"
-        rustup target add wasm32-wasip2
-    fi
+    for target in wasm32-wasip2 wasm32-wasip1; do
+        if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+            log "adding the $target Rust target"
+            rustup target add "$target"
+        fi
+    done
 }
 
 build_host() {
@@ -74,6 +78,10 @@ build_functions() {
     (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip2 \
         -p hello -p echo-event -p embed-minilm -p classify-image -p chat -p chaos -p raw-http -p big -p nn-probe -p nn-bench -p llm-loop)
     ls -1 "$HELIXFLOW_GUEST_DIR"/*.wasm >&2
+    log "building guest modules (wasm32-wasip1, the witx wasi-nn ABI)"
+    (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip1 \
+        -p classify-wasi-nn -p classify-wasmedge)
+    ls -1 "$HELIXFLOW_MODULE_DIR"/*.wasm >&2
 }
 
 # Real cloud-protocol servers for tests (no cloud): ministack for S3, Azurite (npm) for

@@ -51,6 +51,21 @@ pub fn guest(name: &str) -> Vec<u8> {
     })
 }
 
+/// A WASI preview1 command module built from the workspace (`wasm32-wasip1`, e.g.
+/// `classify-wasi-nn`), by its file name.
+pub fn guest_module(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("HELIXFLOW_MODULE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/guest"));
+    let p = dir.join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: build the guests with scripts/build-functions.sh (or run scripts/test.sh)",
+            p.display()
+        )
+    })
+}
+
 /// A running `helixflow serve` child process. Killed (SIGKILL) on drop.
 pub struct Node {
     pub url: String,

@@ -26,7 +26,12 @@ async fn bad_uploads_are_rejected_with_codes_and_store_nothing() {
     let core_module = b"\0asm\x01\0\0\0".to_vec();
     let empty_component = b"\0asm\x0d\0\x01\0".to_vec();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("core module", core_module, 400, "not_a_component"),
+        (
+            "core module without _start",
+            core_module,
+            400,
+            "no_supported_export",
+        ),
         (
             "garbage",
             b"this is not wasm at all".to_vec(),

@@ -35,3 +35,4 @@ mod state;
 mod tls;
 mod traces;
 mod usage;
+mod wagi;

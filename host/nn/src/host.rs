@@ -32,7 +32,7 @@ pub struct NnCtx {
     pub(crate) tenant: String,
     calls: u32,
     /// Bytes of tensors this invocation holds in the host.
-    live_bytes: usize,
+    pub(crate) live_bytes: usize,
     /// `helixflow:llm` sequences open now.
     pub(crate) sequences: u32,
     /// What this invocation used (tokens), for usage metering.
@@ -65,6 +65,36 @@ impl NnCtx {
     /// What this invocation used so far.
     pub fn usage(&self) -> InferenceUsage {
         self.usage
+    }
+
+    /// Counts a call against the invocation's budget: the inference service, or why not
+    /// (not enabled here, or over `max_calls_per_invocation`).
+    pub(crate) fn admit(&mut self) -> Result<Arc<Inference>, NnError> {
+        let inf = self.inference.clone().ok_or_else(|| {
+            NnError::new(
+                ErrorCode::UnsupportedOperation,
+                "wasi:nn is not enabled on this node",
+            )
+        })?;
+        self.calls += 1;
+        if self.calls > inf.config().max_calls_per_invocation {
+            return Err(NnError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "more than {} wasi:nn calls in one invocation",
+                    inf.config().max_calls_per_invocation
+                ),
+            ));
+        }
+        Ok(inf)
+    }
+
+    /// The largest tensor this node accepts, bytes.
+    pub(crate) fn max_tensor_bytes(&self) -> usize {
+        self.inference
+            .as_ref()
+            .map(|i| i.config().max_tensor_bytes)
+            .unwrap_or(64 << 20)
     }
 }
 
@@ -102,31 +132,11 @@ impl NnView<'_> {
 
     /// Counts a call against the invocation's budget; `Err` = over it.
     pub(crate) fn count(&mut self) -> Result<Arc<Inference>, NnError> {
-        let inf = self.ctx.inference.clone().ok_or_else(|| {
-            NnError::new(
-                ErrorCode::UnsupportedOperation,
-                "wasi:nn is not enabled on this node",
-            )
-        })?;
-        self.ctx.calls += 1;
-        if self.ctx.calls > inf.config().max_calls_per_invocation {
-            return Err(NnError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "more than {} wasi:nn calls in one invocation",
-                    inf.config().max_calls_per_invocation
-                ),
-            ));
-        }
-        Ok(inf)
+        self.ctx.admit()
     }
 
     fn max_tensor_bytes(&self) -> usize {
-        self.ctx
-            .inference
-            .as_ref()
-            .map(|i| i.config().max_tensor_bytes)
-            .unwrap_or(64 << 20)
+        self.ctx.max_tensor_bytes()
     }
 }
 

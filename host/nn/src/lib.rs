@@ -29,6 +29,7 @@ pub mod host;
 mod llm_host;
 pub mod tensor;
 pub mod upload;
+pub mod witx;
 
 use sha2::Digest;
 use std::collections::HashMap;

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Conflict,
     /// Over a rate or concurrency limit (429).
     Limited,
+    /// The request body is over a limit (413).
+    TooLarge,
     /// This node failed (500).
     Internal,
     /// The function failed to give a usable answer (502).
@@ -104,7 +106,7 @@ impl From<LoadError> for NodeError {
             LoadError::NotAComponent(_) => "not_a_component",
             LoadError::Compile(_) => "compile_error",
             LoadError::UnsupportedImport(_) => "unsupported_import",
-            LoadError::NoSupportedExport => "no_supported_export",
+            LoadError::NoSupportedExport | LoadError::NoStart(_) => "no_supported_export",
             LoadError::Internal(_) => return NodeError::internal("internal_error", e.to_string()),
         };
         NodeError::invalid(code, e.to_string())
@@ -122,6 +124,9 @@ impl From<&InvokeError> for NodeError {
             InvokeError::NoResponse => ErrorKind::BadGateway,
             InvokeError::WrongTrigger(_) => ErrorKind::Invalid,
             InvokeError::Capacity(_) => ErrorKind::Unavailable,
+            InvokeError::RequestTooLarge(_) => ErrorKind::TooLarge,
+            InvokeError::RequestBody(_) => ErrorKind::Invalid,
+            InvokeError::BadResponse(_) => ErrorKind::BadGateway,
         };
         let err = NodeError::new(kind, e.code(), e.to_string());
         if matches!(e, InvokeError::Capacity(_)) {

@@ -32,6 +32,12 @@ pub fn runtime_error_type(e: &helixflow_runtime::InvokeError) -> Option<&'static
         E::Trap(_) => Some("Runtime.Trap"),
         E::StackOverflow => Some("Runtime.StackOverflow"),
         E::MemoryLimit(_) => Some("Runtime.OutOfMemory"),
-        E::NoResponse | E::WrongTrigger(_) | E::Internal(_) | E::Capacity(_) => None,
+        E::BadResponse(_) => Some("Runtime.InvalidResponse"),
+        E::NoResponse
+        | E::WrongTrigger(_)
+        | E::Internal(_)
+        | E::Capacity(_)
+        | E::RequestTooLarge(_)
+        | E::RequestBody(_) => None,
     }
 }

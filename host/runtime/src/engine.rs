@@ -56,9 +56,47 @@ impl Default for RuntimeConfig {
 
 type Slot = Arc<OnceCell<Arc<LoadedFunction>>>;
 
+/// Store data with the sandbox's memory limiter and CPU budget (components' and modules').
+pub(crate) trait Sandboxed: Send + 'static {
+    fn limiter(&mut self) -> &mut MemoryLimiter;
+    fn budget(&mut self) -> &mut CpuBudget;
+}
+
+impl Sandboxed for HostState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+    fn budget(&mut self) -> &mut CpuBudget {
+        &mut self.budget
+    }
+}
+
+/// Applies the memory limiter and the CPU budget to a fresh store: every `slice_ticks`
+/// epochs the guest yields to the executor and one slice is charged; at zero, or past
+/// the wall deadline, it is interrupted.
+pub(crate) fn arm<T: Sandboxed>(store: &mut Store<T>, slice_ticks: u64) {
+    store.limiter(|s| s.limiter());
+    store.set_epoch_deadline(slice_ticks);
+    store.epoch_deadline_callback(move |mut ctx| {
+        let b = ctx.data_mut().budget();
+        if b.slices_left <= 1 || std::time::Instant::now() >= b.wall_deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        b.slices_left -= 1;
+        // tokio's yield_now puts the task at the back of the queue, behind every
+        // other ready task (a plain self-wake could be re-polled at once).
+        Ok(UpdateDeadline::YieldCustom(
+            slice_ticks,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+}
+
 pub(crate) struct Inner {
     pub engine: Engine,
     pub linker: Linker<HostState>,
+    /// Links core WASI preview1 modules (WAGI-style functions).
+    module_linker: wasmtime::Linker<crate::wagi::WagiState>,
     pub config: RuntimeConfig,
     engine_hash: String,
     loaded: Mutex<HashMap<String, Slot>>,
@@ -126,6 +164,7 @@ impl Inner {
             }
         })
         .map_err(internal)?;
+        let module_linker = crate::wagi::linker(&engine).map_err(internal)?;
 
         let engine_hash = {
             use std::hash::{Hash, Hasher};
@@ -164,6 +203,7 @@ impl Inner {
         Ok(Arc::new(Inner {
             engine,
             linker,
+            module_linker,
             config,
             engine_hash,
             loaded: Mutex::new(HashMap::new()),
@@ -219,7 +259,9 @@ impl Inner {
     }
 
     fn load_blocking(&self, sha256: &str, bytes: &[u8]) -> Result<Arc<LoadedFunction>, LoadError> {
-        check_header(bytes)?;
+        if check_header(bytes)? == Kind::Module {
+            return self.load_module(sha256, bytes);
+        }
         let component = self.compile(sha256, bytes)?;
         let pre = self
             .linker
@@ -230,6 +272,7 @@ impl Inner {
         let exports = ExportKinds {
             http: proxy_pre.is_some(),
             event: event_pre.is_some(),
+            module: false,
         };
         if !exports.http && !exports.event {
             return Err(LoadError::NoSupportedExport);
@@ -239,6 +282,36 @@ impl Inner {
             exports,
             proxy_pre,
             event_pre,
+            module_pre: None,
+        }))
+    }
+
+    /// A WASI preview1 command module: compiled (and cached) like a component, checked
+    /// for `_start` + `memory`, linked against WASI preview1 and `wasi_ephemeral_nn`.
+    fn load_module(&self, sha256: &str, bytes: &[u8]) -> Result<Arc<LoadedFunction>, LoadError> {
+        let module = self.compile_code(
+            sha256,
+            bytes,
+            |engine, bytes| wasmtime::Module::new(engine, bytes),
+            |m| m.serialize(),
+            // SAFETY: see `load_cached`: only authenticated output of `serialize`.
+            |engine, code| unsafe { wasmtime::Module::deserialize(engine, code) },
+        )?;
+        crate::wagi::check_exports(&module)?;
+        let pre = self
+            .module_linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        Ok(Arc::new(LoadedFunction {
+            sha256: sha256.to_string(),
+            exports: ExportKinds {
+                http: true,
+                event: true,
+                module: true,
+            },
+            proxy_pre: None,
+            event_pre: None,
+            module_pre: Some(pre),
         }))
     }
 
@@ -248,6 +321,28 @@ impl Inner {
     /// versions) or belongs to another component or engine is logged, deleted and
     /// replaced by a fresh compile. Without a cache key the disk cache is not used.
     fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        self.compile_code(
+            sha256,
+            bytes,
+            |engine, bytes| Component::new(engine, bytes),
+            |c| c.serialize(),
+            // SAFETY: `load_cached` hands over only what `Component::serialize` produced
+            // on a node holding the cache key, for this code and an engine with this
+            // compatibility hash (all covered by the MAC that verified); wasmtime
+            // re-checks the header on load.
+            |engine, code| unsafe { Component::deserialize(engine, code) },
+        )
+    }
+
+    /// [`Inner::compile`] for any kind of code (components, core modules).
+    fn compile_code<C>(
+        &self,
+        sha256: &str,
+        bytes: &[u8],
+        new: impl Fn(&Engine, &[u8]) -> wasmtime::Result<C>,
+        serialize: impl Fn(&C) -> wasmtime::Result<Vec<u8>>,
+        deserialize: impl Fn(&Engine, &[u8]) -> wasmtime::Result<C>,
+    ) -> Result<C, LoadError> {
         let cache = match (&self.config.cache_dir, &self.config.cache_key) {
             (Some(dir), Some(key)) => {
                 Some((crate::cache::path(dir, &self.engine_hash, sha256), key))
@@ -255,20 +350,20 @@ impl Inner {
             _ => None,
         };
         if let Some((path, key)) = &cache
-            && let Some(component) = self.load_cached(path, key, sha256)
+            && let Some(code) = self.load_cached(path, key, sha256, &deserialize)
         {
-            return Ok(component);
+            return Ok(code);
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component =
+            new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         tracing::info!(
             sha256,
             ms = started.elapsed().as_millis() as u64,
             "compiled component"
         );
         if let Some((path, key)) = &cache {
-            match component.serialize() {
+            match serialize(&component) {
                 Ok(blob) => {
                     let file = crate::cache::seal(key, &self.engine_hash, sha256, blob);
                     if let Err(e) = helixflow_disk_cache::write_atomic(path, &file) {
@@ -293,12 +388,13 @@ impl Inner {
 
     /// The cached compilation of `sha256` at `path`, if there is one and its MAC verifies.
     /// A rejected or unusable entry is deleted (the caller recompiles and rewrites it).
-    fn load_cached(
+    fn load_cached<C>(
         &self,
         path: &std::path::Path,
         key: &crate::cache::CompileCacheKey,
         sha256: &str,
-    ) -> Option<Component> {
+        deserialize: impl Fn(&Engine, &[u8]) -> wasmtime::Result<C>,
+    ) -> Option<C> {
         let file = match std::fs::read(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -321,11 +417,8 @@ impl Inner {
                 return None;
             }
         };
-        // SAFETY: `code` is exactly what `Component::serialize` produced on a node holding
-        // the cache key, for this component and an engine with this compatibility hash
-        // (all three are covered by the MAC that just verified); wasmtime re-checks the
-        // header on load.
-        match unsafe { Component::deserialize(&self.engine, &code) } {
+        // `code` verified: it is what `serialize` wrote for this code and engine.
+        match deserialize(&self.engine, &code) {
             Ok(component) => {
                 helixflow_disk_cache::touch(path);
                 Some(component)
@@ -379,11 +472,7 @@ impl Inner {
         wasi.stdout(capture.stdout.clone())
             .stderr(capture.stderr.clone());
         wasi.envs(&env.env);
-        let tick = self.config.epoch_tick.max(Duration::from_millis(1));
-        // A slice is ~2 ms of guest execution between yields.
-        let slice_ticks = (Duration::from_millis(2).as_nanos() / tick.as_nanos()).max(1) as u64;
-        let slice = tick * slice_ticks as u32;
-        let slices = (limits.timeout.as_nanos().div_ceil(slice.as_nanos())).max(1) as u64;
+        let (budget, slice_ticks) = self.budget(limits);
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -401,42 +490,46 @@ impl Inner {
                 limit: limits.memory_bytes,
                 exceeded: false,
             },
-            budget: CpuBudget {
+            budget,
+        };
+        let mut store = Store::new(&self.engine, state);
+        arm(&mut store, slice_ticks);
+        store
+    }
+
+    /// The CPU budget of an invocation with `limits`, and the epoch ticks of one slice
+    /// (~2 ms of guest execution between yields).
+    pub fn budget(&self, limits: &Limits) -> (CpuBudget, u64) {
+        let tick = self.config.epoch_tick.max(Duration::from_millis(1));
+        let slice_ticks = (Duration::from_millis(2).as_nanos() / tick.as_nanos()).max(1) as u64;
+        let slice = tick * slice_ticks as u32;
+        let slices = (limits.timeout.as_nanos().div_ceil(slice.as_nanos())).max(1) as u64;
+        (
+            CpuBudget {
                 slices_left: slices,
                 wall_deadline: std::time::Instant::now() + limits.timeout,
             },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(slice_ticks);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let b = &mut ctx.data_mut().budget;
-            if b.slices_left <= 1 || std::time::Instant::now() >= b.wall_deadline {
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            b.slices_left -= 1;
-            // tokio's yield_now puts the task at the back of the queue, behind every
-            // other ready task (a plain self-wake could be re-polled at once).
-            Ok(UpdateDeadline::YieldCustom(
-                slice_ticks,
-                Box::pin(tokio::task::yield_now()),
-            ))
-        });
-        store
+            slice_ticks,
+        )
     }
 }
 
-fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+/// What the bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Component,
+    Module,
+}
+
+fn check_header(bytes: &[u8]) -> Result<Kind, LoadError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
         return Err(LoadError::NotAComponent(
             "the file does not start with the WebAssembly magic bytes".into(),
         ));
     }
     match &bytes[4..8] {
-        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
-        [0x01, 0x00, 0x00, 0x00] => Err(LoadError::NotAComponent(
-            "this is a core WebAssembly module; build a component (e.g. `--target wasm32-wasip2`, or `wasm-tools component new`)".into(),
-        )),
+        [0x0d, 0x00, 0x01, 0x00] => Ok(Kind::Component),
+        [0x01, 0x00, 0x00, 0x00] => Ok(Kind::Module),
         other => Err(LoadError::NotAComponent(format!(
             "unknown WebAssembly version/layer bytes {other:02x?}"
         ))),
@@ -496,9 +589,8 @@ mod tests {
 
     #[test]
     fn headers_distinguish_components_modules_and_garbage() {
-        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
-        let e = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
-        assert!(e.contains("core WebAssembly module"), "{e}");
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0").unwrap(), Kind::Component);
+        assert_eq!(check_header(b"\0asm\x01\0\0\0").unwrap(), Kind::Module);
         assert!(
             check_header(b"GIF89a..")
                 .unwrap_err()
@@ -615,8 +707,46 @@ mod tests {
         .unwrap();
         assert!(matches!(
             rt.load("a", b"\0asm\x01\0\0\0").await,
-            Err(LoadError::NotAComponent(_))
+            Err(LoadError::NoStart(m)) if m.contains("no `_start`")
         ));
+        // A reactor-style module (memory, no `_start`), and one whose `_start` takes
+        // arguments: refused, naming the fix.
+        let reactor =
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "f")))"#).unwrap();
+        assert!(matches!(
+            rt.load("a2", &reactor).await,
+            Err(LoadError::NoStart(_))
+        ));
+        let odd = wat::parse_str(
+            r#"(module (memory (export "memory") 1) (func (export "_start") (param i32)))"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(rt.load("a3", &odd).await, Err(LoadError::NoStart(m)) if m.contains("no arguments"))
+        );
+        // A command module importing what the host lacks.
+        let alien = wat::parse_str(r#"(module (import "acme" "backdoor" (func)) (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
+        assert!(matches!(
+            rt.load("a4", &alien).await,
+            Err(LoadError::UnsupportedImport(_))
+        ));
+        // A proper command module importing WASI and wasi_ephemeral_nn.
+        let ok = wat::parse_str(
+            r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_ephemeral_nn" "load_by_name" (func (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1) (func (export "_start")))"#,
+        )
+        .unwrap();
+        let f = rt.load("a5", &ok).await.unwrap();
+        assert_eq!(
+            f.exports(),
+            crate::ExportKinds {
+                http: true,
+                event: true,
+                module: true
+            }
+        );
         assert!(matches!(
             rt.load("b", b"\0asm\x0d\0\x01\0").await,
             Err(LoadError::NoSupportedExport)

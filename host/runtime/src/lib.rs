@@ -25,6 +25,7 @@ mod engine;
 mod event;
 mod http;
 mod state;
+mod wagi;
 
 pub use cache::CompileCacheKey;
 pub use egress::EgressStats;
@@ -32,6 +33,7 @@ pub use engine::RuntimeConfig;
 pub use event::{EventContext, EventOutput};
 pub use http::{InvocationReport, ReportSink};
 pub use state::Logs;
+pub use wagi::MAX_STDOUT as MAX_MODULE_STDOUT;
 /// The error type of request bodies handed to [`Runtime::invoke_http`].
 pub use wasmtime_wasi_http::Error as HttpBodyError;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -46,6 +48,9 @@ pub struct ExportKinds {
     pub http: bool,
     /// `helixflow:function/event-handler@0.1.0`
     pub event: bool,
+    /// A WASI preview1 command module run WAGI-style (CGI over stdio): serves both
+    /// triggers, wasi-nn through the witx ABI.
+    pub module: bool,
 }
 
 /// Limits of one invocation.
@@ -82,6 +87,8 @@ pub enum LoadError {
     Compile(String),
     #[error("the component imports something this host does not provide: {0}")]
     UnsupportedImport(String),
+    #[error("{0}")]
+    NoStart(String),
     #[error(
         "the component exports no supported interface (expected wasi:http/incoming-handler@0.2.x and/or helixflow:function/event-handler@0.1.0)"
     )]
@@ -114,6 +121,15 @@ pub enum InvokeError {
     /// No instance slot free (pooling allocator exhausted).
     #[error("no capacity to run the function right now: {0}")]
     Capacity(String),
+    /// The request body was over the caller's limit (bytes).
+    #[error("the request body exceeds the limit of {0} bytes")]
+    RequestTooLarge(u64),
+    /// The request body could not be read.
+    #[error("the request body could not be read: {0}")]
+    RequestBody(String),
+    /// The function's answer is unusable (e.g. a module's stdout is not a CGI response).
+    #[error("the function's response is unusable: {0}")]
+    BadResponse(String),
     /// Host-side failure preparing the call.
     #[error("runtime internal error: {0}")]
     Internal(String),
@@ -130,6 +146,9 @@ impl InvokeError {
             InvokeError::NoResponse => "function_no_response",
             InvokeError::WrongTrigger(_) => "wrong_trigger",
             InvokeError::Capacity(_) => "capacity_exhausted",
+            InvokeError::RequestTooLarge(_) => "payload_too_large",
+            InvokeError::RequestBody(_) => "invalid_request",
+            InvokeError::BadResponse(_) => "function_bad_response",
             InvokeError::Internal(_) => "internal_error",
         }
     }
@@ -142,6 +161,8 @@ pub struct LoadedFunction {
     exports: ExportKinds,
     proxy_pre: Option<wasmtime_wasi_http::p2::bindings::ProxyPre<state::HostState>>,
     event_pre: Option<event::EventFunctionPre<state::HostState>>,
+    /// Set for core modules (then the two above are `None`).
+    module_pre: Option<wasmtime::InstancePre<wagi::WagiState>>,
 }
 
 impl LoadedFunction {
@@ -189,7 +210,8 @@ impl Runtime {
     }
 
     /// Validate + compile `bytes` (SHA-256 `sha256`), link it, and keep it in memory.
-    /// Uses the on-disk compile cache when it has this component for this engine.
+    /// `bytes` is a component, or a WASI preview1 command module (run WAGI-style).
+    /// Uses the on-disk compile cache when it has this code for this engine.
     pub async fn load(&self, sha256: &str, bytes: &[u8]) -> Result<Arc<LoadedFunction>, LoadError> {
         self.inner.load(sha256, bytes).await
     }
@@ -225,7 +247,19 @@ impl Runtime {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        http::invoke(&self.inner, func, limits, env, req, on_report).await
+        match &func.module_pre {
+            Some(pre) => {
+                // A boxed body: the module's future then holds no caller-specific type.
+                let req = req.map(|b| {
+                    http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+                        b,
+                        Into::into,
+                    ))
+                });
+                wagi::invoke_http(&self.inner, pre, limits, env, req, on_report).await
+            }
+            None => http::invoke(&self.inner, func, limits, env, req, on_report).await,
+        }
     }
 
     /// Run the function's event handler on `payload`.
@@ -237,6 +271,9 @@ impl Runtime {
         ctx: EventContext,
         payload: Vec<u8>,
     ) -> EventOutput {
-        event::invoke(&self.inner, func, limits, env, ctx, payload).await
+        match &func.module_pre {
+            Some(pre) => wagi::invoke_event(&self.inner, pre, limits, env, ctx, payload).await,
+            None => event::invoke(&self.inner, func, limits, env, ctx, payload).await,
+        }
     }
 }
