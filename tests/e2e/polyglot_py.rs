@@ -342,8 +342,8 @@ async fn py_templates_new_build_deploy_invoke_and_a_failing_build() {
         "{v}"
     );
     let o = invoke(&node, "acme", "job-py", "not json");
-    assert!(!o.status.success());
-    assert!(both(&o).contains("InvalidEvent"), "{}", both(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(both(&o).contains("the event is not JSON"), "{}", both(&o));
 
     // A syntax error: exit 1, Python's message, no component, nothing deployed.
     let proj = new_py_project(dir.path(), "broken-py", "python-http");
