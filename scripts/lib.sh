@@ -348,3 +348,51 @@ ensure_selenium() {
     fi
     export HELIXFLOW_SELENIUM_PYTHON="$venv/bin/python"
 }
+
+# componentize-py from PyPI (Python functions: functions/*-py, the python-* templates,
+# `helixflow build` of a pyproject.toml project), in its own venv. 0.25.1 targets
+# WASI 0.2 (the host is wasmtime 48). Exports HELIXFLOW_COMPONENTIZE_PY (the executable).
+COMPONENTIZE_PY_VERSION="0.25.1"
+ensure_componentize_py() {
+    local venv="$HOME/.cache/helixflow/componentize-py-$COMPONENTIZE_PY_VERSION"
+    if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $COMPONENTIZE_PY_VERSION" ]; then
+        log "installing componentize-py $COMPONENTIZE_PY_VERSION (PyPI)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+    fi
+    export HELIXFLOW_COMPONENTIZE_PY="$venv/bin/componentize-py"
+}
+
+# The Python example functions (functions/*/pyproject.toml) as components, into
+# $HELIXFLOW_GUEST_DIR/<name with _>.wasm beside the Rust ones. componentize-py gets the
+# flags `helixflow build` passes (world and module from [tool.helixflow]). A build is
+# cached under ~/.cache/helixflow/py-guests, keyed by componentize-py's version and the
+# function's, the Python guest SDK's and wit/'s files: unchanged sources cost nothing.
+build_py_functions() {
+    ensure_componentize_py
+    local cache="$HOME/.cache/helixflow/py-guests" dir name world module src key out
+    mkdir -p "$cache" "$HELIXFLOW_GUEST_DIR"
+    for dir in "$ROOT"/functions/*/; do
+        [ -f "$dir/pyproject.toml" ] || continue
+        read -r name world module src < <(python3 - "$dir/pyproject.toml" <<'PY'
+import sys, tomllib
+d = tomllib.load(open(sys.argv[1], "rb"))
+h = d.get("tool", {}).get("helixflow", {})
+print(d["project"]["name"], h["world"], h.get("module", "app"), h.get("src", "."))
+PY
+        )
+        key="$( (echo "$COMPONENTIZE_PY_VERSION $world $module $src"
+            cd "$ROOT" && find -L "$dir" guest-sdk/python wit -type f ! -path '*/target/*' \
+                ! -path '*/__pycache__/*' ! -path '*/tests/*' -print0 | sort -z | xargs -0 sha256sum) |
+            sha256sum | cut -c1-16)"
+        out="$cache/$name-$key.wasm"
+        if [ ! -f "$out" ]; then
+            log "componentize-py: building $name ($world)"
+            "$HELIXFLOW_COMPONENTIZE_PY" -q -d "$ROOT/wit/guest" -w "$world" componentize "$module" \
+                -p "$dir/$src" -p "$ROOT/guest-sdk/python" -o "$out.tmp"
+            mv "$out.tmp" "$out"
+        fi
+        cp "$out" "$HELIXFLOW_GUEST_DIR/${name//-/_}.wasm"
+    done
+}

@@ -237,10 +237,16 @@ async fn devloop_bad_input() {
     let here = dir.path();
     let url = "http://127.0.0.1:9";
 
-    let o = hf(here, url, &["new", "x", "--template", "python-http"]);
+    let o = hf(here, url, &["new", "x", "--template", "cobol-http"]);
     assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    for t in ["rust-http", "rust-event", "rust-embeddings"] {
+    for t in [
+        "rust-http",
+        "rust-event",
+        "rust-embeddings",
+        "python-http",
+        "python-event",
+    ] {
         assert!(err.contains(t), "{err}");
     }
 

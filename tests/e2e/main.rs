@@ -21,6 +21,7 @@ mod nn;
 mod onnx_conformance;
 mod openai;
 mod openapi;
+mod polyglot_py;
 mod prometheus;
 mod quota;
 mod sdk_go;

@@ -107,14 +107,16 @@ enum Command {
     Models(models::ModelsCmd),
     /// Recent invocation logs (captured stdout/stderr) of a function.
     Logs(functions::LogsArgs),
-    /// Write a new function project from a template built into this binary (Rust only
-    /// for now: rust-http, rust-event, rust-embeddings; no python-*/js-* templates yet).
+    /// Write a new function project from a template built into this binary (rust-http,
+    /// rust-event, rust-embeddings, python-http, python-event).
     New(scaffold::NewArgs),
-    /// Build the function project in --dir (Rust: `cargo build --release --target
-    /// wasm32-wasip2`) and print the component's path.
+    /// Build the function project in --dir and print the component's path. The language
+    /// is detected: Cargo.toml (cargo, wasm32-wasip2), pyproject.toml with
+    /// [tool.helixflow] (componentize-py), package.json with "helixflow" (npm run build).
     Build(dev::BuildArgs),
     /// Check the local setup, one line each: cargo, rustc, the wasm32-wasip2 target,
-    /// ONNX Runtime, the node at --url and the credentials (--token).
+    /// componentize-py and node/npm (optional), ONNX Runtime, the node at --url and the
+    /// credentials (--token).
     Doctor(doctor::DoctorArgs),
     /// The local loop: start a node at --url if none answers, build, deploy (alias
     /// live), then rebuild and redeploy on every change and print the function's logs.

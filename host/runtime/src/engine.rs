@@ -125,14 +125,19 @@ impl Inner {
         let mut pool = PoolingAllocationConfig::default();
         let n = config.max_instances.max(1);
         pool.total_component_instances(n)
-            // Rust wasip2 components hold a few core instances (main module + shims).
-            .total_core_instances(n.saturating_mul(4))
+            // Rust wasip2 components hold a few core instances (main module + shims),
+            // componentize-py ones 14: 8 per slot lets ~n/2 Python instances run at once
+            // (each slot reserves max_core_instance_size of address space, not memory).
+            .total_core_instances(n.saturating_mul(8))
             .total_memories(n.saturating_mul(2))
             .total_tables(n.saturating_mul(4))
             .total_stacks(n)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
+            // A componentize-py (CPython) component instantiates 14 core modules (libc,
+            // libpython, its bindings, shims, adapters; each native extension module
+            // adds one): the room is for those, still a bound per component.
+            .max_core_instances_per_component(32)
             .max_memory_size(config.max_memory_bytes)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20)

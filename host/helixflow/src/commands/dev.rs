@@ -1,8 +1,12 @@
-//! The local loop for Rust functions: `build` and `dev` (`new` is in
-//! [`super::scaffold`], `doctor` in [`super::doctor`]).
+//! The local loop: `build` and `dev` (`new` is in [`super::scaffold`], `doctor` in
+//! [`super::doctor`]).
 //!
-//! `build` runs `cargo build --release --target wasm32-wasip2` in a project and prints
-//! the component's path (from `cargo metadata`). `dev` starts a node when none
+//! `build` detects the project's language by its manifest and builds a component:
+//! `Cargo.toml` -> `cargo build --release --target wasm32-wasip2` (the path from `cargo
+//! metadata`); `pyproject.toml` with `[tool.helixflow]` -> componentize-py into
+//! `target/helixflow/NAME.wasm`; `package.json` with `"helixflow": {"component": ...}`
+//! -> `npm install` (when `node_modules/` is missing) and `npm run build`. It prints
+//! the component's path. `dev` starts a node when none
 //! answers (this binary's `serve`, data under the project's `target/helixflow-dev/`),
 //! builds, deploys with `?alias=live`, then polls the sources every 250 ms and
 //! rebuilds and redeploys on change, printing the function's new log records.
@@ -41,23 +45,191 @@ pub struct DevArgs {
     name: Option<String>,
 }
 
-/// A function project: what `cargo metadata` says about it.
+/// The language of a function project, detected from its manifest.
+#[derive(Debug, Clone)]
+enum Lang {
+    /// `Cargo.toml`: `cargo build --release --target wasm32-wasip2`.
+    Rust,
+    /// `pyproject.toml` with a `[tool.helixflow]` table: componentize-py.
+    Python(PyProject),
+    /// `package.json` with a `"helixflow"` key: `npm install` (when `node_modules/` is
+    /// missing), then `npm run build`.
+    Js,
+}
+
+/// A Python project's `[tool.helixflow]`, resolved.
+#[derive(Debug, Clone)]
+struct PyProject {
+    /// `http-function`, `event-function` or `http-event-function` (wit/guest's worlds).
+    world: String,
+    /// The module componentize-py componentizes (it must define `IncomingHandler`
+    /// and/or `EventHandler`).
+    module: String,
+    /// The directory holding the module (`src`, default: the project's).
+    src: PathBuf,
+    /// The Python guest SDK (`helixflow` package): `sdk`, else the checkout's.
+    sdk: PathBuf,
+    /// The WIT worlds (`wit`, else the checkout's `wit/guest`).
+    wit: PathBuf,
+}
+
+/// A function project.
 struct Project {
     dir: PathBuf,
+    /// The package's (and default function's) name.
     package: String,
-    /// Cargo's target directory (not watched by `dev`).
-    target_dir: PathBuf,
-    /// The component `cargo build --release --target wasm32-wasip2` writes.
+    lang: Lang,
+    /// Not watched by `dev`: build outputs (Cargo's target directory, `target/`,
+    /// `node_modules/`, the JS output directory).
+    ignored: Vec<PathBuf>,
+    /// The component the build writes.
     artifact: PathBuf,
 }
 
+/// The componentize-py release `helixflow build` is tested with.
+pub(crate) const COMPONENTIZE_PY_PIN: &str = "0.25.1";
+/// The one-line fix for a missing componentize-py.
+pub(crate) fn componentize_py_fix() -> String {
+    format!("pip install componentize-py=={COMPONENTIZE_PY_PIN}")
+}
+/// The one-line fix for a missing Node.js/npm.
+pub(crate) const NPM_FIX: &str = "apt-get install -y nodejs npm (or NodeSource: curl -fsSL https://deb.nodesource.com/setup_22.x | bash - && apt-get install -y nodejs)";
+
+/// componentize-py: `$HELIXFLOW_COMPONENTIZE_PY`, else `componentize-py` on PATH.
+pub(crate) fn componentize_py() -> String {
+    std::env::var("HELIXFLOW_COMPONENTIZE_PY").unwrap_or_else(|_| "componentize-py".into())
+}
+
 fn project(dir: &Path) -> Result<Project> {
-    if !dir.join("Cargo.toml").is_file() {
+    if dir.join("Cargo.toml").is_file() {
+        rust_project(dir)
+    } else if dir.join("pyproject.toml").is_file() {
+        py_project(dir)
+    } else if dir.join("package.json").is_file() {
+        js_project(dir)
+    } else {
         bail!(
-            "{}: no Cargo.toml, so no function project there (only Rust projects are supported; `helixflow new NAME --template rust-http` makes one)",
+            "{}: no function project there (no Cargo.toml, pyproject.toml or package.json); `helixflow new NAME --template rust-http|python-http|js-http` makes one",
             dir.display()
+        )
+    }
+}
+
+/// A Python project: `pyproject.toml`'s `[project] name` and `[tool.helixflow]`.
+fn py_project(dir: &Path) -> Result<Project> {
+    let dir = dir.canonicalize()?;
+    let manifest = dir.join("pyproject.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let hf = doc
+        .get("tool")
+        .and_then(|t| t.get("helixflow"))
+        .and_then(|t| t.as_table())
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no [tool.helixflow] table, so not a HelixFlow function (add `[tool.helixflow]` with `world = \"http-function\"` and `module = \"app\"`)",
+                manifest.display()
+            )
+        })?;
+    let get = |k: &str| hf.get(k).and_then(|v| v.as_str());
+    let package = doc
+        .get("project")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| anyhow!("{}: no [project] name", manifest.display()))?
+        .to_string();
+    let world = get("world").unwrap_or("http-function").to_string();
+    const WORLDS: [&str; 3] = ["http-function", "event-function", "http-event-function"];
+    if !WORLDS.contains(&world.as_str()) {
+        bail!(
+            "{}: [tool.helixflow] world = {world:?}: use one of {}",
+            manifest.display(),
+            WORLDS.join(", ")
         );
     }
+    let rel = |k: &str| get(k).map(|p| dir.join(p));
+    // The checkout's SDK: the directory of `helixflow new`'s Rust SDK holds `python/`,
+    // and the repository's `wit/guest` sits beside it.
+    let checkout = || -> Result<PathBuf> {
+        let env = std::env::var_os("HELIXFLOW_GUEST_SDK").map(PathBuf::from);
+        super::scaffold::guest_sdk(env.as_deref())
+    };
+    let sdk = match rel("sdk") {
+        Some(p) => p,
+        None => checkout()?.join("python"),
+    };
+    let wit = match rel("wit") {
+        Some(p) => p,
+        None => checkout()?.join("../wit/guest"),
+    };
+    for (what, p, key) in [
+        ("Python guest SDK", &sdk, "sdk"),
+        ("WIT directory", &wit, "wit"),
+    ] {
+        if !p.is_dir() {
+            bail!(
+                "{}: the {what} {} does not exist (set [tool.helixflow] {key} to it)",
+                manifest.display(),
+                p.display()
+            );
+        }
+    }
+    let target = dir.join("target");
+    Ok(Project {
+        artifact: target.join("helixflow").join(format!("{package}.wasm")),
+        ignored: vec![target],
+        lang: Lang::Python(PyProject {
+            world,
+            module: get("module").unwrap_or("app").to_string(),
+            src: rel("src").unwrap_or_else(|| dir.clone()),
+            sdk,
+            wit,
+        }),
+        package,
+        dir,
+    })
+}
+
+/// A JavaScript project: `package.json`'s `name` and `helixflow.component`.
+fn js_project(dir: &Path) -> Result<Project> {
+    let dir = dir.canonicalize()?;
+    let manifest = dir.join("package.json");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let pkg: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let component = pkg["helixflow"]["component"].as_str().ok_or_else(|| {
+        anyhow!(
+            "{}: no \"helixflow\": {{\"component\": \"dist/NAME.wasm\"}}, so not a HelixFlow function",
+            manifest.display()
+        )
+    })?;
+    if pkg["scripts"]["build"].as_str().is_none() {
+        bail!(
+            "{}: no \"scripts\": {{\"build\": ...}} (helixflow build runs `npm run build`)",
+            manifest.display()
+        );
+    }
+    let name = pkg["name"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{}: no \"name\"", manifest.display()))?;
+    // `@scope/name` -> `name`.
+    let package = name.rsplit('/').next().unwrap_or(name).to_string();
+    let artifact = dir.join(component);
+    let out_dir = artifact.parent().unwrap_or(&dir).to_path_buf();
+    Ok(Project {
+        ignored: vec![dir.join("node_modules"), out_dir, dir.join("target")],
+        artifact,
+        lang: Lang::Js,
+        package,
+        dir,
+    })
+}
+
+/// A Rust project: what `cargo metadata` says about it.
+fn rust_project(dir: &Path) -> Result<Project> {
     let out = std::process::Command::new("cargo")
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(dir)
@@ -113,7 +285,8 @@ fn project(dir: &Path) -> Result<Project> {
     Ok(Project {
         dir: manifest.parent().unwrap_or(dir).to_path_buf(),
         package: package.to_string(),
-        target_dir: PathBuf::from(target_dir),
+        lang: Lang::Rust,
+        ignored: vec![PathBuf::from(target_dir)],
         artifact: Path::new(target_dir)
             .join(TARGET)
             .join("release")
@@ -149,39 +322,114 @@ pub(crate) fn target_installed() -> Result<bool, String> {
     }
 }
 
-/// Cargo and the target are there, or a one-line fix.
-fn check_toolchain() -> Result<()> {
-    output("cargo", &["--version"]).map_err(|e| {
-        anyhow!("cargo is missing ({e}): install Rust from https://rustup.rs, then `{ADD_TARGET}`")
-    })?;
-    if !target_installed().unwrap_or(true) {
-        bail!("the {TARGET} target is not installed: run `{ADD_TARGET}`");
+/// The project's toolchain is there, or a one-line fix.
+fn check_toolchain(lang: &Lang) -> Result<()> {
+    match lang {
+        Lang::Rust => {
+            output("cargo", &["--version"]).map_err(|e| {
+                anyhow!(
+                    "cargo is missing ({e}): install Rust from https://rustup.rs, then `{ADD_TARGET}`"
+                )
+            })?;
+            if !target_installed().unwrap_or(true) {
+                bail!("the {TARGET} target is not installed: run `{ADD_TARGET}`");
+            }
+        }
+        Lang::Python(_) => {
+            let cpy = componentize_py();
+            output(&cpy, &["--version"]).map_err(|e| {
+                anyhow!(
+                    "componentize-py is missing ({e}): run `{}` (or set HELIXFLOW_COMPONENTIZE_PY to it)",
+                    componentize_py_fix()
+                )
+            })?;
+        }
+        Lang::Js => {
+            output("npm", &["--version"])
+                .map_err(|e| anyhow!("npm is missing ({e}): {NPM_FIX}"))?;
+        }
     }
     Ok(())
 }
 
-/// `cargo build --release --target wasm32-wasip2`, its output passed through. Ok(false)
-/// when the build failed.
-async fn cargo_build(p: &Project) -> Result<bool> {
-    let status = tokio::process::Command::new("cargo")
-        .args(["build", "--release", "--target", TARGET])
-        .current_dir(&p.dir)
+/// Run `cmd` in `dir`, its output passed through; whether it succeeded.
+async fn run_step(
+    mut cmd: tokio::process::Command,
+    dir: &Path,
+    what: &str,
+    fix: &str,
+) -> Result<bool> {
+    let status = cmd
+        .current_dir(dir)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .status()
         .await
-        .map_err(|e| anyhow!("cannot run cargo ({e}): install Rust from https://rustup.rs"))?;
-    Ok(status.success() && p.artifact.is_file())
+        .map_err(|e| anyhow!("cannot run {what} ({e}): {fix}"))?;
+    Ok(status.success())
+}
+
+/// Build the component, the tools' output passed through. Ok(false) when the build
+/// failed; then no artifact of this build is left (an earlier one may remain for Rust
+/// and JS, whose tools write in place; Python builds write a temporary file first).
+async fn build_project(p: &Project) -> Result<bool> {
+    match &p.lang {
+        Lang::Rust => {
+            let mut cmd = tokio::process::Command::new("cargo");
+            cmd.args(["build", "--release", "--target", TARGET]);
+            let ok = run_step(cmd, &p.dir, "cargo", "install Rust from https://rustup.rs").await?;
+            Ok(ok && p.artifact.is_file())
+        }
+        Lang::Python(py) => {
+            let out_dir = p.artifact.parent().unwrap_or(&p.dir);
+            std::fs::create_dir_all(out_dir)
+                .with_context(|| format!("creating {}", out_dir.display()))?;
+            let tmp = p.artifact.with_extension("wasm.tmp");
+            let _ = std::fs::remove_file(&tmp);
+            let mut cmd = tokio::process::Command::new(componentize_py());
+            cmd.arg("-q")
+                .arg("-d")
+                .arg(&py.wit)
+                .args(["-w", &py.world, "componentize", &py.module, "-p"])
+                .arg(&py.src)
+                .arg("-p")
+                .arg(&py.sdk)
+                .arg("-o")
+                .arg(&tmp)
+                // The Python traceback says what is wrong; a Rust backtrace of
+                // componentize-py itself would bury it.
+                .env("RUST_BACKTRACE", "0")
+                .env("RUST_LIB_BACKTRACE", "0");
+            let ok = run_step(cmd, &p.dir, "componentize-py", &componentize_py_fix()).await?;
+            if !ok || !tmp.is_file() {
+                let _ = std::fs::remove_file(&tmp);
+                return Ok(false);
+            }
+            std::fs::rename(&tmp, &p.artifact)
+                .with_context(|| format!("writing {}", p.artifact.display()))?;
+            Ok(true)
+        }
+        Lang::Js => {
+            if !p.dir.join("node_modules").is_dir() {
+                let mut cmd = tokio::process::Command::new("npm");
+                cmd.args(["install", "--no-audit", "--no-fund"]);
+                if !run_step(cmd, &p.dir, "npm", NPM_FIX).await? {
+                    return Ok(false);
+                }
+            }
+            let mut cmd = tokio::process::Command::new("npm");
+            cmd.args(["run", "build"]);
+            let ok = run_step(cmd, &p.dir, "npm", NPM_FIX).await?;
+            Ok(ok && p.artifact.is_file())
+        }
+    }
 }
 
 pub async fn build(args: BuildArgs) -> Result<()> {
-    check_toolchain()?;
     let p = project(&args.dir)?;
-    if !cargo_build(&p).await? {
-        bail!(
-            "the build of {} failed (the compiler's errors are above)",
-            p.package
-        );
+    check_toolchain(&p.lang)?;
+    if !build_project(&p).await? {
+        bail!("the build of {} failed (the errors are above)", p.package);
     }
     println!("{}", p.artifact.display());
     Ok(())
@@ -372,19 +620,24 @@ async fn start_node(url: &str, p: &Project) -> Result<(StartedNode, String, Path
 type Stamp = (PathBuf, SystemTime, u64);
 
 /// Stamps of what a build may read: every file of the project (Cargo.toml, build.rs,
-/// src/, data such as a vocab.txt that build.rs reads, ...), except Cargo's target
-/// directory and hidden entries (.git). Symbolic links are stamped, not followed.
-fn snapshot(dir: &Path, target_dir: &Path) -> Vec<Stamp> {
-    fn walk(p: &Path, target_dir: &Path, out: &mut Vec<Stamp>) {
+/// src/, pyproject.toml, *.py, package.json, data such as a vocab.txt, ...), except
+/// build outputs (`ignored`, any `target/`, `node_modules/`, `__pycache__/`) and hidden
+/// entries (.git). Symbolic links are stamped, not followed.
+fn snapshot(dir: &Path, ignored: &[PathBuf]) -> Vec<Stamp> {
+    fn walk(p: &Path, ignored: &[PathBuf], out: &mut Vec<Stamp>) {
         let Ok(meta) = std::fs::symlink_metadata(p) else {
             return;
         };
         if meta.is_dir() {
             for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
                 let path = e.path();
-                let hidden = e.file_name().to_string_lossy().starts_with('.');
-                if !hidden && path != target_dir && e.file_name() != "target" {
-                    walk(&path, target_dir, out);
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                let skip = name.starts_with('.')
+                    || matches!(&*name, "target" | "node_modules" | "__pycache__")
+                    || ignored.contains(&path);
+                if !skip {
+                    walk(&path, ignored, out);
                 }
             }
         } else if let Ok(m) = meta.modified() {
@@ -392,7 +645,7 @@ fn snapshot(dir: &Path, target_dir: &Path) -> Vec<Stamp> {
         }
     }
     let mut out = Vec::new();
-    walk(dir, target_dir, &mut out);
+    walk(dir, ignored, &mut out);
     out.sort();
     out
 }
@@ -419,7 +672,7 @@ impl Dev {
     /// `changed_at`: when the change happened (to report change-to-served).
     async fn build_and_deploy(&mut self, changed_at: Option<SystemTime>) -> Result<()> {
         println!("building {} ...", self.project.package);
-        if !cargo_build(&self.project).await? {
+        if !build_project(&self.project).await? {
             match self.live {
                 Some(v) => eprintln!("build failed (errors above): version {v} keeps serving"),
                 None => {
@@ -538,7 +791,7 @@ impl Dev {
 
     /// The project's stamps now.
     fn snapshot(&self) -> Vec<Stamp> {
-        snapshot(&self.project.dir, &self.project.target_dir)
+        snapshot(&self.project.dir, &self.project.ignored)
     }
 
     /// An error when the node dev started has exited.
@@ -608,11 +861,11 @@ pub async fn dev(url: &str, token: Option<String>, args: DevArgs) -> Result<()> 
 
 async fn run(url: &str, token: Option<String>, args: DevArgs) -> Result<()> {
     let DevArgs { dir, tenant, name } = args;
-    check_toolchain()?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("{}: no such directory", dir.display()))?;
     let project = project(&dir)?;
+    check_toolchain(&project.lang)?;
     let name = name.unwrap_or_else(|| project.package.clone());
     let probe = Client::new(url, None);
     let (node, token, shown_token) = match probe.json(http::Method::GET, "/healthz", None).await {

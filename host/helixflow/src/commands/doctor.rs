@@ -1,10 +1,13 @@
 //! `helixflow doctor`: is this machine ready for the local loop? One line per check,
 //! `OK`/`FAIL` (or `WARN` for optional ones) with the fix: cargo, rustc (the guest
 //! SDK's rust-version or later), the wasm32-wasip2 target, the guest SDK `helixflow new`
-//! depends on, ONNX Runtime (optional: only wasi:nn functions need it), the node at
+//! depends on, componentize-py and node/npm (optional: Python and JS functions), ONNX Runtime (optional: only wasi:nn functions need it), the node at
 //! --url (`GET /healthz`) and the credentials (`GET /api/v1/whoami`).
 
-use super::dev::{ADD_TARGET, TARGET, output, target_installed};
+use super::dev::{
+    ADD_TARGET, COMPONENTIZE_PY_PIN, NPM_FIX, TARGET, componentize_py, componentize_py_fix, output,
+    target_installed,
+};
 use super::scaffold::guest_sdk;
 use crate::client::Client;
 use crate::routes;
@@ -94,6 +97,39 @@ pub async fn doctor(url: &str, token: Option<String>) -> Result<()> {
                 "{e:#}; fix: pass `helixflow new --sdk PATH` or export HELIXFLOW_GUEST_SDK=PATH (the guest-sdk/ directory of a HelixFlow checkout)"
             ),
         ),
+    }
+    // Optional: only Python functions need componentize-py, only JS ones node and npm.
+    match output(&componentize_py(), &["--version"]) {
+        Ok(v) if v.ends_with(COMPONENTIZE_PY_PIN) => line(true, false, "componentize-py", v),
+        Ok(v) => line(
+            false,
+            false,
+            "componentize-py",
+            format!(
+                "{v}: HelixFlow is tested with {COMPONENTIZE_PY_PIN}; fix: {}",
+                componentize_py_fix()
+            ),
+        ),
+        Err(e) => line(
+            false,
+            false,
+            "componentize-py",
+            format!(
+                "{e} (only Python functions need it); fix: {}",
+                componentize_py_fix()
+            ),
+        ),
+    }
+    for tool in ["node", "npm"] {
+        match output(tool, &["--version"]) {
+            Ok(v) => line(true, false, tool, v),
+            Err(e) => line(
+                false,
+                false,
+                tool,
+                format!("{e} (only JavaScript functions need it); fix: {NPM_FIX}"),
+            ),
+        }
     }
     match std::env::var_os("ORT_DYLIB_PATH") {
         Some(p) if Path::new(&p).is_file() => {

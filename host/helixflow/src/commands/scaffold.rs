@@ -1,6 +1,8 @@
 //! `helixflow new`: a ready function project from a template built into the binary
 //! (the files under `host/helixflow/templates/<name>/`, plus the WordPiece tokenizer of
-//! `functions/embed-minilm` for `rust-embeddings`).
+//! `functions/embed-minilm` for `rust-embeddings`). Rust templates build with cargo,
+//! Python ones (`python-http`, `python-event`) with componentize-py against the
+//! checkout's `guest-sdk/python` and `wit/guest`.
 //!
 //! A project depends on the guest SDK (`helixflow-guest-sdk`, not on crates.io) by
 //! path: `--sdk` / `HELIXFLOW_GUEST_SDK`, else the `guest-sdk/` of the source tree this
@@ -10,7 +12,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
-/// The templates. Rust only for now: no python-*/js-* templates yet.
+/// The templates.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Template {
     /// An HTTP handler (wasi:http): `GET /{tenant}/{name}/...`.
@@ -22,6 +24,12 @@ pub enum Template {
     /// Sentence embeddings through wasi:nn (`Graph::load_by_name("all-minilm-l6-v2")`).
     #[value(name = "rust-embeddings")]
     Embeddings,
+    /// An HTTP handler in Python (componentize-py, wasi:http).
+    #[value(name = "python-http")]
+    PythonHttp,
+    /// An event handler in Python (componentize-py): `helixflow invoke`.
+    #[value(name = "python-event")]
+    PythonEvent,
 }
 
 /// A template's files: (relative path, contents).
@@ -55,7 +63,8 @@ const EMBED_MINILM: Files = &[
 ];
 
 impl Template {
-    /// (relative path, contents with `{{name}}`, `{{crate}}` and `{{sdk}}` placeholders).
+    /// (relative path, contents with `{{name}}`, `{{crate}}`, `{{sdk}}`, `{{pysdk}}`
+    /// (the Python guest SDK) and `{{wit}}` (the guest WIT worlds) placeholders).
     fn files(self) -> Vec<(&'static str, &'static str)> {
         let (own, extra): (Files, Files) = match self {
             Template::Http => (
@@ -76,6 +85,18 @@ impl Template {
                     ".gitignore" => "gitignore"),
                 EMBED_MINILM,
             ),
+            Template::PythonHttp => (
+                files!("python-http": "pyproject.toml" => "pyproject.toml", "src/app.py" => "src/app.py",
+                    "tests/test_app.py" => "tests/test_app.py", "README.md" => "README.md",
+                    ".gitignore" => "gitignore"),
+                &[],
+            ),
+            Template::PythonEvent => (
+                files!("python-event": "pyproject.toml" => "pyproject.toml", "src/app.py" => "src/app.py",
+                    "tests/test_app.py" => "tests/test_app.py", "README.md" => "README.md",
+                    ".gitignore" => "gitignore"),
+                &[],
+            ),
         };
         own.iter().chain(extra).copied().collect()
     }
@@ -87,7 +108,7 @@ pub struct NewArgs {
     /// The function's name (and its crate's): 1-63 characters a-z, 0-9 and '-',
     /// starting with a letter.
     name: String,
-    /// What kind of function. Rust only for now (no python-*/js-* templates yet).
+    /// What kind of function.
     #[arg(long, value_enum)]
     template: Template,
     /// Where to write the project (default: ./NAME). Must not exist or be empty.
@@ -170,6 +191,13 @@ pub fn new(args: NewArgs) -> Result<()> {
     }
     let crate_name = name.replace('-', "_");
     let sdk_str = toml_escape(&sdk.to_string_lossy());
+    // The Python guest SDK and the guest worlds of the same checkout.
+    let pysdk_str = toml_escape(&sdk.join("python").to_string_lossy());
+    let wit = sdk
+        .parent()
+        .map(|p| p.join("wit/guest"))
+        .unwrap_or_default();
+    let wit_str = toml_escape(&wit.to_string_lossy());
     for (rel, text) in template.files() {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
@@ -179,7 +207,9 @@ pub fn new(args: NewArgs) -> Result<()> {
         let text = text
             .replace("{{name}}", &name)
             .replace("{{crate}}", &crate_name)
-            .replace("{{sdk}}", &sdk_str);
+            .replace("{{sdk}}", &sdk_str)
+            .replace("{{pysdk}}", &pysdk_str)
+            .replace("{{wit}}", &wit_str);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let kind = template
