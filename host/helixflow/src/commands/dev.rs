@@ -175,16 +175,21 @@ async fn cargo_build(p: &Project) -> Result<bool> {
 }
 
 pub async fn build(args: BuildArgs) -> Result<()> {
+    println!("{}", build_component(&args.dir).await?.display());
+    Ok(())
+}
+
+/// Builds the project in `dir` (as `helixflow build`); the component's path.
+pub(crate) async fn build_component(dir: &Path) -> Result<PathBuf> {
     check_toolchain()?;
-    let p = project(&args.dir)?;
+    let p = project(dir)?;
     if !cargo_build(&p).await? {
         bail!(
             "the build of {} failed (the compiler's errors are above)",
             p.package
         );
     }
-    println!("{}", p.artifact.display());
-    Ok(())
+    Ok(p.artifact)
 }
 
 /// A node `dev` started: stopped (and only it) when `dev` ends, however it ends.
