@@ -1,7 +1,9 @@
 //! `helixflow lambda` as a real `lambda_runtime` binary against a Runtime API server on
-//! loopback that follows AWS's documented protocol (next / response / error):
-//! HTTP events (Function URL payload 2.0, REST payload 1.0), plain events, a function
-//! error, a deadline, and malformed events; the runtime keeps serving after each.
+//! loopback that follows AWS's documented protocol (next / response / error), for what
+//! a real Lambda cannot be made to send. Everything else (HTTP and plain events, sync
+//! and Event, function errors, the deadline, memory, malformed HTTP events, wasi:nn
+//! from the package) runs in ministack's Lambda from a `helixflow package --lambda` zip:
+//! tests/e2e/lambda_package.rs.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,8 +14,6 @@ struct Api {
     queue: Mutex<VecDeque<(String, u64, String)>>,
     /// request id -> ("response" | "error", body, error-type header)
     results: Mutex<HashMap<String, (String, String, String)>>,
-    /// When each result arrived (ms since epoch).
-    at: Mutex<HashMap<String, u64>>,
 }
 
 fn now_ms() -> u64 {
@@ -91,7 +91,6 @@ async fn serve(api: Arc<Api>) -> u16 {
                                         .lock()
                                         .unwrap()
                                         .insert(id.to_string(), (kind.to_string(), body, err_type));
-                                    api.at.lock().unwrap().insert(id.to_string(), now_ms());
                                     resp(202, vec![], r#"{"status":"OK"}"#.into())
                                 }
                                 ["2018-06-01", "runtime", "init", "error"] => {
@@ -156,15 +155,20 @@ fn spawn(root: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Kill {
     )
 }
 
+/// Faults ministack's Lambda cannot produce: started without the Lambda environment;
+/// an event that is not JSON (ministack, like AWS, refuses or rewrites such payloads
+/// before a runtime sees them); an event whose deadline passed before it was handed
+/// out (ministack's deadline is always the function's Timeout from now). The runtime
+/// answers each with an error and goes on serving.
 #[tokio::test(flavor = "multi_thread")]
-async fn helixflow_runs_as_a_lambda_custom_runtime() {
+async fn helixflow_lambda_survives_what_no_lambda_service_sends() {
     let dir = tempfile::tempdir().unwrap();
     let component = dir.path().join("function.wasm");
     std::fs::write(&component, helixflow_e2e::guest("chaos")).unwrap();
     let api = Arc::new(Api::default());
     let port = serve(api.clone()).await;
     let far = || now_ms() + 30_000;
-    let push = |id: &str, deadline: u64, ev: serde_json::Value| {
+    let push = |id: &str, deadline: u64, ev: &str| {
         api.queue
             .lock()
             .unwrap()
@@ -175,6 +179,7 @@ async fn helixflow_runs_as_a_lambda_custom_runtime() {
     let out = std::process::Command::new(helixflow_e2e::helixflow_bin())
         .arg("lambda")
         .env("LAMBDA_TASK_ROOT", dir.path())
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -187,91 +192,29 @@ async fn helixflow_runs_as_a_lambda_custom_runtime() {
 
     let mut child = spawn(dir.path(), port, &[]);
     let log = || std::fs::read_to_string(dir.path().join("lambda.log")).unwrap_or_default();
-
-    // A Function URL (payload 2.0) HTTP event -> the wasi:http handler.
-    push(
-        "http-v2",
-        far(),
-        serde_json::json!({
-            "version": "2.0", "rawPath": "/echo", "rawQueryString": "",
-            "headers": {"content-type": "text/plain"},
-            "requestContext": {"http": {"method": "POST", "path": "/echo"}, "domainName": "x.lambda-url.us-east-1.on.aws"},
-            "body": "hello from a function url", "isBase64Encoded": false
-        }),
-    );
-    let (kind, v, _) = result_of(&api, "http-v2", 60).await;
-    assert_eq!(kind, "response", "{v}\n{}", log());
-    assert_eq!(v["statusCode"], 200, "{v}");
-    assert_eq!(v["body"], "hello from a function url", "{v}");
-    // A REST API (payload 1.0) event.
-    push(
-        "http-v1",
-        far(),
-        serde_json::json!({"httpMethod": "GET", "path": "/env", "queryStringParameters": {"k": "NOPE"}, "requestContext": {}, "headers": {}, "body": null}),
-    );
-    let (kind, v, _) = result_of(&api, "http-v1", 20).await;
-    assert_eq!(
-        (kind.as_str(), &v["statusCode"]),
-        ("response", &serde_json::json!(200)),
-        "{v}"
-    );
-    assert!(v.get("multiValueHeaders").is_some(), "{v}");
-    // Any other event -> the event handler (JSON in, JSON out).
-    push("plain", far(), serde_json::json!({"order": 42}));
-    let (kind, v, _) = result_of(&api, "plain", 20).await;
+    push("first", far(), r#"{"order": 42}"#);
+    let (kind, v, _) = result_of(&api, "first", 60).await;
     assert_eq!(
         (kind.as_str(), v),
-        ("response", serde_json::json!({"order": 42}))
+        ("response", serde_json::json!({"order": 42})),
+        "{}",
+        log()
     );
-    // A function error -> /error with its type.
-    push("fails", far(), serde_json::json!("error"));
-    let (kind, v, t) = result_of(&api, "fails", 20).await;
-    assert_eq!(
-        (kind.as_str(), &v["errorType"]),
-        ("error", &serde_json::json!("ChaosError")),
-        "{v} (error-type header {t})"
-    );
-    // A deadline: an endless loop is stopped before Lambda's deadline and reported.
-    let deadline = now_ms() + 1500;
-    push("loops", deadline, serde_json::json!("loop"));
-    let (kind, v, _) = result_of(&api, "loops", 20).await;
-    let at = api.at.lock().unwrap()["loops"];
-    println!(
-        "timeout reported {} ms before the deadline: {v}",
-        deadline as i64 - at as i64
-    );
+    // A body that is not JSON.
+    push("not-json", far(), "{not json");
+    let (kind, v, _) = result_of(&api, "not-json", 20).await;
+    assert_eq!(kind, "error", "{v}");
+    // A deadline already past: refused without running the guest.
+    push("late", now_ms() - 1_000, r#""print late guest ran""#);
+    let (kind, v, _) = result_of(&api, "late", 20).await;
     assert_eq!(
         (kind.as_str(), &v["errorType"]),
         ("error", &serde_json::json!("Sandbox.Timedout")),
         "{v}"
     );
-    // The guest is stopped 100 ms before the deadline; allow a loaded machine 150 ms
-    // more to post the error.
-    assert!(
-        at <= deadline + 150,
-        "reported {} ms after the deadline",
-        at as i64 - deadline as i64
-    );
-    // Malformed events: an HTTP event with a bad method, and a body that is not JSON.
-    push(
-        "bad-http",
-        far(),
-        serde_json::json!({"httpMethod": "G E T", "path": "/", "requestContext": {}}),
-    );
-    let (kind, v, _) = result_of(&api, "bad-http", 20).await;
-    assert_eq!(
-        (kind.as_str(), &v["errorType"]),
-        ("error", &serde_json::json!("Runtime.InvalidHttpEvent")),
-        "{v}"
-    );
-    api.queue
-        .lock()
-        .unwrap()
-        .push_back(("not-json".into(), far(), "{not json".into()));
-    let (kind, v, _) = result_of(&api, "not-json", 20).await;
-    assert_eq!(kind, "error", "{v}");
+    assert!(!log().contains("late guest ran"), "{}", log());
     // ... and it still serves.
-    push("after", far(), serde_json::json!({"still": "alive"}));
+    push("after", far(), r#"{"still": "alive"}"#);
     let (kind, v, _) = result_of(&api, "after", 20).await;
     assert_eq!(
         (kind.as_str(), v),
@@ -279,83 +222,6 @@ async fn helixflow_runs_as_a_lambda_custom_runtime() {
         "{}",
         log()
     );
-    assert!(
-        child.0.try_wait().unwrap().is_none(),
-        "the runtime exited:\n{}",
-        log()
-    );
-}
-
-/// wasi:nn inside Lambda: `embed-minilm` with its model from the package's `models/`
-/// directory, on ONNX Runtime.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_lambda_runtime_serves_wasi_nn_models_from_the_package() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("function.wasm"),
-        helixflow_e2e::guest("embed-minilm"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("models")).unwrap();
-    let models = helixflow_e2e::required_env("HELIXFLOW_MODELS_DIR");
-    std::fs::copy(
-        format!("{models}/minilm-int8.onnx"),
-        dir.path().join("models/all-minilm-l6-v2.onnx"),
-    )
-    .unwrap();
-    let ort = helixflow_e2e::required_env("ORT_DYLIB_PATH");
-    let api = Arc::new(Api::default());
-    let port = serve(api.clone()).await;
-    let mut child = spawn(
-        dir.path(),
-        port,
-        &[
-            ("ORT_DYLIB_PATH", ort.as_str()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
-        ],
-    );
-    let log = || std::fs::read_to_string(dir.path().join("lambda.log")).unwrap_or_default();
-    let push = |id: &str, ev: serde_json::Value| {
-        api.queue
-            .lock()
-            .unwrap()
-            .push_back((id.into(), now_ms() + 30_000, ev.to_string()))
-    };
-    push(
-        "embed",
-        serde_json::json!({"model": "all-minilm-l6-v2", "input": ["edge inference in a sandbox", "hello"]}),
-    );
-    let (kind, v, _) = result_of(&api, "embed", 60).await;
-    assert_eq!(kind, "response", "{v}\n{}", log());
-    let data = v["data"].as_array().unwrap_or_else(|| panic!("{v}"));
-    assert_eq!(data.len(), 2, "{v}");
-    let e: Vec<f64> = data[0]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
-    println!(
-        "embedding of {} dims, norm {norm:.6}, usage {}",
-        e.len(),
-        v["usage"]
-    );
-    assert_eq!(e.len(), 384);
-    assert!((norm - 1.0).abs() < 1e-3, "L2-normalised: {norm}");
-    // A model the package does not have is the function's error, and the runtime goes on.
-    push(
-        "missing",
-        serde_json::json!({"model": "no-such-model", "input": ["x"]}),
-    );
-    let (kind, v, _) = result_of(&api, "missing", 20).await;
-    assert_eq!(kind, "error", "{v}");
-    println!("missing model -> {v}");
-    push(
-        "again",
-        serde_json::json!({"model": "all-minilm-l6-v2", "input": ["again"]}),
-    );
-    assert_eq!(result_of(&api, "again", 20).await.0, "response");
     assert!(
         child.0.try_wait().unwrap().is_none(),
         "the runtime exited:\n{}",

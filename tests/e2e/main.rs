@@ -14,6 +14,7 @@ mod devloop;
 mod fleet;
 mod invoke;
 mod lambda_api;
+mod lambda_package;
 mod lambda_runtime;
 mod lifecycle;
 mod limits;

@@ -18,7 +18,10 @@ pub struct LambdaArgs {
         default_value = "function.wasm"
     )]
     component: PathBuf,
-    /// Environment variable for the component, KEY=VALUE (repeatable).
+    /// Environment variable for the component, KEY=VALUE (repeatable). Each
+    /// `HELIXFLOW_ENV_<KEY>` variable of the process (the Lambda function's
+    /// configuration) gives the component `<KEY>` too; nothing else of the
+    /// process's environment reaches it.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
     /// Hosts the component may call over outbound HTTP (comma-separated).
@@ -31,12 +34,22 @@ pub struct LambdaArgs {
     /// when ONNX Runtime is found (`--ort-dylib` or `ORT_DYLIB_PATH`).
     #[arg(long, env = "HELIXFLOW_LAMBDA_MODELS", default_value = "models")]
     models: PathBuf,
-    /// The ONNX Runtime library (default: `ORT_DYLIB_PATH`; neither: no wasi:nn).
+    /// The ONNX Runtime library (default: `ORT_DYLIB_PATH`, else the package's
+    /// `lib/libonnxruntime.so` under `LAMBDA_TASK_ROOT`; none of them: no wasi:nn).
     #[arg(long, env = "HELIXFLOW_LAMBDA_ORT_DYLIB")]
     ort_dylib: Option<PathBuf>,
 }
 
 pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
+    // Lambda sends the process's output to CloudWatch Logs: plain lines, no colours.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
     // lambda_runtime panics without these; say what is missing instead.
     for var in [
         "AWS_LAMBDA_RUNTIME_API",
@@ -69,12 +82,18 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(128);
     let memory_mb = args.memory_mb.unwrap_or(lambda_mb).clamp(1, 4096);
-    let ort_set = args.ort_dylib.is_some()
-        || std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty());
-    let inference = if ort_set {
+    let ort_dylib = args.ort_dylib.clone().or_else(|| {
+        match std::env::var_os("ORT_DYLIB_PATH") {
+            Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+            // `helixflow package --lambda --with-onnxruntime` put it there.
+            _ => Some(task_root(&PathBuf::from(crate::package::PACKAGED_ORT)))
+                .filter(|p| p.is_file()),
+        }
+    });
+    let inference = if let Some(ort) = ort_dylib {
         let models = task_root(&args.models);
         let nn = helixflow_nn::NnConfig {
-            ort_dylib: args.ort_dylib.clone(),
+            ort_dylib: Some(ort.clone()),
             ..Default::default()
         };
         let inf = helixflow_nn::Inference::new(
@@ -82,7 +101,7 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
             Arc::new(helixflow_nn::dir_source::DirModels::new(&models)),
         )
         .context("starting the wasi:nn host")?;
-        tracing::info!(models = %models.display(), "wasi:nn on ONNX Runtime");
+        tracing::info!(models = %models.display(), ort = %ort.display(), "wasi:nn on ONNX Runtime");
         Some(inf)
     } else {
         None
@@ -113,6 +132,13 @@ pub async fn run(args: LambdaArgs) -> anyhow::Result<()> {
             .split_once('=')
             .with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
         env.push((k.to_string(), v.to_string()));
+    }
+    for (k, v) in std::env::vars_os() {
+        if let (Some(k), Some(v)) = (k.to_str(), v.to_str())
+            && let Some(name) = k.strip_prefix("HELIXFLOW_ENV_").filter(|n| !n.is_empty())
+        {
+            env.push((name.to_string(), v.to_string()));
+        }
     }
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
     // Outbound HTTP reaches public addresses only: the RuntimeConfig above opts no

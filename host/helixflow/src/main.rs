@@ -12,6 +12,7 @@ mod commands;
 mod http_client;
 mod jwks;
 mod lambda;
+mod package;
 mod routes;
 mod serve;
 
@@ -94,6 +95,10 @@ enum Command {
     /// WebAssembly component (HTTP events to its wasi:http handler, others to its event
     /// handler). Reads `AWS_LAMBDA_RUNTIME_API` and friends from the environment.
     Lambda(crate::lambda::LambdaArgs),
+    /// Write the zip to upload to AWS Lambda (`--lambda`, runtime provided.al2023):
+    /// `bootstrap` (this binary, which runs `lambda` when started under that name),
+    /// `function.wasm`, and optionally `models/` and ONNX Runtime.
+    Package(package::PackageArgs),
     /// A tenant's audit log (control-plane actions and refused requests), newest first.
     Audit(admin::AuditArgs),
     /// What a tenant used: requests, errors, latency, GB-seconds, tokens, per minute,
@@ -127,7 +132,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,11 +157,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command line. Started as `bootstrap` (the name a Lambda deployment package
+/// gives this binary, see `package.rs`), it is `helixflow lambda`: Lambda runs
+/// `bootstrap` with no arguments.
+fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = std::env::args_os().collect();
+    let program = args.first().map(std::path::Path::new);
+    if program.and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new("bootstrap")) {
+        args.insert(1, "lambda".into());
+    }
+    args
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let c = client::Client::new(&cli.url, cli.token.clone());
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Lambda(args) => lambda::run(args).await,
+        Command::Package(args) => package::run(args).await,
         Command::State { cmd } => admin::state(cmd).await,
         Command::Config { cmd } => admin::config(cmd),
         Command::Tenants { cmd } => tenants::run(&c, cmd).await,

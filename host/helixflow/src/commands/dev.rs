@@ -426,13 +426,19 @@ async fn build_project(p: &Project) -> Result<bool> {
 }
 
 pub async fn build(args: BuildArgs) -> Result<()> {
-    let p = project(&args.dir)?;
+    println!("{}", build_component(&args.dir).await?.display());
+    Ok(())
+}
+
+/// Builds the project in `dir` (as `helixflow build`: Rust, Python or JavaScript); the
+/// component's path.
+pub(crate) async fn build_component(dir: &Path) -> Result<PathBuf> {
+    let p = project(dir)?;
     check_toolchain(&p.lang)?;
     if !build_project(&p).await? {
         bail!("the build of {} failed (the errors are above)", p.package);
     }
-    println!("{}", p.artifact.display());
-    Ok(())
+    Ok(p.artifact)
 }
 
 /// A node `dev` started: stopped (and only it) when `dev` ends, however it ends.
