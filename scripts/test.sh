@@ -14,6 +14,9 @@ ensure_dynamodb_local
 ensure_azurite
 # Real Prometheus + promtool for tests/e2e/prometheus.rs (rules, scrapes, dashboards).
 ensure_prometheus
+# jco + componentize-js, and the JavaScript example functions (tests/e2e/polyglot_js.rs).
+ensure_jco
+build_js_functions
 # Headless Chromium + Selenium for the console's browser tests (tests/e2e/console.rs).
 ensure_browser
 ensure_selenium
