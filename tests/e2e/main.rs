@@ -21,6 +21,7 @@ mod nn;
 mod onnx_conformance;
 mod openai;
 mod openapi;
+mod polyglot_js;
 mod prometheus;
 mod quota;
 mod sdk_go;

@@ -107,8 +107,8 @@ enum Command {
     Models(models::ModelsCmd),
     /// Recent invocation logs (captured stdout/stderr) of a function.
     Logs(functions::LogsArgs),
-    /// Write a new function project from a template built into this binary (Rust only
-    /// for now: rust-http, rust-event, rust-embeddings; no python-*/js-* templates yet).
+    /// Write a new function project from a template built into this binary (rust-http,
+    /// rust-event, rust-embeddings, js-http, js-event; no python-* templates yet).
     New(scaffold::NewArgs),
     /// Build the function project in --dir (Rust: `cargo build --release --target
     /// wasm32-wasip2`) and print the component's path.

@@ -5,12 +5,14 @@
 //! A project depends on the guest SDK (`helixflow-guest-sdk`, not on crates.io) by
 //! path: `--sdk` / `HELIXFLOW_GUEST_SDK`, else the `guest-sdk/` of the source tree this
 //! binary was built from. Each project is its own Cargo workspace, so it builds anywhere.
+//! A JavaScript project (`js-*`) depends on the SDK's `js/` package (`@helixflow/guest`)
+//! as a `file:` dependency, and builds with `npm run build` (componentize-js).
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
-/// The templates. Rust only for now: no python-*/js-* templates yet.
+/// The templates (no python-* ones yet).
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Template {
     /// An HTTP handler (wasi:http): `GET /{tenant}/{name}/...`.
@@ -22,6 +24,12 @@ pub enum Template {
     /// Sentence embeddings through wasi:nn (`Graph::load_by_name("all-minilm-l6-v2")`).
     #[value(name = "rust-embeddings")]
     Embeddings,
+    /// An HTTP handler in JavaScript (componentize-js): `GET /{tenant}/{name}/...`.
+    #[value(name = "js-http")]
+    JsHttp,
+    /// An event handler in JavaScript (JSON in and out): `helixflow invoke`.
+    #[value(name = "js-event")]
+    JsEvent,
 }
 
 /// A template's files: (relative path, contents).
@@ -76,6 +84,18 @@ impl Template {
                     ".gitignore" => "gitignore"),
                 EMBED_MINILM,
             ),
+            Template::JsHttp => (
+                files!("js-http": "package.json" => "package.json", "src/index.js" => "src/index.js",
+                    "src/handler.js" => "src/handler.js", "test/handler.test.js" => "test/handler.test.js",
+                    "README.md" => "README.md", ".gitignore" => "gitignore"),
+                &[],
+            ),
+            Template::JsEvent => (
+                files!("js-event": "package.json" => "package.json", "src/index.js" => "src/index.js",
+                    "src/handler.js" => "src/handler.js", "test/handler.test.js" => "test/handler.test.js",
+                    "README.md" => "README.md", ".gitignore" => "gitignore"),
+                &[],
+            ),
         };
         own.iter().chain(extra).copied().collect()
     }
@@ -87,7 +107,7 @@ pub struct NewArgs {
     /// The function's name (and its crate's): 1-63 characters a-z, 0-9 and '-',
     /// starting with a letter.
     name: String,
-    /// What kind of function. Rust only for now (no python-*/js-* templates yet).
+    /// What kind of function (no python-* templates yet).
     #[arg(long, value_enum)]
     template: Template,
     /// Where to write the project (default: ./NAME). Must not exist or be empty.
@@ -169,6 +189,7 @@ pub fn new(args: NewArgs) -> Result<()> {
         );
     }
     let crate_name = name.replace('-', "_");
+    // A TOML basic string and a JSON string escape a path the same way (backslash, quote).
     let sdk_str = toml_escape(&sdk.to_string_lossy());
     for (rel, text) in template.files() {
         let path = dir.join(rel);
