@@ -506,14 +506,19 @@ async fn js_templates_new_build_deploy_invoke() {
 /// The SDK's own unit tests (its WASI-free core) with `node --test`.
 #[test]
 fn js_guest_sdk_unit_tests_pass() {
-    let sdk = helixflow_e2e::workspace_root().join("guest-sdk/js");
+    // This checkout's SDK (the test crate's own manifest dir: the shared lib crate's
+    // `workspace_root` may be another worktree's when target dirs are shared).
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js");
     let o = Command::new("node")
         .args(["--test", "--test-reporter=tap", "test/"])
         .current_dir(&sdk)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| {
-            panic!("node: {e}: install Node.js 20+ (scripts/lib.sh ensure_jco does)")
+            panic!(
+                "node --test in {}: {e}: install Node.js 20+ (scripts/lib.sh ensure_jco does)",
+                sdk.display()
+            )
         });
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", both(&o));
