@@ -396,3 +396,60 @@ PY
         cp "$out" "$HELIXFLOW_GUEST_DIR/${name//-/_}.wasm"
     done
 }
+
+# JavaScript functions (guest-sdk/js, functions/*-js, the js-* templates): jco and
+# componentize-js (StarlingMonkey, WASI 0.2) from npm, with Rolldown (bundles a function
+# and its npm dependencies into one module), pinned, in ~/.cache/helixflow/jco-<version>
+# (npm's download cache under ~/.cache/helixflow/npm). preview2-shim is pinned at the top
+# level because componentize-js imports it without declaring it; the override makes jco
+# use the same componentize-js. Exports HELIXFLOW_JCO (the jco binary); the SDK's
+# helixflow-js-build finds componentize-js and Rolldown beside it.
+JCO_VERSION="1.35.0"
+JCO_MANIFEST='{"private":true,"dependencies":{"@bytecodealliance/componentize-js":"0.23.0","@bytecodealliance/jco":"1.35.0","@bytecodealliance/preview2-shim":"0.26.1","rolldown":"1.3.3"},"overrides":{"@bytecodealliance/componentize-js":"0.23.0"}}'
+ensure_jco() {
+    local dir="$HOME/.cache/helixflow/jco-$JCO_VERSION"
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        log "installing Node.js and npm (Debian packages nodejs, npm)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    if [ "$(cat "$dir/package.json" 2>/dev/null)" != "$JCO_MANIFEST" ] || [ ! -f "$dir/.helixflow-done" ]; then
+        log "installing jco $JCO_VERSION, componentize-js and Rolldown (npm) into $dir"
+        mkdir -p "$dir"
+        rm -f "$dir/.helixflow-done"
+        printf '%s' "$JCO_MANIFEST" >"$dir/package.json"
+        (cd "$dir" && npm install --no-audit --no-fund --prefer-offline \
+            --cache "$HOME/.cache/helixflow/npm" >/dev/null)
+        touch "$dir/.helixflow-done"
+    fi
+    export HELIXFLOW_JCO="$dir/node_modules/.bin/jco"
+}
+
+# The JavaScript example functions, componentized (tens of seconds each) into
+# $HELIXFLOW_GUEST_DIR like the Rust guests (hello-js -> hello_js.wasm), each cached under
+# ~/.cache/helixflow/js-guests by the hash of its sources, the SDK, the WIT and the tools.
+build_js_functions() {
+    ensure_jco
+    local cache="$HOME/.cache/helixflow/js-guests" fn key out wasm
+    mkdir -p "$cache" "$HELIXFLOW_GUEST_DIR"
+    for fn in hello-js classify-js; do
+        local dir="$ROOT/functions/$fn"
+        key="$(cd "$ROOT" && { printf '%s' "$JCO_MANIFEST"; find -L "functions/$fn/package.json" "functions/$fn/package-lock.json" \
+            "functions/$fn/src" guest-sdk/js/package.json guest-sdk/js/src guest-sdk/js/bin wit/guest \
+            functions/classify-image/imagenet_labels.txt -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)"
+        out="$cache/$fn-$key"
+        if [ ! -f "$out/.done" ]; then
+            log "building the JavaScript function $fn (npm ci, componentize-js)"
+            (cd "$dir" && npm ci --no-audit --no-fund --prefer-offline --cache "$HOME/.cache/helixflow/npm" >/dev/null \
+                && rm -rf dist && npm run --silent build)
+            rm -rf "$out" && mkdir -p "$out"
+            cp "$dir"/dist/*.wasm "$out/"
+            touch "$out/.done"
+        fi
+        for wasm in "$out"/*.wasm; do
+            cp "$wasm" "$HELIXFLOW_GUEST_DIR/$(basename "$wasm" | tr - _)"
+        done
+    done
+}

@@ -17,6 +17,9 @@ ensure_prometheus
 # componentize-py and the Python example functions (tests/e2e/polyglot_py.rs).
 ensure_componentize_py
 build_py_functions
+# jco + componentize-js, and the JavaScript example functions (tests/e2e/polyglot_js.rs).
+ensure_jco
+build_js_functions
 # Headless Chromium + Selenium for the console's browser tests (tests/e2e/console.rs).
 ensure_browser
 ensure_selenium

@@ -23,6 +23,7 @@ mod onnx_conformance;
 mod openai;
 mod openapi;
 mod polyglot_py;
+mod polyglot_js;
 mod prometheus;
 mod quota;
 mod sdk_go;

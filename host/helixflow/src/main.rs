@@ -113,7 +113,7 @@ enum Command {
     /// Recent invocation logs (captured stdout/stderr) of a function.
     Logs(functions::LogsArgs),
     /// Write a new function project from a template built into this binary (rust-http,
-    /// rust-event, rust-embeddings, python-http, python-event).
+    /// rust-event, rust-embeddings, python-http, python-event, js-http, js-event).
     New(scaffold::NewArgs),
     /// Build the function project in --dir and print the component's path. The language
     /// is detected: Cargo.toml (cargo, wasm32-wasip2), pyproject.toml with

@@ -7,6 +7,8 @@
 //! A project depends on the guest SDK (`helixflow-guest-sdk`, not on crates.io) by
 //! path: `--sdk` / `HELIXFLOW_GUEST_SDK`, else the `guest-sdk/` of the source tree this
 //! binary was built from. Each project is its own Cargo workspace, so it builds anywhere.
+//! A JavaScript project (`js-*`) depends on the SDK's `js/` package (`@helixflow/guest`)
+//! as a `file:` dependency, and builds with `npm run build` (componentize-js).
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
@@ -30,6 +32,12 @@ pub enum Template {
     /// An event handler in Python (componentize-py): `helixflow invoke`.
     #[value(name = "python-event")]
     PythonEvent,
+    /// An HTTP handler in JavaScript (componentize-js): `GET /{tenant}/{name}/...`.
+    #[value(name = "js-http")]
+    JsHttp,
+    /// An event handler in JavaScript (JSON in and out): `helixflow invoke`.
+    #[value(name = "js-event")]
+    JsEvent,
 }
 
 /// A template's files: (relative path, contents).
@@ -95,6 +103,18 @@ impl Template {
                 files!("python-event": "pyproject.toml" => "pyproject.toml", "src/app.py" => "src/app.py",
                     "tests/test_app.py" => "tests/test_app.py", "README.md" => "README.md",
                     ".gitignore" => "gitignore"),
+                &[],
+            ),
+            Template::JsHttp => (
+                files!("js-http": "package.json" => "package.json", "src/index.js" => "src/index.js",
+                    "src/handler.js" => "src/handler.js", "test/handler.test.js" => "test/handler.test.js",
+                    "README.md" => "README.md", ".gitignore" => "gitignore"),
+                &[],
+            ),
+            Template::JsEvent => (
+                files!("js-event": "package.json" => "package.json", "src/index.js" => "src/index.js",
+                    "src/handler.js" => "src/handler.js", "test/handler.test.js" => "test/handler.test.js",
+                    "README.md" => "README.md", ".gitignore" => "gitignore"),
                 &[],
             ),
         };
@@ -190,6 +210,7 @@ pub fn new(args: NewArgs) -> Result<()> {
         );
     }
     let crate_name = name.replace('-', "_");
+    // A TOML basic string and a JSON string escape a path the same way (backslash, quote).
     let sdk_str = toml_escape(&sdk.to_string_lossy());
     // The Python guest SDK and the guest worlds of the same checkout.
     let pysdk_str = toml_escape(&sdk.join("python").to_string_lossy());
