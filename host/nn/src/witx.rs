@@ -242,6 +242,13 @@ async fn load<T>(
     if count != 1 {
         return Err(bad(format!("an ONNX graph is one buffer, got {count}")));
     }
+    if !inf.config().allow_guest_load {
+        // Refused before any copy of the guest's bytes.
+        return Err(NnError::new(
+            ErrorCode::Security,
+            "loading model bytes from a guest is disabled on this host; upload the model to the registry and use load_by_name",
+        ));
+    }
     let mem = memory(caller)?;
     let model = {
         let data = mem.data(&*caller);
@@ -404,6 +411,16 @@ async fn compute<T>(caller: &mut Caller<'_, T>, get: Get<T>, ctx: i32) -> Result
     );
     let outputs = tracing::Instrument::instrument(graph.compute(inputs), span).await?;
     let state = get(caller.data_mut());
+    let max = state.nn.max_tensor_bytes();
+    if let Some((name, t)) = outputs.iter().find(|(_, t)| t.data.len() > max) {
+        return Err(NnError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "output '{name}' is {} bytes, over this host's tensor limit of {max}",
+                t.data.len()
+            ),
+        ));
+    }
     let bytes = outputs.iter().map(|(_, t)| t.data.len()).sum();
     state.hold(bytes, 0)?;
     state.context(ctx)?.outputs = outputs.into_iter().map(|(_, t)| t).collect();

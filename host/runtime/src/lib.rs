@@ -256,7 +256,18 @@ impl Runtime {
                         Into::into,
                     ))
                 });
-                wagi::invoke_http(&self.inner, pre, limits, env, req, on_report).await
+                // Its own task (as components' guests have): a client that goes away does
+                // not cut the run short of its report (usage, logs, metering).
+                let (inner, pre) = (self.inner.clone(), pre.clone());
+                let run = async move {
+                    wagi::invoke_http(&inner, &pre, limits, env, req, on_report).await
+                };
+                match tokio::spawn(tracing::Instrument::in_current_span(run)).await {
+                    Ok(r) => r,
+                    Err(e) => Err(InvokeError::Internal(format!(
+                        "invocation task failed: {e}"
+                    ))),
+                }
             }
             None => http::invoke(&self.inner, func, limits, env, req, on_report).await,
         }

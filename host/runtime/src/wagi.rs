@@ -30,6 +30,28 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// The most a module may write to stdout in one invocation (its response or result).
 pub const MAX_STDOUT: usize = 16 << 20;
+/// Header lines a CGI response may have, and their total bytes.
+const MAX_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Headers a module may not set: the connection's framing and hop-by-hop headers belong
+/// to the node (hyper frames the body by its real length).
+fn reserved_header(name: &http::header::HeaderName) -> bool {
+    use http::header;
+    [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str().starts_with("proxy-")
+}
 
 /// Store data of a module invocation.
 pub(crate) struct WagiState {
@@ -79,10 +101,18 @@ pub(crate) fn check_exports(module: &Module) -> Result<(), crate::LoadError> {
     }
 }
 
+/// What a module may write to stdout: [`MAX_STDOUT`], and never more than its own
+/// memory limit (the host buffers it).
+fn stdout_cap(limits: &Limits) -> usize {
+    MAX_STDOUT.min(limits.memory_bytes)
+}
+
 /// What one run of `_start` left behind.
 struct Run {
     /// `Ok(exit status)` or how it failed.
     exit: Result<i32, InvokeError>,
+    /// The module's own last non-empty stderr line (not the host's notes).
+    last_line: Option<String>,
     stdout: (Bytes, bool),
     logs: Logs,
     inference: helixflow_nn::host::InferenceUsage,
@@ -98,8 +128,9 @@ async fn run(
     stdin: Bytes,
 ) -> Run {
     let capture = Capture::new(limits.max_log_bytes);
-    let stdout = CappedOutput::new(MAX_STDOUT);
-    // The function's own variables, except those the executor sets.
+    let stdout = CappedOutput::new(stdout_cap(limits));
+    // The function's own variables, except those the executor sets (`HTTP_*` ones it
+    // configured were left out of `vars`, so they stay).
     let mut all: Vec<(String, String)> = env
         .env
         .iter()
@@ -143,10 +174,12 @@ async fn run(
     let messages = store.data_mut().nn.take_messages();
     drop(store);
     let mut logs = capture.logs();
+    let last_line = last_stderr_line(&logs);
     if !messages.is_empty() {
         // The witx ABI only returns errnos: the reasons go to the function's log.
         let mut err = logs.stderr.to_vec();
         for m in messages {
+            let m: String = m.chars().take(512).collect();
             err.extend_from_slice(m.as_bytes());
             err.push(b'\n');
         }
@@ -155,6 +188,7 @@ async fn run(
     let exit = exit.map_err(|e| crate::engine::enrich(e, &logs));
     Run {
         exit,
+        last_line,
         stdout: stdout.take(),
         logs,
         inference,
@@ -238,11 +272,17 @@ fn cgi_vars(
         if name == http::header::CONTENT_TYPE || name == http::header::CONTENT_LENGTH {
             continue;
         }
+        // `X_User` and `X-User` would be one variable: names with `_` are dropped (as
+        // nginx and Apache do), so a client cannot shadow a header a proxy sets.
+        if name.as_str().contains('_') {
+            continue;
+        }
         let var = format!(
             "HTTP_{}",
             name.as_str().to_ascii_uppercase().replace('-', "_")
         );
-        if seen.contains(&var) {
+        // The function's own configuration wins over what a client sends.
+        if seen.contains(&var) || env.env.iter().any(|(k, _)| *k == var) {
             continue;
         }
         let value = head
@@ -263,7 +303,14 @@ fn parse_cgi(out: Bytes) -> Result<(http::StatusCode, http::HeaderMap, Bytes), S
     let mut headers = http::HeaderMap::new();
     let mut status = None;
     let mut pos = 0;
+    let mut lines = 0;
     loop {
+        lines += 1;
+        if lines > MAX_HEADERS || pos > MAX_HEADER_BYTES {
+            return Err(format!(
+                "the module's CGI headers exceed {MAX_HEADERS} lines or {MAX_HEADER_BYTES} bytes"
+            ));
+        }
         let Some(nl) = out[pos..].iter().position(|b| *b == b'\n') else {
             return Err(if out.is_empty() {
                 "the module wrote nothing to stdout (a CGI response is header lines, an empty line, then the body)".into()
@@ -290,8 +337,11 @@ fn parse_cgi(out: Bytes) -> Result<(http::StatusCode, http::HeaderMap, Bytes), S
             status = Some(
                 code.parse::<u16>()
                     .ok()
+                    .filter(|c| (200..=599).contains(c))
                     .and_then(|c| http::StatusCode::from_u16(c).ok())
-                    .ok_or_else(|| format!("`Status: {value}` is not an HTTP status"))?,
+                    .ok_or_else(|| {
+                        format!("`Status: {value}` is not a final HTTP status (200-599)")
+                    })?,
             );
             continue;
         }
@@ -299,7 +349,14 @@ fn parse_cgi(out: Bytes) -> Result<(http::StatusCode, http::HeaderMap, Bytes), S
             .map_err(|_| format!("`{name}` is not a valid header name"))?;
         let value = http::HeaderValue::from_str(value)
             .map_err(|_| format!("the value of header `{name}` is not valid"))?;
-        headers.append(name, value);
+        if reserved_header(&name) {
+            // Framing and hop-by-hop headers are the node's (dropped, not an error: CGI
+            // scripts commonly print Content-Length).
+            continue;
+        }
+        headers
+            .try_append(name, value)
+            .map_err(|_| "too many CGI headers".to_string())?;
     }
     let status = status.unwrap_or(if headers.contains_key(http::header::LOCATION) {
         http::StatusCode::FOUND
@@ -358,10 +415,21 @@ pub(crate) async fn invoke_http(
     };
     let vars = cgi_vars(&head, body.len(), &env);
     let args = vec![env.function.clone()];
-    let r = run(inner, pre, &limits, &env, &args, vars, body).await;
+    // One deadline for the whole invocation: reading the body counted.
+    let mut run_limits = limits.clone();
+    run_limits.timeout = limits
+        .timeout
+        .saturating_sub(started.elapsed())
+        .max(std::time::Duration::from_millis(1));
+    let mut r = run(inner, pre, &run_limits, &env, &args, vars, body).await;
+    if let Err(InvokeError::Timeout(_)) = r.exit {
+        r.exit = Err(InvokeError::Timeout(limits.timeout));
+    }
     let answer = r.exit.and_then(|code| {
         if code != 0 {
-            let why = last_stderr_line(&r.logs)
+            let why = r
+                .last_line
+                .as_ref()
                 .map(|l| format!(": {l}"))
                 .unwrap_or_default();
             return Err(InvokeError::Trap(format!(
@@ -370,7 +438,8 @@ pub(crate) async fn invoke_http(
         }
         if r.stdout.1 {
             return Err(InvokeError::BadResponse(format!(
-                "the module wrote more than {MAX_STDOUT} bytes to stdout"
+                "the module wrote more than {} bytes to stdout",
+                stdout_cap(&limits)
             )));
         }
         parse_cgi(r.stdout.0.clone()).map_err(InvokeError::BadResponse)
@@ -434,12 +503,13 @@ pub(crate) async fn invoke_event(
     let r = run(inner, pre, &limits, &env, &args, vars, Bytes::from(payload)).await;
     let result = match r.exit {
         Ok(0) if r.stdout.1 => Err(InvokeError::BadResponse(format!(
-            "the module wrote more than {MAX_STDOUT} bytes to stdout"
+            "the module wrote more than {} bytes to stdout",
+            stdout_cap(&limits)
         ))),
         Ok(0) => Ok(Ok(r.stdout.0.to_vec())),
         Ok(code) => Ok(Err((
             "NonZeroExit".to_string(),
-            match last_stderr_line(&r.logs) {
+            match &r.last_line {
                 Some(line) => format!("exit status {code}: {line}"),
                 None => format!("exit status {code}"),
             },
@@ -485,8 +555,24 @@ mod tests {
         let (s, _, b) = parse_cgi(Bytes::from_static(b"\nbody only")).unwrap();
         assert_eq!((s, &b[..]), (http::StatusCode::OK, &b"body only"[..]));
 
+        // Framing/hop-by-hop headers are the node's: dropped, never passed on.
+        let (_, h, b) = parse_cgi(Bytes::from_static(
+            b"Content-Length: 0\nTransfer-Encoding: chunked\nConnection: keep-alive\nKeep-Alive: 5\nProxy-Foo: 1\nX-Ok: 1\n\nHTTP/1.1 200 OK\r\n\r\nsmuggled",
+        ))
+        .unwrap();
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-ok"], "1");
+        assert_eq!(
+            &b[..],
+            b"HTTP/1.1 200 OK\r\n\r\nsmuggled",
+            "the body is only a body"
+        );
+        let many: String = (0..200).map(|i| format!("X-{i}: v\n")).collect::<String>() + "\n";
+        assert!(parse_cgi(Bytes::from(many)).unwrap_err().contains("exceed"));
         for bad in [
             &b""[..],
+            b"Status: 101 Switching Protocols\n\n",
+            b"Status: 999\n\n",
             b"hello world",
             b"Content-Type: text/plain\nno blank line",
             b"not a header\n\nbody",
@@ -511,12 +597,15 @@ mod tests {
             .header("x-trace", "t1")
             .header("accept", "a")
             .header("accept", "b")
+            .header("x_trace", "spoofed")
+            .header("x-configured", "client")
             .body(())
             .unwrap();
         let (head, ()) = req.into_parts();
         let env = InvocationEnv {
             tenant: "acme".into(),
             function: "classify".into(),
+            env: vec![("HTTP_X_CONFIGURED".into(), "config".into())],
             ..Default::default()
         };
         let vars: std::collections::HashMap<String, String> =
@@ -536,6 +625,14 @@ mod tests {
             "http://edge.example:8443/acme/classify/a/b?x=1&y=2"
         );
         assert!(!vars.contains_key("HTTP_CONTENT_TYPE"));
+        assert_eq!(
+            vars["HTTP_X_TRACE"], "t1",
+            "`x_trace` cannot shadow `x-trace`"
+        );
+        assert!(
+            !vars.contains_key("HTTP_X_CONFIGURED"),
+            "a client header never replaces the function's configured variable"
+        );
     }
 }
 
