@@ -66,6 +66,29 @@ pub fn guest_module(name: &str) -> Vec<u8> {
     })
 }
 
+/// `helixflow ARGS` run in `cwd` against `url` as the platform admin, without the
+/// caller's guest-SDK override: a command to add environment to, then run.
+pub fn helixflow_cli(cwd: &Path, url: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(helixflow_bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("HELIXFLOW_URL", url)
+        .env("HELIXFLOW_TOKEN", admin_key())
+        .env_remove("HELIXFLOW_GUEST_SDK")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// A finished command's exit code, stdout and stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "rc {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// A running `helixflow serve` child process. Killed (SIGKILL) on drop.
 pub struct Node {
     pub url: String,

@@ -10,7 +10,7 @@
 //! The template projects build in one shared target dir,
 //! `$CARGO_TARGET_DIR/devloop-templates`, so they reuse compiled dependencies.
 
-use helixflow_e2e::{Api, Http, Node, admin_key, helixflow_bin, workspace_root};
+use helixflow_e2e::{Api, Http, Node, helixflow_bin, workspace_root};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,14 +26,8 @@ fn templates_target() -> PathBuf {
 
 /// `helixflow ARGS` against `url` as the platform admin, in `cwd`.
 fn hf(cwd: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(helixflow_bin())
-        .args(args)
-        .current_dir(cwd)
-        .env("HELIXFLOW_URL", url)
-        .env("HELIXFLOW_TOKEN", admin_key())
+    helixflow_e2e::helixflow_cli(cwd, url, args)
         .env("CARGO_TARGET_DIR", templates_target())
-        .env_remove("HELIXFLOW_GUEST_SDK")
-        .stdin(Stdio::null())
         .output()
         .expect("run helixflow")
 }
@@ -43,12 +37,7 @@ fn stdout(o: &Output) -> String {
 }
 
 fn both(o: &Output) -> String {
-    format!(
-        "rc {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    helixflow_e2e::output_text(o)
 }
 
 /// `helixflow new NAME --template T --dir DIR/NAME`, asserting success and the files.

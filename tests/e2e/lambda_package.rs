@@ -257,7 +257,7 @@ fn lambda_package_refuses_bad_input_and_writes_nothing() {
         (
             &["--function", "core.wasm"],
             &[],
-            &["core WebAssembly module", "wasm32-wasip2"],
+            &["`_start`", "wasm32-wasip2"],
         ),
         (
             &["--function", "notes.txt"],

@@ -13,7 +13,7 @@
 //! functions into `HELIXFLOW_GUEST_DIR` (hello-js -> hello_js.wasm) and installs jco and
 //! componentize-js (`HELIXFLOW_JCO`).
 
-use helixflow_e2e::{Api, Node, admin_key, helixflow_bin, required_env};
+use helixflow_e2e::{Api, Node, required_env};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,24 +35,13 @@ fn js_guest(dir: &Path, name: &str) -> PathBuf {
 
 /// `helixflow ARGS` against `url` as the platform admin, in `cwd`.
 fn hf(cwd: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(helixflow_bin())
-        .args(args)
-        .current_dir(cwd)
-        .env("HELIXFLOW_URL", url)
-        .env("HELIXFLOW_TOKEN", admin_key())
-        .env_remove("HELIXFLOW_GUEST_SDK")
-        .stdin(Stdio::null())
+    helixflow_e2e::helixflow_cli(cwd, url, args)
         .output()
         .expect("run helixflow")
 }
 
 fn both(o: &Output) -> String {
-    format!(
-        "rc {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    helixflow_e2e::output_text(o)
 }
 
 /// `helixflow deploy` (the CLI has no request timeout: a StarlingMonkey component takes
@@ -70,6 +59,10 @@ async fn deploy(url: &str, function: &str, wasm: &Path) -> Duration {
                 "demo",
                 "-f",
                 &function,
+                // StarlingMonkey interprets (no JIT in wasm): classify-js decodes a JPEG
+                // in 4-8 s on a quiet 2-core machine, more while other tests run.
+                "--timeout-ms",
+                "30000",
                 wasm.to_str().unwrap(),
             ],
         );

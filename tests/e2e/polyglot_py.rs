@@ -8,7 +8,7 @@
 //! functions built into `HELIXFLOW_GUEST_DIR` (scripts/lib.sh `ensure_componentize_py`
 //! and `build_py_functions`, run by scripts/test.sh).
 
-use helixflow_e2e::{Api, Http, Node, admin_key, guest, helixflow_bin};
+use helixflow_e2e::{Api, Http, Node, guest, helixflow_bin};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -30,14 +30,8 @@ fn componentize_py() -> PathBuf {
 
 /// `helixflow ARGS` against `url` as the platform admin, in `cwd`.
 fn hf(cwd: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(helixflow_bin())
-        .args(args)
-        .current_dir(cwd)
-        .env("HELIXFLOW_URL", url)
-        .env("HELIXFLOW_TOKEN", admin_key())
+    helixflow_e2e::helixflow_cli(cwd, url, args)
         .env("HELIXFLOW_COMPONENTIZE_PY", componentize_py())
-        .env_remove("HELIXFLOW_GUEST_SDK")
-        .stdin(Stdio::null())
         .output()
         .expect("run helixflow")
 }
@@ -47,12 +41,7 @@ fn stdout(o: &Output) -> String {
 }
 
 fn both(o: &Output) -> String {
-    format!(
-        "rc {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    helixflow_e2e::output_text(o)
 }
 
 fn invoke(node: &Node, tenant: &str, name: &str, data: &str) -> Output {

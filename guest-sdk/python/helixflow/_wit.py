@@ -23,13 +23,17 @@ try:
     from componentize_py_types import Err, Ok  # noqa: F811
     from wit_world.imports import graph, sequence, streams, tensor  # noqa: F811
 
-    try:  # the module names depend on clashes within the world
+    # The module names depend on clashes within the world: `types` alone when one
+    # interface of that name is imported, `<package>_types` when several are
+    # (wasi:http, wasi:filesystem, helixflow:function).
+    try:
         from wit_world.imports import wasi_http_types as http_types
-        from wit_world.imports import helixflow_function_types as function_types
     except ImportError:
         from wit_world.imports import types as http_types
-
-        function_types = None
+    try:
+        from wit_world.imports import helixflow_function_types as function_types
+    except ImportError:
+        function_types = None  # an HTTP-only world
     AVAILABLE = True
 except ImportError:
     pass
