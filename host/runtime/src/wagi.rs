@@ -527,6 +527,26 @@ pub(crate) async fn invoke_event(
     }
 }
 
+/// Compile-time check: the executor's futures are `Send` for any borrow (a node serves
+/// them from hyper connections on a multi-threaded runtime).
+#[cfg(test)]
+#[allow(dead_code)]
+fn assert_send(inner: Arc<Inner>, pre: InstancePre<WagiState>, limits: Limits, env: InvocationEnv) {
+    fn is_send<T: Send>(_: T) {}
+    let (i2, p2, l2, e2) = (inner.clone(), pre.clone(), limits.clone(), env.clone());
+    is_send(async move {
+        run(&inner, &pre, &limits, &env, &[], Vec::new(), Bytes::new()).await;
+    });
+    let (i3, p3, l3, e3) = (i2.clone(), p2.clone(), l2.clone(), e2.clone());
+    is_send(async move {
+        invoke_event(&i2, &p2, l2, e2, EventContext::default(), Vec::new()).await;
+    });
+    is_send(async move {
+        let req = hyper::Request::new(RequestBody::default());
+        let _ = invoke_http(&i3, &p3, l3, e3, req, Box::new(|_| {})).await;
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,24 +654,4 @@ mod tests {
             "a client header never replaces the function's configured variable"
         );
     }
-}
-
-/// Compile-time check: the executor's futures are `Send` for any borrow (a node serves
-/// them from hyper connections on a multi-threaded runtime).
-#[cfg(test)]
-#[allow(dead_code)]
-fn assert_send(inner: Arc<Inner>, pre: InstancePre<WagiState>, limits: Limits, env: InvocationEnv) {
-    fn is_send<T: Send>(_: T) {}
-    let (i2, p2, l2, e2) = (inner.clone(), pre.clone(), limits.clone(), env.clone());
-    is_send(async move {
-        run(&inner, &pre, &limits, &env, &[], Vec::new(), Bytes::new()).await;
-    });
-    let (i3, p3, l3, e3) = (i2.clone(), p2.clone(), l2.clone(), e2.clone());
-    is_send(async move {
-        invoke_event(&i2, &p2, l2, e2, EventContext::default(), Vec::new()).await;
-    });
-    is_send(async move {
-        let req = hyper::Request::new(RequestBody::default());
-        let _ = invoke_http(&i3, &p3, l3, e3, req, Box::new(|_| {})).await;
-    });
 }
