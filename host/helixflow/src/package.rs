@@ -361,6 +361,9 @@ fn elf_info(path: &Path) -> Result<ElfInfo> {
     if shoff == 0 || shentsize < 0x28 || shnum == 0 || shstrndx >= shnum {
         return Ok(info); // no section headers: nothing more to learn
     }
+    if shentsize * shnum > 16 << 20 {
+        bail!("{shnum} section headers of {shentsize} bytes: not a plausible executable");
+    }
     let mut sh = vec![0u8; shentsize * shnum];
     f.read_exact_at(&mut sh, shoff)
         .map_err(|e| anyhow!("truncated section headers: {e}"))?;
