@@ -6,9 +6,10 @@
 #
 #   bash bench/chat.sh                       # SmolLM2-135M-Instruct q4, 64 tokens/stream
 #   BENCH_VARIANT=int8 bash bench/chat.sh    # or fp32
-#   INTRA_SPIN=false bash bench/chat.sh      # ORT threads sleep between ops (node default)
+#   INTRA_SPIN=false bash bench/chat.sh      # override the node default ("adaptive"):
+#                                            # false, true or '"adaptive"' ([inference] intra_spin)
 source "$(dirname "$0")/../scripts/lib.sh"
-INTRA_SPIN="${INTRA_SPIN:-true}"
+INTRA_SPIN="${INTRA_SPIN:-}"
 VARIANT="${BENCH_VARIANT:-q4}"
 ensure_toolchain
 build_host
@@ -25,7 +26,9 @@ PID=""
 cleanup() { [ -z "$PID" ] || kill "$PID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 PORT="$(free_port)"
-printf '[inference]\nintra_spin = %s\n[limits]\ndefault_timeout_ms = 120000\n' "$INTRA_SPIN" >"$WORK/node.toml"
+# Node defaults, except a longer function deadline (and intra_spin when asked for).
+printf '[limits]\ndefault_timeout_ms = 120000\n' >"$WORK/node.toml"
+[ -z "$INTRA_SPIN" ] || printf '[inference]\nintra_spin = %s\n' "$INTRA_SPIN" >>"$WORK/node.toml"
 "$HELIXFLOW_BIN" serve --config "$WORK/node.toml" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/hf.out" 2>"$WORK/hf.log" &
 PID=$!
 for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null && break; sleep 0.1; done
@@ -37,5 +40,5 @@ $HF deploy -t bench -f llm-loop "$HELIXFLOW_GUEST_DIR/llm_loop.wasm" --timeout-m
 $HF models push -t bench -m "$BENCH_MODEL" "$HELIXFLOW_LLM_DIR/$BENCH_ONNX" --serve chat:chat >/dev/null
 $HF models push -t bench -m "$BENCH_MODEL-solo" "$HELIXFLOW_LLM_DIR/$BENCH_ONNX" --serve chat:chat --max-batch 1 >/dev/null
 echo
-echo "== chat completions on CPU ($(nproc) cores shared by node, client and the Python reference), ORT intra_spin=$INTRA_SPIN =="
+echo "== chat completions on CPU ($(nproc) cores shared by node, client and the Python reference), ORT intra_spin=${INTRA_SPIN:-node default (adaptive)} =="
 "$HELIXFLOW_NN_PYTHON" "$ROOT/bench/chat_bench.py" "http://127.0.0.1:$PORT" bench "$HELIXFLOW_LLM_DIR"

@@ -4,11 +4,12 @@
 # (bench/py_embed_server.py) on the same model, same ORT threads, same load generator
 # (wrk, same connections, same request). Also prints the in-process wasi:nn overhead.
 #
-#   bash bench/embeddings.sh                 # 15 s per run, 32 connections
+#   bash bench/embeddings.sh                 # 15 s per run, 16 connections
 #   DURATION=30s CONNS=32 bash bench/embeddings.sh
+#   INTRA_SPIN=false bash bench/embeddings.sh   # override [inference] intra_spin (default "adaptive")
 source "$(dirname "$0")/../scripts/lib.sh"
 DURATION="${DURATION:-15s}"
-CONNS="${CONNS:-32}"
+CONNS="${CONNS:-16}"
 THREADS="${THREADS:-$(nproc)}"
 
 ensure_toolchain
@@ -19,7 +20,7 @@ if ! command -v wrk >/dev/null; then
     log "installing wrk"
     apt-get update -qq && apt-get install -y -qq wrk
 fi
-cargo build --release -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
+cargo build --profile "$HOST_PROFILE" -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
 MODEL="$HELIXFLOW_MODELS_DIR/minilm-int8.onnx"
 
 WORK="$(mktemp -d)"
@@ -52,10 +53,11 @@ run_wrk() { # URL MODEL_NAME -> "rps p50_ms p99_ms"
 }
 
 log "wasi:nn overhead, in process (MiniLM, batch 1, seq 16)"
-"$TARGET_DIR/release/nn-overhead" "$HELIXFLOW_GUEST_DIR" "$MODEL" 600 16 | tee "$WORK/overhead.txt"
+"$TARGET_DIR/$HOST_PROFILE/nn-overhead" "$HELIXFLOW_GUEST_DIR" "$MODEL" 600 16 | tee "$WORK/overhead.txt"
 
 log "HelixFlow"
 printf '[inference]\nintra_threads = %s\n' "$THREADS" >"$WORK/node.toml"
+[ -z "${INTRA_SPIN:-}" ] || printf 'intra_spin = %s\n' "$INTRA_SPIN" >>"$WORK/node.toml"
 "$HELIXFLOW_BIN" serve --config "$WORK/node.toml" --listen 127.0.0.1:18281 --data-dir "$WORK/data" >"$WORK/hf.out" 2>"$WORK/hf.log" &
 PIDS+=($!)
 wait_http http://127.0.0.1:18281/healthz
@@ -66,6 +68,9 @@ $HF deploy -t bench -f embed-minilm "$HELIXFLOW_GUEST_DIR/embed_minilm.wasm" >/d
 $HF models push -t bench -m minilm-batched "$MODEL" --serve embeddings:embed-minilm --max-batch 32 --max-delay-us 2000 --row-independent >/dev/null
 $HF models push -t bench -m minilm "$MODEL" --serve embeddings:embed-minilm >/dev/null
 read -r HB_RPS HB_P50 HB_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm-batched "$HELIXFLOW_TOKEN")
+# The batching made visible: ONNX Runtime runs by the requests they carried.
+curl -fsS -H "authorization: Bearer $HELIXFLOW_TOKEN" http://127.0.0.1:18281/metrics \
+    | awk '/^helixflow_model_batch_size_bucket/ && /minilm-batched/ { match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n = $NF; printf "%s %s %s\n", le, n, n - prev; prev = n }' >"$WORK/hist.txt"
 read -r HN_RPS HN_P50 HN_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm "$HELIXFLOW_TOKEN")
 kill "${PIDS[0]}"
 
@@ -83,4 +88,6 @@ printf "%-34s %10s %10s %10s\n" "helixflow (batching off)" "$HN_RPS" "$HN_P50" "
 printf "%-34s %10s %10s %10s\n" "python onnxruntime server" "$PY_RPS" "$PY_P50" "$PY_P99"
 awk -v a="$HB_RPS" -v b="$PY_RPS" -v pa="$HB_P99" -v pb="$PY_P99" 'BEGIN { printf "throughput helixflow (batching) / python: %.2fx (target >= 2x); p99 %.1f vs %.1f ms: %s\n", a/b, pa, pb, (pa <= pb ? "equal or better" : "WORSE") }'
 awk -v a="$HN_RPS" -v b="$PY_RPS" 'BEGIN { printf "throughput helixflow (batching off) / python: %.2fx\n", a/b }'
-awk -v a="$HB_RPS" -v b="$HN_RPS" 'BEGIN { printf "batching on / off under %s clients: %.2fx\n", ENVIRON["CONNS"], a/b }'
+awk -v a="$HB_RPS" -v b="$HN_RPS" -v c="$CONNS" 'BEGIN { printf "batching on / off under %s clients: %.2fx\n", c, a/b }'
+echo "ONNX Runtime runs of the batched model by requests carried (warm-up + measured run):"
+awk '{ b = $1; sub(/\.0$/, "", b); if (b == "+Inf") b = "more"; printf "  at most %-4s requests: %8d runs\n", b, $3 }' "$WORK/hist.txt"

@@ -8,7 +8,7 @@ build_host
 build_functions
 ensure_ministack
 ensure_dynamodb_local
-(cd "$ROOT" && cargo build --release -q -j "$JOBS" -p helixflow-bench --bin fleet-bench)
+(cd "$ROOT" && cargo build --profile "$HOST_PROFILE" -q -j "$JOBS" -p helixflow-bench --bin fleet-bench)
 
 S3_PORT="${HELIXFLOW_BENCH_S3_PORT:-$(free_port)}"
 DDB_PORT="${HELIXFLOW_BENCH_DYNAMODB_PORT:-$(free_port)}"
@@ -24,4 +24,4 @@ export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"
 export HELIXFLOW_TEST_S3_BUCKET=helixflow-bench
 "$AWS_VENV/bin/python" -c "import boto3, os; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3']).create_bucket(Bucket='helixflow-bench')"
-"$TARGET_DIR/release/fleet-bench"
+"$TARGET_DIR/$HOST_PROFILE/fleet-bench"

@@ -22,7 +22,7 @@ if [ ! -x "$WASMTIME" ]; then
     log "installing wasmtime-cli 48.0.8 into $WASMTIME_ROOT (one-time, slow)"
     cargo install wasmtime-cli --version 48.0.8 --locked --root "$WASMTIME_ROOT"
 fi
-cargo build --release -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
+cargo build --profile "$HOST_PROFILE" -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
 
 GUEST="$HELIXFLOW_GUEST_DIR/hello.wasm"
 WORK="$(mktemp -d)"
@@ -46,7 +46,7 @@ run_wrk() {
 }
 
 log "runtime overhead (in process)"
-"$TARGET_DIR/release/invoke-overhead" "$HELIXFLOW_GUEST_DIR" 20000 | tee "$WORK/overhead.txt"
+"$TARGET_DIR/$HOST_PROFILE/invoke-overhead" "$HELIXFLOW_GUEST_DIR" 20000 | tee "$WORK/overhead.txt"
 
 log "HelixFlow"
 "$HELIXFLOW_BIN" serve --listen 127.0.0.1:18181 --data-dir "$WORK/data" >"$WORK/hf.out" 2>"$WORK/hf.log" &

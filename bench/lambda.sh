@@ -8,6 +8,6 @@ source "$(dirname "$0")/../scripts/lib.sh"
 ensure_toolchain
 build_host
 build_functions
-cargo build --release -q -p helixflow-bench --bin lambda-bench --manifest-path "$ROOT/Cargo.toml"
+cargo build --profile "$HOST_PROFILE" -q -p helixflow-bench --bin lambda-bench --manifest-path "$ROOT/Cargo.toml"
 HELIXFLOW_BIN="$HELIXFLOW_BIN" HELIXFLOW_GUEST_DIR="$HELIXFLOW_GUEST_DIR" \
-    "$TARGET_DIR/release/lambda-bench" "${SECS:-10}" "${EVENTS:-5000}"
+    "$TARGET_DIR/$HOST_PROFILE/lambda-bench" "${SECS:-10}" "${EVENTS:-5000}"

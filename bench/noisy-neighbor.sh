@@ -6,5 +6,5 @@ ensure_toolchain
 build_host
 build_functions
 ensure_nn
-cargo build --release -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
-"$TARGET_DIR/release/noisy-neighbor"
+cargo build --profile "$HOST_PROFILE" -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
+"$TARGET_DIR/$HOST_PROFILE/noisy-neighbor"

@@ -42,7 +42,7 @@
 //! [inference]
 //! # ort_dylib = "/opt/onnxruntime/libonnxruntime.so.1.31.1"   (default: $ORT_DYLIB_PATH)
 //! # intra_threads = 0             (0 = all CPUs; one pool shared by every session)
-//! intra_spin = false               # true: idle ORT threads spin (faster LLM decode, CPU burnt while waiting)
+//! intra_spin = "adaptive"          # each model's threads spin only while it runs; true: always (one global pool), false: never
 //! session_budget_mb = 4096         # loaded ORT sessions, LRU
 //! providers = ["cpu"]              # default preference, e.g. ["tensorrt", "cuda", "cpu"]
 //! fallback = "next"                # or "refuse": never silently run elsewhere
@@ -747,13 +747,48 @@ impl RuntimeSection {
     }
 }
 
+/// `[inference] intra_spin`: `"adaptive"` (the default: every CPU model gets its own
+/// intra-op pool whose threads spin while it runs and stop spinning when its last run
+/// returns), `true` / `"always"` (one global pool, threads always spin a while after
+/// work, ORT's own default), `false` / `"off"` (threads sleep between sections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntraSpin {
+    Off,
+    #[default]
+    Adaptive,
+    Always,
+}
+
+impl<'de> Deserialize<'de> for IntraSpin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(IntraSpin::Always),
+            Raw::Bool(false) => Ok(IntraSpin::Off),
+            Raw::Text(t) => match t.as_str() {
+                "adaptive" => Ok(IntraSpin::Adaptive),
+                "always" => Ok(IntraSpin::Always),
+                "off" => Ok(IntraSpin::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "intra_spin must be \"adaptive\", true (\"always\") or false (\"off\"), not {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
 /// `[inference]`: the wasi:nn host (ONNX Runtime).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InferenceSection {
     pub ort_dylib: Option<PathBuf>,
     pub intra_threads: usize,
-    pub intra_spin: bool,
+    pub intra_spin: IntraSpin,
     pub session_budget_mb: u64,
     /// Default provider preference, in order (`"tensorrt"`, `"cuda"`, `"cpu"`).
     pub providers: Vec<ExecutionProvider>,
@@ -782,7 +817,7 @@ impl Default for InferenceSection {
         InferenceSection {
             ort_dylib: None,
             intra_threads: 0,
-            intra_spin: false,
+            intra_spin: IntraSpin::Adaptive,
             session_budget_mb: 4096,
             providers: vec![ExecutionProvider::Cpu],
             fallback: FallbackPolicy::Next,
@@ -1644,6 +1679,25 @@ mod tests {
         let c = NodeConfig::parse(&example, "example").unwrap();
         assert_eq!(c.node.id, "fra");
         assert_eq!(c.cache.artifacts_max_mb, 2048);
+    }
+
+    #[test]
+    fn intra_spin_takes_a_bool_or_a_policy() {
+        let spin = |v: &str| {
+            NodeConfig::parse(&format!("[inference]\nintra_spin = {v}\n"), "n.toml")
+                .map(|c| c.inference.intra_spin)
+        };
+        assert_eq!(
+            NodeConfig::default().inference.intra_spin,
+            IntraSpin::Adaptive
+        );
+        assert_eq!(spin("true").unwrap(), IntraSpin::Always);
+        assert_eq!(spin("false").unwrap(), IntraSpin::Off);
+        assert_eq!(spin("\"adaptive\"").unwrap(), IntraSpin::Adaptive);
+        assert_eq!(spin("\"always\"").unwrap(), IntraSpin::Always);
+        assert_eq!(spin("\"off\"").unwrap(), IntraSpin::Off);
+        let err = spin("\"sometimes\"").unwrap_err().to_string();
+        assert!(err.contains("intra_spin must be"), "{err}");
     }
 
     #[test]

@@ -345,7 +345,11 @@ fn start_inference(
     let nn = helixflow_nn::NnConfig {
         ort_dylib: i.ort_dylib.clone(),
         intra_threads: i.intra_threads,
-        intra_spin: i.intra_spin,
+        intra_spin: match i.intra_spin {
+            helixflow_edge_config::IntraSpin::Off => helixflow_nn::SpinPolicy::Off,
+            helixflow_edge_config::IntraSpin::Adaptive => helixflow_nn::SpinPolicy::Adaptive,
+            helixflow_edge_config::IntraSpin::Always => helixflow_nn::SpinPolicy::Always,
+        },
         session_budget_bytes: i.session_budget_mb << 20,
         default_providers: i.providers.iter().copied().map(nn_provider).collect(),
         default_fallback: match i.fallback {

@@ -204,7 +204,8 @@ fn run_batch(core: &SessionCore, items: Vec<Item>) {
             data,
         });
     }
-    match core.run_now(&merged) {
+    let requests = items.len();
+    match core.run_for(&merged, requests) {
         Ok(outs)
             if outs
                 .iter()

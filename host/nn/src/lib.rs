@@ -137,16 +137,33 @@ pub enum Fallback {
 }
 
 /// Node-wide inference settings.
+/// How ONNX Runtime's intra-op threads wait between parallel sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpinPolicy {
+    /// They sleep: no CPU burnt while waiting, but every parallel section pays a wake-up
+    /// (decode steps of small LLMs have hundreds of them).
+    Off,
+    /// Spin only while the model works: each CPU session gets its own pool
+    /// (`intra_threads` threads) that spins during a run and stops spinning the moment the
+    /// last concurrent run of that session returns (`session.force_spinning_stop`), so
+    /// an idle model burns nothing and a busy one gets spinning's latency.
+    #[default]
+    Adaptive,
+    /// One global pool whose threads always spin a while after each section (ORT's own
+    /// default): CPU burnt after every run, whoever else needs it.
+    Always,
+}
+
 #[derive(Debug, Clone)]
 pub struct NnConfig {
     /// The ONNX Runtime shared library; `None` = `ORT_DYLIB_PATH`.
     pub ort_dylib: Option<PathBuf>,
     /// Threads of the one global intra-op pool (0 = number of CPUs).
     pub intra_threads: usize,
-    /// Let idle intra-op threads spin-wait for the next parallel section (ORT's
-    /// default): lower latency for many small ops (LLM decode steps: ~25% faster
-    /// here), at the price of CPU burnt while waiting that guests could have used.
-    pub intra_spin: bool,
+    /// Whether idle intra-op threads spin-wait for the next parallel section (lower
+    /// latency for many small ops: LLM decode steps) or sleep (no CPU burnt that guests
+    /// could use). See [`SpinPolicy`].
+    pub intra_spin: SpinPolicy,
     /// Byte budget for loaded sessions (estimated as 2x the model file); LRU eviction.
     pub session_budget_bytes: u64,
     /// Provider preference for models that do not set one.
@@ -177,7 +194,7 @@ impl Default for NnConfig {
         NnConfig {
             ort_dylib: None,
             intra_threads: 0,
-            intra_spin: false,
+            intra_spin: SpinPolicy::Adaptive,
             session_budget_bytes: 4 << 30,
             default_providers: vec![Provider::Cpu],
             default_fallback: Fallback::Next,
@@ -271,6 +288,28 @@ pub struct GraphStats {
     pub errors: AtomicU64,
     pub runs: AtomicU64,
     pub batched_requests: AtomicU64,
+    /// Runs by how many compute calls they carried: `[i]` counts runs of at most
+    /// [`BATCH_BUCKETS`]`[i]` calls (and more than the bucket before); the last, more.
+    pub batch_sizes: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    /// Compute calls carried by all runs (the histogram's sum).
+    pub run_requests: AtomicU64,
+}
+
+/// Upper bounds of the batch-size histogram's buckets (compute calls per run).
+pub const BATCH_BUCKETS: [u64; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+impl GraphStats {
+    /// Counts one run that carried `requests` compute calls.
+    pub fn record_run(&self, requests: usize) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.run_requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
+        let i = BATCH_BUCKETS
+            .iter()
+            .position(|b| requests as u64 <= *b)
+            .unwrap_or(BATCH_BUCKETS.len());
+        self.batch_sizes[i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A loaded model (a `wasi:nn` graph): shared by every caller.
@@ -432,7 +471,12 @@ impl SessionCore {
     }
 
     fn run_now(&self, inputs: &[Tensor]) -> Result<Vec<ffi::RawOutput>, NnError> {
-        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        self.run_for(inputs, 1)
+    }
+
+    /// One ONNX Runtime run carrying `requests` compute calls' rows.
+    fn run_for(&self, inputs: &[Tensor], requests: usize) -> Result<Vec<ffi::RawOutput>, NnError> {
+        self.stats.record_run(requests);
         let shapes: Vec<Vec<i64>> = inputs.iter().map(|t| t.shape()).collect();
         let raw: Vec<ffi::RawInput<'_>> = inputs
             .iter()
@@ -463,6 +507,9 @@ pub struct LoadedInfo {
     pub errors: u64,
     pub runs: u64,
     pub batched_requests: u64,
+    /// Runs by compute calls carried, per [`BATCH_BUCKETS`] (the last: more).
+    pub batch_sizes: Vec<u64>,
+    pub run_requests: u64,
     /// Set once the model served `helixflow:llm` sequences.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lm: Option<LmInfo>,
@@ -504,6 +551,17 @@ pub struct Inference {
 
 static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
 
+/// Intra-op threads of a pool (0 in the config = every CPU).
+fn intra_threads(cfg: &NnConfig) -> usize {
+    if cfg.intra_threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        cfg.intra_threads
+    }
+}
+
 fn environment(cfg: &NnConfig) -> Result<ort::environment::Environment, InitError> {
     if let Some(env) = ENV.get() {
         return Ok(env.clone());
@@ -525,24 +583,18 @@ fn environment(cfg: &NnConfig) -> Result<ort::environment::Environment, InitErro
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    let threads = if cfg.intra_threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        cfg.intra_threads
-    };
+    let threads = intra_threads(cfg);
     let pool = ort::environment::GlobalThreadPoolOptions::default()
         .with_intra_threads(threads)
         .and_then(|p| p.with_inter_threads(1))
-        .and_then(|p| p.with_spin_control(cfg.intra_spin))
+        .and_then(|p| p.with_spin_control(cfg.intra_spin == SpinPolicy::Always))
         .map_err(|e| InitError::Environment(e.to_string()))?;
     let env = builder
         .with_name("helixflow")
         .with_global_thread_pool(pool)
         .build()
         .map_err(|e| InitError::Environment(e.to_string()))?;
-    tracing::info!(path = %path.display(), intra_threads = threads, spin = cfg.intra_spin, "ONNX Runtime loaded");
+    tracing::info!(path = %path.display(), intra_threads = threads, spin = ?cfg.intra_spin, "ONNX Runtime loaded");
     Ok(ENV.get_or_init(|| env).clone())
 }
 
@@ -786,13 +838,15 @@ impl Inference {
         let fallback = spec.fallback.unwrap_or(self.cfg.default_fallback);
         let env = self.env.clone();
         let trt_dir = self.cfg.trt_cache_dir.clone();
+        let own_pool =
+            (self.cfg.intra_spin == SpinPolicy::Adaptive).then(|| intra_threads(&self.cfg));
         let fp16 = spec.trt_fp16;
         let model_name = spec.display.clone();
         let started = Instant::now();
         let (session, provider, skipped) = tokio::task::spawn_blocking(move || {
             let mut skipped = Vec::new();
             for (i, p) in providers.iter().enumerate() {
-                match build(&env, &bytes, *p, fp16, trt_dir.as_deref()) {
+                match build(&env, &bytes, *p, fp16, trt_dir.as_deref(), own_pool) {
                     Ok(s) => return Ok((s, *p, skipped)),
                     Err(e) => {
                         let last = i + 1 == providers.len();
@@ -884,6 +938,13 @@ fn info(g: &LoadedGraph) -> LoadedInfo {
         errors: c.stats.errors.load(Ordering::Relaxed),
         runs: c.stats.runs.load(Ordering::Relaxed),
         batched_requests: c.stats.batched_requests.load(Ordering::Relaxed),
+        batch_sizes: c
+            .stats
+            .batch_sizes
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect(),
+        run_requests: c.stats.run_requests.load(Ordering::Relaxed),
         lm: match g.lm.get() {
             Some(Ok(lm)) => {
                 let s = &lm.stats;
@@ -931,7 +992,7 @@ fn build_cpu(
     env: &ort::environment::Environment,
     bytes: &[u8],
 ) -> Result<ort::session::Session, NnError> {
-    build(env, bytes, Provider::Cpu, false, None)
+    build(env, bytes, Provider::Cpu, false, None, None)
 }
 
 fn build(
@@ -940,6 +1001,7 @@ fn build(
     p: Provider,
     fp16: bool,
     trt_dir: Option<&std::path::Path>,
+    own_pool: Option<usize>,
 ) -> Result<ort::session::Session, NnError> {
     use ort::ep;
     let b = ort::session::Session::builder(env)
@@ -948,12 +1010,19 @@ fn build(
     let b = b
         .with_no_environment_execution_providers()
         .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?;
-    let mut b = match p {
-        Provider::Cpu => b,
-        Provider::Cuda => b
+    let mut b = match (p, own_pool) {
+        (Provider::Cpu, None) => b,
+        // SpinPolicy::Adaptive: this session's own pool, spinning only while it runs.
+        (Provider::Cpu, Some(threads)) => b
+            .with_independent_thread_pool()
+            .and_then(|b| b.with_intra_threads(threads))
+            .and_then(|b| b.with_config_entry("session.intra_op.allow_spinning", "1"))
+            .and_then(|b| b.with_config_entry("session.force_spinning_stop", "1"))
+            .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?,
+        (Provider::Cuda, _) => b
             .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
             .map_err(|e| NnError::new(ErrorCode::UnsupportedOperation, e.to_string()))?,
-        Provider::Tensorrt => {
+        (Provider::Tensorrt, _) => {
             let mut trt = ep::TensorRT::default().with_fp16(fp16);
             if let Some(dir) = trt_dir {
                 let _ = std::fs::create_dir_all(dir);

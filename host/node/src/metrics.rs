@@ -467,6 +467,41 @@ impl Metrics {
                 );
             }
         }
+        // Dynamic batching made visible: runs by the compute calls they carried.
+        let mut sizes: BTreeMap<(String, &'static str), (Vec<u64>, u64)> = BTreeMap::new();
+        for s in &sessions {
+            let label = esc(&self.session_label(&s.model));
+            let (buckets, sum) = sizes.entry((label, s.provider.as_str())).or_default();
+            buckets.resize(s.batch_sizes.len(), 0);
+            for (b, v) in buckets.iter_mut().zip(&s.batch_sizes) {
+                *b = b.saturating_add(*v);
+            }
+            *sum = sum.saturating_add(s.run_requests);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP helixflow_model_batch_size Compute calls carried by each ONNX Runtime run (1 = unbatched)."
+        );
+        let _ = writeln!(out, "# TYPE helixflow_model_batch_size histogram");
+        for ((model, provider), (buckets, sum)) in &sizes {
+            let labels = format!("location=\"{loc}\",model=\"{model}\",provider=\"{provider}\"");
+            let mut cumulative = 0u64;
+            for (i, n) in buckets.iter().enumerate() {
+                cumulative = cumulative.saturating_add(*n);
+                let le = helixflow_nn::BATCH_BUCKETS
+                    .get(i)
+                    .map_or("+Inf".to_string(), |b| format!("{b}.0"));
+                let _ = writeln!(
+                    out,
+                    "helixflow_model_batch_size_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(out, "helixflow_model_batch_size_sum{{{labels}}} {sum}");
+            let _ = writeln!(
+                out,
+                "helixflow_model_batch_size_count{{{labels}}} {cumulative}"
+            );
+        }
         // Causal LMs (helixflow:llm sequences): open sequences, decode rows, KV bytes.
         for (i, (name, kind, help)) in [
             (
