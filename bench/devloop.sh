@@ -36,7 +36,7 @@ bench() {
     env -u HELIXFLOW_TOKEN -u HELIXFLOW_URL "$HELIXFLOW_BIN" dev --url "$URL" --dir "$proj" \
         >"$WORK/$lang.out" 2>"$WORK/$lang.err" &
     DEV_PID=$!
-    for _ in $(seq 1 1200); do grep -q '^watching' "$WORK/$lang.out" && break; sleep 0.5; done
+    for _ in $(seq 1 1200); do grep -qs '^watching' "$WORK/$lang.out" && break; sleep 0.5; done
     grep -q '^watching' "$WORK/$lang.out" || { cat "$WORK/$lang.out" "$WORK/$lang.err" >&2; echo "$lang: dev did not start" >&2; exit 1; }
     key="$(cat "$proj/target/helixflow-dev/admin.key")"
     cp "$proj/$file" "$WORK/$lang.orig"
