@@ -734,12 +734,14 @@ impl PyDev {
         }
     }
 
-    /// Write the runner module, naming the app module in it.
+    /// Write the runner module, naming the app module in it (a JSON string literal is
+    /// a Python one).
     fn write_runner(&self, module: &str) -> Result<()> {
         std::fs::create_dir_all(&self.runner_dir)
             .with_context(|| format!("creating {}", self.runner_dir.display()))?;
         let path = self.runner_dir.join(format!("{RUNNER_MODULE}.py"));
-        let text = DEV_RUNNER.replace("__HELIXFLOW_DEV_APP__", module);
+        let name = serde_json::Value::from(module).to_string();
+        let text = DEV_RUNNER.replace("\"__HELIXFLOW_DEV_APP__\"", &name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     }
 }
@@ -822,8 +824,9 @@ impl Dev {
                 let Some(pd) = &mut self.py else {
                     bail!("no dev runner state for a Python project")
                 };
-                // Read before componentize-py does: what the runner is built from.
-                let base = py_sources(&py.src, &self.project.ignored)?;
+                // Read before componentize-py does: what the runner is built from
+                // (unreadable sources: no reloads until a build reads them all).
+                let base = py_sources(&py.src, &self.project.ignored).ok();
                 pd.write_runner(&py.module)?;
                 let (runner_dir, runner) = (pd.runner_dir.clone(), pd.runner.clone());
                 if !componentize(
@@ -839,8 +842,8 @@ impl Dev {
                     return Ok(());
                 }
                 if let Some(pd) = &mut self.py {
-                    pd.seen = base.keys().cloned().collect();
-                    pd.base = Some(base);
+                    pd.seen = base.iter().flat_map(|b| b.keys().cloned()).collect();
+                    pd.base = base;
                     pd.pending_rebuild = None;
                 }
                 runner
@@ -900,7 +903,10 @@ impl Dev {
         if let Some(why) = &pd.pending_rebuild {
             return Ok(Reload::Rebuild(Some(why.clone())));
         }
-        let now = py_sources(&py.src, &self.project.ignored)?;
+        let now = match py_sources(&py.src, &self.project.ignored) {
+            Ok(now) => now,
+            Err(e) => return Ok(Reload::Rebuild(Some(format!("{e:#}")))),
+        };
         let mut files = serde_json::Map::new();
         for (rel, src) in &now {
             if base.get(rel) != Some(src) {

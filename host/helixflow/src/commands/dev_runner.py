@@ -6,7 +6,10 @@ Only ``helixflow dev`` builds it (``helixflow build`` never does); it ships insi
 helixflow binary and is written to ``target/helixflow-dev/runner/``. Its component
 differs from ``helixflow build``'s by this module alone: the same CPython, SDK and
 project sources, the app imported at pre-initialisation exactly as a normal build
-imports it. It re-exports the app's ``IncomingHandler`` / ``EventHandler``.
+imports it. It re-exports the app's ``IncomingHandler`` / ``EventHandler``. (The
+standard modules it imports itself, such as ``json``, ``zlib`` and ``traceback``, are
+in its snapshot too: an app that imports one of those only at request time finds it in
+dev and not in a ``helixflow build`` component.)
 
 Edits reach it through the function's environment: ``HELIXFLOW_DEV_SOURCES`` is
 ``base64(zlib(json({"files": {"rel/path.py": source or null}})))``, the project's
