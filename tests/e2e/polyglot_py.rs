@@ -2,7 +2,9 @@
 //! in pure Python, MiniLM through wasi:nn) against `embed-minilm` (Rust), `hello-py`
 //! over HTTP and as an event, the `python-http` / `python-event` templates through the
 //! CLI as a user types them (new -> build -> deploy -> invoke), a failing Python build,
-//! and `helixflow dev` redeploying a Python edit.
+//! and `helixflow dev` serving Python edits (HTTP and event functions) through its dev
+//! runner without a build: an edit, a new module, a deleted module still imported and
+//! a syntax error (both refused, the alias kept), a non-.py change (a full build).
 //!
 //! Needs componentize-py (`HELIXFLOW_COMPONENTIZE_PY`) and the Python example
 //! functions built into `HELIXFLOW_GUEST_DIR` (scripts/lib.sh `ensure_componentize_py`
@@ -394,104 +396,253 @@ impl Drop for Dev {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn py_dev_redeploys_a_python_edit() {
-    let dir = tempfile::tempdir().unwrap();
-    let proj = new_py_project(dir.path(), "watch-py", "python-http");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let stderr_path = dir.path().join("dev.stderr");
-    let child = Command::new(helixflow_bin())
-        .args(["dev", "--url", &url, "--dir", proj.to_str().unwrap()])
-        .env("HELIXFLOW_COMPONENTIZE_PY", componentize_py())
-        .env_remove("HELIXFLOW_TOKEN")
-        .env_remove("HELIXFLOW_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut dev = Dev(child);
-    let out = dev.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            println!("dev| {l}");
-            let _ = tx.send(l);
-        }
-    });
-    let wait = |secs: u64, what: &str, f: &dyn Fn(&str) -> bool| -> String {
+/// `helixflow dev` on a project, as typed, on a node it starts: its stdout lines, its
+/// stderr file, the node's URL and the dev node's admin key.
+struct DevRun {
+    _dev: Dev,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: PathBuf,
+    url: String,
+    http: Http,
+}
+
+impl DevRun {
+    /// Start it and wait for its first deploy.
+    fn start(dir: &Path, proj: &Path, name: &str) -> DevRun {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let stderr = dir.join(format!("{name}.dev.stderr"));
+        let child = Command::new(helixflow_bin())
+            .args(["dev", "--url", &url, "--dir", proj.to_str().unwrap()])
+            .env("HELIXFLOW_COMPONENTIZE_PY", componentize_py())
+            .env_remove("HELIXFLOW_TOKEN")
+            .env_remove("HELIXFLOW_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut dev = Dev(child);
+        let out = dev.0.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("dev| {l}");
+                let _ = tx.send(l);
+            }
+        });
+        let mut d = DevRun {
+            _dev: dev,
+            lines: rx,
+            stderr,
+            url,
+            http: Http::new(),
+        };
+        d.wait(300, "first deploy", &|l| {
+            l.starts_with(&format!("deployed dev/{name} version 1"))
+        });
+        d.wait(60, "watching", &|l| l.starts_with("watching"));
+        let key = std::fs::read_to_string(proj.join("target/helixflow-dev/admin.key")).unwrap();
+        d.http = Http::with_token(Some(&key));
+        d
+    }
+
+    /// The next stdout line that `f` accepts.
+    fn wait(&self, secs: u64, what: &str, f: &dyn Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match self.lines.recv_timeout(left) {
                 Ok(l) if f(&l) => return l,
                 Ok(_) => {}
                 Err(_) => panic!("no {what} within {secs} s"),
             }
         }
-    };
-    wait(300, "first deploy", &|l| {
-        l.starts_with("deployed dev/watch-py version 1")
-    });
-    wait(60, "watching", &|l| l.starts_with("watching"));
-    let key = std::fs::read_to_string(proj.join("target/helixflow-dev/admin.key")).unwrap();
-    let http = Http::with_token(Some(&key));
-    let fn_url = format!("{url}/dev/watch-py/?name=Ada");
-    let r = http.get(&fn_url).await;
-    assert_eq!(r.text(), "Hello, Ada!\n");
+    }
 
-    // A Python edit: served as version 2.
-    let app = proj.join("src/app.py");
-    let src = std::fs::read_to_string(&app).unwrap();
+    /// Which way dev took for the change just made: its "reloaded ..." or
+    /// "rebuilding ..." line.
+    fn path_taken(&self) -> String {
+        self.wait(120, "reload or rebuild", &|l| {
+            l.starts_with("reloaded ") || l.starts_with("rebuilding ")
+        })
+    }
+
+    /// Wait until dev's stderr holds `needle` `n` times; the stderr.
+    async fn stderr_has(&self, needle: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let err = std::fs::read_to_string(&self.stderr).unwrap();
+            if err.matches(needle).count() >= n {
+                return err;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} (x{n}) in:\n{err}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Write `text` to `path` and poll `get` until it answers `want`: the seconds it took.
+async fn edit_until<F, Fut>(path: &Path, text: &str, want: &str, get: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
     let t = Instant::now();
-    std::fs::write(&app, src.replace("Hello, {name}!", "Howdy, {name}!")).unwrap();
+    std::fs::write(path, text).unwrap();
     loop {
-        if let Ok(r) = http.try_request("GET", &fn_url, bytes::Bytes::new()).await
-            && r.text() == "Howdy, Ada!\n"
-        {
-            break;
+        if get().await.as_deref() == Some(want) {
+            return t.elapsed().as_secs_f64();
         }
         assert!(
             t.elapsed() < Duration::from_secs(300),
-            "the edit was never served"
+            "{want:?} was never served"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let took = t.elapsed();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn py_dev_redeploys_a_python_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = new_py_project(dir.path(), "watch-py", "python-http");
+    let d = DevRun::start(dir.path(), &proj, "watch-py");
+    let fn_url = format!("{}/dev/watch-py/?name=Ada", d.url);
+    let r = d.http.get(&fn_url).await;
+    assert_eq!(r.text(), "Hello, Ada!\n");
+    let get = || {
+        let (http, url) = (&d.http, &fn_url);
+        async move {
+            let r = http.try_request("GET", url, bytes::Bytes::new()).await;
+            r.ok().map(|r| r.text())
+        }
+    };
+
+    // A Python edit: served as version 2, without a build (the dev runner).
+    let app = proj.join("src/app.py");
+    let src = std::fs::read_to_string(&app).unwrap();
+    let edited = src.replace("Hello, {name}!", "Howdy, {name}!");
+    let took = edit_until(&app, &edited, "Howdy, Ada!\n", get).await;
     println!(
-        "py: change-to-served (Python edit, HTTP function, helixflow dev) {:.2} s (target 2 s)",
-        took.as_secs_f64()
+        "py: change-to-served (Python edit, HTTP function, helixflow dev) {took:.2} s (target 2 s)"
     );
-    let line = wait(30, "dev's measurement", &|l| {
+    assert_eq!(d.path_taken(), "reloaded 1 module (no rebuild)");
+    let line = d.wait(30, "dev's measurement", &|l| {
         l.starts_with("change-to-served:")
     });
     assert!(line.contains("(version 2)"), "{line}");
-    // A broken edit: Python's error, and version 2 keeps serving.
-    std::fs::write(&app, src.replace("def greeting(", "def greeting((")).unwrap();
-    wait(60, "the rebuild", &|l| l == "change detected");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let err = loop {
-        let err = std::fs::read_to_string(&stderr_path).unwrap();
-        if err.contains("build failed (errors above): version 2 keeps serving") {
-            break err;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no build failure reported:\n{err}"
+
+    // A new module, imported by the app: version 3, still no build.
+    std::fs::write(
+        proj.join("src/helper.py"),
+        "def greeting(name: str) -> str:\n    return f\"Hi {name}, from a new module\\n\"\n",
+    )
+    .unwrap();
+    let with_helper = edited
+        .replace(
+            "from helixflow import http\n",
+            "from helixflow import http\n\nimport helper\n",
+        )
+        .replace(
+            "return f\"Howdy, {name}!\\n\"",
+            "return helper.greeting(name)",
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    assert_ne!(
+        with_helper, edited,
+        "the template changed: update this test"
+    );
+    edit_until(&app, &with_helper, "Hi Ada, from a new module\n", get).await;
+    assert_eq!(d.path_taken(), "reloaded 2 modules (no rebuild)");
+    let line = d.wait(30, "dev's measurement", &|l| {
+        l.starts_with("change-to-served:")
+    });
+    assert!(line.contains("(version 3)"), "{line}");
+
+    // The module deleted while the app still imports it: Python's error, as a fresh
+    // build would fail, and version 3 keeps serving.
+    std::fs::remove_file(proj.join("src/helper.py")).unwrap();
+    d.wait(60, "the change", &|l| l == "change detected");
+    let err = d
+        .stderr_has("build failed (errors above): version 3 keeps serving", 1)
+        .await;
+    assert!(
+        err.contains("ModuleNotFoundError: No module named 'helper'"),
+        "{err}"
+    );
+    assert!(err.contains("app.py"), "{err}");
+    assert_eq!(get().await.as_deref(), Some("Hi Ada, from a new module\n"));
+
+    // A syntax error (helper.py still gone): Python's error, version 3 keeps serving.
+    std::fs::write(&app, src.replace("def greeting(", "def greeting((")).unwrap();
+    d.wait(60, "the change", &|l| l == "change detected");
+    let err = d
+        .stderr_has("build failed (errors above): version 3 keeps serving", 2)
+        .await;
     assert!(err.contains("SyntaxError"), "{err}");
-    let r = http.get(&fn_url).await;
-    assert_eq!(r.text(), "Howdy, Ada!\n");
-    let f = http
-        .get(&format!("{url}/api/v1/tenants/dev/functions/watch-py"))
+    assert!(
+        err.contains(&format!("{}", proj.join("src/app.py").display())),
+        "the error names the file as the user has it: {err}"
+    );
+    assert_eq!(get().await.as_deref(), Some("Hi Ada, from a new module\n"));
+    let f = d
+        .http
+        .get(&format!("{}/api/v1/tenants/dev/functions/watch-py", d.url))
         .await
         .json();
-    assert_eq!(f["versions"].as_array().map(Vec::len), Some(2), "{f}");
+    assert_eq!(f["versions"].as_array().map(Vec::len), Some(3), "{f}");
+
+    // Fixed again: served from the original sources, without a build.
+    edit_until(&app, &src, "Hello, Ada!\n", get).await;
+    assert_eq!(d.path_taken(), "reloaded 1 module (no rebuild)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn py_dev_reloads_an_event_function_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = new_py_project(dir.path(), "watch-ev", "python-event");
+    let d = DevRun::start(dir.path(), &proj, "watch-ev");
+    let invoke_url = format!("{}/invoke/dev/watch-ev", d.url);
+    let invoke = || {
+        let (http, url) = (&d.http, &invoke_url);
+        async move {
+            let body = bytes::Bytes::from_static(br#"{"name":"Ada"}"#);
+            let r = http.try_request("POST", url, body).await.ok()?;
+            let v: Value = serde_json::from_slice(&r.body).ok()?;
+            v["message"].as_str().map(str::to_string)
+        }
+    };
+    assert_eq!(invoke().await.as_deref(), Some("Hello, Ada!"));
+
+    let app = proj.join("src/app.py");
+    let src = std::fs::read_to_string(&app).unwrap();
+    let edited = src.replace("f\"Hello, {name}!\"", "f\"Good day, {name}!\"");
+    assert_ne!(edited, src, "the template changed: update this test");
+    let took = edit_until(&app, &edited, "Good day, Ada!", invoke).await;
+    println!("py: change-to-served (Python edit, event function, helixflow dev) {took:.2} s");
+    assert_eq!(d.path_taken(), "reloaded 1 module (no rebuild)");
+    // The function's own error handling still works through the runner.
+    let r = d
+        .http
+        .post(&invoke_url, bytes::Bytes::from_static(b"not json"))
+        .await;
+    assert!(r.text().contains("the event is not JSON"), "{}", r.text());
+
+    // A change other than a .py file under src: a full build, said so.
+    let toml = proj.join("pyproject.toml");
+    let manifest = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{manifest}\n# edited\n")).unwrap();
+    let line = d.path_taken();
+    assert!(
+        line.starts_with("rebuilding watch-ev (pyproject.toml changed)"),
+        "{line}"
+    );
+    d.wait(300, "the rebuilt version", &|l| {
+        l.starts_with("deployed dev/watch-ev version 3")
+    });
+    // The rebuilt runner holds the edit itself.
+    assert_eq!(invoke().await.as_deref(), Some("Good day, Ada!"));
 }

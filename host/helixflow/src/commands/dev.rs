@@ -10,6 +10,12 @@
 //! answers (this binary's `serve`, data under the project's `target/helixflow-dev/`),
 //! builds, deploys with `?alias=live`, then polls the sources every 250 ms and
 //! rebuilds and redeploys on change, printing the function's new log records.
+//!
+//! A Python project is built by `dev` around a dev runner (`dev_runner.py`, see
+//! [`DEV_RUNNER`]): an edit that changes only `.py` files under `src` is served without
+//! componentize-py, as the same runner bytes deployed again with the edited sources in
+//! the function's environment (the node reuses the compiled code); any other change, or
+//! an edit the runner cannot import without a build, takes a full build.
 
 use crate::client::{Client, ClientError};
 use crate::routes;
@@ -380,35 +386,7 @@ async fn build_project(p: &Project) -> Result<bool> {
             let ok = run_step(cmd, &p.dir, "cargo", "install Rust from https://rustup.rs").await?;
             Ok(ok && p.artifact.is_file())
         }
-        Lang::Python(py) => {
-            let out_dir = p.artifact.parent().unwrap_or(&p.dir);
-            std::fs::create_dir_all(out_dir)
-                .with_context(|| format!("creating {}", out_dir.display()))?;
-            let tmp = p.artifact.with_extension("wasm.tmp");
-            let _ = std::fs::remove_file(&tmp);
-            let mut cmd = tokio::process::Command::new(componentize_py());
-            cmd.arg("-q")
-                .arg("-d")
-                .arg(&py.wit)
-                .args(["-w", &py.world, "componentize", &py.module, "-p"])
-                .arg(&py.src)
-                .arg("-p")
-                .arg(&py.sdk)
-                .arg("-o")
-                .arg(&tmp)
-                // The Python traceback says what is wrong; a Rust backtrace of
-                // componentize-py itself would bury it.
-                .env("RUST_BACKTRACE", "0")
-                .env("RUST_LIB_BACKTRACE", "0");
-            let ok = run_step(cmd, &p.dir, "componentize-py", &componentize_py_fix()).await?;
-            if !ok || !tmp.is_file() {
-                let _ = std::fs::remove_file(&tmp);
-                return Ok(false);
-            }
-            std::fs::rename(&tmp, &p.artifact)
-                .with_context(|| format!("writing {}", p.artifact.display()))?;
-            Ok(true)
-        }
+        Lang::Python(py) => componentize(p, py, &py.module, None, &p.artifact).await,
         Lang::Js => {
             if !p.dir.join("node_modules").is_dir() {
                 let mut cmd = tokio::process::Command::new("npm");
@@ -423,6 +401,47 @@ async fn build_project(p: &Project) -> Result<bool> {
             Ok(ok && p.artifact.is_file())
         }
     }
+}
+
+/// componentize-py `module` (on the path: `runner_dir` first when given, then the
+/// project's `src` and the SDK) into `artifact`, through a temporary file: a failed
+/// build leaves no component. Ok(false) when it failed (its errors passed through).
+async fn componentize(
+    p: &Project,
+    py: &PyProject,
+    module: &str,
+    runner_dir: Option<&Path>,
+    artifact: &Path,
+) -> Result<bool> {
+    let out_dir = artifact.parent().unwrap_or(&p.dir);
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let tmp = artifact.with_extension("wasm.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut cmd = tokio::process::Command::new(componentize_py());
+    cmd.arg("-q")
+        .arg("-d")
+        .arg(&py.wit)
+        .args(["-w", &py.world, "componentize", module]);
+    if let Some(dir) = runner_dir {
+        cmd.arg("-p").arg(dir);
+    }
+    cmd.arg("-p")
+        .arg(&py.src)
+        .arg("-p")
+        .arg(&py.sdk)
+        .arg("-o")
+        .arg(&tmp)
+        // The Python traceback says what is wrong; a Rust backtrace of
+        // componentize-py itself would bury it.
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0");
+    let ok = run_step(cmd, &p.dir, "componentize-py", &componentize_py_fix()).await?;
+    if !ok || !tmp.is_file() {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(false);
+    }
+    std::fs::rename(&tmp, artifact).with_context(|| format!("writing {}", artifact.display()))?;
+    Ok(true)
 }
 
 pub async fn build(args: BuildArgs) -> Result<()> {
@@ -656,6 +675,112 @@ fn snapshot(dir: &Path, ignored: &[PathBuf]) -> Vec<Stamp> {
     out
 }
 
+/// The dev runner (`dev_runner.py`): what `dev` componentizes for a Python project in
+/// place of its app module, so that edits of `.py` files are served without a build.
+/// Invariant: a dev version differs from `helixflow build`'s component only by this
+/// runner module (it imports the app at pre-initialisation as a normal build does and
+/// re-exports its handlers); `build` never uses it, so it never ships outside `dev`.
+const DEV_RUNNER: &str = include_str!("dev_runner.py");
+/// The runner's module name (in `target/helixflow-dev/runner/`).
+const RUNNER_MODULE: &str = "helixflow_dev_runner";
+/// The function's environment variable that carries the edited sources.
+const SOURCES_VAR: &str = "HELIXFLOW_DEV_SOURCES";
+/// Set in the check function's environment: the runner only tries the import.
+const CHECK_VAR: &str = "HELIXFLOW_DEV_CHECK";
+/// The most config (JSON, the user's env included) a reload sends: it travels in the
+/// deploy's `x-helixflow-config` header, and a node reads request heads up to 64 KiB
+/// (and caps a function's env at 64 KiB); the rest is room for the other headers.
+const CONFIG_MAX: usize = 60 * 1024;
+
+/// What [`Dev::reload`] did.
+enum Reload {
+    /// Served (or refused with the project's error): no build.
+    Done,
+    /// A build is needed; why, when it is not the first.
+    Rebuild(Option<String>),
+}
+
+/// `dev`'s state for a Python project's dev runner.
+struct PyDev {
+    /// `target/helixflow-dev/runner/`: the runner module.
+    runner_dir: PathBuf,
+    /// `target/helixflow-dev/runner.wasm`: the runner component.
+    runner: PathBuf,
+    /// The `.py` sources under `src` (relative path -> text) the runner was last built
+    /// from; None until a build succeeded.
+    base: Option<std::collections::BTreeMap<String, String>>,
+    /// Every `.py` file under `src` seen since that build: one added by an edit and
+    /// deleted by a later one is sent as deleted (imported, it fails as it would).
+    seen: std::collections::BTreeSet<String>,
+    /// Why the next change needs a build whatever it is (a change other than `.py`
+    /// files under `src` that no build has taken in yet).
+    pending_rebuild: Option<String>,
+    /// The function edits are checked in (`NAME-dev-check`, same tenant).
+    check_fn: String,
+}
+
+impl PyDev {
+    fn new(p: &Project, name: &str) -> Self {
+        let home = p.dir.join("target/helixflow-dev");
+        let mut check_fn = name.chars().take(53).collect::<String>();
+        check_fn.truncate(check_fn.trim_end_matches('-').len());
+        PyDev {
+            runner_dir: home.join("runner"),
+            runner: home.join("runner.wasm"),
+            base: None,
+            seen: Default::default(),
+            pending_rebuild: None,
+            check_fn: format!("{check_fn}-dev-check"),
+        }
+    }
+
+    /// Write the runner module, naming the app module in it (a JSON string literal is
+    /// a Python one).
+    fn write_runner(&self, module: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.runner_dir)
+            .with_context(|| format!("creating {}", self.runner_dir.display()))?;
+        let path = self.runner_dir.join(format!("{RUNNER_MODULE}.py"));
+        let name = serde_json::Value::from(module).to_string();
+        let text = DEV_RUNNER.replace("\"__HELIXFLOW_DEV_APP__\"", &name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The `.py` files under `src` (as `dev` watches them): relative path (`/`-separated)
+/// -> text.
+fn py_sources(
+    src: &Path,
+    ignored: &[PathBuf],
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (path, _, _) in snapshot(src, ignored) {
+        if path.extension().is_none_or(|e| e != "py") {
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(src) else {
+            continue;
+        };
+        let rel: Vec<_> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (Python sources are UTF-8)", path.display()))?;
+        out.insert(rel.join("/"), text);
+    }
+    Ok(out)
+}
+
+/// `base64(zlib(json({"files": files})))`: what the runner reads from [`SOURCES_VAR`].
+fn sources_payload(files: &serde_json::Map<String, serde_json::Value>) -> Result<String> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let json = serde_json::json!({ "files": files }).to_string();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(json.as_bytes())?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(z.finish()?))
+}
+
 /// The function being developed and where it lives.
 struct Dev {
     c: Client,
@@ -671,26 +796,270 @@ struct Dev {
     shown_token: String,
     /// The node dev started, if it did.
     node: Option<StartedNode>,
+    /// A Python project's dev runner.
+    py: Option<PyDev>,
 }
 
 impl Dev {
     /// Build and deploy; on a failed build or deploy, say so and keep the last version.
-    /// `changed_at`: when the change happened (to report change-to-served).
-    async fn build_and_deploy(&mut self, changed_at: Option<SystemTime>) -> Result<()> {
-        println!("building {} ...", self.project.package);
-        if !build_project(&self.project).await? {
-            match self.live {
-                Some(v) => eprintln!("build failed (errors above): version {v} keeps serving"),
-                None => {
-                    eprintln!("build failed (errors above): fix it and save; nothing deployed yet")
+    /// `changed_at`: when the change happened (to report change-to-served); `changed`:
+    /// the files that changed (a Python edit of `.py` files under `src` only is served
+    /// by the dev runner without a build: [`Dev::reload`]).
+    async fn build_and_deploy(
+        &mut self,
+        changed_at: Option<SystemTime>,
+        changed: &[PathBuf],
+    ) -> Result<()> {
+        let rebuild = match self.reload(changed_at, changed).await? {
+            Reload::Done => return Ok(()),
+            Reload::Rebuild(why) => why,
+        };
+        let artifact = match &self.project.lang {
+            Lang::Python(py) => {
+                let py = py.clone();
+                match &rebuild {
+                    Some(why) => println!("rebuilding {} ({why}) ...", self.project.package),
+                    None => println!("building {} ...", self.project.package),
                 }
+                let Some(pd) = &mut self.py else {
+                    bail!("no dev runner state for a Python project")
+                };
+                // Read before componentize-py does: what the runner is built from
+                // (unreadable sources: no reloads until a build reads them all).
+                let base = py_sources(&py.src, &self.project.ignored).ok();
+                pd.write_runner(&py.module)?;
+                let (runner_dir, runner) = (pd.runner_dir.clone(), pd.runner.clone());
+                if !componentize(
+                    &self.project,
+                    &py,
+                    RUNNER_MODULE,
+                    Some(&runner_dir),
+                    &runner,
+                )
+                .await?
+                {
+                    self.build_failed();
+                    return Ok(());
+                }
+                if let Some(pd) = &mut self.py {
+                    pd.seen = base.iter().flat_map(|b| b.keys().cloned()).collect();
+                    pd.base = base;
+                    pd.pending_rebuild = None;
+                }
+                runner
             }
-            return Ok(());
+            _ => {
+                println!("building {} ...", self.project.package);
+                if !build_project(&self.project).await? {
+                    self.build_failed();
+                    return Ok(());
+                }
+                self.project.artifact.clone()
+            }
+        };
+        // A fresh runner serves its own sources: no edits in the environment.
+        let config = if self.py.is_some() {
+            Some(self.config_with(None).await?)
+        } else {
+            None
+        };
+        self.deploy_and_serve(&artifact, config, changed_at).await
+    }
+
+    fn build_failed(&self) {
+        match self.live {
+            Some(v) => eprintln!("build failed (errors above): version {v} keeps serving"),
+            None => eprintln!("build failed (errors above): fix it and save; nothing deployed yet"),
         }
+    }
+
+    /// The Python fast path. When only `.py` files under `src` changed since the dev
+    /// runner was built (and it serves), send the sources that differ from its build in
+    /// the function's environment ([`SOURCES_VAR`]) and deploy the same runner bytes
+    /// again: no componentize-py, and the node's compiled code is reused (same SHA-256).
+    /// The edit is first imported by the runner in a check function ([`CHECK_VAR`],
+    /// the same CPython as the served one): a SyntaxError in the sources or a deleted
+    /// module still imported fails the edit there (the alias stays); any other failure
+    /// may be the runner's (a standard module not in the snapshot, a file read at
+    /// import), so a full build decides.
+    async fn reload(
+        &mut self,
+        changed_at: Option<SystemTime>,
+        changed: &[PathBuf],
+    ) -> Result<Reload> {
+        let (Lang::Python(py), Some(pd)) = (&self.project.lang, &mut self.py) else {
+            return Ok(Reload::Rebuild(None));
+        };
+        let (Some(base), Some(live)) = (&pd.base, self.live) else {
+            return Ok(Reload::Rebuild(None));
+        };
+        if let Some(other) = changed
+            .iter()
+            .find(|p| !(p.starts_with(&py.src) && p.extension().is_some_and(|e| e == "py")))
+        {
+            let rel = other.strip_prefix(&self.project.dir).unwrap_or(other);
+            pd.pending_rebuild = Some(format!("{} changed", rel.display()));
+        }
+        if let Some(why) = &pd.pending_rebuild {
+            return Ok(Reload::Rebuild(Some(why.clone())));
+        }
+        let now = match py_sources(&py.src, &self.project.ignored) {
+            Ok(now) => now,
+            Err(e) => return Ok(Reload::Rebuild(Some(format!("{e:#}")))),
+        };
+        let mut files = serde_json::Map::new();
+        for (rel, src) in &now {
+            if base.get(rel) != Some(src) {
+                files.insert(rel.clone(), src.clone().into());
+            }
+        }
+        pd.seen.extend(now.keys().cloned());
+        for rel in pd.seen.iter().filter(|r| !now.contains_key(*r)) {
+            files.insert(rel.clone(), serde_json::Value::Null);
+        }
+        let (world, src, runner) = (py.world.clone(), py.src.clone(), pd.runner.clone());
+        let check_fn = pd.check_fn.clone();
+        let payload = (!files.is_empty())
+            .then(|| sources_payload(&files))
+            .transpose()?;
+        let config = self.config_with(payload.as_deref()).await?;
+        let size = config.to_string().len();
+        if size > CONFIG_MAX {
+            let why = format!(
+                "the edited sources ({} KiB compressed) do not fit the function's environment",
+                payload.as_deref().map_or(0, str::len) / 1024
+            );
+            return Ok(Reload::Rebuild(Some(why)));
+        }
+        // The check: the runner imports the edit in a function of its own.
+        let mut check = serde_json::json!({"env": config["env"].clone()});
+        for k in ["memory_mb", "timeout_ms", "allow_outbound"] {
+            if let Some(v) = config.get(k) {
+                check[k] = v.clone();
+            }
+        }
+        check["env"][CHECK_VAR] = "1".into();
+        let answer = match self.check(&check_fn, &runner, &check, &world).await {
+            Ok(a) => a,
+            Err(e) => {
+                return Ok(Reload::Rebuild(Some(format!(
+                    "the reload check failed: {e:#}"
+                ))));
+            }
+        };
+        if answer["ok"].as_bool() != Some(true) {
+            let mount = answer["mount"].as_str().unwrap_or_default();
+            let error = answer["error"].as_str().unwrap_or_default();
+            let error = match mount {
+                "" => error.to_string(),
+                m => error.replace(&format!("\"{m}/"), &format!("\"{}/", src.display())),
+            };
+            if answer["definite"].as_bool() == Some(true) {
+                eprint!("{error}");
+                eprintln!("build failed (errors above): version {live} keeps serving");
+                return Ok(Reload::Done);
+            }
+            let last = error
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("no answer")
+                .to_string();
+            return Ok(Reload::Rebuild(Some(format!(
+                "the edit does not import without a build: {last}"
+            ))));
+        }
+        let n = changed.len();
+        println!(
+            "reloaded {n} module{} (no rebuild)",
+            if n == 1 { "" } else { "s" }
+        );
+        self.deploy_and_serve(&runner, Some(config), changed_at)
+            .await?;
+        Ok(Reload::Done)
+    }
+
+    /// Deploy `runner` to the check function `name` with `config`, run it once (HTTP
+    /// when the world has it, else an event), delete that version; the runner's answer.
+    async fn check(
+        &self,
+        name: &str,
+        runner: &Path,
+        config: &serde_json::Value,
+        world: &str,
+    ) -> Result<serde_json::Value> {
+        let path = routes::versions(&self.tenant, name, None, "helixflow dev check");
+        let header = vec![("x-helixflow-config", config.to_string())];
+        let v = self
+            .c
+            .upload(&path, runner, "application/wasm", header)
+            .await?;
+        let version = v["version"]["version"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("the deploy answered no version: {v}"))?;
+        let q = version.to_string();
+        let answer = match world {
+            "event-function" => {
+                let body = bytes::Bytes::from_static(b"{}");
+                let path = routes::invoke(&self.tenant, name, Some(&q));
+                self.c.raw(http::Method::POST, &path, body).await
+            }
+            _ => {
+                let path = format!("/{}/{name}@{q}/", self.tenant);
+                self.c
+                    .raw(http::Method::GET, &path, bytes::Bytes::new())
+                    .await
+            }
+        };
+        let path = format!("{}/versions/{q}", routes::function(&self.tenant, name));
+        let _ = self.c.json(http::Method::DELETE, &path, None).await;
+        let answer = answer?;
+        serde_json::from_slice(&answer)
+            .with_context(|| format!("the check answered {}", String::from_utf8_lossy(&answer)))
+    }
+
+    /// The function's config (`{}` before its first deploy) with [`SOURCES_VAR`] set to
+    /// `sources`, or removed: the rest (the user's own env, limits, ...) is kept.
+    async fn config_with(&self, sources: Option<&str>) -> Result<serde_json::Value> {
+        let path = routes::function_config(&self.tenant, &self.name);
+        let mut config = match self.c.json(http::Method::GET, &path, None).await {
+            Ok(v) => v,
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<ClientError>(),
+                    Some(ClientError::Api { status: 404, .. })
+                ) =>
+            {
+                serde_json::json!({})
+            }
+            Err(e) => return Err(e.context(format!("reading {path}"))),
+        };
+        if !config["env"].is_object() {
+            config["env"] = serde_json::json!({});
+        }
+        let env = config["env"].as_object_mut().expect("an object");
+        match sources {
+            Some(s) => env.insert(SOURCES_VAR.into(), s.into()),
+            None => env.remove(SOURCES_VAR),
+        };
+        Ok(config)
+    }
+
+    /// Deploy `artifact` with `?alias=live` (and `config`, when given), check that it
+    /// serves, and report change-to-served.
+    async fn deploy_and_serve(
+        &mut self,
+        artifact: &Path,
+        config: Option<serde_json::Value>,
+        changed_at: Option<SystemTime>,
+    ) -> Result<()> {
         let path = routes::versions(&self.tenant, &self.name, Some("live"), "helixflow dev");
+        let headers = config
+            .map(|c| vec![("x-helixflow-config", c.to_string())])
+            .unwrap_or_default();
         let v = match self
             .c
-            .upload(&path, &self.project.artifact, "application/wasm", vec![])
+            .upload(&path, artifact, "application/wasm", headers)
             .await
         {
             Ok(v) => v,
@@ -841,9 +1210,17 @@ impl Dev {
                     .filter(|e| !last.contains(e))
                     .map(|(_, t, _)| *t)
                     .max();
+                // Added, removed or modified: in one snapshot and not the same in the other.
+                let changed: std::collections::BTreeSet<PathBuf> = now
+                    .iter()
+                    .filter(|e| !last.contains(e))
+                    .chain(last.iter().filter(|e| !now.contains(e)))
+                    .map(|(p, _, _)| p.clone())
+                    .collect();
+                let changed: Vec<PathBuf> = changed.into_iter().collect();
                 last = now;
                 println!("change detected");
-                self.build_and_deploy(changed_at).await?;
+                self.build_and_deploy(changed_at, &changed).await?;
             }
             if n.is_multiple_of(4) && self.live.is_some() {
                 self.print_new_logs(true).await;
@@ -930,18 +1307,20 @@ async fn run(url: &str, token: Option<String>, args: DevArgs) -> Result<()> {
         }
         Err(e) => return Err(e.context(format!("creating tenant {tenant}"))),
     }
+    let py = matches!(project.lang, Lang::Python(_)).then(|| PyDev::new(&project, &name));
     let mut d = Dev {
         c,
         tenant,
         name,
         project,
+        py,
         live: None,
         http: false,
         seen_logs: HashSet::new(),
         shown_token,
         node,
     };
-    d.build_and_deploy(None).await?;
+    d.build_and_deploy(None, &[]).await?;
     // Earlier records (of earlier sessions) are not news.
     d.print_new_logs(false).await;
     println!("watching {} (Ctrl-C stops)", d.project.dir.display());
