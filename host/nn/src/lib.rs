@@ -1013,12 +1013,19 @@ fn build(
     let mut b = match (p, own_pool) {
         (Provider::Cpu, None) => b,
         // SpinPolicy::Adaptive: this session's own pool, spinning only while it runs.
-        (Provider::Cpu, Some(threads)) => b
-            .with_independent_thread_pool()
-            .and_then(|b| b.with_intra_threads(threads))
-            .and_then(|b| b.with_config_entry("session.intra_op.allow_spinning", "1"))
-            .and_then(|b| b.with_config_entry("session.force_spinning_stop", "1"))
-            .map_err(|e| NnError::new(ErrorCode::RuntimeError, e.to_string()))?,
+        (Provider::Cpu, Some(threads)) => {
+            let e = |e: ort::Error<ort::session::builder::SessionBuilder>| {
+                NnError::new(ErrorCode::RuntimeError, e.to_string())
+            };
+            b.with_independent_thread_pool()
+                .map_err(e)?
+                .with_intra_threads(threads)
+                .map_err(e)?
+                .with_config_entry("session.intra_op.allow_spinning", "1")
+                .map_err(e)?
+                .with_config_entry("session.force_spinning_stop", "1")
+                .map_err(e)?
+        }
         (Provider::Cuda, _) => b
             .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
             .map_err(|e| NnError::new(ErrorCode::UnsupportedOperation, e.to_string()))?,
