@@ -41,7 +41,7 @@
 //!
 //! [inference]
 //! # ort_dylib = "/opt/onnxruntime/libonnxruntime.so.1.31.1"   (default: $ORT_DYLIB_PATH)
-//! # intra_threads = 0             (0 = all CPUs; one pool shared by every session)
+//! # intra_threads = 0             (0 = all CPUs; threads per intra-op pool)
 //! intra_spin = "adaptive"          # each model's threads spin only while it runs; true: always (one global pool), false: never
 //! session_budget_mb = 4096         # loaded ORT sessions, LRU
 //! providers = ["cpu"]              # default preference, e.g. ["tensorrt", "cuda", "cpu"]
@@ -767,16 +767,17 @@ impl<'de> Deserialize<'de> for IntraSpin {
             Bool(bool),
             Text(String),
         }
-        match Raw::deserialize(d)? {
+        const WANTED: &str =
+            "intra_spin must be \"adaptive\", true (\"always\") or false (\"off\")";
+        let raw = Raw::deserialize(d).map_err(|_| serde::de::Error::custom(WANTED))?;
+        match raw {
             Raw::Bool(true) => Ok(IntraSpin::Always),
             Raw::Bool(false) => Ok(IntraSpin::Off),
             Raw::Text(t) => match t.as_str() {
                 "adaptive" => Ok(IntraSpin::Adaptive),
-                "always" => Ok(IntraSpin::Always),
-                "off" => Ok(IntraSpin::Off),
-                other => Err(serde::de::Error::custom(format!(
-                    "intra_spin must be \"adaptive\", true (\"always\") or false (\"off\"), not {other:?}"
-                ))),
+                "always" | "on" | "true" => Ok(IntraSpin::Always),
+                "off" | "false" => Ok(IntraSpin::Off),
+                other => Err(serde::de::Error::custom(format!("{WANTED}, not {other:?}"))),
             },
         }
     }
@@ -1696,7 +1697,10 @@ mod tests {
         assert_eq!(spin("\"adaptive\"").unwrap(), IntraSpin::Adaptive);
         assert_eq!(spin("\"always\"").unwrap(), IntraSpin::Always);
         assert_eq!(spin("\"off\"").unwrap(), IntraSpin::Off);
+        assert_eq!(spin("\"on\"").unwrap(), IntraSpin::Always);
         let err = spin("\"sometimes\"").unwrap_err().to_string();
+        assert!(err.contains("intra_spin must be"), "{err}");
+        let err = spin("3").unwrap_err().to_string();
         assert!(err.contains("intra_spin must be"), "{err}");
     }
 

@@ -554,6 +554,56 @@ async fn dynamic_batching_coalesces_concurrent_calls_and_results_are_identical()
         "fewer runs than calls: {b}"
     );
     assert_eq!(p["runs"], 32, "batching off = one run per call");
+    // The batch-size histogram: every run counted once, by the calls it carried.
+    let hist = |x: &serde_json::Value| -> Vec<u64> {
+        x["batch_sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        hist(b).iter().sum::<u64>(),
+        b["runs"].as_u64().unwrap(),
+        "{b}"
+    );
+    assert!(
+        hist(b)[1..].iter().sum::<u64>() >= 1,
+        "a run carried 2+ calls: {b}"
+    );
+    assert_eq!(hist(p)[0], 32, "unbatched: 32 runs of one call: {p}");
+    assert_eq!(b["run_requests"], 32, "{b}");
+    let metrics = api.http.get(&api.url("/metrics")).await.text();
+    let line = |name: &str, model: &str, le: Option<&str>| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(name)
+                    && l.contains(&format!("model=\"{model}\""))
+                    && le.is_none_or(|le| l.contains(&format!("le=\"{le}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for {model} in /metrics:\n{metrics}"))
+    };
+    let label = "public/mm-plain@1";
+    assert_eq!(
+        line("helixflow_model_batch_size_bucket", label, Some("1.0")),
+        32
+    );
+    assert_eq!(
+        line("helixflow_model_batch_size_bucket", label, Some("+Inf")),
+        32
+    );
+    let label = "public/mm-batched@1";
+    let runs = b["runs"].as_u64().unwrap();
+    assert_eq!(
+        line("helixflow_model_batch_size_bucket", label, Some("+Inf")),
+        runs
+    );
+    assert_eq!(line("helixflow_model_batch_size_count", label, None), runs);
+    assert_eq!(line("helixflow_model_batch_size_sum", label, None), 32);
+    assert!(line("helixflow_model_batch_size_bucket", label, Some("1.0")) < runs);
 }
 
 #[tokio::test(flavor = "multi_thread")]

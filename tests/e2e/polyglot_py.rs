@@ -630,6 +630,14 @@ async fn py_dev_reloads_an_event_function_edit() {
         .post(&invoke_url, bytes::Bytes::from_static(b"not json"))
         .await;
     assert!(r.text().contains("the event is not JSON"), "{}", r.text());
+    // The check function (it held a copy of the env) is gone after the check.
+    let check_url = format!("{}/api/v1/tenants/dev/functions/watch-ev-dev-check", d.url);
+    let r = d
+        .http
+        .try_request("GET", &check_url, bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
 
     // A change other than a .py file under src: a full build, said so.
     let toml = proj.join("pyproject.toml");
@@ -645,4 +653,34 @@ async fn py_dev_reloads_an_event_function_edit() {
     });
     // The rebuilt runner holds the edit itself.
     assert_eq!(invoke().await.as_deref(), Some("Good day, Ada!"));
+
+    // A function named like the check function that dev did not create is never
+    // touched: the next edit is rebuilt instead, and that function keeps its version.
+    let r = d
+        .http
+        .post(&format!("{check_url}/versions"), guest("hello"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let evening = edited.replace("Good day", "Good evening");
+    std::fs::write(&app, &evening).unwrap();
+    let line = d.path_taken();
+    assert!(
+        line.starts_with("rebuilding watch-ev")
+            && line.contains("dev/watch-ev-dev-check exists and was not created by helixflow dev"),
+        "{line}"
+    );
+    d.wait(300, "the rebuilt version", &|l| {
+        l.starts_with("deployed dev/watch-ev version 4")
+    });
+    assert_eq!(invoke().await.as_deref(), Some("Good evening, Ada!"));
+    let r = d.http.get(&check_url).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let f = r.json();
+    assert_eq!(f["versions"].as_array().map(Vec::len), Some(1), "{f}");
+    assert!(
+        f["function"]["config"]["env"]
+            .get("HELIXFLOW_DEV_CHECK")
+            .is_none(),
+        "{f}"
+    );
 }

@@ -190,7 +190,9 @@ async fn route_inner(
         (&Method::DELETE, ["v1", "tenants", t, "functions", f]) => {
             let shas = state.node.registry.delete_function(t, f).await?;
             state.node.resolver.invalidate();
-            for sha in &shas {
+            // Compiled code another function's version still uses stays loaded.
+            let still = state.node.registry.referenced_artifacts().await?;
+            for sha in shas.iter().filter(|s| !still.contains(*s)) {
                 state.node.runtime.evict(sha);
             }
             state.node.logs.forget(t, f);

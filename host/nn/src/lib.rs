@@ -34,7 +34,7 @@ pub mod witx;
 use sha2::Digest;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 pub use tensor::{Tensor, TensorType};
@@ -136,17 +136,17 @@ pub enum Fallback {
     Refuse,
 }
 
-/// Node-wide inference settings.
 /// How ONNX Runtime's intra-op threads wait between parallel sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SpinPolicy {
     /// They sleep: no CPU burnt while waiting, but every parallel section pays a wake-up
     /// (decode steps of small LLMs have hundreds of them).
     Off,
-    /// Spin only while the model works: each CPU session gets its own pool
-    /// (`intra_threads` threads) that spins during a run and stops spinning the moment the
-    /// last concurrent run of that session returns (`session.force_spinning_stop`), so
-    /// an idle model burns nothing and a busy one gets spinning's latency.
+    /// Spin only while the model works: a CPU session gets its own pool (`intra_threads`
+    /// threads) that spins during a run and stops spinning the moment the last concurrent
+    /// run of that session returns (`session.force_spinning_stop`), so an idle model burns
+    /// nothing and a busy one gets spinning's latency. At most [`MAX_OWN_POOLS`] sessions
+    /// have their own pool at once; the rest share the global pool, which does not spin.
     #[default]
     Adaptive,
     /// One global pool whose threads always spin a while after each section (ORT's own
@@ -154,11 +154,13 @@ pub enum SpinPolicy {
     Always,
 }
 
+/// Node-wide inference settings.
 #[derive(Debug, Clone)]
 pub struct NnConfig {
     /// The ONNX Runtime shared library; `None` = `ORT_DYLIB_PATH`.
     pub ort_dylib: Option<PathBuf>,
-    /// Threads of the one global intra-op pool (0 = number of CPUs).
+    /// Threads of an intra-op pool, the global one and each adaptive session's own
+    /// (0 = number of CPUs).
     pub intra_threads: usize,
     /// Whether idle intra-op threads spin-wait for the next parallel section (lower
     /// latency for many small ops: LLM decode steps) or sleep (no CPU burnt that guests
@@ -280,6 +282,33 @@ pub struct SessionCore {
     pub stats: GraphStats,
     /// The model's `helixflow.context_length` metadata, if any.
     pub context_length: Option<usize>,
+    /// Held while this session has its own (adaptive-spin) thread pool.
+    _own_pool: Option<OwnPool>,
+}
+
+/// Sessions with their own intra-op pool (`SpinPolicy::Adaptive`) at once, at most: each
+/// pool has `intra_threads` threads, so many busy models would oversubscribe the cores
+/// with spinning threads; sessions beyond this share the global, non-spinning pool.
+pub const MAX_OWN_POOLS: usize = 4;
+
+/// One of the [`MAX_OWN_POOLS`] slots; freed when the session is dropped.
+struct OwnPool(Arc<AtomicUsize>);
+
+impl OwnPool {
+    fn take(count: &Arc<AtomicUsize>) -> Option<OwnPool> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_OWN_POOLS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| OwnPool(count.clone()))
+    }
+}
+
+impl Drop for OwnPool {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -547,6 +576,8 @@ pub struct Inference {
     pub evictions: AtomicU64,
     pub fallbacks: AtomicU64,
     kv_budget: Arc<generate::KvBudget>,
+    /// Sessions holding an [`OwnPool`] slot.
+    own_pools: Arc<AtomicUsize>,
 }
 
 static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
@@ -605,6 +636,7 @@ impl Inference {
         let kv_budget = generate::KvBudget::new(cfg.max_kv_bytes, cfg.max_kv_tenant_bytes);
         Ok(Arc::new(Inference {
             kv_budget,
+            own_pools: Arc::new(AtomicUsize::new(0)),
             env,
             cfg,
             source,
@@ -838,8 +870,12 @@ impl Inference {
         let fallback = spec.fallback.unwrap_or(self.cfg.default_fallback);
         let env = self.env.clone();
         let trt_dir = self.cfg.trt_cache_dir.clone();
-        let own_pool =
-            (self.cfg.intra_spin == SpinPolicy::Adaptive).then(|| intra_threads(&self.cfg));
+        let mut pool_slot = if self.cfg.intra_spin == SpinPolicy::Adaptive {
+            OwnPool::take(&self.own_pools)
+        } else {
+            None
+        };
+        let own_pool = pool_slot.as_ref().map(|_| intra_threads(&self.cfg));
         let fp16 = spec.trt_fp16;
         let model_name = spec.display.clone();
         let started = Instant::now();
@@ -883,6 +919,9 @@ impl Inference {
             "model session created"
         );
         self.loads.fetch_add(1, Ordering::Relaxed);
+        if provider != Provider::Cpu {
+            pool_slot = None;
+        }
         let core = Arc::new(SessionCore {
             display: spec.display.clone(),
             sha256: spec.sha256.clone(),
@@ -892,6 +931,7 @@ impl Inference {
             session,
             stats: GraphStats::default(),
             context_length,
+            _own_pool: pool_slot,
         });
         // A causal LM batches through its decode scheduler, not the generic batcher.
         let is_lm = core

@@ -192,7 +192,16 @@ fn write_groups(db: &redb::Database, rx: std::sync::mpsc::Receiver<Pending>) {
             }
         }
         let (txns, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match commit_group(db, txns) {
+        // A panic inside redb fails this group (nothing of it committed), not every
+        // write after it.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_group(db, txns)))
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(
+                        "the store's writer panicked; this group of writes was not stored".into(),
+                    ))
+                });
+        match outcome {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -200,8 +209,13 @@ fn write_groups(db: &redb::Database, rx: std::sync::mpsc::Receiver<Pending>) {
             }
             // The write transaction failed as a whole (I/O): nothing of it is stored.
             Err(e) => {
+                let message = match e {
+                    StoreError::Unavailable(m) => m,
+                    other => other.to_string(),
+                };
+                tracing::error!(writes = replies.len(), error = %message, "redb: a group of writes failed");
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
                 }
             }
         }

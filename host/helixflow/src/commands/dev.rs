@@ -827,7 +827,11 @@ impl Dev {
                 // Read before componentize-py does: what the runner is built from
                 // (unreadable sources: no reloads until a build reads them all).
                 let base = py_sources(&py.src, &self.project.ignored).ok();
-                pd.write_runner(&py.module)?;
+                if let Err(e) = pd.write_runner(&py.module) {
+                    eprintln!("{e:#}");
+                    self.build_failed();
+                    return Ok(());
+                }
                 let (runner_dir, runner) = (pd.runner_dir.clone(), pd.runner.clone());
                 if !componentize(
                     &self.project,
@@ -859,11 +863,24 @@ impl Dev {
         };
         // A fresh runner serves its own sources: no edits in the environment.
         let config = if self.py.is_some() {
-            Some(self.config_with(None).await?)
+            match self.config_with(None).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.deploy_failed(&e);
+                    return Ok(());
+                }
+            }
         } else {
             None
         };
         self.deploy_and_serve(&artifact, config, changed_at).await
+    }
+
+    fn deploy_failed(&self, e: &anyhow::Error) {
+        match self.live {
+            Some(v) => eprintln!("deploy failed: {e:#}: version {v} keeps serving"),
+            None => eprintln!("deploy failed: {e:#}"),
+        }
     }
 
     fn build_failed(&self) {
@@ -919,10 +936,20 @@ impl Dev {
         }
         let (world, src, runner) = (py.world.clone(), py.src.clone(), pd.runner.clone());
         let check_fn = pd.check_fn.clone();
-        let payload = (!files.is_empty())
+        let payload = match (!files.is_empty())
             .then(|| sources_payload(&files))
-            .transpose()?;
-        let config = self.config_with(payload.as_deref()).await?;
+            .transpose()
+        {
+            Ok(p) => p,
+            Err(e) => return Ok(Reload::Rebuild(Some(format!("{e:#}")))),
+        };
+        let config = match self.config_with(payload.as_deref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.deploy_failed(&e);
+                return Ok(Reload::Done);
+            }
+        };
         let size = config.to_string().len();
         if size > CONFIG_MAX {
             let why = format!(
@@ -980,8 +1007,51 @@ impl Dev {
     }
 
     /// Deploy `runner` to the check function `name` with `config`, run it once (HTTP
-    /// when the world has it, else an event), delete that version; the runner's answer.
+    /// when the world has it, else an event), then delete the function; the runner's
+    /// answer. A function of that name that dev did not create (its env has no
+    /// [`CHECK_VAR`]) is never touched: the edit is rebuilt instead.
     async fn check(
+        &self,
+        name: &str,
+        runner: &Path,
+        config: &serde_json::Value,
+        world: &str,
+    ) -> Result<serde_json::Value> {
+        let fn_path = routes::function(&self.tenant, name);
+        match self
+            .c
+            .json(
+                http::Method::GET,
+                &routes::function_config(&self.tenant, name),
+                None,
+            )
+            .await
+        {
+            Ok(existing) if existing["env"].get(CHECK_VAR).is_some() => {}
+            Ok(_) => bail!(
+                "{}/{name} exists and was not created by helixflow dev; it is left alone",
+                self.tenant
+            ),
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<ClientError>(),
+                    Some(ClientError::Api { status: 404, .. })
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let result = self.check_once(name, runner, config, world).await;
+        // The check function holds a copy of the env (secrets included): gone after each
+        // check (the live function keeps the compiled runner: same bytes).
+        if let Err(e) = self.c.json(http::Method::DELETE, &fn_path, None).await {
+            eprintln!(
+                "could not delete the check function {}/{name}: {e:#}",
+                self.tenant
+            );
+        }
+        result
+    }
+
+    async fn check_once(
         &self,
         name: &str,
         runner: &Path,
@@ -1011,8 +1081,6 @@ impl Dev {
                     .await
             }
         };
-        let path = format!("{}/versions/{q}", routes::function(&self.tenant, name));
-        let _ = self.c.json(http::Method::DELETE, &path, None).await;
         let answer = answer?;
         serde_json::from_slice(&answer)
             .with_context(|| format!("the check answered {}", String::from_utf8_lossy(&answer)))
