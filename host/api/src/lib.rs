@@ -635,6 +635,26 @@ async fn idle_deadline(a: Arc<Activity>, first: std::time::Duration, idle: std::
     }
 }
 
+/// One request of a connection: [`handle`], with its response body counted in flight.
+///
+/// `handle`'s future is boxed because hyper keeps room for one service future per
+/// HTTP/1 connection for the connection's whole life, and `handle`'s is several KiB:
+/// boxed, it is allocated only while a request is in flight, and an idle keep-alive
+/// connection holds a pointer's worth instead.
+async fn serve_request(
+    state: Arc<AppState>,
+    req: http::Request<Incoming>,
+    peer: SocketAddr,
+    client_cert: bool,
+    in_flight: InFlight,
+) -> Result<http::Response<CountedBody>, std::convert::Infallible> {
+    let resp = Box::pin(handle(state, req, peer, client_cert)).await;
+    Ok(resp.map(|inner| CountedBody {
+        inner,
+        _in_flight: in_flight,
+    }))
+}
+
 fn serve_connection(
     accepted: Accepted,
     state: Arc<AppState>,
@@ -654,15 +674,13 @@ fn serve_connection(
             let state = state.clone();
             let activity = activity.clone();
             hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                let in_flight = InFlight::enter(&activity);
-                async move {
-                    let resp = handle(state, req, peer, client_cert).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|inner| CountedBody {
-                        inner,
-                        _in_flight: in_flight,
-                    }))
-                }
+                serve_request(
+                    state.clone(),
+                    req,
+                    peer,
+                    client_cert,
+                    InFlight::enter(&activity),
+                )
             })
         }
     };
@@ -747,6 +765,33 @@ fn serve_connection(
 #[cfg(test)]
 mod conn_limit_tests {
     use super::*;
+
+    /// The size of the future `f` returns (without calling it).
+    fn future_size<F, Fut>(_: &F) -> usize
+    where
+        F: Fn(Arc<AppState>, http::Request<Incoming>, SocketAddr, bool) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    fn serve_request_future_size<F, Fut>(_: &F) -> usize
+    where
+        F: Fn(Arc<AppState>, http::Request<Incoming>, SocketAddr, bool, InFlight) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// hyper reserves a service future per HTTP/1 connection for its whole life: that
+    /// must stay small, whatever `handle` grows to (it is boxed per request).
+    #[test]
+    fn an_idle_connection_keeps_no_room_for_the_request_handler() {
+        let handler = future_size(&handle);
+        let per_connection = serve_request_future_size(&serve_request);
+        assert!(
+            per_connection <= 1024 && per_connection * 4 < handler,
+            "service future {per_connection} bytes per connection (handle's: {handler})"
+        );
+    }
 
     #[tokio::test]
     async fn per_ip_limit_refuses_past_the_cap_and_forgets_closed_addresses() {
