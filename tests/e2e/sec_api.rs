@@ -481,3 +481,76 @@ async fn sec_api_slowloris_does_not_stop_normal_clients() {
         "an oversized head was answered: {answer}"
     );
 }
+
+/// A node started under a low soft open-files limit (a shell's default 1024) raises it
+/// to the hard limit itself, and warns when even that is below `max_connections` plus
+/// its reserve (accepts would otherwise fail with EMFILE past ~1000 connections).
+#[tokio::test(flavor = "multi_thread")]
+async fn sec_api_node_raises_its_open_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("serve.log");
+    // `ulimit -Sn 256` then exec: the node keeps the shell's PID and its limits.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" \"$@\"")
+        .arg(helixflow_e2e::helixflow_bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("HELIXFLOW_ADMIN_KEY", helixflow_e2e::admin_key())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let http = Http::with_token(None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .try_request(
+            "GET",
+            &format!("http://127.0.0.1:{port}/healthz"),
+            bytes::Bytes::new(),
+        )
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (v[3], v[4]);
+    assert_eq!(
+        soft, hard,
+        "the soft limit was raised to the hard one: {line}"
+    );
+    assert_ne!(soft, "256", "{line}");
+    let warned = std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("the open-file limit is below [http] max_connections");
+    let hard_n = hard.parse::<u64>().unwrap_or(u64::MAX);
+    assert_eq!(
+        warned,
+        hard_n < 25_000 + 1024,
+        "a warning exactly when the hard limit ({hard}) is below max_connections + 1024"
+    );
+}

@@ -66,6 +66,41 @@ pub async fn open_metadata(cfg: &NodeConfig) -> Result<Arc<dyn MetadataStore>> {
     })
 }
 
+/// Files (sockets, models, the store) the node keeps open besides its connections.
+const FD_RESERVE: u64 = 1024;
+
+/// Raises the soft open-file limit to the hard one (as Go's runtime does at start): a
+/// node started under a shell's default 1024 would otherwise refuse connections past
+/// ~1000 (`accept` fails with EMFILE) long before `[http] max_connections`. Says so
+/// when even the hard limit is below `max_connections` plus a reserve.
+fn raise_open_file_limit(max_connections: usize) {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let lim = getrlimit(Resource::Nofile);
+        let mut soft = lim.current;
+        if lim.current != lim.maximum {
+            let raised = Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => soft = lim.maximum,
+                Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+            }
+        }
+        let wanted = max_connections as u64 + FD_RESERVE;
+        match soft {
+            Some(n) if n < wanted => tracing::warn!(
+                open_files = n,
+                max_connections,
+                "the open-file limit is below [http] max_connections plus {FD_RESERVE}: connections past it fail to be accepted; raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower max_connections"
+            ),
+            _ => tracing::debug!(open_files = ?soft, "open-file limit"),
+        }
+    }
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let mut cfg = load_config(args.config.as_deref())?;
     if let Some(l) = args.listen {
@@ -79,6 +114,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     cfg.validate("command line")?;
     let telemetry = init_tracing(&cfg, args.log_json)?;
+    raise_open_file_limit(cfg.http.max_connections);
 
     std::fs::create_dir_all(&cfg.state.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.state.data_dir.display()))?;
