@@ -42,13 +42,13 @@ def pct(v, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
-def one_stream(model, msgs, out):
+def one_stream(model, msgs, out, api=None):
     t0 = time.perf_counter()
     first = last = None
     n = 0
     usage = None
-    for ch in client.chat.completions.create(model=model, messages=msgs, temperature=0, max_tokens=MAX_TOKENS,
-                                             stream=True, stream_options={"include_usage": True}):
+    for ch in (api or client).chat.completions.create(model=model, messages=msgs, temperature=0, max_tokens=MAX_TOKENS,
+                                                      stream=True, stream_options={"include_usage": True}):
         if ch.usage is not None:
             usage = ch.usage
         if ch.choices and ch.choices[0].delta.content:
@@ -62,9 +62,9 @@ def one_stream(model, msgs, out):
                 "end": last - t0})
 
 
-def run_level(model, c):
+def run_level(model, c, api=None):
     out = []
-    threads = [threading.Thread(target=one_stream, args=(model, PROMPTS[i % len(PROMPTS)], out)) for i in range(c)]
+    threads = [threading.Thread(target=one_stream, args=(model, PROMPTS[i % len(PROMPTS)], out, api)) for i in range(c)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -80,6 +80,10 @@ def report(label, c, out, wall):
     total = sum(o["tokens"] for o in out)
     print(f"{label:<34} c={c:<3} TTFT p50 {pct(ttft, 50):7.1f} ms  p90 {pct(ttft, 90):7.1f} ms | per stream {statistics.mean(tps):6.1f} tok/s"
           f" (min {min(tps):5.1f}) | aggregate {total / wall:6.1f} tok/s ({total} tokens in {wall:.2f} s)", flush=True)
+    RESULTS[(label, c)] = {"ttft": pct(ttft, 50), "tps": statistics.mean(tps), "agg": total / wall}
+
+
+RESULTS = {}
 
 
 def inference_stats():
@@ -114,7 +118,8 @@ for n in (64, 256):
           f"plain wasi:nn (cache in the guest) {nn_ms:.2f} ms/token ({nn_ms / seq_ms:.2f}x); same tokens", flush=True)
 
 # 2. Streams through the API, batching on and off.
-for model, label in ((MODEL, "HelixFlow, continuous batching"), (MODEL + "-solo", "HelixFlow, one sequence per run")):
+HF = "HelixFlow, continuous batching"
+for model, label in ((MODEL, HF), (MODEL + "-solo", "HelixFlow, one sequence per run")):
     run_level(model, 1)  # warm: load the session, compile the function
     for c in LEVELS:
         before = lm_stats(model)
@@ -146,3 +151,21 @@ for c in LEVELS:
     for t in threads:
         t.join()
     report("Python onnxruntime (same loop)", c, out, time.perf_counter() - t0)
+
+# 4. llama.cpp (llama-cpp-python's OpenAI server, same GGUF the q4 model is built from).
+PEER_URL = os.environ.get("BENCH_PEER_URL")
+if PEER_URL:
+    PEER = "llama.cpp (llama-cpp-python server)"
+    peer = openai.OpenAI(base_url=PEER_URL + "/v1", api_key="none", max_retries=0, timeout=600)
+    run_level("smollm2", 1, peer)  # warm
+    for c in LEVELS:
+        out, wall = run_level("smollm2", c, peer)
+        report(PEER, c, out, wall)
+    print()
+    print(f"== HelixFlow ({MODEL}, node defaults) vs {PEER}, same run ==")
+    for c in LEVELS:
+        h, p = RESULTS.get((HF, c)), RESULTS.get((PEER, c))
+        if h and p:
+            print(f"c={c:<3} per stream {h['tps']:6.1f} vs {p['tps']:6.1f} tok/s ({h['tps'] / p['tps']:.2f}x) | "
+                  f"aggregate {h['agg']:6.1f} vs {p['agg']:6.1f} tok/s ({h['agg'] / p['agg']:.2f}x) | "
+                  f"TTFT p50 {h['ttft']:6.1f} vs {p['ttft']:6.1f} ms", flush=True)

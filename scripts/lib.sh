@@ -73,6 +73,22 @@ ensure_nn() {
     fi
 }
 
+# The chat benchmark's peer: llama.cpp through llama-cpp-python's OpenAI-compatible
+# server, built from PyPI's source package (no prebuilt wheel for this CPU; ~15 min on 2
+# cores, once: the venv is cached outside the clone, keyed by version).
+LLAMA_CPP_VERSION=0.3.36
+LLAMA_VENV="$HOME/.cache/helixflow/venv-llama-cpp-$LLAMA_CPP_VERSION"
+ensure_llama_cpp() {
+    if [ ! -x "$LLAMA_VENV/bin/python" ] || ! "$LLAMA_VENV/bin/python" -c "import llama_cpp.server.app" 2>/dev/null; then
+        log "building llama-cpp-python $LLAMA_CPP_VERSION (llama.cpp, its OpenAI server) into $LLAMA_VENV"
+        rm -rf "$LLAMA_VENV"
+        python3 -m venv "$LLAMA_VENV"
+        CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" "$LLAMA_VENV/bin/pip" install -q --disable-pip-version-check \
+            "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
+    fi
+    export HELIXFLOW_LLAMA_PYTHON="$LLAMA_VENV/bin/python"
+}
+
 build_functions() {
     log "building guest components (wasm32-wasip2)"
     (cd "$ROOT" && cargo build --profile guest -j "$JOBS" --target wasm32-wasip2 \

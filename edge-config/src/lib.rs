@@ -53,6 +53,7 @@
 //! max_calls_per_invocation = 10000  # wasi:nn calls one invocation may make
 //! max_kv_cache_mb = 2048           # KV caches of open helixflow:llm sequences, all together
 //! max_kv_cache_mb_per_tenant = 1024  # one tenant's share of it (capped at max_kv_cache_mb)
+//! prefix_cache_mb = 64             # per chat model: prompt beginnings reused by the same tenant (0: off)
 //! max_context = 8192               # longest sequence (a model's own limit applies too)
 //! max_sequences_per_invocation = 4
 //! # preload = ["acme/minilm", "public/efficientnet-lite0@2"]
@@ -806,6 +807,9 @@ pub struct InferenceSection {
     pub max_kv_cache_mb: u64,
     /// One tenant's share of `max_kv_cache_mb` (a larger value means all of it).
     pub max_kv_cache_mb_per_tenant: u64,
+    /// Per causal LM: the KV of prompt beginnings (a system prompt, earlier turns) kept
+    /// for the same tenant's next sequences, charged to the KV budget; 0 disables it.
+    pub prefix_cache_mb: u64,
     /// Longest sequence in tokens (a model's own context limit applies too).
     pub max_context: usize,
     pub max_sequences_per_invocation: u32,
@@ -829,6 +833,7 @@ impl Default for InferenceSection {
             max_calls_per_invocation: 10_000,
             max_kv_cache_mb: 2048,
             max_kv_cache_mb_per_tenant: 1024,
+            prefix_cache_mb: 64,
             max_context: 8192,
             max_sequences_per_invocation: 4,
             preload: Vec::new(),

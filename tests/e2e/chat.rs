@@ -99,6 +99,25 @@ async fn openai_python_chat_matches_onnxruntime_reference() {
         .arg(llm_dir());
     let out = helixflow_e2e::run_python_ok(cmd, &node).await;
     assert!(out.contains("all chat checks passed"), "{out}");
+    // Those exact answers included prompts that started from the prefix cache: every
+    // fp32/q4 prompt after the first shares the default system prompt, and the second
+    // turns extend the first. int8 has no prefix cache (per-tensor activation scales).
+    let inf = inference(&api).await;
+    for m in [FP32, Q4] {
+        let lm = lm_of(&inf, m);
+        let hits = lm["prefix_hits"].as_u64().unwrap_or(0);
+        assert!(hits >= 2, "{m}: {hits} prefix-cache hits: {lm}");
+        assert!(lm["prefix_tokens"].as_u64().unwrap_or(0) >= 16 * hits, "{m}: {lm}");
+        assert!(lm["prefix_cache_bytes"].as_u64().unwrap_or(0) > 0, "{m}: {lm}");
+    }
+    let lm = lm_of(&inf, INT8);
+    assert_eq!(lm["prefix_lookups"], 0, "int8 never looks up a prefix: {lm}");
+    let metrics = api.http.get(&api.url("/metrics")).await.text();
+    let hits = metrics
+        .lines()
+        .find(|l| l.starts_with("helixflow_llm_prefix_cache_hits_total") && l.contains(Q4))
+        .unwrap_or_else(|| panic!("no prefix-cache hits for {Q4} in /metrics:\n{metrics}"));
+    assert!(!hits.ends_with(" 0"), "{hits}");
 }
 
 async fn inference(api: &Api<'_>) -> Value {

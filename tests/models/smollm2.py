@@ -17,7 +17,8 @@ Writes into OUTDIR:
   smollm2-135m-instruct.onnx        fp32 (weights are the GGUF's Q4_1/Q8_0 values, dequantised)
   smollm2-135m-instruct-int8.onnx   dynamic int8 (MatMul weights per channel)
   smollm2-135m-instruct-q4.onnx     the GGUF's own 4-bit blocks in MatMulNBits (int8 compute,
-                                    rows quantised one by one: batch-invariant), lm_head 8-bit
+                                    rows quantised one by one: batch-invariant), lm_head 8-bit,
+                                    written with ONNX Runtime's fused contrib ops (same I/O)
   smollm2-tokenizer.json            the GGUF's byte-level BPE as a `tokenizers` file (Python reference)
   smollm2-vocab.txt, smollm2-merges.txt  what the guest's tokenizer is compiled from
 and checks: the fp32 graph answers "What is the capital of France?" with Paris
@@ -283,81 +284,137 @@ def check_variant(label, path):
 
 check_variant("int8", INT8)
 
-
-# ---------------------------------------------------------------- q4: the GGUF's own blocks
-def q4_model(fp32_path, out_path, reader, n_head, n_kv, unpermute):
-    """The fp32 graph with every layer MatMul replaced by MatMulNBits over the GGUF's own
-    4-bit blocks (Q4_1 -> 4-bit with a rounded uint8 zero point) and lm_head by 8-bit
-    MatMulNBits over the Q8_0 embedding (exact); accuracy_level 4 (int8 compute, each row
-    quantised on its own: a row's result does not depend on its batch)."""
-    raw = {t.name: t for t in reader.tensors}
-    model = onnx.load(fp32_path)
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    names = {"q_proj": ("attn_q", n_head), "k_proj": ("attn_k", n_kv), "v_proj": ("attn_v", None), "o_proj": ("attn_output", None),
-             "gate_proj": ("ffn_gate", None), "up_proj": ("ffn_up", None), "down_proj": ("ffn_down", None)}
-    new_nodes, drop, add, worst = [], set(), [], 0.0
-    for node in g.node:
-        w = node.input[1] if node.op_type == "MatMul" and len(node.input) == 2 else None
-        if w is None or w not in inits:
-            new_nodes.append(node)
-            continue
-        dense = numpy_helper.to_array(inits[w])  # [K, N] (x @ W^T stored transposed)
-        K, N = dense.shape
-        nb = K // 32
-        if w == "lm_head.weight":
-            t = raw["token_embd.weight"]
-            assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0
-            blk = np.asarray(t.data).reshape(N, nb, 34)
-            d = blk[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
-            q = blk[..., 2:34].copy().view(np.int8)
-            assert np.array_equal((q.astype(np.float32) * d[..., None]).reshape(N, K), dense.T), "Q8_0 parse"
-            B = (q.astype(np.int16) + 128).astype(np.uint8)
-            scales, zp, bits = d.reshape(-1), np.full(N * nb, 128, np.uint8), 8
-        else:
-            layer, kind = w.split(".")[2], w.split(".")[4]
-            gname, perm = names[kind]
-            t = raw[f"blk.{layer}.{gname}.weight"]
-            assert t.tensor_type == gguf.GGMLQuantizationType.Q4_1
-            blk = np.asarray(t.data).reshape(N, nb, 20)
-            d = blk[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
-            m = blk[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
-            qs = blk[..., 4:20]
-            q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.uint8)  # element j low, j+16 high
-            if perm:
-                idx = unpermute(np.arange(N).reshape(N, 1), perm)[:, 0]
-                d, m, q = d[idx], m[idx], q[idx]
-            exact = (q.astype(np.float32) * d[..., None] + m[..., None]).reshape(N, K)
-            assert np.array_equal(exact, dense.T), f"Q4_1 parse of {w}"
-            zero = d == 0
-            zpf = np.where(zero, 1.0, np.clip(np.rint(-m / np.where(zero, 1.0, d)), 0, 15))
-            scales = np.where(zero, -m, d).astype(np.float32)
-            q = np.where(zero[..., None], 0, q).astype(np.uint8)
-            approx = ((q.astype(np.float32) - zpf[..., None]) * scales[..., None]).reshape(N, K)
-            worst = max(worst, float(np.abs(approx - exact).max() / (np.abs(exact).max() + 1e-12)))
-            B = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
-            zpu = zpf.astype(np.uint8)
-            if nb % 2:
-                zpu = np.pad(zpu, ((0, 0), (0, 1)))
-            zp = (zpu[:, 0::2] | (zpu[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
-            scales, bits = scales.reshape(-1), 4
-        drop.add(w)
-        add += [numpy_helper.from_array(np.ascontiguousarray(B), w + ".q"), numpy_helper.from_array(scales, w + ".scales"),
-                numpy_helper.from_array(zp, w + ".zp")]
-        new_nodes.append(helper.make_node("MatMulNBits", [node.input[0], w + ".q", w + ".scales", w + ".zp"], list(node.output),
-                                          name=node.name + "_nbits", domain="com.microsoft", K=K, N=N, bits=bits, block_size=32, accuracy_level=4))
-    del g.node[:]
-    g.node.extend(new_nodes)
-    keep = [i for i in g.initializer if i.name not in drop]
-    del g.initializer[:]
-    g.initializer.extend(keep + add)
-    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    onnx.save(model, out_path)
-    return worst
+# ---------------------------------------------------------------- q4: the GGUF's own blocks, fused ops
+# The same model written with ONNX Runtime's fused contrib ops, over the GGUF's own 4-bit
+# blocks: one node per RMSNorm (SkipSimplifiedLayerNormalization also does the residual
+# add), Q/K/V in one MatMulNBits and gate/up in another (rows concatenated: each row's
+# blocks are independent), RotaryEmbedding on each row's own position_ids, and
+# GroupQueryAttention over the caches (~15 nodes a layer instead of ~65: most of a decode
+# step was per-node overhead). Same I/O as the fp32 graph, so the host drives both alike:
+# GroupQueryAttention sees every row as full length (seqlens_k = total - 1) and the
+# padding of left-padded rows is hidden by attention_bias, built from attention_mask
+# exactly like the fp32 graph's mask. (ONNX Runtime's CPU kernel takes several new
+# tokens with a past only at batch 1: the host runs prompt chunks alone.)
+RAW = {t.name: t for t in reader.tensors}
 
 
+def q4_rows(gname, perm):
+    """A Q4_1 tensor as MatMulNBits rows: 4-bit with a rounded uint8 zero point (Q4_1's
+    float minimum rounded to the block's scale), Q/K rows un-permuted like the fp32 graph.
+    Returns (blocks [N, K/32, 16], scales [N, K/32], packed zero points [N, ceil(K/64)],
+    worst relative change the rounding made)."""
+    t = RAW[gname]
+    assert t.tensor_type == gguf.GGMLQuantizationType.Q4_1, gname
+    n, k = W[gname].shape
+    nb = k // 32
+    blk = np.asarray(t.data).reshape(n, nb, 20)
+    d = blk[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    m = blk[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    qs = blk[..., 4:20]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.uint8)  # element j low, j+16 high
+    dense = W[gname]
+    if perm:
+        idx = unpermute(np.arange(n).reshape(n, 1), perm)[:, 0]
+        d, m, q, dense = d[idx], m[idx], q[idx], unpermute(dense, perm)
+    exact = (q.astype(np.float32) * d[..., None] + m[..., None]).reshape(n, k)
+    assert np.array_equal(exact, dense), f"Q4_1 parse of {gname}"
+    zero = d == 0
+    zpf = np.where(zero, 1.0, np.clip(np.rint(-m / np.where(zero, 1.0, d)), 0, 15))
+    scales = np.where(zero, -m, d).astype(np.float32)
+    q = np.where(zero[..., None], 0, q).astype(np.uint8)
+    approx = ((q.astype(np.float32) - zpf[..., None]) * scales[..., None]).reshape(n, k)
+    worst = float(np.abs(approx - exact).max() / (np.abs(exact).max() + 1e-12))
+    zpu = zpf.astype(np.uint8)
+    if nb % 2:
+        zpu = np.pad(zpu, ((0, 0), (0, 1)))
+    zp = (zpu[:, 0::2] | (zpu[:, 1::2] << 4)).astype(np.uint8)
+    return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8), scales, zp, worst
+
+
+def q8_embedding_rows():
+    """lm_head: the Q8_0 embedding as 8-bit MatMulNBits rows (exact, zero point 128)."""
+    t = RAW["token_embd.weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0
+    nb = HIDDEN // 32
+    blk = np.asarray(t.data).reshape(VOCAB, nb, 34)
+    d = blk[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    q = blk[..., 2:34].copy().view(np.int8)
+    assert np.array_equal((q.astype(np.float32) * d[..., None]).reshape(VOCAB, HIDDEN), embed), "Q8_0 parse"
+    return (q.astype(np.int16) + 128).astype(np.uint8), d, np.full((VOCAB, nb), 128, np.uint8), 0.0
+
+
+inits, nodes, q4_worst = [], [], [0.0]
+
+
+def nbits(x, parts, nm, bits=4):
+    """x @ W^T with W the rows of `parts` stacked (accuracy_level 4: int8 compute, each
+    activation row quantised on its own, so a row's result does not depend on its batch)."""
+    blocks, scales, zps = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    q4_worst[0] = max([q4_worst[0]] + [p[3] for p in parts])
+    n, k = blocks.shape[0], blocks.shape[1] * 32
+    inits.extend([numpy_helper.from_array(np.ascontiguousarray(blocks), nm + ".q"),
+                  numpy_helper.from_array(scales.reshape(-1), nm + ".scales"),
+                  numpy_helper.from_array(zps.reshape(-1), nm + ".zp")])
+    return op("MatMulNBits", [x, nm + ".q", nm + ".scales", nm + ".zp"], domain="com.microsoft", K=k, N=n, bits=bits, block_size=32, accuracy_level=4)
+
+
+def ms(kind, inputs, n_out=1, outs=None, **attrs):
+    """A com.microsoft contrib node."""
+    outs = outs or [name(kind.lower()) for _ in range(n_out)]
+    nodes.append(helper.make_node(kind, inputs, outs, name=name("n_" + kind), domain="com.microsoft", **attrs))
+    return outs[0] if len(outs) == 1 else outs
+
+
+h = op("Gather", [weight(embed, "model.embed_tokens.weight"), "input_ids"], axis=0)
+ids_shape = op("Shape", ["input_ids"])
+B = op("Gather", [ids_shape, scalar(0)], axis=0)
+S = op("Gather", [ids_shape, scalar(1)], axis=0)
+T = op("Gather", [op("Shape", ["attention_mask"]), scalar(1)], axis=0)
+P = op("Sub", [T, S])
+key_idx = op("Range", [scalar(0), T, scalar(1)])
+q_abs = op("Range", [P, T, scalar(1)])
+causal = op("LessOrEqual", [op("Unsqueeze", [key_idx, i64(0)]), op("Unsqueeze", [q_abs, i64(1)])])  # [S,T]
+am = op("Cast", [op("Unsqueeze", ["attention_mask", i64(1, 2)])], to=TensorProto.BOOL)  # [B,1,1,T]
+bias = op("Where", [op("And", [causal, am]), const(np.array(0.0, np.float32)), const(np.array(np.finfo(np.float32).min, np.float32))])  # [B,1,S,T]
+seqlens_k = op("Cast", [op("Expand", [op("Sub", [T, scalar(1)]), op("Unsqueeze", [B, i64(0)])])], to=TensorProto.INT32)
+total_len = op("Cast", [T], to=TensorProto.INT32)
+CONTEXT = int(field("llama.context_length"))
+angles = np.outer(np.arange(CONTEXT, dtype=np.float32), inv_freq)  # [context, D/2]
+cos_cache, sin_cache = const(np.cos(angles).astype(np.float32), "cos_cache"), const(np.sin(angles).astype(np.float32), "sin_cache")
+
+
+def rotary(x, n):
+    return ms("RotaryEmbedding", [x, "position_ids", cos_cache, sin_cache], num_heads=n, interleaved=0)
+
+
+x = op("SimplifiedLayerNormalization", [h, weight(W["blk.0.attn_norm.weight"], "model.layers.0.input_layernorm.weight")], axis=-1, epsilon=EPS, stash_type=1)
+for i in range(N_LAYER):
+    p = f"model.layers.{i}"
+    qkv = nbits(x, [q4_rows(f"blk.{i}.attn_q.weight", N_HEAD), q4_rows(f"blk.{i}.attn_k.weight", N_KV), q4_rows(f"blk.{i}.attn_v.weight", None)], f"{p}.self_attn.qkv_proj")
+    q, k, v = op("Split", [qkv, i64(HIDDEN, N_KV * HEAD_DIM, N_KV * HEAD_DIM)], n_out=3, axis=-1)
+    ctx = ms("GroupQueryAttention", [rotary(q, N_HEAD), rotary(k, N_KV), v, f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens_k, total_len, "", "", "", bias],
+             outs=[name("attn"), f"present.{i}.key", f"present.{i}.value"], num_heads=N_HEAD, kv_num_heads=N_KV)[0]
+    o = nbits(ctx, [q4_rows(f"blk.{i}.attn_output.weight", None)], f"{p}.self_attn.o_proj")
+    x, _, _, h = ms("SkipSimplifiedLayerNormalization", [o, h, weight(W[f"blk.{i}.ffn_norm.weight"], f"{p}.post_attention_layernorm.weight")], n_out=4, epsilon=EPS)
+    gate_up = nbits(x, [q4_rows(f"blk.{i}.ffn_gate.weight", None), q4_rows(f"blk.{i}.ffn_up.weight", None)], f"{p}.mlp.gate_up_proj")
+    gate, up = op("Split", [gate_up, i64(W[f"blk.{i}.ffn_gate.weight"].shape[0], W[f"blk.{i}.ffn_up.weight"].shape[0])], n_out=2, axis=-1)
+    act = op("Mul", [op("Mul", [gate, op("Sigmoid", [gate])]), up])
+    m = nbits(act, [q4_rows(f"blk.{i}.ffn_down.weight", None)], f"{p}.mlp.down_proj")
+    # The residual add, then the next layer's input norm (the final norm after the last).
+    nxt, nxt_name = (f"blk.{i + 1}.attn_norm.weight", f"model.layers.{i + 1}.input_layernorm.weight") if i + 1 < N_LAYER else ("output_norm.weight", "model.norm.weight")
+    x, _, _, h = ms("SkipSimplifiedLayerNormalization", [m, h, weight(W[nxt], nxt_name)], n_out=4, epsilon=EPS)
+nodes.append(helper.make_node("Identity", [nbits(x, [q8_embedding_rows()], "lm_head", bits=8)], ["logits"]))
+
+graph = helper.make_graph(nodes, "smollm2-135m-instruct-q4", graph_inputs, graph_outputs, inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)], producer_name="helixflow-smollm2")
+model.ir_version = 8
+model.metadata_props.add(key="helixflow.source", value=f"{PKG}=={VERSION} {GGUF_MEMBER}")
+model.metadata_props.add(key="helixflow.context_length", value=str(CONTEXT))
+# (No onnx.checker here: SimplifiedLayerNormalization is ONNX Runtime's, registered in the
+# default domain, which the checker does not know; onnxruntime loads and checks it below.)
 Q4 = os.path.join(OUT, "smollm2-135m-instruct-q4.onnx")
-worst = q4_model(FP32, Q4 + ".tmp", reader, N_HEAD, N_KV, unpermute)
+onnx.save(model, Q4 + ".tmp")
 os.replace(Q4 + ".tmp", Q4)
-print(f"wrote {Q4} ({os.path.getsize(Q4) / 1e6:.1f} MB; zero-point rounding moved a weight by at most {worst:.3f} of its tensor's largest)")
+del model, graph, inits
+print(f"wrote {Q4} ({os.path.getsize(Q4) / 1e6:.1f} MB, {len(nodes)} nodes; zero-point rounding moved a weight by at most {q4_worst[0]:.3f} of its tensor's largest)")
 check_variant("q4", Q4)

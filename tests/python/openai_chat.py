@@ -68,7 +68,9 @@ PROMPTS = [
     [{"role": "user", "content": "Count from 1 to 12: 1, 2, 3,"}],
 ]
 N = 40
-for model, prompts in ((INT8, PROMPTS), (FP32, PROMPTS[:2]), (Q4, PROMPTS[1:3])):
+# fp32 and q4 have a prefix cache (int8 does not: it quantises activations per tensor), so
+# their second prompt starts from the first one's system prompt: still token for token.
+for model, prompts in ((INT8, PROMPTS), (FP32, PROMPTS[:2]), (Q4, PROMPTS[:3])):
     ref = refs[model]
     for msgs in prompts:
         ids = chat_ids(ref.tok, msgs)
@@ -85,6 +87,16 @@ for model, prompts in ((INT8, PROMPTS), (FP32, PROMPTS[:2]), (Q4, PROMPTS[1:3]))
         check(c.finish_reason == want_finish, f"{model}: finish_reason {c.finish_reason} == {want_finish}")
         check(c.message.role == "assistant" and r.object == "chat.completion" and r.model == model, "response shape")
         check(all(lp.logprob <= 0 for lp in c.logprobs.content), "logprobs are log-probabilities")
+
+# 1b. A conversation's next turn starts from the cached first turn and still equals the reference.
+for model in (FP32, Q4):
+    ref = refs[model]
+    _, first_answer = ref.greedy(chat_ids(ref.tok, PROMPTS[0]), N)
+    msgs = PROMPTS[0] + [{"role": "assistant", "content": first_answer}, {"role": "user", "content": "And the capital of Italy?"}]
+    want_ids, want_text = ref.greedy(chat_ids(ref.tok, msgs), N)
+    r = client.chat.completions.create(model=model, messages=msgs, temperature=0, max_tokens=N, logprobs=True)
+    got_bytes = [t.bytes for t in r.choices[0].logprobs.content]
+    check(got_bytes == [token_bytes(ref.tok, i) for i in want_ids], f"{model}: second turn {r.choices[0].message.content!r} == reference {want_text!r}")
 
 # 2. Streaming: same tokens, chunk by chunk, usage in the final chunk, first token early.
 msgs = PROMPTS[1]

@@ -399,6 +399,7 @@ fn start_inference(
         max_calls_per_invocation: i.max_calls_per_invocation,
         max_kv_bytes: i.max_kv_cache_mb << 20,
         max_kv_tenant_bytes: i.max_kv_cache_mb_per_tenant.min(i.max_kv_cache_mb) << 20,
+        prefix_cache_bytes: i.prefix_cache_mb.min(i.max_kv_cache_mb) << 20,
         max_context: i.max_context,
         max_sequences_per_invocation: i.max_sequences_per_invocation,
     };

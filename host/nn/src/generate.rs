@@ -37,6 +37,11 @@
 //!   never an allocation failure. Not counted: ONNX Runtime's own scratch memory for
 //!   activations inside a run, bounded by the largest run's shapes.
 
+mod prefix;
+
+pub use prefix::{MAX_PREFIX, MIN_PREFIX, MIN_SUFFIX};
+use prefix::PrefixCache;
+
 use crate::ffi::{self, RawInput};
 use crate::tensor::TensorType;
 use crate::{ErrorCode, NnError, SessionCore};
@@ -233,6 +238,12 @@ enum KvStorage {
     ),
     /// A row of a batch's outputs.
     Batch(BatchRow),
+    /// Copied from the model's prefix cache (`[1, heads, len, head_dim]` each), until the
+    /// sequence's first run replaces it.
+    Host(
+        Vec<Vec<u8>>,
+        #[allow(dead_code)] /* held for its release on drop */ Charge,
+    ),
 }
 
 /// Row `row` of a batch's outputs `[rows, heads, t, head_dim]`; the sequence's
@@ -348,6 +359,7 @@ impl Kv {
         match &self.storage {
             KvStorage::Empty => &[],
             KvStorage::Solo(t, _) => &t[l].bytes()[h * n..(h + 1) * n],
+            KvStorage::Host(t, _) => &t[l][h * n..(h + 1) * n],
             KvStorage::Batch(BatchRow { batch: b, row }) => {
                 let s = ((row * heads + h) * b.t + (b.t - self.len)) * row_bytes;
                 &b.tensors[l].bytes()[s..s + n]
@@ -381,6 +393,11 @@ pub struct LmStats {
     pub prefill_tokens: AtomicU64,
     /// Batched runs that fed the previous run's outputs straight back (same rows).
     pub sticky_runs: AtomicU64,
+    /// Prompts of new sequences looked up in the prefix cache, those that started from
+    /// an entry, and the prompt positions those took from it instead of running them.
+    pub prefix_lookups: AtomicU64,
+    pub prefix_hits: AtomicU64,
+    pub prefix_tokens: AtomicU64,
 }
 
 /// A loaded causal language model with its scheduler.
@@ -391,6 +408,7 @@ pub struct CausalLm {
     tx: std::sync::Mutex<std::sync::mpsc::Sender<Msg>>,
     next_id: AtomicU64,
     pub stats: Arc<LmStats>,
+    prefix: Arc<PrefixCache>,
 }
 
 /// One model's decode scheduler: what its thread needs (it must not keep the
@@ -406,6 +424,7 @@ struct DecodeScheduler {
     budget: Arc<KvBudget>,
     stats: Arc<LmStats>,
     outputs: Vec<String>,
+    prefix: Arc<PrefixCache>,
 }
 
 fn not_lm(core: &SessionCore, why: impl std::fmt::Display) -> NnError {
@@ -420,13 +439,15 @@ fn not_lm(core: &SessionCore, why: impl std::fmt::Display) -> NnError {
 
 impl CausalLm {
     /// Checks the model's I/O and starts its scheduler. `context`: the model's own
-    /// limit (from its `helixflow.context_length` metadata), capped by the node.
+    /// limit (from its `helixflow.context_length` metadata), capped by the node;
+    /// `prefix_bytes`: its prefix cache's size (0: none).
     pub(crate) fn start(
         core: Arc<SessionCore>,
         context: usize,
         max_batch: usize,
         max_delay: Duration,
         budget: Arc<KvBudget>,
+        prefix_bytes: u64,
     ) -> Result<CausalLm, NnError> {
         let find = |name: &str| core.inputs.iter().find(|i| i.name == name);
         for (name, ty) in [
@@ -495,6 +516,13 @@ impl CausalLm {
             }
         };
         let stats = Arc::new(LmStats::default());
+        let prefix = Arc::new(PrefixCache::new(
+            prefix_bytes,
+            budget.clone(),
+            2 * layers,
+            kv_heads,
+            head_dim * 4,
+        ));
         let scheduler = DecodeScheduler {
             core: core.clone(),
             layers,
@@ -506,6 +534,7 @@ impl CausalLm {
             budget,
             stats: stats.clone(),
             outputs,
+            prefix: prefix.clone(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -517,7 +546,7 @@ impl CausalLm {
                     format!("cannot start the decode scheduler: {e}"),
                 )
             })?;
-        tracing::info!(model = %core.display, layers, kv_heads, head_dim, vocab, context, max_batch, "causal LM scheduler started");
+        tracing::info!(model = %core.display, layers, kv_heads, head_dim, vocab, context, max_batch, prefix_cache_bytes = prefix_bytes, "causal LM scheduler started");
         Ok(CausalLm {
             display: core.display.clone(),
             vocab,
@@ -525,7 +554,13 @@ impl CausalLm {
             tx: std::sync::Mutex::new(tx),
             next_id: AtomicU64::new(1),
             stats,
+            prefix,
         })
+    }
+
+    /// Bytes its prefix cache holds.
+    pub fn prefix_cache_bytes(&self) -> u64 {
+        self.prefix.bytes()
     }
 
     /// A new, empty sequence of `tenant` (whose share of the KV budget its runs use).
@@ -598,6 +633,25 @@ impl Sequence {
                 ),
             ));
         }
+        // A new sequence's prompt may start from a cached prefix of the same tenant's.
+        let fresh = len == 0 && self.lm.prefix.enabled();
+        let prompt = tokens;
+        let mut tokens = tokens;
+        if fresh
+            && tokens.len() >= MIN_PREFIX + MIN_SUFFIX
+            && let Some(kv) = self.kv.as_ref()
+        {
+            let stats = &self.lm.stats;
+            stats.prefix_lookups.fetch_add(1, Ordering::Relaxed);
+            if let Some(hit) = self.lm.prefix.lookup(&kv.tenant, tokens) {
+                stats.prefix_hits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .prefix_tokens
+                    .fetch_add(hit.len as u64, Ordering::Relaxed);
+                tokens = &tokens[hit.len..];
+                self.kv = Some(hit);
+            }
+        }
         let mut logits = Vec::new();
         for chunk in tokens.chunks(PREFILL_CHUNK) {
             let kv = self.kv.take().ok_or_else(|| {
@@ -628,6 +682,9 @@ impl Sequence {
             })?;
             self.kv = Some(kv);
             logits = r?;
+        }
+        if fresh && let Some(kv) = self.kv.as_ref() {
+            self.lm.prefix.insert(&kv.tenant, prompt, kv);
         }
         Ok(logits)
     }
@@ -751,10 +808,16 @@ impl DecodeScheduler {
         }
         alone.extend(jobs);
         for mut j in alone {
-            match self
-                .budget
-                .reserve(&j.kv.tenant, self.one_bytes(&j), j.kv.inherited())
-            {
+            let reserve = |j: &Job| {
+                self.budget
+                    .reserve(&j.kv.tenant, self.one_bytes(j), j.kv.inherited())
+            };
+            // Cached prefixes give way to a run that needs their bytes.
+            let reserved = match reserve(&j) {
+                Err(_) if self.prefix.shed(&j.kv.tenant) => reserve(&j),
+                r => r,
+            };
+            match reserved {
                 Ok(c) => {
                     self.finish(vec![j], vec![c], |s, jobs, charges| {
                         s.run_one(&mut jobs[0], charges)
@@ -946,6 +1009,7 @@ impl DecodeScheduler {
             let data: &[u8] = match &j.kv.storage {
                 KvStorage::Empty => &[],
                 KvStorage::Solo(t, _) => t[l].bytes(),
+                KvStorage::Host(t, _) => &t[l],
                 KvStorage::Batch(_) => &copied[l],
             };
             inputs.push(RawInput {

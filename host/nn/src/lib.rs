@@ -185,6 +185,9 @@ pub struct NnConfig {
     pub max_kv_bytes: u64,
     /// Bytes of that budget one tenant's sequences may hold (capped at `max_kv_bytes`).
     pub max_kv_tenant_bytes: u64,
+    /// Bytes each causal LM's prefix cache may hold (prompt beginnings reused by the
+    /// same tenant's next sequences; charged to the KV budget too); 0 disables it.
+    pub prefix_cache_bytes: u64,
     /// Longest context a sequence may reach (a model's own limit applies too).
     pub max_context: usize,
     /// Sequences one invocation may hold open at once.
@@ -207,6 +210,7 @@ impl Default for NnConfig {
             max_calls_per_invocation: 10_000,
             max_kv_bytes: 2 << 30,
             max_kv_tenant_bytes: 1 << 30,
+            prefix_cache_bytes: 64 << 20,
             max_context: 8192,
             max_sequences_per_invocation: 4,
         }
@@ -282,6 +286,10 @@ pub struct SessionCore {
     pub stats: GraphStats,
     /// The model's `helixflow.context_length` metadata, if any.
     pub context_length: Option<usize>,
+    /// Whether a row's results in a run are independent of the other rows (false when
+    /// the graph quantises activations per tensor: `DynamicQuantizeLinear`). Prefix
+    /// caching is exact only for such models.
+    pub rows_independent: bool,
     /// Held while this session has its own (adaptive-spin) thread pool.
     _own_pool: Option<OwnPool>,
 }
@@ -555,6 +563,10 @@ pub struct LmInfo {
     pub max_rows: u64,
     pub prefill_tokens: u64,
     pub sticky_runs: u64,
+    pub prefix_lookups: u64,
+    pub prefix_hits: u64,
+    pub prefix_tokens: u64,
+    pub prefix_cache_bytes: u64,
 }
 
 type Slot = Arc<tokio::sync::OnceCell<Arc<LoadedGraph>>>;
@@ -692,12 +704,19 @@ impl Inference {
                 0 => generate::DEFAULT_MAX_DELAY,
                 us => std::time::Duration::from_micros(us),
             };
+            let prefix_bytes = if g.core.rows_independent {
+                self.cfg.prefix_cache_bytes
+            } else {
+                tracing::info!(model = %g.core.display, "no prefix cache: the model quantises activations per tensor (DynamicQuantizeLinear), so a reused prefix would change its results");
+                0
+            };
             generate::CausalLm::start(
                 g.core.clone(),
                 context,
                 max_batch,
                 delay,
                 self.kv_budget.clone(),
+                prefix_bytes,
             )
             .map(Arc::new)
         })
@@ -878,6 +897,8 @@ impl Inference {
         let own_pool = pool_slot.as_ref().map(|_| intra_threads(&self.cfg));
         let fp16 = spec.trt_fp16;
         let model_name = spec.display.clone();
+        // (An op type is a plain string in the model's protobuf.)
+        let rows_independent = memchr::memmem::find(&bytes, b"DynamicQuantizeLinear").is_none();
         let started = Instant::now();
         let (session, provider, skipped) = tokio::task::spawn_blocking(move || {
             let mut skipped = Vec::new();
@@ -931,6 +952,7 @@ impl Inference {
             session,
             stats: GraphStats::default(),
             context_length,
+            rows_independent,
             _own_pool: pool_slot,
         });
         // A causal LM batches through its decode scheduler, not the generic batcher.
@@ -997,6 +1019,10 @@ fn info(g: &LoadedGraph) -> LoadedInfo {
                     max_rows: s.max_rows.load(Ordering::Relaxed),
                     prefill_tokens: s.prefill_tokens.load(Ordering::Relaxed),
                     sticky_runs: s.sticky_runs.load(Ordering::Relaxed),
+                    prefix_lookups: s.prefix_lookups.load(Ordering::Relaxed),
+                    prefix_hits: s.prefix_hits.load(Ordering::Relaxed),
+                    prefix_tokens: s.prefix_tokens.load(Ordering::Relaxed),
+                    prefix_cache_bytes: lm.prefix_cache_bytes(),
                 })
             }
             _ => None,

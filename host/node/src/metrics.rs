@@ -405,8 +405,9 @@ impl Metrics {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         // (model label, provider) -> [sessions, computes, errors, runs, batched requests]
         let mut by_model: BTreeMap<(String, &'static str), [u64; 5]> = BTreeMap::new();
-        // model label -> [open sequences, decoded, prefill tokens, batched runs]
-        let mut lms: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+        // model label -> [open sequences, decoded, prefill tokens, batched runs, prefix
+        // lookups, prefix hits, prefix tokens, prefix cache bytes]
+        let mut lms: BTreeMap<String, [u64; 8]> = BTreeMap::new();
         for s in &sessions {
             let label = esc(&self.session_label(&s.model));
             let row = by_model
@@ -425,6 +426,10 @@ impl Metrics {
                     l.decode_rows,
                     l.prefill_tokens,
                     l.batched_runs,
+                    l.prefix_lookups,
+                    l.prefix_hits,
+                    l.prefix_tokens,
+                    l.prefix_cache_bytes,
                 ]) {
                     *sum = sum.saturating_add(v);
                 }
@@ -519,6 +524,26 @@ impl Metrics {
                 "llm_batched_runs",
                 "counter",
                 "decode runs that carried more than one sequence",
+            ),
+            (
+                "llm_prefix_cache_lookups",
+                "counter",
+                "prompts of new sequences looked up in the prefix cache",
+            ),
+            (
+                "llm_prefix_cache_hits",
+                "counter",
+                "prompts that started from a cached prefix of the same tenant",
+            ),
+            (
+                "llm_prefix_cache_tokens",
+                "counter",
+                "prompt tokens taken from the prefix cache instead of being run",
+            ),
+            (
+                "llm_prefix_cache_bytes",
+                "gauge",
+                "bytes the prefix cache holds",
             ),
         ]
         .into_iter()
