@@ -76,15 +76,18 @@ ensure_nn() {
 # The chat benchmark's peer: llama.cpp through llama-cpp-python's OpenAI-compatible
 # server, built from PyPI's source package (no prebuilt wheel for this CPU; ~15 min on 2
 # cores, once: the venv is cached outside the clone, keyed by version).
+# Not -march=native: this VM's CPU lists AMX, which the guest cannot use (llama.cpp died
+# with SIGILL on its first request); AVX-512 with VNNI is what it runs with.
 LLAMA_CPP_VERSION=0.3.36
-LLAMA_VENV="$HOME/.cache/helixflow/venv-llama-cpp-$LLAMA_CPP_VERSION"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+LLAMA_VENV="$HOME/.cache/helixflow/venv-llama-cpp-$LLAMA_CPP_VERSION-$(echo "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-8)"
 ensure_llama_cpp() {
     if [ ! -x "$LLAMA_VENV/bin/python" ] || ! "$LLAMA_VENV/bin/python" -c "import llama_cpp.server.app" 2>/dev/null; then
         log "building llama-cpp-python $LLAMA_CPP_VERSION (llama.cpp, its OpenAI server) into $LLAMA_VENV"
         rm -rf "$LLAMA_VENV"
         python3 -m venv "$LLAMA_VENV"
-        CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" "$LLAMA_VENV/bin/pip" install -q --disable-pip-version-check \
-            "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
+        CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" "$LLAMA_VENV/bin/pip" install -q \
+            --disable-pip-version-check --no-cache-dir "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
     fi
     export HELIXFLOW_LLAMA_PYTHON="$LLAMA_VENV/bin/python"
 }

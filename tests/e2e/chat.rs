@@ -107,11 +107,20 @@ async fn openai_python_chat_matches_onnxruntime_reference() {
         let lm = lm_of(&inf, m);
         let hits = lm["prefix_hits"].as_u64().unwrap_or(0);
         assert!(hits >= 2, "{m}: {hits} prefix-cache hits: {lm}");
-        assert!(lm["prefix_tokens"].as_u64().unwrap_or(0) >= 16 * hits, "{m}: {lm}");
-        assert!(lm["prefix_cache_bytes"].as_u64().unwrap_or(0) > 0, "{m}: {lm}");
+        assert!(
+            lm["prefix_tokens"].as_u64().unwrap_or(0) >= 16 * hits,
+            "{m}: {lm}"
+        );
+        assert!(
+            lm["prefix_cache_bytes"].as_u64().unwrap_or(0) > 0,
+            "{m}: {lm}"
+        );
     }
     let lm = lm_of(&inf, INT8);
-    assert_eq!(lm["prefix_lookups"], 0, "int8 never looks up a prefix: {lm}");
+    assert_eq!(
+        lm["prefix_lookups"], 0,
+        "int8 never looks up a prefix: {lm}"
+    );
     let metrics = api.http.get(&api.url("/metrics")).await.text();
     let hits = metrics
         .lines()

@@ -39,8 +39,8 @@
 
 mod prefix;
 
-pub use prefix::{MAX_PREFIX, MIN_PREFIX, MIN_SUFFIX};
 use prefix::PrefixCache;
+pub use prefix::{MAX_PREFIX, MIN_PREFIX, MIN_SUFFIX};
 
 use crate::ffi::{self, RawInput};
 use crate::tensor::TensorType;

@@ -276,7 +276,15 @@ mod tests {
     }
 
     fn prompt(shared: usize, tail: u32, n: usize) -> Vec<u32> {
-        (0..n as u32).map(|i| if (i as usize) < shared { i } else { 1000 + tail * 100 + i }).collect()
+        (0..n as u32)
+            .map(|i| {
+                if (i as usize) < shared {
+                    i
+                } else {
+                    1000 + tail * 100 + i
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -289,24 +297,37 @@ mod tests {
         cache.insert(&a, &first, &seq);
         drop(seq);
         assert_eq!(cache.bytes(), PER_POS * 40);
-        assert_eq!(budget.tenant_used("a"), PER_POS * 40, "the entry is charged to its tenant");
+        assert_eq!(
+            budget.tenant_used("a"),
+            PER_POS * 40,
+            "the entry is charged to its tenant"
+        );
 
         // 30 shared tokens: the copy holds exactly those positions of every head.
         let hit = cache.lookup(&a, &prompt(30, 2, 45)).expect("a hit");
         assert_eq!(hit.len, 30);
         for l in 0..TENSORS {
             for h in 0..HEADS {
-                let want: Vec<u8> = (0..30).flat_map(|p| [(l * 100 + h * 50 + p) as u8; ROW]).collect();
+                let want: Vec<u8> = (0..30)
+                    .flat_map(|p| [(l * 100 + h * 50 + p) as u8; ROW])
+                    .collect();
                 assert_eq!(hit.head(l, h, HEADS, ROW), &want[..], "tensor {l} head {h}");
             }
         }
-        assert_eq!(budget.tenant_used("a"), PER_POS * 70, "the copy is charged too");
+        assert_eq!(
+            budget.tenant_used("a"),
+            PER_POS * 70,
+            "the copy is charged too"
+        );
         drop(hit);
         // Never another tenant's; never fewer than MIN_PREFIX shared tokens.
         assert!(cache.lookup(&b, &first).is_none());
         assert!(cache.lookup(&a, &prompt(MIN_PREFIX - 1, 3, 40)).is_none());
         // The same prompt again: all but MIN_SUFFIX positions.
-        assert_eq!(cache.lookup(&a, &first).map(|k| k.len), Some(40 - MIN_SUFFIX));
+        assert_eq!(
+            cache.lookup(&a, &first).map(|k| k.len),
+            Some(40 - MIN_SUFFIX)
+        );
         // A prompt that extends the entry replaces it; one it covers adds nothing.
         let mut longer = first.clone();
         longer.extend(5000..5010);
@@ -331,8 +352,14 @@ mod tests {
             cache.insert(&a, &prompt(0, i, 20), &kv(&budget, "a", 20));
             assert!(cache.bytes() <= limit, "{} > {limit}", cache.bytes());
         }
-        assert!(cache.lookup(&b, &prompt(0, 9, 30)).is_some(), "b's entry survived a's churn");
-        assert_eq!(budget.used.load(std::sync::atomic::Ordering::Relaxed), cache.bytes());
+        assert!(
+            cache.lookup(&b, &prompt(0, 9, 30)).is_some(),
+            "b's entry survived a's churn"
+        );
+        assert_eq!(
+            budget.used.load(std::sync::atomic::Ordering::Relaxed),
+            cache.bytes()
+        );
         // Too large for the limit: not kept.
         cache.insert(&a, &prompt(0, 7, 101), &kv(&budget, "a", 101));
         assert!(cache.lookup(&a, &prompt(0, 7, 101)).is_none());
