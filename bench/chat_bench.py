@@ -152,20 +152,32 @@ for c in LEVELS:
         t.join()
     report("Python onnxruntime (same loop)", c, out, time.perf_counter() - t0)
 
-# 4. llama.cpp (llama-cpp-python's OpenAI server, same GGUF the q4 model is built from).
+# 4. llama.cpp (llama-cpp-python's OpenAI server, same GGUF the q4 model is built from),
+# head to head: HelixFlow and llama.cpp alternate at each level, ROUNDS times, so a
+# machine that slows down or speeds up mid-run (a shared VM does) hits both alike; the
+# ratios are per round, their median printed.
 PEER_URL = os.environ.get("BENCH_PEER_URL")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 if PEER_URL:
     PEER = "llama.cpp (llama-cpp-python server)"
     peer = openai.OpenAI(base_url=PEER_URL + "/v1", api_key="none", max_retries=0, timeout=600)
     run_level("smollm2", 1, peer)  # warm
-    for c in LEVELS:
-        out, wall = run_level("smollm2", c, peer)
-        report(PEER, c, out, wall)
     print()
-    print(f"== HelixFlow ({MODEL}, node defaults) vs {PEER}, same run ==")
+    print(f"== head to head: HelixFlow ({MODEL}, node defaults) vs {PEER}, alternating, {ROUNDS} rounds ==", flush=True)
+    summary = []
     for c in LEVELS:
-        h, p = RESULTS.get((HF, c)), RESULTS.get((PEER, c))
-        if h and p:
-            print(f"c={c:<3} per stream {h['tps']:6.1f} vs {p['tps']:6.1f} tok/s ({h['tps'] / p['tps']:.2f}x) | "
-                  f"aggregate {h['agg']:6.1f} vs {p['agg']:6.1f} tok/s ({h['agg'] / p['agg']:.2f}x) | "
-                  f"TTFT p50 {h['ttft']:6.1f} vs {p['ttft']:6.1f} ms", flush=True)
+        ratios = []
+        for r in range(ROUNDS):
+            for label, model, api in ((HF, MODEL, None), (PEER, "smollm2", peer)):
+                out, wall = run_level(model, c, api)
+                report(f"{label[:25]} #{r + 1}", c, out, wall)
+                RESULTS[(label, c)] = RESULTS.pop((f"{label[:25]} #{r + 1}", c))
+            h, p = RESULTS[(HF, c)], RESULTS[(PEER, c)]
+            ratios.append((h["tps"] / p["tps"], h["agg"] / p["agg"], h["ttft"], p["ttft"]))
+        med = lambda k: statistics.median(x[k] for x in ratios)  # noqa: E731
+        summary.append(f"c={c:<3} per stream {med(0):.2f}x | aggregate {med(1):.2f}x | TTFT p50 {med(2):6.1f} vs {med(3):6.1f} ms "
+                       f"(per round: {', '.join(f'{x[0]:.2f}x/{x[1]:.2f}x' for x in ratios)})")
+    print()
+    print(f"== HelixFlow / llama.cpp, median of {ROUNDS} alternating rounds (tok/s per stream | aggregate tok/s | TTFT p50) ==")
+    for line in summary:
+        print(line, flush=True)

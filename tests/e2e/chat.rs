@@ -107,8 +107,9 @@ async fn openai_python_chat_matches_onnxruntime_reference() {
         let lm = lm_of(&inf, m);
         let hits = lm["prefix_hits"].as_u64().unwrap_or(0);
         assert!(hits >= 2, "{m}: {hits} prefix-cache hits: {lm}");
+        // The model's first prompt found nothing cached.
         assert!(
-            lm["prefix_tokens"].as_u64().unwrap_or(0) >= 16 * hits,
+            lm["prefix_lookups"].as_u64().unwrap_or(0) > hits,
             "{m}: {lm}"
         );
         assert!(

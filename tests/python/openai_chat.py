@@ -98,6 +98,20 @@ for model in (FP32, Q4):
     got_bytes = [t.bytes for t in r.choices[0].logprobs.content]
     check(got_bytes == [token_bytes(ref.tok, i) for i in want_ids], f"{model}: second turn {r.choices[0].message.content!r} == reference {want_text!r}")
 
+# 1c. A long shared system prompt (past the 128-token prompt chunk): the second prompt reuses
+# it and runs the rest of its chunk; still token for token.
+LONG_SYSTEM = "You are a careful assistant who answers briefly and never makes things up. " * 12
+for model in (FP32, Q4):
+    ref = refs[model]
+    for q in ("Name three primary colors.", "What is the capital of France?"):
+        msgs = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": q}]
+        ids = chat_ids(ref.tok, msgs)
+        want_ids, want_text = ref.greedy(ids, 24)
+        r = client.chat.completions.create(model=model, messages=msgs, temperature=0, max_tokens=24, logprobs=True)
+        got_bytes = [t.bytes for t in r.choices[0].logprobs.content]
+        check(len(ids) > 150 and got_bytes == [token_bytes(ref.tok, i) for i in want_ids],
+              f"{model}: {len(ids)}-token prompt with a long shared system prompt: {r.choices[0].message.content!r} == reference {want_text!r}")
+
 # 2. Streaming: same tokens, chunk by chunk, usage in the final chunk, first token early.
 msgs = PROMPTS[1]
 want_ids, want_text = refs[INT8].greedy(chat_ids(refs[INT8].tok, msgs), 48)

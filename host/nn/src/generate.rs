@@ -80,6 +80,9 @@ pub struct KvBudget {
     pub tenant_limit: u64,
     pub used: AtomicU64,
     tenants: Mutex<HashMap<Arc<str>, u64>>,
+    /// Every model's prefix cache: they hold bytes of this budget and give them back
+    /// when a run is refused ([`KvBudget::shed_prefixes`]).
+    prefixes: Mutex<Vec<std::sync::Weak<PrefixCache>>>,
 }
 
 impl KvBudget {
@@ -89,7 +92,37 @@ impl KvBudget {
             tenant_limit: tenant_limit.min(limit),
             used: AtomicU64::new(0),
             tenants: Mutex::new(HashMap::new()),
+            prefixes: Mutex::new(Vec::new()),
         })
+    }
+
+    fn register_prefix(&self, cache: &Arc<PrefixCache>) {
+        let mut list = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(cache));
+    }
+
+    /// Frees cached prefixes for a run of `tenant` that `bytes` more would not fit:
+    /// the tenant's own entries in every model, and every tenant's when the node-wide
+    /// limit is what refused. Whether anything was freed.
+    fn shed_prefixes(&self, tenant: &Arc<str>, bytes: u64) -> bool {
+        let everyone = self
+            .used
+            .load(Ordering::Acquire)
+            .checked_add(bytes)
+            .is_none_or(|n| n > self.limit);
+        let caches: Vec<Arc<PrefixCache>> = self
+            .prefixes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        let mut freed = false;
+        for c in caches {
+            freed |= c.shed(tenant, everyone);
+        }
+        freed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64>> {
@@ -424,7 +457,6 @@ struct DecodeScheduler {
     budget: Arc<KvBudget>,
     stats: Arc<LmStats>,
     outputs: Vec<String>,
-    prefix: Arc<PrefixCache>,
 }
 
 fn not_lm(core: &SessionCore, why: impl std::fmt::Display) -> NnError {
@@ -523,6 +555,7 @@ impl CausalLm {
             kv_heads,
             head_dim * 4,
         ));
+        budget.register_prefix(&prefix);
         let scheduler = DecodeScheduler {
             core: core.clone(),
             layers,
@@ -534,7 +567,6 @@ impl CausalLm {
             budget,
             stats: stats.clone(),
             outputs,
-            prefix: prefix.clone(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -652,8 +684,38 @@ impl Sequence {
                 self.kv = Some(hit);
             }
         }
+        let tenant = self.kv.as_ref().map(|k| k.tenant.clone());
+        match self.run_chunks(tokens).await {
+            Ok(logits) => {
+                if fresh && let Some(kv) = self.kv.as_ref() {
+                    self.lm.prefix.insert(&kv.tenant, prompt, kv);
+                }
+                Ok(logits)
+            }
+            Err(e) => {
+                // On error nothing is appended: a new sequence is empty again (without the
+                // prefix it may have started from, or the chunks that did run).
+                if fresh && let Some(tenant) = tenant {
+                    self.kv = Some(Kv {
+                        len: 0,
+                        storage: KvStorage::Empty,
+                        tenant,
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `tokens` in chunks that end at multiples of [`PREFILL_CHUNK`] counted from
+    /// position 0, so a prompt that starts from a cached prefix runs the rest of a chunk
+    /// in one run, as the same prompt does unshared: the logits of its last one.
+    async fn run_chunks(&mut self, mut tokens: &[u32]) -> Result<Vec<f32>, NnError> {
         let mut logits = Vec::new();
-        for chunk in tokens.chunks(PREFILL_CHUNK) {
+        while !tokens.is_empty() {
+            let take = (PREFILL_CHUNK - self.len() % PREFILL_CHUNK).min(tokens.len());
+            let (chunk, rest) = tokens.split_at(take);
+            tokens = rest;
             let kv = self.kv.take().ok_or_else(|| {
                 NnError::new(
                     ErrorCode::RuntimeError,
@@ -682,9 +744,6 @@ impl Sequence {
             })?;
             self.kv = Some(kv);
             logits = r?;
-        }
-        if fresh && let Some(kv) = self.kv.as_ref() {
-            self.lm.prefix.insert(&kv.tenant, prompt, kv);
         }
         Ok(logits)
     }
@@ -814,7 +873,9 @@ impl DecodeScheduler {
             };
             // Cached prefixes give way to a run that needs their bytes.
             let reserved = match reserve(&j) {
-                Err(_) if self.prefix.shed(&j.kv.tenant) => reserve(&j),
+                Err(_) if self.budget.shed_prefixes(&j.kv.tenant, self.one_bytes(&j)) => {
+                    reserve(&j)
+                }
                 r => r,
             };
             match reserved {

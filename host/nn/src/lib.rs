@@ -897,14 +897,13 @@ impl Inference {
         let own_pool = pool_slot.as_ref().map(|_| intra_threads(&self.cfg));
         let fp16 = spec.trt_fp16;
         let model_name = spec.display.clone();
-        // (An op type is a plain string in the model's protobuf.)
-        let rows_independent = memchr::memmem::find(&bytes, b"DynamicQuantizeLinear").is_none();
         let started = Instant::now();
-        let (session, provider, skipped) = tokio::task::spawn_blocking(move || {
+        let (session, provider, skipped, rows_independent) = tokio::task::spawn_blocking(move || {
             let mut skipped = Vec::new();
+            let independent = rows_independent(&bytes);
             for (i, p) in providers.iter().enumerate() {
                 match build(&env, &bytes, *p, fp16, trt_dir.as_deref(), own_pool) {
-                    Ok(s) => return Ok((s, *p, skipped)),
+                    Ok(s) => return Ok((s, *p, skipped, independent)),
                     Err(e) => {
                         let last = i + 1 == providers.len();
                         if *p == Provider::Cpu || last || fallback == Fallback::Refuse {
@@ -1050,6 +1049,17 @@ fn io_specs(s: &ort::session::Session) -> (Vec<IoSpec>, Vec<IoSpec>) {
     )
 }
 
+/// Whether a model's rows are independent within a run: no operator that quantises
+/// activations with scales computed over the whole input (`DynamicQuantizeLinear`,
+/// ORT's fused `DynamicQuantizeMatMul` / `DynamicQuantizeLSTM`, `QAttention`). An op type
+/// is a plain string in the model's protobuf, so a byte search finds it (a weight that
+/// happens to contain the name only turns prefix caching off).
+fn rows_independent(model: &[u8]) -> bool {
+    [b"DynamicQuantize".as_slice(), b"QAttention"]
+        .iter()
+        .all(|op| memchr::memmem::find(model, op).is_none())
+}
+
 fn ort_err(code: ErrorCode) -> impl Fn(String) -> NnError {
     move |m| NnError::new(code, m)
 }
@@ -1159,6 +1169,23 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per-tensor dynamic activation quantisation makes rows depend on each other (no
+    /// prefix cache then); plain graphs do not.
+    #[test]
+    fn rows_depend_on_each_other_only_under_dynamic_activation_quantisation() {
+        let plain = std::fs::read(test_support::models_dir().join("matmul_f32.onnx")).unwrap();
+        assert!(rows_independent(&plain));
+        for op in [
+            "DynamicQuantizeLinear",
+            "DynamicQuantizeMatMul",
+            "QAttention",
+        ] {
+            let mut m = plain.clone();
+            m.extend_from_slice(op.as_bytes());
+            assert!(!rows_independent(&m), "{op}");
+        }
+    }
 
     /// A session someone still holds is never evicted: the cache keeps counting it, and
     /// the next load of the same model gets the same session instead of building a

@@ -564,7 +564,7 @@ impl Metrics {
         for (name, help, v) in [
             (
                 "llm_kv_cache_bytes",
-                "KV-cache bytes held by open sequences on this node",
+                "KV-cache bytes held by open sequences and prefix caches on this node",
                 kv_used,
             ),
             (

@@ -12,18 +12,26 @@
 //! * Entries are per tenant: a lookup only ever sees its own tenant's entries, so no
 //!   tenant can learn (from timings or results) what another tenant's prompts were.
 //! * Reuse is exact: the cache at position `i` of a causal model depends only on tokens
-//!   `0..=i`, and a reusing sequence still runs at least [`MIN_SUFFIX`] tokens itself,
-//!   so its last prompt position goes through the same multi-row kernels as an
-//!   unshared prompt (one-row runs take ONNX Runtime's matrix-vector paths, whose
+//!   `0..=i`, and runs are row-independent, so what matters is that every position goes
+//!   through the same kind of run as in an unshared prompt: prompts run in chunks that
+//!   end at multiples of [`PREFILL_CHUNK`] counted from position 0 (a reusing prompt
+//!   runs the rest of its first chunk), the first run after the reused positions holds
+//!   at least two rows, the prompt's last run too ([`MIN_SUFFIX`]), and a position an
+//!   unshared prompt computed in a one-row run (its last, when the last chunk holds one
+//!   token) is never kept (one-row runs take ONNX Runtime's matrix-vector paths, whose
 //!   rounding differs). Models whose rows depend on each other within a run (per-tensor
-//!   activation quantisation: `DynamicQuantizeLinear`) get no prefix cache at all.
+//!   activation quantisation: `DynamicQuantize*`, `QAttention`) get no prefix cache.
 //! * Every byte an entry holds is charged to its tenant against the node's KV budget
 //!   ([`super::KvBudget`]) as long as the entry lives; the cache also keeps its own
 //!   byte limit (LRU eviction; a tenant holding over half of it evicts its own entries
 //!   first). Entries are only a cache: when a run cannot reserve its bytes, the
-//!   scheduler sheds entries ([`PrefixCache::shed`]) before it makes the run wait.
+//!   scheduler sheds the tenant's entries in every model (everyone's when the node-wide
+//!   limit refused; [`super::KvBudget::shed_prefixes`]) before it makes the run wait.
+//! * What a tenant can observe of others: only that the cache is shared in size (an
+//!   entry of its own may be evicted by others' use, as in any shared cache), never
+//!   which prompts they ran.
 
-use super::{Charge, Kv, KvBudget, KvStorage};
+use super::{Charge, Kv, KvBudget, KvStorage, PREFILL_CHUNK};
 use std::sync::{Arc, Mutex};
 
 /// Shortest shared beginning worth reusing.
@@ -115,13 +123,17 @@ impl PrefixCache {
             let mut inner = self.lock();
             inner.clock += 1;
             let now = inner.clock;
-            let (i, n) = inner
+            let (i, mut n) = inner
                 .entries
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.tenant == *tenant)
                 .map(|(i, e)| (i, common(&e.tokens, tokens).min(most)))
                 .max_by_key(|&(i, n)| (n, i))?;
+            // The rest of the chunk the reuse ends in must be two rows or more.
+            if n % PREFILL_CHUNK == PREFILL_CHUNK - 1 {
+                n -= 1;
+            }
             if n < MIN_PREFIX {
                 return None;
             }
@@ -157,7 +169,13 @@ impl PrefixCache {
     /// covers it. Entries the prompt extends (an earlier turn of the same conversation)
     /// are replaced by it.
     pub(crate) fn insert(&self, tenant: &Arc<str>, tokens: &[u32], kv: &Kv) {
-        let n = tokens.len().min(MAX_PREFIX).min(kv.len);
+        // A last chunk of one token ran alone in a one-row run: not kept.
+        let computed = if tokens.len() % PREFILL_CHUNK == 1 && tokens.len() > 1 {
+            tokens.len() - 1
+        } else {
+            tokens.len()
+        };
+        let n = computed.min(MAX_PREFIX).min(kv.len);
         if !self.enabled() || n < MIN_PREFIX {
             return;
         }
@@ -179,6 +197,10 @@ impl PrefixCache {
                 return;
             }
         }
+        // Charged before the copy is made (so the budget bounds it), and for good once kept.
+        let Ok(charge) = self.budget.reserve(tenant, bytes, 0) else {
+            return;
+        };
         let rb = self.row_bytes;
         let copy: Vec<Vec<u8>> = (0..self.tensors)
             .map(|l| {
@@ -189,11 +211,15 @@ impl PrefixCache {
                 out
             })
             .collect();
-        let Ok(charge) = self.budget.reserve(tenant, bytes, 0) else {
-            return;
-        };
         let mut inner = self.lock();
-        // Extended by this prompt: the new entry covers them.
+        if inner
+            .entries
+            .iter()
+            .any(|e| e.tenant == *tenant && e.tokens.len() > n && common(&e.tokens, tokens) == n)
+        {
+            return; // covered by an entry another sequence kept meanwhile
+        }
+        // Extended by this prompt (or the same): the new entry covers them.
         let mut freed = 0;
         inner.entries.retain(|e| {
             let extended = e.tenant == *tenant && tokens.starts_with(&e.tokens);
@@ -234,15 +260,12 @@ impl PrefixCache {
         });
     }
 
-    /// Frees entries for a run the budget refused: `tenant`'s, or (if it has none)
-    /// every entry. Whether anything was freed.
-    pub(crate) fn shed(&self, tenant: &Arc<str>) -> bool {
+    /// Frees entries for a run the budget refused: `tenant`'s, and everyone's when
+    /// `everyone` (the node-wide limit refused). Whether anything was freed.
+    pub(crate) fn shed(&self, tenant: &Arc<str>, everyone: bool) -> bool {
         let mut inner = self.lock();
         let before = inner.entries.len();
-        inner.entries.retain(|e| e.tenant != *tenant);
-        if inner.entries.len() == before {
-            inner.entries.clear();
-        }
+        inner.entries.retain(|e| !everyone && e.tenant != *tenant);
         inner.bytes = inner.entries.iter().map(|e| e.charge.bytes).sum();
         inner.entries.len() != before
     }
@@ -337,8 +360,40 @@ mod tests {
         assert_eq!(cache.bytes(), PER_POS * 50);
         assert_eq!(budget.tenant_used("a"), PER_POS * 50);
         // Shedding for a refused run frees the tenant's entries and their charge.
-        assert!(cache.shed(&a));
-        assert_eq!((cache.bytes(), budget.tenant_used("a")), (0, 0));
+        cache.insert(&b, &first, &kv(&budget, "b", 40));
+        assert!(cache.shed(&a, false));
+        assert_eq!(
+            (cache.bytes(), budget.tenant_used("a")),
+            (PER_POS * 40, 0),
+            "b's entry stays"
+        );
+        assert!(!cache.shed(&a, false), "nothing left of a's");
+        assert!(cache.shed(&a, true), "the node-wide limit sheds everyone's");
+        assert_eq!((cache.bytes(), budget.tenant_used("b")), (0, 0));
+    }
+
+    /// Positions are reused and kept only where an unshared prompt computes them in the
+    /// same kind of run: never ending a reuse one token short of a chunk boundary (the
+    /// rest of that chunk would be a one-row run), never keeping a prompt's last position
+    /// when it ran alone.
+    #[test]
+    fn reuse_and_entries_follow_the_prompt_chunks() {
+        let budget = KvBudget::new(1 << 30, 1 << 30);
+        let cache = PrefixCache::new(1 << 30, budget.clone(), TENSORS, HEADS, ROW);
+        let a: Arc<str> = Arc::from("a");
+        let c = PREFILL_CHUNK;
+        // 129 tokens: the last chunk is one token, run alone: 128 positions kept.
+        let long = prompt(0, 1, c + 1);
+        cache.insert(&a, &long, &kv(&budget, "a", c + 1));
+        assert_eq!(cache.bytes(), PER_POS * c as u64);
+        // Sharing 127 (= chunk - 1) tokens: 126 reused, so the first run holds 2 rows.
+        let mut other = long[..c - 1].to_vec();
+        other.extend(9000..9010);
+        assert_eq!(cache.lookup(&a, &other).map(|k| k.len), Some(c - 2));
+        // Sharing all 128: reused up to the boundary.
+        let mut other = long[..c].to_vec();
+        other.extend(9000..9010);
+        assert_eq!(cache.lookup(&a, &other).map(|k| k.len), Some(c));
     }
 
     #[test]
