@@ -189,7 +189,7 @@ impl Telemetry {
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
         let exporting = self.export_url.is_some();
-        let filter = tracing_subscriber::filter::filter_fn(move |m| {
+        let enabled = move |m: &tracing::Metadata<'_>| {
             if m.is_span() {
                 *m.level() <= Level::INFO
                     && if exporting {
@@ -201,7 +201,13 @@ impl Telemetry {
             } else {
                 exporting && *m.level() <= Level::WARN
             }
-        });
+        };
+        // (A metadata-only filter: its answer is cached per callsite.) It never wants
+        // more than INFO, and says so: without that hint the whole subscriber's maximum
+        // level is TRACE, so `log` records of dependencies (wasmtime logs at trace level
+        // as it instantiates) were built and filtered on every request.
+        let filter = tracing_subscriber::filter::filter_fn(enabled)
+            .with_max_level_hint(tracing::level_filters::LevelFilter::INFO);
         tracing_opentelemetry::layer()
             .with_tracer(self.tracer.clone())
             .with_location(false)
