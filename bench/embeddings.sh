@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # /v1/embeddings under load: HelixFlow (embed-minilm in the sandbox + wasi:nn on ONNX
-# Runtime) with dynamic batching on and off, against a Python onnxruntime HTTP server
-# (bench/py_embed_server.py) on the same model, same ORT threads, same load generator
-# (wrk, same connections, same request). Also prints the in-process wasi:nn overhead.
+# Runtime) with dynamic batching on and off, against two Python onnxruntime servers on
+# the same model and load generator (wrk, same connections, same request): FastAPI under
+# uvicorn with 2 workers x 1 ORT thread (bench/py_embed_fastapi.py, the usual deployment;
+# its venv is cached outside the clone) and a stdlib threading server with one session of
+# the node's threads (bench/py_embed_server.py). Also prints the in-process wasi:nn overhead.
 #
 #   bash bench/embeddings.sh                 # 15 s per run, 16 connections
 #   DURATION=30s CONNS=32 bash bench/embeddings.sh
@@ -22,6 +24,14 @@ if ! command -v wrk >/dev/null; then
 fi
 cargo build --profile "$HOST_PROFILE" -q -p helixflow-bench --manifest-path "$ROOT/Cargo.toml"
 MODEL="$HELIXFLOW_MODELS_DIR/minilm-int8.onnx"
+PEER_PY_PACKAGES="onnxruntime==1.31.1 numpy==2.4.6 tokenizers==0.23.3 fastapi==0.165.0 uvicorn[standard]==0.54.0"
+PEER_VENV="$HOME/.cache/helixflow/venv-embed-peer-$(echo "$PEER_PY_PACKAGES" | sha256sum | cut -c1-12)"
+if [ ! -x "$PEER_VENV/bin/uvicorn" ]; then
+    log "installing the FastAPI peer ($PEER_PY_PACKAGES) into $PEER_VENV"
+    rm -rf "$PEER_VENV"
+    python3 -m venv "$PEER_VENV"
+    "$PEER_VENV/bin/pip" install -q --disable-pip-version-check $PEER_PY_PACKAGES
+fi
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -74,7 +84,15 @@ curl -fsS -H "authorization: Bearer $HELIXFLOW_TOKEN" http://127.0.0.1:18281/met
 read -r HN_RPS HN_P50 HN_P99 < <(run_wrk http://127.0.0.1:18281/v1/embeddings minilm "$HELIXFLOW_TOKEN")
 kill "${PIDS[0]}"
 
-log "Python onnxruntime server"
+log "Python: FastAPI + uvicorn, 2 workers x 1 ORT thread"
+(cd "$ROOT/bench" && EMBED_MODEL="$MODEL" EMBED_TOKENIZER="$HELIXFLOW_MODELS_DIR/minilm-tokenizer.json" EMBED_THREADS=1 \
+    exec "$PEER_VENV/bin/uvicorn" py_embed_fastapi:app --workers 2 --host 127.0.0.1 --port 18283 --log-level warning) >"$WORK/fastapi.log" 2>&1 &
+PIDS+=($!)
+wait_http http://127.0.0.1:18283/healthz
+read -r FA_RPS FA_P50 FA_P99 < <(run_wrk http://127.0.0.1:18283/v1/embeddings minilm)
+kill "${PIDS[-1]}"
+
+log "Python onnxruntime server (threading, one session)"
 "$HELIXFLOW_NN_PYTHON" "$ROOT/bench/py_embed_server.py" 18282 "$MODEL" "$HELIXFLOW_MODELS_DIR/minilm-tokenizer.json" "$THREADS" >"$WORK/py.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "server on" "$WORK/py.log" && break; sleep 0.1; done
@@ -85,8 +103,10 @@ echo "== /v1/embeddings, MiniLM int8, 1 sentence per request, wrk -c$CONNS -d$DU
 printf "%-34s %10s %10s %10s\n" server RPS p50_ms p99_ms
 printf "%-34s %10s %10s %10s\n" "helixflow (batching 32 / 2 ms)" "$HB_RPS" "$HB_P50" "$HB_P99"
 printf "%-34s %10s %10s %10s\n" "helixflow (batching off)" "$HN_RPS" "$HN_P50" "$HN_P99"
+printf "%-34s %10s %10s %10s\n" "python fastapi (2 workers x 1)" "$FA_RPS" "$FA_P50" "$FA_P99"
 printf "%-34s %10s %10s %10s\n" "python onnxruntime server" "$PY_RPS" "$PY_P50" "$PY_P99"
-awk -v a="$HB_RPS" -v b="$PY_RPS" -v pa="$HB_P99" -v pb="$PY_P99" 'BEGIN { printf "throughput helixflow (batching) / python: %.2fx (target >= 2x); p99 %.1f vs %.1f ms: %s\n", a/b, pa, pb, (pa <= pb ? "equal or better" : "WORSE") }'
+awk -v a="$HB_RPS" -v b="$FA_RPS" -v pa="$HB_P99" -v pb="$FA_P99" 'BEGIN { printf "throughput helixflow (batching) / fastapi: %.2fx (target >= 1.3x); p99 %.1f vs %.1f ms\n", a/b, pa, pb }'
+awk -v a="$HB_RPS" -v b="$PY_RPS" -v pa="$HB_P99" -v pb="$PY_P99" 'BEGIN { printf "throughput helixflow (batching) / python threading server: %.2fx; p99 %.1f vs %.1f ms: %s\n", a/b, pa, pb, (pa <= pb ? "equal or better" : "WORSE") }'
 awk -v a="$HN_RPS" -v b="$PY_RPS" 'BEGIN { printf "throughput helixflow (batching off) / python: %.2fx\n", a/b }'
 awk -v a="$HB_RPS" -v b="$HN_RPS" -v c="$CONNS" 'BEGIN { printf "batching on / off under %s clients: %.2fx\n", c, a/b }'
 echo "ONNX Runtime runs of the batched model by requests carried (warm-up + measured run):"
