@@ -558,3 +558,91 @@ async fn chat_tokens_are_counted_by_the_host_and_metered_per_model() {
         "a request within the limit is served after the refusals: {v}"
     );
 }
+
+/// Prefix-cache entries are never shared between tenants. `demo` and `other` serve the
+/// same q4 bytes (one session, one scheduler, one prefix cache); `other` sends exactly
+/// the prompt `demo` just ran and must find nothing cached (a hit would let it learn,
+/// from timing, what `demo` asked); `demo`'s own repeat does hit.
+#[tokio::test(flavor = "multi_thread")]
+async fn prefix_cache_entries_are_never_shared_between_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), None);
+    let api = Api::new(&node);
+    for t in ["demo", "other"] {
+        api.create_tenant(t).await;
+        let r = api
+            .http
+            .request(
+                "POST",
+                &api.url(&format!("/api/v1/tenants/{t}/functions/chat/versions")),
+                &[("x-helixflow-config", r#"{"timeout_ms": 30000}"#)],
+                helixflow_e2e::guest("chat"),
+            )
+            .await;
+        assert_eq!(r.status, 201, "deploy chat in {t}: {}", r.text());
+        push_chat_model(&api, t, Q4, "smollm2-135m-instruct-q4.onnx").await;
+    }
+    let body = json!({"model": Q4, "temperature": 0, "max_tokens": 4,
+        "messages": [{"role": "user", "content": "What is the secret launch code of project Falcon?"}]})
+    .to_string();
+    let ask = |org: &'static str| {
+        let body = body.clone();
+        let api = &api;
+        async move {
+            let r = api
+                .http
+                .request(
+                    "POST",
+                    &api.url("/v1/chat/completions"),
+                    &[
+                        ("openai-organization", org),
+                        ("content-type", "application/json"),
+                    ],
+                    body,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{org}: {}", r.text());
+        }
+    };
+    // (lookups, hits) of the one q4 session, whichever tenant's name it carries.
+    let counters = || async {
+        let inf = inference(&api).await;
+        let lms: Vec<Value> = inf["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["model"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("/{Q4}@")))
+            })
+            .map(|s| s["lm"].clone())
+            .filter(|lm| !lm.is_null())
+            .collect();
+        assert_eq!(lms.len(), 1, "one session serves both tenants: {inf}");
+        (
+            lms[0]["prefix_lookups"].as_u64().unwrap(),
+            lms[0]["prefix_hits"].as_u64().unwrap(),
+        )
+    };
+    ask("demo").await;
+    assert_eq!(
+        counters().await,
+        (1, 0),
+        "demo's first prompt: nothing cached"
+    );
+    ask("other").await;
+    assert_eq!(
+        counters().await,
+        (2, 0),
+        "other's identical prompt never starts from demo's entry"
+    );
+    ask("demo").await;
+    assert_eq!(counters().await, (3, 1), "demo's own repeat does");
+    ask("other").await;
+    assert_eq!(
+        counters().await,
+        (4, 2),
+        "and other's own repeat, from its own entry"
+    );
+}
